@@ -1,0 +1,1 @@
+//! Benchmarks and the load tool live in this package.

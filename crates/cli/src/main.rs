@@ -1,0 +1,2 @@
+//! The `starling-server` binary.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The Starling broker (work in progress).
+#![warn(missing_docs)]

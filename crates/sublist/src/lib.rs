@@ -1,0 +1,2 @@
+//! Subject validation and the subscription matcher (work in progress).
+#![warn(missing_docs)]

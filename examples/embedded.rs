@@ -1,0 +1,2 @@
+//! Embeds a broker (work in progress).
+fn main() {}
