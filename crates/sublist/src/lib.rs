@@ -1,2 +1,37 @@
-//! Subject validation and the subscription matcher (work in progress).
+//! NATS subjects and the subscription matcher.
+//!
+//! Everything a broker needs to answer "who wants this message?", with nats-server 2.9's exact
+//! rules and without any I/O, runtime or knowledge of connections.
+//!
+//! # Layout
+//!
+//! - `subject`: validation ([`is_valid_subject`], [`is_valid_literal_subject`], ...) and pattern
+//!   logic ([`subject_matches`], [`subjects_collide`]) on byte-slice subjects.
+//! - `trie`: the token trie (literal tokens in hash maps, `*` and `>` in slots of their own).
+//! - `cache`: the shared, sharded, bounded cache of match results.
+//! - `sublist`: [`Sublist`], the trie behind a reader-writer lock plus the cache.
+//! - `result`: [`MatchResult`] and [`QueueGroup`], what a match returns.
+//! - `handle`: [`SubHandle`], the receipt an insert returns and a remove takes.
+//! - `interest`, `stats`, `error`: [`Interest`], [`SublistStats`], [`SublistError`].
 #![warn(missing_docs)]
+
+mod cache;
+mod error;
+mod handle;
+mod interest;
+mod result;
+mod stats;
+mod subject;
+mod sublist;
+mod trie;
+
+pub use error::SublistError;
+pub use handle::SubHandle;
+pub use interest::Interest;
+pub use result::{MatchResult, QueueGroup};
+pub use stats::SublistStats;
+pub use subject::{
+    is_valid_literal_subject, is_valid_publish_subject, is_valid_queue_name, is_valid_subject,
+    subject_is_literal, subject_matches, subjects_collide,
+};
+pub use sublist::Sublist;

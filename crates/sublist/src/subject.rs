@@ -1,0 +1,457 @@
+//! Subject and queue-name rules, exactly as nats-server 2.9 applies them.
+//!
+//! A subject is a sequence of bytes split into tokens by `.`. Any byte other than `.` may appear in a
+//! token (UTF-8, control bytes such as `0x01`); whitespace is rejected by [`is_valid_subject`]. A
+//! token that is exactly `*` matches one token; a token that is exactly `>` matches one or more
+//! trailing tokens and must be the last. `foo*` or `>a` are ordinary literal tokens.
+//!
+//! A *published* subject is always literal: a `*` or `>` token in it is matched as a literal token by
+//! the trie, which in practice means it is matched only by wildcard subscriptions (`foo.*` published
+//! reaches `foo.*` and `foo.>` subscribers but not `foo.bar`), exactly as nats-server behaves.
+
+use smallvec::SmallVec;
+
+/// The token separator.
+pub(crate) const SEP: u8 = b'.';
+/// The one-token wildcard.
+pub(crate) const PWC: u8 = b'*';
+/// The trailing wildcard.
+pub(crate) const FWC: u8 = b'>';
+
+/// Tokens of one subject; 16 inline covers virtually every real subject without allocating.
+pub(crate) type Tokens<'a> = SmallVec<[&'a [u8]; 16]>;
+
+/// The whitespace bytes nats-server refuses in a subscription subject.
+#[inline]
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c)
+}
+
+/// Whether `tok` is the single-token wildcard `*`.
+#[inline]
+pub(crate) fn is_pwc(tok: &[u8]) -> bool {
+    tok == [PWC]
+}
+
+/// Whether `tok` is the trailing wildcard `>`.
+#[inline]
+pub(crate) fn is_fwc(tok: &[u8]) -> bool {
+    tok == [FWC]
+}
+
+/// Splits `subject` into tokens; returns `false` (leaving `out` in an unspecified state) if any token
+/// is empty, which includes the empty subject and a leading or trailing `.`.
+#[inline]
+pub(crate) fn tokenize<'a>(subject: &'a [u8], out: &mut Tokens<'a>) -> bool {
+    out.clear();
+    let mut start = 0;
+    for (i, &b) in subject.iter().enumerate() {
+        if b == SEP {
+            if i == start {
+                return false;
+            }
+            out.push(&subject[start..i]);
+            start = i + 1;
+        }
+    }
+    if start >= subject.len() {
+        return false;
+    }
+    out.push(&subject[start..]);
+    true
+}
+
+/// Whether `subject` is acceptable as a subscription subject (nats-server's `IsValidSubject`): not
+/// empty, no empty token, no whitespace, `>` only as the last token.
+///
+/// ```
+/// use starling_sublist::is_valid_subject;
+/// assert!(is_valid_subject(b"foo.*.bar.>"));
+/// assert!(is_valid_subject(b"foo*.b>r"));
+/// assert!(!is_valid_subject(b"foo.>.bar"));
+/// assert!(!is_valid_subject(b"foo..bar"));
+/// assert!(!is_valid_subject(b"foo bar"));
+/// ```
+pub fn is_valid_subject(subject: &[u8]) -> bool {
+    let mut token_len = 0usize;
+    let mut first = 0u8;
+    for &b in subject {
+        if b == SEP {
+            // An empty token, or a `>` token followed by another token.
+            if token_len == 0 || (token_len == 1 && first == FWC) {
+                return false;
+            }
+            token_len = 0;
+        } else {
+            if is_space(b) {
+                return false;
+            }
+            if token_len == 0 {
+                first = b;
+            }
+            token_len += 1;
+        }
+    }
+    token_len != 0
+}
+
+/// Whether `subject` is a valid *literal* subject (nats-server's `IsValidLiteralSubject`, which the
+/// server applies to a pedantic client's `PUB`): no empty token and no `*` or `>` token.
+///
+/// Like nats-server it does not look for whitespace (the protocol parser already split on it). This
+/// runs once per published message, so it is a single pass over the bytes.
+///
+/// ```
+/// use starling_sublist::is_valid_literal_subject;
+/// assert!(is_valid_literal_subject(b"foo.bar*.>baz"));
+/// assert!(!is_valid_literal_subject(b"foo.*"));
+/// assert!(!is_valid_literal_subject(b"foo."));
+/// ```
+#[inline]
+pub fn is_valid_literal_subject(subject: &[u8]) -> bool {
+    let mut start = 0usize;
+    let len = subject.len();
+    let mut i = 0usize;
+    while i < len {
+        if subject[i] == SEP {
+            if !literal_token_ok(subject, start, i) {
+                return false;
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    literal_token_ok(subject, start, len)
+}
+
+/// Whether `subject[start..end]` is a non-empty, non-wildcard token.
+#[inline(always)]
+fn literal_token_ok(subject: &[u8], start: usize, end: usize) -> bool {
+    match end - start {
+        0 => false,
+        1 => !matches!(subject[start], PWC | FWC),
+        _ => true,
+    }
+}
+
+/// Whether a subject is both a valid subscription subject and literal (nats-server's
+/// `IsValidPublishSubject`): [`is_valid_subject`] and [`subject_is_literal`].
+pub fn is_valid_publish_subject(subject: &[u8]) -> bool {
+    is_valid_subject(subject) && subject_is_literal(subject)
+}
+
+/// Whether `queue` is acceptable as a queue group name: not empty and no whitespace. nats-server 2.9
+/// does not check anything else (`q.x`, `q*` and `>` are accepted and work).
+pub fn is_valid_queue_name(queue: &[u8]) -> bool {
+    !queue.is_empty() && !queue.iter().any(|&b| is_space(b))
+}
+
+/// Whether `subject` contains no wildcard token (nats-server's `subjectIsLiteral`). It does not check
+/// validity: `foo..bar` is "literal".
+#[inline]
+pub fn subject_is_literal(subject: &[u8]) -> bool {
+    let len = subject.len();
+    for (i, &b) in subject.iter().enumerate() {
+        if (b == PWC || b == FWC)
+            && (i == 0 || subject[i - 1] == SEP)
+            && (i + 1 == len || subject[i + 1] == SEP)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the subscription `pattern` matches the published `subject`, with exactly the outcome of
+/// [`Sublist::matches`](crate::Sublist::matches) holding one subscription on `pattern`.
+///
+/// Pattern tokens `*` and `>` are wildcards (`>` only as the last token). Subject tokens are all
+/// literal, so a published `*` token is matched by a `*` or `>` pattern token and by nothing else.
+/// A subject with an empty token (including a leading or trailing `.`) matches nothing.
+///
+/// ```
+/// use starling_sublist::subject_matches;
+/// assert!(subject_matches(b"foo.*", b"foo.bar"));
+/// assert!(subject_matches(b"foo.>", b"foo.bar.baz"));
+/// assert!(!subject_matches(b"foo.>", b"foo"));
+/// assert!(subject_matches(b"foo.*", b"foo.*"));
+/// assert!(!subject_matches(b"foo.bar", b"foo.*"));
+/// ```
+pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
+    let plen = pattern.len();
+    let slen = subject.len();
+    let mut p = 0usize; // start of the current pattern token
+    let mut s = 0usize; // start of the current subject token
+    loop {
+        // End of the current tokens.
+        let pe = memchr_sep(pattern, p);
+        let se = memchr_sep(subject, s);
+        if se == s {
+            // Empty subject token (also: empty subject, trailing or doubled dot).
+            return false;
+        }
+        let ptok = &pattern[p..pe];
+        if pe == plen && is_fwc(ptok) {
+            // `>` as the last pattern token: the rest of the subject must have no empty token.
+            return subject_tail_ok(subject, se);
+        }
+        if !is_pwc(ptok) && ptok != &subject[s..se] {
+            return false;
+        }
+        match (pe == plen, se == slen) {
+            (true, true) => return true,
+            (false, false) => {
+                p = pe + 1;
+                s = se + 1;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Index of the next `.` in `b` at or after `from`, or `b.len()`.
+#[inline(always)]
+fn memchr_sep(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while i < b.len() && b[i] != SEP {
+        i += 1;
+    }
+    i
+}
+
+/// Whether `subject[from..]` (which is either empty or starts with a `.`) has no empty token.
+fn subject_tail_ok(subject: &[u8], from: usize) -> bool {
+    if from == subject.len() {
+        return true;
+    }
+    // subject[from] is a separator; every following token must be non-empty.
+    let tail = &subject[from + 1..];
+    !tail.is_empty()
+        && !tail.starts_with(&[SEP])
+        && !tail.ends_with(&[SEP])
+        && !contains_double_sep(tail)
+}
+
+fn contains_double_sep(b: &[u8]) -> bool {
+    b.windows(2).any(|w| w == [SEP, SEP])
+}
+
+/// Whether two subscription patterns could both match one published subject (nats-server's
+/// `SubjectsCollide`). Useful to find which cached subjects or permissions a wildcard affects.
+///
+/// ```
+/// use starling_sublist::subjects_collide;
+/// assert!(subjects_collide(b"foo.*", b"*.bar"));
+/// assert!(subjects_collide(b"foo.>", b"foo.bar.baz"));
+/// assert!(!subjects_collide(b"foo.*", b"foo.bar.>"));
+/// assert!(!subjects_collide(b"foo.>", b"foo"));
+/// ```
+pub fn subjects_collide(a: &[u8], b: &[u8]) -> bool {
+    let mut ta = Tokens::new();
+    let mut tb = Tokens::new();
+    if !tokenize(a, &mut ta) || !tokenize(b, &mut tb) {
+        return false;
+    }
+    for (x, y) in ta.iter().zip(tb.iter()) {
+        if is_fwc(x) || is_fwc(y) {
+            // One side matches any one-or-more tokens from here; the other has at least one token
+            // left, and any valid pattern tail matches some non-empty token sequence.
+            return true;
+        }
+        if !is_pwc(x) && !is_pwc(y) && x != y {
+            return false;
+        }
+    }
+    ta.len() == tb.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_subjects() {
+        for s in [
+            &b"foo"[..],
+            b"foo.bar",
+            b"*",
+            b">",
+            b"*.>",
+            b"foo.*.bar",
+            b"foo.>",
+            b"foo*",
+            b"foo>",
+            b">foo",
+            b"*foo.>bar",
+            b"f\xc3\xa9e",
+            b"a\x01b.c",
+            b"$SYS.>",
+            b"_INBOX.abc123",
+        ] {
+            assert!(is_valid_subject(s), "{:?}", String::from_utf8_lossy(s));
+        }
+        for s in [
+            &b""[..],
+            b".",
+            b"..",
+            b"foo.",
+            b".foo",
+            b"foo..bar",
+            b">.foo",
+            b"foo.>.bar",
+            b"foo.>.>",
+            b"foo bar",
+            b"foo\tbar",
+            b"foo\r",
+            b"\n",
+            b"a.\x0c",
+            b" ",
+        ] {
+            assert!(!is_valid_subject(s), "{:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn valid_literal_subjects() {
+        for s in [
+            &b"foo"[..],
+            b"foo.bar",
+            b"foo*.>a",
+            b"a.b.c.d.e.f",
+            b"a\x01b",
+            b"**",
+        ] {
+            assert!(is_valid_literal_subject(s));
+            assert!(subject_is_literal(s));
+        }
+        for s in [
+            &b""[..],
+            b".",
+            b"foo.",
+            b".foo",
+            b"a..b",
+            b"*",
+            b">",
+            b"a.*",
+            b"*.a",
+            b"a.>",
+            b"a.*.b",
+        ] {
+            assert!(
+                !is_valid_literal_subject(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+        assert!(!subject_is_literal(b"a.*.b"));
+        assert!(!subject_is_literal(b">"));
+        assert!(subject_is_literal(b"a..b"));
+        assert!(is_valid_publish_subject(b"a.b"));
+        assert!(!is_valid_publish_subject(b"a.*"));
+        assert!(!is_valid_publish_subject(b"a b"));
+    }
+
+    #[test]
+    fn queue_names() {
+        assert!(is_valid_queue_name(b"workers"));
+        assert!(is_valid_queue_name(b"q.x"));
+        assert!(is_valid_queue_name(b">"));
+        assert!(!is_valid_queue_name(b""));
+        assert!(!is_valid_queue_name(b"a b"));
+    }
+
+    #[test]
+    fn matching() {
+        let yes: &[(&[u8], &[u8])] = &[
+            (b"foo", b"foo"),
+            (b">", b"foo"),
+            (b">", b"foo.bar.baz"),
+            (b"*", b"foo"),
+            (b"*.bar", b"foo.bar"),
+            (b"foo.*", b"foo.bar"),
+            (b"foo.*.baz", b"foo.bar.baz"),
+            (b"*.*.*", b"a.b.c"),
+            (b"foo.>", b"foo.bar"),
+            (b"foo.>", b"foo.bar.baz"),
+            (b"foo.*", b"foo.*"),
+            (b"foo.>", b"foo.*"),
+            (b"foo.*", b"foo.>"),
+            (b">", b">"),
+            (b"*", b"*"),
+        ];
+        for (p, s) in yes {
+            assert!(
+                subject_matches(p, s),
+                "{:?} {:?}",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(s)
+            );
+        }
+        let no: &[(&[u8], &[u8])] = &[
+            (b"foo", b"bar"),
+            (b"foo.>", b"foo"),
+            (b"*", b"foo.bar"),
+            (b"foo.*", b"foo"),
+            (b"foo.*", b"foo.bar.baz"),
+            (b"foo.bar", b"foo.*"),
+            (b"foo.bar", b"foo.>"),
+            (b"foo", b"foo."),
+            (b">", b"foo..bar"),
+            (b">", b""),
+            (b"foo.>", b"foo.bar."),
+            (b"foo.>", b"foo.bar..baz"),
+            (b"*", b""),
+            (b"foo.*", b"foo."),
+            (b"foobar", b"foo"),
+            (b"foo", b"foobar"),
+        ];
+        for (p, s) in no {
+            assert!(
+                !subject_matches(p, s),
+                "{:?} {:?}",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    #[test]
+    fn collisions() {
+        let yes: &[(&[u8], &[u8])] = &[
+            (b"foo.bar", b"foo.bar"),
+            (b"foo.*", b"foo.bar"),
+            (b"foo.*", b"*.bar"),
+            (b">", b"a.b.c"),
+            (b"*.>", b">"),
+            (b"foo.>", b"foo.*.baz"),
+            (b"a.*.c", b"a.b.*"),
+        ];
+        for (a, b) in yes {
+            assert!(subjects_collide(a, b));
+            assert!(subjects_collide(b, a));
+        }
+        let no: &[(&[u8], &[u8])] = &[
+            (b"foo.bar", b"foo.baz"),
+            (b"foo.*", b"foo.bar.>"),
+            (b"foo.>", b"foo"),
+            (b"*", b"a.b"),
+            (b"a.*.c", b"a.b.d"),
+            (b"foo..bar", b"foo..bar"),
+        ];
+        for (a, b) in no {
+            assert!(!subjects_collide(a, b));
+            assert!(!subjects_collide(b, a));
+        }
+    }
+
+    #[test]
+    fn tokenizing() {
+        let mut t = Tokens::new();
+        assert!(tokenize(b"a.bb.ccc", &mut t));
+        assert_eq!(&t[..], &[&b"a"[..], b"bb", b"ccc"]);
+        assert!(!tokenize(b"", &mut t));
+        assert!(!tokenize(b"a.", &mut t));
+        assert!(!tokenize(b".a", &mut t));
+        assert!(!tokenize(b"a..b", &mut t));
+    }
+}

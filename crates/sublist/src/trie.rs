@@ -1,0 +1,414 @@
+//! The subscription trie: one level per token, literal tokens in a hash map, `*` and `>` in slots of
+//! their own (the layout nats-server uses), subscriptions stored at the node of their last token.
+//!
+//! The trie knows nothing of locking or caching; [`Sublist`](crate::Sublist) wraps it.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+
+use crate::result::{MatchResult, QueueGroup};
+use crate::subject::{is_fwc, is_pwc, SEP};
+
+/// One token position: the nodes reachable by the next token.
+pub(crate) struct Level<T> {
+    literals: HashMap<Box<[u8]>, Node<T>>,
+    pwc: Option<Box<Node<T>>>,
+    fwc: Option<Box<Node<T>>>,
+}
+
+/// The subscriptions whose subject ends at this token, and the level of the following tokens.
+pub(crate) struct Node<T> {
+    next: Option<Box<Level<T>>>,
+    plain: Subs<T>,
+    queues: Vec<QueueSubs<T>>,
+}
+
+/// The members of one queue group at one node.
+struct QueueSubs<T> {
+    name: Arc<[u8]>,
+    subs: Subs<T>,
+}
+
+/// Subscriptions at one node, ordered by id.
+///
+/// Ids only grow, so an insert is a push and a remove is a binary search. A remove in a long list
+/// leaves a tombstone (shifting would be linear) and the list is compacted once half of it is dead,
+/// which keeps removes amortised O(log n) and matches a plain scan.
+pub(crate) struct Subs<T> {
+    slots: SmallVec<[Slot<T>; 1]>,
+    dead: u32,
+}
+
+struct Slot<T> {
+    id: u64,
+    value: Option<T>,
+}
+
+/// Lists at most this long are shifted on remove instead of getting a tombstone.
+const SHIFT_MAX: usize = 16;
+
+impl<T> Subs<T> {
+    fn new() -> Self {
+        Self {
+            slots: SmallVec::new(),
+            dead: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len() - self.dead as usize
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, id: u64, value: T) {
+        debug_assert!(self.slots.last().map_or(true, |s| s.id < id));
+        self.slots.push(Slot {
+            id,
+            value: Some(value),
+        });
+    }
+
+    fn remove(&mut self, id: u64) -> Option<T> {
+        let i = self.slots.binary_search_by_key(&id, |s| s.id).ok()?;
+        if self.slots.len() <= SHIFT_MAX && self.dead == 0 {
+            return self.slots.remove(i).value;
+        }
+        let value = self.slots[i].value.take()?;
+        self.dead += 1;
+        if self.dead as usize * 2 > self.slots.len() {
+            self.slots.retain(|s| s.value.is_some());
+            self.dead = 0;
+            if self.slots.capacity() > 4 * self.slots.len() + 4 {
+                self.slots.shrink_to_fit();
+            }
+        }
+        Some(value)
+    }
+
+    #[inline]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|s| s.value.as_ref())
+    }
+}
+
+impl<T: Clone> Subs<T> {
+    #[inline]
+    fn clone_into(&self, out: &mut Vec<T>) {
+        out.reserve(self.len());
+        if self.dead == 0 {
+            for s in &self.slots {
+                if let Some(v) = &s.value {
+                    out.push(v.clone());
+                }
+            }
+        } else {
+            out.extend(self.iter().cloned());
+        }
+    }
+}
+
+impl<T> Node<T> {
+    fn new() -> Self {
+        Self {
+            next: None,
+            plain: Subs::new(),
+            queues: Vec::new(),
+        }
+    }
+
+    fn has_subs(&self) -> bool {
+        !self.plain.is_empty() || !self.queues.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.has_subs() && self.next.is_none()
+    }
+
+    /// The plain subscriptions of this node.
+    pub(crate) fn plain(&self) -> &Subs<T> {
+        &self.plain
+    }
+
+    /// Each queue group of this node with its members.
+    pub(crate) fn queues(&self) -> impl Iterator<Item = (&Arc<[u8]>, &Subs<T>)> {
+        self.queues.iter().map(|q| (&q.name, &q.subs))
+    }
+}
+
+impl<T> Level<T> {
+    fn new() -> Self {
+        Self {
+            literals: HashMap::new(),
+            pwc: None,
+            fwc: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.literals.is_empty() && self.pwc.is_none() && self.fwc.is_none()
+    }
+
+    #[inline]
+    fn child_mut(&mut self, tok: &[u8]) -> Option<&mut Node<T>> {
+        if tok.len() == 1 {
+            if is_pwc(tok) {
+                return self.pwc.as_deref_mut();
+            }
+            if is_fwc(tok) {
+                return self.fwc.as_deref_mut();
+            }
+        }
+        self.literals.get_mut(tok)
+    }
+
+    #[inline]
+    fn child_or_insert(&mut self, tok: &[u8]) -> &mut Node<T> {
+        if tok.len() == 1 {
+            if is_pwc(tok) {
+                return self.pwc.get_or_insert_with(|| Box::new(Node::new()));
+            }
+            if is_fwc(tok) {
+                return self.fwc.get_or_insert_with(|| Box::new(Node::new()));
+            }
+        }
+        self.literals
+            .raw_entry_mut()
+            .from_key(tok)
+            .or_insert_with(|| (tok.into(), Node::new()))
+            .1
+    }
+
+    fn remove_child(&mut self, tok: &[u8]) {
+        if tok.len() == 1 {
+            if is_pwc(tok) {
+                self.pwc = None;
+                return;
+            }
+            if is_fwc(tok) {
+                self.fwc = None;
+                return;
+            }
+        }
+        self.literals.remove(tok);
+        if self.literals.capacity() > 4 * self.literals.len() + 16 {
+            self.literals.shrink_to_fit();
+        }
+    }
+}
+
+/// The trie of one sublist.
+pub(crate) struct Trie<T> {
+    root: Level<T>,
+}
+
+impl<T> Trie<T> {
+    pub(crate) fn new() -> Self {
+        Self { root: Level::new() }
+    }
+
+    /// Stores `value` under `tokens` (already validated: non-empty, no empty token, `>` last) and
+    /// returns the queue name as the trie holds it, so a handle can share it.
+    pub(crate) fn insert(
+        &mut self,
+        tokens: &[&[u8]],
+        queue: Option<&[u8]>,
+        id: u64,
+        value: T,
+    ) -> Option<Arc<[u8]>> {
+        let (last, init) = tokens.split_last().expect("validated subject has a token");
+        let mut level = &mut self.root;
+        for tok in init {
+            level = level
+                .child_or_insert(tok)
+                .next
+                .get_or_insert_with(|| Box::new(Level::new()));
+        }
+        let node = level.child_or_insert(last);
+        match queue {
+            None => {
+                node.plain.push(id, value);
+                None
+            }
+            Some(q) => {
+                let group = match node.queues.iter().position(|g| &*g.name == q) {
+                    Some(i) => &mut node.queues[i],
+                    None => {
+                        node.queues.push(QueueSubs {
+                            name: Arc::from(q),
+                            subs: Subs::new(),
+                        });
+                        node.queues.last_mut().expect("just pushed")
+                    }
+                };
+                group.subs.push(id, value);
+                Some(group.name.clone())
+            }
+        }
+    }
+
+    /// Removes the subscription `id` stored under `tokens` and `queue`, pruning emptied nodes.
+    pub(crate) fn remove(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: u64) -> Option<T> {
+        remove_in(&mut self.root, tokens, queue, id)
+    }
+
+    /// Appends every subscription matching the literal subject `tokens` to `out`.
+    pub(crate) fn collect(&self, tokens: &[&[u8]], out: &mut MatchResult<T>)
+    where
+        T: Clone,
+    {
+        match_level(&self.root, tokens, out);
+    }
+
+    /// Whether any subscription matches the literal subject `tokens`.
+    pub(crate) fn has_interest(&self, tokens: &[&[u8]]) -> bool {
+        interest_in(&self.root, tokens)
+    }
+
+    /// Calls `f` with the subject of every node holding subscriptions.
+    pub(crate) fn visit(&self, f: &mut dyn FnMut(&[u8], &Node<T>)) {
+        let mut subject = Vec::with_capacity(64);
+        visit_level(&self.root, &mut subject, f);
+    }
+}
+
+fn remove_in<T>(
+    level: &mut Level<T>,
+    tokens: &[&[u8]],
+    queue: Option<&[u8]>,
+    id: u64,
+) -> Option<T> {
+    let (tok, rest) = tokens.split_first()?;
+    let node = level.child_mut(tok)?;
+    let value = if rest.is_empty() {
+        match queue {
+            None => node.plain.remove(id),
+            Some(q) => {
+                let i = node.queues.iter().position(|g| &*g.name == q)?;
+                let value = node.queues[i].subs.remove(id);
+                if node.queues[i].subs.is_empty() {
+                    node.queues.swap_remove(i);
+                    if node.queues.is_empty() {
+                        node.queues = Vec::new();
+                    }
+                }
+                value
+            }
+        }
+    } else {
+        let next = node.next.as_deref_mut()?;
+        let value = remove_in(next, rest, queue, id);
+        if value.is_some() && next.is_empty() {
+            node.next = None;
+        }
+        value
+    };
+    if value.is_some() && node.is_empty() {
+        level.remove_child(tok);
+    }
+    value
+}
+
+#[inline]
+fn add_node<T: Clone>(node: &Node<T>, out: &mut MatchResult<T>) {
+    node.plain.clone_into(&mut out.plain);
+    for q in &node.queues {
+        match out
+            .queues
+            .iter_mut()
+            .find(|g| Arc::ptr_eq(&g.name, &q.name) || g.name == q.name)
+        {
+            Some(g) => q.subs.clone_into(&mut g.members),
+            None => {
+                let mut members = Vec::new();
+                q.subs.clone_into(&mut members);
+                out.queues.push(QueueGroup {
+                    name: q.name.clone(),
+                    members,
+                });
+            }
+        }
+    }
+}
+
+/// The walk of nats-server's `matchLevel`: at each level the `>` node matches everything from here,
+/// the `*` node continues with the next token, and the literal node is followed.
+fn match_level<T: Clone>(mut level: &Level<T>, tokens: &[&[u8]], out: &mut MatchResult<T>) {
+    let last = tokens.len() - 1;
+    for (i, tok) in tokens.iter().enumerate() {
+        if let Some(fwc) = level.fwc.as_deref() {
+            add_node(fwc, out);
+        }
+        let pwc = level.pwc.as_deref();
+        let node = level.literals.get(*tok);
+        if i == last {
+            if let Some(n) = node {
+                add_node(n, out);
+            }
+            if let Some(p) = pwc {
+                add_node(p, out);
+            }
+            return;
+        }
+        if let Some(next) = pwc.and_then(|p| p.next.as_deref()) {
+            match_level(next, &tokens[i + 1..], out);
+        }
+        match node.and_then(|n| n.next.as_deref()) {
+            Some(next) => level = next,
+            None => return,
+        }
+    }
+}
+
+fn interest_in<T>(mut level: &Level<T>, tokens: &[&[u8]]) -> bool {
+    let last = tokens.len() - 1;
+    for (i, tok) in tokens.iter().enumerate() {
+        if level.fwc.as_deref().is_some_and(Node::has_subs) {
+            return true;
+        }
+        let pwc = level.pwc.as_deref();
+        let node = level.literals.get(*tok);
+        if i == last {
+            return node.is_some_and(Node::has_subs) || pwc.is_some_and(Node::has_subs);
+        }
+        if let Some(next) = pwc.and_then(|p| p.next.as_deref()) {
+            if interest_in(next, &tokens[i + 1..]) {
+                return true;
+            }
+        }
+        match node.and_then(|n| n.next.as_deref()) {
+            Some(next) => level = next,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn visit_level<T>(level: &Level<T>, subject: &mut Vec<u8>, f: &mut dyn FnMut(&[u8], &Node<T>)) {
+    let children = level
+        .literals
+        .iter()
+        .map(|(k, n)| (&**k, n))
+        .chain(level.pwc.as_deref().map(|n| (&b"*"[..], n)))
+        .chain(level.fwc.as_deref().map(|n| (&b">"[..], n)));
+    for (tok, node) in children {
+        let len = subject.len();
+        if len > 0 {
+            subject.push(SEP);
+        }
+        subject.extend_from_slice(tok);
+        if node.has_subs() {
+            f(subject, node);
+        }
+        if let Some(next) = node.next.as_deref() {
+            visit_level(next, subject, f);
+        }
+        subject.truncate(len);
+    }
+}
