@@ -1,0 +1,232 @@
+//! `Server::builder()`: every option has nats-server's default and, where nats-server has
+//! one, its equivalent setting.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::error::StartError;
+use crate::options::{Auth, Options, MAX_PAYLOAD_CEILING};
+use crate::server::Server;
+
+/// Configures and starts a [`Server`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), starling_server::StartError> {
+/// let server = starling_server::Server::builder()
+///     .listen("127.0.0.1:4222")
+///     .max_payload(8 * 1024 * 1024)
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until .start().await"]
+pub struct ServerBuilder {
+    opts: Options,
+    listen: Option<String>,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl ServerBuilder {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Listens for NATS clients on `addr` (`"host:port"`; port 0 picks a free port). Without
+    /// this (or [`Self::listener`]) the broker has no TCP port: in-process clients only.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Serves clients on an already-bound listener.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// The server's name (`server_name`; defaults to the server id).
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.opts.server_name = Some(name.into());
+        self
+    }
+
+    /// The largest message payload accepted (`max_payload`, default 1 MiB, at most 64 MiB and
+    /// never above max_pending).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.opts.max_payload = bytes;
+        self
+    }
+
+    /// The longest protocol line accepted (`max_control_line`, default 4096).
+    pub fn max_control_line(mut self, bytes: usize) -> Self {
+        self.opts.max_control_line = bytes;
+        self
+    }
+
+    /// Outbound bytes a connection may have pending before it is cut off as a slow consumer
+    /// (`max_pending`, default 64 MiB).
+    pub fn max_pending(mut self, bytes: usize) -> Self {
+        self.opts.max_pending = bytes;
+        self
+    }
+
+    /// The most client connections at once (`max_connections`, default 65536).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.opts.max_connections = n;
+        self
+    }
+
+    /// The most subscriptions one connection may hold (`max_subscriptions`, 0 = no limit).
+    pub fn max_subscriptions(mut self, n: usize) -> Self {
+        self.opts.max_subscriptions = n;
+        self
+    }
+
+    /// How often an idle client is PINGed (`ping_interval`, default 2 minutes).
+    pub fn ping_interval(mut self, every: Duration) -> Self {
+        self.opts.ping_interval = every;
+        self
+    }
+
+    /// Unanswered PINGs before `Stale Connection` (`ping_max`, default 2).
+    pub fn max_pings_out(mut self, n: u32) -> Self {
+        self.opts.max_pings_out = n;
+        self
+    }
+
+    /// How long one socket write may stall before the client is a slow consumer
+    /// (`write_deadline`, default 10 s).
+    pub fn write_deadline(mut self, d: Duration) -> Self {
+        self.opts.write_deadline = d;
+        self
+    }
+
+    /// How long a client has to send CONNECT when authentication is required
+    /// (`auth_timeout`, default 2 s).
+    pub fn auth_timeout(mut self, d: Duration) -> Self {
+        self.opts.auth_timeout = d;
+        self
+    }
+
+    /// Requires clients to authenticate (nats-server's `--user/--pass` or `--auth`).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.opts.auth = auth;
+        self
+    }
+
+    /// The single address advertised to clients in `connect_urls` (`client_advertise`).
+    pub fn client_advertise(mut self, addr: impl Into<String>) -> Self {
+        self.opts.client_advertise = Some(addr.into());
+        self
+    }
+
+    /// Lame-duck duration (`lame_duck_duration`, default 2 minutes) used by
+    /// [`Server::lame_duck`].
+    pub fn lame_duck_duration(mut self, d: Duration) -> Self {
+        self.opts.lame_duck_duration = d;
+        self
+    }
+
+    /// Lame-duck grace period before clients are closed (`lame_duck_grace_period`, 10 s).
+    pub fn lame_duck_grace_period(mut self, d: Duration) -> Self {
+        self.opts.lame_duck_grace_period = d;
+        self
+    }
+
+    /// How long [`Server::shutdown`] lets connections drain before cutting them (default 2 s).
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.opts.drain_timeout = d;
+        self
+    }
+
+    /// Never stall a fast publisher for a slow subscriber (`no_fast_producer_stall`); the slow
+    /// subscriber is cut off sooner instead.
+    pub fn no_fast_producer_stall(mut self, yes: bool) -> Self {
+        self.opts.no_fast_producer_stall = yes;
+        self
+    }
+
+    /// Starts the broker. Returns once every listener is bound and the broker accepts work.
+    pub async fn start(self) -> Result<Server, StartError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StartError::NoRuntime);
+        }
+        let mut opts = self.opts;
+        validate(&opts)?;
+        let listener = match (self.listener, self.listen) {
+            (Some(l), _) => {
+                l.set_nonblocking(true).map_err(|e| bind_error(&l, e))?;
+                Some(
+                    TcpListener::from_std(l.try_clone().map_err(|e| bind_error(&l, e))?)
+                        .map_err(|e| bind_error(&l, e))?,
+                )
+            }
+            (None, Some(addr)) => {
+                let sock = resolve("client", &addr)?;
+                opts.listen = Some(sock);
+                Some(
+                    TcpListener::bind(sock)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            listener: "client",
+                            addr: sock,
+                            source,
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
+        Ok(Server::launch(opts, listener))
+    }
+}
+
+fn bind_error(l: &std::net::TcpListener, source: std::io::Error) -> StartError {
+    StartError::Bind {
+        listener: "client",
+        addr: l
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        source,
+    }
+}
+
+/// Resolves `host:port` (a name like `localhost` is allowed).
+pub(crate) fn resolve(listener: &'static str, addr: &str) -> Result<SocketAddr, StartError> {
+    let err = |reason: String| StartError::Address {
+        listener,
+        addr: addr.to_string(),
+        reason,
+    };
+    addr.to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address".into()))
+}
+
+fn validate(opts: &Options) -> Result<(), StartError> {
+    if opts.max_payload == 0 {
+        return Err(StartError::Config("max_payload must be positive".into()));
+    }
+    if opts.max_payload > opts.max_pending {
+        return Err(StartError::Config(format!(
+            "max_payload ({}) cannot be higher than max_pending ({})",
+            opts.max_payload, opts.max_pending
+        )));
+    }
+    if opts.max_payload > MAX_PAYLOAD_CEILING {
+        return Err(StartError::Config(format!(
+            "max_payload ({}) cannot be higher than {}",
+            opts.max_payload, MAX_PAYLOAD_CEILING
+        )));
+    }
+    if opts.max_control_line < 32 {
+        return Err(StartError::Config("max_control_line is too small".into()));
+    }
+    if opts.ping_interval.is_zero() {
+        return Err(StartError::Config("ping_interval must be positive".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Client connections: the state every connection shares with the rest of the broker, the
+//! protocol logic of a socket client (`conn`), its writer task (`writer`), and its outbound
+//! queue (`outbound`).
+
+mod conn;
+pub(crate) mod outbound;
+mod reason;
+mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use starling_sublist::SubHandle;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use conn::serve;
+pub use reason::ClosedReason;
+
+use crate::subscription::Subscription;
+use outbound::Outbound;
+
+/// What kind of connection a client is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnKind {
+    /// A NATS client on a socket (or any byte stream handed to the server).
+    Client,
+    /// An in-process client made by `server.client()`.
+    InProcess,
+}
+
+/// Descriptive state of a connection, for monitoring.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnMeta {
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) name: Option<String>,
+    pub(crate) lang: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) user: Option<String>,
+}
+
+/// A subscription as its owner keeps it, by sid.
+pub(crate) struct OwnedSub {
+    pub(crate) sub: Arc<Subscription>,
+    pub(crate) handle: SubHandle,
+}
+
+/// The part of a connection that other tasks see: delivery appends to `out`, monitoring reads
+/// the counters, shutdown closes it.
+pub(crate) struct ClientShared {
+    pub(crate) cid: u64,
+    pub(crate) kind: ConnKind,
+    pub(crate) out: Outbound,
+    /// CONNECT's `echo`: deliver this connection's own messages back to it.
+    pub(crate) echo: AtomicBool,
+    /// CONNECT's `headers`: HMSG may be sent (otherwise headers are stripped).
+    pub(crate) headers: AtomicBool,
+    /// CONNECT's `protocol`: 1 = the client accepts asynchronous INFO updates.
+    pub(crate) protocol: AtomicU8,
+    /// Cancelled when the connection starts closing (output is still flushed).
+    pub(crate) closing: CancellationToken,
+    /// Cancelled when pending output must be dropped at once.
+    pub(crate) kill: CancellationToken,
+    reason: Mutex<Option<ClosedReason>>,
+    /// Subscriptions by sid.
+    pub(crate) subs: Mutex<HashMap<Bytes, OwnedSub>>,
+    pub(crate) meta: Mutex<ConnMeta>,
+    #[allow(dead_code)] // read by monitoring (/connz)
+    pub(crate) start: SystemTime,
+    pub(crate) in_msgs: AtomicU64,
+    pub(crate) in_bytes: AtomicU64,
+    /// Bytes queued to in-process subscribers and not yet taken (their slow-consumer limit).
+    pub(crate) local_pending: AtomicUsize,
+    /// Messages and bytes delivered to in-process subscriptions (socket output is counted by
+    /// the outbound queue).
+    pub(crate) local_out_msgs: AtomicU64,
+    pub(crate) local_out_bytes: AtomicU64,
+}
+
+impl ClientShared {
+    pub(crate) fn new(
+        cid: u64,
+        kind: ConnKind,
+        max_pending: usize,
+        parent: &CancellationToken,
+    ) -> Self {
+        Self {
+            cid,
+            kind,
+            out: Outbound::new(max_pending),
+            echo: AtomicBool::new(true),
+            headers: AtomicBool::new(false),
+            protocol: AtomicU8::new(0),
+            closing: parent.child_token(),
+            kill: CancellationToken::new(),
+            reason: Mutex::new(None),
+            subs: Mutex::new(HashMap::new()),
+            meta: Mutex::new(ConnMeta::default()),
+            start: SystemTime::now(),
+            in_msgs: AtomicU64::new(0),
+            in_bytes: AtomicU64::new(0),
+            local_pending: AtomicUsize::new(0),
+            local_out_msgs: AtomicU64::new(0),
+            local_out_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts closing the connection. The first reason given wins. Returns whether this call
+    /// was the one that closed it.
+    pub(crate) fn close(&self, reason: ClosedReason) -> bool {
+        {
+            let mut r = self.reason.lock();
+            if r.is_some() {
+                return false;
+            }
+            *r = Some(reason);
+        }
+        self.out.close();
+        if !reason.flushes() {
+            self.kill.cancel();
+        }
+        self.closing.cancel();
+        true
+    }
+
+    /// Why it closed, once it has.
+    pub(crate) fn closed_reason(&self) -> Option<ClosedReason> {
+        *self.reason.lock()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+
+    /// Messages and bytes delivered to this connection.
+    pub(crate) fn out_counts(&self) -> (u64, u64) {
+        let (m, b) = self.out.out_counts();
+        (
+            m + self.local_out_msgs.load(Ordering::Relaxed),
+            b + self.local_out_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn echo(&self) -> bool {
+        self.echo.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn wants_headers(&self) -> bool {
+        self.headers.load(Ordering::Relaxed)
+    }
+}

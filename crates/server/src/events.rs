@@ -1,0 +1,79 @@
+//! Server events an embedder can watch: `server.events()`.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::broadcast;
+
+use crate::client::{ClosedReason, ConnKind};
+
+/// Something that happened in the broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A client connection was accepted (socket) or created (in-process).
+    ClientConnected {
+        /// The connection id (`cid` in monitoring).
+        cid: u64,
+        /// Socket or in-process.
+        kind: ConnKind,
+        /// The peer address, for socket clients.
+        addr: Option<SocketAddr>,
+    },
+    /// A client connection ended.
+    ClientClosed {
+        /// The connection id.
+        cid: u64,
+        /// Why it ended, as nats-server words it in `/connz?state=closed`.
+        reason: ClosedReason,
+    },
+    /// A client could not keep up and was cut off.
+    SlowConsumer {
+        /// The connection id.
+        cid: u64,
+    },
+    /// The server entered lame-duck mode.
+    LameDuck,
+    /// The server stopped.
+    Shutdown,
+}
+
+/// A stream of [`Event`]s, from the moment it was created.
+///
+/// Events are buffered per stream; a stream that falls more than a few thousand events behind
+/// skips the oldest ones rather than holding the broker back.
+pub struct EventStream {
+    inner: Pin<Box<dyn Stream<Item = Event> + Send>>,
+}
+
+impl EventStream {
+    pub(crate) fn new(rx: broadcast::Receiver<Event>) -> Self {
+        let inner = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => return Some((ev, rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Self {
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventStream")
+    }
+}

@@ -1,0 +1,346 @@
+//! The in-process client: `server.client()`. No socket and no codec: it calls the same
+//! delivery path socket clients use, so it obeys the same semantics and limits (max payload,
+//! max subscriptions, slow-consumer policy) and shows up in monitoring as a connection.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use starling_sublist::{is_valid_literal_subject, is_valid_queue_name};
+use tokio::sync::mpsc;
+
+use crate::client::{ClientShared, ClosedReason, ConnKind, OwnedSub};
+use crate::delivery::{Msg, Touched};
+use crate::error::{ClientError, RequestError};
+use crate::message::Message;
+use crate::server::Shared;
+use crate::subscription::Subscription;
+
+/// How long [`Client::request`] waits by default (async-nats uses the same).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An in-process client of a [`crate::Server`]. Cheap to clone; the connection closes when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    conn: Arc<ClientShared>,
+    next_sid: AtomicU64,
+    inbox_prefix: String,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.conn.close(ClosedReason::ClientClosed);
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("cid", &self.inner.conn.cid)
+            .finish()
+    }
+}
+
+impl Client {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let conn = shared.register_client(ConnKind::InProcess, None);
+        conn.headers.store(true, Ordering::Relaxed);
+        conn.protocol.store(1, Ordering::Relaxed);
+        if shared.shutdown.is_cancelled() {
+            conn.close(ClosedReason::ServerShutdown);
+        }
+        // The connection has no reader task; this one forgets it once it closes.
+        {
+            let (shared, conn) = (shared.clone(), conn.clone());
+            shared.clone().tracker.spawn(async move {
+                conn.closing.cancelled().await;
+                shared.unregister_client(&conn);
+            });
+        }
+        let inbox_prefix = format!("_INBOX.{}", crate::info::new_server_id().split_at(23).1);
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                conn,
+                next_sid: AtomicU64::new(1),
+                inbox_prefix,
+            }),
+        }
+    }
+
+    /// The connection id (`cid` in monitoring and events).
+    pub fn cid(&self) -> u64 {
+        self.inner.conn.cid
+    }
+
+    /// Publishes `payload` to `subject`. The payload is shared with every in-process
+    /// subscriber, not copied.
+    pub async fn publish(
+        &self,
+        subject: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        self.send(subject.as_ref(), None, None, payload.into())
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes with a reply subject (for hand-rolled request/reply).
+    pub async fn publish_with_reply(
+        &self,
+        subject: impl AsRef<str>,
+        reply: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        self.send(subject.as_ref(), Some(reply.as_ref()), None, payload.into())
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes with headers, given as `(name, value)` pairs.
+    pub async fn publish_with_headers(
+        &self,
+        subject: impl AsRef<str>,
+        headers: &[(&str, &str)],
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        let payload = payload.into();
+        let mut block = BytesMut::with_capacity(64 + payload.len());
+        block.put_slice(b"NATS/1.0\r\n");
+        for (k, v) in headers {
+            block.put_slice(k.as_bytes());
+            block.put_slice(b": ");
+            block.put_slice(v.as_bytes());
+            block.put_slice(b"\r\n");
+        }
+        block.put_slice(b"\r\n");
+        let header_len = block.len();
+        block.put_slice(&payload);
+        self.send(subject.as_ref(), None, Some(header_len), block.freeze())
+            .await
+            .map(|_| ())
+    }
+
+    /// Routes one message; returns whether anyone got it.
+    async fn send(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        header_len: Option<usize>,
+        data: Bytes,
+    ) -> Result<bool, ClientError> {
+        let inner = &*self.inner;
+        if inner.conn.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        if !is_valid_literal_subject(subject.as_bytes())
+            || reply.is_some_and(|r| r.is_empty() || r.contains(char::is_whitespace))
+        {
+            return Err(ClientError::InvalidSubject);
+        }
+        if data.len() - header_len.unwrap_or(0) > inner.shared.opts.max_payload {
+            return Err(ClientError::MaxPayload);
+        }
+        let mut touched = Touched::default();
+        let delivered = {
+            let msg = Msg::new(
+                subject.as_bytes(),
+                reply.map(str::as_bytes),
+                header_len,
+                &data,
+                &data,
+            );
+            inner.shared.publish(&inner.conn, &msg, &mut touched)
+        };
+        inner.conn.in_msgs.fetch_add(1, Ordering::Relaxed);
+        inner
+            .conn
+            .in_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        inner.shared.stats.add_in(1, data.len() as u64);
+        touched.flush();
+        if !inner.shared.opts.no_fast_producer_stall {
+            touched.stall(&inner.conn.closing).await;
+        }
+        Ok(delivered)
+    }
+
+    /// Subscribes to `subject` (wildcards allowed).
+    pub async fn subscribe(&self, subject: impl AsRef<str>) -> Result<Subscriber, ClientError> {
+        self.add_subscription(subject.as_ref(), None)
+    }
+
+    /// Joins queue group `queue` on `subject`: each message goes to one member of the group.
+    pub async fn queue_subscribe(
+        &self,
+        subject: impl AsRef<str>,
+        queue: impl AsRef<str>,
+    ) -> Result<Subscriber, ClientError> {
+        let queue = queue.as_ref();
+        if !is_valid_queue_name(queue.as_bytes()) {
+            return Err(ClientError::InvalidQueue);
+        }
+        self.add_subscription(subject.as_ref(), Some(queue))
+    }
+
+    fn add_subscription(
+        &self,
+        subject: &str,
+        queue: Option<&str>,
+    ) -> Result<Subscriber, ClientError> {
+        let inner = &*self.inner;
+        if inner.conn.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        let sid = Bytes::from(inner.next_sid.fetch_add(1, Ordering::Relaxed).to_string());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sub = Arc::new(Subscription::new(
+            inner.conn.clone(),
+            sid.clone(),
+            Bytes::copy_from_slice(subject.as_bytes()),
+            queue.map(|q| Bytes::copy_from_slice(q.as_bytes())),
+            Some(tx),
+        ));
+        let mut subs = inner.conn.subs.lock();
+        let max = inner.shared.opts.max_subscriptions;
+        if max > 0 && subs.len() >= max {
+            return Err(ClientError::MaxSubscriptions);
+        }
+        let handle = inner
+            .shared
+            .sublist
+            .insert(subject.as_bytes(), queue.map(str::as_bytes), sub.clone())
+            .map_err(|_| ClientError::InvalidSubject)?;
+        subs.insert(
+            sid.clone(),
+            OwnedSub {
+                sub: sub.clone(),
+                handle,
+            },
+        );
+        Ok(Subscriber {
+            rx,
+            sub,
+            client: self.inner.clone(),
+        })
+    }
+
+    /// Sends a request and waits for the first reply (10 s timeout).
+    pub async fn request(
+        &self,
+        subject: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+    ) -> Result<Message, RequestError> {
+        self.request_with_timeout(subject, payload, DEFAULT_REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Sends a request and waits up to `timeout` for the first reply. Fails fast with
+    /// [`RequestError::NoResponders`] when nobody is subscribed.
+    pub async fn request_with_timeout(
+        &self,
+        subject: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        let inbox = self.new_inbox();
+        let mut sub = self.add_subscription(&inbox, None)?;
+        sub.unsubscribe_after(1);
+        let delivered = self
+            .send(subject.as_ref(), Some(&inbox), None, payload.into())
+            .await?;
+        if !delivered {
+            return Err(RequestError::NoResponders);
+        }
+        match tokio::time::timeout(timeout, sub.next()).await {
+            Ok(Some(m)) if m.status() == Some(503) => Err(RequestError::NoResponders),
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(ClientError::Closed.into()),
+            Err(_) => Err(RequestError::TimedOut),
+        }
+    }
+
+    /// Completes once everything published so far has been handed to its subscribers'
+    /// connections. In-process publishing is synchronous, so this only checks the connection.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        if self.inner.conn.is_closed() {
+            Err(ClientError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A unique inbox subject for replies.
+    pub fn new_inbox(&self) -> String {
+        let n = self.inner.next_sid.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{n}", self.inner.inbox_prefix)
+    }
+
+    /// Whether the server closed this client (shutdown, slow consumer).
+    pub fn is_closed(&self) -> bool {
+        self.inner.conn.is_closed()
+    }
+}
+
+/// A subscription's messages, as a `Stream`. Dropping it unsubscribes.
+pub struct Subscriber {
+    rx: mpsc::UnboundedReceiver<Message>,
+    sub: Arc<Subscription>,
+    client: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("sid", &self.sub.sid)
+            .field("subject", &self.sub.subject)
+            .finish()
+    }
+}
+
+impl Subscriber {
+    /// Stops the subscription; messages already delivered can still be read.
+    pub fn unsubscribe(&mut self) {
+        self.client.shared.remove_subscription(&self.sub);
+    }
+
+    /// Unsubscribes automatically after `n` messages in total.
+    pub fn unsubscribe_after(&mut self, n: u64) {
+        if n == 0 || self.sub.delivered.load(Ordering::Relaxed) >= n {
+            self.unsubscribe();
+        } else {
+            self.sub.max.store(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Stream for Subscriber {
+    type Item = Message;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(m)) = &polled {
+            let size = m.subject.len() + m.headers.as_ref().map_or(0, Bytes::len) + m.payload.len();
+            self.client
+                .conn
+                .local_pending
+                .fetch_sub(size, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.unsubscribe();
+    }
+}

@@ -1,0 +1,380 @@
+//! The broker: shared state, the cheap-to-clone [`Server`] handle, the accept loop, and
+//! shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use starling_proto::{encode, Connect};
+use starling_sublist::Sublist;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::builder::ServerBuilder;
+use crate::client::{self, ClientShared, ClosedReason, ConnKind};
+use crate::events::{Event, EventStream};
+use crate::inprocess::Client;
+use crate::options::{Auth, Options};
+use crate::stats::{Counters, Stats};
+use crate::subscription::Subscription;
+
+/// State shared by every task of one broker.
+pub(crate) struct Shared {
+    pub(crate) opts: Options,
+    pub(crate) server_id: String,
+    pub(crate) server_name: String,
+    pub(crate) sublist: Sublist<Arc<Subscription>>,
+    clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
+    next_cid: AtomicU64,
+    pub(crate) stats: Counters,
+    /// Messages and bytes delivered to connections that have since closed.
+    closed_out: Mutex<(u64, u64)>,
+    events: broadcast::Sender<Event>,
+    /// Cancelled when the server shuts down: every connection is a child of it.
+    pub(crate) shutdown: CancellationToken,
+    /// Cancelled to stop accepting new connections (lame duck, shutdown).
+    pub(crate) stop_accepting: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) client_addr: Mutex<Option<SocketAddr>>,
+    pub(crate) lame_duck: AtomicBool,
+    #[allow(dead_code)] // read by monitoring (/varz)
+    pub(crate) start_time: SystemTime,
+}
+
+impl Shared {
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// Creates and registers a new client connection.
+    pub(crate) fn register_client(
+        &self,
+        kind: ConnKind,
+        addr: Option<SocketAddr>,
+    ) -> Arc<ClientShared> {
+        let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(ClientShared::new(
+            cid,
+            kind,
+            self.opts.max_pending,
+            &self.shutdown,
+        ));
+        conn.meta.lock().addr = addr;
+        self.clients.lock().insert(cid, conn.clone());
+        self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        debug!(cid, ?addr, ?kind, "client connected");
+        self.emit(Event::ClientConnected { cid, kind, addr });
+        conn
+    }
+
+    /// Forgets a closed connection: its subscriptions leave the sublist.
+    pub(crate) fn unregister_client(&self, conn: &Arc<ClientShared>) {
+        conn.close(ClosedReason::ServerShutdown); // no-op when a reason is already set
+        let subs: Vec<_> = conn.subs.lock().drain().map(|(_, o)| o).collect();
+        for owned in subs {
+            owned.sub.removed.store(true, Ordering::Relaxed);
+            self.sublist.remove(&owned.handle);
+        }
+        self.clients.lock().remove(&conn.cid);
+        let (msgs, bytes) = conn.out_counts();
+        {
+            let mut c = self.closed_out.lock();
+            c.0 += msgs;
+            c.1 += bytes;
+        }
+        let reason = conn.closed_reason().unwrap_or(ClosedReason::ServerShutdown);
+        debug!(cid = conn.cid, %reason, "client closed");
+        self.emit(Event::ClientClosed {
+            cid: conn.cid,
+            reason,
+        });
+    }
+
+    pub(crate) fn note_slow_consumer(&self, conn: &ClientShared) {
+        self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        warn!(cid = conn.cid, "slow consumer detected, connection closed");
+        self.emit(Event::SlowConsumer { cid: conn.cid });
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        // No receivers is fine: events are optional.
+        let _ = self.events.send(event);
+    }
+
+    /// The one place credentials are checked.
+    pub(crate) fn authorize(&self, connect: &Connect) -> bool {
+        if connect.account.is_some() || connect.new_account {
+            return false;
+        }
+        match &self.opts.auth {
+            Auth::None => true,
+            Auth::UserPassword { user, password } => {
+                connect.user.as_deref() == Some(user.as_str())
+                    && connect.pass.as_deref() == Some(password.as_str())
+            }
+            Auth::Token(token) => connect.auth_token.as_deref() == Some(token.as_str()),
+        }
+    }
+
+    fn snapshot_clients(&self) -> Vec<Arc<ClientShared>> {
+        self.clients.lock().values().cloned().collect()
+    }
+
+    fn stats(&self) -> Stats {
+        let clients = self.snapshot_clients();
+        let (mut out_msgs, mut out_bytes) = *self.closed_out.lock();
+        for c in &clients {
+            let (m, b) = c.out_counts();
+            out_msgs += m;
+            out_bytes += b;
+        }
+        Stats {
+            connections: clients.len(),
+            total_connections: self.stats.total_connections.load(Ordering::Relaxed),
+            subscriptions: self.sublist.len(),
+            in_msgs: self.stats.in_msgs.load(Ordering::Relaxed),
+            in_bytes: self.stats.in_bytes.load(Ordering::Relaxed),
+            out_msgs,
+            out_bytes,
+            slow_consumers: self.stats.slow_consumers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Tells every client that understands async INFO that this server is going away.
+    fn announce_lame_duck(&self) {
+        if self.lame_duck.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.stop_accepting.cancel();
+        info!("entering lame duck mode, stop accepting new clients");
+        self.emit(Event::LameDuck);
+        for conn in self.snapshot_clients() {
+            if conn.kind == ConnKind::Client && conn.protocol.load(Ordering::Relaxed) >= 1 {
+                let info = self.client_info(conn.cid, conn.meta.lock().addr);
+                conn.out.push_with(|b| encode::write_info(b, &info));
+                conn.out.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// Stops the server when the last [`Server`] handle is dropped.
+struct DropGuard(Arc<Shared>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        let shared = &self.0;
+        if !shared.shutdown.is_cancelled() {
+            debug!("last server handle dropped: shutting down");
+            for conn in shared.snapshot_clients() {
+                conn.close(ClosedReason::ServerShutdown);
+            }
+            shared.stop_accepting.cancel();
+            shared.shutdown.cancel();
+            shared.tracker.close();
+        }
+    }
+}
+
+/// A running broker. Cheap to clone; dropping the last clone shuts the broker down.
+#[derive(Clone)]
+pub struct Server {
+    pub(crate) shared: Arc<Shared>,
+    _guard: Arc<DropGuard>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("server_id", &self.shared.server_id)
+            .field("client_addr", &self.client_addr())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Starts configuring a broker.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    pub(crate) fn launch(opts: Options, listener: Option<TcpListener>) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        let server_id = crate::info::new_server_id();
+        let server_name = opts
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server_id.clone());
+        let shared = Arc::new(Shared {
+            opts,
+            server_name,
+            server_id,
+            sublist: Sublist::new(),
+            clients: Mutex::new(HashMap::new()),
+            next_cid: AtomicU64::new(1),
+            stats: Counters::default(),
+            closed_out: Mutex::new((0, 0)),
+            events,
+            shutdown: CancellationToken::new(),
+            stop_accepting: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            client_addr: Mutex::new(None),
+            lame_duck: AtomicBool::new(false),
+            start_time: SystemTime::now(),
+        });
+        if let Some(listener) = listener {
+            let addr = listener.local_addr().ok();
+            *shared.client_addr.lock() = addr;
+            if let Some(addr) = addr {
+                info!("Listening for client connections on {addr}");
+            }
+            shared.tracker.spawn(accept_loop(shared.clone(), listener));
+        }
+        info!(server_id = %shared.server_id, name = %shared.server_name, version = crate::info::STARLING_VERSION, "Server is ready");
+        Self {
+            _guard: Arc::new(DropGuard(shared.clone())),
+            shared,
+        }
+    }
+
+    /// The address the client listener is bound to (`None` without a listener). With port 0
+    /// this tells the port the system picked.
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        *self.shared.client_addr.lock()
+    }
+
+    /// The client URL, `nats://host:port`, when there is a client listener.
+    pub fn client_url(&self) -> Option<String> {
+        self.client_addr().map(|a| format!("nats://{a}"))
+    }
+
+    /// This server's id (the `server_id` of INFO and monitoring).
+    pub fn server_id(&self) -> &str {
+        &self.shared.server_id
+    }
+
+    /// This server's name (defaults to its id).
+    pub fn server_name(&self) -> &str {
+        &self.shared.server_name
+    }
+
+    /// A new in-process client: no socket, zero-copy payloads, the same semantics and limits
+    /// as a socket client.
+    pub fn client(&self) -> Client {
+        Client::new(self.shared.clone())
+    }
+
+    /// A stream of server events from now on.
+    pub fn events(&self) -> EventStream {
+        EventStream::new(self.shared.events.subscribe())
+    }
+
+    /// A snapshot of the broker's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Serves a client over any byte stream (a TLS stream, a Unix socket, an in-memory pipe):
+    /// the server speaks the client protocol on it until either side closes.
+    pub fn serve_connection<S>(&self, stream: S, peer: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        if self.shared.shutdown.is_cancelled() {
+            return;
+        }
+        let (r, w) = tokio::io::split(stream);
+        self.shared
+            .tracker
+            .spawn(client::serve(self.shared.clone(), r, w, peer));
+    }
+
+    /// Lame-duck mode, as nats-server's `ldm` signal: stop accepting, tell clients (INFO with
+    /// `ldm`), wait the grace period, then close clients spread over the lame-duck duration,
+    /// and shut down.
+    pub async fn lame_duck(&self) {
+        let shared = &self.shared;
+        shared.announce_lame_duck();
+        let opts = &shared.opts;
+        tokio::select! {
+            _ = tokio::time::sleep(opts.lame_duck_grace_period) => {}
+            _ = shared.shutdown.cancelled() => {}
+        }
+        let clients = shared.snapshot_clients();
+        if !clients.is_empty() {
+            let window = opts
+                .lame_duck_duration
+                .saturating_sub(opts.lame_duck_grace_period);
+            let step = (window / clients.len() as u32).min(std::time::Duration::from_secs(1));
+            for conn in clients {
+                conn.close(ClosedReason::ServerShutdown);
+                tokio::select! {
+                    _ = tokio::time::sleep(step) => {}
+                    _ = shared.shutdown.cancelled() => {}
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Shuts down gracefully: stops accepting, tells clients (INFO with `ldm`), lets every
+    /// connection drain its pending output (bounded by the drain timeout), closes them all,
+    /// and returns once every task of this server has ended. Calling it again is harmless.
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        if !shared.shutdown.is_cancelled() {
+            shared.announce_lame_duck();
+            for conn in shared.snapshot_clients() {
+                conn.close(ClosedReason::ServerShutdown);
+            }
+            shared.shutdown.cancel();
+            shared.tracker.close();
+            if tokio::time::timeout(shared.opts.drain_timeout, shared.tracker.wait())
+                .await
+                .is_err()
+            {
+                for conn in shared.snapshot_clients() {
+                    conn.kill.cancel();
+                }
+            }
+            info!("Server Exiting..");
+            shared.emit(Event::Shutdown);
+        }
+        shared.tracker.close();
+        shared.tracker.wait().await;
+    }
+
+    /// Whether every task of this server has ended (true after `shutdown().await`).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.tracker.is_closed() && self.shared.tracker.is_empty()
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.stop_accepting.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    shared.tracker.spawn(client::serve(shared.clone(), r, w, Some(addr)));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off a little rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    debug!("client listener closed");
+}

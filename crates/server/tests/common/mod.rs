@@ -1,0 +1,221 @@
+//! Test helpers: a broker on a loopback port, a raw protocol client, and the reference
+//! nats-server for differential tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use starling_server::{Server, ServerBuilder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous bound for anything a test waits on; never a synchronisation sleep.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A broker on 127.0.0.1 with a system-chosen port.
+pub async fn start() -> Server {
+    start_with(Server::builder()).await
+}
+
+pub async fn start_with(builder: ServerBuilder) -> Server {
+    builder
+        .listen("127.0.0.1:0")
+        .start()
+        .await
+        .expect("server starts")
+}
+
+/// A raw NATS protocol client: what a client library would hide.
+pub struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects and reads the INFO line; returns it (without CRLF).
+    pub async fn connect_info(addr: SocketAddr) -> (Self, String) {
+        let mut raw = Self::connect(addr).await;
+        let info = raw.line().await.expect("INFO line");
+        assert!(info.starts_with("INFO {"), "first line is INFO: {info}");
+        (raw, info)
+    }
+
+    /// Connects, reads INFO, sends `connect` JSON and a PING, and waits for the PONG.
+    pub async fn handshake(addr: SocketAddr, connect: &str) -> Self {
+        let (mut raw, _) = Self::connect_info(addr).await;
+        raw.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
+        let mut line = raw.line().await.expect("reply to CONNECT");
+        if line == "+OK" {
+            line = raw.line().await.expect("PONG");
+        }
+        assert_eq!(line, "PONG");
+        raw
+    }
+
+    pub async fn quiet(addr: SocketAddr) -> Self {
+        Self::handshake(
+            addr,
+            r#"{"verbose":false,"pedantic":false,"headers":true,"protocol":1}"#,
+        )
+        .await
+    }
+
+    pub async fn send(&mut self, s: &str) {
+        self.send_bytes(s.as_bytes()).await;
+    }
+
+    pub async fn send_bytes(&mut self, b: &[u8]) {
+        self.stream.write_all(b).await.expect("write");
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => panic!(
+                "timed out waiting for the server; have: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            ),
+        }
+    }
+
+    /// The next line (without CRLF), or `None` at EOF.
+    pub async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// Exactly `n` bytes (a payload), then the CRLF after it.
+    pub async fn payload(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n + 2 {
+            assert!(self.fill().await, "EOF inside a payload");
+        }
+        let p: Vec<u8> = self.buf.drain(..n).collect();
+        let crlf: Vec<u8> = self.buf.drain(..2).collect();
+        assert_eq!(crlf, b"\r\n");
+        p
+    }
+
+    /// Everything the server sends until it answers a PING we send now (the PONG is not
+    /// included). Lines of MSG/HMSG include their payload as a separate entry.
+    pub async fn until_pong(&mut self) -> Vec<String> {
+        self.send("PING\r\n").await;
+        let mut out = Vec::new();
+        loop {
+            let line = self.line().await.expect("connection open until PONG");
+            if line == "PONG" {
+                return out;
+            }
+            let payload = msg_len(&line);
+            out.push(line);
+            if let Some(n) = payload {
+                out.push(String::from_utf8_lossy(&self.payload(n).await).into_owned());
+            }
+        }
+    }
+
+    /// Raw bytes until the server closes the connection (it may cut a payload short).
+    pub async fn bytes_until_eof(&mut self) -> Vec<u8> {
+        while self.fill().await {}
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Everything the server sends until it closes the connection.
+    pub async fn until_eof(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(line) = self.line().await {
+            let payload = msg_len(&line);
+            out.push(line);
+            if let Some(n) = payload {
+                out.push(String::from_utf8_lossy(&self.payload(n).await).into_owned());
+            }
+        }
+        out
+    }
+}
+
+/// The payload size of a MSG/HMSG control line.
+pub fn msg_len(line: &str) -> Option<usize> {
+    if line.starts_with("MSG ") || line.starts_with("HMSG ") {
+        line.rsplit(' ').next()?.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// The reference nats-server, run on a loopback port for the length of a test.
+pub struct NatsServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl NatsServer {
+    /// The Debian nats-server 2.9.10 (installed by scripts/install-deps.sh). Returns `None`
+    /// when it is missing and we are not in CI; in CI a missing reference fails the test.
+    pub fn start(extra: &[&str]) -> Option<Self> {
+        Self::start_bin("nats-server", extra)
+    }
+
+    pub fn start_bin(bin: &str, extra: &[&str]) -> Option<Self> {
+        let found = Command::new(bin).arg("--version").output().is_ok();
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the reference {bin} is missing in CI (scripts/install-deps.sh installs it)"
+            );
+            eprintln!("skipping: reference {bin} not installed (run scripts/install-deps.sh)");
+            return None;
+        }
+        let mut child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nats-server");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("nats-server exited early").unwrap();
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                break rest.trim().parse().expect("listen address");
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Some(Self { child, addr })
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
