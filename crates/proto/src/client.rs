@@ -431,3 +431,75 @@ pub(crate) fn body(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `PUB` fast path must agree with the general parser on every input, including the
+    /// near-misses it hands over.
+    #[test]
+    fn fast_path_agrees_with_general_parser() {
+        let subjects: &[&[u8]] = &[b"foo", b"f", b"foo.bar.baz.qux.quux", b"a\rb", b"x\x00y"];
+        let replies: &[Option<&[u8]>] = &[None, Some(b"r"), Some(b"_INBOX.abcdefghijklmnop.1")];
+        let seps: &[&[u8]] = &[b" ", b"  ", b"\t"];
+        let sizes: &[&[u8]] = &[b"0", b"5", b"16", b"999999999", b"1000000000", b"x", b"1x"];
+        let ends: &[&[u8]] = &[b"\r\n", b"\n", b" \r\n", b"\r\r\n"];
+        let verbs: &[&[u8]] = &[b"PUB ", b"pub ", b"pUb ", b"PUB\t", b"PUB  "];
+        let bodies: &[&[u8]] = &[
+            b"hello\r\n",
+            b"",
+            b"0123456789abcdef\r\n",
+            b"hello\r",
+            b"hellox",
+        ];
+        let limits = [
+            Limits::default(),
+            Limits {
+                max_control_line: 8,
+                max_payload: 5,
+            },
+        ];
+        let mut checked = 0;
+        for verb in verbs {
+            for subject in subjects {
+                for reply in replies {
+                    for sep in seps {
+                        for size in sizes {
+                            for end in ends {
+                                for body in bodies {
+                                    let mut line = verb.to_vec();
+                                    line.extend_from_slice(subject);
+                                    if let Some(r) = reply {
+                                        line.extend_from_slice(sep);
+                                        line.extend_from_slice(r);
+                                    }
+                                    line.extend_from_slice(sep);
+                                    line.extend_from_slice(size);
+                                    line.extend_from_slice(end);
+                                    line.extend_from_slice(body);
+                                    line.extend_from_slice(b"PING\r\n");
+                                    for l in limits {
+                                        for cut in 0..=line.len() {
+                                            let input = &line[..cut];
+                                            let fast = ClientParser::new(l).parse(input);
+                                            let general = ClientParser::new(l).parse_general(input);
+                                            assert_eq!(
+                                                fast,
+                                                general,
+                                                "{:?}",
+                                                String::from_utf8_lossy(input)
+                                            );
+                                            checked += 1;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000);
+    }
+}
