@@ -201,7 +201,7 @@ enum R {
 impl R {
     fn from_op(op: RouteOp<'_>) -> Self {
         match op {
-            RouteOp::Sub(s) => R::Sub {
+            RouteOp::Sub(s) => Self::Sub {
                 origin: s.origin.map(<[u8]>::to_vec),
                 account: s.account.to_vec(),
                 subject: s.subject.to_vec(),
@@ -210,14 +210,14 @@ impl R {
             },
             RouteOp::Unsub(s) => {
                 assert_eq!(s.weight, 1);
-                R::Unsub {
+                Self::Unsub {
                     origin: s.origin.map(<[u8]>::to_vec),
                     account: s.account.to_vec(),
                     subject: s.subject.to_vec(),
                     queue: s.queue.map(<[u8]>::to_vec),
                 }
             }
-            RouteOp::Msg(m) => R::Msg {
+            RouteOp::Msg(m) => Self::Msg {
                 origin: m.origin.map(<[u8]>::to_vec),
                 account: m.account.to_vec(),
                 subject: m.subject.to_vec(),
@@ -226,8 +226,8 @@ impl R {
                 header_len: m.header_len,
                 data: m.data.to_vec(),
             },
-            RouteOp::Ping => R::Ping,
-            RouteOp::Pong => R::Pong,
+            RouteOp::Ping => Self::Ping,
+            RouteOp::Pong => Self::Pong,
             other => panic!("not generated: {other:?}"),
         }
     }
