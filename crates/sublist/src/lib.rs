@@ -9,6 +9,7 @@
 //!   logic ([`subject_matches`], [`subjects_collide`]) on byte-slice subjects.
 //! - `trie`: the token trie (literal tokens in hash maps, `*` and `>` in slots of their own).
 //! - `cache`: the shared, sharded, bounded cache of match results.
+//! - `local`: the per-thread front of that cache (no lock, no shared write on a hit).
 //! - `sublist`: [`Sublist`], the trie behind a reader-writer lock plus the cache.
 //! - `result`: [`MatchResult`] and [`QueueGroup`], what a match returns.
 //! - `handle`: [`SubHandle`], the receipt an insert returns and a remove takes.
@@ -19,6 +20,7 @@ mod cache;
 mod error;
 mod handle;
 mod interest;
+mod local;
 mod result;
 mod stats;
 mod subject;

@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+use std::hash::BuildHasher;
+
+use hashbrown::hash_map::RawEntryMut;
 use hashbrown::HashMap;
 use smallvec::SmallVec;
 
 use crate::result::{MatchResult, QueueGroup};
-use crate::subject::{is_fwc, is_pwc, SEP};
+use crate::subject::{bytes_eq, is_fwc, is_pwc, SEP};
 
 /// One token position: the nodes reachable by the next token.
 pub(crate) struct Level<T> {
@@ -165,7 +168,25 @@ impl<T> Level<T> {
                 return self.fwc.as_deref_mut();
             }
         }
-        self.literals.get_mut(tok)
+        let hash = self.literals.hasher().hash_one(tok);
+        match self
+            .literals
+            .raw_entry_mut()
+            .from_hash(hash, |k| bytes_eq(k, tok))
+        {
+            RawEntryMut::Occupied(e) => Some(e.into_mut()),
+            RawEntryMut::Vacant(_) => None,
+        }
+    }
+
+    /// The node of the literal token `tok`.
+    #[inline]
+    fn literal(&self, tok: &[u8]) -> Option<&Node<T>> {
+        let hash = self.literals.hasher().hash_one(tok);
+        self.literals
+            .raw_entry()
+            .from_hash(hash, |k| bytes_eq(k, tok))
+            .map(|(_, n)| n)
     }
 
     #[inline]
@@ -178,9 +199,10 @@ impl<T> Level<T> {
                 return self.fwc.get_or_insert_with(|| Box::new(Node::new()));
             }
         }
+        let hash = self.literals.hasher().hash_one(tok);
         self.literals
             .raw_entry_mut()
-            .from_key(tok)
+            .from_hash(hash, |k| bytes_eq(k, tok))
             .or_insert_with(|| (tok.into(), Node::new()))
             .1
     }
@@ -346,7 +368,7 @@ fn match_level<T: Clone>(mut level: &Level<T>, tokens: &[&[u8]], out: &mut Match
             add_node(fwc, out);
         }
         let pwc = level.pwc.as_deref();
-        let node = level.literals.get(*tok);
+        let node = level.literal(tok);
         if i == last {
             if let Some(n) = node {
                 add_node(n, out);
@@ -373,7 +395,7 @@ fn interest_in<T>(mut level: &Level<T>, tokens: &[&[u8]]) -> bool {
             return true;
         }
         let pwc = level.pwc.as_deref();
-        let node = level.literals.get(*tok);
+        let node = level.literal(tok);
         if i == last {
             return node.is_some_and(Node::has_subs) || pwc.is_some_and(Node::has_subs);
         }
