@@ -7,7 +7,8 @@
 //!
 //! - `subject`: validation ([`is_valid_subject`], [`is_valid_literal_subject`], ...) and pattern
 //!   logic ([`subject_matches`], [`subjects_collide`]) on byte-slice subjects.
-//! - `trie`: the token trie (literal tokens in hash maps, `*` and `>` in slots of their own).
+//! - `trie`: the token trie (literal tokens in a `token_map`, `*` and `>` in slots of their own).
+//! - `token_map`: a level's literal children: a short vector, or a hash map when there are many.
 //! - `cache`: the shared, sharded, bounded cache of match results.
 //! - `local`: the per-thread front of that cache (no lock, no shared write on a hit).
 //! - `sublist`: [`Sublist`], the trie behind a reader-writer lock plus the cache.
@@ -25,6 +26,7 @@ mod result;
 mod stats;
 mod subject;
 mod sublist;
+mod token_map;
 mod trie;
 
 pub use error::SublistError;

@@ -5,18 +5,15 @@
 
 use std::sync::Arc;
 
-use std::hash::BuildHasher;
-
-use hashbrown::hash_map::RawEntryMut;
-use hashbrown::HashMap;
 use smallvec::SmallVec;
 
 use crate::result::{MatchResult, QueueGroup};
-use crate::subject::{bytes_eq, is_fwc, is_pwc, SEP};
+use crate::subject::{is_fwc, is_pwc, SEP};
+use crate::token_map::TokenMap;
 
 /// One token position: the nodes reachable by the next token.
 pub(crate) struct Level<T> {
-    literals: HashMap<Box<[u8]>, Node<T>>,
+    literals: TokenMap<Node<T>>,
     pwc: Option<Box<Node<T>>>,
     fwc: Option<Box<Node<T>>>,
 }
@@ -148,7 +145,7 @@ impl<T> Node<T> {
 impl<T> Level<T> {
     fn new() -> Self {
         Self {
-            literals: HashMap::new(),
+            literals: TokenMap::new(),
             pwc: None,
             fwc: None,
         }
@@ -168,25 +165,13 @@ impl<T> Level<T> {
                 return self.fwc.as_deref_mut();
             }
         }
-        let hash = self.literals.hasher().hash_one(tok);
-        match self
-            .literals
-            .raw_entry_mut()
-            .from_hash(hash, |k| bytes_eq(k, tok))
-        {
-            RawEntryMut::Occupied(e) => Some(e.into_mut()),
-            RawEntryMut::Vacant(_) => None,
-        }
+        self.literals.get_mut(tok)
     }
 
     /// The node of the literal token `tok`.
     #[inline]
     fn literal(&self, tok: &[u8]) -> Option<&Node<T>> {
-        let hash = self.literals.hasher().hash_one(tok);
-        self.literals
-            .raw_entry()
-            .from_hash(hash, |k| bytes_eq(k, tok))
-            .map(|(_, n)| n)
+        self.literals.get(tok)
     }
 
     #[inline]
@@ -199,12 +184,7 @@ impl<T> Level<T> {
                 return self.fwc.get_or_insert_with(|| Box::new(Node::new()));
             }
         }
-        let hash = self.literals.hasher().hash_one(tok);
-        self.literals
-            .raw_entry_mut()
-            .from_hash(hash, |k| bytes_eq(k, tok))
-            .or_insert_with(|| (tok.into(), Node::new()))
-            .1
+        self.literals.get_or_insert_with(tok, Node::new)
     }
 
     fn remove_child(&mut self, tok: &[u8]) {
@@ -219,9 +199,6 @@ impl<T> Level<T> {
             }
         }
         self.literals.remove(tok);
-        if self.literals.capacity() > 4 * self.literals.len() + 16 {
-            self.literals.shrink_to_fit();
-        }
     }
 }
 
@@ -416,7 +393,6 @@ fn visit_level<T>(level: &Level<T>, subject: &mut Vec<u8>, f: &mut dyn FnMut(&[u
     let children = level
         .literals
         .iter()
-        .map(|(k, n)| (&**k, n))
         .chain(level.pwc.as_deref().map(|n| (&b"*"[..], n)))
         .chain(level.fwc.as_deref().map(|n| (&b">"[..], n)));
     for (tok, node) in children {
