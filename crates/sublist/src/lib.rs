@@ -12,7 +12,8 @@
 //! - `cache`: the shared, sharded, bounded cache of match results.
 //! - `local`: the per-thread front of that cache (no lock, no shared write on a hit).
 //! - `sublist`: [`Sublist`], the trie behind a reader-writer lock plus the cache.
-//! - `result`: [`MatchResult`] and [`QueueGroup`], what a match returns.
+//! - `result`: [`MatchResult`] and [`QueueGroup`], what a match returns; `members`: [`Members`],
+//!   its list of plain subscriptions (owned, or shared with a large trie node).
 //! - `handle`: [`SubHandle`], the receipt an insert returns and a remove takes.
 //! - `interest`, `stats`, `error`: [`Interest`], [`SublistStats`], [`SublistError`].
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ mod error;
 mod handle;
 mod interest;
 mod local;
+mod members;
 mod result;
 mod stats;
 mod subject;
@@ -32,6 +34,7 @@ mod trie;
 pub use error::SublistError;
 pub use handle::SubHandle;
 pub use interest::Interest;
+pub use members::Members;
 pub use result::{MatchResult, QueueGroup};
 pub use stats::SublistStats;
 pub use subject::{

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::members::Members;
+
 /// The subscriptions a published subject reaches: every plain subscription, and the members of each
 /// queue group (the broker delivers to one member per group).
 ///
@@ -11,7 +13,7 @@ use std::sync::Arc;
 /// `foo.bar`, because nats-server sends one message per matching subscription.
 pub struct MatchResult<T> {
     /// Plain (non-queue) subscriptions, in no particular order.
-    pub plain: Vec<T>,
+    pub plain: Members<T>,
     /// One entry per queue group name that has at least one matching member.
     pub queues: Vec<QueueGroup<T>>,
     /// Set when the sublist drops this result from its cache (a change may have outdated it).
@@ -30,11 +32,11 @@ pub struct QueueGroup<T> {
 impl<T> MatchResult<T> {
     /// An empty result.
     pub const fn new() -> Self {
-        Self::from_parts(Vec::new(), Vec::new())
+        Self::from_parts(Members::new(), Vec::new())
     }
 
     /// A result with these plain subscriptions and queue groups.
-    pub const fn from_parts(plain: Vec<T>, queues: Vec<QueueGroup<T>>) -> Self {
+    pub const fn from_parts(plain: Members<T>, queues: Vec<QueueGroup<T>>) -> Self {
         Self {
             plain,
             queues,

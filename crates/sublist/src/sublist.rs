@@ -233,9 +233,7 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
     }
 
     fn walk(&self, trie: &Trie<T>, tokens: &[&[u8]]) -> MatchResult<T> {
-        let mut result = MatchResult::new();
-        trie.collect(tokens, &mut result);
-        result
+        trie.collect(tokens)
     }
 
     /// Whether any subscription matches the published `subject`, without building a result.

@@ -98,7 +98,7 @@ fn readers_see_every_completed_change() {
                 .collect();
             want.sort_unstable();
             for _ in 0..2 {
-                let mut got = subs.matches(subject.as_bytes()).plain.clone();
+                let mut got = subs.matches(subject.as_bytes()).plain.to_vec();
                 got.sort_unstable();
                 assert_eq!(got, want, "{subject}");
             }

@@ -85,7 +85,7 @@ fn op_over(pattern: impl Strategy<Value = String>) -> impl Strategy<Value = Op> 
 type Canonical = (Vec<u32>, BTreeMap<Vec<u8>, Vec<u32>>);
 
 fn canonical(r: &MatchResult<u32>) -> Canonical {
-    let mut plain = r.plain.clone();
+    let mut plain = r.plain.to_vec();
     plain.sort_unstable();
     let mut queues = BTreeMap::new();
     for g in &r.queues {
