@@ -113,6 +113,11 @@ fn rejected() {
             HeaderError::InvalidName,
         ),
         (b"NATS/1.0\r\nA: 1\n2\r\n\r\n", HeaderError::InvalidValue),
+        // Fuzz regression: a bare LF in a continuation line.
+        (
+            b"NATS/1.0\r\nX: one\r\n t\0\nw\r\n\r\n",
+            HeaderError::InvalidValue,
+        ),
         (b"NATS/1.0\r\nA: \xff\r\n\r\n", HeaderError::NotUtf8),
     ];
     for (raw, want) in cases {

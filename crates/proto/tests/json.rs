@@ -212,6 +212,11 @@ fn connect_defaults_are_applied_under_the_json() {
     assert!(Connect::from_json(br#"{"protocol":1.5}"#).is_err());
     assert!(Connect::from_json(b"{\"verbose\":false").is_err());
     assert!(Connect::from_json(b"{} x").is_err());
+    // Only objects (fuzz regression: serde reads structs from arrays too).
+    assert!(Connect::from_json(b"[]").is_err());
+    assert!(Info::from_json(b" [1]").is_err());
+    assert!(RouteConnect::from_json(b"\"x\"").is_err());
+    assert!(Connect::from_json(b" \r\n{}").is_ok());
 }
 
 #[test]
@@ -257,6 +262,17 @@ fn connect_reapplied() {
     assert!(c.verbose);
     assert_eq!(c.name.as_deref(), Some("a"));
     assert!(c.apply_json(br#"{"echo":1}"#).is_err());
+    // Fuzz regression: invalid UTF-8 inside an ignored field is accepted by both paths.
+    let odd = b"{\"host\":\"127.0.0\xff\xff\",\"verbose\":false}";
+    let fresh = Connect::from_json(odd).unwrap();
+    let mut applied = Connect::default();
+    applied.apply_json(odd).unwrap();
+    assert_eq!(applied, fresh);
+    // Fields set back to their empty value are applied too.
+    let mut c = Connect::from_json(br#"{"new_account":true,"deny_pub":["x"]}"#).unwrap();
+    c.apply_json(br#"{"new_account":false,"deny_pub":[]}"#)
+        .unwrap();
+    assert_eq!(c, Connect::default());
 }
 
 #[test]

@@ -153,6 +153,13 @@ fn routed_messages() {
         (None, QueueNames::default(), &b"x"[..])
     );
 
+    // Queue lists compare by their names, not by the blanks between them (fuzz regression).
+    assert_eq!(
+        QueueNames::new(b"$G  rofoep.1"),
+        QueueNames::new(b"$G rofoep.1")
+    );
+    assert_ne!(QueueNames::new(b"a b"), QueueNames::new(b"a"));
+
     // "+ reply" with no queue names.
     let m = msg(route(b"RMSG $G foo + r 1\r\nx\r\n"));
     assert_eq!((m.reply, m.queues.is_empty()), (Some(&b"r"[..]), true));
