@@ -365,14 +365,27 @@ type FastPub<'a> = (&'a [u8], Option<&'a [u8]>, Option<usize>, usize, usize);
 /// offset of that space)`. `None` if there is no such number.
 #[inline(always)]
 fn trailing_size(buf: &[u8], floor: usize, end: usize) -> Option<(usize, usize)> {
-    let mut i = end;
-    while i > floor && buf[i - 1].is_ascii_digit() {
-        i -= 1;
+    // Digits right to left, at most nine (longer sizes are refused by the general parser).
+    let mut n = 0usize;
+    let mut scale = 1usize;
+    let mut k = 0;
+    for &b in buf[floor..end].iter().rev() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if k == 9 {
+            return None;
+        }
+        n += d as usize * scale;
+        scale *= 10;
+        k += 1;
     }
-    if i <= floor + 1 || buf[i - 1] != b' ' {
+    let space = end - k - 1;
+    if k == 0 || space <= floor || buf[space] != b' ' {
         return None;
     }
-    Some((parse_size(&buf[i..end])?, i - 1))
+    Some((n, space))
 }
 
 /// The common `PUB`/`HPUB` forms, recognised without the general machinery: the verb in any
