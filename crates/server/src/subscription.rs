@@ -1,6 +1,6 @@
 //! One subscription: what the sublist stores and delivery reads.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,6 +26,9 @@ pub(crate) struct Subscription {
     pub(crate) local: Option<mpsc::UnboundedSender<Message>>,
     /// Set once it has been removed; delivery skips it from then on.
     pub(crate) removed: AtomicBool,
+    /// For a peer's queue subscription: how many members the peer has (queue picks are
+    /// weighted by it). 1 for local subscriptions.
+    pub(crate) weight: AtomicU32,
 }
 
 impl Subscription {
@@ -45,6 +48,7 @@ impl Subscription {
             max: AtomicU64::new(0),
             local,
             removed: AtomicBool::new(false),
+            weight: AtomicU32::new(1),
         }
     }
 
