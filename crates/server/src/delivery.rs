@@ -414,7 +414,7 @@ impl Shared {
     fn deliver_local(
         &self,
         conn: &Arc<ClientShared>,
-        tx: &tokio::sync::mpsc::UnboundedSender<Message>,
+        tx: &tokio::sync::mpsc::UnboundedSender<Option<Message>>,
         msg: &Msg<'_>,
     ) -> bool {
         if conn.is_closed() {
@@ -427,7 +427,7 @@ impl Shared {
             self.slow_consumer(conn);
             return false;
         }
-        if tx.send(msg.local().clone()).is_err() {
+        if tx.send(Some(msg.local().clone())).is_err() {
             conn.local_pending.fetch_sub(size, Ordering::Relaxed);
             return false;
         }

@@ -232,6 +232,7 @@ impl Client {
         );
         Ok(Subscriber {
             rx,
+            ended: false,
             sub: Arc::downgrade(&sub),
             sid,
             client: self.inner.clone(),
@@ -299,7 +300,8 @@ impl Client {
 /// the subscription is gone (unsubscribed, its max reached, the client or server closed) and
 /// the messages delivered before have been read.
 pub struct Subscriber {
-    rx: mpsc::UnboundedReceiver<Message>,
+    rx: mpsc::UnboundedReceiver<Option<Message>>,
+    ended: bool,
     /// Weak: the subscription (which holds the channel's sender) lives in the sublist and the
     /// owner's sid map only, so removing it there ends this stream.
     sub: Weak<Subscription>,
@@ -339,15 +341,25 @@ impl Subscriber {
 impl Stream for Subscriber {
     type Item = Message;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(m)) = &polled {
-            let size = m.subject.len() + m.headers.as_ref().map_or(0, Bytes::len) + m.payload.len();
-            self.client
-                .conn
-                .local_pending
-                .fetch_sub(size, Ordering::Relaxed);
+        if self.ended {
+            return Poll::Ready(None);
         }
-        polled
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Some(m))) => {
+                let size =
+                    m.subject.len() + m.headers.as_ref().map_or(0, Bytes::len) + m.payload.len();
+                self.client
+                    .conn
+                    .local_pending
+                    .fetch_sub(size, Ordering::Relaxed);
+                Poll::Ready(Some(m))
+            }
+            Poll::Ready(_) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -77,6 +77,10 @@ impl Shared {
     /// Removes a local client's subscription from the sublist (and peers' view of it).
     pub(crate) fn remove_local_sub(&self, sub: &Subscription, handle: &SubHandle) {
         sub.removed.store(true, Ordering::Relaxed);
+        if let Some(tx) = &sub.local {
+            // Ends the subscriber's stream after what was delivered before.
+            let _ = tx.send(None);
+        }
         if self.sublist.remove(handle).is_some() {
             if let Some(routes) = &self.cluster {
                 routes.interest_changed(&sub.subject, sub.queue.as_ref(), -1);

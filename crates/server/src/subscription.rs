@@ -22,8 +22,9 @@ pub(crate) struct Subscription {
     pub(crate) delivered: AtomicU64,
     /// Auto-unsubscribe after this many messages; 0 = never.
     pub(crate) max: AtomicU64,
-    /// In-process subscriptions get messages through a channel instead of the wire.
-    pub(crate) local: Option<mpsc::UnboundedSender<Message>>,
+    /// In-process subscriptions get messages through a channel instead of the wire; `None`
+    /// marks the end of the subscription.
+    pub(crate) local: Option<mpsc::UnboundedSender<Option<Message>>>,
     /// Set once it has been removed; delivery skips it from then on.
     pub(crate) removed: AtomicBool,
     /// For a peer's queue subscription: how many members the peer has (queue picks are
@@ -37,7 +38,7 @@ impl Subscription {
         sid: Bytes,
         subject: Bytes,
         queue: Option<Bytes>,
-        local: Option<mpsc::UnboundedSender<Message>>,
+        local: Option<mpsc::UnboundedSender<Option<Message>>>,
     ) -> Self {
         Self {
             conn,
