@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::cluster::Cluster;
 use crate::error::StartError;
 use crate::options::{Auth, Options, MAX_PAYLOAD_CEILING};
 use crate::server::Server;
@@ -27,6 +28,7 @@ pub struct ServerBuilder {
     opts: Options,
     listen: Option<String>,
     listener: Option<std::net::TcpListener>,
+    cluster: Option<Cluster>,
 }
 
 impl ServerBuilder {
@@ -44,6 +46,13 @@ impl ServerBuilder {
     /// Serves clients on an already-bound listener.
     pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
         self.listener = Some(listener);
+        self
+    }
+
+    /// Joins (or forms) a cluster: listen for peers, dial the seeds, discover the rest.
+    /// Works with or without a client listener.
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 
@@ -179,7 +188,43 @@ impl ServerBuilder {
             }
             (None, None) => None,
         };
-        Ok(Server::launch(opts, listener))
+        let cluster = match self.cluster {
+            Some(c) => {
+                let sock = resolve("cluster", &c.listen)?;
+                let l = TcpListener::bind(sock)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        listener: "cluster",
+                        addr: sock,
+                        source,
+                    })?;
+                let bound = l.local_addr().map_err(|source| StartError::Bind {
+                    listener: "cluster",
+                    addr: sock,
+                    source,
+                })?;
+                let advertise = advertise_addr(&c, bound);
+                Some((c, l, advertise))
+            }
+            None => None,
+        };
+        Ok(Server::launch(opts, listener, cluster))
+    }
+}
+
+/// What peers should dial: the configured advertise address, else the bound address, with
+/// 0.0.0.0 replaced by this host's first global interface address (never loopback unless it
+/// is all there is).
+fn advertise_addr(c: &Cluster, bound: SocketAddr) -> String {
+    if let Some(a) = &c.advertise {
+        return a.clone();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    match crate::route::interface_ips().first() {
+        Some(ip) => crate::route::join_host_port(&ip.to_string(), bound.port()),
+        None => format!("127.0.0.1:{}", bound.port()),
     }
 }
 

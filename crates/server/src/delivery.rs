@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
-use starling_proto::encode;
+use starling_proto::{encode, QueueNames};
 
 use crate::client::outbound::Appended;
-use crate::client::ClientShared;
+use crate::client::{ClientShared, ConnKind};
 use crate::message::{Message, Subject};
 use crate::server::Shared;
 use crate::subscription::Subscription;
@@ -28,6 +28,9 @@ pub(crate) struct Msg<'a> {
     /// Headers (if any) followed by the payload.
     pub(crate) data: &'a [u8],
     pub(crate) owner: &'a Bytes,
+    /// For a message that came over a route: the queue groups the origin server picked this
+    /// server for. `None` for messages published here.
+    pub(crate) queues: Option<QueueNames<'a>>,
     /// The message as in-process subscribers get it, built on the first such delivery.
     local: OnceCell<Message>,
 }
@@ -46,7 +49,23 @@ impl<'a> Msg<'a> {
             header_len,
             data,
             owner,
+            queues: None,
             local: OnceCell::new(),
+        }
+    }
+
+    /// A message received from a route, with the queue groups picked for us.
+    pub(crate) fn routed(
+        subject: &'a [u8],
+        reply: Option<&'a [u8]>,
+        header_len: Option<usize>,
+        data: &'a [u8],
+        owner: &'a Bytes,
+        queues: QueueNames<'a>,
+    ) -> Self {
+        Self {
+            queues: Some(queues),
+            ..Self::new(subject, reply, header_len, data, owner)
         }
     }
 
@@ -82,6 +101,40 @@ fn share(owner: &Bytes, part: &[u8]) -> Bytes {
     } else {
         Bytes::copy_from_slice(part)
     }
+}
+
+/// One peer a message goes to, and the queue groups it was picked for.
+struct RouteTarget<'r> {
+    conn: &'r Arc<ClientShared>,
+    queues: SmallVec<[&'r [u8]; 2]>,
+}
+
+/// The peer's entry in `routes`, added if new: each peer gets one RMSG per message.
+fn route_target<'a, 'r>(
+    routes: &'a mut SmallVec<[RouteTarget<'r>; 4]>,
+    conn: &'r Arc<ClientShared>,
+) -> &'a mut RouteTarget<'r> {
+    let i = match routes.iter().position(|t| Arc::ptr_eq(t.conn, conn)) {
+        Some(i) => i,
+        None => {
+            routes.push(RouteTarget {
+                conn,
+                queues: SmallVec::new(),
+            });
+            routes.len() - 1
+        }
+    };
+    &mut routes[i]
+}
+
+/// The outcome of a queue pick.
+enum Pick<'r> {
+    /// Delivered to a local member.
+    Local,
+    /// A peer was picked: its RMSG names the group.
+    Route(&'r Arc<ClientShared>),
+    /// No member could take it.
+    None,
 }
 
 /// Connections a producer touched during one read batch: each writer is woken once at the end
@@ -138,7 +191,12 @@ impl Touched {
 
 impl Shared {
     /// Routes one message to every matching subscription. Returns whether anything was
-    /// delivered (no-responders needs to know).
+    /// delivered (no-responders needs to know; a route counts).
+    ///
+    /// A message published here reaches each peer with matching interest once (one `RMSG`
+    /// carrying the queue groups that peer was picked for); a message from a route goes to
+    /// local subscribers only (one hop), and to local queue members only for the groups the
+    /// origin server picked us for.
     pub(crate) fn publish(
         &self,
         from: &ClientShared,
@@ -146,25 +204,100 @@ impl Shared {
         touched: &mut Touched,
     ) -> bool {
         let result = self.sublist.matches(msg.subject);
+        let from_route = from.kind == ConnKind::Route;
         let no_echo = !from.echo();
         let mut delivered = false;
+        let mut routes: SmallVec<[RouteTarget<'_>; 4]> = SmallVec::new();
         for sub in result.plain.iter() {
+            if sub.conn.kind == ConnKind::Route {
+                if !from_route {
+                    route_target(&mut routes, &sub.conn);
+                }
+                continue;
+            }
             if no_echo && sub.conn.cid == from.cid {
                 continue;
             }
             delivered |= self.deliver(sub, msg, touched);
         }
         for group in result.queues.iter() {
-            delivered |= self.deliver_to_one(from, no_echo, &group.members, msg, touched);
+            if let Some(picked) = &msg.queues {
+                if picked.iter().any(|q| q == &group.name[..]) {
+                    delivered |= self.deliver_to_local_member(&group.members, msg, touched);
+                }
+            } else if !from_route {
+                match self.pick_member(from, no_echo, &group.members, msg, touched) {
+                    Pick::Local => delivered = true,
+                    Pick::Route(conn) => route_target(&mut routes, conn).queues.push(&group.name),
+                    Pick::None => {}
+                }
+            }
+        }
+        for target in &routes {
+            delivered |= self.forward(target, msg, touched);
         }
         delivered
     }
 
-    /// Delivers to one member of a queue group: a random start, then the first that accepts.
-    fn deliver_to_one(
+    /// Picks one member of a queue group as nats-server's origin server does: a random point
+    /// over local members (weight 1 each) and peers (weighted by their member counts), then
+    /// the first member from there that accepts. A local pick is delivered here.
+    fn pick_member<'r>(
         &self,
         from: &ClientShared,
         no_echo: bool,
+        members: &'r [Arc<Subscription>],
+        msg: &Msg<'_>,
+        touched: &mut Touched,
+    ) -> Pick<'r> {
+        let n = members.len();
+        if n == 0 {
+            return Pick::None;
+        }
+        let start = if n == 1 {
+            0
+        } else if members.iter().all(|m| m.conn.kind != ConnKind::Route) {
+            fastrand::usize(..n)
+        } else {
+            let total: u64 = members
+                .iter()
+                .map(|m| m.weight.load(Ordering::Relaxed).max(1) as u64)
+                .sum();
+            let mut point = fastrand::u64(..total);
+            members
+                .iter()
+                .position(|m| {
+                    let w = m.weight.load(Ordering::Relaxed).max(1) as u64;
+                    if point < w {
+                        true
+                    } else {
+                        point -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0)
+        };
+        for i in 0..n {
+            let sub = &members[(start + i) % n];
+            if sub.conn.kind == ConnKind::Route {
+                if !sub.removed.load(Ordering::Relaxed) && !sub.conn.is_closed() {
+                    return Pick::Route(&sub.conn);
+                }
+                continue;
+            }
+            if no_echo && sub.conn.cid == from.cid {
+                continue;
+            }
+            if self.deliver(sub, msg, touched) {
+                return Pick::Local;
+            }
+        }
+        Pick::None
+    }
+
+    /// For a routed message: one local member of the group (never another route).
+    fn deliver_to_local_member(
+        &self,
         members: &[Arc<Subscription>],
         msg: &Msg<'_>,
         touched: &mut Touched,
@@ -174,16 +307,47 @@ impl Shared {
             return false;
         }
         let start = if n == 1 { 0 } else { fastrand::usize(..n) };
-        for i in 0..n {
-            let sub = &members[(start + i) % n];
-            if no_echo && sub.conn.cid == from.cid {
-                continue;
+        (0..n)
+            .map(|i| &members[(start + i) % n])
+            .filter(|s| s.conn.kind != ConnKind::Route)
+            .any(|sub| self.deliver(sub, msg, touched))
+    }
+
+    /// Sends one `RMSG` (or `HMSG`) to a peer, naming the queue groups it was picked for.
+    fn forward(&self, target: &RouteTarget<'_>, msg: &Msg<'_>, touched: &mut Touched) -> bool {
+        let conn = target.conn;
+        let (header_len, data) = match msg.header_len {
+            Some(h) if conn.wants_headers() => (Some(h), msg.data),
+            Some(h) => (None, &msg.data[h..]),
+            None => (None, msg.data),
+        };
+        let appended = conn.out.push_msg(
+            |b| {
+                encode::write_rmsg(
+                    b,
+                    crate::route::ACCOUNT,
+                    msg.subject,
+                    msg.reply,
+                    &target.queues,
+                    header_len,
+                    data.len(),
+                )
+            },
+            data,
+            msg.owner,
+        );
+        match appended {
+            Appended::Signal => {
+                touched.signal(conn);
+                true
             }
-            if self.deliver(sub, msg, touched) {
-                return true;
+            Appended::Queued => true,
+            Appended::SlowConsumer => {
+                self.slow_consumer(conn);
+                false
             }
+            Appended::Closed => false,
         }
-        false
     }
 
     /// Appends one message to one subscription's connection.
@@ -250,7 +414,7 @@ impl Shared {
     fn deliver_local(
         &self,
         conn: &Arc<ClientShared>,
-        tx: &tokio::sync::mpsc::UnboundedSender<Message>,
+        tx: &tokio::sync::mpsc::UnboundedSender<Option<Message>>,
         msg: &Msg<'_>,
     ) -> bool {
         if conn.is_closed() {
@@ -263,7 +427,7 @@ impl Shared {
             self.slow_consumer(conn);
             return false;
         }
-        if tx.send(msg.local().clone()).is_err() {
+        if tx.send(Some(msg.local().clone())).is_err() {
             conn.local_pending.fetch_sub(size, Ordering::Relaxed);
             return false;
         }
@@ -291,8 +455,7 @@ impl Shared {
             }
         };
         if let Some(owned) = owned {
-            owned.sub.removed.store(true, Ordering::Relaxed);
-            self.sublist.remove(&owned.handle);
+            self.remove_local_sub(&owned.sub, &owned.handle);
         }
     }
 }

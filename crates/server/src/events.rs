@@ -34,6 +34,20 @@ pub enum Event {
         /// The connection id.
         cid: u64,
     },
+    /// A route to a cluster peer was established.
+    PeerJoined {
+        /// The peer's server id.
+        server_id: String,
+        /// The peer's server name.
+        server_name: String,
+    },
+    /// A route to a cluster peer ended.
+    PeerLeft {
+        /// The peer's server id.
+        server_id: String,
+        /// The peer's server name.
+        server_name: String,
+    },
     /// The server entered lame-duck mode.
     LameDuck,
     /// The server stopped.

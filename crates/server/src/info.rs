@@ -47,6 +47,52 @@ impl Shared {
             client_ip: addr.map(|a| a.ip().to_string()),
             auth_required: self.opts.auth.is_required(),
             ldm: self.lame_duck.load(std::sync::atomic::Ordering::Relaxed),
+            cluster: self.cluster.as_ref().map(|r| r.name()),
+            connect_urls: if self.cluster.is_some() {
+                self.connect_urls()
+            } else {
+                Vec::new()
+            },
+            ..Info::default()
+        }
+    }
+
+    /// The INFO this server sends on a route: the 2.9-style single-connection protocol
+    /// (`proto` 2, no `route_pool_size`, no `compression`), which nats-server 2.9 and 2.10+
+    /// both speak.
+    pub(crate) fn route_info(&self) -> Info {
+        let routes = self.cluster.as_ref().expect("route INFO needs a cluster");
+        let (host, port) = match routes.advertise.rsplit_once(':') {
+            Some((h, p)) => (
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse().unwrap_or(0),
+            ),
+            None => (routes.advertise.clone(), routes.listen_addr.port()),
+        };
+        Info {
+            server_id: self.server_id.clone(),
+            server_name: self.server_name.clone(),
+            version: NATS_VERSION.to_string(),
+            proto: 2,
+            go: format!("starling {STARLING_VERSION}"),
+            host,
+            port,
+            headers: true,
+            max_payload: self.opts.max_payload,
+            auth_required: routes.config.user.is_some(),
+            ip: routes
+                .config
+                .advertise
+                .as_ref()
+                .map(|a| format!("nats-route://{a}/")),
+            cluster: Some(routes.name()),
+            cluster_dynamic: routes.is_dynamic(),
+            connect_urls: if routes.config.no_advertise {
+                Vec::new()
+            } else {
+                self.own_client_urls()
+            },
+            ldm: self.lame_duck.load(std::sync::atomic::Ordering::Relaxed),
             ..Info::default()
         }
     }

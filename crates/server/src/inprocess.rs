@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -172,6 +172,9 @@ impl Client {
         if !inner.shared.opts.no_fast_producer_stall {
             touched.stall(&inner.conn.closing).await;
         }
+        // Publishing completes without waiting on anything, so a loop of publishes would never
+        // yield: take part in tokio's cooperative budget like any I/O does.
+        tokio::task::consume_budget().await;
         Ok(delivered)
     }
 
@@ -218,8 +221,7 @@ impl Client {
         }
         let handle = inner
             .shared
-            .sublist
-            .insert(subject.as_bytes(), queue.map(str::as_bytes), sub.clone())
+            .insert_local_sub(&sub)
             .map_err(|_| ClientError::InvalidSubject)?;
         subs.insert(
             sid.clone(),
@@ -230,7 +232,9 @@ impl Client {
         );
         Ok(Subscriber {
             rx,
-            sub,
+            ended: false,
+            sub: Arc::downgrade(&sub),
+            sid,
             client: self.inner.clone(),
         })
     }
@@ -292,18 +296,23 @@ impl Client {
     }
 }
 
-/// A subscription's messages, as a `Stream`. Dropping it unsubscribes.
+/// A subscription's messages, as a `Stream`. Dropping it unsubscribes. The stream ends once
+/// the subscription is gone (unsubscribed, its max reached, the client or server closed) and
+/// the messages delivered before have been read.
 pub struct Subscriber {
-    rx: mpsc::UnboundedReceiver<Message>,
-    sub: Arc<Subscription>,
+    rx: mpsc::UnboundedReceiver<Option<Message>>,
+    ended: bool,
+    /// Weak: the subscription (which holds the channel's sender) lives in the sublist and the
+    /// owner's sid map only, so removing it there ends this stream.
+    sub: Weak<Subscription>,
+    sid: Bytes,
     client: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
-            .field("sid", &self.sub.sid)
-            .field("subject", &self.sub.subject)
+            .field("sid", &self.sid)
             .finish()
     }
 }
@@ -311,15 +320,20 @@ impl std::fmt::Debug for Subscriber {
 impl Subscriber {
     /// Stops the subscription; messages already delivered can still be read.
     pub fn unsubscribe(&mut self) {
-        self.client.shared.remove_subscription(&self.sub);
+        if let Some(sub) = self.sub.upgrade() {
+            self.client.shared.remove_subscription(&sub);
+        }
     }
 
     /// Unsubscribes automatically after `n` messages in total.
     pub fn unsubscribe_after(&mut self, n: u64) {
-        if n == 0 || self.sub.delivered.load(Ordering::Relaxed) >= n {
-            self.unsubscribe();
+        let Some(sub) = self.sub.upgrade() else {
+            return;
+        };
+        if n == 0 || sub.delivered.load(Ordering::Relaxed) >= n {
+            self.client.shared.remove_subscription(&sub);
         } else {
-            self.sub.max.store(n, Ordering::Relaxed);
+            sub.max.store(n, Ordering::Relaxed);
         }
     }
 }
@@ -327,15 +341,25 @@ impl Subscriber {
 impl Stream for Subscriber {
     type Item = Message;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(m)) = &polled {
-            let size = m.subject.len() + m.headers.as_ref().map_or(0, Bytes::len) + m.payload.len();
-            self.client
-                .conn
-                .local_pending
-                .fetch_sub(size, Ordering::Relaxed);
+        if self.ended {
+            return Poll::Ready(None);
         }
-        polled
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Some(m))) => {
+                let size =
+                    m.subject.len() + m.headers.as_ref().map_or(0, Bytes::len) + m.payload.len();
+                self.client
+                    .conn
+                    .local_pending
+                    .fetch_sub(size, Ordering::Relaxed);
+                Poll::Ready(Some(m))
+            }
+            Poll::Ready(_) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

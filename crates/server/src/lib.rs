@@ -24,11 +24,13 @@
 //! - `delivery`: the hot path from a published message to subscribers' queues.
 //! - `subscription`, `message`: what the sublist stores; what in-process subscribers get.
 //! - `inprocess`: the in-process [`Client`].
+//! - `cluster`, `route/`: cluster configuration ([`Cluster`]), routes to peers, discovery.
 //! - `events`, `stats`, `info`, `options`, `error`: the rest of the embedding API.
 #![warn(missing_docs)]
 
 mod builder;
 mod client;
+mod cluster;
 mod delivery;
 mod error;
 mod events;
@@ -36,12 +38,14 @@ mod info;
 mod inprocess;
 mod message;
 mod options;
+mod route;
 mod server;
 mod stats;
 mod subscription;
 
 pub use builder::ServerBuilder;
 pub use client::{ClosedReason, ConnKind};
+pub use cluster::{Cluster, Discovery, Peer, Seeds};
 pub use error::{ClientError, RequestError, StartError};
 pub use events::{Event, EventStream};
 pub use info::{NATS_VERSION, STARLING_VERSION};

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use starling_proto::{encode, Connect};
-use starling_sublist::Sublist;
+use starling_sublist::{SubHandle, Sublist, SublistError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -22,6 +22,7 @@ use crate::client::{self, ClientShared, ClosedReason, ConnKind};
 use crate::events::{Event, EventStream};
 use crate::inprocess::Client;
 use crate::options::{Auth, Options};
+use crate::route::Routes;
 use crate::stats::{Counters, Stats};
 use crate::subscription::Subscription;
 
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     events: broadcast::Sender<Event>,
     /// Cancelled when the server shuts down: every connection is a child of it.
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled when shutdown gives up on draining: every connection drops its output.
+    pub(crate) kill_all: CancellationToken,
     /// Cancelled to stop accepting new connections (lame duck, shutdown).
     pub(crate) stop_accepting: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -46,9 +49,104 @@ pub(crate) struct Shared {
     pub(crate) lame_duck: AtomicBool,
     #[allow(dead_code)] // read by monitoring (/varz)
     pub(crate) start_time: SystemTime,
+    /// The cluster side, when configured.
+    pub(crate) cluster: Option<Routes>,
+    /// Bumped whenever the cluster's client URLs change (async INFO to clients).
+    pub(crate) urls_version: AtomicU64,
 }
 
 impl Shared {
+    pub(crate) fn next_cid(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Inserts a local client's subscription and tells cluster peers about new interest.
+    pub(crate) fn insert_local_sub(
+        &self,
+        sub: &Arc<Subscription>,
+    ) -> Result<SubHandle, SublistError> {
+        let handle = self
+            .sublist
+            .insert(&sub.subject, sub.queue.as_deref(), sub.clone())?;
+        if let Some(routes) = &self.cluster {
+            routes.interest_changed(&sub.subject, sub.queue.as_ref(), 1);
+        }
+        Ok(handle)
+    }
+
+    /// Removes a local client's subscription from the sublist (and peers' view of it).
+    pub(crate) fn remove_local_sub(&self, sub: &Subscription, handle: &SubHandle) {
+        sub.removed.store(true, Ordering::Relaxed);
+        if let Some(tx) = &sub.local {
+            // Ends the subscriber's stream after what was delivered before.
+            let _ = tx.send(None);
+        }
+        if self.sublist.remove(handle).is_some() {
+            if let Some(routes) = &self.cluster {
+                routes.interest_changed(&sub.subject, sub.queue.as_ref(), -1);
+            }
+        }
+    }
+
+    /// Client URLs of the whole cluster, this server's first (INFO `connect_urls`).
+    pub(crate) fn connect_urls(&self) -> Vec<String> {
+        let mut urls = self.own_client_urls();
+        if let Some(routes) = &self.cluster {
+            if !routes.config.no_advertise {
+                for u in routes.peer_client_urls() {
+                    if !urls.contains(&u) {
+                        urls.push(u);
+                    }
+                }
+            }
+        }
+        urls
+    }
+
+    /// This server's client URLs as clients elsewhere can use them.
+    pub(crate) fn own_client_urls(&self) -> Vec<String> {
+        if let Some(adv) = &self.opts.client_advertise {
+            return vec![adv.clone()];
+        }
+        let Some(addr) = *self.client_addr.lock() else {
+            return Vec::new();
+        };
+        if addr.ip().is_unspecified() {
+            let ips = crate::route::interface_ips();
+            if !ips.is_empty() {
+                return ips
+                    .iter()
+                    .map(|ip| crate::route::join_host_port(&ip.to_string(), addr.port()))
+                    .collect();
+            }
+        }
+        vec![addr.to_string()]
+    }
+
+    /// The cluster's client URLs changed: push an INFO to clients that take async INFOs.
+    pub(crate) fn client_urls_changed(&self) {
+        let version = self.urls_version.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.cluster.as_ref().is_some_and(|r| r.config.no_advertise) {
+            return;
+        }
+        for conn in self.snapshot_clients() {
+            if conn.kind == ConnKind::Client
+                && conn.protocol.load(Ordering::Relaxed) >= 1
+                && conn.info_ready.load(Ordering::Relaxed)
+            {
+                conn.urls_seen.store(version, Ordering::Relaxed);
+                let info = self.client_info(conn.cid, conn.meta.lock().addr);
+                conn.out.push_with(|b| encode::write_info(b, &info));
+                conn.out.wake.notify_one();
+            }
+        }
+    }
+
+    /// Peers of the cluster.
+    pub(crate) fn peers(&self) -> Vec<crate::cluster::Peer> {
+        self.cluster.as_ref().map(Routes::peers).unwrap_or_default()
+    }
+
     pub(crate) fn client_count(&self) -> usize {
         self.clients.lock().len()
     }
@@ -59,12 +157,13 @@ impl Shared {
         kind: ConnKind,
         addr: Option<SocketAddr>,
     ) -> Arc<ClientShared> {
-        let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
+        let cid = self.next_cid();
         let conn = Arc::new(ClientShared::new(
             cid,
             kind,
             self.opts.max_pending,
             &self.shutdown,
+            &self.kill_all,
         ));
         conn.meta.lock().addr = addr;
         self.clients.lock().insert(cid, conn.clone());
@@ -79,8 +178,7 @@ impl Shared {
         conn.close(ClosedReason::ServerShutdown); // no-op when a reason is already set
         let subs: Vec<_> = conn.subs.lock().drain().map(|(_, o)| o).collect();
         for owned in subs {
-            owned.sub.removed.store(true, Ordering::Relaxed);
-            self.sublist.remove(&owned.handle);
+            self.remove_local_sub(&owned.sub, &owned.handle);
         }
         self.clients.lock().remove(&conn.cid);
         let (msgs, bytes) = conn.out_counts();
@@ -153,8 +251,16 @@ impl Shared {
             return;
         }
         self.stop_accepting.cancel();
-        info!("entering lame duck mode, stop accepting new clients");
+        info!("Entering lame duck mode, stop accepting new clients");
         self.emit(Event::LameDuck);
+        if let Some(routes) = &self.cluster {
+            let mut info = self.route_info();
+            info.ldm = true;
+            for link in routes.links() {
+                link.conn.out.push_with(|b| encode::write_info(b, &info));
+                link.conn.out.wake.notify_one();
+            }
+        }
         for conn in self.snapshot_clients() {
             if conn.kind == ConnKind::Client && conn.protocol.load(Ordering::Relaxed) >= 1 {
                 let info = self.client_info(conn.cid, conn.meta.lock().addr);
@@ -205,13 +311,24 @@ impl Server {
         ServerBuilder::new()
     }
 
-    pub(crate) fn launch(opts: Options, listener: Option<TcpListener>) -> Self {
+    pub(crate) fn launch(
+        opts: Options,
+        listener: Option<TcpListener>,
+        cluster: Option<(crate::cluster::Cluster, TcpListener, String)>,
+    ) -> Self {
         let (events, _) = broadcast::channel(4096);
         let server_id = crate::info::new_server_id();
         let server_name = opts
             .server_name
             .clone()
             .unwrap_or_else(|| server_id.clone());
+        let (routes, cluster_listener) = match cluster {
+            Some((config, l, advertise)) => {
+                let addr = l.local_addr().expect("bound listener has an address");
+                (Some(Routes::new(config, addr, advertise)), Some(l))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             opts,
             server_name,
@@ -223,11 +340,14 @@ impl Server {
             closed_out: Mutex::new((0, 0)),
             events,
             shutdown: CancellationToken::new(),
+            kill_all: CancellationToken::new(),
             stop_accepting: CancellationToken::new(),
             tracker: TaskTracker::new(),
             client_addr: Mutex::new(None),
             lame_duck: AtomicBool::new(false),
             start_time: SystemTime::now(),
+            cluster: routes,
+            urls_version: AtomicU64::new(0),
         });
         if let Some(listener) = listener {
             let addr = listener.local_addr().ok();
@@ -237,7 +357,17 @@ impl Server {
             }
             shared.tracker.spawn(accept_loop(shared.clone(), listener));
         }
-        info!(server_id = %shared.server_id, name = %shared.server_name, version = crate::info::STARLING_VERSION, "Server is ready");
+        if let (Some(routes), Some(l)) = (&shared.cluster, cluster_listener) {
+            info!("Listening for route connections on {}", routes.listen_addr);
+            info!(
+                "Cluster {:?} advertises {} to peers",
+                routes.name(),
+                routes.advertise
+            );
+            crate::route::start_cluster(&shared, l);
+        }
+        debug!(server_id = %shared.server_id, name = %shared.server_name, version = crate::info::STARLING_VERSION, "server identity");
+        info!("Server is ready");
         Self {
             _guard: Arc::new(DropGuard(shared.clone())),
             shared,
@@ -269,6 +399,21 @@ impl Server {
     /// as a socket client.
     pub fn client(&self) -> Client {
         Client::new(self.shared.clone())
+    }
+
+    /// The cluster peers this server has routes to.
+    pub fn peers(&self) -> Vec<crate::cluster::Peer> {
+        self.shared.peers()
+    }
+
+    /// Whether any subscriber (here or, through routes, on a peer) is interested in `subject`.
+    pub fn has_interest(&self, subject: &str) -> bool {
+        self.shared.sublist.has_interest(subject.as_bytes())
+    }
+
+    /// The address the cluster listener is bound to, if clustering is on.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.shared.cluster.as_ref().map(|r| r.listen_addr)
     }
 
     /// A stream of server events from now on.
@@ -340,9 +485,7 @@ impl Server {
                 .await
                 .is_err()
             {
-                for conn in shared.snapshot_clients() {
-                    conn.kill.cancel();
-                }
+                shared.kill_all.cancel();
             }
             info!("Server Exiting..");
             shared.emit(Event::Shutdown);

@@ -1,6 +1,6 @@
 //! One subscription: what the sublist stores and delivery reads.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,10 +22,14 @@ pub(crate) struct Subscription {
     pub(crate) delivered: AtomicU64,
     /// Auto-unsubscribe after this many messages; 0 = never.
     pub(crate) max: AtomicU64,
-    /// In-process subscriptions get messages through a channel instead of the wire.
-    pub(crate) local: Option<mpsc::UnboundedSender<Message>>,
+    /// In-process subscriptions get messages through a channel instead of the wire; `None`
+    /// marks the end of the subscription.
+    pub(crate) local: Option<mpsc::UnboundedSender<Option<Message>>>,
     /// Set once it has been removed; delivery skips it from then on.
     pub(crate) removed: AtomicBool,
+    /// For a peer's queue subscription: how many members the peer has (queue picks are
+    /// weighted by it). 1 for local subscriptions.
+    pub(crate) weight: AtomicU32,
 }
 
 impl Subscription {
@@ -34,7 +38,7 @@ impl Subscription {
         sid: Bytes,
         subject: Bytes,
         queue: Option<Bytes>,
-        local: Option<mpsc::UnboundedSender<Message>>,
+        local: Option<mpsc::UnboundedSender<Option<Message>>>,
     ) -> Self {
         Self {
             conn,
@@ -45,6 +49,7 @@ impl Subscription {
             max: AtomicU64::new(0),
             local,
             removed: AtomicBool::new(false),
+            weight: AtomicU32::new(1),
         }
     }
 

@@ -355,3 +355,37 @@ async fn dropping_the_last_handle_shuts_down() {
         .await
         .expect("client closed after last handle dropped");
 }
+
+/// A subscriber's stream ends once its subscription is gone, after the messages delivered
+/// before: unsubscribe-after-N, explicit unsubscribe, and server shutdown.
+#[tokio::test]
+async fn subscriber_streams_end_when_the_subscription_is_gone() {
+    let server = Server::builder().start().await.unwrap();
+    let client = server.client();
+    let mut limited = client.subscribe("s").await.unwrap();
+    limited.unsubscribe_after(2);
+    let mut explicit = client.subscribe("s").await.unwrap();
+    let mut until_shutdown = client.subscribe("s").await.unwrap();
+    for _ in 0..3 {
+        client.publish("s", "m").await.unwrap();
+    }
+    explicit.unsubscribe();
+    let limited: Vec<_> = tokio::time::timeout(common::WAIT, limited.collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 2);
+    let explicit: Vec<_> = tokio::time::timeout(common::WAIT, explicit.collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(
+        explicit.len(),
+        3,
+        "messages delivered before unsubscribing are still read"
+    );
+    server.shutdown().await;
+    let rest: Vec<_> =
+        tokio::time::timeout(common::WAIT, (&mut until_shutdown).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    assert_eq!(rest.len(), 3);
+}

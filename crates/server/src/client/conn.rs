@@ -61,6 +61,10 @@ pub(crate) async fn serve<R, W>(
         return;
     }
     let conn = shared.register_client(ConnKind::Client, addr);
+    conn.urls_seen.store(
+        shared.urls_version.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     conn.out
         .push_with(|b| encode::write_info(b, &shared.client_info(conn.cid, addr)));
     conn.out.wake.notify_one();
@@ -237,6 +241,9 @@ impl Client {
             }
             ClientOp::Ping => {
                 self.push(|b| b.extend_from_slice(encode::PONG));
+                if self.connected && !self.conn.info_ready.swap(true, Ordering::Relaxed) {
+                    self.first_pong_sent();
+                }
                 Ok(())
             }
             ClientOp::Pong => {
@@ -312,6 +319,21 @@ impl Client {
         Ok(())
     }
 
+    /// After the PONG that answers a client's handshake PING, nats-server sends an INFO if
+    /// the cluster's client URLs changed since the client's first INFO (PONG first: clients
+    /// require it as the reply to their handshake).
+    fn first_pong_sent(&mut self) {
+        let version = self.shared.urls_version.load(Ordering::Relaxed);
+        if self.conn.protocol.load(Ordering::Relaxed) >= 1
+            && self.conn.urls_seen.swap(version, Ordering::Relaxed) != version
+        {
+            let info = self
+                .shared
+                .client_info(self.conn.cid, self.conn.meta.lock().addr);
+            self.push(|b| encode::write_info(b, &info));
+        }
+    }
+
     /// Tells a requester nobody listens: a 503 status message on its own subscription to the
     /// reply subject, if it has one (nats-server sends nothing otherwise).
     fn no_responders(&mut self, reply: &[u8]) {
@@ -352,7 +374,7 @@ impl Client {
             queue.map(Bytes::copy_from_slice),
             None,
         ));
-        match self.shared.sublist.insert(subject, queue, sub.clone()) {
+        match self.shared.insert_local_sub(&sub) {
             Ok(handle) => {
                 subs.insert(sid, OwnedSub { sub, handle });
                 drop(subs);

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use conn::serve;
 pub use reason::ClosedReason;
+pub(crate) use writer::write_loop;
 
 use crate::subscription::Subscription;
 use outbound::Outbound;
@@ -32,6 +33,8 @@ pub enum ConnKind {
     Client,
     /// An in-process client made by `server.client()`.
     InProcess,
+    /// A route to another server of the cluster.
+    Route,
 }
 
 /// Descriptive state of a connection, for monitoring.
@@ -62,6 +65,10 @@ pub(crate) struct ClientShared {
     pub(crate) headers: AtomicBool,
     /// CONNECT's `protocol`: 1 = the client accepts asynchronous INFO updates.
     pub(crate) protocol: AtomicU8,
+    /// The client answered its handshake PING: asynchronous INFOs may be pushed to it.
+    pub(crate) info_ready: AtomicBool,
+    /// The version of the cluster's client URLs this client was last told about.
+    pub(crate) urls_seen: AtomicU64,
     /// Cancelled when the connection starts closing (output is still flushed).
     pub(crate) closing: CancellationToken,
     /// Cancelled when pending output must be dropped at once.
@@ -83,11 +90,14 @@ pub(crate) struct ClientShared {
 }
 
 impl ClientShared {
+    /// `closing` and `kill` are children of the server's tokens, so server shutdown reaches
+    /// every connection, registered or not.
     pub(crate) fn new(
         cid: u64,
         kind: ConnKind,
         max_pending: usize,
         parent: &CancellationToken,
+        kill_parent: &CancellationToken,
     ) -> Self {
         Self {
             cid,
@@ -96,8 +106,10 @@ impl ClientShared {
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
             protocol: AtomicU8::new(0),
+            info_ready: AtomicBool::new(false),
+            urls_seen: AtomicU64::new(0),
             closing: parent.child_token(),
-            kill: CancellationToken::new(),
+            kill: kill_parent.child_token(),
             reason: Mutex::new(None),
             subs: Mutex::new(HashMap::new()),
             meta: Mutex::new(ConnMeta::default()),

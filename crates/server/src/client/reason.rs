@@ -38,6 +38,8 @@ pub enum ClosedReason {
     ServerShutdown,
     /// `no_responders` without `headers`.
     NoRespondersRequiresHeaders,
+    /// A second route to a peer that already has one.
+    DuplicateRoute,
 }
 
 impl ClosedReason {
@@ -60,6 +62,7 @@ impl ClosedReason {
             Self::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             Self::ServerShutdown => "Server Shutdown",
             Self::NoRespondersRequiresHeaders => "No Responders Requires Headers",
+            Self::DuplicateRoute => "Duplicate Route",
         }
     }
 

@@ -1,0 +1,270 @@
+//! Finding peers: the cluster listener, seed dialers (retried with backoff for ever), the
+//! discovery poll (seeds re-resolved, embedder sources), and one-shot dials of peers learned
+//! by gossip.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use super::conn::{self, Outcome};
+use super::url_host_port;
+use crate::server::Shared;
+
+/// nats-server's route dial timeout.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Backoff between failed attempts at a seed: starts small so a cluster forms fast, grows to
+/// this cap.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// nats-server's `DEFAULT_ROUTE_RECONNECT` for explicit routes after a loss.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// A peer address this node dials, with the credentials to present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DialTarget {
+    /// `host:port`.
+    pub(crate) addr: String,
+    pub(crate) user: Option<String>,
+    pub(crate) pass: Option<String>,
+    /// Configured (seed/discovery) rather than learned by gossip.
+    pub(crate) explicit: bool,
+}
+
+impl DialTarget {
+    pub(crate) fn parse(url: &str, explicit: bool) -> Option<Self> {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let (user, pass) = match rest.rsplit_once('@') {
+            Some((cred, _)) => match cred.split_once(':') {
+                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                None => (Some(cred.to_string()), None),
+            },
+            None => (None, None),
+        };
+        Some(Self {
+            addr: url_host_port(url)?,
+            user,
+            pass,
+            explicit,
+        })
+    }
+}
+
+/// Starts the cluster side: the listener and the discovery poll.
+pub(crate) fn start(shared: &Arc<Shared>, listener: TcpListener) {
+    shared.tracker.spawn(accept_loop(shared.clone(), listener));
+    shared.tracker.spawn(discovery_loop(shared.clone()));
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    let shared2 = shared.clone();
+                    shared.tracker.spawn(async move {
+                        conn::serve(shared2, r, w, Some(addr), None).await;
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "route accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Polls the seeds and the embedder's discovery source; starts a dialer for every address
+/// not already being dialled. Seed dialers run for ever; a dialer for an address that an
+/// embedder's source stops listing ends at its next failure.
+async fn discovery_loop(shared: Arc<Shared>) {
+    let routes = shared.cluster.as_ref().unwrap();
+    let wanted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut tick = tokio::time::interval(routes.config.discovery_interval);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let mut urls = routes.config.seeds.clone();
+        if let Some(source) = &routes.config.discovery {
+            urls.extend(source.peers().await);
+        }
+        let mut now_wanted = HashSet::new();
+        for url in urls {
+            let Some(target) = DialTarget::parse(&url, true) else {
+                warn!(%url, "ignoring a malformed seed");
+                continue;
+            };
+            // A DNS name may stand for several peers: dial each address it resolves to.
+            let addrs = match tokio::net::lookup_host(&target.addr).await {
+                Ok(a) => a.map(|a| a.to_string()).collect::<Vec<_>>(),
+                Err(e) => {
+                    debug!(addr = %target.addr, error = %e, "seed does not resolve (yet)");
+                    continue;
+                }
+            };
+            for addr in addrs {
+                now_wanted.insert(addr.clone());
+                if routes.start_dialing(&addr) {
+                    let t = DialTarget {
+                        addr,
+                        ..target.clone()
+                    };
+                    shared
+                        .tracker
+                        .spawn(explicit_dialer(shared.clone(), t, wanted.clone()));
+                }
+            }
+        }
+        *wanted.lock() = now_wanted;
+    }
+}
+
+/// Dials a configured peer for as long as it is wanted, with backoff between failures.
+async fn explicit_dialer(
+    shared: Arc<Shared>,
+    target: DialTarget,
+    wanted: Arc<Mutex<HashSet<String>>>,
+) {
+    let routes = shared.cluster.as_ref().unwrap();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if shared.shutdown.is_cancelled() {
+            break;
+        }
+        let delay = match dial_once(&shared, &target).await {
+            Outcome::SelfRoute => {
+                debug!(addr = %target.addr, "seed is this server itself");
+                break;
+            }
+            Outcome::Closed(_) => {
+                backoff = Duration::from_millis(50);
+                RECONNECT_DELAY + jitter()
+            }
+            Outcome::Duplicate(existing) => {
+                // Another connection to the same peer serves; watch it and re-dial when it
+                // goes.
+                tokio::select! {
+                    _ = existing.conn.closing.cancelled() => {}
+                    _ = shared.shutdown.cancelled() => break,
+                }
+                jitter()
+            }
+            Outcome::Failed => {
+                if !is_seed(&shared, &target) && !wanted.lock().contains(&target.addr) {
+                    break; // the discovery source no longer lists it
+                }
+                let d = backoff + jitter();
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                d
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.shutdown.cancelled() => break,
+        }
+    }
+    routes.done_dialing(&target.addr);
+}
+
+fn is_seed(shared: &Shared, target: &DialTarget) -> bool {
+    let routes = shared.cluster.as_ref().unwrap();
+    routes
+        .config
+        .seeds
+        .iter()
+        .filter_map(|s| DialTarget::parse(s, true))
+        .any(|s| s.addr == target.addr)
+}
+
+/// Dials a peer learned by gossip, unless it is already connected or being dialled: one
+/// attempt plus `connect_retries`, and after a loss one more try if the route was flagged for
+/// retry. Peers that go away are then forgotten.
+pub(crate) fn dial_discovered(shared: &Arc<Shared>, addr: String) {
+    let routes = shared.cluster.as_ref().unwrap();
+    if routes.connected_to_addr(&addr) || !routes.start_dialing(&addr) {
+        return;
+    }
+    let shared2 = shared.clone();
+    shared.tracker.spawn(async move {
+        let routes = shared2.cluster.as_ref().unwrap();
+        let target = DialTarget {
+            addr: addr.clone(),
+            user: routes.config.user.clone(),
+            pass: routes.config.password.clone(),
+            explicit: false,
+        };
+        let mut attempts = 1 + routes.config.connect_retries;
+        while attempts > 0 && !shared2.shutdown.is_cancelled() {
+            attempts -= 1;
+            match dial_once(&shared2, &target).await {
+                Outcome::Closed(link) if link.retry.load(std::sync::atomic::Ordering::Relaxed) => {
+                    attempts = attempts.max(1);
+                }
+                Outcome::Failed if attempts > 0 => {}
+                _ => break,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(jitter()) => {}
+                _ = shared2.shutdown.cancelled() => break,
+            }
+        }
+        routes.done_dialing(&addr);
+    });
+}
+
+async fn dial_once(shared: &Arc<Shared>, target: &DialTarget) -> Outcome {
+    let stream = tokio::select! {
+        r = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&target.addr)) => r,
+        _ = shared.shutdown.cancelled() => return Outcome::Failed,
+    };
+    let stream = match stream {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(addr = %target.addr, error = %e, "route dial failed");
+            return Outcome::Failed;
+        }
+        Err(_) => {
+            debug!(addr = %target.addr, "route dial timed out");
+            return Outcome::Failed;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let remote = stream.peer_addr().ok();
+    let (r, w) = stream.into_split();
+    let outcome = conn::serve(shared.clone(), r, w, remote, Some(target.clone())).await;
+    if let Outcome::Closed(link) = &outcome {
+        info!(peer = %link.server_id, addr = %target.addr, "route to peer lost");
+    }
+    outcome
+}
+
+/// 0–100 ms, as nats-server adds before re-dialling, so two servers that dropped opposite
+/// duplicate connections do not collide again.
+fn jitter() -> Duration {
+    Duration::from_millis(fastrand::u64(0..100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_seed_urls() {
+        let t = DialTarget::parse("nats-route://ruser:T0p@10.0.0.1:6222", true).unwrap();
+        assert_eq!(t.addr, "10.0.0.1:6222");
+        assert_eq!(t.user.as_deref(), Some("ruser"));
+        assert_eq!(t.pass.as_deref(), Some("T0p"));
+        let t = DialTarget::parse("seed.local:6222", true).unwrap();
+        assert_eq!((t.addr.as_str(), t.user), ("seed.local:6222", None));
+    }
+}
