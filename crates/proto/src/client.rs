@@ -2,8 +2,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::args::{parse_size, split, trim_end};
-use crate::line::{read_line, Verb, VerbTable};
+use crate::args::{find_newline, find_sep, parse_size, split_in, trim_end};
+use crate::line::{read_line, Line, Verb, VerbTable};
 use crate::{Limits, ProtoError};
 
 /// One op sent by a client. Every slice points into the buffer given to
@@ -202,15 +202,41 @@ impl ClientParser {
         buf: &'a [u8],
     ) -> Result<Option<(ClientOp<'a>, usize)>, ProtoError> {
         self.hint = None;
+        if let Some((subject, reply, total, start)) = fast_pub(buf, self.limits) {
+            let end = start + total;
+            if let Some(b"\r\n") = buf.get(end..end + 2) {
+                let data = &buf[start..end];
+                return Ok(Some((
+                    ClientOp::Pub(Publish {
+                        subject,
+                        reply,
+                        header_len: None,
+                        data,
+                    }),
+                    end + 2,
+                )));
+            }
+        }
+        self.parse_general(buf)
+    }
+
+    /// The general parser: every op, every spelling. [`parse`](Self::parse) tries a fast path
+    /// for the common `PUB` form first and falls back to this; both give the same result.
+    #[inline]
+    pub(crate) fn parse_general<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(ClientOp<'a>, usize)>, ProtoError> {
+        self.hint = None;
         let Some(line) = read_line(buf, CLIENT_VERBS, self.limits.max_control_line)? else {
             return Ok(None);
         };
         let op = match line.verb {
-            Verb::Pub => return self.publish(buf, line.args, line.next, false),
-            Verb::Hpub => return self.publish(buf, line.args, line.next, true),
+            Verb::Pub => return self.publish(buf, line, false),
+            Verb::Hpub => return self.publish(buf, line, true),
             Verb::Sub => {
                 let mut a = [&b""[..]; 3];
-                match split(line.args, &mut a) {
+                match split_in(buf, line.start, line.start + line.args.len(), &mut a) {
                     2 => ClientOp::Sub {
                         subject: a[0],
                         queue: None,
@@ -226,7 +252,7 @@ impl ClientParser {
             }
             Verb::Unsub => {
                 let mut a = [&b""[..]; 2];
-                match split(line.args, &mut a) {
+                match split_in(buf, line.start, line.start + line.args.len(), &mut a) {
                     1 => ClientOp::Unsub {
                         sid: a[0],
                         max: None,
@@ -253,12 +279,12 @@ impl ClientParser {
     fn publish<'a>(
         &mut self,
         buf: &'a [u8],
-        args: &'a [u8],
-        start: usize,
+        line: Line<'a>,
         headers: bool,
     ) -> Result<Option<(ClientOp<'a>, usize)>, ProtoError> {
+        let start = line.next;
         let mut a = [&b""[..]; 4];
-        let n = split(args, &mut a);
+        let n = split_in(buf, line.start, line.start + line.args.len(), &mut a);
         let (subject, reply, header_len, total) = if headers {
             const OP: ProtoError = ProtoError::InvalidArgs { op: "HPUB" };
             let (subject, reply, h, t) = match n {
@@ -331,6 +357,59 @@ impl Default for ClientParser {
     }
 }
 
+/// `(subject, reply, size, body start)` of a `PUB` found by [`fast_pub`].
+type FastPub<'a> = (&'a [u8], Option<&'a [u8]>, usize, usize);
+
+/// The common `PUB` form, recognised without the general machinery: `PUB ` (any case, one
+/// space), `<subject>[ <reply>] <size>\r\n`, single spaces, size within the limits. Returns
+/// `(subject, reply, size, body start)`, or `None` for anything else (which the general parser
+/// then handles, errors included).
+#[inline(always)]
+fn fast_pub(buf: &[u8], limits: Limits) -> Option<FastPub<'_>> {
+    if buf.len() < 8 {
+        return None;
+    }
+    let w = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if w | 0x0020_2020 != u32::from_le_bytes(*b"pub ") {
+        return None;
+    }
+    let nl = find_newline(buf, 4)?;
+    // "PUB " + at least "s 0" + "\r\n".
+    if nl < 8 || buf[nl - 1] != b'\r' || nl - 5 > limits.max_control_line {
+        return None;
+    }
+    let end = nl - 1;
+    // The size: trailing digits after a single space.
+    let mut i = end;
+    while buf[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    if buf[i - 1] != b' ' || i - 1 <= 4 {
+        return None;
+    }
+    let total = parse_size(&buf[i..end])?;
+    if total > limits.max_payload {
+        return None;
+    }
+    let head_end = i - 1;
+    let subject_end = find_sep(buf, 4, head_end);
+    if subject_end == 4 {
+        return None;
+    }
+    let subject = &buf[4..subject_end];
+    if subject_end == head_end {
+        return Some((subject, None, total, nl + 1));
+    }
+    let reply_start = subject_end + 1;
+    if buf[subject_end] != b' '
+        || reply_start >= head_end
+        || find_sep(buf, reply_start, head_end) != head_end
+    {
+        return None;
+    }
+    Some((subject, Some(&buf[reply_start..head_end]), total, nl + 1))
+}
+
 /// The body of `total` bytes starting at `start`, which must be followed by `\r\n`:
 /// `Ok(Some((data, next)))`, `Ok(None)` if incomplete. A wrong terminator byte is reported as
 /// soon as it is present, as nats-server does.
@@ -350,5 +429,77 @@ pub(crate) fn body(
             }
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `PUB` fast path must agree with the general parser on every input, including the
+    /// near-misses it hands over.
+    #[test]
+    fn fast_path_agrees_with_general_parser() {
+        let subjects: &[&[u8]] = &[b"foo", b"f", b"foo.bar.baz.qux.quux", b"a\rb", b"x\x00y"];
+        let replies: &[Option<&[u8]>] = &[None, Some(b"r"), Some(b"_INBOX.abcdefghijklmnop.1")];
+        let seps: &[&[u8]] = &[b" ", b"  ", b"\t"];
+        let sizes: &[&[u8]] = &[b"0", b"5", b"16", b"999999999", b"1000000000", b"x", b"1x"];
+        let ends: &[&[u8]] = &[b"\r\n", b"\n", b" \r\n", b"\r\r\n"];
+        let verbs: &[&[u8]] = &[b"PUB ", b"pub ", b"pUb ", b"PUB\t", b"PUB  "];
+        let bodies: &[&[u8]] = &[
+            b"hello\r\n",
+            b"",
+            b"0123456789abcdef\r\n",
+            b"hello\r",
+            b"hellox",
+        ];
+        let limits = [
+            Limits::default(),
+            Limits {
+                max_control_line: 8,
+                max_payload: 5,
+            },
+        ];
+        let mut checked = 0;
+        for verb in verbs {
+            for subject in subjects {
+                for reply in replies {
+                    for sep in seps {
+                        for size in sizes {
+                            for end in ends {
+                                for body in bodies {
+                                    let mut line = verb.to_vec();
+                                    line.extend_from_slice(subject);
+                                    if let Some(r) = reply {
+                                        line.extend_from_slice(sep);
+                                        line.extend_from_slice(r);
+                                    }
+                                    line.extend_from_slice(sep);
+                                    line.extend_from_slice(size);
+                                    line.extend_from_slice(end);
+                                    line.extend_from_slice(body);
+                                    line.extend_from_slice(b"PING\r\n");
+                                    for l in limits {
+                                        for cut in 0..=line.len() {
+                                            let input = &line[..cut];
+                                            let fast = ClientParser::new(l).parse(input);
+                                            let general = ClientParser::new(l).parse_general(input);
+                                            assert_eq!(
+                                                fast,
+                                                general,
+                                                "{:?}",
+                                                String::from_utf8_lossy(input)
+                                            );
+                                            checked += 1;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000);
     }
 }

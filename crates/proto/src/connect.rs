@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::info::{is_false, none_or_empty, nullable};
+use crate::info::{is_false, none_or_empty, nullable, object, opt_string};
 use crate::{ProtoError, SubjectPermission};
 
 /// `CONNECT` JSON: every field a client, a route or a leafnode may send.
@@ -156,23 +156,31 @@ impl Default for Connect {
 impl Connect {
     /// Parses a `CONNECT` document on top of the defaults (see the type's docs).
     pub fn from_json(json: &[u8]) -> Result<Self, ProtoError> {
-        Ok(serde_json::from_slice(json)?)
+        Ok(serde_json::from_slice(object(json)?)?)
     }
 
     /// Applies a `CONNECT` document on top of `self`, as nats-server does when a client sends
     /// `CONNECT` again: fields absent from (or `null` in) the JSON keep their current values.
     pub fn apply_json(&mut self, json: &[u8]) -> Result<(), ProtoError> {
-        let patch: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(json)?;
-        let mut current = match serde_json::to_value(&*self)? {
-            serde_json::Value::Object(m) => m,
-            _ => serde_json::Map::new(),
+        // Validates types exactly as `from_json` does.
+        let parsed = Self::from_json(json)?;
+        let given: std::collections::HashMap<String, Given> = serde_json::from_slice(json)?;
+        let serde_json::Value::Object(new) = serde_json::to_value(&parsed)? else {
+            unreachable!("a struct")
         };
-        for (k, v) in patch {
-            if !v.is_null() {
-                current.insert(k, v);
+        let serde_json::Value::Object(mut merged) = serde_json::to_value(&*self)? else {
+            unreachable!("a struct")
+        };
+        for (key, g) in given {
+            if g == Given::Value {
+                match new.get(&key) {
+                    Some(v) => merged.insert(key, v.clone()),
+                    // Omitted when empty: removing it selects the (empty) default.
+                    None => merged.remove(&key),
+                };
             }
         }
-        *self = serde_json::from_value(serde_json::Value::Object(current))?;
+        *self = serde_json::from_value(serde_json::Value::Object(merged))?;
         Ok(())
     }
 
@@ -199,10 +207,10 @@ pub struct RouteConnect {
     #[serde(deserialize_with = "nullable")]
     pub pedantic: bool,
     /// Route user (from the route URL's userinfo).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub user: Option<String>,
     /// Route password.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub pass: Option<String>,
     /// TLS required.
     #[serde(deserialize_with = "nullable")]
@@ -226,19 +234,33 @@ pub struct RouteConnect {
     #[serde(skip_serializing_if = "is_false", deserialize_with = "nullable")]
     pub lnocu: bool,
     /// Gateway name (set only by a misdirected gateway).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub gateway: Option<String>,
 }
 
 impl RouteConnect {
     /// Parses a route `CONNECT` document.
     pub fn from_json(json: &[u8]) -> Result<Self, ProtoError> {
-        Ok(serde_json::from_slice(json)?)
+        Ok(serde_json::from_slice(object(json)?)?)
     }
 
     /// The JSON text.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("CONNECT serialization cannot fail")
+    }
+}
+
+/// Whether a JSON field was given a value or `null` (which leaves the field as it was).
+#[derive(PartialEq, Eq)]
+enum Given {
+    Null,
+    Value,
+}
+
+impl<'de> Deserialize<'de> for Given {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Option::<serde::de::IgnoredAny>::deserialize(d)?;
+        Ok(if v.is_some() { Self::Value } else { Self::Null })
     }
 }
 

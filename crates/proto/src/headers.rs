@@ -95,6 +95,7 @@ impl HeaderMap {
                 // A continuation line folds into the previous value.
                 let (_, value) = map.entries.last_mut().ok_or(HeaderError::InvalidName)?;
                 let more = utf8(trim(line))?;
+                check_value(more)?;
                 if !more.is_empty() {
                     if !value.is_empty() {
                         value.push(' ');

@@ -25,7 +25,7 @@ pub struct Info {
     #[serde(deserialize_with = "nullable")]
     pub proto: i32,
     /// Git commit of the build.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub git_commit: Option<String>,
     /// Go version (nats-server); free text for us.
     #[serde(deserialize_with = "nullable")]
@@ -58,25 +58,25 @@ pub struct Info {
     #[serde(skip_serializing_if = "is_false", deserialize_with = "nullable")]
     pub jetstream: bool,
     /// Route URL of a gossiped route INFO (`nats-route://host:port/`), or a leaf's address.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub ip: Option<String>,
     /// The connection id given to this client.
     #[serde(skip_serializing_if = "is_zero_u64", deserialize_with = "nullable")]
     pub client_id: u64,
     /// The client's IP as the server sees it.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub client_ip: Option<String>,
     /// Nonce to sign (nkey/JWT auth).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub nonce: Option<String>,
     /// Cluster name.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub cluster: Option<String>,
     /// The cluster name is dynamic (none was configured).
     #[serde(skip_serializing_if = "is_false", deserialize_with = "nullable")]
     pub cluster_dynamic: bool,
     /// JetStream domain.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub domain: Option<String>,
     /// Client URLs (`host:port`) of the cluster's servers, own first.
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
@@ -88,7 +88,7 @@ pub struct Info {
     #[serde(skip_serializing_if = "is_false", deserialize_with = "nullable")]
     pub ldm: bool,
     /// Route/leaf compression mode (2.10+). Leave unset unless S2 framing is implemented.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub compression: Option<String>,
     /// Route: subjects the peer may import.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,28 +115,28 @@ pub struct Info {
     #[serde(skip_serializing_if = "is_zero_i32", deserialize_with = "nullable")]
     pub route_pool_idx: i32,
     /// Account pinned to this route connection (2.10+).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub route_account: Option<String>,
     /// Request id of a pinned-account addition (2.10+).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub route_acc_add_reqid: Option<String>,
     /// Gossip mode of a forwarded route INFO (2.10+): 0 default, 1 disabled, 2 override.
     #[serde(skip_serializing_if = "is_zero_u8", deserialize_with = "nullable")]
     pub gossip_mode: u8,
     /// Gateway name.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub gateway: Option<String>,
     /// Gateway URLs.
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     pub gateway_urls: Vec<String>,
     /// Gateway URL.
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub gateway_url: Option<String>,
     /// Gateway command.
     #[serde(skip_serializing_if = "is_zero_u8", deserialize_with = "nullable")]
     pub gateway_cmd: u8,
     /// Gateway command payload (base64 text, as Go encodes bytes).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub gateway_cmd_payload: Option<String>,
     /// Gateway: no-reply-prefix support.
     #[serde(skip_serializing_if = "is_false", deserialize_with = "nullable")]
@@ -148,25 +148,37 @@ pub struct Info {
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
     pub leafnode_urls: Vec<String>,
     /// Account the connection is bound to (in the INFO answering a CONNECT).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub remote_account: Option<String>,
     /// JetStream API level (2.10+).
     #[serde(skip_serializing_if = "is_zero_i32", deserialize_with = "nullable")]
     pub api_lvl: i32,
     /// Curve public key for auth-callout encryption (2.10+).
-    #[serde(skip_serializing_if = "none_or_empty")]
+    #[serde(skip_serializing_if = "none_or_empty", deserialize_with = "opt_string")]
     pub xkey: Option<String>,
 }
 
 impl Info {
     /// Parses an `INFO` document.
     pub fn from_json(json: &[u8]) -> Result<Self, ProtoError> {
-        Ok(serde_json::from_slice(json)?)
+        Ok(serde_json::from_slice(object(json)?)?)
     }
 
     /// The JSON text (what follows `INFO ` on the wire).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("INFO serialization cannot fail")
+    }
+}
+
+/// Checks that a document is a JSON object: serde would also read a struct from an array,
+/// which nats-server (Go's `json.Unmarshal`) refuses.
+pub(crate) fn object(json: &[u8]) -> Result<&[u8], ProtoError> {
+    match json
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        Some(b'{') => Ok(json),
+        _ => Err(ProtoError::Json("expected a JSON object".into())),
     }
 }
 
@@ -189,6 +201,12 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Reads an omitempty string: absent, `null` and `""` are all `None` (Go cannot tell them
+/// apart either), so parsing and encoding round-trip.
+pub(crate) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
 pub(crate) fn is_false(b: &bool) -> bool {

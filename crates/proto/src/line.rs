@@ -1,7 +1,7 @@
 //! Control-line framing shared by every parser: find the verb, find the line end (SIMD search
 //! with `memchr`), enforce the control-line limit, and hand back the raw arguments.
 
-use crate::args::is_sep;
+use crate::args::{find_newline, is_sep};
 use crate::ProtoError;
 
 /// Every verb of every NATS protocol this crate parses.
@@ -55,6 +55,8 @@ pub(crate) struct Line<'a> {
     pub(crate) args: &'a [u8],
     /// Offset of the first byte after the line end.
     pub(crate) next: usize,
+    /// Offset of `args` in the buffer.
+    pub(crate) start: usize,
 }
 
 #[inline]
@@ -77,6 +79,26 @@ fn is_prefix(table: &VerbTable, partial: &[u8]) -> bool {
     })
 }
 
+/// Fast path for the protocol's hottest verb (the table's first entry, e.g. `PUB`): a
+/// case-insensitive compare of the first bytes and a separator after them.
+#[inline(always)]
+fn hot_verb(buf: &[u8], table: &VerbTable) -> Option<(Verb, usize)> {
+    let (name, verb) = table[0];
+    // `| 0x20` folds case exactly only for letters.
+    debug_assert!(name.iter().all(u8::is_ascii_uppercase));
+    let n = name.len();
+    if buf.len() > n
+        && is_sep(buf[n])
+        && buf[..n]
+            .iter()
+            .zip(name)
+            .all(|(&b, &c)| b | 0x20 == c | 0x20)
+    {
+        return Some((verb, n));
+    }
+    None
+}
+
 /// Reads the control line at the front of `buf`.
 ///
 /// `Ok(None)` means the line is not complete yet. `max_args` is the control-line limit applied
@@ -88,19 +110,25 @@ pub(crate) fn read_line<'a>(
     table: &VerbTable,
     max_args: usize,
 ) -> Result<Option<Line<'a>>, ProtoError> {
-    // The verb: bytes up to the first separator or line end.
-    let head = &buf[..buf.len().min(MAX_VERB + 1)];
-    let verb_end = match head.iter().position(|&b| is_verb_end(b)) {
-        Some(p) => p,
-        None if head.len() > MAX_VERB || !is_prefix(table, head) => {
-            return Err(ProtoError::UnknownOp)
+    let (verb, verb_end) = match hot_verb(buf, table) {
+        Some(v) => v,
+        None => {
+            // The verb: bytes up to the first separator or line end.
+            let head = &buf[..buf.len().min(MAX_VERB + 1)];
+            let verb_end = match head.iter().position(|&b| is_verb_end(b)) {
+                Some(p) => p,
+                None if head.len() > MAX_VERB || !is_prefix(table, head) => {
+                    return Err(ProtoError::UnknownOp)
+                }
+                None => return Ok(None),
+            };
+            let verb = lookup(table, &buf[..verb_end]).ok_or(ProtoError::UnknownOp)?;
+            if verb.takes_args() && !is_sep(buf[verb_end]) {
+                return Err(ProtoError::UnknownOp);
+            }
+            (verb, verb_end)
         }
-        None => return Ok(None),
     };
-    let verb = lookup(table, &buf[..verb_end]).ok_or(ProtoError::UnknownOp)?;
-    if verb.takes_args() && !is_sep(buf[verb_end]) {
-        return Err(ProtoError::UnknownOp);
-    }
     let mut args_start = verb_end;
     while args_start < buf.len() && is_sep(buf[args_start]) {
         args_start += 1;
@@ -109,19 +137,14 @@ pub(crate) fn read_line<'a>(
     // The line end, searched for only as far as a line may reach.
     let cap = max_args.saturating_add(LINE_SLACK);
     let window = &buf[..buf.len().min(cap)];
-    match memchr::memchr(b'\n', &window[args_start.min(window.len())..]) {
-        Some(p) => {
-            let nl = args_start + p;
+    match find_newline(window, args_start.min(window.len())) {
+        Some(nl) => {
             let mut end = nl;
             if end > args_start && buf[end - 1] == b'\r' {
                 end -= 1;
             }
-            // A line end right after the verb, e.g. "PING\r\n": no arguments.
-            let args = if end >= args_start {
-                &buf[args_start..end]
-            } else {
-                &buf[..0]
-            };
+            // nl >= args_start, and end only steps back over a '\r' after args_start.
+            let args = &buf[args_start..end];
             if args.len() > max_args {
                 return Err(ProtoError::MaxControlLine);
             }
@@ -129,6 +152,7 @@ pub(crate) fn read_line<'a>(
                 verb,
                 args,
                 next: nl + 1,
+                start: args_start,
             }))
         }
         None if buf.len() >= cap => Err(ProtoError::MaxControlLine),

@@ -81,8 +81,9 @@ impl RoutedMessage<'_> {
     }
 }
 
-/// The queue names of a routed message: a view of the raw space-separated list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The queue names of a routed message: a view of the raw space-separated list. Two lists
+/// are equal when they name the same queues in the same order, whatever the blanks between.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct QueueNames<'a> {
     raw: &'a [u8],
 }
@@ -112,6 +113,14 @@ impl<'a> QueueNames<'a> {
         }
     }
 }
+
+impl PartialEq for QueueNames<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for QueueNames<'_> {}
 
 impl<'a> IntoIterator for QueueNames<'a> {
     type Item = &'a [u8];

@@ -1,3 +1,75 @@
 //! Starling: embed a NATS-compatible message broker in a Rust application.
+//!
+//! Add one dependency, start a broker inside your process with a builder, and every existing
+//! NATS client (async-nats, nats.go, nats-py, nats.js, the C client) and the usual NATS tools
+//! work against it unchanged, while your own code talks to it in-process, without a socket.
+//!
+//! ```no_run
+//! use starling::{Server, StreamExt};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::builder()
+//!     .listen("0.0.0.0:4222")                 // optional: an embedded broker may have no TCP port
+//!     .server_name("storage-node-1")
+//!     .start()
+//!     .await?;                                // returns once the broker accepts work
+//!
+//! let client = server.client();               // in-process: no socket, zero-copy Bytes
+//! let mut sub = client.subscribe("volume.>").await?;
+//! client.publish("volume.created", "vol-7").await?;
+//! let msg = sub.next().await;                 // a Message whose payload is the publisher's Bytes
+//!
+//! let mut placer = client.subscribe("scheduler.place").await?;
+//! tokio::spawn({
+//!     let client = client.clone();
+//!     async move {
+//!         while let Some(req) = placer.next().await {
+//!             if let Some(reply) = req.reply {
+//!                 let _ = client.publish(reply.as_str(), "node-1").await;
+//!             }
+//!         }
+//!     }
+//! });
+//! let reply = client.request("scheduler.place", "size=10GiB").await?;
+//!
+//! let mut events = server.events();           // clients connecting, slow consumers, ...
+//! server.shutdown().await;                    // lame duck: tell clients, drain, close
+//! # Ok(()) }
+//! ```
+//!
+//! # What you get
+//!
+//! - **The NATS client protocol, as nats-server speaks it**: `PUB`/`HPUB`/`SUB`/`UNSUB`,
+//!   queue groups, request/reply, headers, no-responders, `verbose`/`pedantic`/`echo`, the
+//!   same `-ERR` texts, limits and defaults (max payload, control line, connections,
+//!   subscriptions, pending bytes, ping interval, auth timeout, write deadline).
+//! - **A builder** ([`Server::builder`]) with nats-server's option names and defaults; `start()`
+//!   is async and fails with a typed [`StartError`] naming what went wrong; port 0 picks a free
+//!   port and [`Server::client_addr`] tells which.
+//! - **A cheap-to-clone handle** ([`Server`]): [`Server::shutdown`] returns once every task of
+//!   the broker has ended; dropping the last handle shuts down; several brokers can run in one
+//!   process (no global state).
+//! - **An in-process client** ([`Server::client`]): publish, subscribe (a [`Stream`] of
+//!   [`Message`]s), queue subscribe, request with timeout; the same semantics and limits as a
+//!   socket client, and visible as a connection.
+//! - **Events** ([`Server::events`]): clients connecting and closing, slow consumers, lame duck.
+//! - **Good manners**: the library emits `tracing` events and never installs a subscriber,
+//!   prints, installs signal handlers or exits the process.
+//!
+//! The `starling-server` binary (crate `starling-cli`) runs the same broker with nats-server's
+//! command-line flags and configuration file.
 #![warn(missing_docs)]
-pub use starling_server::*;
+
+pub use starling_server::{
+    Auth, ClientError, ClosedReason, ConnKind, Event, EventStream, Message, RequestError, Server,
+    ServerBuilder, StartError, Stats, Subject, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
+    DEFAULT_REQUEST_TIMEOUT, NATS_VERSION, STARLING_VERSION,
+};
+/// The in-process client and its subscriptions.
+pub use starling_server::{Client, Subscriber};
+
+/// Payloads are `Bytes`: shared between publisher and subscribers, never copied.
+pub use bytes::Bytes;
+/// A [`Subscriber`] and an [`EventStream`] are `Stream`s: `StreamExt::next` reads them, with no
+/// `futures` dependency of your own.
+pub use futures::{Stream, StreamExt};

@@ -2,7 +2,8 @@
 //!
 //! Sharded by the subject's hash so that threads matching different subjects touch different locks
 //! and cache lines; a hit takes one shard's read lock. Bounded like nats-server's (1024 subjects,
-//! swept down to 512), per shard.
+//! swept down to 512), per shard. A result leaving the cache for any reason is marked stale, which
+//! is what keeps the per-thread tables (`local`) honest.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::RwLock;
 
 use crate::result::MatchResult;
-use crate::subject::subject_matches;
+use crate::subject::{bytes_eq, subject_matches};
 
 /// Most subjects the cache holds (nats-server's `slCacheMax`).
 pub(crate) const CACHE_MAX: usize = 1024;
@@ -74,7 +75,7 @@ impl<T> Cache<T> {
         let found = shard
             .table
             .read()
-            .find(hash, |e| *e.key == *key)
+            .find(hash, |e| bytes_eq(&e.key, key))
             .map(|e| e.result.clone());
         if found.is_some() {
             shard.hits.fetch_add(1, Ordering::Relaxed);
@@ -87,23 +88,25 @@ impl<T> Cache<T> {
         self.shard(hash)
             .table
             .read()
-            .find(hash, |e| *e.key == *key)
+            .find(hash, |e| bytes_eq(&e.key, key))
             .map(|e| !e.result.is_empty())
     }
 
     /// Stores `result` for `key`, sweeping the shard first if it is full.
     pub(crate) fn insert(&self, hash: u64, key: &[u8], result: Arc<MatchResult<T>>) {
         let mut table = self.shard(hash).table.write();
-        if let Some(e) = table.find_mut(hash, |e| *e.key == *key) {
-            e.result = result;
+        if let Some(e) = table.find_mut(hash, |e| bytes_eq(&e.key, key)) {
+            // Another thread stored the same answer meanwhile; keep one live copy.
+            std::mem::replace(&mut e.result, result).mark_stale();
             return;
         }
         if table.len() >= SHARD_MAX {
             let mut excess = table.len() - SHARD_SWEEP;
             // Bucket order follows the hash, so this drops an arbitrary (pseudo-random) half.
-            table.retain(|_| {
+            table.retain(|e| {
                 if excess > 0 {
                     excess -= 1;
+                    e.result.mark_stale();
                     false
                 } else {
                     true
@@ -125,8 +128,8 @@ impl<T> Cache<T> {
     pub(crate) fn invalidate_literal(&self, key: &[u8]) {
         let hash = self.hash(key);
         let mut table = self.shard(hash).table.write();
-        if let Ok(entry) = table.find_entry(hash, |e| *e.key == *key) {
-            entry.remove();
+        if let Ok(entry) = table.find_entry(hash, |e| bytes_eq(&e.key, key)) {
+            entry.remove().0.result.mark_stale();
         }
     }
 
@@ -140,10 +143,13 @@ impl<T> Cache<T> {
                 .iter()
                 .any(|e| subject_matches(pattern, &e.key))
             {
-                shard
-                    .table
-                    .write()
-                    .retain(|e| !subject_matches(pattern, &e.key));
+                shard.table.write().retain(|e| {
+                    let affected = subject_matches(pattern, &e.key);
+                    if affected {
+                        e.result.mark_stale();
+                    }
+                    !affected
+                });
             }
         }
     }

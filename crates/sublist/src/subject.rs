@@ -39,6 +39,45 @@ pub(crate) fn is_fwc(tok: &[u8]) -> bool {
     tok == [FWC]
 }
 
+/// Byte-slice equality without a call into libc's `memcmp`, whose fixed cost dominates for the
+/// short keys (tokens, subjects) compared on every lookup: word-sized loads, the last one
+/// overlapping.
+#[inline(always)]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            if load8(a, i) != load8(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        return i == n || load8(a, n - 8) == load8(b, n - 8);
+    }
+    if n >= 4 {
+        return load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4);
+    }
+    n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
+}
+
+#[inline(always)]
+fn load8(s: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn load4(s: &[u8], i: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&s[i..i + 4]);
+    u32::from_le_bytes(w)
+}
+
 /// Splits `subject` into tokens; returns `false` (leaving `out` in an unspecified state) if any token
 /// is empty, which includes the empty subject and a leading or trailing `.`.
 #[inline]
@@ -178,62 +217,55 @@ pub fn subject_is_literal(subject: &[u8]) -> bool {
 /// assert!(!subject_matches(b"foo.bar", b"foo.*"));
 /// ```
 pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
-    let plen = pattern.len();
-    let slen = subject.len();
-    let mut p = 0usize; // start of the current pattern token
-    let mut s = 0usize; // start of the current subject token
+    let (plen, slen) = (pattern.len(), subject.len());
+    let (mut p, mut s) = (0usize, 0usize);
+    // One pass over both, a token at a time; `p` and `s` are at the start of a token.
     loop {
-        // End of the current tokens.
-        let pe = memchr_sep(pattern, p);
-        let se = memchr_sep(subject, s);
-        if se == s {
-            // Empty subject token (also: empty subject, trailing or doubled dot).
+        let wildcard = p < plen && (p + 1 == plen || pattern[p + 1] == SEP);
+        if wildcard && pattern[p] == FWC && p + 1 == plen {
+            // `>` as the last pattern token: one or more non-empty subject tokens must be left.
+            return subject_tail_ok(&subject[s..]);
+        }
+        let start = s;
+        if wildcard && pattern[p] == PWC {
+            while s < slen && subject[s] != SEP {
+                s += 1;
+            }
+            p += 1;
+        } else {
+            while p < plen && pattern[p] != SEP {
+                if s >= slen || subject[s] != pattern[p] {
+                    return false;
+                }
+                p += 1;
+                s += 1;
+            }
+            if s < slen && subject[s] != SEP {
+                return false;
+            }
+        }
+        if s == start {
+            // An empty token.
             return false;
         }
-        let ptok = &pattern[p..pe];
-        if pe == plen && is_fwc(ptok) {
-            // `>` as the last pattern token: the rest of the subject must have no empty token.
-            return subject_tail_ok(subject, se);
-        }
-        if !is_pwc(ptok) && ptok != &subject[s..se] {
-            return false;
-        }
-        match (pe == plen, se == slen) {
+        match (p == plen, s == slen) {
             (true, true) => return true,
             (false, false) => {
-                p = pe + 1;
-                s = se + 1;
+                p += 1;
+                s += 1;
             }
             _ => return false,
         }
     }
 }
 
-/// Index of the next `.` in `b` at or after `from`, or `b.len()`.
-#[inline(always)]
-fn memchr_sep(b: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while i < b.len() && b[i] != SEP {
-        i += 1;
-    }
-    i
-}
-
-/// Whether `subject[from..]` (which is either empty or starts with a `.`) has no empty token.
-fn subject_tail_ok(subject: &[u8], from: usize) -> bool {
-    if from == subject.len() {
-        return true;
-    }
-    // subject[from] is a separator; every following token must be non-empty.
-    let tail = &subject[from + 1..];
+/// Whether `tail` is one or more tokens, none of them empty.
+#[inline]
+fn subject_tail_ok(tail: &[u8]) -> bool {
     !tail.is_empty()
-        && !tail.starts_with(&[SEP])
-        && !tail.ends_with(&[SEP])
-        && !contains_double_sep(tail)
-}
-
-fn contains_double_sep(b: &[u8]) -> bool {
-    b.windows(2).any(|w| w == [SEP, SEP])
+        && tail[0] != SEP
+        && tail[tail.len() - 1] != SEP
+        && !tail.windows(2).any(|w| w == [SEP, SEP])
 }
 
 /// Whether two subscription patterns could both match one published subject (nats-server's
@@ -441,6 +473,22 @@ mod tests {
         for (a, b) in no {
             assert!(!subjects_collide(a, b));
             assert!(!subjects_collide(b, a));
+        }
+    }
+
+    #[test]
+    fn byte_equality() {
+        let data: Vec<u8> = (0..40u8).collect();
+        for n in 0..40 {
+            let a = &data[..n];
+            let copy = a.to_vec();
+            assert!(bytes_eq(a, &copy));
+            for i in 0..n {
+                let mut b = a.to_vec();
+                b[i] ^= 0x80;
+                assert!(!bytes_eq(a, &b), "{n} {i}");
+            }
+            assert!(!bytes_eq(a, &data[..n + 1]));
         }
     }
 

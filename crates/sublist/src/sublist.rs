@@ -10,6 +10,7 @@ use crate::cache::Cache;
 use crate::error::SublistError;
 use crate::handle::SubHandle;
 use crate::interest::Interest;
+use crate::local::Local;
 use crate::result::MatchResult;
 use crate::stats::SublistStats;
 use crate::subject::{is_fwc, is_pwc, tokenize, Tokens};
@@ -35,9 +36,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// assert_eq!(r.queues[0].members, ["worker-1"]);
 /// assert_eq!(subs.remove(&h), Some("audit"));
 /// ```
-pub struct Sublist<T> {
+pub struct Sublist<T: Send + Sync> {
     trie: RwLock<Trie<T>>,
     cache: Option<Cache<T>>,
+    /// Per-thread front of `cache` (unused without a cache).
+    local: Local<T>,
     generation: AtomicU64,
     count: AtomicUsize,
     inserts: AtomicU64,
@@ -64,6 +67,7 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
         Self {
             trie: RwLock::new(Trie::new()),
             cache,
+            local: Local::new(),
             generation: AtomicU64::new(0),
             count: AtomicUsize::new(0),
             inserts: AtomicU64::new(0),
@@ -157,45 +161,44 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
     ///
     /// The subject is taken as literal: a `*` or `>` token in it is matched only by wildcard
     /// subscriptions, as nats-server does. A subject with an empty token (or a leading or trailing
-    /// `.`) matches nothing. With the cache, a repeated subject is one hash lookup returning the same
-    /// shared result.
+    /// `.`) matches nothing. With the cache, a repeated subject is answered from a table private to
+    /// the calling thread (no lock, no shared write but the `Arc` count) or else from the shared
+    /// cache, and the same shared result is returned until a change can affect it.
     #[inline]
     pub fn matches(&self, subject: &[u8]) -> Arc<MatchResult<T>> {
         let Some(cache) = &self.cache else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            let mut tokens = Tokens::new();
-            if !tokenize(subject, &mut tokens) {
-                return self.empty.clone();
-            }
-            return self.walk(&self.trie.read(), &tokens);
+            return self.uncached(subject);
         };
         let hash = cache.hash(subject);
-        if let Some(result) = cache.get(hash, subject) {
-            return result;
+        match self.local.with(hash, subject, Arc::clone) {
+            Ok(result) => result,
+            Err(_) => self.shared(cache, hash, subject),
         }
-        self.miss(cache, hash, subject)
     }
 
-    #[cold]
-    #[inline(never)]
-    fn miss(&self, cache: &Cache<T>, hash: u64, subject: &[u8]) -> Arc<MatchResult<T>> {
+    /// Calls `f` with the result [`matches`](Self::matches) would return, without taking a
+    /// reference count when the calling thread has it cached: the cheapest way to look at a result
+    /// once. `f` may call into this sublist again.
+    #[inline]
+    pub fn with_matches<R>(&self, subject: &[u8], f: impl FnOnce(&MatchResult<T>) -> R) -> R {
+        let Some(cache) = &self.cache else {
+            return f(&self.uncached(subject));
+        };
+        let hash = cache.hash(subject);
+        let f = move |r: &Arc<MatchResult<T>>| f(r);
+        match self.local.with(hash, subject, f) {
+            Ok(value) => value,
+            Err(f) => f(&self.shared(cache, hash, subject)),
+        }
+    }
+
+    fn uncached(&self, subject: &[u8]) -> Arc<MatchResult<T>> {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let mut tokens = Tokens::new();
         if !tokenize(subject, &mut tokens) {
             return self.empty.clone();
         }
-        // Store while still holding the read lock: a writer changes the trie and invalidates the
-        // cache under the write lock, so no result computed before a change lands after it.
-        let trie = self.trie.read();
-        let result = self.walk(&trie, &tokens);
-        cache.insert(hash, subject, result.clone());
-        drop(trie);
-        result
-    }
-
-    fn walk(&self, trie: &Trie<T>, tokens: &[&[u8]]) -> Arc<MatchResult<T>> {
-        let mut result = MatchResult::new();
-        trie.collect(tokens, &mut result);
+        let result = self.walk(&self.trie.read(), &tokens);
         if result.is_empty() {
             self.empty.clone()
         } else {
@@ -203,10 +206,44 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
         }
     }
 
+    /// The shared cache, then the trie; remembers the answer in this thread's table.
+    #[inline(never)]
+    fn shared(&self, cache: &Cache<T>, hash: u64, subject: &[u8]) -> Arc<MatchResult<T>> {
+        let result = match cache.get(hash, subject) {
+            Some(result) => result,
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                let mut tokens = Tokens::new();
+                if !tokenize(subject, &mut tokens) {
+                    // Always empty whatever is inserted: not worth a cache entry.
+                    return self.empty.clone();
+                }
+                // Store while still holding the read lock: a writer changes the trie and
+                // invalidates the cache under the write lock, so no result computed before a
+                // change lands in the cache after it.
+                let trie = self.trie.read();
+                let result = Arc::new(self.walk(&trie, &tokens));
+                cache.insert(hash, subject, result.clone());
+                drop(trie);
+                result
+            }
+        };
+        self.local.insert(hash, subject, &result);
+        result
+    }
+
+    fn walk(&self, trie: &Trie<T>, tokens: &[&[u8]]) -> MatchResult<T> {
+        trie.collect(tokens)
+    }
+
     /// Whether any subscription matches the published `subject`, without building a result.
     pub fn has_interest(&self, subject: &[u8]) -> bool {
         if let Some(cache) = &self.cache {
-            if let Some(nonempty) = cache.peek(cache.hash(subject), subject) {
+            let hash = cache.hash(subject);
+            if let Ok(nonempty) = self.local.with(hash, subject, |r| !r.is_empty()) {
+                return nonempty;
+            }
+            if let Some(nonempty) = cache.peek(hash, subject) {
                 return nonempty;
             }
         }
@@ -236,7 +273,7 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
 
     /// The figures nats-server reports in `/subsz`.
     pub fn stats(&self) -> SublistStats {
-        let hits = self.cache.as_ref().map_or(0, Cache::hits);
+        let hits = self.cache.as_ref().map_or(0, Cache::hits) + self.local.hits();
         let (cached, total_fanout, max_fanout) =
             self.cache.as_ref().map_or((0, 0, 0), Cache::fanout);
         let mut stats = SublistStats {
@@ -306,7 +343,7 @@ impl<T: Clone + Send + Sync + 'static> Default for Sublist<T> {
     }
 }
 
-impl<T> fmt::Debug for Sublist<T> {
+impl<T: Send + Sync> fmt::Debug for Sublist<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sublist")
             .field("len", &self.count.load(Ordering::Relaxed))

@@ -3,17 +3,18 @@
 //!
 //! The trie knows nothing of locking or caching; [`Sublist`](crate::Sublist) wraps it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use hashbrown::HashMap;
 use smallvec::SmallVec;
 
+use crate::members::Members;
 use crate::result::{MatchResult, QueueGroup};
 use crate::subject::{is_fwc, is_pwc, SEP};
+use crate::token_map::TokenMap;
 
 /// One token position: the nodes reachable by the next token.
 pub(crate) struct Level<T> {
-    literals: HashMap<Box<[u8]>, Node<T>>,
+    literals: TokenMap<Node<T>>,
     pwc: Option<Box<Node<T>>>,
     fwc: Option<Box<Node<T>>>,
 }
@@ -39,7 +40,13 @@ struct QueueSubs<T> {
 pub(crate) struct Subs<T> {
     slots: SmallVec<[Slot<T>; 1]>,
     dead: u32,
+    /// For long lists: the live values as one shared slice, built by the first match after a
+    /// change and handed to every result that matches only this list (see `Members`).
+    shared: Option<Box<OnceLock<Arc<[T]>>>>,
 }
+
+/// Lists at least this long keep a shared snapshot.
+const SHARE_MIN: usize = 32;
 
 struct Slot<T> {
     id: u64,
@@ -54,6 +61,7 @@ impl<T> Subs<T> {
         Self {
             slots: SmallVec::new(),
             dead: 0,
+            shared: None,
         }
     }
 
@@ -73,12 +81,15 @@ impl<T> Subs<T> {
             id,
             value: Some(value),
         });
+        self.changed();
     }
 
     fn remove(&mut self, id: u64) -> Option<T> {
         let i = self.slots.binary_search_by_key(&id, |s| s.id).ok()?;
         if self.slots.len() <= SHIFT_MAX && self.dead == 0 {
-            return self.slots.remove(i).value;
+            let value = self.slots.remove(i).value;
+            self.changed();
+            return value;
         }
         let value = self.slots[i].value.take()?;
         self.dead += 1;
@@ -89,7 +100,38 @@ impl<T> Subs<T> {
                 self.slots.shrink_to_fit();
             }
         }
+        self.changed();
         Some(value)
+    }
+
+    /// Drops the snapshot after a change; starts or stops keeping one as the list crosses
+    /// [`SHARE_MIN`].
+    fn changed(&mut self) {
+        let len = self.len();
+        if len >= SHARE_MIN {
+            match &mut self.shared {
+                Some(s) => drop(s.take()),
+                None => self.shared = Some(Box::new(OnceLock::new())),
+            }
+        } else if len < SHARE_MIN / 2 {
+            self.shared = None;
+        } else if let Some(s) = &mut self.shared {
+            drop(s.take());
+        }
+    }
+
+    /// The shared snapshot of a long list (built on first use after a change).
+    #[inline]
+    fn snapshot(&self) -> Option<Arc<[T]>>
+    where
+        T: Clone,
+    {
+        let shared = self.shared.as_deref()?;
+        Some(
+            shared
+                .get_or_init(|| self.iter().cloned().collect())
+                .clone(),
+        )
     }
 
     #[inline]
@@ -100,7 +142,7 @@ impl<T> Subs<T> {
 
 impl<T: Clone> Subs<T> {
     #[inline]
-    fn clone_into(&self, out: &mut Vec<T>) {
+    fn push_values_into(&self, out: &mut Vec<T>) {
         out.reserve(self.len());
         if self.dead == 0 {
             for s in &self.slots {
@@ -145,7 +187,7 @@ impl<T> Node<T> {
 impl<T> Level<T> {
     fn new() -> Self {
         Self {
-            literals: HashMap::new(),
+            literals: TokenMap::new(),
             pwc: None,
             fwc: None,
         }
@@ -168,6 +210,12 @@ impl<T> Level<T> {
         self.literals.get_mut(tok)
     }
 
+    /// The node of the literal token `tok`.
+    #[inline]
+    fn literal(&self, tok: &[u8]) -> Option<&Node<T>> {
+        self.literals.get(tok)
+    }
+
     #[inline]
     fn child_or_insert(&mut self, tok: &[u8]) -> &mut Node<T> {
         if tok.len() == 1 {
@@ -178,11 +226,7 @@ impl<T> Level<T> {
                 return self.fwc.get_or_insert_with(|| Box::new(Node::new()));
             }
         }
-        self.literals
-            .raw_entry_mut()
-            .from_key(tok)
-            .or_insert_with(|| (tok.into(), Node::new()))
-            .1
+        self.literals.get_or_insert_with(tok, Node::new)
     }
 
     fn remove_child(&mut self, tok: &[u8]) {
@@ -197,9 +241,6 @@ impl<T> Level<T> {
             }
         }
         self.literals.remove(tok);
-        if self.literals.capacity() > 4 * self.literals.len() + 16 {
-            self.literals.shrink_to_fit();
-        }
     }
 }
 
@@ -259,11 +300,34 @@ impl<T> Trie<T> {
     }
 
     /// Appends every subscription matching the literal subject `tokens` to `out`.
-    pub(crate) fn collect(&self, tokens: &[&[u8]], out: &mut MatchResult<T>)
+    pub(crate) fn collect(&self, tokens: &[&[u8]]) -> MatchResult<T>
     where
         T: Clone,
     {
-        match_level(&self.root, tokens, out);
+        let mut out = Collector {
+            plain: SmallVec::new(),
+            queues: Vec::new(),
+        };
+        match_level(&self.root, tokens, &mut out);
+        let plain = match out.plain.as_slice() {
+            [] => Members::new(),
+            [one] => match one.snapshot() {
+                Some(shared) => Members::shared(shared),
+                None => {
+                    let mut v = Vec::new();
+                    one.push_values_into(&mut v);
+                    v.into()
+                }
+            },
+            many => {
+                let mut v = Vec::with_capacity(many.iter().map(|s| s.len()).sum());
+                for s in many {
+                    s.push_values_into(&mut v);
+                }
+                v.into()
+            }
+        };
+        MatchResult::from_parts(plain, out.queues)
     }
 
     /// Whether any subscription matches the literal subject `tokens`.
@@ -316,18 +380,20 @@ fn remove_in<T>(
 }
 
 #[inline]
-fn add_node<T: Clone>(node: &Node<T>, out: &mut MatchResult<T>) {
-    node.plain.clone_into(&mut out.plain);
+fn add_node<'a, T: Clone>(node: &'a Node<T>, out: &mut Collector<'a, T>) {
+    if !node.plain.is_empty() {
+        out.plain.push(&node.plain);
+    }
     for q in &node.queues {
         match out
             .queues
             .iter_mut()
             .find(|g| Arc::ptr_eq(&g.name, &q.name) || g.name == q.name)
         {
-            Some(g) => q.subs.clone_into(&mut g.members),
+            Some(g) => q.subs.push_values_into(&mut g.members),
             None => {
                 let mut members = Vec::new();
-                q.subs.clone_into(&mut members);
+                q.subs.push_values_into(&mut members);
                 out.queues.push(QueueGroup {
                     name: q.name.clone(),
                     members,
@@ -339,14 +405,25 @@ fn add_node<T: Clone>(node: &Node<T>, out: &mut MatchResult<T>) {
 
 /// The walk of nats-server's `matchLevel`: at each level the `>` node matches everything from here,
 /// the `*` node continues with the next token, and the literal node is followed.
-fn match_level<T: Clone>(mut level: &Level<T>, tokens: &[&[u8]], out: &mut MatchResult<T>) {
+/// What a walk gathers: the plain lists it reached (copied, or shared when there is just one,
+/// once the walk is over) and the queue members (copied as found).
+struct Collector<'a, T> {
+    plain: SmallVec<[&'a Subs<T>; 8]>,
+    queues: Vec<QueueGroup<T>>,
+}
+
+fn match_level<'a, T: Clone>(
+    mut level: &'a Level<T>,
+    tokens: &[&[u8]],
+    out: &mut Collector<'a, T>,
+) {
     let last = tokens.len() - 1;
     for (i, tok) in tokens.iter().enumerate() {
         if let Some(fwc) = level.fwc.as_deref() {
             add_node(fwc, out);
         }
         let pwc = level.pwc.as_deref();
-        let node = level.literals.get(*tok);
+        let node = level.literal(tok);
         if i == last {
             if let Some(n) = node {
                 add_node(n, out);
@@ -373,7 +450,7 @@ fn interest_in<T>(mut level: &Level<T>, tokens: &[&[u8]]) -> bool {
             return true;
         }
         let pwc = level.pwc.as_deref();
-        let node = level.literals.get(*tok);
+        let node = level.literal(tok);
         if i == last {
             return node.is_some_and(Node::has_subs) || pwc.is_some_and(Node::has_subs);
         }
@@ -394,7 +471,6 @@ fn visit_level<T>(level: &Level<T>, subject: &mut Vec<u8>, f: &mut dyn FnMut(&[u
     let children = level
         .literals
         .iter()
-        .map(|(k, n)| (&**k, n))
         .chain(level.pwc.as_deref().map(|n| (&b"*"[..], n)))
         .chain(level.fwc.as_deref().map(|n| (&b">"[..], n)));
     for (tok, node) in children {

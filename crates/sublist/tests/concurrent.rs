@@ -53,14 +53,21 @@ fn readers_see_every_completed_change() {
                             // Removed before the match began: must be gone.
                             assert!(
                                 v >= floor_before,
-                                "stale {v} < {floor_before} for {subject}"
+                                "stale {v} < {floor_before} for {subject} (marked {}, {:?})",
+                                result.is_stale(),
+                                result.plain
                             );
                             assert!(subject_matches(pattern(v).as_bytes(), subject.as_bytes()));
                         }
                         // Inserted before the match began and not yet being removed: must be there.
                         for v in (floor_after + 1).max(0)..=hi {
                             if subject_matches(pattern(v).as_bytes(), subject.as_bytes()) {
-                                assert!(result.plain.contains(&v), "lost {v} for {subject}");
+                                assert!(
+                                    result.plain.contains(&v),
+                                    "lost {v} for {subject} (marked {}, {:?}, hi {hi} floor {floor_after})",
+                                    result.is_stale(),
+                                    result.plain
+                                );
                             }
                         }
                         checks += 1;
@@ -91,7 +98,7 @@ fn readers_see_every_completed_change() {
                 .collect();
             want.sort_unstable();
             for _ in 0..2 {
-                let mut got = subs.matches(subject.as_bytes()).plain.clone();
+                let mut got = subs.matches(subject.as_bytes()).plain.to_vec();
                 got.sort_unstable();
                 assert_eq!(got, want, "{subject}");
             }

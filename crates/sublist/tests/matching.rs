@@ -9,7 +9,7 @@ fn both() -> [Sublist<u32>; 2] {
 type Sorted = (Vec<u32>, Vec<(Vec<u8>, Vec<u32>)>);
 
 fn sorted(r: &MatchResult<u32>) -> Sorted {
-    let mut plain = r.plain.clone();
+    let mut plain = r.plain.to_vec();
     plain.sort_unstable();
     let mut queues: Vec<_> = r
         .queues
@@ -382,5 +382,42 @@ fn has_interest_matches_matches() {
             assert_eq!(s.has_interest(subj), !s.matches(subj).is_empty());
             assert_eq!(s.has_interest(subj), !s.matches(subj).is_empty());
         }
+    }
+}
+
+#[test]
+fn long_lists_follow_every_change() {
+    for s in both() {
+        let mut live: Vec<u32> = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..100 {
+            handles.push((i, s.insert(b"foo", None, i).unwrap()));
+            live.push(i);
+            assert_eq!(plain(&s, b"foo"), live);
+        }
+        // One list: shared with the trie, and it stays correct through removes.
+        let r = s.matches(b"foo");
+        assert_eq!(r.plain.len(), 100);
+        for (i, h) in handles.iter().filter(|(i, _)| i % 3 == 0) {
+            assert_eq!(s.remove(h), Some(*i));
+            live.retain(|v| v != i);
+            assert_eq!(plain(&s, b"foo"), live);
+        }
+        assert_eq!(r.plain.len(), 100, "an earlier result is unchanged");
+        // Two lists (a wildcard too): copied into one.
+        let w = s.insert(b"*", None, 1000).unwrap();
+        let mut with_wildcard = live.clone();
+        with_wildcard.push(1000);
+        assert_eq!(plain(&s, b"foo"), with_wildcard);
+        s.remove(&w);
+        assert_eq!(plain(&s, b"foo"), live);
+        for (i, h) in &handles {
+            if i % 3 != 0 {
+                assert_eq!(s.remove(h), Some(*i));
+                live.retain(|v| v != i);
+                assert_eq!(plain(&s, b"foo"), live);
+            }
+        }
+        assert!(s.is_empty());
     }
 }

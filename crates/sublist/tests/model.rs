@@ -26,8 +26,17 @@ fn split(s: &str) -> Vec<&str> {
 
 /// Valid subscription patterns over a tiny alphabet, so that overlaps and cache hits are common.
 fn pattern() -> impl Strategy<Value = String> {
+    pattern_over(vec!["a", "b", "*"])
+}
+
+/// Wide levels (more children than a level keeps in its vector form): 12 letters and `*`.
+const WIDE: [&str; 13] = [
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "*",
+];
+
+fn pattern_over(alphabet: Vec<&'static str>) -> impl Strategy<Value = String> {
     (
-        prop::collection::vec(prop::sample::select(vec!["a", "b", "*"]), 1..4),
+        prop::collection::vec(prop::sample::select(alphabet), 1..4),
         any::<bool>(),
     )
         .prop_map(|(mut toks, fwc)| {
@@ -55,8 +64,19 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    op_over(pattern())
+}
+
+fn wide_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (pattern(), prop::option::of(prop::sample::select(vec!["q1", "q2"]))).prop_map(|(p, q)| Op::Insert(p, q)),
+        3 => op_over(pattern_over(WIDE.to_vec())),
+        2 => prop::collection::vec(prop::sample::select(&WIDE[..12]), 1..4).prop_map(|t| Op::Match(t.join("."))),
+    ]
+}
+
+fn op_over(pattern: impl Strategy<Value = String>) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (pattern, prop::option::of(prop::sample::select(vec!["q1", "q2"]))).prop_map(|(p, q)| Op::Insert(p, q)),
         3 => any::<usize>().prop_map(Op::Remove),
         6 => subject().prop_map(Op::Match),
     ]
@@ -65,7 +85,7 @@ fn op() -> impl Strategy<Value = Op> {
 type Canonical = (Vec<u32>, BTreeMap<Vec<u8>, Vec<u32>>);
 
 fn canonical(r: &MatchResult<u32>) -> Canonical {
-    let mut plain = r.plain.clone();
+    let mut plain = r.plain.to_vec();
     plain.sort_unstable();
     let mut queues = BTreeMap::new();
     for g in &r.queues {
@@ -171,6 +191,11 @@ proptest! {
 
     #[test]
     fn cached_sublist_agrees_with_model(ops in prop::collection::vec(op(), 1..200)) {
+        run(&Sublist::new(), &ops);
+    }
+
+    #[test]
+    fn wide_levels_agree_with_model(ops in prop::collection::vec(wide_op(), 1..300)) {
         run(&Sublist::new(), &ops);
     }
 

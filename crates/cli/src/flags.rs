@@ -1,0 +1,680 @@
+//! nats-server's command-line flags, parsed the way Go's `flag` package parses them: `-flag`,
+//! `--flag`, `-flag=value`, `-flag value` (the next argument is taken even if it starts with
+//! `-`, so `-p -1` works); a bool flag takes no separate value (`-D`, `-T=false`); `--` ends the
+//! flags; the first non-flag argument ends them too.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::settings::Settings;
+
+/// What kind of value a flag takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Int,
+    Str,
+}
+
+/// What a flag does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flag {
+    Addr,
+    Port,
+    Name,
+    Pid,
+    Config,
+    TestConfig,
+    Signal,
+    ClientAdvertise,
+    PortsFileDir,
+    Log,
+    LogTime,
+    Debug,
+    Trace,
+    DebugTrace,
+    User,
+    Pass,
+    Auth,
+    Help,
+    HelpTls,
+    Version,
+    /// A nats-server flag for a feature Starling lacks, harmless to ignore: a warning.
+    Ignored(&'static str),
+    /// A nats-server flag for a feature Starling lacks, wrong to ignore: an error.
+    Unsupported(&'static str),
+}
+
+/// Every flag nats-server 2.9 has, with its names as `nats-server --help` lists them.
+const FLAGS: &[(&[&str], Kind, Flag)] = &[
+    (&["a", "addr", "net"], Kind::Str, Flag::Addr),
+    (&["p", "port"], Kind::Int, Flag::Port),
+    (&["n", "name", "server_name"], Kind::Str, Flag::Name),
+    (&["P", "pid"], Kind::Str, Flag::Pid),
+    (&["c", "config"], Kind::Str, Flag::Config),
+    (&["t"], Kind::Bool, Flag::TestConfig),
+    (&["sl", "signal"], Kind::Str, Flag::Signal),
+    (&["client_advertise"], Kind::Str, Flag::ClientAdvertise),
+    (&["ports_file_dir"], Kind::Str, Flag::PortsFileDir),
+    (&["l", "log"], Kind::Str, Flag::Log),
+    (&["T", "logtime"], Kind::Bool, Flag::LogTime),
+    (&["D", "debug"], Kind::Bool, Flag::Debug),
+    (&["V", "trace", "VV"], Kind::Bool, Flag::Trace),
+    (&["DV", "DVV"], Kind::Bool, Flag::DebugTrace),
+    (&["user"], Kind::Str, Flag::User),
+    (&["pass"], Kind::Str, Flag::Pass),
+    (&["auth"], Kind::Str, Flag::Auth),
+    (&["h", "help"], Kind::Bool, Flag::Help),
+    (&["help_tls"], Kind::Bool, Flag::HelpTls),
+    (&["v", "version"], Kind::Bool, Flag::Version),
+    (&["m", "http_port"], Kind::Int, Flag::Ignored("monitoring")),
+    (
+        &["ms", "https_port"],
+        Kind::Int,
+        Flag::Ignored("monitoring"),
+    ),
+    (&["s", "syslog"], Kind::Bool, Flag::Ignored("syslog")),
+    (&["r", "remote_syslog"], Kind::Str, Flag::Ignored("syslog")),
+    (
+        &["log_size_limit"],
+        Kind::Int,
+        Flag::Ignored("log rotation"),
+    ),
+    (
+        &["max_traced_msg_len"],
+        Kind::Int,
+        Flag::Ignored("trace truncation"),
+    ),
+    (&["profile"], Kind::Int, Flag::Ignored("profiling")),
+    (
+        &["js", "jetstream"],
+        Kind::Bool,
+        Flag::Unsupported("JetStream"),
+    ),
+    (
+        &["sd", "store_dir"],
+        Kind::Str,
+        Flag::Unsupported("JetStream"),
+    ),
+    (&["tls", "tlsverify"], Kind::Bool, Flag::Unsupported("TLS")),
+    (
+        &["tlscert", "tlskey", "tlscacert"],
+        Kind::Str,
+        Flag::Unsupported("TLS"),
+    ),
+    (
+        &[
+            "routes",
+            "cluster",
+            "cluster_name",
+            "cluster_advertise",
+            "cluster_listen",
+        ],
+        Kind::Str,
+        Flag::Unsupported("clustering"),
+    ),
+    (
+        &["no_advertise"],
+        Kind::Bool,
+        Flag::Unsupported("clustering"),
+    ),
+    (
+        &["connect_retries"],
+        Kind::Int,
+        Flag::Unsupported("clustering"),
+    ),
+];
+
+fn lookup(name: &str) -> Option<(Kind, Flag)> {
+    FLAGS
+        .iter()
+        .find(|(names, _, _)| names.contains(&name))
+        .map(|&(_, kind, flag)| (kind, flag))
+}
+
+/// The parsed command line.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Cli {
+    /// Settings given as flags (they override the config file).
+    pub(crate) settings: Settings,
+    /// `-c FILE`.
+    pub(crate) config: Option<PathBuf>,
+    /// `-t`: check the config file and exit.
+    pub(crate) test_config: bool,
+    /// `--signal SIGNAL[=PID]`.
+    pub(crate) signal: Option<String>,
+    /// `-h`.
+    pub(crate) help: bool,
+    /// `--help_tls`.
+    pub(crate) help_tls: bool,
+    /// `-v`.
+    pub(crate) version: bool,
+    /// Flags that were accepted but ignored.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// A command-line error, worded as Go's `flag` package and nats-server word them.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub(crate) enum FlagError {
+    /// `---x`, `-=x`.
+    #[error("bad flag syntax: {0}")]
+    BadSyntax(String),
+    /// A flag nats-server does not have either.
+    #[error("flag provided but not defined: -{0}")]
+    Undefined(String),
+    /// A value flag at the end of the line.
+    #[error("flag needs an argument: -{0}")]
+    NeedsArgument(String),
+    /// `-T=maybe`.
+    #[error("invalid boolean value {value:?} for -{flag}: parse error")]
+    InvalidBool {
+        /// The flag as written (without dashes).
+        flag: String,
+        /// The value given.
+        value: String,
+    },
+    /// `-p abc`.
+    #[error("invalid value {value:?} for flag -{flag}: {reason}")]
+    InvalidValue {
+        /// The flag as written (without dashes).
+        flag: String,
+        /// The value given.
+        value: String,
+        /// `parse error` or `value out of range`, as Go says.
+        reason: &'static str,
+    },
+    /// A nats-server flag whose feature Starling does not have yet.
+    #[error("flag -{flag} is not supported by starling-server yet ({feature})")]
+    Unsupported {
+        /// The flag as written (without dashes).
+        flag: String,
+        /// The feature it belongs to.
+        feature: &'static str,
+    },
+    /// A leftover argument that is not `version` or `help`.
+    #[error("unrecognized command: {0:?}")]
+    UnrecognizedCommand(String),
+}
+
+/// Parses the arguments (without the program name).
+pub(crate) fn parse<I, S>(args: I) -> Result<Cli, FlagError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    let mut cli = Cli::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg.len() < 2 || !arg.starts_with('-') {
+            break; // the first non-flag argument
+        }
+        let body = if let Some(rest) = arg.strip_prefix("--") {
+            if rest.is_empty() {
+                i += 1; // "--" ends the flags
+                break;
+            }
+            rest
+        } else {
+            &arg[1..]
+        };
+        if body.starts_with('-') || body.starts_with('=') {
+            return Err(FlagError::BadSyntax(arg.clone()));
+        }
+        i += 1;
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let (kind, flag) = lookup(name).ok_or_else(|| FlagError::Undefined(name.to_string()))?;
+        let value = match (kind, inline) {
+            (Kind::Bool, None) => Value::Bool(true),
+            (Kind::Bool, Some(v)) => {
+                Value::Bool(parse_bool(&v).ok_or_else(|| FlagError::InvalidBool {
+                    flag: name.to_string(),
+                    value: v.clone(),
+                })?)
+            }
+            (kind, inline) => {
+                let v = match inline {
+                    Some(v) => v,
+                    None => {
+                        let v = args
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| FlagError::NeedsArgument(name.to_string()))?;
+                        i += 1;
+                        v
+                    }
+                };
+                if kind == Kind::Int {
+                    Value::Int(parse_int(&v).map_err(|reason| FlagError::InvalidValue {
+                        flag: name.to_string(),
+                        value: v.clone(),
+                        reason,
+                    })?)
+                } else {
+                    Value::Str(v)
+                }
+            }
+        };
+        apply(&mut cli, name, flag, value)?;
+    }
+    // nats-server accepts `version` and `help` as commands after the flags.
+    match args.get(i).map(String::as_str) {
+        None => {}
+        Some("version") => cli.version = true,
+        Some("help") => cli.help = true,
+        Some(other) => return Err(FlagError::UnrecognizedCommand(other.to_string())),
+    }
+    Ok(cli)
+}
+
+enum Value {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+}
+
+impl Value {
+    fn bool(&self) -> bool {
+        matches!(self, Self::Bool(true))
+    }
+    fn int(&self) -> i64 {
+        match self {
+            Self::Int(n) => *n,
+            _ => 0,
+        }
+    }
+    fn string(self) -> String {
+        match self {
+            Self::Str(s) => s,
+            Self::Int(n) => n.to_string(),
+            Self::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagError> {
+    let s = &mut cli.settings;
+    match flag {
+        Flag::Addr => s.host = Some(v.string()),
+        Flag::Port => s.port = Some(v.int()),
+        Flag::Name => s.server_name = Some(v.string()),
+        Flag::Pid => s.pid_file = Some(v.string().into()),
+        Flag::Config => cli.config = Some(v.string().into()),
+        Flag::TestConfig => cli.test_config = v.bool(),
+        Flag::Signal => cli.signal = Some(v.string()),
+        Flag::ClientAdvertise => s.client_advertise = Some(v.string()),
+        Flag::PortsFileDir => s.ports_file_dir = Some(v.string().into()),
+        Flag::Log => s.log_file = Some(v.string().into()),
+        Flag::LogTime => s.logtime = Some(v.bool()),
+        Flag::Debug => s.debug = Some(v.bool()),
+        Flag::Trace => s.trace = Some(v.bool()),
+        // As in nats-server: -DV=false turns nothing off.
+        Flag::DebugTrace if v.bool() => (s.debug, s.trace) = (Some(true), Some(true)),
+        Flag::DebugTrace => {}
+        Flag::User => s.user = Some(v.string()),
+        Flag::Pass => s.password = Some(v.string()),
+        Flag::Auth => s.token = Some(v.string()),
+        Flag::Help => cli.help = v.bool(),
+        Flag::HelpTls => cli.help_tls = v.bool(),
+        Flag::Version => cli.version = v.bool(),
+        Flag::Ignored(feature) => cli.warnings.push(format!(
+            "flag -{name} ignored: {feature} is not available in starling-server yet"
+        )),
+        Flag::Unsupported(feature) => {
+            return Err(FlagError::Unsupported {
+                flag: name.to_string(),
+                feature,
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: optional sign; `0x`, `0o`, `0b` or a leading `0`
+/// (octal) choose the base; `_` may separate digits when a prefix is given.
+fn parse_int(s: &str) -> Result<i64, &'static str> {
+    const PARSE: &str = "parse error";
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.replace('_', ""))
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.replace('_', ""))
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.replace('_', ""))
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].replace('_', ""))
+    } else {
+        (10, lower.clone())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(PARSE);
+    }
+    let magnitude = u64::from_str_radix(&digits, radix).map_err(|_| "value out of range")?;
+    if neg {
+        0i64.checked_sub_unsigned(magnitude)
+            .ok_or("value out of range")
+    } else {
+        i64::try_from(magnitude).map_err(|_| "value out of range")
+    }
+}
+
+/// `starling-server --help`: nats-server's layout, listing what Starling supports.
+pub(crate) const USAGE: &str = "\
+Usage: starling-server [options]
+
+Server Options:
+    -a, --addr, --net <host>         Bind to host address (default: 0.0.0.0)
+    -p, --port <port>                Use port for clients (default: 4222; -1 picks a free port)
+    -n, --name
+        --server_name <server_name>  Server name (default: auto)
+    -P, --pid <file>                 File to store PID
+    -c, --config <file>              Configuration file
+    -t                               Test configuration and exit
+    -sl,--signal <signal>[=<pid>]    Send signal to starling-server process (ldm, stop, quit, term, reopen, reload)
+                                     <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/starling-server.pid)
+        --client_advertise <string>  Client URL to advertise to other servers
+        --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+
+Logging Options:
+    -l, --log <file>                 File to also write log output to
+    -T, --logtime                    Timestamp log entries (default: true)
+    -D, --debug                      Enable debugging output
+    -V, --trace                      Trace the raw protocol
+    -VV                              Verbose trace (same as -V)
+    -DV                              Debug and trace
+    -DVV                             Debug and verbose trace (same as -DV)
+
+Authorization Options:
+        --user <user>                User required for connections
+        --pass <password>            Password required for connections
+        --auth <token>               Authorization token required for connections
+
+Common Options:
+    -h, --help                       Show this message
+    -v, --version                    Show version
+
+Accepted and ignored for now (with a warning): -m/--http_port, -ms/--https_port, -s/--syslog,
+-r/--remote_syslog, --log_size_limit, --max_traced_msg_len, --profile.
+Not supported yet (an error): JetStream (-js, -sd), TLS (--tls...), clustering (--routes, --cluster...).
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(args: &[&str]) -> Cli {
+        parse(args.iter().copied()).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn err(args: &[&str]) -> String {
+        parse(args.iter().copied()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_go_form_of_a_value_flag() {
+        for args in [
+            &["-p", "4333"][..],
+            &["-p=4333"],
+            &["--p", "4333"],
+            &["--p=4333"],
+            &["-port", "4333"],
+            &["-port=4333"],
+            &["--port", "4333"],
+            &["--port=4333"],
+        ] {
+            assert_eq!(ok(args).settings.port, Some(4333), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn every_go_form_of_a_bool_flag() {
+        for (args, want) in [
+            (&["-D"][..], true),
+            (&["--D"], true),
+            (&["-debug"], true),
+            (&["--debug"], true),
+            (&["-D=true"], true),
+            (&["-D=1"], true),
+            (&["-D=T"], true),
+            (&["-D=false"], false),
+            (&["--debug=False"], false),
+            (&["-D=0"], false),
+        ] {
+            assert_eq!(ok(args).settings.debug, Some(want), "{args:?}");
+        }
+        assert_eq!(ok(&[]).settings.debug, None);
+        assert_eq!(ok(&["-T=false"]).settings.logtime, Some(false));
+        assert_eq!(ok(&["--logtime"]).settings.logtime, Some(true));
+    }
+
+    #[test]
+    fn random_port_and_negative_values() {
+        assert_eq!(ok(&["-p", "-1"]).settings.port, Some(-1));
+        assert_eq!(ok(&["--port=-1"]).settings.port, Some(-1));
+        assert_eq!(ok(&["-p", "0x10"]).settings.port, Some(16));
+        assert_eq!(ok(&["-p", "010"]).settings.port, Some(8)); // Go reads a leading 0 as octal
+    }
+
+    #[test]
+    fn names_and_aliases() {
+        let c = ok(&[
+            "-a",
+            "127.0.0.1",
+            "-n",
+            "n1",
+            "-P",
+            "/tmp/p.pid",
+            "-l",
+            "/tmp/l.log",
+            "-c",
+            "x.conf",
+            "-t",
+            "--client_advertise",
+            "h:1",
+            "--user",
+            "u",
+            "--pass",
+            "p",
+            "--auth",
+            "tok",
+            "--ports_file_dir",
+            "/tmp",
+        ]);
+        let s = &c.settings;
+        assert_eq!(s.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(s.server_name.as_deref(), Some("n1"));
+        assert_eq!(s.pid_file, Some("/tmp/p.pid".into()));
+        assert_eq!(s.log_file, Some("/tmp/l.log".into()));
+        assert_eq!(s.client_advertise.as_deref(), Some("h:1"));
+        assert_eq!(
+            (s.user.as_deref(), s.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert_eq!(s.token.as_deref(), Some("tok"));
+        assert_eq!(s.ports_file_dir, Some("/tmp".into()));
+        assert_eq!(c.config, Some("x.conf".into()));
+        assert!(c.test_config);
+        assert_eq!(ok(&["--addr", "::1"]).settings.host.as_deref(), Some("::1"));
+        assert_eq!(ok(&["--net=h"]).settings.host.as_deref(), Some("h"));
+        assert_eq!(
+            ok(&["--server_name", "x"]).settings.server_name.as_deref(),
+            Some("x")
+        );
+        assert_eq!(ok(&["--name=y"]).settings.server_name.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn debug_and_trace_combinations() {
+        let dt = |args: &[&str]| {
+            let s = ok(args).settings;
+            (s.debug, s.trace)
+        };
+        assert_eq!(dt(&["-D"]), (Some(true), None));
+        assert_eq!(dt(&["-V"]), (None, Some(true)));
+        assert_eq!(dt(&["-VV"]), (None, Some(true)));
+        assert_eq!(dt(&["-DV"]), (Some(true), Some(true)));
+        assert_eq!(dt(&["-DVV"]), (Some(true), Some(true)));
+        assert_eq!(dt(&["--trace"]), (None, Some(true)));
+        assert_eq!(dt(&["-DV=false"]), (None, None));
+        assert_eq!(dt(&["-D", "-V=false"]), (Some(true), Some(false)));
+    }
+
+    #[test]
+    fn signal_values() {
+        assert_eq!(
+            ok(&["--signal", "ldm=123"]).signal.as_deref(),
+            Some("ldm=123")
+        );
+        assert_eq!(
+            ok(&["--signal=quit=/var/run/x.pid"]).signal.as_deref(),
+            Some("quit=/var/run/x.pid")
+        );
+        assert_eq!(ok(&["-sl", "stop"]).signal.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(ok(&["-h"]).help);
+        assert!(ok(&["--help"]).help);
+        assert!(ok(&["help"]).help);
+        assert!(ok(&["-v"]).version);
+        assert!(ok(&["--version"]).version);
+        assert!(ok(&["-p", "1", "version"]).version);
+        assert!(ok(&["--help_tls"]).help_tls);
+    }
+
+    #[test]
+    fn errors_are_worded_as_go_words_them() {
+        assert_eq!(err(&["--bogus"]), "flag provided but not defined: -bogus");
+        assert_eq!(err(&["-bogus=1"]), "flag provided but not defined: -bogus");
+        assert_eq!(err(&["-p"]), "flag needs an argument: -p");
+        assert_eq!(
+            err(&["-p", "abc"]),
+            "invalid value \"abc\" for flag -p: parse error"
+        );
+        assert_eq!(
+            err(&["-p", "99999999999999999999"]),
+            "invalid value \"99999999999999999999\" for flag -p: value out of range"
+        );
+        assert_eq!(
+            err(&["-T=maybe"]),
+            "invalid boolean value \"maybe\" for -T: parse error"
+        );
+        assert_eq!(err(&["---p"]), "bad flag syntax: ---p");
+        assert_eq!(err(&["-=p"]), "bad flag syntax: -=p");
+        assert_eq!(err(&["extra"]), "unrecognized command: \"extra\"");
+        // A bool flag does not take the next argument: "false" is left over, as in Go.
+        assert_eq!(err(&["-T", "false"]), "unrecognized command: \"false\"");
+        assert_eq!(
+            err(&["-js"]),
+            "flag -js is not supported by starling-server yet (JetStream)"
+        );
+        assert_eq!(
+            err(&["--routes", "nats://a:6222"]),
+            "flag -routes is not supported by starling-server yet (clustering)"
+        );
+    }
+
+    #[test]
+    fn end_of_flags() {
+        // Everything after "--" is positional.
+        assert_eq!(err(&["-D", "--", "-p"]), "unrecognized command: \"-p\"");
+        assert!(ok(&["--", "version"]).version);
+        // A lone "-" is not a flag.
+        assert_eq!(err(&["-"]), "unrecognized command: \"-\"");
+    }
+
+    #[test]
+    fn ignored_flags_warn() {
+        let c = ok(&["-m", "8222", "-p", "1", "--syslog"]);
+        assert_eq!(c.settings.port, Some(1));
+        assert_eq!(c.warnings.len(), 2);
+        assert!(
+            c.warnings[0].contains("-m ignored: monitoring"),
+            "{:?}",
+            c.warnings
+        );
+        // Their values are still checked.
+        assert_eq!(
+            err(&["-m", "x"]),
+            "invalid value \"x\" for flag -m: parse error"
+        );
+    }
+
+    #[test]
+    fn value_taken_verbatim_even_if_it_looks_like_a_flag() {
+        assert_eq!(
+            ok(&["-n", "-D"]).settings.server_name.as_deref(),
+            Some("-D")
+        );
+        assert_eq!(
+            ok(&["--pass", "--x=y"]).settings.password.as_deref(),
+            Some("--x=y")
+        );
+        assert_eq!(ok(&["-n="]).settings.server_name.as_deref(), Some(""));
+        assert_eq!(
+            ok(&["--pass=a=b"]).settings.password.as_deref(),
+            Some("a=b")
+        );
+    }
+
+    #[test]
+    fn later_flags_win() {
+        assert_eq!(ok(&["-p", "1", "--port=2"]).settings.port, Some(2));
+    }
+
+    #[test]
+    fn go_ints() {
+        assert_eq!(parse_int("42"), Ok(42));
+        assert_eq!(parse_int("-42"), Ok(-42));
+        assert_eq!(parse_int("+7"), Ok(7));
+        assert_eq!(parse_int("0"), Ok(0));
+        assert_eq!(parse_int("0b101"), Ok(5));
+        assert_eq!(parse_int("0o17"), Ok(15));
+        assert_eq!(parse_int("0x_ff"), Ok(255));
+        assert_eq!(parse_int("-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(parse_int("9223372036854775808"), Err("value out of range"));
+        for bad in ["", "-", "x", "1x", "08", "0x", " 1", "1 "] {
+            assert_eq!(parse_int(bad), Err("parse error"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn usage_mentions_every_supported_flag() {
+        for (names, _, flag) in FLAGS {
+            if matches!(
+                flag,
+                Flag::Ignored(_) | Flag::Unsupported(_) | Flag::HelpTls
+            ) {
+                continue;
+            }
+            for n in *names {
+                let dashed = if n.len() <= 3 && *n != "pid" && *n != "net" {
+                    format!("-{n}")
+                } else {
+                    format!("--{n}")
+                };
+                assert!(USAGE.contains(&dashed), "usage lacks {dashed}");
+            }
+        }
+    }
+}

@@ -1,0 +1,843 @@
+//! What the binary is configured with, from the config file and the flags (flags win), and how
+//! that becomes a [`ServerBuilder`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use starling_server::{Auth, ServerBuilder};
+use thiserror::Error;
+
+use crate::conf::{self, ConfError, Item, Map, Value};
+
+/// Every setting the binary knows. `None` = not given (the server's default applies).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Settings {
+    /// `-a` / `host`: the client listener's host.
+    pub(crate) host: Option<String>,
+    /// `-p` / `port`: the client listener's port (`-1` = any free port).
+    pub(crate) port: Option<i64>,
+    /// `-n` / `server_name`.
+    pub(crate) server_name: Option<String>,
+    /// `--client_advertise` / `client_advertise`.
+    pub(crate) client_advertise: Option<String>,
+    /// `max_payload`.
+    pub(crate) max_payload: Option<usize>,
+    /// `max_control_line`.
+    pub(crate) max_control_line: Option<usize>,
+    /// `max_pending`.
+    pub(crate) max_pending: Option<usize>,
+    /// `max_connections`.
+    pub(crate) max_connections: Option<usize>,
+    /// `max_subscriptions`.
+    pub(crate) max_subscriptions: Option<usize>,
+    /// `ping_interval`.
+    pub(crate) ping_interval: Option<Duration>,
+    /// `ping_max`.
+    pub(crate) ping_max: Option<u32>,
+    /// `write_deadline`.
+    pub(crate) write_deadline: Option<Duration>,
+    /// `--user` / `authorization.user`.
+    pub(crate) user: Option<String>,
+    /// `--pass` / `authorization.password`.
+    pub(crate) password: Option<String>,
+    /// `--auth` / `authorization.token`.
+    pub(crate) token: Option<String>,
+    /// `authorization.timeout`.
+    pub(crate) auth_timeout: Option<Duration>,
+    /// `lame_duck_duration`.
+    pub(crate) lame_duck_duration: Option<Duration>,
+    /// `lame_duck_grace_period`.
+    pub(crate) lame_duck_grace_period: Option<Duration>,
+    /// `-D` / `debug`.
+    pub(crate) debug: Option<bool>,
+    /// `-V` / `trace`.
+    pub(crate) trace: Option<bool>,
+    /// `-T` / `logtime`.
+    pub(crate) logtime: Option<bool>,
+    /// `-l` / `log_file`.
+    pub(crate) log_file: Option<PathBuf>,
+    /// `-P` / `pid_file`.
+    pub(crate) pid_file: Option<PathBuf>,
+    /// `--ports_file_dir` / `ports_file_dir`.
+    pub(crate) ports_file_dir: Option<PathBuf>,
+}
+
+macro_rules! overlay_fields {
+    ($base:ident, $over:ident; $($f:ident),* $(,)?) => {
+        $( if $over.$f.is_some() { $base.$f = $over.$f; } )*
+    };
+}
+
+impl Settings {
+    /// `self` with every setting that `over` gives replaced (flags over the config file).
+    pub(crate) fn overlay(mut self, over: Self) -> Self {
+        overlay_fields!(self, over;
+            host, port, server_name, client_advertise, max_payload, max_control_line, max_pending,
+            max_connections, max_subscriptions, ping_interval, ping_max, write_deadline, user,
+            password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
+            logtime, log_file, pid_file, ports_file_dir,
+        );
+        self
+    }
+
+    /// `host:port` for the client listener (nats-server's defaults: `0.0.0.0:4222`; port -1
+    /// means any free port).
+    pub(crate) fn listen_addr(&self) -> Result<String, SettingsError> {
+        let host = self.host.as_deref().unwrap_or("0.0.0.0");
+        let port = match self.port.unwrap_or(4222) {
+            -1 => 0,
+            p @ 0..=65535 => p,
+            p => return Err(SettingsError::Port(p)),
+        };
+        if host.contains(':') && !host.starts_with('[') {
+            Ok(format!("[{host}]:{port}"))
+        } else {
+            Ok(format!("{host}:{port}"))
+        }
+    }
+
+    /// The authentication the settings ask for.
+    pub(crate) fn auth(&self) -> Result<Auth, SettingsError> {
+        match (&self.user, &self.password, &self.token) {
+            (Some(user), password, _) => Ok(Auth::UserPassword {
+                user: user.clone(),
+                password: password.clone().unwrap_or_default(),
+            }),
+            (None, Some(_), _) => Err(SettingsError::PasswordWithoutUser),
+            (None, None, Some(token)) => Ok(Auth::Token(token.clone())),
+            (None, None, None) => Ok(Auth::None),
+        }
+    }
+
+    /// The checks nats-server makes before starting, on the merged settings.
+    pub(crate) fn validate(&self) -> Result<(), SettingsError> {
+        self.listen_addr()?;
+        self.auth()?;
+        if let Some(d) = self.lame_duck_duration {
+            if d < Duration::from_secs(30) {
+                return Err(SettingsError::LameDuckDuration(format_duration(d)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A builder configured with these settings.
+    pub(crate) fn builder(&self) -> Result<ServerBuilder, SettingsError> {
+        self.validate()?;
+        let mut b = starling_server::Server::builder().listen(self.listen_addr()?);
+        if let Some(v) = &self.server_name {
+            b = b.server_name(v.clone());
+        }
+        if let Some(v) = &self.client_advertise {
+            b = b.client_advertise(v.clone());
+        }
+        if let Some(v) = self.max_payload {
+            b = b.max_payload(v);
+        }
+        if let Some(v) = self.max_control_line {
+            b = b.max_control_line(v);
+        }
+        if let Some(v) = self.max_pending {
+            b = b.max_pending(v);
+        }
+        if let Some(v) = self.max_connections {
+            b = b.max_connections(v);
+        }
+        if let Some(v) = self.max_subscriptions {
+            b = b.max_subscriptions(v);
+        }
+        if let Some(v) = self.ping_interval {
+            b = b.ping_interval(v);
+        }
+        if let Some(v) = self.ping_max {
+            b = b.max_pings_out(v);
+        }
+        if let Some(v) = self.write_deadline {
+            b = b.write_deadline(v);
+        }
+        if let Some(v) = self.auth_timeout {
+            b = b.auth_timeout(v);
+        }
+        if let Some(v) = self.lame_duck_duration {
+            b = b.lame_duck_duration(v);
+        }
+        if let Some(v) = self.lame_duck_grace_period {
+            b = b.lame_duck_grace_period(v);
+        }
+        Ok(b.auth(self.auth()?))
+    }
+}
+
+/// Why merged settings cannot start a server.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub(crate) enum SettingsError {
+    /// The port is outside 0..=65535 (and not -1).
+    #[error("invalid port {0}: must be -1 (any free port) or 0..65535")]
+    Port(i64),
+    /// A password without a user name.
+    #[error("a password was given without a user (--user / authorization.user)")]
+    PasswordWithoutUser,
+    /// nats-server's minimum lame-duck duration.
+    #[error("invalid lame_duck_duration of {0}, minimum is 30 seconds")]
+    LameDuckDuration(String),
+}
+
+/// Why a configuration file could not be turned into settings.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub(crate) enum ConfigError {
+    /// The file could not be read or parsed.
+    #[error(transparent)]
+    Syntax(#[from] ConfError),
+    /// A key that nats-server does not know.
+    #[error("{file}:{line}:{col}: unknown field \"{key}\"")]
+    UnknownField {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 0-based column.
+        col: usize,
+        /// The key as written.
+        key: String,
+    },
+    /// A nats-server key whose feature Starling does not have yet.
+    #[error("{file}:{line}:{col}: \"{key}\" is not supported by starling-server yet ({feature})")]
+    Unsupported {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 0-based column.
+        col: usize,
+        /// The key as written.
+        key: String,
+        /// What it belongs to.
+        feature: &'static str,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("{file}:{line}:{col}: invalid value for \"{key}\": {reason}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 0-based column.
+        col: usize,
+        /// The key as written.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Settings read from a configuration file, and warnings about keys that were ignored.
+#[derive(Debug, Default)]
+pub(crate) struct FromConfig {
+    /// What the file sets.
+    pub(crate) settings: Settings,
+    /// Keys accepted but ignored (features not available yet), and deprecated forms.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Reads a configuration file into settings.
+pub(crate) fn load_config(path: &std::path::Path) -> Result<FromConfig, ConfigError> {
+    let map = conf::parse_file(path)?;
+    from_map(&map, &path.display().to_string())
+}
+
+/// Interprets a parsed configuration.
+pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError> {
+    let mut out = FromConfig::default();
+    let cx = Cx { file };
+    for (key, item) in map.iter() {
+        let s = &mut out.settings;
+        match key.to_ascii_lowercase().as_str() {
+            "listen" => {
+                let (host, port) = cx.listen(key, item)?;
+                if host.is_some() {
+                    s.host = host;
+                }
+                s.port = Some(port);
+            }
+            "port" => s.port = Some(cx.int(key, item)?),
+            "host" | "net" => s.host = Some(cx.string(key, item)?),
+            "server_name" => s.server_name = Some(cx.string(key, item)?),
+            "client_advertise" => s.client_advertise = Some(cx.string(key, item)?),
+            "max_payload" => s.max_payload = Some(cx.size(key, item)?),
+            "max_control_line" => s.max_control_line = Some(cx.size(key, item)?),
+            "max_pending" => s.max_pending = Some(cx.size(key, item)?),
+            "max_connections" | "max_conn" => s.max_connections = Some(cx.count(key, item)?),
+            "max_subscriptions" | "max_subs" => s.max_subscriptions = Some(cx.count(key, item)?),
+            "ping_interval" => s.ping_interval = Some(cx.duration(key, item, &mut out.warnings)?),
+            "ping_max" => {
+                let n = cx.count(key, item)?;
+                s.ping_max = Some(u32::try_from(n).map_err(|_| cx.invalid(key, item, "too large"))?);
+            }
+            "write_deadline" => s.write_deadline = Some(cx.duration(key, item, &mut out.warnings)?),
+            "lame_duck_duration" => s.lame_duck_duration = Some(cx.duration(key, item, &mut out.warnings)?),
+            "lame_duck_grace_period" => {
+                s.lame_duck_grace_period = Some(cx.duration(key, item, &mut out.warnings)?)
+            }
+            "authorization" => cx.authorization(key, item, s, &mut out.warnings)?,
+            "debug" => s.debug = Some(cx.boolean(key, item)?),
+            "trace" => s.trace = Some(cx.boolean(key, item)?),
+            "logtime" => s.logtime = Some(cx.boolean(key, item)?),
+            "log_file" | "logfile" => s.log_file = Some(cx.string(key, item)?.into()),
+            "pid_file" | "pidfile" => s.pid_file = Some(cx.string(key, item)?.into()),
+            "ports_file_dir" => s.ports_file_dir = Some(cx.string(key, item)?.into()),
+            other => match nats_feature(other) {
+                Some(Known::Ignored(feature)) => out.warnings.push(format!(
+                    "{file}:{}:{}: \"{key}\" ignored: {feature} is not available in starling-server yet",
+                    item.pos.line, item.pos.col
+                )),
+                Some(Known::Unsupported(feature)) => {
+                    return Err(ConfigError::Unsupported {
+                        file: file.to_string(),
+                        line: item.pos.line,
+                        col: item.pos.col,
+                        key: key.to_string(),
+                        feature,
+                    })
+                }
+                None => {
+                    return Err(ConfigError::UnknownField {
+                        file: file.to_string(),
+                        line: item.pos.line,
+                        col: item.pos.col,
+                        key: key.to_string(),
+                    })
+                }
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// A nats-server key that Starling does not implement yet.
+enum Known {
+    /// Harmless to ignore (monitoring, log rotation): a warning.
+    Ignored(&'static str),
+    /// Ignoring it would change what clients see or weaken security: an error.
+    Unsupported(&'static str),
+}
+
+fn nats_feature(key: &str) -> Option<Known> {
+    use Known::{Ignored, Unsupported};
+    Some(match key {
+        "http" | "http_port" | "monitor_port" | "https" | "https_port" | "http_base_path" => {
+            Ignored("monitoring")
+        }
+        "logfile_size_limit"
+        | "log_size_limit"
+        | "logfile_max_num"
+        | "max_traced_msg_len"
+        | "syslog"
+        | "remote_syslog"
+        | "trace_verbose"
+        | "logfile_max_num_files" => Ignored("this logging option"),
+        "connect_error_reports"
+        | "reconnect_error_reports"
+        | "max_closed_clients"
+        | "disable_sublist_cache"
+        | "no_sublist_cache"
+        | "prof_port"
+        | "system_account"
+        | "no_system_account" => Ignored("this option"),
+        "cluster" | "routes" | "gateway" | "gateways" => Unsupported("clustering"),
+        "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
+        "jetstream" | "store_dir" => Unsupported("JetStream"),
+        "tls" | "allow_non_tls" => Unsupported("TLS"),
+        "websocket" | "ws" => Unsupported("websocket"),
+        "mqtt" => Unsupported("MQTT"),
+        "accounts"
+        | "no_auth_user"
+        | "operator"
+        | "operators"
+        | "resolver"
+        | "resolver_preload"
+        | "nkeys"
+        | "trusted"
+        | "trusted_keys"
+        | "authorization_callout" => Unsupported("accounts and decentralized auth"),
+        "no_header_support" => Unsupported("disabling headers"),
+        _ => return None,
+    })
+}
+
+/// Error context: the file being interpreted.
+struct Cx<'a> {
+    file: &'a str,
+}
+
+impl Cx<'_> {
+    fn invalid(&self, key: &str, item: &Item, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            line: item.pos.line,
+            col: item.pos.col,
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn expected(&self, key: &str, item: &Item, what: &str) -> ConfigError {
+        self.invalid(
+            key,
+            item,
+            format!("expected {what}, got {}", item.value.kind()),
+        )
+    }
+
+    fn string(&self, key: &str, item: &Item) -> Result<String, ConfigError> {
+        match &item.value {
+            Value::Str(s) => Ok(s.clone()),
+            // A bare `server_name: 42` is still a fine name.
+            Value::Int(_) | Value::Float(_) if !item.raw.is_empty() => Ok(item.raw.clone()),
+            _ => Err(self.expected(key, item, "a string")),
+        }
+    }
+
+    fn int(&self, key: &str, item: &Item) -> Result<i64, ConfigError> {
+        match &item.value {
+            Value::Int(n) => Ok(*n),
+            Value::Str(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| self.expected(key, item, "an integer")),
+            _ => Err(self.expected(key, item, "an integer")),
+        }
+    }
+
+    fn count(&self, key: &str, item: &Item) -> Result<usize, ConfigError> {
+        let n = self.int(key, item)?;
+        usize::try_from(n).map_err(|_| self.invalid(key, item, format!("{n} is negative")))
+    }
+
+    /// A byte size: an integer (`1MB` is already one) or a string like `"1MB"`.
+    fn size(&self, key: &str, item: &Item) -> Result<usize, ConfigError> {
+        let n = match &item.value {
+            Value::Int(n) => *n,
+            Value::Str(s) => parse_size(s)
+                .ok_or_else(|| self.invalid(key, item, format!("{s:?} is not a size")))?,
+            _ => return Err(self.expected(key, item, "a size")),
+        };
+        usize::try_from(n).map_err(|_| self.invalid(key, item, format!("{n} is negative")))
+    }
+
+    fn boolean(&self, key: &str, item: &Item) -> Result<bool, ConfigError> {
+        match &item.value {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(self.expected(key, item, "true or false")),
+        }
+    }
+
+    /// A Go duration string (`"2m"`, `"1h30m"`), or a number of seconds (deprecated).
+    fn duration(
+        &self,
+        key: &str,
+        item: &Item,
+        warnings: &mut Vec<String>,
+    ) -> Result<Duration, ConfigError> {
+        match &item.value {
+            Value::Str(s) => parse_go_duration(s).map_err(|reason| self.invalid(key, item, reason)),
+            Value::Int(n) => {
+                let secs =
+                    u64::try_from(*n).map_err(|_| self.invalid(key, item, "negative duration"))?;
+                warnings.push(format!(
+                    "{}:{}:{}: \"{key}\": {} is taken as {secs} seconds (as nats-server does); \
+                     write a quoted duration such as \"2m\" instead",
+                    self.file, item.pos.line, item.pos.col, item.raw
+                ));
+                Ok(Duration::from_secs(secs))
+            }
+            Value::Float(f) if *f >= 0.0 && f.is_finite() && *f < 1e12 => {
+                Ok(Duration::from_secs_f64(*f))
+            }
+            _ => Err(self.expected(key, item, "a duration like \"2m\"")),
+        }
+    }
+
+    /// `listen: host:port`, `listen: :port` or `listen: port`.
+    fn listen(&self, key: &str, item: &Item) -> Result<(Option<String>, i64), ConfigError> {
+        if let Value::Int(p) = item.value {
+            return Ok((None, p));
+        }
+        let s = self.string(key, item)?;
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| self.invalid(key, item, format!("{s:?} is not host:port")))?;
+        let port: i64 = port
+            .parse()
+            .map_err(|_| self.invalid(key, item, format!("{s:?} has no valid port")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(((!host.is_empty()).then(|| host.to_string()), port))
+    }
+
+    fn authorization(
+        &self,
+        key: &str,
+        item: &Item,
+        s: &mut Settings,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.expected(key, item, "a block"));
+        };
+        for (k, v) in map.iter() {
+            match k.to_ascii_lowercase().as_str() {
+                "user" | "username" => s.user = Some(self.string(k, v)?),
+                "password" | "pass" => s.password = Some(self.string(k, v)?),
+                "token" => s.token = Some(self.string(k, v)?),
+                // Seconds (a number) is the documented form here; a duration string works too.
+                "timeout" => {
+                    s.auth_timeout = Some(match v.value {
+                        Value::Int(n) => Duration::from_secs(
+                            u64::try_from(n)
+                                .map_err(|_| self.invalid(k, v, "negative duration"))?,
+                        ),
+                        _ => self.duration(k, v, warnings)?,
+                    })
+                }
+                "users" | "permissions" | "default_permissions" | "auth_callout" => {
+                    return Err(ConfigError::Unsupported {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: format!("authorization.{k}"),
+                        feature: "multiple users and permissions",
+                    })
+                }
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: format!("authorization.{k}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A size with an optional nats-server suffix (`"1MB"`, `"64k"`, `"512"`).
+pub(crate) fn parse_size(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let n: i64 = s[..digits].parse().ok()?;
+    let suffix = s[digits..].trim();
+    if suffix.is_empty() {
+        return Some(n);
+    }
+    n.checked_mul(conf::size_multiplier(suffix)?)
+}
+
+/// Parses a Go duration string: a sequence of decimal numbers, each with an optional fraction
+/// and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), e.g. `"300ms"`, `"1.5h"`, `"2h45m"`.
+pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?}");
+    let mut s = text.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.starts_with('-') {
+        return Err(format!("negative duration {text:?}"));
+    }
+    s = s.strip_prefix('+').unwrap_or(s);
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total: f64 = 0.0;
+    while !s.is_empty() {
+        let num_len = s
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        let num = &s[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(bad());
+        }
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        s = &s[num_len..];
+        let unit_len = s
+            .char_indices()
+            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
+            .map_or(s.len(), |(i, _)| i);
+        let nanos_per = match &s[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(format!("missing unit in duration {text:?}")),
+            u => return Err(format!("unknown unit {u:?} in duration {text:?}")),
+        };
+        total += value * nanos_per;
+        s = &s[unit_len..];
+    }
+    if !total.is_finite() || total > u64::MAX as f64 {
+        return Err(format!("duration {text:?} is too large"));
+    }
+    Ok(Duration::from_nanos(total.round() as u64))
+}
+
+/// A duration the way Go prints one (`30s`, `2m0s`, `1.5s`), for messages.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let frac = d.subsec_nanos();
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let s = if frac == 0 {
+        format!("{s}s")
+    } else {
+        let f = format!("{:09}", frac);
+        format!("{s}.{}s", f.trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => s,
+        (0, m) => format!("{m}m{s}"),
+        (h, m) => format!("{h}h{m}m{s}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<FromConfig, ConfigError> {
+        from_map(&conf::parse_str(text)?, "test.conf")
+    }
+
+    #[test]
+    fn the_common_keys() {
+        let text = r#"
+            # a typical nats-server config
+            listen: 127.0.0.1:4333
+            server_name: "node-1"
+            max_payload: 2MB
+            max_control_line: 8KB
+            max_pending: 128MB
+            max_connections: 100
+            max_subscriptions: 1000
+            ping_interval: "30s"
+            ping_max: 3
+            write_deadline: "5s"
+            lame_duck_duration: "45s"
+            lame_duck_grace_period: "2s"
+            authorization { user: alice, password: "s3cret", timeout: 0.5 }
+            debug: true
+            trace: false
+            logtime: false
+            log_file: "/tmp/x.log"
+            pid_file: /tmp/x.pid
+            client_advertise: "example.com:4222"
+        "#;
+        let s = load(text).unwrap().settings;
+        assert_eq!(s.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(s.port, Some(4333));
+        assert_eq!(s.server_name.as_deref(), Some("node-1"));
+        assert_eq!(s.max_payload, Some(2 << 20));
+        assert_eq!(s.max_control_line, Some(8192));
+        assert_eq!(s.max_pending, Some(128 << 20));
+        assert_eq!(s.max_connections, Some(100));
+        assert_eq!(s.max_subscriptions, Some(1000));
+        assert_eq!(s.ping_interval, Some(Duration::from_secs(30)));
+        assert_eq!(s.ping_max, Some(3));
+        assert_eq!(s.write_deadline, Some(Duration::from_secs(5)));
+        assert_eq!(s.lame_duck_duration, Some(Duration::from_secs(45)));
+        assert_eq!(s.lame_duck_grace_period, Some(Duration::from_secs(2)));
+        assert_eq!(s.user.as_deref(), Some("alice"));
+        assert_eq!(s.password.as_deref(), Some("s3cret"));
+        assert_eq!(s.auth_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(
+            (s.debug, s.trace, s.logtime),
+            (Some(true), Some(false), Some(false))
+        );
+        assert_eq!(s.log_file, Some(PathBuf::from("/tmp/x.log")));
+        assert_eq!(s.pid_file, Some(PathBuf::from("/tmp/x.pid")));
+        assert_eq!(s.client_advertise.as_deref(), Some("example.com:4222"));
+        assert_eq!(s.listen_addr().unwrap(), "127.0.0.1:4333");
+        assert_eq!(
+            s.auth().unwrap(),
+            Auth::UserPassword {
+                user: "alice".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert!(s.builder().is_ok());
+    }
+
+    #[test]
+    fn listen_forms() {
+        let s = load("listen: 4333").unwrap().settings;
+        assert_eq!((s.host, s.port), (None, Some(4333)));
+        let s = load("listen: \":4333\"").unwrap().settings;
+        assert_eq!((s.host, s.port), (None, Some(4333)));
+        let s = load("listen: \"[::1]:4333\"").unwrap().settings;
+        assert_eq!(s.listen_addr().unwrap(), "[::1]:4333");
+        let s = load("host: 127.0.0.1\nport: -1").unwrap().settings;
+        assert_eq!(s.listen_addr().unwrap(), "127.0.0.1:0");
+        assert!(load("listen: nonsense").is_err());
+        let s = load("port: 70000").unwrap().settings;
+        assert_eq!(s.listen_addr(), Err(SettingsError::Port(70000)));
+    }
+
+    #[test]
+    fn token_auth_and_keys_are_case_insensitive() {
+        let s = load("AUTHORIZATION { TOKEN: t0k, Timeout: 3 }\nPort: 1").unwrap();
+        assert_eq!(s.settings.auth().unwrap(), Auth::Token("t0k".into()));
+        assert_eq!(s.settings.auth_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(s.settings.port, Some(1));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn bare_number_durations_are_seconds_with_a_warning() {
+        let c = load("ping_interval: 90\nwrite_deadline: 2m").unwrap();
+        assert_eq!(c.settings.ping_interval, Some(Duration::from_secs(90)));
+        // nats-server reads a bare 2m as 2,000,000 (seconds): same here, and a warning says so.
+        assert_eq!(
+            c.settings.write_deadline,
+            Some(Duration::from_secs(2_000_000))
+        );
+        assert_eq!(c.warnings.len(), 2);
+        assert!(c.warnings[1].contains("\"2m\""), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn unknown_unsupported_and_ignored_keys() {
+        let e = load("port: 1\nprot: 3").unwrap_err();
+        assert_eq!(e.to_string(), "test.conf:2:0: unknown field \"prot\"");
+        let e = load("cluster { listen: 0.0.0.0:6222 }").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("\"cluster\" is not supported by starling-server yet (clustering)"),
+            "{e}"
+        );
+        let e = load("authorization { users: [] }").unwrap_err();
+        assert!(e.to_string().contains("authorization.users"), "{e}");
+        let c = load("http_port: 8222").unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("monitoring"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn wrong_types_are_errors_not_panics() {
+        for text in [
+            "port: \"abc\"",
+            "port: true",
+            "max_payload: -1",
+            "max_payload: \"lots\"",
+            "max_connections: -5",
+            "ping_interval: \"soon\"",
+            "ping_interval: -1",
+            "ping_max: 99999999999",
+            "debug: 1",
+            "authorization: 3",
+            "authorization { bogus: 1 }",
+            "server_name: [1]",
+            "listen: true",
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(e.to_string().starts_with("test.conf:1:"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = load("port: 1\nhost: 10.0.0.1\ndebug: true\nauthorization { token: t }")
+            .unwrap()
+            .settings;
+        let flags = Settings {
+            port: Some(2),
+            debug: Some(false),
+            user: Some("u".into()),
+            ..Settings::default()
+        };
+        let s = file.overlay(flags);
+        assert_eq!(s.port, Some(2));
+        assert_eq!(s.host.as_deref(), Some("10.0.0.1"));
+        assert_eq!(s.debug, Some(false));
+        // user/password beats a token, as in nats-server
+        assert_eq!(
+            s.auth().unwrap(),
+            Auth::UserPassword {
+                user: "u".into(),
+                password: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let s = Settings {
+            password: Some("p".into()),
+            ..Settings::default()
+        };
+        assert_eq!(s.validate(), Err(SettingsError::PasswordWithoutUser));
+        let s = Settings {
+            lame_duck_duration: Some(Duration::from_secs(6)),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "invalid lame_duck_duration of 6s, minimum is 30 seconds"
+        );
+        assert_eq!(Settings::default().listen_addr().unwrap(), "0.0.0.0:4222");
+    }
+
+    #[test]
+    fn go_durations() {
+        let ok = [
+            ("0", 0),
+            ("10s", 10_000),
+            ("2m", 120_000),
+            ("1h30m", 5_400_000),
+            ("1.5s", 1500),
+            ("300ms", 300),
+            ("2h45m30.5s", 9_930_500),
+            ("+5s", 5000),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_go_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        assert_eq!(parse_go_duration("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_go_duration("7ns"), Ok(Duration::from_nanos(7)));
+        for s in [
+            "",
+            "s",
+            "10",
+            "1x",
+            "-1s",
+            "1..2s",
+            ".s",
+            "1e9s",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_go_duration(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(format_duration(Duration::from_secs(6)), "6s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m0s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MB"), Some(1 << 20));
+        assert_eq!(parse_size("64k"), Some(64_000));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("1XB"), None);
+        assert_eq!(parse_size("99999999999999999999"), None);
+    }
+}

@@ -1,0 +1,540 @@
+//! The `starling-server` binary, driven as a client library's test suite drives nats-server:
+//! start it with `-p -1`, read the port from its log, talk to it over TCP, signal it.
+//!
+//! Nothing here sleeps to synchronise: every wait is on a log line, a socket read or the
+//! process's exit, each bounded by a timeout.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_starling-server");
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running broker whose stderr is read line by line on a thread.
+struct Broker {
+    child: Option<Child>,
+    pid: u32,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Broker {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn starling-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            pid: child.id(),
+            child: Some(child),
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line containing {needle:?} ({e:?}); got so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the listening line and for readiness; returns the client port.
+    fn wait_ready(&mut self) -> u16 {
+        let line = self.wait_for("Listening for client connections on ");
+        self.wait_for("Server is ready");
+        parse_port(&line)
+    }
+
+    /// Waits for the process to exit.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(status) => status.expect("wait"),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-9", &self.pid.to_string()])
+                    .status();
+                panic!(
+                    "starling-server did not exit; log:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+        }
+    }
+
+    /// The rest of the log, once the process has exited.
+    fn drain(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn parse_port(line: &str) -> u16 {
+    let addr = line.rsplit(' ').next().expect("address");
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+/// Runs the binary to completion (for `-v`, `--signal`, `-t`, bad flags).
+fn run(args: &[&str]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn starling-server");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => out.expect("output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("starling-server {args:?} did not exit");
+        }
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A raw protocol client.
+struct Raw {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        Self {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read a line");
+        line
+    }
+
+    fn send(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).expect("write");
+    }
+
+    /// Reads until EOF; returns what came.
+    fn until_eof(&mut self) -> String {
+        let mut rest = String::new();
+        let _ = self.reader.read_to_string(&mut rest);
+        rest
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("starling-cli-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn random_port_info_and_quit_signal() {
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1"]);
+    let port = broker.wait_ready();
+    assert_ne!(port, 0);
+    assert_ne!(port, 4222);
+
+    let mut client = Raw::connect(port);
+    let info = client.line();
+    assert!(info.starts_with("INFO {"), "{info}");
+    assert!(
+        info.ends_with("} \r\n"),
+        "nats-server ends INFO with a space: {info}"
+    );
+    assert!(info.contains(&format!("\"port\":{port}")), "{info}");
+    assert!(info.contains("\"version\":\"2.10.0\""), "{info}");
+    client.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
+    assert_eq!(client.line(), "PONG\r\n");
+
+    let out = run(&["--signal", &format!("quit={}", broker.pid)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = broker.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    let log = broker.drain();
+    assert!(
+        log.iter()
+            .any(|l| l.ends_with("[INF] Trapped \"interrupt\" signal")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.ends_with("[INF] Server Exiting..")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn log_lines_have_nats_servers_shape() {
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1"]);
+    let line = broker.wait_for("Listening for client connections on ");
+    // [PID] 2006/01/02 15:04:05.000000 [INF] Listening for client connections on 127.0.0.1:PORT
+    let prefix = format!("[{}] ", broker.pid);
+    assert!(line.starts_with(&prefix), "{line}");
+    let rest = &line[prefix.len()..];
+    let stamp = &rest[..26];
+    assert!(
+        stamp.chars().enumerate().all(|(i, c)| match i {
+            4 | 7 => c == '/',
+            10 => c == ' ',
+            13 | 16 => c == ':',
+            19 => c == '.',
+            _ => c.is_ascii_digit(),
+        }),
+        "{line}"
+    );
+    assert!(
+        rest[26..].starts_with(" [INF] Listening for client connections on 127.0.0.1:"),
+        "{line}"
+    );
+    // The ready line is nats-server's, verbatim, with nothing after it.
+    let ready = broker.wait_for("Server is ready");
+    assert!(ready.ends_with("[INF] Server is ready"), "{ready}");
+
+    // -T=false: no time stamp.
+    let mut plain = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "-T=false"]);
+    let line = plain.wait_for("Listening for client connections on ");
+    assert!(
+        line.starts_with(&format!(
+            "[{}] [INF] Listening for client connections on 127.0.0.1:",
+            plain.pid
+        )),
+        "{line}"
+    );
+    let starting = plain.seen.first().cloned().unwrap_or_default();
+    assert!(
+        starting.ends_with("[INF] Starting nats-server"),
+        "{starting}"
+    );
+}
+
+#[test]
+fn term_signal_from_pid_file_and_pid_file_removed() {
+    let dir = temp_dir("pidfile");
+    let pid_file = dir.join("s.pid");
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "-P", path_str(&pid_file)]);
+    broker.wait_ready();
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        broker.pid.to_string()
+    );
+
+    // `--signal term` with `-P`: the PID comes from the file.
+    let out = run(&["--signal", "term", "-P", path_str(&pid_file)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(broker.wait_exit().code(), Some(0));
+    assert!(!pid_file.exists(), "the pid file is removed at exit");
+    let log = broker.drain();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("Trapped \"terminated\" signal")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn lame_duck_signal_tells_clients_then_exits() {
+    let dir = temp_dir("ldm");
+    let conf = dir.join("ldm.conf");
+    std::fs::write(&conf, "lame_duck_grace_period: \"200ms\"\n").unwrap();
+    let mut broker = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
+    let port = broker.wait_ready();
+    let mut client = Raw::connect(port);
+    client.line();
+    client.send("CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n");
+    assert_eq!(client.line(), "PONG\r\n");
+
+    let pid_arg = format!("ldm={}", broker.pid);
+    let out = run(&["--signal", &pid_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = client.line();
+    assert!(
+        info.starts_with("INFO {") && info.contains("\"ldm\":true"),
+        "{info}"
+    );
+    // The client is closed (EOF, no -ERR) and the broker exits cleanly.
+    let rest = client.until_eof();
+    assert!(!rest.contains("-ERR"), "{rest}");
+    assert_eq!(broker.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn reload_is_logged_and_ignored() {
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1"]);
+    let port = broker.wait_ready();
+    let out = run(&["--signal", &format!("reload={}", broker.pid)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    broker.wait_for("reload not supported yet");
+    // Still serving.
+    let mut client = Raw::connect(port);
+    assert!(client.line().starts_with("INFO "));
+    let out = run(&["--signal", &format!("quit={}", broker.pid)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(broker.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn log_file_gets_the_same_lines_and_is_reopened_on_usr1() {
+    let dir = temp_dir("logfile");
+    let log = dir.join("s.log");
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "-l", path_str(&log)]);
+    broker.wait_ready();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("[INF] Listening for client connections on 127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("[INF] Server is ready\n"), "{text}");
+
+    std::fs::rename(&log, dir.join("s.log.1")).unwrap();
+    let out = run(&["--signal", &format!("reopen={}", broker.pid)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    broker.wait_for("Reopened log file");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Reopened log file"), "{text}");
+    let out = run(&["--signal", &format!("quit={}", broker.pid)]);
+    assert!(out.status.success());
+    assert_eq!(broker.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn config_file_with_flags_overriding() {
+    let dir = temp_dir("config");
+    let conf = dir.join("s.conf");
+    std::fs::write(
+        &conf,
+        "# a nats-server config\nport: 1\nserver_name: from-file\nmax_payload: 2KB\n\
+         authorization {\n  user: alice\n  password: s3cret\n}\n",
+    )
+    .unwrap();
+    let mut broker = Broker::start(&[
+        "-c",
+        path_str(&conf),
+        "-p",
+        "-1",
+        "-a",
+        "127.0.0.1",
+        "-n",
+        "from-flag",
+    ]);
+    let port = broker.wait_ready();
+    let mut client = Raw::connect(port);
+    let info = client.line();
+    assert!(info.contains("\"server_name\":\"from-flag\""), "{info}");
+    assert!(info.contains("\"max_payload\":2048"), "{info}");
+    assert!(info.contains("\"auth_required\":true"), "{info}");
+    client.send("CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"s3cret\"}\r\nPING\r\n");
+    assert_eq!(client.line(), "PONG\r\n");
+    let mut wrong = Raw::connect(port);
+    wrong.line();
+    wrong.send("CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"nope\"}\r\nPING\r\n");
+    assert_eq!(wrong.line(), "-ERR 'Authorization Violation'\r\n");
+}
+
+#[test]
+fn token_flag_requires_auth() {
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "--auth", "t0k"]);
+    let port = broker.wait_ready();
+    let mut client = Raw::connect(port);
+    assert!(client.line().contains("\"auth_required\":true"));
+    client.send("CONNECT {\"verbose\":false,\"auth_token\":\"t0k\"}\r\nPING\r\n");
+    assert_eq!(client.line(), "PONG\r\n");
+}
+
+#[test]
+fn ports_file() {
+    let dir = temp_dir("ports");
+    let mut broker = Broker::start(&[
+        "-p",
+        "-1",
+        "-a",
+        "127.0.0.1",
+        "--ports_file_dir",
+        path_str(&dir),
+    ]);
+    let port = broker.wait_ready();
+    let file = dir.join(format!("starling-server_{}.ports", broker.pid));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text, format!("{{\"nats\":[\"nats://127.0.0.1:{port}\"]}}"));
+    let out = run(&["--signal", &format!("quit={}", broker.pid)]);
+    assert!(out.status.success());
+    assert_eq!(broker.wait_exit().code(), Some(0));
+    assert!(!file.exists());
+}
+
+#[test]
+fn port_in_use_is_an_error_naming_the_listener() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run(&["-a", "127.0.0.1", "-p", &port]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("[ERR]") && err.contains("client") && err.contains(&port),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_flag_is_an_error_naming_it() {
+    let out = run(&["--bogus"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("flag provided but not defined: -bogus"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["-p"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("flag needs an argument: -p"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["-js"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("-js is not supported"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["-v"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        format!(
+            "starling-server: v{} (nats 2.10.0)\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: starling-server [options]"));
+}
+
+#[test]
+fn test_config_flag() {
+    let dir = temp_dir("test-config");
+    let good = dir.join("good.conf");
+    std::fs::write(&good, "port: 4333\nmax_payload: 2MB\n").unwrap();
+    let out = run(&["-t", "-c", path_str(&good)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is valid"), "{}", stderr(&out));
+
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "port: 4333\nprot: 3\n").unwrap();
+    let out = run(&["-t", "-c", path_str(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.conf:2:0: unknown field \"prot\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("must specify [-c, --config]"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A bad config file stops the server from starting, too.
+    let out = run(&["-c", path_str(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["-c", path_str(&dir.join("missing.conf"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.conf"), "{}", stderr(&out));
+}
+
+#[test]
+fn signal_errors() {
+    let out = run(&["--signal", "bogus=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown signal \"bogus\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["--signal", "quit=/surely/not/here.pid"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot read pid file"),
+        "{}",
+        stderr(&out)
+    );
+}
