@@ -213,6 +213,10 @@ impl ServerBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "monitor")]
+        if let Some(listener) = &monitor {
+            crate::monitor::announce(listener);
+        }
         let server = Server::launch(opts, listener);
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {

@@ -57,14 +57,19 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish once the server shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// Binds nothing (the builder bound `listener`): records the address and starts serving on
+/// Logs the monitor's address as nats-server does, before the client listener's lines (scripts
+/// that read the log up to "Server is ready" find it).
+pub(crate) fn announce(listener: &TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        info!("Starting http monitor on {addr}");
+    }
+}
+
+/// Serves on the listener the builder bound: records its address and starts the accept loop on
 /// the server's runtime, tracked by its task tracker.
 pub(crate) fn start(shared: &Arc<Shared>, listener: TcpListener) {
     let addr = listener.local_addr().ok();
     *shared.monitor_addr.lock() = addr;
-    if let Some(addr) = addr {
-        info!("Starting http monitor on {addr}");
-    }
     let monitor = Arc::new(Monitor {
         shared: shared.clone(),
         addr,
