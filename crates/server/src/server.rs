@@ -356,7 +356,10 @@ impl Server {
         let shared = &self.shared;
         if !shared.shutdown.is_cancelled() {
             shared.announce_lame_duck();
-            for conn in shared.snapshot_clients() {
+            // Kept: a connection whose reader ends first leaves the clients map while its
+            // writer may still be stuck on a stalled socket, and must be cut all the same.
+            let closing = shared.snapshot_clients();
+            for conn in &closing {
                 conn.close(ClosedReason::ServerShutdown);
             }
             shared.shutdown.cancel();
@@ -365,7 +368,7 @@ impl Server {
                 .await
                 .is_err()
             {
-                for conn in shared.snapshot_clients() {
+                for conn in closing.iter().chain(&shared.snapshot_clients()) {
                     conn.kill.cancel();
                 }
             }
