@@ -202,7 +202,7 @@ impl ClientParser {
         buf: &'a [u8],
     ) -> Result<Option<(ClientOp<'a>, usize)>, ProtoError> {
         self.hint = None;
-        if let Some((subject, reply, total, start)) = fast_pub(buf, self.limits) {
+        if let Some((subject, reply, header_len, total, start)) = fast_pub(buf, self.limits) {
             let end = start + total;
             if let Some(b"\r\n") = buf.get(end..end + 2) {
                 let data = &buf[start..end];
@@ -210,7 +210,7 @@ impl ClientParser {
                     ClientOp::Pub(Publish {
                         subject,
                         reply,
-                        header_len: None,
+                        header_len,
                         data,
                     }),
                     end + 2,
@@ -357,48 +357,66 @@ impl Default for ClientParser {
     }
 }
 
-/// `(subject, reply, size, body start)` of a `PUB` found by [`fast_pub`].
-type FastPub<'a> = (&'a [u8], Option<&'a [u8]>, usize, usize);
+/// `(subject, reply, header size, total size, body start)` of a `PUB`/`HPUB` found by
+/// [`fast_pub`].
+type FastPub<'a> = (&'a [u8], Option<&'a [u8]>, Option<usize>, usize, usize);
 
-/// The common `PUB` form, recognised without the general machinery: `PUB ` (any case, one
-/// space), `<subject>[ <reply>] <size>\r\n`, single spaces, size within the limits. Returns
-/// `(subject, reply, size, body start)`, or `None` for anything else (which the general parser
-/// then handles, errors included).
+/// The decimal number ending at `end` (exclusive) and preceded by a single space: `(value,
+/// offset of that space)`. `None` if there is no such number.
+#[inline(always)]
+fn trailing_size(buf: &[u8], floor: usize, end: usize) -> Option<(usize, usize)> {
+    let mut i = end;
+    while i > floor && buf[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    if i <= floor + 1 || buf[i - 1] != b' ' {
+        return None;
+    }
+    Some((parse_size(&buf[i..end])?, i - 1))
+}
+
+/// The common `PUB`/`HPUB` forms, recognised without the general machinery: the verb in any
+/// case and one space, `<subject>[ <reply>][ <header size>] <size>\r\n` with single spaces,
+/// sizes within the limits. Returns `None` for anything else, which the general parser then
+/// handles (errors included), so both paths give the same result.
 #[inline(always)]
 fn fast_pub(buf: &[u8], limits: Limits) -> Option<FastPub<'_>> {
     if buf.len() < 8 {
         return None;
     }
     let w = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    if w | 0x0020_2020 != u32::from_le_bytes(*b"pub ") {
+    let (headers, args) = if w | 0x0020_2020 == u32::from_le_bytes(*b"pub ") {
+        (false, 4)
+    } else if w | 0x2020_2020 == u32::from_le_bytes(*b"hpub") && buf[4] == b' ' {
+        (true, 5)
+    } else {
+        return None;
+    };
+    let nl = find_newline(buf, args)?;
+    // At least "s 0" + "\r\n" after the verb.
+    if nl < args + 4 || buf[nl - 1] != b'\r' || nl - 1 - args > limits.max_control_line {
         return None;
     }
-    let nl = find_newline(buf, 4)?;
-    // "PUB " + at least "s 0" + "\r\n".
-    if nl < 8 || buf[nl - 1] != b'\r' || nl - 5 > limits.max_control_line {
-        return None;
-    }
-    let end = nl - 1;
-    // The size: trailing digits after a single space.
-    let mut i = end;
-    while buf[i - 1].is_ascii_digit() {
-        i -= 1;
-    }
-    if buf[i - 1] != b' ' || i - 1 <= 4 {
-        return None;
-    }
-    let total = parse_size(&buf[i..end])?;
+    let (total, mut head_end) = trailing_size(buf, args, nl - 1)?;
     if total > limits.max_payload {
         return None;
     }
-    let head_end = i - 1;
-    let subject_end = find_sep(buf, 4, head_end);
-    if subject_end == 4 {
+    let mut header_len = None;
+    if headers {
+        let (h, before) = trailing_size(buf, args, head_end)?;
+        if h > total {
+            return None;
+        }
+        header_len = Some(h);
+        head_end = before;
+    }
+    let subject_end = find_sep(buf, args, head_end);
+    if subject_end == args {
         return None;
     }
-    let subject = &buf[4..subject_end];
+    let subject = &buf[args..subject_end];
     if subject_end == head_end {
-        return Some((subject, None, total, nl + 1));
+        return Some((subject, None, header_len, total, nl + 1));
     }
     let reply_start = subject_end + 1;
     if buf[subject_end] != b' '
@@ -407,7 +425,13 @@ fn fast_pub(buf: &[u8], limits: Limits) -> Option<FastPub<'_>> {
     {
         return None;
     }
-    Some((subject, Some(&buf[reply_start..head_end]), total, nl + 1))
+    Some((
+        subject,
+        Some(&buf[reply_start..head_end]),
+        header_len,
+        total,
+        nl + 1,
+    ))
 }
 
 /// The body of `total` bytes starting at `start`, which must be followed by `\r\n`:
@@ -445,7 +469,10 @@ mod tests {
         let seps: &[&[u8]] = &[b" ", b"  ", b"\t"];
         let sizes: &[&[u8]] = &[b"0", b"5", b"16", b"999999999", b"1000000000", b"x", b"1x"];
         let ends: &[&[u8]] = &[b"\r\n", b"\n", b" \r\n", b"\r\r\n"];
-        let verbs: &[&[u8]] = &[b"PUB ", b"pub ", b"pUb ", b"PUB\t", b"PUB  "];
+        let verbs: &[&[u8]] = &[
+            b"PUB ", b"pub ", b"pUb ", b"PUB\t", b"PUB  ", b"HPUB ", b"hpub ", b"HPUB\t",
+            b"HPUB 2 ", b"HPUB 5 ",
+        ];
         let bodies: &[&[u8]] = &[
             b"hello\r\n",
             b"",
@@ -475,6 +502,11 @@ mod tests {
                                         line.extend_from_slice(r);
                                     }
                                     line.extend_from_slice(sep);
+                                    if verb.starts_with(b"H") || verb.starts_with(b"h") {
+                                        // A header size before the total (some larger than it).
+                                        line.extend_from_slice(&size[..size.len().min(1)]);
+                                        line.extend_from_slice(sep);
+                                    }
                                     line.extend_from_slice(size);
                                     line.extend_from_slice(end);
                                     line.extend_from_slice(body);

@@ -6,6 +6,32 @@
 //! payload with [`Bytes::slice_ref`](bytes::Bytes::slice_ref) (the `decode` methods do exactly
 //! that on a [`bytes::BytesMut`]).
 //!
+//! ```
+//! use bytes::BytesMut;
+//! use starling_proto::{encode, ClientOp, ClientParser, Limits, OwnedClientOp};
+//!
+//! let mut parser = ClientParser::new(Limits::default());
+//!
+//! // Borrowing: ops point into the buffer.
+//! let wire = b"SUB greet 1\r\nPUB greet 5\r\nhello\r\nPI";
+//! let (op, used) = parser.parse(wire)?.expect("complete");
+//! assert_eq!(op, ClientOp::Sub { subject: b"greet", queue: None, sid: b"1" });
+//! let (op, used2) = parser.parse(&wire[used..])?.expect("complete");
+//! assert!(matches!(op, ClientOp::Pub(p) if p.data == b"hello"));
+//! assert_eq!(parser.parse(&wire[used + used2..])?, None); // "PI": need more bytes
+//!
+//! // Owned: the payload is a `Bytes` sharing the read buffer.
+//! let mut buf = BytesMut::from(&b"PUB greet 5\r\nhello\r\n"[..]);
+//! let Some(OwnedClientOp::Pub(p)) = parser.decode(&mut buf)? else { unreachable!() };
+//! assert_eq!(&p.data[..], b"hello");
+//!
+//! // Encoding: control lines go straight into the caller's buffer.
+//! let mut out = BytesMut::new();
+//! encode::write_msg(&mut out, &p.subject, b"1", None, p.data.len());
+//! assert_eq!(&out[..], b"MSG greet 1 5\r\n");
+//! # Ok::<(), starling_proto::ProtoError>(())
+//! ```
+//!
 //! Parsing is incremental and stateless between ops: a parser re-reads the control line at the
 //! front of the buffer on every call, so the same bytes split at any boundary give the same ops.
 //!

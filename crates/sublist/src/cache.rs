@@ -13,7 +13,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::RwLock;
 
 use crate::result::MatchResult;
-use crate::subject::{bytes_eq, subject_matches};
+use crate::subject::{bytes_eq, hash_bytes, subject_matches};
 
 /// Most subjects the cache holds (nats-server's `slCacheMax`).
 pub(crate) const CACHE_MAX: usize = 1024;
@@ -39,7 +39,8 @@ struct Shard<T> {
 /// The cache of one sublist.
 pub(crate) struct Cache<T> {
     shards: Box<[Shard<T>]>,
-    hasher: DefaultHashBuilder,
+    /// Random per cache, so subjects that collide cannot be known in advance.
+    seed: u64,
 }
 
 impl<T> Cache<T> {
@@ -52,14 +53,14 @@ impl<T> Cache<T> {
             .collect();
         Self {
             shards,
-            hasher: DefaultHashBuilder::default(),
+            seed: DefaultHashBuilder::default().hash_one(0x5EED_u64),
         }
     }
 
     /// The hash [`get`](Self::get) and [`insert`](Self::insert) take.
     #[inline]
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        hash_bytes(self.seed, key)
     }
 
     #[inline]

@@ -11,15 +11,16 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use parking_lot::Mutex;
 use thread_local::ThreadLocal;
 
 use crate::result::MatchResult;
 use crate::subject::bytes_eq;
 
-/// Most subjects one thread keeps (nats-server's per-connection L1 keeps 512).
-const LOCAL_MAX: usize = 256;
+/// Slots of one thread's table (a power of two): direct-mapped by hash, so a lookup is one slot and
+/// a new subject simply replaces whatever shared its slot (nats-server's per-connection L1 keeps
+/// 512 subjects). 128 slots of 32 bytes: 4 KiB per matching thread.
+const SLOTS: usize = 128;
 
 struct Entry<T> {
     hash: u64,
@@ -28,9 +29,14 @@ struct Entry<T> {
 }
 
 struct Table<T> {
-    table: RefCell<HashTable<Entry<T>>>,
+    table: RefCell<Box<[Option<Entry<T>>]>>,
     /// Hits of this thread; written only by it, so a plain load and store count exactly.
     hits: Arc<AtomicU64>,
+}
+
+#[inline(always)]
+fn slot(hash: u64) -> usize {
+    (hash >> 57) as usize % SLOTS
 }
 
 /// The per-thread tables of one sublist.
@@ -64,8 +70,8 @@ impl<T: Send + Sync> Local<T> {
         let Ok(table) = local.table.try_borrow() else {
             return Err(f);
         };
-        match table.find(hash, |e| bytes_eq(&e.key, key)) {
-            Some(e) if !e.result.is_stale() => {
+        match &table[slot(hash)] {
+            Some(e) if e.hash == hash && bytes_eq(&e.key, key) && !e.result.is_stale() => {
                 let hits = &local.hits;
                 hits.store(hits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 Ok(f(&e.result))
@@ -80,40 +86,18 @@ impl<T: Send + Sync> Local<T> {
             let hits = Arc::new(AtomicU64::new(0));
             self.counters.lock().push(hits.clone());
             Table {
-                table: RefCell::new(HashTable::new()),
+                table: RefCell::new((0..SLOTS).map(|_| None).collect()),
                 hits,
             }
         });
         let Ok(mut table) = local.table.try_borrow_mut() else {
             return;
         };
-        if let Some(e) = table.find_mut(hash, |e| bytes_eq(&e.key, key)) {
-            e.result = result.clone();
-            return;
-        }
-        if table.len() >= LOCAL_MAX {
-            table.retain(|e| !e.result.is_stale());
-            if table.len() >= LOCAL_MAX {
-                let mut excess = table.len() - LOCAL_MAX / 2;
-                table.retain(|_| {
-                    if excess > 0 {
-                        excess -= 1;
-                        false
-                    } else {
-                        true
-                    }
-                });
-            }
-        }
-        table.insert_unique(
+        table[slot(hash)] = Some(Entry {
             hash,
-            Entry {
-                hash,
-                key: key.into(),
-                result: result.clone(),
-            },
-            |e| e.hash,
-        );
+            key: key.into(),
+            result: result.clone(),
+        });
     }
 
     /// Hits of every thread since creation.

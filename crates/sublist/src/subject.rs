@@ -64,6 +64,35 @@ pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
 }
 
+/// A seeded hash of a short byte string for the match caches: word-sized reads, each folded in with
+/// a 64×64→128-bit multiply (the mixing foldhash uses), about a third of the instructions of the
+/// general-purpose hasher on 8–40 byte subjects. The tables it serves are bounded, so even crafted
+/// collisions only lengthen a probe within a few dozen entries.
+#[inline(always)]
+pub(crate) fn hash_bytes(seed: u64, b: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    #[inline(always)]
+    fn mix(x: u64) -> u64 {
+        let m = u128::from(x) * u128::from(0xD6E8_FEB8_6659_FD93u64);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    let n = b.len();
+    let mut h = seed ^ (n as u64).wrapping_mul(K);
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            h = mix(h ^ load8(b, i));
+            i += 8;
+        }
+        h = mix(h ^ load8(b, n - 8));
+    } else if n >= 4 {
+        h = mix(h ^ (u64::from(load4(b, 0)) << 32 | u64::from(load4(b, n - 4))));
+    } else if n > 0 {
+        h = mix(h ^ (u64::from(b[0]) << 16 | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1])));
+    }
+    mix(h ^ K)
+}
+
 #[inline(always)]
 fn load8(s: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
@@ -490,6 +519,34 @@ mod tests {
             }
             assert!(!bytes_eq(a, &data[..n + 1]));
         }
+    }
+
+    #[test]
+    fn hash_spreads() {
+        let mut seen = std::collections::HashSet::new();
+        let mut buckets = [0u32; 64];
+        for n in 0..40usize {
+            for i in 0..500u32 {
+                let mut key = vec![b'a'; n];
+                for (j, b) in i.to_le_bytes().iter().enumerate() {
+                    if j < n {
+                        key[n - 1 - j] = *b;
+                    }
+                }
+                let h = hash_bytes(7, &key);
+                if seen.insert(key) {
+                    buckets[(h & 63) as usize] += 1;
+                    buckets[(h >> 58) as usize] += 1;
+                }
+            }
+        }
+        let (min, max) = (buckets.iter().min().unwrap(), buckets.iter().max().unwrap());
+        assert!(*max < 2 * *min, "{min} {max}");
+        let hashes: std::collections::HashSet<u64> =
+            seen.iter().map(|k| hash_bytes(7, k)).collect();
+        assert_eq!(hashes.len(), seen.len());
+        assert_ne!(hash_bytes(1, b"foo"), hash_bytes(2, b"foo"));
+        assert_ne!(hash_bytes(1, b"foo.bar"), hash_bytes(1, b"foo.baz"));
     }
 
     #[test]
