@@ -40,6 +40,9 @@ enum Flag {
     Help,
     HelpTls,
     Version,
+    HttpPort,
+    /// `--http HOST:PORT`: Starling's flag for the config file's `http` key.
+    Http,
     /// A nats-server flag for a feature Starling lacks, harmless to ignore: a warning.
     Ignored(&'static str),
     /// A nats-server flag for a feature Starling lacks, wrong to ignore: an error.
@@ -68,11 +71,12 @@ const FLAGS: &[(&[&str], Kind, Flag)] = &[
     (&["h", "help"], Kind::Bool, Flag::Help),
     (&["help_tls"], Kind::Bool, Flag::HelpTls),
     (&["v", "version"], Kind::Bool, Flag::Version),
-    (&["m", "http_port"], Kind::Int, Flag::Ignored("monitoring")),
+    (&["m", "http_port"], Kind::Int, Flag::HttpPort),
+    (&["http"], Kind::Str, Flag::Http),
     (
         &["ms", "https_port"],
         Kind::Int,
-        Flag::Ignored("monitoring"),
+        Flag::Ignored("HTTPS monitoring"),
     ),
     (&["s", "syslog"], Kind::Bool, Flag::Ignored("syslog")),
     (&["r", "remote_syslog"], Kind::Str, Flag::Ignored("syslog")),
@@ -322,6 +326,23 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
         Flag::Help => cli.help = v.bool(),
         Flag::HelpTls => cli.help_tls = v.bool(),
         Flag::Version => cli.version = v.bool(),
+        Flag::HttpPort => s.http_port = Some(v.int()),
+        Flag::Http => {
+            let text = v.string();
+            let invalid = || FlagError::InvalidValue {
+                flag: name.to_string(),
+                value: text.clone(),
+                reason: "parse error",
+            };
+            let (host, port) = match text.rsplit_once(':') {
+                Some((h, p)) => (Some(h.trim_start_matches('[').trim_end_matches(']')), p),
+                None => (None, text.as_str()),
+            };
+            s.http_port = Some(parse_int(port).map_err(|_| invalid())?);
+            if let Some(h) = host.filter(|h| !h.is_empty()) {
+                s.http_host = Some(h.to_string());
+            }
+        }
         Flag::Ignored(feature) => cli.warnings.push(format!(
             "flag -{name} ignored: {feature} is not available in starling-server yet"
         )),
@@ -387,6 +408,8 @@ Server Options:
     -n, --name
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
+    -m, --http_port <port>           Use port for http monitoring (-1 picks a free port)
+        --http <host:port>           Use host and port for http monitoring
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to starling-server process (ldm, stop, quit, term, reopen, reload)
@@ -412,7 +435,7 @@ Common Options:
     -h, --help                       Show this message
     -v, --version                    Show version
 
-Accepted and ignored for now (with a warning): -m/--http_port, -ms/--https_port, -s/--syslog,
+Accepted and ignored for now (with a warning): -ms/--https_port, -s/--syslog,
 -r/--remote_syslog, --log_size_limit, --max_traced_msg_len, --profile.
 Not supported yet (an error): JetStream (-js, -sd), TLS (--tls...), clustering (--routes, --cluster...).
 ";
@@ -605,18 +628,40 @@ mod tests {
 
     #[test]
     fn ignored_flags_warn() {
-        let c = ok(&["-m", "8222", "-p", "1", "--syslog"]);
+        let c = ok(&["-ms", "8443", "-p", "1", "--syslog"]);
         assert_eq!(c.settings.port, Some(1));
         assert_eq!(c.warnings.len(), 2);
         assert!(
-            c.warnings[0].contains("-m ignored: monitoring"),
+            c.warnings[0].contains("-ms ignored: HTTPS monitoring"),
             "{:?}",
             c.warnings
         );
         // Their values are still checked.
         assert_eq!(
+            err(&["-ms", "x"]),
+            "invalid value \"x\" for flag -ms: parse error"
+        );
+    }
+
+    #[test]
+    fn monitoring_flags() {
+        let c = ok(&["-m", "8222"]);
+        assert_eq!(c.settings.http_port, Some(8222));
+        assert!(c.warnings.is_empty());
+        assert_eq!(ok(&["--http_port=-1"]).settings.http_port, Some(-1));
+        let c = ok(&["--http", "127.0.0.1:8223"]);
+        assert_eq!(c.settings.http_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(c.settings.http_port, Some(8223));
+        let c = ok(&["--http", "[::1]:8224"]);
+        assert_eq!(c.settings.http_host.as_deref(), Some("::1"));
+        assert_eq!(ok(&["--http", "8225"]).settings.http_port, Some(8225));
+        assert_eq!(
             err(&["-m", "x"]),
             "invalid value \"x\" for flag -m: parse error"
+        );
+        assert_eq!(
+            err(&["--http", "host:x"]),
+            "invalid value \"host:x\" for flag -http: parse error"
         );
     }
 

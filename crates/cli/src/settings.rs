@@ -60,6 +60,12 @@ pub(crate) struct Settings {
     pub(crate) pid_file: Option<PathBuf>,
     /// `--ports_file_dir` / `ports_file_dir`.
     pub(crate) ports_file_dir: Option<PathBuf>,
+    /// `--http HOST:PORT` / `http`: the monitoring listener's host (default: the client host).
+    pub(crate) http_host: Option<String>,
+    /// `-m` / `http_port` / `http`: the monitoring port (0 = none, -1 = any free port).
+    pub(crate) http_port: Option<i64>,
+    /// `max_closed_clients`: closed connections kept for `/connz?state=closed`.
+    pub(crate) max_closed_clients: Option<usize>,
 }
 
 macro_rules! overlay_fields {
@@ -75,7 +81,7 @@ impl Settings {
             host, port, server_name, client_advertise, max_payload, max_control_line, max_pending,
             max_connections, max_subscriptions, ping_interval, ping_max, write_deadline, user,
             password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
-            logtime, log_file, pid_file, ports_file_dir,
+            logtime, log_file, pid_file, ports_file_dir, http_host, http_port, max_closed_clients,
         );
         self
     }
@@ -89,11 +95,24 @@ impl Settings {
             p @ 0..=65535 => p,
             p => return Err(SettingsError::Port(p)),
         };
-        if host.contains(':') && !host.starts_with('[') {
-            Ok(format!("[{host}]:{port}"))
-        } else {
-            Ok(format!("{host}:{port}"))
-        }
+        Ok(host_port(host, port))
+    }
+
+    /// `host:port` for the monitoring listener, if there is one: nats-server's `-m` port (0 =
+    /// none, -1 = any free port) on the `http` host, else on the client host.
+    pub(crate) fn monitor_addr(&self) -> Result<Option<String>, SettingsError> {
+        let port = match self.http_port {
+            None | Some(0) => return Ok(None),
+            Some(-1) => 0,
+            Some(p @ 1..=65535) => p,
+            Some(p) => return Err(SettingsError::Port(p)),
+        };
+        let host = self
+            .http_host
+            .as_deref()
+            .or(self.host.as_deref())
+            .unwrap_or("0.0.0.0");
+        Ok(Some(host_port(host, port)))
     }
 
     /// The authentication the settings ask for.
@@ -112,6 +131,7 @@ impl Settings {
     /// The checks nats-server makes before starting, on the merged settings.
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         self.listen_addr()?;
+        self.monitor_addr()?;
         self.auth()?;
         if let Some(d) = self.lame_duck_duration {
             if d < Duration::from_secs(30) {
@@ -164,7 +184,22 @@ impl Settings {
         if let Some(v) = self.lame_duck_grace_period {
             b = b.lame_duck_grace_period(v);
         }
+        if let Some(addr) = self.monitor_addr()? {
+            b = b.monitor(addr);
+        }
+        if let Some(v) = self.max_closed_clients {
+            b = b.max_closed_clients(v);
+        }
         Ok(b.auth(self.auth()?))
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn host_port(host: &str, port: i64) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -285,6 +320,15 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "log_file" | "logfile" => s.log_file = Some(cx.string(key, item)?.into()),
             "pid_file" | "pidfile" => s.pid_file = Some(cx.string(key, item)?.into()),
             "ports_file_dir" => s.ports_file_dir = Some(cx.string(key, item)?.into()),
+            "http" => {
+                let (host, port) = cx.listen(key, item)?;
+                if host.is_some() {
+                    s.http_host = host;
+                }
+                s.http_port = Some(port);
+            }
+            "http_port" | "monitor_port" => s.http_port = Some(cx.int(key, item)?),
+            "max_closed_clients" => s.max_closed_clients = Some(cx.count(key, item)?),
             other => match nats_feature(other) {
                 Some(Known::Ignored(feature)) => out.warnings.push(format!(
                     "{file}:{}:{}: \"{key}\" ignored: {feature} is not available in starling-server yet",
@@ -324,9 +368,7 @@ enum Known {
 fn nats_feature(key: &str) -> Option<Known> {
     use Known::{Ignored, Unsupported};
     Some(match key {
-        "http" | "http_port" | "monitor_port" | "https" | "https_port" | "http_base_path" => {
-            Ignored("monitoring")
-        }
+        "https" | "https_port" | "http_base_path" => Ignored("this monitoring option"),
         "logfile_size_limit"
         | "log_size_limit"
         | "logfile_max_num"
@@ -337,7 +379,6 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "logfile_max_num_files" => Ignored("this logging option"),
         "connect_error_reports"
         | "reconnect_error_reports"
-        | "max_closed_clients"
         | "disable_sublist_cache"
         | "no_sublist_cache"
         | "prof_port"
@@ -720,9 +761,40 @@ mod tests {
         );
         let e = load("authorization { users: [] }").unwrap_err();
         assert!(e.to_string().contains("authorization.users"), "{e}");
-        let c = load("http_port: 8222").unwrap();
+        let c = load("https_port: 8443").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("monitoring"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn monitoring_keys() {
+        let c = load("http_port: 8222").unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.settings.http_port, Some(8222));
+        assert_eq!(
+            c.settings.monitor_addr().unwrap().as_deref(),
+            Some("0.0.0.0:8222")
+        );
+        let s = load("http: \"127.0.0.1:8223\"\nmax_closed_clients: 5")
+            .unwrap()
+            .settings;
+        assert_eq!(s.monitor_addr().unwrap().as_deref(), Some("127.0.0.1:8223"));
+        assert_eq!(s.max_closed_clients, Some(5));
+        let s = load("monitor_port: -1\nhost: 127.0.0.2").unwrap().settings;
+        assert_eq!(s.monitor_addr().unwrap().as_deref(), Some("127.0.0.2:0"));
+        assert_eq!(
+            load("http_port: 0")
+                .unwrap()
+                .settings
+                .monitor_addr()
+                .unwrap(),
+            None
+        );
+        assert!(load("http_port: 70000")
+            .unwrap()
+            .settings
+            .validate()
+            .is_err());
     }
 
     #[test]

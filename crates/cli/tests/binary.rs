@@ -538,3 +538,32 @@ fn signal_errors() {
         stderr(&out)
     );
 }
+
+/// `GET path` over HTTP/1.0 on a plain socket: (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the monitor");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("HTTP reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("headers end");
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn monitoring_port_flag() {
+    let mut broker = Broker::start(&["-a", "127.0.0.1", "-p", "-1", "-m", "-1"]);
+    // As nats-server: the monitor's line comes before the client listener's.
+    let line = broker.wait_for("Starting http monitor on ");
+    let http = parse_port(&line);
+    let port = broker.wait_ready();
+    let (status, body) = http_get(http, "/varz");
+    assert_eq!(status, "HTTP/1.0 200 OK", "{body}");
+    assert!(body.contains(&format!("\"port\": {port},")), "{body}");
+    assert!(body.contains(&format!("\"http_port\": {http},")), "{body}");
+    assert_eq!(http_get(http, "/healthz").1, r#"{"status":"ok"}"#);
+    drop(broker);
+}

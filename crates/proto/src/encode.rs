@@ -22,8 +22,15 @@ pub const CRLF: &[u8] = b"\r\n";
 
 #[inline(always)]
 fn num(buf: &mut impl BufMut, n: usize) {
-    let mut b = itoa::Buffer::new();
-    buf.put_slice(b.format(n).as_bytes());
+    // One or two digits by hand (the sizes of small messages and small headers), else itoa.
+    if n < 10 {
+        buf.put_u8(b'0' + n as u8);
+    } else if n < 100 {
+        buf.put_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+    } else {
+        let mut b = itoa::Buffer::new();
+        buf.put_slice(b.format(n).as_bytes());
+    }
 }
 
 #[inline(always)]

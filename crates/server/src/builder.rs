@@ -29,6 +29,8 @@ pub struct ServerBuilder {
     listen: Option<String>,
     listener: Option<std::net::TcpListener>,
     cluster: Option<Cluster>,
+    #[cfg(feature = "monitor")]
+    monitor: Option<String>,
 }
 
 impl ServerBuilder {
@@ -158,6 +160,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Closed connections kept for `/connz?state=closed` (`max_closed_clients`, default
+    /// 10000; 0 keeps none).
+    pub fn max_closed_clients(mut self, n: usize) -> Self {
+        self.opts.max_closed_clients = n;
+        self
+    }
+
+    /// Serves nats-server's monitoring endpoints (`/varz`, `/connz`, `/routez`, `/subsz`,
+    /// `/healthz`, ...) and Prometheus `/metrics` over HTTP on `addr` (`"host:port"`; port 0
+    /// picks a free port, see [`Server::monitor_addr`]). nats-server's `-m`/`http`.
+    #[cfg(feature = "monitor")]
+    pub fn monitor(mut self, addr: impl Into<String>) -> Self {
+        self.monitor = Some(addr.into());
+        self
+    }
+
     /// Starts the broker. Returns once every listener is bound and the broker accepts work.
     pub async fn start(self) -> Result<Server, StartError> {
         if tokio::runtime::Handle::try_current().is_err() {
@@ -208,7 +226,32 @@ impl ServerBuilder {
             }
             None => None,
         };
-        Ok(Server::launch(opts, listener, cluster))
+        #[cfg(feature = "monitor")]
+        let monitor = match &self.monitor {
+            Some(addr) => {
+                let sock = resolve("monitor", addr)?;
+                Some(
+                    TcpListener::bind(sock)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            listener: "monitor",
+                            addr: sock,
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        #[cfg(feature = "monitor")]
+        if let Some(listener) = &monitor {
+            crate::monitor::announce(listener);
+        }
+        let server = Server::launch(opts, listener, cluster);
+        #[cfg(feature = "monitor")]
+        if let Some(listener) = monitor {
+            crate::monitor::start(&server.shared, listener);
+        }
+        Ok(server)
     }
 }
 

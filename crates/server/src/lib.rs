@@ -25,18 +25,24 @@
 //! - `subscription`, `message`: what the sublist stores; what in-process subscribers get.
 //! - `inprocess`: the in-process [`Client`].
 //! - `cluster`, `route/`: cluster configuration ([`Cluster`]), routes to peers, discovery.
+//! - `closed`: the ring of closed connections kept for monitoring.
+//! - `monitor/` (feature `monitor`, on by default): the HTTP server with nats-server's
+//!   monitoring endpoints (`/varz`, `/connz`, ...) and Prometheus `/metrics`.
 //! - `events`, `stats`, `info`, `options`, `error`: the rest of the embedding API.
 #![warn(missing_docs)]
 
 mod builder;
 mod client;
 mod cluster;
+mod closed;
 mod delivery;
 mod error;
 mod events;
 mod info;
 mod inprocess;
 mod message;
+#[cfg(feature = "monitor")]
+mod monitor;
 mod options;
 mod route;
 mod server;
@@ -52,8 +58,8 @@ pub use info::{NATS_VERSION, STARLING_VERSION};
 pub use inprocess::{Client, Subscriber, DEFAULT_REQUEST_TIMEOUT};
 pub use message::{Message, Subject};
 pub use options::{
-    Auth, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_MAX_PENDING, MAX_PAYLOAD_CEILING,
+    Auth, DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE,
+    DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING, MAX_PAYLOAD_CEILING,
 };
 pub use server::Server;
-pub use stats::Stats;
+pub use stats::{RouteStats, Stats, SublistFigures};

@@ -11,6 +11,8 @@ pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
 pub const DEFAULT_MAX_PENDING: usize = 64 * 1024 * 1024;
 /// nats-server's `DEFAULT_MAX_CONNECTIONS`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64 * 1024;
+/// nats-server's `DEFAULT_MAX_CLOSED_CLIENTS`: closed connections kept for `/connz?state=closed`.
+pub const DEFAULT_MAX_CLOSED_CLIENTS: usize = 10_000;
 /// The largest max_payload accepted (it may not exceed max_pending, whose default is 64 MiB).
 pub const MAX_PAYLOAD_CEILING: usize = 64 * 1024 * 1024;
 
@@ -62,6 +64,8 @@ pub(crate) struct Options {
     /// How long `shutdown()` waits for each connection's pending output to drain.
     pub(crate) drain_timeout: Duration,
     pub(crate) no_fast_producer_stall: bool,
+    /// Closed connections kept for monitoring (`max_closed_clients`).
+    pub(crate) max_closed_clients: usize,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
             lame_duck_grace_period: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(2),
             no_fast_producer_stall: false,
+            max_closed_clients: DEFAULT_MAX_CLOSED_CLIENTS,
         }
     }
 }

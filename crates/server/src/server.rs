@@ -19,11 +19,12 @@ use tracing::{debug, info, warn};
 
 use crate::builder::ServerBuilder;
 use crate::client::{self, ClientShared, ClosedReason, ConnKind};
+use crate::closed::ClosedConns;
 use crate::events::{Event, EventStream};
 use crate::inprocess::Client;
 use crate::options::{Auth, Options};
 use crate::route::Routes;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Stats, SublistFigures};
 use crate::subscription::Subscription;
 
 /// State shared by every task of one broker.
@@ -37,6 +38,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Counters,
     /// Messages and bytes delivered to connections that have since closed.
     closed_out: Mutex<(u64, u64)>,
+    /// Closed connections kept for monitoring (`/connz?state=closed`).
+    pub(crate) closed: ClosedConns,
+    /// The monitoring HTTP listener's address, once bound.
+    pub(crate) monitor_addr: Mutex<Option<SocketAddr>>,
     events: broadcast::Sender<Event>,
     /// Cancelled when the server shuts down: every connection is a child of it.
     pub(crate) shutdown: CancellationToken,
@@ -47,7 +52,6 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     pub(crate) client_addr: Mutex<Option<SocketAddr>>,
     pub(crate) lame_duck: AtomicBool,
-    #[allow(dead_code)] // read by monitoring (/varz)
     pub(crate) start_time: SystemTime,
     /// The cluster side, when configured.
     pub(crate) cluster: Option<Routes>,
@@ -177,7 +181,7 @@ impl Shared {
     pub(crate) fn unregister_client(&self, conn: &Arc<ClientShared>) {
         conn.close(ClosedReason::ServerShutdown); // no-op when a reason is already set
         let subs: Vec<_> = conn.subs.lock().drain().map(|(_, o)| o).collect();
-        for owned in subs {
+        for owned in &subs {
             self.remove_local_sub(&owned.sub, &owned.handle);
         }
         self.clients.lock().remove(&conn.cid);
@@ -188,6 +192,7 @@ impl Shared {
             c.1 += bytes;
         }
         let reason = conn.closed_reason().unwrap_or(ClosedReason::ServerShutdown);
+        self.closed.push(conn, &subs, reason);
         debug!(cid = conn.cid, %reason, "client closed");
         self.emit(Event::ClientClosed {
             cid: conn.cid,
@@ -221,18 +226,21 @@ impl Shared {
         }
     }
 
-    fn snapshot_clients(&self) -> Vec<Arc<ClientShared>> {
+    pub(crate) fn snapshot_clients(&self) -> Vec<Arc<ClientShared>> {
         self.clients.lock().values().cloned().collect()
     }
 
-    fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let clients = self.snapshot_clients();
         let (mut out_msgs, mut out_bytes) = *self.closed_out.lock();
+        let mut pending_bytes = 0;
         for c in &clients {
             let (m, b) = c.out_counts();
             out_msgs += m;
             out_bytes += b;
+            pending_bytes += c.out.pending() as u64;
         }
+        let route_stats = self.route_stats();
         Stats {
             connections: clients.len(),
             total_connections: self.stats.total_connections.load(Ordering::Relaxed),
@@ -242,6 +250,14 @@ impl Shared {
             out_msgs,
             out_bytes,
             slow_consumers: self.stats.slow_consumers.load(Ordering::Relaxed),
+            start: self.start_time,
+            uptime: self.start_time.elapsed().unwrap_or_default(),
+            closed_connections: self.closed.total(),
+            pending_bytes,
+            routes: route_stats.len(),
+            route_stats,
+            leafnodes: 0,
+            sublist: SublistFigures::from_sublist(&self.sublist.stats()),
         }
     }
 
@@ -329,6 +345,7 @@ impl Server {
             }
             None => (None, None),
         };
+        let closed = ClosedConns::new(opts.max_closed_clients);
         let shared = Arc::new(Shared {
             opts,
             server_name,
@@ -338,6 +355,8 @@ impl Server {
             next_cid: AtomicU64::new(1),
             stats: Counters::default(),
             closed_out: Mutex::new((0, 0)),
+            closed,
+            monitor_addr: Mutex::new(None),
             events,
             shutdown: CancellationToken::new(),
             kill_all: CancellationToken::new(),
@@ -378,6 +397,12 @@ impl Server {
     /// this tells the port the system picked.
     pub fn client_addr(&self) -> Option<SocketAddr> {
         *self.shared.client_addr.lock()
+    }
+
+    /// The address the monitoring HTTP server is bound to (`None` without one; see
+    /// `ServerBuilder::monitor`). With port 0 this tells the port the system picked.
+    pub fn monitor_addr(&self) -> Option<SocketAddr> {
+        *self.shared.monitor_addr.lock()
     }
 
     /// The client URL, `nats://host:port`, when there is a client listener.
@@ -485,6 +510,8 @@ impl Server {
                 .await
                 .is_err()
             {
+                // Every connection's kill token is a child of this one: it also reaches
+                // writers whose reader already ended and left the clients map.
                 shared.kill_all.cancel();
             }
             info!("Server Exiting..");

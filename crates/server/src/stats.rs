@@ -1,6 +1,12 @@
 //! Server-wide counters (what `/varz` and `server.stats()` report).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use starling_sublist::SublistStats;
+
+use crate::server::Shared;
 
 /// Counters updated on the hot path with relaxed atomics (once per read batch, not per message).
 #[derive(Default)]
@@ -18,8 +24,9 @@ impl Counters {
     }
 }
 
-/// A snapshot of the broker's figures, for embedders who export metrics their own way.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A snapshot of the broker's figures, for embedders who export metrics their own way. The
+/// same figures `/varz` and `/metrics` report.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Open client connections (socket and in-process).
@@ -30,12 +37,158 @@ pub struct Stats {
     pub subscriptions: usize,
     /// Messages received from clients.
     pub in_msgs: u64,
-    /// Payload bytes received from clients.
+    /// Payload bytes received from clients (headers included).
     pub in_bytes: u64,
     /// Messages delivered to clients (open connections plus those closed since start).
     pub out_msgs: u64,
-    /// Bytes delivered to clients, protocol lines included.
+    /// Payload bytes delivered to clients (headers included; for in-process subscribers the
+    /// subject too).
     pub out_bytes: u64,
     /// Connections cut off as slow consumers.
     pub slow_consumers: u64,
+    /// When the server started.
+    pub start: SystemTime,
+    /// How long it has been running.
+    pub uptime: Duration,
+    /// Client connections closed since start.
+    pub closed_connections: u64,
+    /// Outbound bytes queued and not yet written, over all open connections.
+    pub pending_bytes: u64,
+    /// Open cluster routes.
+    pub routes: usize,
+    /// Figures per open route.
+    pub route_stats: Vec<RouteStats>,
+    /// Open leafnode connections.
+    pub leafnodes: usize,
+    /// The subscription matcher's figures (`/subsz`).
+    pub sublist: SublistFigures,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            connections: 0,
+            total_connections: 0,
+            subscriptions: 0,
+            in_msgs: 0,
+            in_bytes: 0,
+            out_msgs: 0,
+            out_bytes: 0,
+            slow_consumers: 0,
+            start: SystemTime::UNIX_EPOCH,
+            uptime: Duration::ZERO,
+            closed_connections: 0,
+            pending_bytes: 0,
+            routes: 0,
+            route_stats: Vec::new(),
+            leafnodes: 0,
+            sublist: SublistFigures::default(),
+        }
+    }
+}
+
+/// One cluster route's figures (what `/routez` reports per route).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteStats {
+    /// The route's connection id (`rid`).
+    pub rid: u64,
+    /// The peer's server id.
+    pub remote_id: String,
+    /// The peer's server name.
+    pub remote_name: String,
+    /// Whether this server dialled the route (rather than accepted it).
+    pub did_solicit: bool,
+    /// Whether the peer is in this server's configured seeds.
+    pub is_configured: bool,
+    /// The peer's address.
+    pub addr: Option<SocketAddr>,
+    /// When the route connected.
+    pub start: SystemTime,
+    /// When the peer last sent something.
+    pub last_activity: SystemTime,
+    /// The last measured round-trip time.
+    pub rtt: Duration,
+    /// Outbound bytes queued and not yet written.
+    pub pending_bytes: u64,
+    /// Messages received over the route.
+    pub in_msgs: u64,
+    /// Payload bytes received over the route.
+    pub in_bytes: u64,
+    /// Messages sent over the route.
+    pub out_msgs: u64,
+    /// Payload bytes sent over the route.
+    pub out_bytes: u64,
+    /// Subscriptions the peer has registered with this server.
+    pub subscriptions: usize,
+}
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        Self {
+            rid: 0,
+            remote_id: String::new(),
+            remote_name: String::new(),
+            did_solicit: false,
+            is_configured: false,
+            addr: None,
+            start: SystemTime::UNIX_EPOCH,
+            last_activity: SystemTime::UNIX_EPOCH,
+            rtt: Duration::ZERO,
+            pending_bytes: 0,
+            in_msgs: 0,
+            in_bytes: 0,
+            out_msgs: 0,
+            out_bytes: 0,
+            subscriptions: 0,
+        }
+    }
+}
+
+/// The subscription matcher's figures, with nats-server's `/subsz` meaning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SublistFigures {
+    /// Subjects in the match cache (`num_cache`).
+    pub num_cache: u64,
+    /// Subscriptions inserted since start (`num_inserts`).
+    pub num_inserts: u64,
+    /// Subscriptions removed since start (`num_removes`).
+    pub num_removes: u64,
+    /// Subject lookups since start (`num_matches`).
+    pub num_matches: u64,
+    /// Lookups answered from the cache.
+    pub cache_hits: u64,
+    /// Largest fan-out among cached results (`max_fanout`).
+    pub max_fanout: u64,
+}
+
+impl SublistFigures {
+    /// Share of lookups answered from the cache, 0.0 to 1.0 (`cache_hit_rate`).
+    pub fn cache_hit_rate(&self) -> f64 {
+        if self.num_matches == 0 {
+            0.0
+        } else {
+            self.cache_hits as f64 / self.num_matches as f64
+        }
+    }
+
+    pub(crate) fn from_sublist(s: &SublistStats) -> Self {
+        Self {
+            num_cache: u64::from(s.num_cache),
+            num_inserts: s.num_inserts,
+            num_removes: s.num_removes,
+            num_matches: s.num_matches,
+            cache_hits: s.cache_hits(),
+            max_fanout: u64::from(s.max_fanout),
+        }
+    }
+}
+
+impl Shared {
+    /// Figures of every open route. Routes do not exist yet on this branch: clustering fills
+    /// this in, and `/routez`, `/metrics` and [`Stats`] pick them up from here.
+    pub(crate) fn route_stats(&self) -> Vec<RouteStats> {
+        Vec::new()
+    }
 }

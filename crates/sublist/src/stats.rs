@@ -25,6 +25,11 @@ pub struct SublistStats {
 }
 
 impl SublistStats {
+    /// Calls to `matches` answered from the cache (the numerator of `cache_hit_rate`).
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits
+    }
+
     /// Adds another sublist's figures to these (for a server-wide view over several accounts),
     /// recomputing the rates and means from the underlying totals as nats-server does.
     pub fn merge(&mut self, other: &Self) {

@@ -92,6 +92,8 @@ struct Client {
     pings_out: u32,
     /// Something arrived since the last ping timer tick.
     active: bool,
+    /// When our last unanswered PING went out (its PONG measures the round trip).
+    ping_sent: Option<std::time::Instant>,
     touched: Touched,
 }
 
@@ -112,6 +114,7 @@ impl Client {
             no_responders: false,
             pings_out: 0,
             active: false,
+            ping_sent: None,
             touched: Touched::default(),
         }
     }
@@ -142,6 +145,7 @@ impl Client {
                     }
                     Ok(_) => {
                         self.active = true;
+                        self.conn.touch();
                         if self.parser.frame_len_hint().is_some_and(|n| buf.len() < n) {
                             continue; // the rest of a large payload is still on its way
                         }
@@ -248,6 +252,9 @@ impl Client {
             }
             ClientOp::Pong => {
                 self.pings_out = 0;
+                if let Some(sent) = self.ping_sent.take() {
+                    self.conn.set_rtt(sent.elapsed());
+                }
                 Ok(())
             }
             ClientOp::Connect(json) => self.on_connect(json),
@@ -292,6 +299,11 @@ impl Client {
             meta.lang = connect.lang.clone();
             meta.version = connect.version.clone();
             meta.user = connect.user.clone();
+        }
+        if self.conn.rtt().is_zero() {
+            // As nats-server: the first estimate is the time from our INFO to the CONNECT.
+            let since_info = std::time::SystemTime::now().duration_since(self.conn.start);
+            self.conn.set_rtt(since_info.unwrap_or_default());
         }
         self.connected = true;
         self.ok();
@@ -412,6 +424,7 @@ impl Client {
             return Ok(());
         }
         self.pings_out += 1;
+        self.ping_sent = Some(std::time::Instant::now());
         self.push(|b| b.extend_from_slice(encode::PING));
         self.touched.flush();
         Ok(())

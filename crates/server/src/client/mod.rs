@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -77,8 +77,11 @@ pub(crate) struct ClientShared {
     /// Subscriptions by sid.
     pub(crate) subs: Mutex<HashMap<Bytes, OwnedSub>>,
     pub(crate) meta: Mutex<ConnMeta>,
-    #[allow(dead_code)] // read by monitoring (/connz)
     pub(crate) start: SystemTime,
+    /// When the client last sent something, in nanoseconds since the Unix epoch (monitoring).
+    last_activity: AtomicU64,
+    /// The last measured round-trip time in nanoseconds; 0 = not measured (monitoring).
+    rtt: AtomicU64,
     pub(crate) in_msgs: AtomicU64,
     pub(crate) in_bytes: AtomicU64,
     /// Bytes queued to in-process subscribers and not yet taken (their slow-consumer limit).
@@ -99,6 +102,7 @@ impl ClientShared {
         parent: &CancellationToken,
         kill_parent: &CancellationToken,
     ) -> Self {
+        let start = SystemTime::now();
         Self {
             cid,
             kind,
@@ -113,7 +117,9 @@ impl ClientShared {
             reason: Mutex::new(None),
             subs: Mutex::new(HashMap::new()),
             meta: Mutex::new(ConnMeta::default()),
-            start: SystemTime::now(),
+            start,
+            last_activity: AtomicU64::new(unix_nanos(start)),
+            rtt: AtomicU64::new(0),
             in_msgs: AtomicU64::new(0),
             in_bytes: AtomicU64::new(0),
             local_pending: AtomicUsize::new(0),
@@ -158,6 +164,28 @@ impl ClientShared {
         )
     }
 
+    /// Notes that the client just sent something (once per read, not per message).
+    pub(crate) fn touch(&self) {
+        self.last_activity
+            .store(unix_nanos(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// When the client last sent something.
+    pub(crate) fn last_activity(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.last_activity.load(Ordering::Relaxed))
+    }
+
+    /// Records a round-trip time measurement.
+    pub(crate) fn set_rtt(&self, rtt: Duration) {
+        let nanos = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.rtt.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The last measured round-trip time (zero if never measured).
+    pub(crate) fn rtt(&self) -> Duration {
+        Duration::from_nanos(self.rtt.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn echo(&self) -> bool {
         self.echo.load(Ordering::Relaxed)
     }
@@ -165,4 +193,10 @@ impl ClientShared {
     pub(crate) fn wants_headers(&self) -> bool {
         self.headers.load(Ordering::Relaxed)
     }
+}
+
+/// Nanoseconds since the Unix epoch (0 for times before it).
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

@@ -45,7 +45,8 @@ struct Queue {
     /// The writer has been signalled since it last took the queue.
     signalled: bool,
     closed: bool,
-    /// Delivered messages and bytes (for monitoring), counted under the lock we hold anyway.
+    /// Delivered messages and their payload bytes, headers included (for monitoring, as
+    /// nats-server counts them), counted under the lock we hold anyway.
     out_msgs: u64,
     out_bytes: u64,
 }
@@ -92,7 +93,7 @@ impl Outbound {
             q.tail.truncate(before);
             return self.overflow(&mut q);
         }
-        self.finish(&mut q, len, false)
+        self.finish(&mut q, len, None)
     }
 
     /// Appends a message: a control line built by `ctl`, then `data`, then CRLF. A large `data`
@@ -127,7 +128,7 @@ impl Outbound {
             q.segments.push(owner.slice_ref(data));
         }
         q.tail.extend_from_slice(b"\r\n");
-        self.finish(&mut q, len, true)
+        self.finish(&mut q, len, Some(data.len()))
     }
 
     fn overflow(&self, q: &mut Queue) -> Appended {
@@ -140,11 +141,12 @@ impl Outbound {
         Appended::SlowConsumer
     }
 
-    fn finish(&self, q: &mut Queue, len: usize, is_msg: bool) -> Appended {
+    /// Accounts `len` queued bytes; `msg` is the payload size when they are a message.
+    fn finish(&self, q: &mut Queue, len: usize, msg: Option<usize>) -> Appended {
         q.pending += len;
-        if is_msg {
+        if let Some(payload) = msg {
             q.out_msgs += 1;
-            q.out_bytes += len as u64;
+            q.out_bytes += payload as u64;
         }
         if q.pending > self.max_pending / 2 && !self.stalled.load(Ordering::Relaxed) {
             self.stalled.store(true, Ordering::Relaxed);
@@ -201,7 +203,6 @@ impl Outbound {
     }
 
     /// Pending bytes (monitoring).
-    #[allow(dead_code)] // read by monitoring (/connz)
     pub(crate) fn pending(&self) -> usize {
         self.queue.lock().pending
     }

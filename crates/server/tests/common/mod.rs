@@ -71,6 +71,11 @@ impl Raw {
         .await
     }
 
+    /// The local address of this client's socket (what the server sees as its peer).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local addr")
+    }
+
     pub async fn send(&mut self, s: &str) {
         self.send_bytes(s.as_bytes()).await;
     }
@@ -173,6 +178,8 @@ pub fn msg_len(line: &str) -> Option<usize> {
 pub struct NatsServer {
     child: Child,
     pub addr: SocketAddr,
+    /// The monitoring port, when started with `-m` (see [`NatsServer::start_monitored`]).
+    pub monitor: Option<SocketAddr>,
 }
 
 impl NatsServer {
@@ -180,6 +187,13 @@ impl NatsServer {
     /// when it is missing and we are not in CI; in CI a missing reference fails the test.
     pub fn start(extra: &[&str]) -> Option<Self> {
         Self::start_bin("nats-server", extra)
+    }
+
+    /// The reference with its monitoring port on a system-chosen port (`-m -1`).
+    pub fn start_monitored(extra: &[&str]) -> Option<Self> {
+        let mut args = vec!["-m", "-1"];
+        args.extend_from_slice(extra);
+        Self::start(&args)
     }
 
     pub fn start_bin(bin: &str, extra: &[&str]) -> Option<Self> {
@@ -201,15 +215,23 @@ impl NatsServer {
             .expect("spawn nats-server");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        let mut monitor = None;
         let addr = loop {
             let line = lines.next().expect("nats-server exited early").unwrap();
+            if let Some(rest) = line.split("Starting http monitor on ").nth(1) {
+                monitor = Some(rest.trim().parse().expect("monitor address"));
+            }
             if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
                 break rest.trim().parse().expect("listen address");
             }
         };
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Some(Self { child, addr })
+        Some(Self {
+            child,
+            addr,
+            monitor,
+        })
     }
 }
 
@@ -218,4 +240,74 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTP reply, read whole.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// `GET path` on a fresh HTTP/1.1 connection, bounded by [`WAIT`].
+pub async fn http_get(addr: SocketAddr, path: &str) -> HttpReply {
+    http_request(addr, "GET", path, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// One request on a fresh HTTP/1.1 connection; an error (as text) if it fails or takes longer
+/// than `timeout`.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<HttpReply, String> {
+    use http_body_util::BodyExt;
+
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(HttpReply {
+            status,
+            content_type,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("{method} {path} timed out after {timeout:?}"))?
 }

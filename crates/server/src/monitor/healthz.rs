@@ -1,0 +1,47 @@
+//! `/healthz`: `200 {"status":"ok"}` while the server accepts work; `503` with the reason
+//! while it is in lame-duck mode or shutting down (nats-server 2.9.10 answers
+//! `{"status":"error","error":"..."}` then). Compact JSON, as nats-server writes it.
+
+use hyper::StatusCode;
+use serde::Serialize;
+
+use super::{Handled, Monitor, Query, Reply};
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+pub(super) fn healthz(mon: &Monitor, _query: &Query) -> Handled {
+    // JetStream options (`js-enabled-only`, `js-server-only`) change nothing without JetStream.
+    let shared = &mon.shared;
+    let error = if shared.shutdown.is_cancelled() {
+        Some("server is shutting down")
+    } else if shared.lame_duck.load(std::sync::atomic::Ordering::Relaxed) {
+        Some("server is in lame duck mode: not accepting connections")
+    } else {
+        None
+    };
+    let (status, health) = match error {
+        None => (
+            StatusCode::OK,
+            Health {
+                status: "ok",
+                error: None,
+            },
+        ),
+        Some(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Health {
+                status: "error",
+                error: Some(e),
+            },
+        ),
+    };
+    Ok(Reply::Json {
+        status,
+        body: serde_json::to_vec(&health).unwrap_or_default(),
+    })
+}
