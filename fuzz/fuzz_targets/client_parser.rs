@@ -1,7 +1,7 @@
 //! The client protocol, both directions. Invariants: every op consumes 1..=len bytes; every
 //! slice lies inside the input; a body has the announced length and its header part fits;
 //! re-encoding an op and parsing it again gives the same op; feeding the same bytes in two
-//! pieces gives the same ops and the same error.
+//! pieces gives the same ops and the same error; the fast paths agree with the general parsers.
 #![no_main]
 
 use bytes::BytesMut;
@@ -107,7 +107,13 @@ fn limits(selector: u8) -> Limits {
 
 fn client_op(limits: Limits, input: &[u8]) -> Result<Option<(String, usize)>, ProtoError> {
     let mut p = ClientParser::new(limits);
-    let Some((op, n)) = p.parse(input)? else {
+    let result = p.parse(input);
+    // The fast path and the general parser agree on everything.
+    assert_eq!(
+        result,
+        ClientParser::new(limits).parse_general_for_fuzzing(input)
+    );
+    let Some((op, n)) = result? else {
         return Ok(None);
     };
     if let ClientOp::Pub(pb) = op {
@@ -134,7 +140,12 @@ fn client_op(limits: Limits, input: &[u8]) -> Result<Option<(String, usize)>, Pr
 
 fn server_op(limits: Limits, input: &[u8]) -> Result<Option<(String, usize)>, ProtoError> {
     let mut p = ServerParser::new(limits);
-    let Some((op, n)) = p.parse(input)? else {
+    let result = p.parse(input);
+    assert_eq!(
+        result,
+        ServerParser::new(limits).parse_general_for_fuzzing(input)
+    );
+    let Some((op, n)) = result? else {
         return Ok(None);
     };
     if let ServerOp::Msg(m) = op {

@@ -1,6 +1,7 @@
 //! The route and leafnode protocols. Invariants: every op consumes 1..=len bytes; bodies have
 //! the announced length; re-encoding an op and parsing it again gives the same op; feeding
-//! the same bytes in two pieces gives the same ops and the same error.
+//! the same bytes in two pieces gives the same ops and the same error; the fast path agrees
+//! with the general parser.
 #![no_main]
 
 use bytes::BytesMut;
@@ -149,7 +150,11 @@ fuzz_target!(|data: &[u8]| {
     let route = |b: &[u8]| {
         let mut p = RouteParser::new(limits);
         p.set_lnocu(lnocu);
-        let Some((op, n)) = p.parse(b)? else {
+        let mut general = p.clone();
+        let result = p.parse(b);
+        // The fast path and the general parser agree on everything.
+        assert_eq!(result, general.parse_general_for_fuzzing(b));
+        let Some((op, n)) = result? else {
             return Ok(None);
         };
         check(&op, b, n, false, lnocu);

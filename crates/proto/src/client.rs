@@ -217,6 +217,17 @@ impl ClientParser {
         self.parse_general(buf)
     }
 
+    /// [`parse`](Self::parse) without its fast path: lets the fuzz targets check that both
+    /// agree.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn parse_general_for_fuzzing<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(ClientOp<'a>, usize)>, ProtoError> {
+        self.parse_general(buf)
+    }
+
     /// The general parser: every op, every spelling. [`parse`](Self::parse) tries a fast path
     /// for the common `PUB` form first and falls back to this; both give the same result.
     #[inline]

@@ -45,6 +45,8 @@
 //! - `server_ops`: [`ServerParser`], what a client reads from a server (`MSG`, `HMSG`, `INFO`, ...).
 //! - `route`: [`RouteParser`], the cluster route protocol (`RS+`, `RS-`, `RMSG`, `LS+`, `LMSG`, ...).
 //! - `leaf`: [`LeafParser`], the leafnode protocol (`LS+`, `LS-`, `LMSG`, ...), same op type as routes.
+//! - `fast`: fast paths for the hot message ops (`PUB`, `HPUB`, `MSG`, `HMSG`, `RMSG`), checked
+//!   against the general parsers by tests and fuzzing.
 //! - [`encode`]: writers for every op into a caller's [`bytes::BufMut`], no allocation.
 //! - `headers`: [`HeaderMap`], the `NATS/1.0` header block.
 //! - `info`, `connect`: the `INFO` and `CONNECT` JSON documents ([`Info`], [`Connect`],

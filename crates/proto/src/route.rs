@@ -381,6 +381,17 @@ impl RouteParser {
         }
     }
 
+    /// [`parse`](Self::parse) without its fast path: lets the fuzz targets check that both
+    /// agree.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn parse_general_for_fuzzing<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(RouteOp<'a>, usize)>, ProtoError> {
+        self.parse_general(buf)
+    }
+
     /// The general parser: every op, every spelling.
     pub(crate) fn parse_general<'a>(
         &mut self,
