@@ -33,8 +33,8 @@
 
 mod builder;
 mod client;
-mod cluster;
 mod closed;
+mod cluster;
 mod delivery;
 mod error;
 mod events;
