@@ -2,7 +2,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::args::{find_newline, find_sep, parse_size, split_in, trim_end};
+use crate::args::{parse_size, split_in, trim_end};
+use crate::fast::{fast_line, Fast};
 use crate::line::{read_line, Line, Verb, VerbTable};
 use crate::{Limits, ProtoError};
 
@@ -202,19 +203,15 @@ impl ClientParser {
         buf: &'a [u8],
     ) -> Result<Option<(ClientOp<'a>, usize)>, ProtoError> {
         self.hint = None;
-        if let Some((subject, reply, header_len, total, start)) = fast_pub(buf, self.limits) {
-            let end = start + total;
-            if let Some(b"\r\n") = buf.get(end..end + 2) {
-                let data = &buf[start..end];
-                return Ok(Some((
-                    ClientOp::Pub(Publish {
-                        subject,
-                        reply,
-                        header_len,
-                        data,
-                    }),
-                    end + 2,
-                )));
+        if let Some(f) = fast_pub(buf, self.limits) {
+            if let Some((data, next)) = f.body(buf) {
+                let p = Publish {
+                    subject: f.front[0],
+                    reply: f.reply,
+                    header_len: f.header_len,
+                    data,
+                };
+                return Ok(Some((ClientOp::Pub(p), next)));
             }
         }
         self.parse_general(buf)
@@ -357,94 +354,20 @@ impl Default for ClientParser {
     }
 }
 
-/// `(subject, reply, header size, total size, body start)` of a `PUB`/`HPUB` found by
-/// [`fast_pub`].
-type FastPub<'a> = (&'a [u8], Option<&'a [u8]>, Option<usize>, usize, usize);
-
-/// The decimal number ending at `end` (exclusive) and preceded by a single space: `(value,
-/// offset of that space)`. `None` if there is no such number.
+/// The common `PUB`/`HPUB` forms without the general machinery (see [`fast_line`]).
 #[inline(always)]
-fn trailing_size(buf: &[u8], floor: usize, end: usize) -> Option<(usize, usize)> {
-    // Digits right to left, at most nine (longer sizes are refused by the general parser).
-    let mut n = 0usize;
-    let mut scale = 1usize;
-    let mut k = 0;
-    for &b in buf[floor..end].iter().rev() {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        if k == 9 {
-            return None;
-        }
-        n += d as usize * scale;
-        scale *= 10;
-        k += 1;
-    }
-    let space = end - k - 1;
-    if k == 0 || space <= floor || buf[space] != b' ' {
-        return None;
-    }
-    Some((n, space))
-}
-
-/// The common `PUB`/`HPUB` forms, recognised without the general machinery: the verb in any
-/// case and one space, `<subject>[ <reply>][ <header size>] <size>\r\n` with single spaces,
-/// sizes within the limits. Returns `None` for anything else, which the general parser then
-/// handles (errors included), so both paths give the same result.
-#[inline(always)]
-fn fast_pub(buf: &[u8], limits: Limits) -> Option<FastPub<'_>> {
+fn fast_pub(buf: &[u8], limits: Limits) -> Option<Fast<'_>> {
     if buf.len() < 8 {
         return None;
     }
     let w = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let (headers, args) = if w | 0x0020_2020 == u32::from_le_bytes(*b"pub ") {
-        (false, 4)
+    if w | 0x0020_2020 == u32::from_le_bytes(*b"pub ") {
+        fast_line(buf, 4, 1, false, limits)
     } else if w | 0x2020_2020 == u32::from_le_bytes(*b"hpub") && buf[4] == b' ' {
-        (true, 5)
+        fast_line(buf, 5, 1, true, limits)
     } else {
-        return None;
-    };
-    let nl = find_newline(buf, args)?;
-    // At least "s 0" + "\r\n" after the verb.
-    if nl < args + 4 || buf[nl - 1] != b'\r' || nl - 1 - args > limits.max_control_line {
-        return None;
+        None
     }
-    let (total, mut head_end) = trailing_size(buf, args, nl - 1)?;
-    if total > limits.max_payload {
-        return None;
-    }
-    let mut header_len = None;
-    if headers {
-        let (h, before) = trailing_size(buf, args, head_end)?;
-        if h > total {
-            return None;
-        }
-        header_len = Some(h);
-        head_end = before;
-    }
-    let subject_end = find_sep(buf, args, head_end);
-    if subject_end == args {
-        return None;
-    }
-    let subject = &buf[args..subject_end];
-    if subject_end == head_end {
-        return Some((subject, None, header_len, total, nl + 1));
-    }
-    let reply_start = subject_end + 1;
-    if buf[subject_end] != b' '
-        || reply_start >= head_end
-        || find_sep(buf, reply_start, head_end) != head_end
-    {
-        return None;
-    }
-    Some((
-        subject,
-        Some(&buf[reply_start..head_end]),
-        header_len,
-        total,
-        nl + 1,
-    ))
 }
 
 /// The body of `total` bytes starting at `start`, which must be followed by `\r\n`:
@@ -472,26 +395,22 @@ pub(crate) fn body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fast::first_line_end;
 
-    /// The `PUB` fast path must agree with the general parser on every input, including the
-    /// near-misses it hands over.
+    /// The `PUB`/`HPUB` fast path must agree with the general parser on every input,
+    /// including the near-misses it hands over.
     #[test]
     fn fast_path_agrees_with_general_parser() {
-        let subjects: &[&[u8]] = &[b"foo", b"f", b"foo.bar.baz.qux.quux", b"a\rb", b"x\x00y"];
-        let replies: &[Option<&[u8]>] = &[None, Some(b"r"), Some(b"_INBOX.abcdefghijklmnop.1")];
-        let seps: &[&[u8]] = &[b" ", b"  ", b"\t"];
-        let sizes: &[&[u8]] = &[b"0", b"5", b"16", b"999999999", b"1000000000", b"x", b"1x"];
-        let ends: &[&[u8]] = &[b"\r\n", b"\n", b" \r\n", b"\r\r\n"];
         let verbs: &[&[u8]] = &[
-            b"PUB ", b"pub ", b"pUb ", b"PUB\t", b"PUB  ", b"HPUB ", b"hpub ", b"HPUB\t",
-            b"HPUB 2 ", b"HPUB 5 ",
+            b"PUB ", b"pub ", b"pUb ", b"PUB\t", b"PUB  ", b"HPUB ", b"hpub ", b"HPUB\t", b"HPUB  ",
         ];
-        let bodies: &[&[u8]] = &[
-            b"hello\r\n",
-            b"",
-            b"0123456789abcdef\r\n",
-            b"hello\r",
-            b"hellox",
+        let fronts: &[&[&[u8]]] = &[
+            &[b"foo"],
+            &[b"f"],
+            &[b"foo.bar.baz.qux.quux"],
+            &[b"a\rb"],
+            &[b"x\x00y"],
+            &[],
         ];
         let limits = [
             Limits::default(),
@@ -501,47 +420,14 @@ mod tests {
             },
         ];
         let mut checked = 0;
-        for verb in verbs {
-            for subject in subjects {
-                for reply in replies {
-                    for sep in seps {
-                        for size in sizes {
-                            for end in ends {
-                                for body in bodies {
-                                    let mut line = verb.to_vec();
-                                    line.extend_from_slice(subject);
-                                    if let Some(r) = reply {
-                                        line.extend_from_slice(sep);
-                                        line.extend_from_slice(r);
-                                    }
-                                    line.extend_from_slice(sep);
-                                    if verb.starts_with(b"H") || verb.starts_with(b"h") {
-                                        // A header size before the total (some larger than it).
-                                        line.extend_from_slice(&size[..size.len().min(1)]);
-                                        line.extend_from_slice(sep);
-                                    }
-                                    line.extend_from_slice(size);
-                                    line.extend_from_slice(end);
-                                    line.extend_from_slice(body);
-                                    line.extend_from_slice(b"PING\r\n");
-                                    for l in limits {
-                                        for cut in 0..=line.len() {
-                                            let input = &line[..cut];
-                                            let fast = ClientParser::new(l).parse(input);
-                                            let general = ClientParser::new(l).parse_general(input);
-                                            assert_eq!(
-                                                fast,
-                                                general,
-                                                "{:?}",
-                                                String::from_utf8_lossy(input)
-                                            );
-                                            checked += 1;
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
+        for line in crate::fast::near_misses(verbs, fronts) {
+            for l in limits {
+                for cut in first_line_end(&line)..=line.len() {
+                    let input = &line[..cut];
+                    let fast = ClientParser::new(l).parse(input);
+                    let general = ClientParser::new(l).parse_general(input);
+                    assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(input));
+                    checked += 1;
                 }
             }
         }

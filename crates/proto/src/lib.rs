@@ -57,6 +57,7 @@ mod client;
 mod connect;
 pub mod encode;
 mod error;
+mod fast;
 mod headers;
 mod info;
 mod leaf;

@@ -3,6 +3,7 @@
 
 use crate::args::{parse_size, trim_end, Tokens};
 use crate::client::body;
+use crate::fast::{fast_line, Fast};
 use crate::line::{read_line, Verb, VerbTable};
 use crate::server_ops::unquote;
 use crate::{Limits, ProtoError};
@@ -342,6 +343,49 @@ impl RouteParser {
     /// Parses the op at the front of `buf`: `Ok(Some((op, consumed)))`, or `Ok(None)` when more
     /// bytes are needed.
     pub fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(RouteOp<'a>, usize)>, ProtoError> {
+        if let Some(f) = self.fast_rmsg(buf) {
+            if let Some((data, next)) = f.body(buf) {
+                self.hint = None;
+                let m = RoutedMessage {
+                    origin: None,
+                    account: f.front[0],
+                    subject: f.front[1],
+                    reply: f.reply,
+                    queues: QueueNames::default(),
+                    header_len: f.header_len,
+                    data,
+                };
+                return Ok(Some((RouteOp::Msg(m), next)));
+            }
+        }
+        self.parse_general(buf)
+    }
+
+    /// The common `RMSG`/`HMSG` forms (no queue list) without the general machinery.
+    #[inline(always)]
+    fn fast_rmsg<'a>(&self, buf: &'a [u8]) -> Option<Fast<'a>> {
+        if buf.len() < 8 || buf[4] != b' ' {
+            return None;
+        }
+        let limits = Limits {
+            max_control_line: ROUTE_CONTROL_LINE,
+            ..self.limits
+        };
+        let w = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) | 0x2020_2020;
+        if w == u32::from_le_bytes(*b"rmsg") {
+            fast_line(buf, 5, 2, false, limits)
+        } else if w == u32::from_le_bytes(*b"hmsg") {
+            fast_line(buf, 5, 2, true, limits)
+        } else {
+            None
+        }
+    }
+
+    /// The general parser: every op, every spelling.
+    pub(crate) fn parse_general<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(RouteOp<'a>, usize)>, ProtoError> {
         self.hint = None;
         let Some(line) = read_line(buf, ROUTE_VERBS, ROUTE_CONTROL_LINE)? else {
             return Ok(None);
@@ -402,4 +446,55 @@ pub(crate) fn control(verb: Verb, args: &[u8]) -> Result<RouteOp<'_>, ProtoError
         Verb::Err => RouteOp::Err(unquote(args)),
         _ => return Err(ProtoError::UnknownOp),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::first_line_end;
+
+    #[test]
+    fn fast_path_agrees_with_general_parser() {
+        let verbs: &[&[u8]] = &[b"RMSG ", b"rmsg ", b"RMSG\t", b"HMSG ", b"hmsg ", b"HMSG  "];
+        let fronts: &[&[&[u8]]] = &[
+            &[b"$G", b"foo"],
+            &[b"$G", b"foo.bar.baz.qux.quux"],
+            &[b"acc", b"|"],
+            &[b"$G"],
+            &[],
+        ];
+        let limits = [
+            Limits::default(),
+            Limits {
+                max_control_line: 8,
+                max_payload: 5,
+            },
+        ];
+        for line in crate::fast::near_misses(verbs, fronts) {
+            for l in limits {
+                for lnocu in [false, true] {
+                    for cut in first_line_end(&line)..=line.len() {
+                        let input = &line[..cut];
+                        let mut fast = RouteParser::new(l);
+                        fast.set_lnocu(lnocu);
+                        let mut general = fast.clone();
+                        assert_eq!(
+                            fast.parse(input),
+                            general.parse_general(input),
+                            "{:?}",
+                            String::from_utf8_lossy(input)
+                        );
+                    }
+                }
+            }
+        }
+        // Queue lists go to the general parser.
+        let mut p = RouteParser::new(Limits::default());
+        let (op, _) = p
+            .parse(b"RMSG $G foo + r q1 q2 1\r\nx\r\n")
+            .unwrap()
+            .unwrap();
+        let RouteOp::Msg(m) = op else { panic!() };
+        assert_eq!(m.queues.iter().count(), 2);
+    }
 }

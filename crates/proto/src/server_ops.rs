@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::args::{parse_size, split, trim, trim_end};
 use crate::client::body;
+use crate::fast::{fast_line, Fast};
 use crate::line::{read_line, Verb, VerbTable};
 use crate::{Limits, ProtoError};
 
@@ -148,6 +149,47 @@ impl ServerParser {
         &mut self,
         buf: &'a [u8],
     ) -> Result<Option<(ServerOp<'a>, usize)>, ProtoError> {
+        if let Some(f) = self.fast_msg(buf) {
+            if let Some((data, next)) = f.body(buf) {
+                self.hint = None;
+                let m = Message {
+                    subject: f.front[0],
+                    sid: f.front[1],
+                    reply: f.reply,
+                    header_len: f.header_len,
+                    data,
+                };
+                return Ok(Some((ServerOp::Msg(m), next)));
+            }
+        }
+        self.parse_general(buf)
+    }
+
+    /// The common `MSG`/`HMSG` forms without the general machinery (see `fast_line`).
+    #[inline(always)]
+    fn fast_msg<'a>(&self, buf: &'a [u8]) -> Option<Fast<'a>> {
+        if buf.len() < 8 {
+            return None;
+        }
+        let limits = Limits {
+            max_control_line: self.limits.max_control_line.max(LENIENT_CONTROL_LINE),
+            ..self.limits
+        };
+        let w = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        if w | 0x0020_2020 == u32::from_le_bytes(*b"msg ") {
+            fast_line(buf, 4, 2, false, limits)
+        } else if w | 0x2020_2020 == u32::from_le_bytes(*b"hmsg") && buf[4] == b' ' {
+            fast_line(buf, 5, 2, true, limits)
+        } else {
+            None
+        }
+    }
+
+    /// The general parser: every op, every spelling.
+    pub(crate) fn parse_general<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(ServerOp<'a>, usize)>, ProtoError> {
         self.hint = None;
         let max_line = self.limits.max_control_line.max(LENIENT_CONTROL_LINE);
         let Some(line) = read_line(buf, SERVER_VERBS, max_line)? else {
@@ -253,5 +295,40 @@ pub(crate) fn unquote(args: &[u8]) -> &[u8] {
     match t {
         [b'\'', inner @ .., b'\''] => inner,
         _ => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fast::first_line_end;
+
+    #[test]
+    fn fast_path_agrees_with_general_parser() {
+        let verbs: &[&[u8]] = &[b"MSG ", b"msg ", b"MSG\t", b"HMSG ", b"hmsg ", b"HMSG  "];
+        let fronts: &[&[&[u8]]] = &[
+            &[b"foo", b"1"],
+            &[b"foo.bar.baz.qux.quux", b"123456789"],
+            &[b"a\rb", b"s"],
+            &[b"foo"],
+            &[],
+        ];
+        let limits = [
+            Limits::default(),
+            Limits {
+                max_control_line: 8,
+                max_payload: 5,
+            },
+        ];
+        for line in crate::fast::near_misses(verbs, fronts) {
+            for l in limits {
+                for cut in first_line_end(&line)..=line.len() {
+                    let input = &line[..cut];
+                    let fast = ServerParser::new(l).parse(input);
+                    let general = ServerParser::new(l).parse_general(input);
+                    assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(input));
+                }
+            }
+        }
     }
 }

@@ -374,3 +374,49 @@ async fn clients_learn_cluster_urls_and_fail_over() {
         "2"
     );
 }
+
+/// An embedder's own membership source, polled periodically: B finds A through it, with no
+/// seeds configured at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_discovery_source_finds_peers() {
+    use std::sync::{Arc, Mutex};
+    struct Members(Arc<Mutex<Vec<String>>>);
+    impl starling_server::Discovery for Members {
+        fn peers(
+            &self,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send + '_>> {
+            let list = self.0.lock().unwrap().clone();
+            Box::pin(async move { list })
+        }
+    }
+    let a = node("A", &[]).await;
+    let members = Arc::new(Mutex::new(Vec::new()));
+    let b = Server::builder()
+        .server_name("B")
+        .cluster(
+            Cluster::new(CLUSTER)
+                .listen("127.0.0.1:0")
+                .discovery(Members(members.clone()))
+                .discovery_interval(Duration::from_millis(50)),
+        )
+        .start()
+        .await
+        .unwrap();
+    // The membership service learns about A only now; B picks it up on its next poll.
+    members
+        .lock()
+        .unwrap()
+        .push(a.cluster_addr().unwrap().to_string());
+    wait_full_mesh(&[&a, &b]).await;
+    assert_eq!(b.peers()[0].server_name, "A");
+    assert!(b.peers()[0].solicited);
+}
+
+/// A seed given as a DNS name is resolved (and re-resolved on every poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_may_be_a_dns_name() {
+    let a = node("A", &[]).await;
+    let port = a.cluster_addr().unwrap().port();
+    let b = node("B", &[format!("nats-route://localhost:{port}")]).await;
+    wait_full_mesh(&[&a, &b]).await;
+}

@@ -204,3 +204,37 @@ async fn slow_consumer_is_cut_off_and_others_carry_on() {
         "no -ERR for slow consumers"
     );
 }
+
+/// A subscriber whose socket stops draining is cut off once one write stalls longer than the
+/// write deadline, even though its pending bytes are still far below max_pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_deadline_cuts_off_a_stalled_socket() {
+    let server = common::start_with(
+        Server::builder()
+            .write_deadline(Duration::from_millis(200))
+            .no_fast_producer_stall(true),
+    )
+    .await;
+    let addr = server.client_addr().unwrap();
+    let mut events = server.events();
+    let mut stalled = Raw::quiet(addr).await;
+    stalled.send("SUB big 1\r\n").await;
+    stalled.until_pong().await;
+    let publisher = server.client();
+    let chunk = bytes::Bytes::from(vec![b'y'; 256 * 1024]);
+    // 16 MiB: far beyond what loopback socket buffers hold, far below the 64 MiB limit.
+    for _ in 0..64 {
+        publisher.publish("big", chunk.clone()).await.unwrap();
+    }
+    let cid = loop {
+        match tokio::time::timeout(common::WAIT, events.next()).await.unwrap().unwrap() {
+            Event::ClientClosed { cid, reason } if cid != publisher.cid() => {
+                assert_eq!(reason, ClosedReason::SlowConsumerWriteDeadline);
+                break cid;
+            }
+            _ => {}
+        }
+    };
+    assert!(cid > 0);
+    assert_eq!(server.stats().slow_consumers, 1);
+}

