@@ -185,12 +185,7 @@ impl Shared {
             self.remove_local_sub(&owned.sub, &owned.handle);
         }
         self.clients.lock().remove(&conn.cid);
-        let (msgs, bytes) = conn.out_counts();
-        {
-            let mut c = self.closed_out.lock();
-            c.0 += msgs;
-            c.1 += bytes;
-        }
+        self.retire_out_counts(conn);
         let reason = conn.closed_reason().unwrap_or(ClosedReason::ServerShutdown);
         self.closed.push(conn, &subs, reason);
         debug!(cid = conn.cid, %reason, "client closed");
@@ -198,6 +193,14 @@ impl Shared {
             cid: conn.cid,
             reason,
         });
+    }
+
+    /// Keeps what a connection that is going away sent in the server-wide totals.
+    pub(crate) fn retire_out_counts(&self, conn: &ClientShared) {
+        let (msgs, bytes) = conn.out_counts();
+        let mut c = self.closed_out.lock();
+        c.0 += msgs;
+        c.1 += bytes;
     }
 
     pub(crate) fn note_slow_consumer(&self, conn: &ClientShared) {
@@ -240,7 +243,13 @@ impl Shared {
             out_bytes += b;
             pending_bytes += c.out.pending() as u64;
         }
+        // As nats-server counts: traffic over routes is part of the server's totals.
         let route_stats = self.route_stats();
+        for r in &route_stats {
+            out_msgs += r.out_msgs;
+            out_bytes += r.out_bytes;
+            pending_bytes += r.pending_bytes;
+        }
         Stats {
             connections: clients.len(),
             total_connections: self.stats.total_connections.load(Ordering::Relaxed),

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use starling_sublist::SublistStats;
 
+use crate::route::RouteLink;
 use crate::server::Shared;
 
 /// Counters updated on the hot path with relaxed atomics (once per read batch, not per message).
@@ -35,14 +36,16 @@ pub struct Stats {
     pub total_connections: u64,
     /// Subscriptions in the sublist.
     pub subscriptions: usize,
-    /// Messages received from clients.
+    /// Messages received from clients and routes (as nats-server counts them: a message
+    /// that crossed a route is counted on both nodes).
     pub in_msgs: u64,
-    /// Payload bytes received from clients (headers included).
+    /// Payload bytes received from clients and routes (headers included).
     pub in_bytes: u64,
-    /// Messages delivered to clients (open connections plus those closed since start).
+    /// Messages delivered to clients and sent to routes (open connections plus those closed
+    /// since start).
     pub out_msgs: u64,
-    /// Payload bytes delivered to clients (headers included; for in-process subscribers the
-    /// subject too).
+    /// Payload bytes delivered to clients and sent to routes (headers included; for
+    /// in-process subscribers the subject too).
     pub out_bytes: u64,
     /// Connections cut off as slow consumers.
     pub slow_consumers: u64,
@@ -52,7 +55,7 @@ pub struct Stats {
     pub uptime: Duration,
     /// Client connections closed since start.
     pub closed_connections: u64,
-    /// Outbound bytes queued and not yet written, over all open connections.
+    /// Outbound bytes queued and not yet written, over all open connections and routes.
     pub pending_bytes: u64,
     /// Open cluster routes.
     pub routes: usize,
@@ -99,15 +102,18 @@ pub struct RouteStats {
     pub remote_name: String,
     /// Whether this server dialled the route (rather than accepted it).
     pub did_solicit: bool,
-    /// Whether the peer is in this server's configured seeds.
+    /// Whether the peer is one this server was configured with (a seed or the embedder's
+    /// discovery source) rather than learned by gossip.
     pub is_configured: bool,
-    /// The peer's address.
+    /// The remote end of the route's TCP connection (for a route this server accepted, the
+    /// peer's ephemeral port, as nats-server reports it).
     pub addr: Option<SocketAddr>,
     /// When the route connected.
     pub start: SystemTime,
     /// When the peer last sent something.
     pub last_activity: SystemTime,
-    /// The last measured round-trip time.
+    /// The last measured round-trip time (zero until the first PING is answered, about a
+    /// second after the route connects).
     pub rtt: Duration,
     /// Outbound bytes queued and not yet written.
     pub pending_bytes: u64,
@@ -119,7 +125,8 @@ pub struct RouteStats {
     pub out_msgs: u64,
     /// Payload bytes sent over the route.
     pub out_bytes: u64,
-    /// Subscriptions the peer has registered with this server.
+    /// Subscriptions the peer has registered with this server (its interest in the served
+    /// account; interest in other accounts, such as nats-server's `$SYS`, is ignored).
     pub subscriptions: usize,
 }
 
@@ -186,9 +193,38 @@ impl SublistFigures {
 }
 
 impl Shared {
-    /// Figures of every open route. Routes do not exist yet on this branch: clustering fills
-    /// this in, and `/routez`, `/metrics` and [`Stats`] pick them up from here.
+    /// Figures of every open route, in the order they registered: what `/routez`,
+    /// `/metrics` and [`Stats`] report.
     pub(crate) fn route_stats(&self) -> Vec<RouteStats> {
-        Vec::new()
+        match &self.cluster {
+            Some(routes) => routes.links().iter().map(|l| route_figures(l)).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+fn route_figures(link: &RouteLink) -> RouteStats {
+    let conn = &link.conn;
+    let (out_msgs, out_bytes) = conn.out_counts();
+    let (did_solicit, is_configured) = match &*link.dial.lock() {
+        Some(target) => (true, target.explicit),
+        None => (false, false),
+    };
+    RouteStats {
+        rid: conn.cid,
+        remote_id: link.server_id.clone(),
+        remote_name: link.info.lock().server_name.clone(),
+        did_solicit,
+        is_configured,
+        addr: link.remote_addr,
+        start: conn.start,
+        last_activity: conn.last_activity(),
+        rtt: conn.rtt(),
+        pending_bytes: conn.out.pending() as u64,
+        in_msgs: conn.in_msgs.load(Ordering::Relaxed),
+        in_bytes: conn.in_bytes.load(Ordering::Relaxed),
+        out_msgs,
+        out_bytes,
+        subscriptions: link.remote_subs.lock().len(),
     }
 }

@@ -227,7 +227,11 @@ async fn write_deadline_cuts_off_a_stalled_socket() {
         publisher.publish("big", chunk.clone()).await.unwrap();
     }
     let cid = loop {
-        match tokio::time::timeout(common::WAIT, events.next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(common::WAIT, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Event::ClientClosed { cid, reason } if cid != publisher.cid() => {
                 assert_eq!(reason, ClosedReason::SlowConsumerWriteDeadline);
                 break cid;

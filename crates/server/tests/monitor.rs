@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{http_get, http_request, HttpReply, NatsServer, Raw, WAIT};
+use common::{http_get, http_request, key_paths, keys_in_order, HttpReply, NatsServer, Raw, WAIT};
 use futures::StreamExt;
 use serde_json::Value;
 use starling_server::{Event, Server, ServerBuilder, StartError, NATS_VERSION, STARLING_VERSION};
@@ -35,52 +34,6 @@ async fn json(mon: SocketAddr, path: &str) -> Value {
     assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
     assert_eq!(reply.content_type, "application/json", "GET {path}");
     reply.json()
-}
-
-/// The keys of the pretty-printed object whose members sit at `indent` spaces, in the order
-/// served, up to the end of the first such object.
-fn keys_in_order(body: &str, indent: usize) -> Vec<String> {
-    let pad = " ".repeat(indent);
-    let close = format!("{}}}", " ".repeat(indent - 2));
-    let mut keys = Vec::new();
-    let mut started = false;
-    for line in body.lines() {
-        if let Some(rest) = line.strip_prefix(&pad) {
-            if let Some(rest) = rest.strip_prefix('"') {
-                keys.push(rest.split('"').next().unwrap().to_string());
-                started = true;
-                continue;
-            }
-        }
-        if started && line.trim_end_matches(',') == close {
-            break;
-        }
-    }
-    keys
-}
-
-/// Every key path in a JSON document (`connections[].subscriptions_list`, ...).
-fn key_paths(v: &Value) -> BTreeSet<String> {
-    fn walk(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m {
-                    let p = format!("{prefix}.{k}");
-                    out.insert(p.clone());
-                    walk(v, &p, out);
-                }
-            }
-            Value::Array(items) => {
-                for item in items {
-                    walk(item, &format!("{prefix}[]"), out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(v, "", &mut out);
-    out
 }
 
 /// Whether `s` looks like Go's RFC 3339 (UTC, optional fraction): `2026-11-23T11:13:22.5Z`.

@@ -205,11 +205,7 @@ impl Client {
                 }
             }
         }
-        if msgs > 0 {
-            self.conn.in_msgs.fetch_add(msgs, Ordering::Relaxed);
-            self.conn.in_bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.shared.stats.add_in(msgs, bytes);
-        }
+        self.conn.count_in(&self.shared, msgs, bytes);
         if result.is_ok() && pos < chunk.len() {
             let rest = &chunk[pos..];
             let need = self.parser.frame_len_hint().unwrap_or(0).max(READ_SIZE);

@@ -164,6 +164,16 @@ impl ClientShared {
         )
     }
 
+    /// Counts the messages (and their payload bytes) one read batch brought in, on this
+    /// connection and server-wide: once per batch, not per message.
+    pub(crate) fn count_in(&self, shared: &crate::server::Shared, msgs: u64, bytes: u64) {
+        if msgs > 0 {
+            self.in_msgs.fetch_add(msgs, Ordering::Relaxed);
+            self.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+            shared.stats.add_in(msgs, bytes);
+        }
+    }
+
     /// Notes that the client just sent something (once per read, not per message).
     pub(crate) fn touch(&self) {
         self.last_activity

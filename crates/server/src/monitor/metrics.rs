@@ -151,22 +151,22 @@ pub(super) fn metrics(mon: &Monitor, _query: &Query) -> Handled {
     );
     m.counter(
         "starling_in_msgs_total",
-        "Messages received from clients.",
+        "Messages received from clients and routes.",
         stats.in_msgs,
     );
     m.counter(
         "starling_in_bytes_total",
-        "Payload bytes received from clients.",
+        "Payload bytes received from clients and routes.",
         stats.in_bytes,
     );
     m.counter(
         "starling_out_msgs_total",
-        "Messages delivered to clients.",
+        "Messages delivered to clients and sent to routes.",
         stats.out_msgs,
     );
     m.counter(
         "starling_out_bytes_total",
-        "Payload bytes delivered to clients.",
+        "Payload bytes delivered to clients and sent to routes.",
         stats.out_bytes,
     );
     m.counter(
@@ -176,61 +176,63 @@ pub(super) fn metrics(mon: &Monitor, _query: &Query) -> Handled {
     );
     m.gauge(
         "starling_pending_bytes",
-        "Outbound bytes queued and not yet written, over all connections.",
+        "Outbound bytes queued and not yet written, over all connections and routes.",
         stats.pending_bytes,
     );
 
     m.gauge("starling_routes", "Open cluster routes.", stats.routes);
-    let routes: Vec<(String, &crate::stats::RouteStats)> = stats
-        .route_stats
-        .iter()
-        .map(|r| (r.rid.to_string(), r))
-        .collect();
-    type RouteFigure = fn(&crate::stats::RouteStats) -> u64;
-    let per_route: [(&str, &str, &str, RouteFigure); 6] = [
+    // Per-route families, labelled by the peer (stable across reconnects, unlike the rid).
+    type RouteFigure = fn(&crate::stats::RouteStats) -> Value;
+    let per_route: [(&str, &str, &str, RouteFigure); 7] = [
         (
             "starling_route_in_msgs_total",
             "counter",
             "Messages received over a route.",
-            |r| r.in_msgs,
+            |r| r.in_msgs.into(),
         ),
         (
             "starling_route_out_msgs_total",
             "counter",
             "Messages sent over a route.",
-            |r| r.out_msgs,
+            |r| r.out_msgs.into(),
         ),
         (
             "starling_route_in_bytes_total",
             "counter",
             "Payload bytes received over a route.",
-            |r| r.in_bytes,
+            |r| r.in_bytes.into(),
         ),
         (
             "starling_route_out_bytes_total",
             "counter",
             "Payload bytes sent over a route.",
-            |r| r.out_bytes,
+            |r| r.out_bytes.into(),
         ),
         (
             "starling_route_pending_bytes",
             "gauge",
             "Outbound bytes queued on a route and not yet written.",
-            |r| r.pending_bytes,
+            |r| r.pending_bytes.into(),
         ),
         (
             "starling_route_subscriptions",
             "gauge",
             "Subscriptions a route's peer registered with this server.",
-            |r| r.subscriptions as u64,
+            |r| r.subscriptions.into(),
+        ),
+        (
+            "starling_route_rtt_seconds",
+            "gauge",
+            "The last measured round-trip time of a route (0 until measured).",
+            |r| r.rtt.as_secs_f64().into(),
         ),
     ];
     for (name, kind, help, figure) in per_route {
         m.family(name, kind, help);
-        for (rid, r) in &routes {
+        for r in &stats.route_stats {
             m.sample(
                 name,
-                &[("rid", rid), ("remote_id", &r.remote_id)],
+                &[("remote_id", &r.remote_id), ("remote_name", &r.remote_name)],
                 figure(r),
             );
         }

@@ -70,11 +70,14 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn reads_proc() {
         assert!(rss_bytes() > 1024 * 1024);
-        // Burn a little CPU so the counter has moved off zero.
+        // Burn CPU until the counter (in 10 ms ticks) moves off zero; bounded in wall time,
+        // which on a loaded machine may pass with little CPU given to this thread.
         let t = Instant::now();
         let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(30) {
-            x = x.wrapping_mul(31).wrapping_add(7);
+        while cpu_time().is_zero() && t.elapsed() < Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(31).wrapping_add(7);
+            }
         }
         std::hint::black_box(x);
         assert!(cpu_time() > Duration::ZERO);

@@ -1,12 +1,17 @@
-//! `/routez`: the cluster routes, with nats-server 2.9.10's keys, built from the same
-//! per-route figures as `server.stats().route_stats` (empty until clustering fills them).
+//! `/routez`: the cluster routes, with nats-server 2.9.10's keys (no `remote_name`, which
+//! came with 2.10), built from the same per-route figures as `server.stats().route_stats`.
+//! `subs=1` lists the subjects each peer is interested in, `subs=detail` the subscriptions.
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::connz::SubDetail;
 use super::format::{go_duration, rfc3339, uptime};
 use super::{Handled, Monitor, Query, Reply};
+use crate::route::{RouteLink, ACCOUNT};
 use crate::stats::RouteStats;
 
 #[derive(Serialize)]
@@ -28,6 +33,7 @@ struct RouteInfo {
     port: u16,
     start: String,
     last_activity: String,
+    /// Go's `Duration.String()`: `"0s"` until measured, so always present.
     rtt: String,
     uptime: String,
     idle: String,
@@ -37,6 +43,18 @@ struct RouteInfo {
     in_bytes: u64,
     out_bytes: u64,
     subscriptions: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subscriptions_list: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subscriptions_list_detail: Vec<SubDetail>,
+}
+
+/// What `subs=` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subs {
+    None,
+    List,
+    Detail,
 }
 
 impl RouteInfo {
@@ -63,21 +81,67 @@ impl RouteInfo {
             in_bytes: r.in_bytes,
             out_bytes: r.out_bytes,
             subscriptions: r.subscriptions,
+            subscriptions_list: Vec::new(),
+            subscriptions_list_detail: Vec::new(),
+        }
+    }
+
+    /// Lists the peer's interest, as nats-server does for a route: the sid is
+    /// `account subject [queue]`, the cid the route's.
+    fn list_subs(&mut self, link: &RouteLink, subs: Subs) {
+        let mut detail: Vec<SubDetail> = link
+            .remote_subs
+            .lock()
+            .iter()
+            .map(|(key, owned)| SubDetail {
+                account: String::new(),
+                subject: lossy(&owned.sub.subject),
+                qgroup: owned.sub.queue.as_deref().map(lossy).unwrap_or_default(),
+                sid: format!("{} {}", lossy(ACCOUNT), lossy(key)),
+                msgs: owned.sub.delivered.load(Ordering::Relaxed),
+                max: 0,
+                cid: link.conn.cid,
+            })
+            .collect();
+        detail.sort_by(|a, b| a.sid.cmp(&b.sid));
+        match subs {
+            Subs::None => {}
+            Subs::List => self.subscriptions_list = detail.into_iter().map(|d| d.subject).collect(),
+            Subs::Detail => self.subscriptions_list_detail = detail,
         }
     }
 }
 
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 pub(super) fn routez(mon: &Monitor, query: &Query) -> Handled {
-    // `subs=1|detail` is accepted; per-route subscription lists come with clustering.
-    if query.get("subs") != Some("detail") {
-        query.flag("subs")?;
-    }
+    let subs = match query.get("subs") {
+        Some("detail") => Subs::Detail,
+        _ if query.flag("subs")? => Subs::List,
+        _ => Subs::None,
+    };
     let now = SystemTime::now();
-    let routes: Vec<RouteInfo> = mon
-        .shared
+    let shared = &mon.shared;
+    let links: HashMap<u64, std::sync::Arc<RouteLink>> = match (&shared.cluster, subs) {
+        (Some(routes), Subs::List | Subs::Detail) => routes
+            .links()
+            .into_iter()
+            .map(|l| (l.conn.cid, l))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let routes: Vec<RouteInfo> = shared
         .route_stats()
         .iter()
-        .map(|r| RouteInfo::new(r, now))
+        .map(|r| {
+            let mut info = RouteInfo::new(r, now);
+            if let Some(link) = links.get(&r.rid) {
+                info.list_subs(link, subs);
+            }
+            info
+        })
         .collect();
     Ok(Reply::json(&Routez {
         server_id: mon.server_id(),

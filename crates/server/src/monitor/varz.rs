@@ -1,8 +1,9 @@
 //! `/varz`: the server's identity, options and figures, with nats-server 2.9.10's keys in its
 //! order. Sub-objects for features Starling does not run (gateway, leafnodes, MQTT, websocket,
-//! JetStream) are nats-server's empty `{}`; `cluster` too until clustering configures it.
+//! JetStream) are nats-server's empty `{}`; so is `cluster` without a cluster.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -10,9 +11,13 @@ use serde::Serialize;
 use super::format::{go_float, is_zero, rfc3339, uptime};
 use super::{process, Handled, Monitor, Query, Reply};
 use crate::info::{NATS_VERSION, STARLING_VERSION};
+use crate::server::Shared;
 
 /// nats-server's default `tls_timeout` in seconds (reported even without TLS, as it does).
 const TLS_TIMEOUT_SECS: f64 = 2.0;
+/// nats-server's default `cluster.auth_timeout` in seconds (the time a peer has to present
+/// its CONNECT).
+const CLUSTER_AUTH_TIMEOUT_SECS: f64 = 2.0;
 
 #[derive(Serialize)]
 struct Varz {
@@ -78,7 +83,8 @@ struct Varz {
     system_account: &'static str,
 }
 
-/// nats-server's `ClusterOptsVarz`: every field is left out while there is no cluster.
+/// nats-server's `ClusterOptsVarz`: every field is left out while there is no cluster, and
+/// `urls` (the configured seeds) while there are none.
 #[derive(Serialize, Default)]
 struct ClusterVarz {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -122,7 +128,7 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         host,
         port,
         auth_required: opts.auth.is_required(),
-        connect_urls: Vec::new(),
+        connect_urls: connect_urls(shared),
         max_connections: opts.max_connections,
         max_subscriptions: opts.max_subscriptions,
         ping_interval: nanos(opts.ping_interval),
@@ -135,7 +141,7 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
         max_pending: opts.max_pending,
-        cluster: ClusterVarz::default(),
+        cluster: cluster(shared),
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
@@ -166,6 +172,36 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         system_account: "$SYS",
     };
     Ok(Reply::json(&varz))
+}
+
+/// The cluster's client URLs, as nats-server lists them: from the first time a route
+/// connected on (a clustered node that never met a peer lists none).
+fn connect_urls(shared: &Shared) -> Vec<String> {
+    if shared.cluster.is_some() && shared.urls_version.load(Ordering::Relaxed) > 0 {
+        shared.connect_urls()
+    } else {
+        Vec::new()
+    }
+}
+
+fn cluster(shared: &Shared) -> ClusterVarz {
+    let Some(routes) = &shared.cluster else {
+        return ClusterVarz::default();
+    };
+    ClusterVarz {
+        name: routes.name(),
+        host: routes.listen_addr.ip().to_string(),
+        port: routes.listen_addr.port(),
+        auth_timeout: CLUSTER_AUTH_TIMEOUT_SECS,
+        // nats-server lists its `routes` option as `host:port`, credentials left out.
+        urls: routes
+            .config
+            .seeds
+            .iter()
+            .filter_map(|s| crate::route::url_host_port(s))
+            .collect(),
+        tls_timeout: TLS_TIMEOUT_SECS,
+    }
 }
 
 fn nanos(d: std::time::Duration) -> u64 {

@@ -104,6 +104,7 @@ where
         touched: Touched::default(),
         pings_out: 0,
         active: false,
+        ping_sent: None,
     };
     route.run(reader).await;
     conn.close(ClosedReason::ServerShutdown); // no-op if a reason is set
@@ -135,6 +136,8 @@ struct Route {
     touched: Touched,
     pings_out: u32,
     active: bool,
+    /// When our last unanswered PING went out (its PONG measures the round trip).
+    ping_sent: Option<std::time::Instant>,
 }
 
 /// Why the reader stops.
@@ -143,7 +146,9 @@ struct Stop(ClosedReason, Option<String>);
 impl Route {
     async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) {
         let every = self.shared.opts.ping_interval;
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // As nats-server: the first PING goes out after 1 s (it measures the RTT).
+        let first = every.min(std::time::Duration::from_secs(1));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let closing = self.conn.closing.clone();
         let mut parser = RouteParser::new(Limits {
@@ -163,6 +168,7 @@ impl Route {
                     Err(_) => Some(Stop(ClosedReason::ReadError, None)),
                     Ok(_) => {
                         self.active = true;
+                        self.conn.touch();
                         if parser.frame_len_hint().is_some_and(|n| buf.len() < n) {
                             continue;
                         }
@@ -189,10 +195,14 @@ impl Route {
         let chunk = buf.split().freeze();
         let mut pos = 0;
         let mut result = Ok(());
+        let (mut msgs, mut bytes) = (0u64, 0u64);
         while pos < chunk.len() {
             match parser.parse(&chunk[pos..]) {
                 Ok(Some((op, n))) => {
                     pos += n;
+                    if let RouteOp::Msg(m) = &op {
+                        (msgs, bytes) = (msgs + 1, bytes + m.data.len() as u64);
+                    }
                     if let Err(stop) = self.handle(op, &chunk) {
                         result = Err(stop);
                         break;
@@ -209,6 +219,7 @@ impl Route {
                 }
             }
         }
+        self.conn.count_in(&self.shared, msgs, bytes);
         if result.is_ok() && pos < chunk.len() {
             buf.reserve(parser.frame_len_hint().unwrap_or(0).max(READ_SIZE));
             buf.extend_from_slice(&chunk[pos..]);
@@ -226,6 +237,9 @@ impl Route {
             }
             RouteOp::Pong => {
                 self.pings_out = 0;
+                if let Some(sent) = self.ping_sent.take() {
+                    self.conn.set_rtt(sent.elapsed());
+                }
                 Ok(())
             }
             RouteOp::Ok => Ok(()),
@@ -436,10 +450,12 @@ impl Route {
                 Some("Stale Connection".into()),
             ));
         }
-        if std::mem::take(&mut self.active) {
+        // Activity makes a PING unnecessary, unless the RTT is still unmeasured.
+        if std::mem::take(&mut self.active) && !self.conn.rtt().is_zero() {
             return Ok(());
         }
         self.pings_out += 1;
+        self.ping_sent = Some(std::time::Instant::now());
         self.push(|b| b.put_slice(encode::PING));
         self.touched.flush();
         Ok(())

@@ -273,6 +273,7 @@ impl Shared {
     }
 
     pub(crate) fn route_removed(&self, link: &Arc<RouteLink>) {
+        self.retire_out_counts(&link.conn);
         let server_name = link.info.lock().server_name.clone();
         tracing::info!(peer = %link.server_id, name = %server_name, "Route connection closed");
         self.emit(Event::PeerLeft {

@@ -2,6 +2,7 @@
 //! nats-server for differential tests.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -336,4 +337,50 @@ pub async fn http_request(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| format!("{method} {path} timed out after {timeout:?}"))?
+}
+
+/// The keys of the pretty-printed object whose members sit at `indent` spaces, in the order
+/// served, up to the end of the first such object.
+pub fn keys_in_order(body: &str, indent: usize) -> Vec<String> {
+    let pad = " ".repeat(indent);
+    let close = format!("{}}}", " ".repeat(indent - 2));
+    let mut keys = Vec::new();
+    let mut started = false;
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix(&pad) {
+            if let Some(rest) = rest.strip_prefix('"') {
+                keys.push(rest.split('"').next().unwrap().to_string());
+                started = true;
+                continue;
+            }
+        }
+        if started && line.trim_end_matches(',') == close {
+            break;
+        }
+    }
+    keys
+}
+
+/// Every key path in a JSON document (`connections[].subscriptions_list`, ...).
+pub fn key_paths(v: &serde_json::Value) -> BTreeSet<String> {
+    fn walk(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{prefix}.{k}");
+                    out.insert(p.clone());
+                    walk(v, &p, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(item, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(v, "", &mut out);
+    out
 }
