@@ -3,29 +3,34 @@
 //!
 //! | subject                      | pattern                     | who                          |
 //! |------------------------------|-----------------------------|------------------------------|
-//! | `volume.<event>.<id>`        | broadcast events            | the node publishes; anyone watches `volume.>` |
-//! | `scheduler.place`            | request/reply               | a scheduler asks, the node places a volume |
-//! | `jobs.<kind>.<id>`           | queue group `workers`       | one of the node's workers runs each job |
+//! | `volume.<event>.<id>`        | broadcast events            | a node publishes; anyone watches `volume.>` |
+//! | `scheduler.place`            | queue group `placement`     | a scheduler asks, one node places a volume |
+//! | `jobs.<node>.<kind>.<id>`    | queue group `workers`       | one of that node's workers runs each job |
 //! | `node.<name>.status`         | request/reply               | health checks                |
+//!
+//! Several copies form a cluster, as a storage platform's nodes do: each listens for peers
+//! (`--cluster-port`, default 6222; 0 picks a free port) and is given one or more `--seed`s;
+//! the rest of the cluster is discovered. Each node prints peers joining and leaving.
 //!
 //! ```sh
 //! cargo run --example storage_node -- --port 4222 --name node-1
-//! nats sub 'volume.>'                              # watch the node's events
-//! nats request scheduler.place 'size=10'           # place a 10 GiB volume
-//! nats request jobs.snapshot.vol-1 ''              # run a job on one of the workers
-//! nats request node.node-1.status ''
+//! cargo run --example storage_node -- --port 4223 --name node-2 \
+//!     --cluster-port 6223 --seed nats://127.0.0.1:6222
+//! nats sub 'volume.>'                              # watch every node's events
+//! nats request scheduler.place 'size=10'           # one node places a 10 GiB volume
+//! nats request jobs.node-1.snapshot.vol-1 ''       # run a job on one of node-1's workers
+//! nats request node.node-2.status ''
 //! ```
 //!
 //! It runs a short self-demo (placing volumes and running jobs as a scheduler would), then
 //! keeps serving until Ctrl-C; `--demo-secs N` exits N seconds after the demo instead.
-//! `--seed URL` is accepted for the clustering work to come, and ignored with a note for now.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use starling::{Client, Message, RequestError, Server, StreamExt};
+use starling::{Client, Cluster, Event, Message, RequestError, Server, StreamExt};
 use tokio::task::JoinSet;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -38,13 +43,15 @@ struct Args {
     host: String,
     port: u16,
     name: String,
+    cluster_port: u16,
+    cluster_name: String,
     seeds: Vec<String>,
     workers: usize,
     demo_secs: Option<u64>,
 }
 
-const USAGE: &str =
-    "usage: storage_node [--host HOST] [--port PORT] [--name NAME] [--seed URL]... \
+const USAGE: &str = "usage: storage_node [--host HOST] [--port PORT] [--name NAME] \
+                     [--cluster-port PORT] [--cluster-name NAME] [--seed URL]... \
                      [--workers N] [--demo-secs N]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
@@ -52,6 +59,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         host: "127.0.0.1".into(),
         port: 4222,
         name: "node-1".into(),
+        cluster_port: 6222,
+        cluster_name: "storage".into(),
         seeds: Vec::new(),
         workers: 3,
         demo_secs: None,
@@ -72,7 +81,21 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--host" => out.host = value()?,
             "--port" | "-p" => out.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
             "--name" | "-n" => out.name = value()?,
-            "--seed" => out.seeds.push(value()?),
+            "--cluster-port" => {
+                out.cluster_port = value()?
+                    .parse()
+                    .map_err(|e| format!("--cluster-port: {e}"))?
+            }
+            "--cluster-name" => out.cluster_name = value()?,
+            "--seed" => {
+                let seed = value()?;
+                if !is_route_url(&seed) {
+                    return Err(format!(
+                        "--seed {seed:?}: expected [nats://][user:pass@]host:port"
+                    ));
+                }
+                out.seeds.push(seed)
+            }
             "--workers" => out.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?,
             "--demo-secs" => {
                 out.demo_secs = Some(value()?.parse().map_err(|e| format!("--demo-secs: {e}"))?)
@@ -87,7 +110,21 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     if out.name.is_empty() || out.name.contains(['.', '*', '>', ' ']) {
         return Err(format!("--name {:?} cannot be used in a subject", out.name));
     }
+    if out.cluster_name.is_empty() || out.cluster_name.contains(char::is_whitespace) {
+        return Err(format!(
+            "--cluster-name {:?} must be a word without spaces",
+            out.cluster_name
+        ));
+    }
     Ok(out)
+}
+
+/// Whether a seed looks like `[scheme://][user:pass@]host:port`.
+fn is_route_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let rest = rest.trim_end_matches('/');
+    matches!(rest.rsplit_once(':'), Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 #[tokio::main]
@@ -171,11 +208,11 @@ impl Node {
         }
     }
 
-    /// One job from `jobs.<kind>.<volume>`.
+    /// One job from `jobs.<node>.<kind>.<volume>`.
     async fn run_job(&self, worker: usize, subject: &str) -> String {
-        let mut parts = subject.split('.').skip(1);
+        let mut parts = subject.split('.').skip(2);
         let (Some(kind), Some(id)) = (parts.next(), parts.next()) else {
-            return "error=expected jobs.<kind>.<volume>".into();
+            return "error=expected jobs.<node>.<kind>.<volume>".into();
         };
         // Pretend the disk is busy for a moment.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -240,19 +277,49 @@ struct Report {
     jobs_by_worker: BTreeMap<String, usize>,
 }
 
-async fn run(args: Args) -> Result<Report, Error> {
-    for seed in &args.seeds {
-        println!(
-            "note: --seed {seed} ignored: clustering is not available yet (it is the next step)"
-        );
+/// A node that is up: its broker, its state and its services.
+struct Running {
+    server: Server,
+    node: Arc<Node>,
+    services: JoinSet<()>,
+    events_seen: Arc<AtomicUsize>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        println!("{}: shutting down", self.node.name);
+        self.services.shutdown().await;
+        self.server.shutdown().await;
     }
+}
+
+/// Starts the broker (joining the cluster through the seeds) and the node's services.
+async fn start(args: &Args) -> Result<Running, Error> {
+    let cluster = Cluster::new(args.cluster_name.clone())
+        .listen(format!("{}:{}", args.host, args.cluster_port))
+        .seeds(args.seeds.iter().cloned());
     let server = Server::builder()
         .listen(format!("{}:{}", args.host, args.port))
         .server_name(args.name.clone())
+        .cluster(cluster)
         .start()
         .await?;
     let url = server.client_url().unwrap_or_default();
     println!("{}: broker up, NATS clients connect to {url}", args.name);
+    println!(
+        "{}: cluster {:?}, peers connect to {}{}",
+        args.name,
+        args.cluster_name,
+        server
+            .cluster_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        if args.seeds.is_empty() {
+            String::new()
+        } else {
+            format!(", seeds {:?}", args.seeds)
+        }
+    );
 
     let node = Arc::new(Node {
         name: args.name.clone(),
@@ -262,7 +329,29 @@ async fn run(args: Args) -> Result<Report, Error> {
     });
     let mut services = JoinSet::new();
 
-    // Audit: everything that happens to volumes, on this node or (later) anywhere in the cluster.
+    // Peers joining and leaving the cluster (those that joined before this point are listed
+    // from `peers()`, read after subscribing so none is missed).
+    let mut events = server.events();
+    for peer in server.peers() {
+        println!("{}: peer {} is here", args.name, peer.server_name);
+    }
+    let watched = server.clone();
+    services.spawn(async move {
+        let me = watched.server_name().to_string();
+        while let Some(event) = events.next().await {
+            let (what, peer) = match event {
+                Event::PeerJoined { server_name, .. } => ("joined", server_name),
+                Event::PeerLeft { server_name, .. } => ("left", server_name),
+                _ => continue,
+            };
+            let mut peers: Vec<String> =
+                watched.peers().into_iter().map(|p| p.server_name).collect();
+            peers.sort();
+            println!("{me}: peer {peer} {what}; peers now {peers:?}");
+        }
+    });
+
+    // Audit: everything that happens to volumes, on this node or anywhere in the cluster.
     let events_seen = Arc::new(AtomicUsize::new(0));
     let mut audit = node.client.subscribe("volume.>").await?;
     let seen = events_seen.clone();
@@ -277,8 +366,12 @@ async fn run(args: Args) -> Result<Report, Error> {
         }
     });
 
-    // Placement requests from schedulers.
-    let mut placements = node.client.subscribe("scheduler.place").await?;
+    // Placement requests from schedulers: a queue group, so in a cluster exactly one node
+    // places each volume.
+    let mut placements = node
+        .client
+        .queue_subscribe("scheduler.place", "placement")
+        .await?;
     let n = node.clone();
     services.spawn(async move {
         while let Some(msg) = placements.next().await {
@@ -300,10 +393,13 @@ async fn run(args: Args) -> Result<Report, Error> {
     });
 
     // Workers: a queue group, so each job goes to exactly one of them. Each worker has its
-    // own in-process connection, as separate processes would.
+    // own in-process connection, as separate processes would. Jobs name the node that holds
+    // the volume.
     for worker in 1..=args.workers {
         let client = server.client();
-        let mut jobs = client.queue_subscribe("jobs.>", "workers").await?;
+        let mut jobs = client
+            .queue_subscribe(format!("jobs.{}.>", node.name), "workers")
+            .await?;
         let n = node.clone();
         services.spawn(async move {
             while let Some(msg) = jobs.next().await {
@@ -313,18 +409,27 @@ async fn run(args: Args) -> Result<Report, Error> {
         });
     }
     println!(
-        "{}: serving scheduler.place, node.{}.status, jobs.> ({} workers); events on volume.>",
-        args.name, args.name, args.workers
+        "{}: serving scheduler.place, node.{}.status, jobs.{}.> ({} workers); events on volume.>",
+        args.name, args.name, args.name, args.workers
     );
+    Ok(Running {
+        server,
+        node,
+        services,
+        events_seen,
+    })
+}
 
-    let report = demo(&server.client(), &args.name).await?;
+async fn run(args: Args) -> Result<Report, Error> {
+    let running = start(&args).await?;
+    let report = demo(&running.server.client(), &args.name).await?;
     println!(
         "demo: {} volumes placed, {} rejected, {} jobs done {:?}, {} events so far",
         report.placed,
         report.rejected,
         report.jobs_done,
         report.jobs_by_worker,
-        events_seen.load(Ordering::Relaxed)
+        running.events_seen.load(Ordering::Relaxed)
     );
 
     match args.demo_secs {
@@ -334,9 +439,7 @@ async fn run(args: Args) -> Result<Report, Error> {
             tokio::signal::ctrl_c().await?;
         }
     }
-    println!("{}: shutting down", args.name);
-    services.shutdown().await;
-    server.shutdown().await;
+    running.stop().await;
     Ok(report)
 }
 
@@ -344,7 +447,7 @@ async fn run(args: Args) -> Result<Report, Error> {
 async fn demo(scheduler: &Client, name: &str) -> Result<Report, Error> {
     let mut report = Report::default();
     let timeout = Duration::from_secs(5);
-    println!("demo: a scheduler places three volumes");
+    println!("demo: a scheduler places three volumes (in a cluster, on any node)");
     let mut volumes = Vec::new();
     for size in [10, 20, 500] {
         let answer = scheduler
@@ -354,26 +457,29 @@ async fn demo(scheduler: &Client, name: &str) -> Result<Report, Error> {
             "  scheduler.place size={size} -> {}",
             String::from_utf8_lossy(&answer.payload)
         );
-        match field(&answer.payload, "volume") {
-            Some(id) => {
+        match (
+            field(&answer.payload, "node"),
+            field(&answer.payload, "volume"),
+        ) {
+            (Some(node), Some(id)) => {
                 report.placed += 1;
-                volumes.push(id.to_string());
+                volumes.push((node.to_string(), id.to_string()));
             }
-            None => report.rejected += 1,
+            _ => report.rejected += 1,
         }
     }
 
-    println!("demo: snapshot and scrub jobs go to the worker queue group, all at once");
-    let jobs = volumes
-        .iter()
-        .flat_map(|id| [format!("jobs.snapshot.{id}"), format!("jobs.scrub.{id}")]);
-    let requests = jobs.map(|subject| async move {
+    println!("demo: snapshot and scrub jobs go to the volume's node's workers, all at once");
+    let jobs = volumes.iter().flat_map(|(node, id)| {
+        ["snapshot", "scrub"].map(|kind| (node.clone(), format!("jobs.{node}.{kind}.{id}")))
+    });
+    let requests = jobs.map(|(node, subject)| async move {
         let answer = scheduler
             .request_with_timeout(subject.as_str(), "", timeout)
             .await;
-        (subject, answer)
+        (node, subject, answer)
     });
-    for (subject, answer) in futures::future::join_all(requests).await {
+    for (node, subject, answer) in futures::future::join_all(requests).await {
         let answer = answer?;
         println!(
             "  {subject} -> {}",
@@ -383,7 +489,7 @@ async fn demo(scheduler: &Client, name: &str) -> Result<Report, Error> {
             report.jobs_done += 1;
             *report
                 .jobs_by_worker
-                .entry(format!("worker-{worker}"))
+                .entry(format!("{node}/worker-{worker}"))
                 .or_default() += 1;
         }
     }
@@ -413,6 +519,20 @@ mod tests {
         parse_args(list.iter().map(|s| s.to_string()))
     }
 
+    /// A node on free ports, seeded with `seeds`.
+    fn test_args(name: &str, seeds: Vec<String>) -> Args {
+        Args {
+            host: "127.0.0.1".into(),
+            port: 0,
+            name: name.into(),
+            cluster_port: 0,
+            cluster_name: "storage-test".into(),
+            seeds,
+            workers: 3,
+            demo_secs: Some(0),
+        }
+    }
+
     #[test]
     fn arguments() {
         let a = args(&[
@@ -421,18 +541,34 @@ mod tests {
             "--name=n2",
             "--seed",
             "nats://10.0.0.1:6222",
+            "--seed=nats-route://u:p@10.0.0.2:6222",
+            "--cluster-port",
+            "0",
+            "--cluster-name",
+            "blue",
             "--demo-secs",
             "3",
         ])
         .unwrap();
         assert_eq!(a.port, 0);
         assert_eq!(a.name, "n2");
-        assert_eq!(a.seeds, ["nats://10.0.0.1:6222"]);
+        assert_eq!(
+            a.seeds,
+            ["nats://10.0.0.1:6222", "nats-route://u:p@10.0.0.2:6222"]
+        );
+        assert_eq!((a.cluster_port, a.cluster_name.as_str()), (0, "blue"));
         assert_eq!(a.demo_secs, Some(3));
-        assert_eq!(args(&[]).unwrap().port, 4222);
+        let d = args(&[]).unwrap();
+        assert_eq!((d.port, d.cluster_port), (4222, 6222));
+        assert_eq!(d.cluster_name, "storage");
         assert!(args(&["--workers", "0"]).is_err());
         assert!(args(&["--name", "a.b"]).is_err());
         assert!(args(&["--port", "99999"]).is_err());
+        assert!(args(&["--cluster-port", "-1"]).is_err());
+        assert!(args(&["--cluster-name", "a b"]).is_err());
+        assert!(args(&["--seed", "nats://10.0.0.1"]).is_err());
+        assert!(args(&["--seed", "nats://:6222"]).is_err());
+        assert!(args(&["--seed"]).is_err());
         assert!(args(&["--what"]).is_err());
     }
 
@@ -446,18 +582,42 @@ mod tests {
 
     #[tokio::test]
     async fn the_demo_places_volumes_and_spreads_jobs() {
-        let report = run(Args {
-            host: "127.0.0.1".into(),
-            port: 0,
-            name: "test-node".into(),
-            seeds: vec!["nats://127.0.0.1:6222".into()],
-            workers: 3,
-            demo_secs: Some(0),
-        })
-        .await
-        .unwrap();
+        let report = run(test_args("test-node", Vec::new())).await.unwrap();
         assert_eq!((report.placed, report.rejected), (2, 1));
         assert_eq!(report.jobs_done, 4);
         assert_eq!(report.jobs_by_worker.values().sum::<usize>(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_form_a_cluster_and_serve_each_other() {
+        let one = start(&test_args("n1", Vec::new())).await.unwrap();
+        let seed = format!("nats://{}", one.server.cluster_addr().unwrap());
+        let two = start(&test_args("n2", vec![seed])).await.unwrap();
+
+        // n2 learns of n1's services through the route (bounded wait).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        for subject in ["node.n1.status", "jobs.n1.scrub.vol-1"] {
+            while !two.server.has_interest(subject) {
+                assert!(tokio::time::Instant::now() < deadline, "no route to n1");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let answer = two
+            .server
+            .client()
+            .request_with_timeout("node.n1.status", "", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(answer.payload.starts_with(b"node=n1 "), "{answer:?}");
+        assert_eq!(one.server.peers()[0].server_name, "n2");
+        assert_eq!(two.server.peers()[0].server_name, "n1");
+
+        // A scheduler on n2 places volumes on either node and runs jobs where they live.
+        let report = demo(&two.server.client(), "n2").await.unwrap();
+        assert_eq!((report.placed, report.rejected), (2, 1));
+        assert_eq!(report.jobs_done, 4, "{report:?}");
+
+        two.stop().await;
+        one.stop().await;
     }
 }

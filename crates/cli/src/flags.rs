@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::cluster::{parse_cluster_listen, redact, split_routes};
 use crate::settings::Settings;
 
 /// What kind of value a flag takes.
@@ -43,6 +44,18 @@ enum Flag {
     HttpPort,
     /// `--http HOST:PORT`: Starling's flag for the config file's `http` key.
     Http,
+    /// `--cluster URL` / `--cluster_listen URL`.
+    Cluster,
+    /// `--routes URL,URL`.
+    Routes,
+    /// `--cluster_name NAME`.
+    ClusterName,
+    /// `--cluster_advertise HOST:PORT`.
+    ClusterAdvertise,
+    /// `--no_advertise`.
+    NoAdvertise,
+    /// `--connect_retries N`.
+    ConnectRetries,
     /// A nats-server flag for a feature Starling lacks, harmless to ignore: a warning.
     Ignored(&'static str),
     /// A nats-server flag for a feature Starling lacks, wrong to ignore: an error.
@@ -107,27 +120,12 @@ const FLAGS: &[(&[&str], Kind, Flag)] = &[
         Kind::Str,
         Flag::Unsupported("TLS"),
     ),
-    (
-        &[
-            "routes",
-            "cluster",
-            "cluster_name",
-            "cluster_advertise",
-            "cluster_listen",
-        ],
-        Kind::Str,
-        Flag::Unsupported("clustering"),
-    ),
-    (
-        &["no_advertise"],
-        Kind::Bool,
-        Flag::Unsupported("clustering"),
-    ),
-    (
-        &["connect_retries"],
-        Kind::Int,
-        Flag::Unsupported("clustering"),
-    ),
+    (&["cluster", "cluster_listen"], Kind::Str, Flag::Cluster),
+    (&["routes"], Kind::Str, Flag::Routes),
+    (&["cluster_name"], Kind::Str, Flag::ClusterName),
+    (&["cluster_advertise"], Kind::Str, Flag::ClusterAdvertise),
+    (&["no_advertise"], Kind::Bool, Flag::NoAdvertise),
+    (&["connect_retries"], Kind::Int, Flag::ConnectRetries),
 ];
 
 fn lookup(name: &str) -> Option<(Kind, Flag)> {
@@ -183,10 +181,10 @@ pub(crate) enum FlagError {
     InvalidValue {
         /// The flag as written (without dashes).
         flag: String,
-        /// The value given.
+        /// The value given (a URL's password redacted).
         value: String,
-        /// `parse error` or `value out of range`, as Go says.
-        reason: &'static str,
+        /// `parse error` or `value out of range`, as Go says; or what is wrong with a URL.
+        reason: String,
     },
     /// A nats-server flag whose feature Starling does not have yet.
     #[error("flag -{flag} is not supported by starling-server yet ({feature})")]
@@ -257,7 +255,7 @@ where
                     Value::Int(parse_int(&v).map_err(|reason| FlagError::InvalidValue {
                         flag: name.to_string(),
                         value: v.clone(),
-                        reason,
+                        reason: reason.into(),
                     })?)
                 } else {
                     Value::Str(v)
@@ -332,7 +330,7 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
             let invalid = || FlagError::InvalidValue {
                 flag: name.to_string(),
                 value: text.clone(),
-                reason: "parse error",
+                reason: "parse error".into(),
             };
             let (host, port) = match text.rsplit_once(':') {
                 Some((h, p)) => (Some(h.trim_start_matches('[').trim_end_matches(']')), p),
@@ -342,6 +340,36 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
             if let Some(h) = host.filter(|h| !h.is_empty()) {
                 s.http_host = Some(h.to_string());
             }
+        }
+        Flag::Cluster => {
+            // As nats-server: an empty URL turns clustering off; a URL without credentials
+            // clears those of the config file.
+            let text = v.string();
+            if text.is_empty() {
+                s.cluster_port = Some(0);
+                return Ok(());
+            }
+            let listen = parse_cluster_listen(&text).map_err(|e| FlagError::InvalidValue {
+                flag: name.to_string(),
+                value: redact(&text),
+                reason: e.to_string(),
+            })?;
+            s.cluster_host = Some(listen.host);
+            s.cluster_port = Some(listen.port);
+            let (user, password) = listen.credentials.unwrap_or_default();
+            (s.cluster_user, s.cluster_password) = (Some(user), Some(password));
+        }
+        Flag::Routes => s.routes = Some(split_routes(&v.string())),
+        Flag::ClusterName => s.cluster_name = Some(v.string()),
+        Flag::ClusterAdvertise => s.cluster_advertise = Some(v.string()),
+        Flag::NoAdvertise => s.no_advertise = Some(v.bool()),
+        Flag::ConnectRetries => {
+            let n = v.int();
+            s.connect_retries = Some(u32::try_from(n).map_err(|_| FlagError::InvalidValue {
+                flag: name.to_string(),
+                value: n.to_string(),
+                reason: "value out of range".into(),
+            })?);
         }
         Flag::Ignored(feature) => cli.warnings.push(format!(
             "flag -{name} ignored: {feature} is not available in starling-server yet"
@@ -431,13 +459,22 @@ Authorization Options:
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
 
+Cluster Options:
+        --routes <rurl-1, rurl-2>    Routes to solicit and connect
+        --cluster <cluster-url>      Cluster URL for solicited routes (port -1 picks a free port)
+        --cluster_name <string>      Cluster Name, if not set one will be dynamically generated
+        --no_advertise <bool>        Do not advertise known cluster information to clients
+        --cluster_advertise <string> Cluster host[:port] to advertise to other servers
+        --connect_retries <number>   For implicit routes, number of connect retries
+        --cluster_listen <url>       Cluster url from which members can solicit routes
+
 Common Options:
     -h, --help                       Show this message
     -v, --version                    Show version
 
 Accepted and ignored for now (with a warning): -ms/--https_port, -s/--syslog,
 -r/--remote_syslog, --log_size_limit, --max_traced_msg_len, --profile.
-Not supported yet (an error): JetStream (-js, -sd), TLS (--tls...), clustering (--routes, --cluster...).
+Not supported yet (an error): JetStream (-js, -sd), TLS (--tls...).
 ";
 
 #[cfg(test)]
@@ -612,8 +649,8 @@ mod tests {
             "flag -js is not supported by starling-server yet (JetStream)"
         );
         assert_eq!(
-            err(&["--routes", "nats://a:6222"]),
-            "flag -routes is not supported by starling-server yet (clustering)"
+            err(&["--tls"]),
+            "flag -tls is not supported by starling-server yet (TLS)"
         );
     }
 
@@ -662,6 +699,87 @@ mod tests {
         assert_eq!(
             err(&["--http", "host:x"]),
             "invalid value \"host:x\" for flag -http: parse error"
+        );
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let c = ok(&[
+            "--cluster",
+            "nats://ruser:T0p@127.0.0.1:-1",
+            "--routes",
+            "nats://10.0.0.1:6222, nats-route://u:p@10.0.0.2:6222",
+            "--cluster_name",
+            "storage",
+            "--cluster_advertise",
+            "10.0.0.3:6222",
+            "--no_advertise",
+            "--connect_retries",
+            "3",
+        ]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let s = &c.settings;
+        assert_eq!(s.cluster_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(s.cluster_port, Some(-1));
+        assert_eq!(s.cluster_user.as_deref(), Some("ruser"));
+        assert_eq!(s.cluster_password.as_deref(), Some("T0p"));
+        assert_eq!(
+            s.routes.as_deref(),
+            Some(
+                &[
+                    "nats://10.0.0.1:6222".into(),
+                    "nats-route://u:p@10.0.0.2:6222".into()
+                ][..]
+            )
+        );
+        assert_eq!(s.cluster_name.as_deref(), Some("storage"));
+        assert_eq!(s.cluster_advertise.as_deref(), Some("10.0.0.3:6222"));
+        assert_eq!(s.no_advertise, Some(true));
+        assert_eq!(s.connect_retries, Some(3));
+
+        // --cluster_listen is an alias; no credentials in the URL clears the file's.
+        let s = ok(&["--cluster_listen=nats://0.0.0.0:6222"]).settings;
+        assert_eq!(
+            (s.cluster_host.as_deref(), s.cluster_port),
+            (Some("0.0.0.0"), Some(6222))
+        );
+        assert_eq!(s.cluster_user.as_deref(), Some(""));
+        // An empty --cluster turns clustering off; an empty --routes clears the file's.
+        assert_eq!(ok(&["--cluster", ""]).settings.cluster_port, Some(0));
+        assert_eq!(ok(&["--routes", ""]).settings.routes, Some(vec![]));
+        assert_eq!(
+            ok(&["--no_advertise=false"]).settings.no_advertise,
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn cluster_flag_errors() {
+        assert_eq!(
+            err(&["--cluster", "nats://u@h:1"]),
+            "invalid value \"nats://u@h:1\" for flag -cluster: expected cluster password to be set"
+        );
+        assert_eq!(
+            err(&["--cluster", "bogus"]),
+            "invalid value \"bogus\" for flag -cluster: missing port in address"
+        );
+        // The password never shows in a message.
+        assert_eq!(
+            err(&["--cluster", "nats://u:secret@h:x"]),
+            "invalid value \"nats://u:xxxxx@h:x\" for flag -cluster: invalid port \":x\" after host"
+        );
+        assert_eq!(
+            err(&["--connect_retries", "-1"]),
+            "invalid value \"-1\" for flag -connect_retries: value out of range"
+        );
+        assert_eq!(
+            err(&["--connect_retries", "x"]),
+            "invalid value \"x\" for flag -connect_retries: parse error"
+        );
+        // A bool flag: the next argument is not its value (as in Go).
+        assert_eq!(
+            err(&["--no_advertise", "true"]),
+            "unrecognized command: \"true\""
         );
     }
 

@@ -6,6 +6,7 @@
 //! starling-server -p 4222                 # listen on 0.0.0.0:4222
 //! starling-server -a 127.0.0.1 -p -1 -DV  # any free port, debug and trace logging
 //! starling-server -c server.conf -t       # check a config file
+//! starling-server -p -1 --cluster nats://127.0.0.1:6222 --routes nats://10.0.0.1:6222
 //! starling-server --signal ldm=4242       # lame duck the broker with PID 4242
 //! ```
 //!
@@ -13,9 +14,11 @@
 //! - `flags`: the command line, parsed as Go's `flag` package does; the help text.
 //! - `conf`: the nats-server configuration file syntax.
 //! - `settings`: what the flags and the file mean; flags over the file; the server builder.
+//! - `cluster`: the cluster and route URLs of `--cluster`, `--routes` and `cluster {}`.
 //! - `logging`: the `tracing` subscriber that prints nats-server's log lines.
 //! - `signal`: the signals the broker traps, and `--signal` to send one.
 
+mod cluster;
 mod conf;
 mod flags;
 mod logging;

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use starling_server::{Auth, ServerBuilder};
+use starling_server::{Auth, Cluster, ServerBuilder};
 use thiserror::Error;
 
+use crate::cluster::{check_advertise, check_route_url, redact, UrlError};
 use crate::conf::{self, ConfError, Item, Map, Value};
 
 /// Every setting the binary knows. `None` = not given (the server's default applies).
@@ -66,6 +67,26 @@ pub(crate) struct Settings {
     pub(crate) http_port: Option<i64>,
     /// `max_closed_clients`: closed connections kept for `/connz?state=closed`.
     pub(crate) max_closed_clients: Option<usize>,
+    /// `--cluster URL` / `cluster.host`: the cluster listener's host (default `0.0.0.0`).
+    pub(crate) cluster_host: Option<String>,
+    /// `--cluster URL` / `cluster.port`: the cluster port (`-1` = any free port; unset or `0`
+    /// = no clustering, as in nats-server).
+    pub(crate) cluster_port: Option<i64>,
+    /// `--cluster_name` / `cluster.name` (unset or empty: a dynamic name).
+    pub(crate) cluster_name: Option<String>,
+    /// `--cluster_advertise` / `cluster.advertise`: `host[:port]` peers should dial.
+    pub(crate) cluster_advertise: Option<String>,
+    /// `--no_advertise` / `cluster.no_advertise`.
+    pub(crate) no_advertise: Option<bool>,
+    /// `--connect_retries` / `cluster.connect_retries`.
+    pub(crate) connect_retries: Option<u32>,
+    /// `--routes` / `cluster.routes`: the seeds to dial.
+    pub(crate) routes: Option<Vec<String>>,
+    /// `--cluster nats://user:pass@...` / `cluster.authorization.user`: the user peers must
+    /// present (empty = none).
+    pub(crate) cluster_user: Option<String>,
+    /// The password that goes with [`Self::cluster_user`].
+    pub(crate) cluster_password: Option<String>,
 }
 
 macro_rules! overlay_fields {
@@ -82,6 +103,8 @@ impl Settings {
             max_connections, max_subscriptions, ping_interval, ping_max, write_deadline, user,
             password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
             logtime, log_file, pid_file, ports_file_dir, http_host, http_port, max_closed_clients,
+            cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
+            connect_retries, routes, cluster_user, cluster_password,
         );
         self
     }
@@ -128,11 +151,64 @@ impl Settings {
         }
     }
 
+    /// The cluster side, if clustering is on: nats-server turns it on with a cluster port
+    /// (`--cluster`, `cluster.listen`, `cluster.port`; `-1` = any free port).
+    pub(crate) fn cluster(&self) -> Result<Option<Cluster>, SettingsError> {
+        let routes = self.routes.as_deref().unwrap_or_default();
+        for url in routes {
+            check_route_url(url).map_err(|e| SettingsError::RouteUrl(redact(url), e))?;
+        }
+        let port = match self.cluster_port {
+            None | Some(0) if routes.is_empty() => return Ok(None),
+            None | Some(0) => return Err(SettingsError::RoutesWithoutCluster),
+            Some(-1) => 0,
+            Some(p @ 1..=65535) => p,
+            Some(p) => return Err(SettingsError::ClusterPort(p)),
+        };
+        let mut cluster = match self.cluster_name.as_deref() {
+            None | Some("") => Cluster::unnamed(),
+            Some(name) if name.contains(char::is_whitespace) => {
+                return Err(SettingsError::ClusterName(name.to_string()))
+            }
+            Some(name) => Cluster::new(name),
+        };
+        let host = match self.cluster_host.as_deref() {
+            None | Some("") => "0.0.0.0",
+            Some(h) => h,
+        };
+        cluster = cluster
+            .listen(host_port(host, port))
+            .seeds(routes.iter().cloned());
+        if let Some(addr) = self.cluster_advertise.as_deref().filter(|a| !a.is_empty()) {
+            check_advertise(addr)
+                .map_err(|e| SettingsError::ClusterAdvertise(addr.to_string(), e))?;
+            cluster = cluster.advertise(addr);
+        }
+        if let Some(v) = self.no_advertise {
+            cluster = cluster.no_advertise(v);
+        }
+        if let Some(v) = self.connect_retries {
+            cluster = cluster.connect_retries(v);
+        }
+        match (
+            self.cluster_user.as_deref(),
+            self.cluster_password.as_deref(),
+        ) {
+            (None | Some(""), None | Some("")) => {}
+            (None | Some(""), Some(_)) => return Err(SettingsError::ClusterPasswordWithoutUser),
+            (Some(user), password) => {
+                cluster = cluster.credentials(user, password.unwrap_or_default());
+            }
+        }
+        Ok(Some(cluster))
+    }
+
     /// The checks nats-server makes before starting, on the merged settings.
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
         self.listen_addr()?;
         self.monitor_addr()?;
         self.auth()?;
+        self.cluster()?;
         if let Some(d) = self.lame_duck_duration {
             if d < Duration::from_secs(30) {
                 return Err(SettingsError::LameDuckDuration(format_duration(d)));
@@ -190,6 +266,9 @@ impl Settings {
         if let Some(v) = self.max_closed_clients {
             b = b.max_closed_clients(v);
         }
+        if let Some(cluster) = self.cluster()? {
+            b = b.cluster(cluster);
+        }
         Ok(b.auth(self.auth()?))
     }
 }
@@ -215,6 +294,24 @@ pub(crate) enum SettingsError {
     /// nats-server's minimum lame-duck duration.
     #[error("invalid lame_duck_duration of {0}, minimum is 30 seconds")]
     LameDuckDuration(String),
+    /// The cluster port is outside 0..=65535 (and not -1).
+    #[error("invalid cluster port {0}: must be -1 (any free port) or 0..65535")]
+    ClusterPort(i64),
+    /// Routes without a cluster listener (nats-server's words).
+    #[error("solicited routes require cluster capabilities, e.g. --cluster")]
+    RoutesWithoutCluster,
+    /// A route URL that cannot be dialled (password redacted).
+    #[error("error parsing route url [{0:?}]: {1}")]
+    RouteUrl(String, UrlError),
+    /// `cluster_advertise` is not `host[:port]`.
+    #[error("invalid cluster advertise address {0:?}: {1}")]
+    ClusterAdvertise(String, UrlError),
+    /// nats-server refuses cluster names with spaces.
+    #[error("cluster name {0:?} cannot contain spaces or new lines")]
+    ClusterName(String),
+    /// A route password without a user name.
+    #[error("a cluster password was given without a user (cluster.authorization.user)")]
+    ClusterPasswordWithoutUser,
 }
 
 /// Why a configuration file could not be turned into settings.
@@ -314,6 +411,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
                 s.lame_duck_grace_period = Some(cx.duration(key, item, &mut out.warnings)?)
             }
             "authorization" => cx.authorization(key, item, s, &mut out.warnings)?,
+            "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
             "debug" => s.debug = Some(cx.boolean(key, item)?),
             "trace" => s.trace = Some(cx.boolean(key, item)?),
             "logtime" => s.logtime = Some(cx.boolean(key, item)?),
@@ -384,7 +482,7 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "prof_port"
         | "system_account"
         | "no_system_account" => Ignored("this option"),
-        "cluster" | "routes" | "gateway" | "gateways" => Unsupported("clustering"),
+        "gateway" | "gateways" => Unsupported("gateways"),
         "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
         "jetstream" | "store_dir" => Unsupported("JetStream"),
         "tls" | "allow_non_tls" => Unsupported("TLS"),
@@ -559,6 +657,164 @@ impl Cx<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Cx<'_> {
+    /// The `cluster { ... }` block.
+    fn cluster(
+        &self,
+        key: &str,
+        item: &Item,
+        s: &mut Settings,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.expected(key, item, "a block"));
+        };
+        for (k, v) in map.iter() {
+            let name = format!("cluster.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "name" => s.cluster_name = Some(self.string(&name, v)?),
+                "listen" => {
+                    let (host, port) = self.listen(&name, v)?;
+                    if host.is_some() {
+                        s.cluster_host = host;
+                    }
+                    s.cluster_port = Some(port);
+                }
+                "port" => s.cluster_port = Some(self.int(&name, v)?),
+                "host" | "net" => s.cluster_host = Some(self.string(&name, v)?),
+                "advertise" | "cluster_advertise" => {
+                    let addr = self.string(&name, v)?;
+                    check_advertise(&addr).map_err(|e| self.invalid(&name, v, e.to_string()))?;
+                    s.cluster_advertise = Some(addr);
+                }
+                "no_advertise" => s.no_advertise = Some(self.boolean(&name, v)?),
+                "connect_retries" => {
+                    let n = self.count(&name, v)?;
+                    s.connect_retries =
+                        Some(u32::try_from(n).map_err(|_| self.invalid(&name, v, "too large"))?);
+                }
+                "routes" => s.routes = Some(self.routes(&name, v, warnings)?),
+                "authorization" => self.cluster_authorization(&name, v, s, warnings)?,
+                "pool_size" | "compression" | "accounts" => warnings.push(format!(
+                    "{}:{}:{}: \"{name}\" ignored: starling-server routes use one connection \
+                     per peer, without compression (as nats-server 2.9 does)",
+                    self.file, v.pos.line, v.pos.col
+                )),
+                "tls" => return Err(self.unsupported(&name, v, "TLS")),
+                "permissions" => return Err(self.unsupported(&name, v, "route permissions")),
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: name,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `cluster.routes: [url, ...]`: each checked; a repeated one is dropped with a warning,
+    /// as nats-server does.
+    fn routes(
+        &self,
+        key: &str,
+        item: &Item,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let Value::Array(list) = &item.value else {
+            return Err(self.expected(key, item, "an array of route URLs"));
+        };
+        let mut routes: Vec<String> = Vec::with_capacity(list.len());
+        for entry in list {
+            let url = self.string(key, entry)?.trim().to_string();
+            check_route_url(&url).map_err(|e| {
+                self.invalid(key, entry, format!("route url {:?}: {e}", redact(&url)))
+            })?;
+            if routes.contains(&url) {
+                warnings.push(format!(
+                    "{}:{}:{}: duplicate route entry {:?} ignored",
+                    self.file,
+                    entry.pos.line,
+                    entry.pos.col,
+                    redact(&url)
+                ));
+                continue;
+            }
+            routes.push(url);
+        }
+        Ok(routes)
+    }
+
+    /// `cluster.authorization { user, password, timeout }`: the credentials peers present.
+    fn cluster_authorization(
+        &self,
+        key: &str,
+        item: &Item,
+        s: &mut Settings,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.expected(key, item, "a block"));
+        };
+        for (k, v) in map.iter() {
+            let name = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "user" | "username" => s.cluster_user = Some(self.string(&name, v)?),
+                "password" | "pass" => s.cluster_password = Some(self.string(&name, v)?),
+                "timeout" => {
+                    if !matches!(v.value, Value::Int(n) if n >= 0) {
+                        self.duration(&name, v, &mut Vec::new())?;
+                    }
+                    warnings.push(format!(
+                        "{}:{}:{}: \"{name}\" ignored: the route authentication timeout is not \
+                         configurable in starling-server yet",
+                        self.file, v.pos.line, v.pos.col
+                    ));
+                }
+                // nats-server's own messages for these two.
+                "token" => {
+                    return Err(self.invalid(
+                        key,
+                        v,
+                        "Cluster authorization does not support tokens",
+                    ))
+                }
+                "users" => {
+                    return Err(self.invalid(
+                        key,
+                        v,
+                        "Cluster authorization does not allow multiple users",
+                    ))
+                }
+                "permissions" | "default_permissions" => {
+                    return Err(self.unsupported(&name, v, "route permissions"))
+                }
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: name,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unsupported(&self, key: &str, item: &Item, feature: &'static str) -> ConfigError {
+        ConfigError::Unsupported {
+            file: self.file.to_string(),
+            line: item.pos.line,
+            col: item.pos.col,
+            key: key.to_string(),
+            feature,
+        }
     }
 }
 
@@ -753,17 +1009,213 @@ mod tests {
     fn unknown_unsupported_and_ignored_keys() {
         let e = load("port: 1\nprot: 3").unwrap_err();
         assert_eq!(e.to_string(), "test.conf:2:0: unknown field \"prot\"");
-        let e = load("cluster { listen: 0.0.0.0:6222 }").unwrap_err();
+        let e = load("gateway { name: a }").unwrap_err();
         assert!(
             e.to_string()
-                .contains("\"cluster\" is not supported by starling-server yet (clustering)"),
+                .contains("\"gateway\" is not supported by starling-server yet (gateways)"),
             "{e}"
         );
+        // As in nats-server, routes belong in the cluster block.
+        let e = load("routes: [\"nats://a:1\"]").unwrap_err();
+        assert_eq!(e.to_string(), "test.conf:1:0: unknown field \"routes\"");
         let e = load("authorization { users: [] }").unwrap_err();
         assert!(e.to_string().contains("authorization.users"), "{e}");
         let c = load("https_port: 8443").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("monitoring"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn the_cluster_block() {
+        let text = r#"
+            cluster {
+                name: storage
+                listen: 127.0.0.1:6333
+                advertise: "10.0.0.3:6333"
+                no_advertise: true
+                connect_retries: 4
+                routes: [
+                    nats-route://ruser:T0p@10.0.0.1:6333
+                    "nats://10.0.0.2:6333"
+                ]
+                authorization { user: ruser, password: T0p, timeout: 2 }
+            }
+        "#;
+        let c = load(text).unwrap();
+        let s = &c.settings;
+        assert_eq!(s.cluster_name.as_deref(), Some("storage"));
+        assert_eq!(s.cluster_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(s.cluster_port, Some(6333));
+        assert_eq!(s.cluster_advertise.as_deref(), Some("10.0.0.3:6333"));
+        assert_eq!(s.no_advertise, Some(true));
+        assert_eq!(s.connect_retries, Some(4));
+        assert_eq!(
+            s.routes.as_deref(),
+            Some(
+                &[
+                    "nats-route://ruser:T0p@10.0.0.1:6333".to_string(),
+                    "nats://10.0.0.2:6333".to_string()
+                ][..]
+            )
+        );
+        assert_eq!(s.cluster_user.as_deref(), Some("ruser"));
+        assert_eq!(s.cluster_password.as_deref(), Some("T0p"));
+        // The route authentication timeout is read, checked and reported as not applied.
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("cluster.authorization.timeout"));
+        let cluster = format!("{:?}", s.cluster().unwrap().expect("clustering is on"));
+        assert!(cluster.contains("name: Some(\"storage\")"), "{cluster}");
+        assert!(cluster.contains("listen: \"127.0.0.1:6333\""), "{cluster}");
+        assert!(
+            cluster.contains("advertise: Some(\"10.0.0.3:6333\")"),
+            "{cluster}"
+        );
+        assert!(s.builder().is_ok());
+
+        // host/port, port -1, no name (dynamic), keys in any case.
+        let s = load("CLUSTER { Host: 127.0.0.2, PORT: -1 }")
+            .unwrap()
+            .settings;
+        let cluster = format!("{:?}", s.cluster().unwrap().expect("clustering is on"));
+        assert!(cluster.contains("name: None"), "{cluster}");
+        assert!(cluster.contains("listen: \"127.0.0.2:0\""), "{cluster}");
+        // listen: PORT alone listens on every interface.
+        let s = load("cluster { listen: 6222 }").unwrap().settings;
+        let cluster = format!("{:?}", s.cluster().unwrap().expect("clustering is on"));
+        assert!(cluster.contains("listen: \"0.0.0.0:6222\""), "{cluster}");
+        // No port: no clustering, as in nats-server.
+        assert!(load("cluster { name: x }")
+            .unwrap()
+            .settings
+            .cluster()
+            .unwrap()
+            .is_none());
+        assert!(Settings::default().cluster().unwrap().is_none());
+    }
+
+    #[test]
+    fn cluster_block_warnings_and_errors() {
+        let c = load("cluster { port: 1, pool_size: 3, compression: s2_auto }").unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("cluster.pool_size"),
+            "{:?}",
+            c.warnings
+        );
+        let c = load("cluster { port: 1, routes: [\"nats://a:1\", \"nats://a:1\"] }").unwrap();
+        assert_eq!(c.settings.routes.as_ref().map(Vec::len), Some(1));
+        assert!(
+            c.warnings[0].contains("duplicate route"),
+            "{:?}",
+            c.warnings
+        );
+
+        for (text, want) in [
+            ("cluster: 6222", "expected a block"),
+            ("cluster { bogus: 1 }", "unknown field \"cluster.bogus\""),
+            ("cluster { port: x }", "expected an integer"),
+            ("cluster { no_advertise: 3 }", "expected true or false"),
+            ("cluster { connect_retries: -1 }", "-1 is negative"),
+            ("cluster { routes: \"nats://a:1\" }", "expected an array"),
+            (
+                "cluster { routes: [\"nats://a\"] }",
+                "missing port in address",
+            ),
+            (
+                "cluster { routes: [\"nats://u:pw@a:x\"] }",
+                "nats://u:xxxxx@a:x",
+            ),
+            ("cluster { advertise: \"nats://a:1\" }", "without a scheme"),
+            ("cluster { tls { } }", "\"cluster.tls\" is not supported"),
+            (
+                "cluster { authorization { token: t } }",
+                "Cluster authorization does not support tokens",
+            ),
+            (
+                "cluster { authorization { users: [] } }",
+                "Cluster authorization does not allow multiple users",
+            ),
+            (
+                "cluster { authorization { timeout: \"soon\" } }",
+                "invalid duration",
+            ),
+            (
+                "cluster { authorization { bogus: 1 } }",
+                "cluster.authorization.bogus",
+            ),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.starts_with("test.conf:1:"), "{text}: {e}");
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn cluster_settings_checks() {
+        let with = |f: fn(&mut Settings)| {
+            let mut s = Settings {
+                cluster_port: Some(6222),
+                ..Settings::default()
+            };
+            f(&mut s);
+            s.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(with(|_| {}), None);
+        assert_eq!(
+            with(|s| s.cluster_port = Some(70000)),
+            Some("invalid cluster port 70000: must be -1 (any free port) or 0..65535".into())
+        );
+        assert_eq!(
+            with(|s| (s.cluster_port, s.routes) = (None, Some(vec!["nats://a:1".into()]))),
+            Some("solicited routes require cluster capabilities, e.g. --cluster".into())
+        );
+        assert_eq!(
+            with(|s| s.routes = Some(vec!["nats://u:pw@a".into()])),
+            Some("error parsing route url [\"nats://u:xxxxx@a\"]: missing port in address".into())
+        );
+        assert_eq!(
+            with(|s| s.cluster_name = Some("my cluster".into())),
+            Some("cluster name \"my cluster\" cannot contain spaces or new lines".into())
+        );
+        assert!(with(|s| s.cluster_advertise = Some("nats://h:1".into())).is_some());
+        assert!(with(|s| s.cluster_password = Some("p".into())).is_some());
+        // --cluster without credentials empties them: no route authentication.
+        assert_eq!(
+            with(|s| (s.cluster_user, s.cluster_password) =
+                (Some(String::new()), Some(String::new()))),
+            None
+        );
+        // --cluster "" turns clustering off even if the file has it.
+        let file = load("cluster { port: 6222 }").unwrap().settings;
+        let flags = Settings {
+            cluster_port: Some(0),
+            ..Settings::default()
+        };
+        assert!(file.overlay(flags).cluster().unwrap().is_none());
+    }
+
+    #[test]
+    fn cluster_flags_override_the_file() {
+        let file = load(
+            "cluster { name: a, port: 1, routes: [\"nats://x:1\"], \
+             authorization { user: u, password: p } }",
+        )
+        .unwrap()
+        .settings;
+        let flags = Settings {
+            cluster_port: Some(2),
+            cluster_name: Some("b".into()),
+            routes: Some(vec![]),
+            cluster_user: Some(String::new()),
+            cluster_password: Some(String::new()),
+            ..Settings::default()
+        };
+        let s = file.overlay(flags);
+        assert_eq!(s.cluster_port, Some(2));
+        assert_eq!(s.cluster_name.as_deref(), Some("b"));
+        assert_eq!(s.routes, Some(vec![]));
+        assert_eq!(s.cluster_user.as_deref(), Some(""));
+        assert!(s.cluster().unwrap().is_some());
     }
 
     #[test]

@@ -567,3 +567,159 @@ fn monitoring_port_flag() {
     assert_eq!(http_get(http, "/healthz").1, r#"{"status":"ok"}"#);
     drop(broker);
 }
+
+/// Reads the port of a `Listening for route connections on HOST:PORT` line, after the client
+/// listener's line and before readiness; returns (client port, cluster port).
+fn wait_ready_with_cluster(broker: &mut Broker) -> (u16, u16) {
+    let client = parse_port(&broker.wait_for("Listening for client connections on "));
+    let cluster = parse_port(&broker.wait_for("Listening for route connections on "));
+    broker.wait_for("Server is ready");
+    (client, cluster)
+}
+
+impl Raw {
+    /// Reads `n` bytes and the CRLF after them (a message payload).
+    fn payload(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n + 2];
+        self.reader.read_exact(&mut buf).expect("read a payload");
+        assert_eq!(&buf[n..], b"\r\n");
+        buf.truncate(n);
+        buf
+    }
+}
+
+#[test]
+fn two_processes_form_a_cluster_and_route_a_request_and_its_reply() {
+    // A requires route credentials and names the cluster; "-1" picks a free cluster port.
+    let mut a = Broker::start(&[
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "-1",
+        "-n",
+        "A",
+        "--cluster",
+        "nats://ruser:rpass@127.0.0.1:-1",
+        "--cluster_name",
+        "it",
+    ]);
+    let (a_port, a_cluster) = wait_ready_with_cluster(&mut a);
+    assert_ne!(a_cluster, 0);
+
+    // The route port asks for credentials and refuses wrong ones, as nats-server's does.
+    let mut intruder = Raw::connect(a_cluster);
+    let info = intruder.line();
+    assert!(info.contains("\"auth_required\":true"), "{info}");
+    assert!(info.contains("\"cluster\":\"it\""), "{info}");
+    intruder.send("CONNECT {\"user\":\"ruser\",\"pass\":\"nope\",\"name\":\"X\"}\r\n");
+    assert_eq!(intruder.line(), "-ERR 'Authorization Violation'\r\n");
+
+    // B has no cluster name (it adopts A's) and seeds A with the credentials in the URL.
+    let seed = format!("nats://ruser:rpass@127.0.0.1:{a_cluster}");
+    let mut b = Broker::start(&[
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "-1",
+        "-n",
+        "B",
+        "--cluster",
+        "nats://127.0.0.1:-1",
+        "--routes",
+        &seed,
+    ]);
+    let (b_port, _) = wait_ready_with_cluster(&mut b);
+    b.wait_for("Route connection created");
+    a.wait_for("Route connection created");
+
+    // A subscriber on B; PONG means B has registered the subscription (and sent RS+ to A).
+    let mut sub = Raw::connect(b_port);
+    let info = sub.line();
+    assert!(info.contains("\"cluster\":\"it\""), "{info}");
+    assert!(info.contains(&format!("127.0.0.1:{a_port}")), "{info}");
+    sub.send("CONNECT {\"verbose\":false}\r\nSUB svc.echo 1\r\nPING\r\n");
+    assert_eq!(sub.line(), "PONG\r\n");
+
+    // A requester on A with no_responders: until A has B's interest, a request comes back
+    // at once as a 503 status; once the PONG follows without one, the request went to B.
+    let mut req = Raw::connect(a_port);
+    req.line();
+    req.send(
+        "CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\n\
+         SUB _INBOX.probe 9\r\nPING\r\n",
+    );
+    assert_eq!(req.line(), "PONG\r\n");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut no_responders = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "A never learned of B's subscriber ({no_responders} probes)"
+        );
+        req.send("PUB svc.echo _INBOX.probe 5\r\nhello\r\nPING\r\n");
+        let line = req.line();
+        if line == "PONG\r\n" {
+            break;
+        }
+        // HMSG _INBOX.probe 9 <hdr> <total>: the 503.
+        let total: usize = line
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected {line:?}"));
+        assert!(line.starts_with("HMSG _INBOX.probe 9 "), "{line}");
+        let status = req.payload(total);
+        assert!(status.starts_with(b"NATS/1.0 503"), "{status:?}");
+        assert_eq!(req.line(), "PONG\r\n");
+        no_responders += 1;
+    }
+
+    // The request reached B exactly once; the reply crosses back to A.
+    assert_eq!(sub.line(), "MSG svc.echo 1 _INBOX.probe 5\r\n");
+    assert_eq!(sub.payload(5), b"hello");
+    sub.send("PUB _INBOX.probe 5\r\nhello\r\nPING\r\n");
+    assert_eq!(sub.line(), "PONG\r\n");
+    assert_eq!(req.line(), "MSG _INBOX.probe 9 5\r\n");
+    assert_eq!(req.payload(5), b"hello");
+
+    // B leaving is seen by A.
+    let out = run(&["--signal", &format!("quit={}", b.pid)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(b.wait_exit().code(), Some(0));
+    a.wait_for("Route connection closed");
+}
+
+#[test]
+fn cluster_flag_errors_stop_the_binary() {
+    let out = run(&["--routes", "nats://127.0.0.1:6222"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("solicited routes require cluster capabilities, e.g. --cluster"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["--cluster", "nats://ruser@127.0.0.1:6222"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("expected cluster password to be set"),
+        "{}",
+        stderr(&out)
+    );
+    // A cluster port in use is an error naming the cluster listener.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = run(&[
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "-1",
+        "--cluster",
+        &format!("nats://127.0.0.1:{port}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cluster") && err.contains(&port.to_string()),
+        "{err}"
+    );
+}

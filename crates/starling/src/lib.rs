@@ -11,6 +11,9 @@
 //! let server = Server::builder()
 //!     .listen("0.0.0.0:4222")                 // optional: an embedded broker may have no TCP port
 //!     .server_name("storage-node-1")
+//!     .cluster(starling::Cluster::new("storage")
+//!         .listen("0.0.0.0:6222")
+//!         .seeds(["nats://10.0.0.1:6222"]))   // one known peer is enough: the rest is discovered
 //!     .start()
 //!     .await?;                                // returns once the broker accepts work
 //!
@@ -32,7 +35,7 @@
 //! });
 //! let reply = client.request("scheduler.place", "size=10GiB").await?;
 //!
-//! let mut events = server.events();           // clients connecting, slow consumers, ...
+//! let mut events = server.events();           // peers joining, clients connecting, ...
 //! server.shutdown().await;                    // lame duck: tell clients, drain, close
 //! # Ok(()) }
 //! ```
@@ -52,7 +55,11 @@
 //! - **An in-process client** ([`Server::client`]): publish, subscribe (a [`Stream`] of
 //!   [`Message`]s), queue subscribe, request with timeout; the same semantics and limits as a
 //!   socket client, and visible as a connection.
-//! - **Events** ([`Server::events`]): clients connecting and closing, slow consumers, lame duck.
+//! - **Clustering** ([`ServerBuilder::cluster`] with a [`Cluster`]): give a node one seed and
+//!   it finds the others (INFO gossip, full mesh); interest, messages and queue groups span
+//!   the cluster; [`Server::peers`] lists the peers; routes speak nats-server's protocol.
+//! - **Events** ([`Server::events`]): clients connecting and closing, peers joining and
+//!   leaving, slow consumers, lame duck.
 //! - **Good manners**: the library emits `tracing` events and never installs a subscriber,
 //!   prints, installs signal handlers or exits the process.
 //!
@@ -67,6 +74,16 @@ pub use starling_server::{
 };
 /// The in-process client and its subscriptions.
 pub use starling_server::{Client, Subscriber};
+/// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
+/// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
+pub use starling_server::{Cluster, Discovery, Peer, Seeds};
+/// What [`Server::stats`] reports per route and about the subscription matcher.
+pub use starling_server::{RouteStats, SublistFigures};
+/// The remaining defaults and limits, with nats-server's values.
+pub use starling_server::{
+    DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE,
+    MAX_PAYLOAD_CEILING,
+};
 
 /// Payloads are `Bytes`: shared between publisher and subscribers, never copied.
 pub use bytes::Bytes;
