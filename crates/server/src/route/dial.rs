@@ -186,9 +186,12 @@ fn is_seed(shared: &Shared, target: &DialTarget) -> bool {
         .any(|s| s.addr == target.addr)
 }
 
-/// Dials a peer learned by gossip, unless it is already connected or being dialled: one
-/// attempt plus `connect_retries`, and after a loss one more try if the route was flagged for
-/// retry. Peers that go away are then forgotten.
+/// Dials a peer learned by gossip, unless it is already connected or being dialled. Failed
+/// attempts are retried `connect_retries` times; a peer that went away is then forgotten.
+/// When both sides dial each other at once, each may keep the opposite connection and drop
+/// the other (nats-server's first-registered-wins rule), losing both: so a dialer whose
+/// connection lost to a duplicate watches the survivor and re-dials if it drops, and a route
+/// that dropped after winning over a duplicate (`retry`) is re-dialled too.
 pub(crate) fn dial_discovered(shared: &Arc<Shared>, addr: String) {
     let routes = shared.cluster.as_ref().unwrap();
     if routes.connected_to_addr(&addr) || !routes.start_dialing(&addr) {
@@ -203,15 +206,29 @@ pub(crate) fn dial_discovered(shared: &Arc<Shared>, addr: String) {
             pass: routes.config.password.clone(),
             explicit: false,
         };
-        let mut attempts = 1 + routes.config.connect_retries;
-        while attempts > 0 && !shared2.shutdown.is_cancelled() {
-            attempts -= 1;
+        let mut failures_left = 1 + routes.config.connect_retries;
+        loop {
+            if shared2.shutdown.is_cancelled() {
+                break;
+            }
             match dial_once(&shared2, &target).await {
-                Outcome::Closed(link) if link.retry.load(std::sync::atomic::Ordering::Relaxed) => {
-                    attempts = attempts.max(1);
+                Outcome::Closed(link) if link.retry.load(std::sync::atomic::Ordering::Relaxed) => {}
+                Outcome::Closed(_) | Outcome::SelfRoute => break,
+                Outcome::Duplicate(existing) => {
+                    tokio::select! {
+                        _ = existing.conn.closing.cancelled() => {}
+                        _ = shared2.shutdown.cancelled() => break,
+                    }
+                    if !existing.retry.load(std::sync::atomic::Ordering::Relaxed) {
+                        break; // it went away for good: forget the peer
+                    }
                 }
-                Outcome::Failed if attempts > 0 => {}
-                _ => break,
+                Outcome::Failed => {
+                    failures_left -= 1;
+                    if failures_left == 0 {
+                        break;
+                    }
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(jitter()) => {}
