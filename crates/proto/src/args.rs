@@ -146,34 +146,37 @@ impl<'a> Iterator for Tokens<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.rest.is_empty() {
+        let rest = self.rest;
+        if rest.is_empty() {
             return None;
         }
-        let end = self
-            .rest
-            .iter()
-            .position(|&b| is_sep(b))
-            .unwrap_or(self.rest.len());
-        let tok = &self.rest[..end];
-        self.rest = trim_start(&self.rest[end..]);
-        Some(tok)
+        let end = find_sep(rest, 0, rest.len());
+        let mut next = end;
+        while next < rest.len() && is_sep(rest[next]) {
+            next += 1;
+        }
+        self.rest = &rest[next..];
+        Some(&rest[..end])
     }
 }
 
 impl DoubleEndedIterator for Tokens<'_> {
     #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
+        let rest = self.rest;
+        if rest.is_empty() {
             return None;
         }
-        let start = self
-            .rest
-            .iter()
-            .rposition(|&b| is_sep(b))
-            .map_or(0, |p| p + 1);
-        let tok = &self.rest[start..];
-        self.rest = trim_end(&self.rest[..start]);
-        Some(tok)
+        let mut start = rest.len();
+        while start > 0 && !is_sep(rest[start - 1]) {
+            start -= 1;
+        }
+        let mut end = start;
+        while end > 0 && is_sep(rest[end - 1]) {
+            end -= 1;
+        }
+        self.rest = &rest[..end];
+        Some(&rest[start..])
     }
 }
 

@@ -159,26 +159,26 @@ pub(crate) fn sub_args<'a>(
     op: &'static str,
     prefix: Prefix,
 ) -> Result<RemoteSub<'a>, ProtoError> {
-    let bad = ProtoError::InvalidArgs { op };
+    let bad = || ProtoError::InvalidArgs { op };
     let mut t = Tokens::new(args);
     let origin = if prefix.origin {
-        Some(t.next().ok_or(bad.clone())?)
+        Some(t.next().ok_or_else(bad)?)
     } else {
         None
     };
     let account = if prefix.account {
-        t.next().ok_or(bad.clone())?
+        t.next().ok_or_else(bad)?
     } else {
         b""
     };
-    let subject = t.next().ok_or(bad.clone())?;
+    let subject = t.next().ok_or_else(bad)?;
     let queue = t.next();
     let weight = match t.next() {
-        Some(w) => u32::try_from(parse_size(w).ok_or(bad.clone())?).map_err(|_| bad.clone())?,
+        Some(w) => u32::try_from(parse_size(w).ok_or_else(bad)?).map_err(|_| bad())?,
         None => 1,
     };
     if t.next().is_some() {
-        return Err(bad);
+        return Err(bad());
     }
     Ok(RemoteSub {
         origin,
@@ -209,23 +209,23 @@ pub(crate) fn msg_args<'a>(
     headered: bool,
     zero_hdr_is_none: bool,
 ) -> Result<MsgArgs<'a>, ProtoError> {
-    let bad = ProtoError::InvalidArgs { op };
+    let bad = || ProtoError::InvalidArgs { op };
     let mut t = Tokens::new(args);
     let origin = if prefix.origin {
-        Some(t.next().ok_or(bad.clone())?)
+        Some(t.next().ok_or_else(bad)?)
     } else {
         None
     };
     let account = if prefix.account {
-        t.next().ok_or(bad.clone())?
+        t.next().ok_or_else(bad)?
     } else {
         b""
     };
-    let subject = t.next().ok_or(bad.clone())?;
-    let total = parse_size(t.next_back().ok_or(bad.clone())?).ok_or(bad.clone())?;
+    let subject = t.next().ok_or_else(bad)?;
+    let total = parse_size(t.next_back().ok_or_else(bad)?).ok_or_else(bad)?;
     let mut header_len = None;
     if headered {
-        let h = parse_size(t.next_back().ok_or(bad.clone())?).ok_or(bad.clone())?;
+        let h = parse_size(t.next_back().ok_or_else(bad)?).ok_or_else(bad)?;
         if h > total {
             return Err(ProtoError::HeaderSize);
         }
@@ -241,7 +241,7 @@ pub(crate) fn msg_args<'a>(
                 None => (Some(first), QueueNames::default()),
                 Some(second) if first == b"+" => (Some(second), QueueNames::new(t.rest())),
                 Some(_) if first == b"|" => (None, QueueNames::new(after_first.rest())),
-                Some(_) => return Err(bad),
+                Some(_) => return Err(bad()),
             }
         }
     };
