@@ -28,10 +28,15 @@ pub(crate) enum Verb {
 }
 
 impl Verb {
-    /// Whether the verb must be followed by a space or tab and arguments. `PING`, `PONG` and
-    /// `+OK` ignore anything after them on their line.
-    fn takes_args(self) -> bool {
-        !matches!(self, Self::Ping | Self::Pong | Self::Ok)
+    /// Verbs nats-server recognises by their first bytes alone: `PING`, `PONG` and `+OK`
+    /// ignore whatever follows on their line (`PINGX` is a `PING`), and `CONNECT`/`INFO` take
+    /// whatever follows as their argument, blank or not (`CONNECT\r\n` is a `CONNECT` with
+    /// empty JSON, which then fails to parse). Every other verb must be followed by a blank.
+    fn by_prefix(self) -> bool {
+        matches!(
+            self,
+            Self::Ping | Self::Pong | Self::Ok | Self::Connect | Self::Info
+        )
     }
 }
 
@@ -99,6 +104,17 @@ fn hot_verb(buf: &[u8], table: &VerbTable) -> Option<(Verb, usize)> {
     None
 }
 
+/// A verb matched by its first bytes (see [`Verb::by_prefix`]).
+#[inline]
+fn prefix_verb(buf: &[u8], table: &VerbTable) -> Option<(Verb, usize)> {
+    table
+        .iter()
+        .find(|(name, v)| {
+            v.by_prefix() && buf.len() >= name.len() && buf[..name.len()].eq_ignore_ascii_case(name)
+        })
+        .map(|&(name, v)| (v, name.len()))
+}
+
 /// Reads the control line at the front of `buf`.
 ///
 /// `Ok(None)` means the line is not complete yet. `max_args` is the control-line limit applied
@@ -110,7 +126,7 @@ pub(crate) fn read_line<'a>(
     table: &VerbTable,
     max_args: usize,
 ) -> Result<Option<Line<'a>>, ProtoError> {
-    let (verb, verb_end) = match hot_verb(buf, table) {
+    let (verb, verb_end) = match hot_verb(buf, table).or_else(|| prefix_verb(buf, table)) {
         Some(v) => v,
         None => {
             // The verb: bytes up to the first separator or line end.
@@ -123,7 +139,7 @@ pub(crate) fn read_line<'a>(
                 None => return Ok(None),
             };
             let verb = lookup(table, &buf[..verb_end]).ok_or(ProtoError::UnknownOp)?;
-            if verb.takes_args() && !is_sep(buf[verb_end]) {
+            if !verb.by_prefix() && !is_sep(buf[verb_end]) {
                 return Err(ProtoError::UnknownOp);
             }
             (verb, verb_end)
@@ -197,7 +213,14 @@ mod tests {
         assert_eq!(line(b"PUB\r\n"), Err(ProtoError::UnknownOp));
         assert_eq!(line(b"PUBX a\r\n"), Err(ProtoError::UnknownOp));
         assert_eq!(line(b"\r\n"), Err(ProtoError::UnknownOp));
-        assert_eq!(line(b"CONNECTX"), Err(ProtoError::UnknownOp));
+        // PING, PONG, +OK, CONNECT and INFO are recognised by their first bytes.
+        assert_eq!(line(b"PINGX\r\n"), Ok(Some((Verb::Ping, &b"X"[..], 7))));
+        assert_eq!(
+            line(b"CONNECTX {}\r\n"),
+            Ok(Some((Verb::Connect, &b"X {}"[..], 13)))
+        );
+        assert_eq!(line(b"CONNECT\r\n"), Ok(Some((Verb::Connect, &b""[..], 9))));
+        assert_eq!(line(b"CONNECTX"), Ok(None));
     }
 
     #[test]

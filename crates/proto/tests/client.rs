@@ -254,6 +254,16 @@ fn control_ops() {
     assert_eq!(op(b"connect\t{}\n"), ClientOp::Connect(b"{}"));
     assert_eq!(op(b"INFO {}\r\n"), ClientOp::Info(b"{}"));
     assert_eq!(op(b"-ERR 'x'\r\n"), ClientOp::Err(b"'x'"));
+    // As nats-server: PING, PONG and +OK are recognised by their first bytes (the rest of the
+    // line is ignored), and CONNECT/INFO take whatever follows as their argument (the JSON
+    // then fails to parse: silent close).
+    assert_eq!(op(b"PINGX\r\n"), ClientOp::Ping);
+    assert_eq!(op(b"pingpong\r\n"), ClientOp::Ping);
+    assert_eq!(op(b"PONGX\r\n"), ClientOp::Pong);
+    assert_eq!(op(b"+OKAY\r\n"), ClientOp::Ok);
+    assert_eq!(op(b"CONNECT\r\n"), ClientOp::Connect(b""));
+    assert_eq!(op(b"CONNECTX {}\r\n"), ClientOp::Connect(b"X {}"));
+    assert_eq!(op(b"INFO\r\n"), ClientOp::Info(b""));
 }
 
 #[test]
@@ -264,8 +274,7 @@ fn unknown_operations() {
         b"HMSG foo 1 0 0\r\n\r\n",
         b"PUBX foo 1\r\n",
         b"PUB\r\n",
-        b"CONNECT\r\n",
-        b"PINGPONG\r\n",
+        b"-ERRX\r\n",
         b"\r\n",
         b" PING\r\n",
         b"RS+ $G foo\r\n",
@@ -446,4 +455,78 @@ fn many_ops_in_one_buffer() {
     }
     assert_eq!(at, input.len());
     assert_eq!(ops.len(), 6);
+}
+
+/// What nats-server 2.9.10 did with each input (probed on loopback after
+/// `CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}`): `Ok(op)` when it
+/// accepted an op, `Err(Some(text))` when it sent `-ERR 'text'` and closed, `Err(None)` when it
+/// closed silently. The parser (plus `Connect::from_json` for CONNECT) must lead to the same.
+#[test]
+fn golden_edge_cases_from_nats_server_2_9_10() {
+    use starling_proto::Connect;
+    let cases: &[(&[u8], Result<&str, Option<&str>>)] = &[
+        (b"\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"PINGX\r\n", Ok("Ping")),
+        (b"pingpong\r\n", Ok("Ping")),
+        (b"PING foo\r\n", Ok("Ping")),
+        (b"PONGX\r\n", Ok("Pong")),
+        (b"+OKAY\r\n", Ok("Ok")),
+        (b"+OKX\r\n", Ok("Ok")),
+        (b"PUB foo 0000000005\r\n", Err(None)),
+        (b"PUB foo 1234567890\r\n", Err(None)),
+        (b"PUB foo\r\n", Err(None)),
+        (b"PUB\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"SUB\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"UNSUB\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"HPUB\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"PUBX foo 1\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"RS+ $G foo\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b" PING\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"-ERR\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"-ERRX\r\n", Err(Some("Unknown Protocol Operation"))),
+        (b"-ERR 'x'\r\n", Ok("Err")),
+        (b"CONNECT\r\n", Err(None)),
+        (b"CONNECTX {}\r\n", Err(None)),
+        (b"UNSUB 1 abc\r\n", Ok("Unsub { sid: [49], max: None }")),
+        (b"PUB\tfoo\t1\r\nx\r\n", Ok("Pub")),
+        (b"PUB foo 1 \r\nx\r\n", Ok("Pub")),
+        (
+            b"PUB foo 2\r\nhi\r\r\n",
+            Err(Some("Unknown Protocol Operation")),
+        ),
+        (
+            b"PUB foo 1\r\nxyz\r\n",
+            Err(Some("Unknown Protocol Operation")),
+        ),
+        (b"PUB a b c 1\r\n", Err(None)),
+        (b"PUB a xx\r\n", Err(None)),
+        (b"SUB  1\r\n", Err(None)),
+        (
+            b"MSG foo 1 1\r\nx\r\n",
+            Err(Some("Unknown Protocol Operation")),
+        ),
+    ];
+    for (input, want) in cases {
+        let got = match parse(input) {
+            Ok(Some((ClientOp::Connect(json), _))) => match Connect::from_json(json) {
+                Ok(_) => Ok("Connect".to_string()),
+                Err(e) => Err(e.err_text()),
+            },
+            Ok(Some((op, _))) => Ok(format!("{op:?}")),
+            Ok(None) => panic!("incomplete: {:?}", String::from_utf8_lossy(input)),
+            Err(e) => Err(e.err_text()),
+        };
+        match (want, &got) {
+            (Ok(w), Ok(g)) => assert!(
+                g.starts_with(w),
+                "{:?}: {g} vs {w}",
+                String::from_utf8_lossy(input)
+            ),
+            (Err(w), Err(g)) => assert_eq!(w, g, "{:?}", String::from_utf8_lossy(input)),
+            _ => panic!(
+                "{:?}: got {got:?}, nats-server {want:?}",
+                String::from_utf8_lossy(input)
+            ),
+        }
+    }
 }
