@@ -464,7 +464,9 @@ fn many_ops_in_one_buffer() {
 #[test]
 fn golden_edge_cases_from_nats_server_2_9_10() {
     use starling_proto::Connect;
-    let cases: &[(&[u8], Result<&str, Option<&str>>)] = &[
+    /// `Ok(op)`, or `Err(-ERR text or None for a silent close)`.
+    type Outcome = Result<&'static str, Option<&'static str>>;
+    let cases: &[(&[u8], Outcome)] = &[
         (b"\r\n", Err(Some("Unknown Protocol Operation"))),
         (b"PINGX\r\n", Ok("Ping")),
         (b"pingpong\r\n", Ok("Ping")),
