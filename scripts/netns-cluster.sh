@@ -97,7 +97,7 @@ if cmd == "sub":      # subscribe, say READY, print the first message's payload
             print(f.read(int(line.split()[-1]) + 2)[:-2].decode(), flush=True); sys.exit(0)
         if line.startswith(b"PING"): s.sendall(b"PONG\r\n")
 if cmd == "pub":
-    s.sendall(b"PUB netns.test 13\r\nacross the lan\r\nPING\r\n")
+    s.sendall(b"PUB netns.test 14\r\nacross the lan\r\nPING\r\n")
     while not f.readline().startswith(b"PONG"): pass
 PY
 
