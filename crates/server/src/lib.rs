@@ -24,18 +24,22 @@
 //! - `delivery`: the hot path from a published message to subscribers' queues.
 //! - `subscription`, `message`: what the sublist stores; what in-process subscribers get.
 //! - `inprocess`: the in-process [`Client`].
-//! - `cluster`, `route/`: cluster configuration ([`Cluster`]), routes to peers, discovery.
+//! - `cluster`, `route/`, `discovery`: cluster configuration ([`Cluster`]), routes to peers,
+//!   how peers are found (seeds, DNS, gossip, [`Discovery`] sources).
+//! - `auth`: the one place client credentials are checked.
 //! - `closed`: the ring of closed connections kept for monitoring.
 //! - `monitor/` (feature `monitor`, on by default): the HTTP server with nats-server's
 //!   monitoring endpoints (`/varz`, `/connz`, ...) and Prometheus `/metrics`.
 //! - `events`, `stats`, `info`, `options`, `error`: the rest of the embedding API.
 #![warn(missing_docs)]
 
+mod auth;
 mod builder;
 mod client;
 mod closed;
 mod cluster;
 mod delivery;
+mod discovery;
 mod error;
 mod events;
 mod info;

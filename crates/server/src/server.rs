@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use starling_proto::{encode, Connect};
+use starling_proto::encode;
 use starling_sublist::{SubHandle, Sublist, SublistError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -22,7 +22,7 @@ use crate::client::{self, ClientShared, ClosedReason, ConnKind};
 use crate::closed::ClosedConns;
 use crate::events::{Event, EventStream};
 use crate::inprocess::Client;
-use crate::options::{Auth, Options};
+use crate::options::Options;
 use crate::route::Routes;
 use crate::stats::{Counters, Stats, SublistFigures};
 use crate::subscription::Subscription;
@@ -212,21 +212,6 @@ impl Shared {
     pub(crate) fn emit(&self, event: Event) {
         // No receivers is fine: events are optional.
         let _ = self.events.send(event);
-    }
-
-    /// The one place credentials are checked.
-    pub(crate) fn authorize(&self, connect: &Connect) -> bool {
-        if connect.account.is_some() || connect.new_account {
-            return false;
-        }
-        match &self.opts.auth {
-            Auth::None => true,
-            Auth::UserPassword { user, password } => {
-                connect.user.as_deref() == Some(user.as_str())
-                    && connect.pass.as_deref() == Some(password.as_str())
-            }
-            Auth::Token(token) => connect.auth_token.as_deref() == Some(token.as_str()),
-        }
     }
 
     pub(crate) fn snapshot_clients(&self) -> Vec<Arc<ClientShared>> {

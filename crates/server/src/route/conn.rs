@@ -340,7 +340,7 @@ impl Route {
                 if info.server_id != self.shared.server_id && routes.link(&info.server_id).is_none()
                 {
                     if let Some(addr) = info.ip.as_deref().and_then(super::url_host_port) {
-                        super::dial::dial_discovered(&self.shared, addr);
+                        crate::discovery::dial_discovered(&self.shared, addr);
                     }
                 }
             } else if info.ldm && routes.set_lame_duck(&link.server_id) {

@@ -2,14 +2,13 @@
 //! each peer is told about (`RS+`/`RS-`), gossip of new peers, and the cluster's client URLs.
 //!
 //! - `conn`: one route connection (handshake, `RS+`/`RS-`/`RMSG`, keepalive).
-//! - `dial`: the cluster listener, seed dialers (retried for ever), gossip-driven dials.
+//! - `crate::discovery`: the cluster listener, seed and discovery-source dialers, gossip dials.
 //!
 //! Interest is aggregated per (subject, queue): a plain subject is announced when its first
 //! local subscription appears and withdrawn with its last; a queue group is re-announced with
 //! its new member count (the weight remote servers use to pick) whenever the count changes.
 
-mod conn;
-mod dial;
+pub(crate) mod conn;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -25,7 +24,7 @@ use crate::cluster::{Cluster, Peer};
 use crate::events::Event;
 use crate::server::Shared;
 
-pub(crate) use dial::{start as start_cluster, DialTarget};
+pub(crate) use crate::discovery::{start as start_cluster, DialTarget};
 
 /// The only account Starling serves; other accounts' interest and messages from peers are
 /// accepted and ignored (real servers send `$SYS` traffic at once).

@@ -1,4 +1,4 @@
-//! Finding peers: the cluster listener, seed dialers (retried with backoff for ever), the
+//! How peers are found (DESIGN.md's `discovery`): the cluster listener, seed dialers (retried with backoff for ever), the
 //! discovery poll (seeds re-resolved, embedder sources), and one-shot dials of peers learned
 //! by gossip.
 
@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use super::conn::{self, Outcome};
-use super::url_host_port;
+use crate::route::conn::{self, Outcome};
+use crate::route::url_host_port;
 use crate::server::Shared;
 
 /// nats-server's route dial timeout.
