@@ -410,6 +410,14 @@ impl Client {
 
     /// The keepalive timer: PING an idle client, give up after max_pings_out unanswered.
     fn ping_timer(&mut self) -> Result<(), Close> {
+        // Clients require PONG as the first reply to their CONNECT+PING handshake: like
+        // nats-server, no keepalive PING goes out before that PONG, for up to 2 s.
+        const MAX_WAIT_FOR_FIRST_PONG: std::time::Duration = std::time::Duration::from_secs(2);
+        if !self.conn.info_ready.load(Ordering::Relaxed)
+            && self.conn.start.elapsed().unwrap_or_default() < MAX_WAIT_FOR_FIRST_PONG
+        {
+            return Ok(());
+        }
         if self.pings_out + 1 > self.shared.opts.max_pings_out {
             return Err(Close::err(
                 "Stale Connection",
