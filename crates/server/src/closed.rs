@@ -66,11 +66,10 @@ impl ClosedConns {
         let mut subs: Vec<ClosedSub> = subs
             .iter()
             .map(|o| ClosedSub {
-                subject: String::from_utf8_lossy(&o.sub.subject).into_owned(),
+                subject: String::from_utf8_lossy(o.handle.subject()).into_owned(),
                 queue: o
-                    .sub
-                    .queue
-                    .as_ref()
+                    .handle
+                    .queue()
                     .map(|q| String::from_utf8_lossy(q).into_owned()),
                 sid: String::from_utf8_lossy(&o.sub.sid).into_owned(),
                 msgs: o.sub.delivered.load(Ordering::Relaxed),

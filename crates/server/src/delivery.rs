@@ -449,8 +449,8 @@ impl Shared {
     pub(crate) fn remove_subscription(&self, sub: &Arc<Subscription>) {
         let owned = {
             let mut subs = sub.conn.subs.lock();
-            match subs.get(&sub.sid) {
-                Some(o) if Arc::ptr_eq(&o.sub, sub) => subs.remove(&sub.sid),
+            match subs.get(&sub.sid[..]) {
+                Some(o) if Arc::ptr_eq(&o.sub, sub) => subs.remove(&sub.sid[..]),
                 _ => None,
             }
         };

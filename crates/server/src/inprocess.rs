@@ -207,13 +207,7 @@ impl Client {
         }
         let sid = Bytes::from(inner.next_sid.fetch_add(1, Ordering::Relaxed).to_string());
         let (tx, rx) = mpsc::unbounded_channel();
-        let sub = Arc::new(Subscription::new(
-            inner.conn.clone(),
-            sid.clone(),
-            Bytes::copy_from_slice(subject.as_bytes()),
-            queue.map(|q| Bytes::copy_from_slice(q.as_bytes())),
-            Some(tx),
-        ));
+        let sub = Arc::new(Subscription::new(inner.conn.clone(), &sid, Some(tx)));
         let mut subs = inner.conn.subs.lock();
         let max = inner.shared.opts.max_subscriptions;
         if max > 0 && subs.len() >= max {
@@ -221,15 +215,12 @@ impl Client {
         }
         let handle = inner
             .shared
-            .insert_local_sub(&sub)
+            .insert_local_sub(&sub, subject.as_bytes(), queue.map(str::as_bytes))
             .map_err(|_| ClientError::InvalidSubject)?;
-        subs.insert(
-            sid.clone(),
-            OwnedSub {
-                sub: sub.clone(),
-                handle,
-            },
-        );
+        subs.insert(OwnedSub {
+            sub: sub.clone(),
+            handle,
+        });
         Ok(Subscriber {
             rx,
             ended: false,

@@ -68,12 +68,12 @@ impl Shared {
     pub(crate) fn insert_local_sub(
         &self,
         sub: &Arc<Subscription>,
+        subject: &[u8],
+        queue: Option<&[u8]>,
     ) -> Result<SubHandle, SublistError> {
-        let handle = self
-            .sublist
-            .insert(&sub.subject, sub.queue.as_deref(), sub.clone())?;
+        let handle = self.sublist.insert(subject, queue, sub.clone())?;
         if let Some(routes) = &self.cluster {
-            routes.interest_changed(&sub.subject, sub.queue.as_ref(), 1);
+            routes.interest_changed(subject, queue, 1);
         }
         Ok(handle)
     }
@@ -87,7 +87,7 @@ impl Shared {
         }
         if self.sublist.remove(handle).is_some() {
             if let Some(routes) = &self.cluster {
-                routes.interest_changed(&sub.subject, sub.queue.as_ref(), -1);
+                routes.interest_changed(handle.subject(), handle.queue(), -1);
             }
         }
     }
@@ -180,7 +180,7 @@ impl Shared {
     /// Forgets a closed connection: its subscriptions leave the sublist.
     pub(crate) fn unregister_client(&self, conn: &Arc<ClientShared>) {
         conn.close(ClosedReason::ServerShutdown); // no-op when a reason is already set
-        let subs: Vec<_> = conn.subs.lock().drain().map(|(_, o)| o).collect();
+        let subs = conn.subs.lock().take_all();
         for owned in &subs {
             self.remove_local_sub(&owned.sub, &owned.handle);
         }

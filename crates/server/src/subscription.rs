@@ -3,21 +3,29 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use smallvec::SmallVec;
+use starling_sublist::SubHandle;
 use tokio::sync::mpsc;
 
 use crate::client::ClientShared;
 use crate::message::Message;
 
-/// A subscription of a local client (socket or in-process).
+/// A subscription id as the client chose it. Kept inline: clients use short ids (usually a
+/// counter), so a subscription costs no allocation for its sid.
+pub(crate) type Sid = SmallVec<[u8; 16]>;
+
+/// A subscription of a local client (socket or in-process), or a peer's interest.
+///
+/// Kept small, as a server may hold millions: the subject and queue live in the sublist's
+/// [`SubHandle`](starling_sublist::SubHandle) that the owner keeps beside it, not here.
 pub(crate) struct Subscription {
     /// The connection that owns it.
     pub(crate) conn: Arc<ClientShared>,
     /// The client's subscription id, echoed verbatim in MSG.
-    pub(crate) sid: Bytes,
-    pub(crate) subject: Bytes,
-    #[allow(dead_code)] // read by monitoring (/subsz) and routes
-    pub(crate) queue: Option<Bytes>,
+    pub(crate) sid: Sid,
     /// Messages delivered so far.
     pub(crate) delivered: AtomicU64,
     /// Auto-unsubscribe after this many messages; 0 = never.
@@ -35,16 +43,12 @@ pub(crate) struct Subscription {
 impl Subscription {
     pub(crate) fn new(
         conn: Arc<ClientShared>,
-        sid: Bytes,
-        subject: Bytes,
-        queue: Option<Bytes>,
+        sid: &[u8],
         local: Option<mpsc::UnboundedSender<Option<Message>>>,
     ) -> Self {
         Self {
             conn,
-            sid,
-            subject,
-            queue,
+            sid: Sid::from_slice(sid),
             delivered: AtomicU64::new(0),
             max: AtomicU64::new(0),
             local,
@@ -75,5 +79,64 @@ impl Subscription {
 impl PartialEq for Subscription {
     fn eq(&self, other: &Self) -> bool {
         std::ptr::eq(self, other)
+    }
+}
+
+/// A subscription as its owner keeps it: the subscription and the sublist's receipt for it.
+pub(crate) struct OwnedSub {
+    pub(crate) sub: Arc<Subscription>,
+    pub(crate) handle: SubHandle,
+}
+
+/// A connection's subscriptions by sid.
+///
+/// A hash table keyed by the sid the subscription already holds, so the sid is not stored a
+/// second time as a key (a server may hold millions of subscriptions).
+#[derive(Default)]
+pub(crate) struct SubsBySid {
+    table: HashTable<OwnedSub>,
+    hasher: DefaultHashBuilder,
+}
+
+impl SubsBySid {
+    fn hash(&self, sid: &[u8]) -> u64 {
+        self.hasher.hash_one(sid)
+    }
+
+    pub(crate) fn get(&self, sid: &[u8]) -> Option<&OwnedSub> {
+        self.table.find(self.hash(sid), |o| o.sub.sid[..] == *sid)
+    }
+
+    pub(crate) fn contains(&self, sid: &[u8]) -> bool {
+        self.get(sid).is_some()
+    }
+
+    /// Adds a subscription whose sid is not in the table yet.
+    pub(crate) fn insert(&mut self, owned: OwnedSub) {
+        let hash = self.hash(&owned.sub.sid);
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, owned, |o| hasher.hash_one(&o.sub.sid[..]));
+    }
+
+    pub(crate) fn remove(&mut self, sid: &[u8]) -> Option<OwnedSub> {
+        let hash = self.hash(sid);
+        match self.table.find_entry(hash, |o| o.sub.sid[..] == *sid) {
+            Ok(entry) => Some(entry.remove().0),
+            Err(_) => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &OwnedSub> {
+        self.table.iter()
+    }
+
+    /// Empties the table, keeping nothing allocated.
+    pub(crate) fn take_all(&mut self) -> Vec<OwnedSub> {
+        std::mem::take(&mut self.table).into_iter().collect()
     }
 }

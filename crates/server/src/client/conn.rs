@@ -363,7 +363,7 @@ impl Client {
     fn on_sub(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
         let max_subs = self.shared.opts.max_subscriptions;
         let mut subs = self.conn.subs.lock();
-        if subs.contains_key(sid) {
+        if subs.contains(sid) {
             // Re-using a sid is a silent no-op in nats-server.
             drop(subs);
             self.ok();
@@ -374,17 +374,10 @@ impl Client {
             self.push_err("maximum subscriptions exceeded");
             return;
         }
-        let sid = Bytes::copy_from_slice(sid);
-        let sub = Arc::new(Subscription::new(
-            self.conn.clone(),
-            sid.clone(),
-            Bytes::copy_from_slice(subject),
-            queue.map(Bytes::copy_from_slice),
-            None,
-        ));
-        match self.shared.insert_local_sub(&sub) {
+        let sub = Arc::new(Subscription::new(self.conn.clone(), sid, None));
+        match self.shared.insert_local_sub(&sub, subject, queue) {
             Ok(handle) => {
-                subs.insert(sid, OwnedSub { sub, handle });
+                subs.insert(OwnedSub { sub, handle });
                 drop(subs);
                 self.ok();
             }

@@ -7,22 +7,19 @@ pub(crate) mod outbound;
 mod reason;
 mod writer;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
-use starling_sublist::SubHandle;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use conn::serve;
 pub use reason::ClosedReason;
 pub(crate) use writer::write_loop;
 
-use crate::subscription::Subscription;
+pub(crate) use crate::subscription::OwnedSub;
+use crate::subscription::SubsBySid;
 use outbound::Outbound;
 
 /// What kind of connection a client is.
@@ -47,12 +44,6 @@ pub(crate) struct ConnMeta {
     pub(crate) user: Option<String>,
 }
 
-/// A subscription as its owner keeps it, by sid.
-pub(crate) struct OwnedSub {
-    pub(crate) sub: Arc<Subscription>,
-    pub(crate) handle: SubHandle,
-}
-
 /// The part of a connection that other tasks see: delivery appends to `out`, monitoring reads
 /// the counters, shutdown closes it.
 pub(crate) struct ClientShared {
@@ -75,7 +66,7 @@ pub(crate) struct ClientShared {
     pub(crate) kill: CancellationToken,
     reason: Mutex<Option<ClosedReason>>,
     /// Subscriptions by sid.
-    pub(crate) subs: Mutex<HashMap<Bytes, OwnedSub>>,
+    pub(crate) subs: Mutex<SubsBySid>,
     pub(crate) meta: Mutex<ConnMeta>,
     pub(crate) start: SystemTime,
     /// When the client last sent something, in nanoseconds since the Unix epoch (monitoring).
@@ -115,7 +106,7 @@ impl ClientShared {
             closing: parent.child_token(),
             kill: kill_parent.child_token(),
             reason: Mutex::new(None),
-            subs: Mutex::new(HashMap::new()),
+            subs: Mutex::new(SubsBySid::default()),
             meta: Mutex::new(ConnMeta::default()),
             start,
             last_activity: AtomicU64::new(unix_nanos(start)),

@@ -167,8 +167,8 @@ impl Row {
                     .map(|o| SubDetail {
                         // nats-server leaves the account out of open connections' details.
                         account: String::new(),
-                        subject: lossy(&o.sub.subject),
-                        qgroup: o.sub.queue.as_deref().map(lossy).unwrap_or_default(),
+                        subject: lossy(o.handle.subject()),
+                        qgroup: o.handle.queue().map(lossy).unwrap_or_default(),
                         sid: lossy(&o.sub.sid),
                         msgs: o.sub.delivered.load(Ordering::Relaxed),
                         max: o.sub.max.load(Ordering::Relaxed),

@@ -95,8 +95,8 @@ impl RouteInfo {
             .iter()
             .map(|(key, owned)| SubDetail {
                 account: String::new(),
-                subject: lossy(&owned.sub.subject),
-                qgroup: owned.sub.queue.as_deref().map(lossy).unwrap_or_default(),
+                subject: lossy(owned.handle.subject()),
+                qgroup: owned.handle.queue().map(lossy).unwrap_or_default(),
                 sid: format!("{} {}", lossy(ACCOUNT), lossy(key)),
                 msgs: owned.sub.delivered.load(Ordering::Relaxed),
                 max: 0,

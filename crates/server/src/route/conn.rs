@@ -404,13 +404,7 @@ impl Route {
                 .store(sub.weight.max(1), Ordering::Relaxed);
             return;
         }
-        let s = Arc::new(Subscription::new(
-            self.conn.clone(),
-            Bytes::new(),
-            Bytes::copy_from_slice(sub.subject),
-            sub.queue.map(Bytes::copy_from_slice),
-            None,
-        ));
+        let s = Arc::new(Subscription::new(self.conn.clone(), b"", None));
         s.weight.store(sub.weight.max(1), Ordering::Relaxed);
         match self
             .shared

@@ -133,9 +133,12 @@ impl Routes {
 
     /// A local subscription on (subject, queue) appeared (`delta` = 1) or went (-1): tell
     /// every peer when the aggregate changes.
-    pub(crate) fn interest_changed(&self, subject: &Bytes, queue: Option<&Bytes>, delta: i32) {
+    pub(crate) fn interest_changed(&self, subject: &[u8], queue: Option<&[u8]>, delta: i32) {
         let mut st = self.state.lock();
-        let key = (subject.clone(), queue.cloned());
+        let key = (
+            Bytes::copy_from_slice(subject),
+            queue.map(Bytes::copy_from_slice),
+        );
         let old = st.interest.get(&key).copied().unwrap_or(0);
         let new = (old as i64 + delta as i64).max(0) as u32;
         if new == 0 {
