@@ -1,6 +1,7 @@
 //! Side by side: start Starling and nats-server as child processes on free ports, run each
 //! scenario against both, alternately, for several rounds, and report medians and ratios.
 
+use std::cell::Cell;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -64,12 +65,25 @@ pub struct ServerProcess {
     pub url: String,
     /// Its pid.
     pub pid: u32,
+    /// Where its stdout and stderr go; removed on drop unless [`Self::keep_log`] was called.
+    pub log: PathBuf,
+    keep_log: Cell<bool>,
+}
+
+impl ServerProcess {
+    /// Keeps the log file after the process is gone (a run against it failed).
+    pub fn keep_log(&self) {
+        self.keep_log.set(true);
+    }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.keep_log.get() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -84,18 +98,30 @@ pub fn free_port() -> Result<u16> {
 /// Starts `bin` with nats-server flags on `port` (plus `extra` flags) and waits until it
 /// answers a PING.
 pub fn start_server(bin: &PathBuf, port: u16, extra: &[String]) -> Result<ServerProcess> {
+    let name = bin.file_name().unwrap_or_default().to_string_lossy();
+    let log = std::env::temp_dir().join(format!(
+        "starling-bench-{}-{name}-{port}.log",
+        std::process::id()
+    ));
+    let file = std::fs::File::create(&log)
+        .map_err(|e| BenchError::io(format!("creating {}", log.display()), e))?;
+    let file2 = file
+        .try_clone()
+        .map_err(|e| BenchError::io("cloning a log file handle", e))?;
     let child = Command::new(bin)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(extra)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(file)
+        .stderr(file2)
         .spawn()
         .map_err(|e| BenchError::io(format!("starting {}", bin.display()), e))?;
     let mut proc = ServerProcess {
         pid: child.id(),
         child,
         url: format!("nats://127.0.0.1:{port}"),
+        log,
+        keep_log: Cell::new(false),
     };
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -154,6 +180,17 @@ impl Deployment {
         Ok(Self { a, b: Some(b) })
     }
 
+    /// Where the servers' logs are.
+    pub fn logs(&self) -> String {
+        self.a.keep_log();
+        self.b.iter().for_each(ServerProcess::keep_log);
+        let mut s = self.a.log.display().to_string();
+        if let Some(b) = &self.b {
+            s = format!("{s}, {}", b.log.display());
+        }
+        s
+    }
+
     /// `base` pointed at this deployment.
     pub fn config(&self, base: &Config, label: &str) -> Config {
         Config {
@@ -207,14 +244,15 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
             let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let (label, bin) = cfg.servers()[i];
-                let r = if fresh {
-                    let d = Deployment::start(bin, cluster)?;
-                    scenario::run(&d.config(&base, label))
+                let fresh_one;
+                let d = if fresh {
+                    fresh_one = Deployment::start(bin, cluster)?;
+                    &fresh_one
                 } else {
-                    let d = deployments[i].as_ref().expect("started");
-                    scenario::run(&d.config(&base, label))
-                }
-                .map_err(|e| annotate(e, scenario, label))?;
+                    deployments[i].as_ref().expect("started")
+                };
+                let r = scenario::run(&d.config(&base, label))
+                    .map_err(|e| annotate(e, scenario, label, d))?;
                 progress(format!(
                     "[{scenario} {}/{}] {label:<11} {:>9} msgs/s  cpu/msg {:>8}{}",
                     round + 1,
@@ -236,11 +274,11 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
     Ok(out)
 }
 
-fn annotate(e: BenchError, scenario: Scenario, label: &str) -> BenchError {
+fn annotate(e: BenchError, scenario: Scenario, label: &str, d: &Deployment) -> BenchError {
+    let at = format!("{scenario} on {label} (server log kept: {})", d.logs());
     match e {
-        BenchError::Sequence(m) => BenchError::Sequence(format!("{scenario} on {label}: {m}")),
-        BenchError::Timeout(m) => BenchError::Timeout(format!("{scenario} on {label}: {m}")),
-        other => other,
+        BenchError::Sequence(m) => BenchError::Sequence(format!("{at}: {m}")),
+        other => other.context(&at),
     }
 }
 

@@ -84,7 +84,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<Conn> {
     }
     conn.writer.raw(CONNECT);
     conn.writer.flush()?;
-    conn.reader.wait_pong(deadline)?;
+    conn.reader.wait_pongs(1, deadline)?;
     Ok(conn)
 }
 
@@ -109,10 +109,12 @@ pub fn connect_retry(url: &str, timeout: Duration) -> Result<Conn> {
 
 impl Conn {
     /// Sends a PING and waits for its PONG: every op sent before it has been processed.
+    /// Every PING of a connection must go through here or be counted by the caller.
     pub fn round_trip(&mut self, timeout: Duration) -> Result<()> {
+        let want = self.reader.pongs() + 1;
         self.writer.ping();
         self.writer.flush()?;
-        self.reader.wait_pong(Instant::now() + timeout)
+        self.reader.wait_pongs(want, Instant::now() + timeout)
     }
 }
 
@@ -124,6 +126,7 @@ pub struct Reader {
     start: usize,
     end: usize,
     parser: ServerParser,
+    pongs: u64,
 }
 
 impl Reader {
@@ -133,6 +136,7 @@ impl Reader {
             buf: vec![0; READ_BUF],
             start: 0,
             end: 0,
+            pongs: 0,
             parser: ServerParser::new(Limits {
                 max_control_line: 64 * 1024,
                 max_payload: 64 * 1024 * 1024,
@@ -162,16 +166,22 @@ impl Reader {
             start,
             end,
             parser,
+            pongs,
             ..
         } = self;
         while *start < *end {
             match parser.parse(&buf[*start..*end]) {
                 Ok(Some((op, used))) => {
                     *start += used;
-                    if let ServerOp::Err(text) = op {
-                        return Err(BenchError::Server(
-                            String::from_utf8_lossy(text).into_owned(),
-                        ));
+                    match op {
+                        ServerOp::Err(text) => {
+                            return Err(BenchError::Server(format!(
+                                "-ERR '{}'",
+                                String::from_utf8_lossy(text)
+                            )))
+                        }
+                        ServerOp::Pong => *pongs += 1,
+                        _ => {}
                     }
                     f(op)?;
                 }
@@ -223,9 +233,20 @@ impl Reader {
         }
     }
 
-    /// Waits for one `PONG`, ignoring anything else.
-    pub fn wait_pong(&mut self, deadline: Instant) -> Result<()> {
-        self.poll_until(deadline, "PONG", |op| Ok(op == ServerOp::Pong))
+    /// `PONG`s received so far.
+    pub fn pongs(&self) -> u64 {
+        self.pongs
+    }
+
+    /// Waits until `n` `PONG`s in all have been received, ignoring anything else.
+    pub fn wait_pongs(&mut self, n: u64, deadline: Instant) -> Result<()> {
+        while self.pongs < n {
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout("waiting for PONG".into()));
+            }
+            self.poll(|_| Ok(()))?;
+        }
+        Ok(())
     }
 }
 

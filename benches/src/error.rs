@@ -19,7 +19,7 @@ pub enum BenchError {
     #[error("protocol error from the server: {0}")]
     Protocol(String),
     /// The server sent `-ERR`.
-    #[error("server error: -ERR '{0}'")]
+    #[error("server error: {0}")]
     Server(String),
     /// The server closed the connection.
     #[error("the server closed the connection ({0})")]
@@ -41,6 +41,20 @@ impl BenchError {
         Self::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// Names the party (`publisher 0`, ...) a connection-level error happened to.
+    pub fn context(self, who: &str) -> Self {
+        match self {
+            Self::Closed(m) => Self::Closed(format!("{who}: {m}")),
+            Self::Timeout(m) => Self::Timeout(format!("{who}: {m}")),
+            Self::Server(m) => Self::Server(format!("{m} (to {who})")),
+            Self::Io { context, source } => Self::Io {
+                context: format!("{who}: {context}"),
+                source,
+            },
+            other => other,
         }
     }
 

@@ -180,7 +180,9 @@ impl Flow {
                 .enumerate()
                 .map(|(i, (conn, tracker))| {
                     scope.spawn(move || {
-                        let r = self.subscriber(i, conn, tracker, shared, start);
+                        let r = self
+                            .subscriber(i, conn, tracker, shared, start)
+                            .map_err(|e| e.context(&format!("subscriber {i}")));
                         if r.is_err() {
                             shared.fail();
                         }
@@ -193,7 +195,9 @@ impl Flow {
                 .enumerate()
                 .map(|(p, conn)| {
                     scope.spawn(move || {
-                        let r = self.publisher(p, conn, shared, start, window);
+                        let r = self
+                            .publisher(p, conn, shared, start, window)
+                            .map_err(|e| e.context(&format!("publisher {p}")));
                         shared.pubs_done.fetch_add(1, Ordering::AcqRel);
                         if r.is_err() {
                             shared.fail();
@@ -306,7 +310,7 @@ impl Flow {
         let max = self.max_msgs.unwrap_or(u64::MAX);
         let paced_by_pong = self.subs.is_empty();
         let ping_every = (window / 2).max(1);
-        let mut pings_out = 0u32;
+        let mut pings = conn.reader.pongs();
         let mut acked = 0u64;
         let mut seq = 0u64;
         let mut subject_i = 0;
@@ -316,12 +320,13 @@ impl Flow {
             }
             if paced_by_pong {
                 if seq > 0 && seq % ping_every == 0 {
+                    // At most two windows unconfirmed.
                     conn.writer.ping();
-                    pings_out += 1;
-                    if pings_out > 2 {
+                    pings += 1;
+                    if pings > conn.reader.pongs() + 2 {
                         conn.writer.flush()?;
-                        conn.reader.wait_pong(end + self.drain_timeout)?;
-                        pings_out -= 1;
+                        conn.reader
+                            .wait_pongs(pings - 2, end + self.drain_timeout)?;
                     }
                 }
             } else if seq >= acked + window {
@@ -356,9 +361,8 @@ impl Flow {
         if paced_by_pong && !shared.abort.load(Ordering::Acquire) {
             conn.writer.ping();
             conn.writer.flush()?;
-            for _ in 0..=pings_out {
-                conn.reader.wait_pong(end + self.drain_timeout)?;
-            }
+            conn.reader
+                .wait_pongs(pings + 1, end + self.drain_timeout)?;
             last = Instant::now();
         }
         Ok((seq, last))
