@@ -377,7 +377,8 @@ impl Flow {
         start: Instant,
     ) -> Result<(Tracker, Option<Instant>)> {
         let npubs = self.pubs.len();
-        let deadline = start + self.duration + self.drain_timeout;
+        let mut deadline = start + self.duration + self.drain_timeout;
+        let mut drain_started = false;
         let headers = self.pubs.iter().any(|p| p.headers);
         let mut last = None;
         loop {
@@ -406,6 +407,10 @@ impl Flow {
                 shared.wake_publishers();
             }
             if shared.pubs_done.load(Ordering::Acquire) == npubs {
+                if !drain_started {
+                    drain_started = true;
+                    deadline = deadline.min(Instant::now() + self.drain_timeout);
+                }
                 let sent = |p: usize| shared.sent[p].load(Ordering::Acquire);
                 let done = if shared.share {
                     shared.group_received.load(Ordering::Acquire) >= (0..npubs).map(sent).sum()

@@ -71,7 +71,8 @@ pub fn run(cfg: &Config, before_start: impl FnOnce() -> Result<()>) -> Result<Re
         let result = (|| -> Result<ReqRepOutcome> {
             let start = Instant::now();
             let end = start + cfg.duration;
-            let deadline = end + cfg.drain_timeout;
+            let mut deadline = end + cfg.drain_timeout;
+            let max = cfg.max_msgs.unwrap_or(u64::MAX);
             let mut payload = vec![b'r'; cfg.size];
             // Per slot: the sequence and send time of the request in flight.
             let mut in_flight: Vec<Option<(u64, Instant)>> = vec![None; slots];
@@ -87,8 +88,11 @@ pub fn run(cfg: &Config, before_start: impl FnOnce() -> Result<()>) -> Result<Re
             w.flush()?;
             let mut outstanding = slots;
             let mut last = start;
+            let mut last_reply = start;
             while outstanding > 0 {
-                if Instant::now() >= deadline {
+                let now = Instant::now();
+                // A reply overdue by the drain timeout is lost (a live server answers fast).
+                if now >= deadline || now.duration_since(last_reply) > cfg.drain_timeout {
                     return Err(BenchError::Sequence(format!(
                         "reqrep: {outstanding} request(s) never got a reply"
                     )));
@@ -110,6 +114,7 @@ pub fn run(cfg: &Config, before_start: impl FnOnce() -> Result<()>) -> Result<Re
                         Some((want, sent)) if want == got => {
                             samples.push(now.duration_since(sent).as_nanos() as u64);
                             last = now;
+                            last_reply = now;
                         }
                         Some((want, _)) => {
                             return Err(BenchError::Sequence(format!(
@@ -122,7 +127,7 @@ pub fn run(cfg: &Config, before_start: impl FnOnce() -> Result<()>) -> Result<Re
                             )))
                         }
                     }
-                    if now < end {
+                    if now < end && next_seq < max {
                         seq::stamp(&mut payload, next_seq, 0);
                         w.publish(SUBJECT, Some(&replies[slot]), &payload)?;
                         in_flight[slot] = Some((next_seq, Instant::now()));
@@ -130,6 +135,8 @@ pub fn run(cfg: &Config, before_start: impl FnOnce() -> Result<()>) -> Result<Re
                     } else {
                         in_flight[slot] = None;
                         outstanding -= 1;
+                        // Sending has stopped: the rest must come within the drain timeout.
+                        deadline = deadline.min(now + cfg.drain_timeout);
                     }
                     Ok(())
                 })?;
