@@ -145,3 +145,39 @@ fn the_proxy_alone_passes() {
     let r = run(&cfg).expect("a faithful proxy passes");
     assert_eq!(r.delivered, 500);
 }
+
+#[test]
+fn the_binary_exits_non_zero_on_a_sequence_error() {
+    let brokers = Brokers::one();
+    let bin = env!("CARGO_BIN_EXE_starling-bench");
+    let run = |url: &str| {
+        std::process::Command::new(bin)
+            .args([
+                "run",
+                "--scenario",
+                "pubsub",
+                "--duration",
+                "0.3",
+                "--size",
+                "32",
+            ])
+            .args(["--url", url, "--pid", &std::process::id().to_string()])
+            .output()
+            .expect("runs starling-bench")
+    };
+    let ok = run(&brokers.url(0));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout.contains("pubsub") && stdout.contains("\"msgs_per_sec\""),
+        "{stdout}"
+    );
+    let bad = run(&proxy(brokers.url(0), Fault::Drop(10)));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SEQUENCE ERROR"), "{stderr}");
+}
