@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -108,7 +109,16 @@ pub fn start_server(bin: &PathBuf, port: u16, extra: &[String]) -> Result<Server
     let file2 = file
         .try_clone()
         .map_err(|e| BenchError::io("cloning a log file handle", e))?;
-    let child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
+    unsafe {
+        cmd.pre_exec(|| {
+            // If the bench dies without unwinding (SIGKILL), the server goes with it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(extra)
         .stdin(Stdio::null())
