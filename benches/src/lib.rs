@@ -1,1 +1,35 @@
-//! Benchmarks and the load tool live in this package.
+//! Criterion benchmarks live in `benches/`; this library is the `starling-bench` load tool,
+//! which measures any NATS server at a URL and compares Starling with nats-server side by side.
+//!
+//! # Layout
+//!
+//! - `conn`: a raw NATS client connection on blocking sockets ([`connect`], [`Conn`]): large
+//!   buffered writes, a large-read parser loop.
+//! - `seq`: sequence numbers in payloads and the checks that fail a run on loss, duplication or
+//!   reordering ([`Tracker`]).
+//! - `flow`: the publish/subscribe engine with flow control and a bounded drain ([`Flow`]).
+//! - `reqrep`, `subs`: the request/reply and the many-subscriptions scenarios.
+//! - `scenario`: [`Scenario`], [`Config`] and [`run`], one scenario against one server.
+//! - `procstat`: server CPU time and RSS from `/proc`.
+//! - `report`: [`RunResult`], tables and JSON lines.
+//! - `compare`: starts Starling and nats-server and runs scenarios against both, alternately.
+//! - `args`: the hand-written command-line parser of the binary.
+
+pub mod args;
+pub mod compare;
+pub mod conn;
+mod error;
+pub mod flow;
+pub mod procstat;
+pub mod report;
+pub mod reqrep;
+mod scenario;
+pub mod seq;
+pub mod subs;
+
+pub use conn::{connect, Conn};
+pub use error::{BenchError, Result};
+pub use flow::{Flow, FlowOutcome};
+pub use report::{Latency, RunResult};
+pub use scenario::{run, Config, Scenario, SIZE_RANGE};
+pub use seq::Tracker;

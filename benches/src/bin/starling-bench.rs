@@ -1,0 +1,164 @@
+//! `starling-bench`: whole-server load figures for any NATS server, and Starling against
+//! nats-server side by side. `starling-bench help` lists the flags.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use starling_benches::args::Args;
+use starling_benches::compare::{self, CompareConfig};
+use starling_benches::report::run_table;
+use starling_benches::{run, BenchError, Config, Result, Scenario};
+
+const USAGE: &str = "\
+starling-bench: load tool for NATS servers
+
+USAGE:
+  starling-bench run --scenario NAME [--url nats://127.0.0.1:4222] [flags]
+  starling-bench compare [--scenarios all|a,b,c] [--rounds 3] [flags]
+
+SCENARIOS:
+  pub pubsub pubsub-headers fanout fanin queue wildcard reqrep subs route
+
+  msgs/s counts deliveries (fanout and wildcard: K per publish) from the first publish
+  to the last delivery; cpu/msg is server CPU (user+system) per delivery. Every message
+  carries a sequence number: loss, duplication or reordering fails the run (exit 1).
+
+COMMON FLAGS:
+  --size BYTES          payload size, 16 .. 64KiB (default 128)
+  --duration SECS       publish phase (default 2)
+  --drain-timeout SECS  wait for the rest after publishing (default 10)
+  --k N                 fanout/fanin/queue/wildcard width (default 4)
+  --concurrency N       reqrep requests in flight (default 1)
+  --subs N              subscriptions for `subs` (default 100000)
+  --subjects N          distinct subjects for `wildcard` (default 1000)
+  --json FILE           write JSON lines to FILE (default: stdout after the table)
+
+RUN FLAGS:
+  --url URL             server (default nats://127.0.0.1:4222)
+  --url2 URL            second server of the cluster (route)
+  --pid PID, --pid2 PID server pids, for CPU and RSS figures
+  --label NAME          server name in the report
+
+COMPARE FLAGS:
+  --scenarios LIST      `all` or a comma-separated list (default pubsub)
+  --rounds N            rounds, alternating the servers (default 3)
+  --starling-bin PATH   default: starling-server next to this binary, else
+                        target/release/starling-server
+  --nats-bin PATH       default: nats-server on PATH
+";
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    let cmd = argv.next().unwrap_or_default();
+    let result = match cmd.as_str() {
+        "run" => Args::parse(argv).and_then(run_cmd),
+        "compare" => Args::parse(argv).and_then(compare_cmd),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(BenchError::Usage(format!(
+            "unknown command {cmd:?}; try `starling-bench help`"
+        ))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("starling-bench: {e}");
+            if e.is_sequence() {
+                eprintln!("starling-bench: the run is INVALID: messages were lost, duplicated or reordered");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The flags `run` and `compare` share.
+fn common(args: &mut Args) -> Result<Config> {
+    let mut cfg = Config::default();
+    if let Some(v) = args.size("size")? {
+        cfg.size = v;
+    }
+    if let Some(v) = args.secs("duration")? {
+        cfg.duration = v;
+    }
+    if let Some(v) = args.secs("drain-timeout")? {
+        cfg.drain_timeout = v;
+    }
+    if let Some(v) = args.secs("connect-timeout")? {
+        cfg.connect_timeout = v;
+    }
+    if let Some(v) = args.get("k")? {
+        cfg.k = v;
+    }
+    if let Some(v) = args.get("concurrency")? {
+        cfg.concurrency = v;
+    }
+    if let Some(v) = args.get("subs")? {
+        cfg.subs = v;
+    }
+    if let Some(v) = args.get("subjects")? {
+        cfg.subjects = v;
+    }
+    Ok(cfg)
+}
+
+fn run_cmd(mut args: Args) -> Result<()> {
+    let mut cfg = common(&mut args)?;
+    let scenarios = Scenario::parse_list(&args.str("scenario").unwrap_or("pubsub".into()))?;
+    if let Some(v) = args.str("url") {
+        cfg.url = v;
+    }
+    cfg.url2 = args.str("url2");
+    cfg.pid = args.get("pid")?;
+    cfg.pid2 = args.get("pid2")?;
+    cfg.label = args.str("label");
+    let json = args.str("json");
+    args.finish()?;
+    let mut results = Vec::new();
+    for s in scenarios {
+        cfg.scenario = s;
+        eprintln!("starling-bench: running {s} against {}", cfg.url);
+        results.push(run(&cfg)?);
+    }
+    print!("{}", run_table(&results));
+    let lines: Vec<_> = results.iter().map(|r| r.to_json().to_string()).collect();
+    write_json(json.as_deref(), &lines)
+}
+
+fn compare_cmd(mut args: Args) -> Result<()> {
+    let base = common(&mut args)?;
+    let scenarios = Scenario::parse_list(&args.str("scenarios").unwrap_or("pubsub".into()))?;
+    let mut cfg = CompareConfig::new(base, scenarios);
+    if let Some(v) = args.get("rounds")? {
+        cfg.rounds = v;
+    }
+    if let Some(v) = args.str("starling-bin") {
+        cfg.starling_bin = v.into();
+    }
+    if let Some(v) = args.str("nats-bin") {
+        cfg.nats_bin = v.into();
+    }
+    let json = args.str("json");
+    args.finish()?;
+    let summary = compare::run(&cfg, |line| eprintln!("{line}"))?;
+    print!("{}", compare::table(&summary));
+    let lines: Vec<_> = compare::json_lines(&summary)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    write_json(json.as_deref(), &lines)
+}
+
+fn write_json(path: Option<&str>, lines: &[String]) -> Result<()> {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    match path {
+        Some(p) => std::fs::write(p, text).map_err(|e| BenchError::io(format!("writing {p}"), e)),
+        None => {
+            println!();
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| BenchError::io("writing stdout", e))
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! Side by side: start Starling and nats-server as child processes on free ports, run each
+//! scenario against both, alternately, for several rounds, and report medians and ratios.
+
+use std::cell::Cell;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::conn::connect;
+use crate::error::{BenchError, Result};
+use crate::report::{self, RunResult};
+use crate::scenario::{self, Config, Scenario};
+
+/// How long a freshly started server may take to answer a PING.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What `compare` runs.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    /// Scenario parameters (url and pids are filled in per server).
+    pub base: Config,
+    /// Scenarios to run, in order.
+    pub scenarios: Vec<Scenario>,
+    /// Rounds per scenario; each round runs every server once.
+    pub rounds: usize,
+    /// The Starling binary (nats-server flags).
+    pub starling_bin: PathBuf,
+    /// The reference nats-server binary.
+    pub nats_bin: PathBuf,
+}
+
+impl CompareConfig {
+    /// Defaults: 3 rounds; Starling next to this executable (else
+    /// `target/release/starling-server`); `nats-server` on PATH.
+    pub fn new(base: Config, scenarios: Vec<Scenario>) -> Self {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("starling-server")))
+            .filter(|p| p.is_file());
+        Self {
+            base,
+            scenarios,
+            rounds: 3,
+            starling_bin: beside.unwrap_or_else(|| "target/release/starling-server".into()),
+            nats_bin: "nats-server".into(),
+        }
+    }
+
+    fn servers(&self) -> [(&'static str, &PathBuf); 2] {
+        [
+            ("starling", &self.starling_bin),
+            ("nats-server", &self.nats_bin),
+        ]
+    }
+}
+
+/// A server child process; killed when dropped (also when a run fails or panics).
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    /// Its client URL.
+    pub url: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Where its stdout and stderr go; removed on drop unless [`Self::keep_log`] was called.
+    pub log: PathBuf,
+    keep_log: Cell<bool>,
+}
+
+impl ServerProcess {
+    /// Keeps the log file after the process is gone (a run against it failed).
+    pub fn keep_log(&self) {
+        self.keep_log.set(true);
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.keep_log.get() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
+pub fn free_port() -> Result<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| BenchError::io("finding a free port", e))
+}
+
+/// Starts `bin` with nats-server flags on `port` (plus `extra` flags) and waits until it
+/// answers a PING.
+pub fn start_server(bin: &PathBuf, port: u16, extra: &[String]) -> Result<ServerProcess> {
+    let name = bin.file_name().unwrap_or_default().to_string_lossy();
+    let log = std::env::temp_dir().join(format!(
+        "starling-bench-{}-{name}-{port}.log",
+        std::process::id()
+    ));
+    let file = std::fs::File::create(&log)
+        .map_err(|e| BenchError::io(format!("creating {}", log.display()), e))?;
+    let file2 = file
+        .try_clone()
+        .map_err(|e| BenchError::io("cloning a log file handle", e))?;
+    let mut cmd = Command::new(bin);
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
+    unsafe {
+        cmd.pre_exec(|| {
+            // If the bench dies without unwinding (SIGKILL), the server goes with it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(file2)
+        .spawn()
+        .map_err(|e| BenchError::io(format!("starting {}", bin.display()), e))?;
+    let mut proc = ServerProcess {
+        pid: child.id(),
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        log,
+        keep_log: Cell::new(false),
+    };
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            return Err(BenchError::Protocol(format!(
+                "{} {} exited during start-up ({status})",
+                bin.display(),
+                extra.join(" ")
+            )));
+        }
+        match connect(&proc.url, Duration::from_secs(2)) {
+            Ok(_) => return Ok(proc),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(BenchError::Timeout(format!(
+                    "{} not ready on port {port}: {e}",
+                    bin.display()
+                )))
+            }
+            // Not listening yet: try again shortly.
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// One server, or a two-node cluster for `route`.
+#[derive(Debug)]
+pub struct Deployment {
+    /// The server publishers (and everyone else) connect to.
+    pub a: ServerProcess,
+    /// The second cluster node, for `route`.
+    pub b: Option<ServerProcess>,
+}
+
+impl Deployment {
+    /// Starts `bin`: one node, or two clustered nodes when `cluster`.
+    pub fn start(bin: &PathBuf, cluster: bool) -> Result<Self> {
+        if !cluster {
+            return Ok(Self {
+                a: start_server(bin, free_port()?, &[])?,
+                b: None,
+            });
+        }
+        let (ca, cb) = (free_port()?, free_port()?);
+        let flags = |own: u16, other: u16| -> Vec<String> {
+            vec![
+                "--cluster".into(),
+                format!("nats://127.0.0.1:{own}"),
+                "--routes".into(),
+                format!("nats://127.0.0.1:{other}"),
+                "--cluster_name".into(),
+                "bench".into(),
+            ]
+        };
+        let a = start_server(bin, free_port()?, &flags(ca, cb))?;
+        let b = start_server(bin, free_port()?, &flags(cb, ca))?;
+        Ok(Self { a, b: Some(b) })
+    }
+
+    /// Where the servers' logs are.
+    pub fn logs(&self) -> String {
+        self.a.keep_log();
+        self.b.iter().for_each(ServerProcess::keep_log);
+        let mut s = self.a.log.display().to_string();
+        if let Some(b) = &self.b {
+            s = format!("{s}, {}", b.log.display());
+        }
+        s
+    }
+
+    /// `base` pointed at this deployment.
+    pub fn config(&self, base: &Config, label: &str) -> Config {
+        Config {
+            url: self.a.url.clone(),
+            pid: Some(self.a.pid),
+            url2: self.b.as_ref().map(|b| b.url.clone()),
+            pid2: self.b.as_ref().map(|b| b.pid),
+            label: Some(label.into()),
+            ..base.clone()
+        }
+    }
+}
+
+/// Every round's result of one scenario, per server.
+#[derive(Debug, Clone)]
+pub struct ScenarioRuns {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Starling's results, one per round.
+    pub starling: Vec<RunResult>,
+    /// nats-server's results, one per round.
+    pub nats: Vec<RunResult>,
+}
+
+/// Runs every scenario of `cfg` against both servers; `progress` gets a line per run.
+pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<ScenarioRuns>> {
+    let mut out = Vec::new();
+    for &scenario in &cfg.scenarios {
+        let base = Config {
+            scenario,
+            ..cfg.base.clone()
+        };
+        let cluster = scenario.needs_cluster();
+        // `subs` measures memory: every round gets fresh processes.
+        let fresh = scenario == Scenario::Subs;
+        let mut deployments: Vec<Option<Deployment>> = Vec::new();
+        if !fresh {
+            for (_, bin) in cfg.servers() {
+                deployments.push(Some(Deployment::start(bin, cluster)?));
+            }
+        } else {
+            deployments.extend([None, None]);
+        }
+        let mut runs = ScenarioRuns {
+            scenario,
+            starling: Vec::new(),
+            nats: Vec::new(),
+        };
+        for round in 0..cfg.rounds {
+            // Alternate who goes first, so drift on a shared machine hits both alike.
+            let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let (label, bin) = cfg.servers()[i];
+                let fresh_one;
+                let d = if fresh {
+                    fresh_one = Deployment::start(bin, cluster)?;
+                    &fresh_one
+                } else {
+                    deployments[i].as_ref().expect("started")
+                };
+                let r = scenario::run(&d.config(&base, label))
+                    .map_err(|e| annotate(e, scenario, label, d))?;
+                progress(format!(
+                    "[{scenario} {}/{}] {label:<11} {:>9} msgs/s  cpu/msg {:>8}{}",
+                    round + 1,
+                    cfg.rounds,
+                    report::rate(r.msgs_per_sec()),
+                    r.cpu_ns_per_msg().map_or("-".into(), report::nanos),
+                    extra_progress(&r),
+                ));
+                if i == 0 {
+                    runs.starling.push(r);
+                } else {
+                    runs.nats.push(r);
+                }
+            }
+        }
+        drop(deployments);
+        out.push(runs);
+    }
+    Ok(out)
+}
+
+fn annotate(e: BenchError, scenario: Scenario, label: &str, d: &Deployment) -> BenchError {
+    let at = format!("{scenario} on {label} (server log kept: {})", d.logs());
+    match e {
+        BenchError::Sequence(m) => BenchError::Sequence(format!("{at}: {m}")),
+        other => other.context(&at),
+    }
+}
+
+fn extra_progress(r: &RunResult) -> String {
+    let mut s = String::new();
+    if let Some(v) = r.rss_per_sub {
+        s.push_str(&format!("  rss/sub {}", report::bytes(v)));
+    }
+    if let Some(l) = r.latency {
+        s.push_str(&format!(
+            "  p50 {}  p99 {}",
+            report::nanos(l.p50),
+            report::nanos(l.p99)
+        ));
+    }
+    s
+}
+
+/// The median of the values present.
+pub fn median(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().flatten().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Medians of one server's rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Medians {
+    /// Delivered messages per second.
+    pub msgs_per_sec: Option<f64>,
+    /// Server CPU ns per delivered message.
+    pub cpu_ns_per_msg: Option<f64>,
+    /// Server RSS bytes per subscription.
+    pub rss_per_sub: Option<f64>,
+    /// Request/reply median latency, ns.
+    pub p50: Option<f64>,
+    /// Request/reply 90th percentile, ns.
+    pub p90: Option<f64>,
+    /// Request/reply 99th percentile, ns.
+    pub p99: Option<f64>,
+    /// Request/reply 99.9th percentile, ns.
+    pub p999: Option<f64>,
+}
+
+impl Medians {
+    /// Medians over `runs`.
+    pub fn of(runs: &[RunResult]) -> Self {
+        let m = |f: &dyn Fn(&RunResult) -> Option<f64>| median(runs.iter().map(f));
+        Self {
+            msgs_per_sec: m(&|r| Some(r.msgs_per_sec())),
+            cpu_ns_per_msg: m(&|r| r.cpu_ns_per_msg()),
+            rss_per_sub: m(&|r| r.rss_per_sub),
+            p50: m(&|r| r.latency.map(|l| l.p50)),
+            p90: m(&|r| r.latency.map(|l| l.p90)),
+            p99: m(&|r| r.latency.map(|l| l.p99)),
+            p999: m(&|r| r.latency.map(|l| l.p999)),
+        }
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// The comparison table: per scenario and figure, both medians and Starling/nats-server.
+pub fn table(runs: &[ScenarioRuns]) -> String {
+    let mut rows = vec![[
+        "scenario",
+        "figure (median)",
+        "starling",
+        "nats-server",
+        "ratio S/N",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let dash = || "-".to_string();
+    for r in runs {
+        let (s, n) = (Medians::of(&r.starling), Medians::of(&r.nats));
+        type Fig = (&'static str, fn(&Medians) -> Option<f64>, fn(f64) -> String);
+        let mut figs: Vec<Fig> = vec![
+            ("msgs/s", |m| m.msgs_per_sec, report::rate),
+            ("server cpu/msg", |m| m.cpu_ns_per_msg, report::nanos),
+        ];
+        if r.scenario == Scenario::Subs {
+            figs[0].0 = "subs/s";
+            figs[1].0 = "server cpu/sub";
+            figs.push(("rss/sub", |m| m.rss_per_sub, report::bytes));
+        }
+        if r.scenario == Scenario::ReqRep {
+            figs[0].0 = "requests/s";
+            figs[1].0 = "server cpu/request";
+            figs.push(("p50 latency", |m| m.p50, report::nanos));
+            figs.push(("p99 latency", |m| m.p99, report::nanos));
+        }
+        for (i, (name, get, fmt)) in figs.into_iter().enumerate() {
+            let (a, b) = (get(&s), get(&n));
+            rows.push(vec![
+                if i == 0 {
+                    r.scenario.name().into()
+                } else {
+                    String::new()
+                },
+                name.into(),
+                a.map_or_else(dash, fmt),
+                b.map_or_else(dash, fmt),
+                ratio(a, b),
+            ]);
+        }
+    }
+    report::table(&rows)
+}
+
+/// One JSON object per scenario and server with the medians.
+pub fn json_lines(runs: &[ScenarioRuns]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in runs {
+        for (label, rs) in [("starling", &r.starling), ("nats-server", &r.nats)] {
+            let m = Medians::of(rs);
+            out.push(json!({
+                "scenario": r.scenario.name(),
+                "server": label,
+                "rounds": rs.len(),
+                "size": rs.first().map(|x| x.size),
+                "msgs_per_sec": m.msgs_per_sec,
+                "cpu_ns_per_msg": m.cpu_ns_per_msg,
+                "rss_per_sub": m.rss_per_sub,
+                "p50_ns": m.p50,
+                "p90_ns": m.p90,
+                "p99_ns": m.p99,
+                "p999_ns": m.p999,
+            }));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median([Some(3.0), None, Some(1.0), Some(2.0)]), Some(2.0));
+        assert_eq!(median([Some(4.0), Some(1.0)]), Some(2.5));
+        assert_eq!(median([None]), None);
+    }
+}

@@ -1,0 +1,320 @@
+//! The scenarios, their configuration, and running one against a server.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{BenchError, Result};
+use crate::flow::{Flow, PubPlan, SubPlan};
+use crate::procstat::{self, ProcSample};
+use crate::report::RunResult;
+use crate::{reqrep, subs};
+
+/// One kind of load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// Publish only, no subscribers (paced by PING/PONG).
+    Pub,
+    /// One publisher, one subscriber.
+    PubSub,
+    /// One publisher, one subscriber, `HPUB` → `HMSG`.
+    PubSubHeaders,
+    /// One publisher, K subscribers on the same subject.
+    Fanout,
+    /// K publishers, one subscriber.
+    Fanin,
+    /// One publisher, a queue group of K members: each message delivered once.
+    Queue,
+    /// One publisher over many subjects, K subscribers on a `*` wildcard.
+    Wildcard,
+    /// Request/reply round trips with a responder on the same server.
+    ReqRep,
+    /// Many subscriptions on distinct subjects: server memory per subscription.
+    Subs,
+    /// Publish on one server, subscribe on another of the same cluster.
+    Route,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `all` runs them.
+    pub const ALL: [Self; 10] = [
+        Self::Pub,
+        Self::PubSub,
+        Self::PubSubHeaders,
+        Self::Fanout,
+        Self::Fanin,
+        Self::Queue,
+        Self::Wildcard,
+        Self::ReqRep,
+        Self::Subs,
+        Self::Route,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pub => "pub",
+            Self::PubSub => "pubsub",
+            Self::PubSubHeaders => "pubsub-headers",
+            Self::Fanout => "fanout",
+            Self::Fanin => "fanin",
+            Self::Queue => "queue",
+            Self::Wildcard => "wildcard",
+            Self::ReqRep => "reqrep",
+            Self::Subs => "subs",
+            Self::Route => "route",
+        }
+    }
+
+    /// Parses a name as printed by [`Self::name`].
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|x| x.name()).collect();
+                BenchError::Usage(format!(
+                    "unknown scenario {s:?}; one of: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// Parses `all` or a comma-separated list.
+    pub fn parse_list(s: &str) -> Result<Vec<Self>> {
+        if s == "all" {
+            return Ok(Self::ALL.to_vec());
+        }
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| Self::parse(x.trim()))
+            .collect()
+    }
+
+    /// Needs two clustered servers (`url2`).
+    pub fn needs_cluster(self) -> bool {
+        self == Self::Route
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The server (`nats://host:port`).
+    pub url: String,
+    /// The second server, for `route`: subscribers connect here.
+    pub url2: Option<String>,
+    /// The server's pid, for CPU and RSS figures.
+    pub pid: Option<u32>,
+    /// The second server's pid (`route`): its CPU is added to the first's.
+    pub pid2: Option<u32>,
+    /// A label for reports (defaults to the URL).
+    pub label: Option<String>,
+    /// Payload size in bytes (16 B .. 64 KiB).
+    pub size: usize,
+    /// How long to publish.
+    pub duration: Duration,
+    /// Fan-out, fan-in, queue-group and wildcard width.
+    pub k: usize,
+    /// Requests in flight for `reqrep` (1: sequential).
+    pub concurrency: usize,
+    /// Subscriptions for `subs`.
+    pub subs: usize,
+    /// Distinct subjects for `wildcard`.
+    pub subjects: usize,
+    /// How long to wait for the rest once publishing stops.
+    pub drain_timeout: Duration,
+    /// Bound on connecting, handshakes and waiting for interest.
+    pub connect_timeout: Duration,
+    /// Stop each publisher after this many messages (tests); `None`: only the duration.
+    pub max_msgs: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            scenario: Scenario::PubSub,
+            url: "nats://127.0.0.1:4222".into(),
+            url2: None,
+            pid: None,
+            pid2: None,
+            label: None,
+            size: 128,
+            duration: Duration::from_secs(2),
+            k: 4,
+            concurrency: 1,
+            subs: 100_000,
+            subjects: 1000,
+            drain_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_msgs: None,
+        }
+    }
+}
+
+/// Smallest and largest `--size`.
+pub const SIZE_RANGE: (usize, usize) = (16, 64 * 1024);
+
+impl Config {
+    /// Checks the values a run depends on.
+    pub fn validate(&self) -> Result<()> {
+        if !(SIZE_RANGE.0..=SIZE_RANGE.1).contains(&self.size) {
+            return Err(BenchError::Usage(format!(
+                "--size must be within {}..={} bytes",
+                SIZE_RANGE.0, SIZE_RANGE.1
+            )));
+        }
+        if self.k == 0 || self.concurrency == 0 || self.subs == 0 || self.subjects == 0 {
+            return Err(BenchError::Usage(
+                "--k, --concurrency, --subs and --subjects must be positive".into(),
+            ));
+        }
+        if self.scenario.needs_cluster() && self.url2.is_none() {
+            return Err(BenchError::Usage("route needs --url2".into()));
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.pid.into_iter().chain(self.pid2).collect()
+    }
+
+    /// The publishers and subscribers of a streaming scenario; `None` for `reqrep`/`subs`.
+    pub fn flow(&self) -> Option<Flow> {
+        let url = || self.url.clone();
+        let publisher = |subjects: Vec<String>, headers| PubPlan {
+            url: url(),
+            subjects,
+            headers,
+        };
+        let subscriber = |subject: &str, queue: Option<&str>| SubPlan {
+            url: url(),
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+        };
+        let one = |s: &str| vec![s.to_string()];
+        let (pubs, subs) = match self.scenario {
+            Scenario::Pub => (vec![publisher(one("bench.pub"), false)], vec![]),
+            Scenario::PubSub => (
+                vec![publisher(one("bench.pubsub"), false)],
+                vec![subscriber("bench.pubsub", None)],
+            ),
+            Scenario::PubSubHeaders => (
+                vec![publisher(one("bench.hdr"), true)],
+                vec![subscriber("bench.hdr", None)],
+            ),
+            Scenario::Fanout => (
+                vec![publisher(one("bench.fanout"), false)],
+                (0..self.k)
+                    .map(|_| subscriber("bench.fanout", None))
+                    .collect(),
+            ),
+            Scenario::Fanin => (
+                (0..self.k)
+                    .map(|_| publisher(one("bench.fanin"), false))
+                    .collect(),
+                vec![subscriber("bench.fanin", None)],
+            ),
+            Scenario::Queue => (
+                vec![publisher(one("bench.queue"), false)],
+                (0..self.k)
+                    .map(|_| subscriber("bench.queue", Some("workers")))
+                    .collect(),
+            ),
+            Scenario::Wildcard => (
+                vec![publisher(
+                    (0..self.subjects).map(|i| format!("bench.{i}.x")).collect(),
+                    false,
+                )],
+                (0..self.k).map(|_| subscriber("bench.*.x", None)).collect(),
+            ),
+            Scenario::Route => (
+                vec![publisher(one("bench.route"), false)],
+                vec![SubPlan {
+                    url: self.url2.clone()?,
+                    subject: "bench.route".into(),
+                    queue: None,
+                }],
+            ),
+            Scenario::ReqRep | Scenario::Subs => return None,
+        };
+        Some(Flow {
+            pubs,
+            subs,
+            size: self.size,
+            duration: self.duration,
+            drain_timeout: self.drain_timeout,
+            connect_timeout: self.connect_timeout,
+            probe: self.scenario == Scenario::Route,
+            max_msgs: self.max_msgs,
+        })
+    }
+}
+
+/// Runs `cfg.scenario` once against the server(s) it names.
+pub fn run(cfg: &Config) -> Result<RunResult> {
+    cfg.validate()?;
+    let pids = cfg.pids();
+    let mut before: Vec<ProcSample> = Vec::new();
+    let mut result = RunResult {
+        scenario: cfg.scenario.name().into(),
+        server: cfg.label.clone().unwrap_or_else(|| cfg.url.clone()),
+        published: 0,
+        delivered: 0,
+        elapsed: Duration::ZERO,
+        size: cfg.size,
+        server_cpu_ns: None,
+        rss_before: None,
+        rss_after: None,
+        rss_per_sub: None,
+        latency: None,
+    };
+    let mut sample_before = || -> Result<()> {
+        before = procstat::sample_all(&pids)?;
+        Ok(())
+    };
+    let mut keep_open = None;
+    match cfg.scenario {
+        Scenario::ReqRep => {
+            let r = reqrep::run(cfg, &mut sample_before)?;
+            result.published = r.requests;
+            result.delivered = r.requests;
+            result.elapsed = r.elapsed;
+            result.latency = r.latency;
+        }
+        Scenario::Subs => {
+            let r = subs::run(cfg, &mut sample_before)?;
+            result.published = cfg.subs as u64;
+            result.delivered = cfg.subs as u64;
+            result.elapsed = r.elapsed;
+            keep_open = Some(r.conn);
+        }
+        _ => {
+            let flow = cfg.flow().expect("a streaming scenario");
+            let o = flow.run(sample_before)?;
+            result.published = o.published;
+            result.delivered = o.delivered;
+            result.elapsed = o.elapsed;
+        }
+    }
+    if !pids.is_empty() {
+        let after = procstat::sample_all(&pids)?;
+        result.server_cpu_ns = Some(procstat::cpu_delta(&before, &after));
+        result.rss_before = Some(before.iter().map(|s| s.rss_bytes).sum());
+        result.rss_after = Some(after.iter().map(|s| s.rss_bytes).sum());
+        if cfg.scenario == Scenario::Subs {
+            let grown =
+                result.rss_after.unwrap_or(0) as f64 - result.rss_before.unwrap_or(0) as f64;
+            result.rss_per_sub = Some(grown / cfg.subs as f64);
+        }
+    }
+    drop(keep_open);
+    Ok(result)
+}

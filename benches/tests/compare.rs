@@ -1,0 +1,79 @@
+//! `compare` end to end with the reference nats-server standing in for both servers (the
+//! tests build no server binary): child processes on free ports, readiness by PING/PONG,
+//! alternating rounds, a two-node cluster for `route`, fresh processes for `subs`, medians,
+//! the table and the JSON lines; and the children are gone afterwards.
+
+use std::process::Command;
+use std::time::Duration;
+
+use starling_benches::compare::{self, CompareConfig, Deployment};
+use starling_benches::{Config, Scenario};
+
+/// The reference binary, or `None` (outside CI) when it is not installed.
+fn reference() -> Option<String> {
+    let bin = "nats-server".to_string();
+    if Command::new(&bin).arg("--version").output().is_ok() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the reference nats-server is missing in CI (scripts/install-deps.sh installs it)"
+    );
+    eprintln!("skipping: reference nats-server not installed (run scripts/install-deps.sh)");
+    None
+}
+
+#[test]
+fn compare_runs_rounds_and_reports_ratios() {
+    let Some(bin) = reference() else { return };
+    let base = Config {
+        duration: Duration::from_millis(200),
+        size: 32,
+        k: 2,
+        subs: 1000,
+        ..Config::default()
+    };
+    let scenarios = vec![Scenario::PubSub, Scenario::Subs, Scenario::Route];
+    let mut cfg = CompareConfig::new(base, scenarios.clone());
+    cfg.rounds = 2;
+    cfg.starling_bin = bin.clone().into();
+    cfg.nats_bin = bin.into();
+    let mut progress = Vec::new();
+    let runs = compare::run(&cfg, |line| progress.push(line)).expect("compare runs");
+    assert_eq!(progress.len(), scenarios.len() * 2 * 2, "{progress:?}");
+    assert_eq!(runs.len(), scenarios.len());
+    for r in &runs {
+        assert_eq!((r.starling.len(), r.nats.len()), (2, 2));
+        for x in r.starling.iter().chain(&r.nats) {
+            assert!(x.delivered > 0 && x.server_cpu_ns.is_some());
+        }
+    }
+    assert!(runs[1].starling.iter().all(|x| x.rss_per_sub.is_some()));
+    let table = compare::table(&runs);
+    assert!(
+        table.contains("ratio S/N") && table.contains("rss/sub"),
+        "{table}"
+    );
+    let lines = compare::json_lines(&runs);
+    assert_eq!(lines.len(), scenarios.len() * 2);
+    assert!(lines
+        .iter()
+        .all(|l| l["msgs_per_sec"].as_f64().unwrap() > 0.0));
+}
+
+#[test]
+fn servers_are_killed_when_dropped() {
+    let Some(bin) = reference() else { return };
+    let d = Deployment::start(&bin.into(), true).expect("a two-node cluster starts");
+    let pids = [d.a.pid, d.b.as_ref().expect("second node").pid];
+    for p in pids {
+        assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
+    }
+    drop(d);
+    for p in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "{p} still runs"
+        );
+    }
+}
