@@ -358,12 +358,17 @@ impl Flow {
         conn.writer.flush()?;
         shared.sent[p].store(seq, Ordering::Release);
         let mut last = Instant::now();
-        if paced_by_pong && !shared.abort.load(Ordering::Acquire) {
+        // Always end with a PING/PONG round trip before the connection is dropped: the server
+        // has then processed every PUB. Closing a socket with unread input (a PONG, say) makes
+        // the kernel send RST, and a server that has not read our last writes yet loses them.
+        if !shared.abort.load(Ordering::Acquire) {
             conn.writer.ping();
             conn.writer.flush()?;
             conn.reader
                 .wait_pongs(pings + 1, end + self.drain_timeout)?;
-            last = Instant::now();
+            if paced_by_pong {
+                last = Instant::now();
+            }
         }
         Ok((seq, last))
     }
