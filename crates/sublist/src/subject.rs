@@ -41,60 +41,109 @@ pub(crate) fn is_fwc(tok: &[u8]) -> bool {
 
 /// Byte-slice equality without a call into libc's `memcmp`, whose fixed cost dominates for the
 /// short keys (tokens, subjects) compared on every lookup: word-sized loads, the last one
-/// overlapping.
+/// overlapping, and up to 64 bytes without a loop or a branch per word (the differences are OR-ed).
 #[inline(always)]
 pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
-    if n >= 8 {
+    if n >= 16 {
+        if n <= 32 {
+            let d = (load8(a, 0) ^ load8(b, 0))
+                | (load8(a, 8) ^ load8(b, 8))
+                | (load8(a, n - 16) ^ load8(b, n - 16))
+                | (load8(a, n - 8) ^ load8(b, n - 8));
+            return d == 0;
+        }
+        if n <= 48 {
+            let d = (load16(a, 0) ^ load16(b, 0))
+                | (load16(a, 16) ^ load16(b, 16))
+                | (load16(a, n - 16) ^ load16(b, n - 16));
+            return d == 0;
+        }
+        if n <= 64 {
+            let d = (load16(a, 0) ^ load16(b, 0))
+                | (load16(a, 16) ^ load16(b, 16))
+                | (load16(a, n - 32) ^ load16(b, n - 32))
+                | (load16(a, n - 16) ^ load16(b, n - 16));
+            return d == 0;
+        }
         let mut i = 0;
-        while i + 8 <= n {
-            if load8(a, i) != load8(b, i) {
+        while i + 16 < n {
+            if load16(a, i) != load16(b, i) {
                 return false;
             }
-            i += 8;
+            i += 16;
         }
-        return i == n || load8(a, n - 8) == load8(b, n - 8);
+        return load16(a, n - 16) == load16(b, n - 16);
+    }
+    if n >= 8 {
+        return ((load8(a, 0) ^ load8(b, 0)) | (load8(a, n - 8) ^ load8(b, n - 8))) == 0;
     }
     if n >= 4 {
-        return load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4);
+        return ((load4(a, 0) ^ load4(b, 0)) | (load4(a, n - 4) ^ load4(b, n - 4))) == 0;
     }
     n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
 }
 
-/// A seeded hash of a short byte string for the match caches, in the style of wyhash: each
-/// 16-byte block is folded in with one 64×64→128-bit multiply, so a 30-byte subject takes three
-/// dependent multiplies (the general-purpose hasher needs several times the instructions). The
-/// tables it serves are bounded, so even crafted collisions only lengthen a probe within a few
-/// dozen entries.
+/// A seeded hash of a short byte string for the match caches, in the style of wyhash and
+/// rapidhash: 16-byte blocks are folded with 64×64→128-bit multiplies that do not depend on each
+/// other up to 64 bytes (each block with a secret of its own, the results XOR-ed), so any subject
+/// of up to 64 bytes costs two multiplies of latency and no loop (the general-purpose hasher needs
+/// several times the instructions). The tables it serves are bounded, so even crafted collisions
+/// only lengthen a probe within a few dozen entries.
 #[inline(always)]
 pub(crate) fn hash_bytes(seed: u64, b: &[u8]) -> u64 {
     const S1: u64 = 0xA076_1D64_78BD_642F;
     const S2: u64 = 0xE703_7ED1_A0B4_28DB;
+    const S3: u64 = 0x8EBC_6AF0_9C88_C6E3;
+    const S4: u64 = 0x5899_65CC_7537_4CC3;
+    const S5: u64 = 0x1D8E_4E27_C47D_124F;
     #[inline(always)]
     fn fold(a: u64, b: u64) -> u64 {
         let m = u128::from(a) * u128::from(b);
         (m as u64) ^ ((m >> 64) as u64)
     }
     let n = b.len();
-    let mut h = seed ^ (n as u64).wrapping_mul(S2);
+    // The length goes into every fold's multiplier, so strings whose blocks overlap differently
+    // differ there too.
+    let s = seed ^ n as u64;
     if n > 16 {
-        let mut i = 0;
-        while i + 16 < n {
-            h = fold(load8(b, i) ^ S1, load8(b, i + 8) ^ h);
-            i += 16;
-        }
-        h = fold(load8(b, n - 16) ^ S1, load8(b, n - 8) ^ h);
-    } else if n >= 8 {
-        h = fold(load8(b, 0) ^ S1, load8(b, n - 8) ^ h);
+        // Each block already went through a multiply with the seed: one round is enough here.
+        return if n <= 32 {
+            fold(load8(b, 0) ^ S1, load8(b, 8) ^ s)
+                ^ fold(load8(b, n - 16) ^ S3, load8(b, n - 8) ^ s)
+        } else if n <= 48 {
+            fold(load8(b, 0) ^ S1, load8(b, 8) ^ s)
+                ^ fold(load8(b, 16) ^ S3, load8(b, 24) ^ s)
+                ^ fold(load8(b, n - 16) ^ S5, load8(b, n - 8) ^ s)
+        } else if n <= 64 {
+            fold(load8(b, 0) ^ S1, load8(b, 8) ^ s)
+                ^ fold(load8(b, 16) ^ S3, load8(b, 24) ^ s)
+                ^ fold(load8(b, n - 32) ^ S4, load8(b, n - 24) ^ s)
+                ^ fold(load8(b, n - 16) ^ S5, load8(b, n - 8) ^ s)
+        } else {
+            let mut h = s;
+            let mut i = 0;
+            while i + 16 < n {
+                h = fold(load8(b, i) ^ S1, load8(b, i + 8) ^ h);
+                i += 16;
+            }
+            fold(load8(b, n - 16) ^ S3, load8(b, n - 8) ^ h)
+        };
+    }
+    let h = if n >= 8 {
+        fold(load8(b, 0) ^ S1, load8(b, n - 8) ^ s)
     } else if n >= 4 {
-        h = fold(u64::from(load4(b, 0)) ^ S1, u64::from(load4(b, n - 4)) ^ h);
+        fold(u64::from(load4(b, 0)) ^ S1, u64::from(load4(b, n - 4)) ^ s)
     } else if n > 0 {
         let w = u64::from(b[0]) << 16 | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]);
-        h = fold(w ^ S1, h ^ S2);
-    }
+        fold(w ^ S1, s ^ S2)
+    } else {
+        s
+    };
+    // Short keys fill few bits of one block: a second round spreads them.
     fold(h ^ S2, (n as u64) ^ S1)
 }
 
@@ -103,6 +152,13 @@ fn load8(s: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&s[i..i + 8]);
     u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn load16(s: &[u8], i: usize) -> u128 {
+    let mut w = [0u8; 16];
+    w.copy_from_slice(&s[i..i + 16]);
+    u128::from_le_bytes(w)
 }
 
 #[inline(always)]
@@ -512,8 +568,8 @@ mod tests {
 
     #[test]
     fn byte_equality() {
-        let data: Vec<u8> = (0..40u8).collect();
-        for n in 0..40 {
+        let data: Vec<u8> = (0..100u8).collect();
+        for n in 0..99 {
             let a = &data[..n];
             let copy = a.to_vec();
             assert!(bytes_eq(a, &copy));
@@ -530,7 +586,7 @@ mod tests {
     fn hash_spreads() {
         let mut seen = std::collections::HashSet::new();
         let mut buckets = [0u32; 64];
-        for n in 0..40usize {
+        for n in 0..90usize {
             for i in 0..500u32 {
                 let mut key = vec![b'a'; n];
                 for (j, b) in i.to_le_bytes().iter().enumerate() {

@@ -1,0 +1,46 @@
+//! One cached-match workload of `cpu_time`, in a loop, for instruction counting:
+//! `valgrind --tool=callgrind target/release/examples/match_loop NAME N` (NAME: one, two, four,
+//! multi, miss; a `with` suffix uses `with_matches`). Compare two values of N to cancel the setup.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use starling_sublist::Sublist;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "miss".into());
+    let n: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let s = Sublist::new();
+    for subj in [
+        "synadia",
+        "synadia.nats",
+        "synadia.nats.jetstream.nkeys",
+        "synadia.nats.jetstream.nkeys.jwt",
+        "cloud.>",
+        "cloud.nats.component.>",
+        "cloud.*.*.nkeys.*",
+    ] {
+        s.insert(subj.as_bytes(), None, Arc::new(0u64)).unwrap();
+    }
+    let subj: &[u8] = match name.trim_end_matches("with") {
+        "one" => b"synadia",
+        "two" => b"synadia.nats",
+        "four" => b"synadia.nats.jetstream.nkeys",
+        "multi" => b"cloud.nats.component.router",
+        _ => b"synadia.nats.jetstream.nkeys.ZZZZ",
+    };
+    s.matches(subj);
+    if name.ends_with("with") {
+        for _ in 0..n {
+            black_box(s.with_matches(black_box(subj), |r| r.plain.len()));
+        }
+    } else {
+        for _ in 0..n {
+            black_box(s.matches(black_box(subj)));
+        }
+    }
+}
