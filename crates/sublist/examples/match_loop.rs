@@ -15,6 +15,22 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let s = Sublist::new();
+    if std::env::var_os("FULL").is_some() {
+        // cpu_time's population: 8 words, 5 levels deep.
+        let words = ["synadia", "nats", "jetstream", "nkeys", "jwt", "deny", "auth", "drain"];
+        let mut level = vec![String::new()];
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for p in &level {
+                for w in words {
+                    let subj = if p.is_empty() { w.to_owned() } else { format!("{p}.{w}") };
+                    s.insert(subj.as_bytes(), None, Arc::new(0u64)).unwrap();
+                    next.push(subj);
+                }
+            }
+            level = next;
+        }
+    }
     for subj in [
         "synadia",
         "synadia.nats",
