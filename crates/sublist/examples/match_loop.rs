@@ -1,6 +1,7 @@
 //! One cached-match workload of `cpu_time`, in a loop, for instruction counting:
 //! `valgrind --tool=callgrind target/release/examples/match_loop NAME N` (NAME: one, two, four,
-//! multi, miss; a `with` suffix uses `with_matches`). Compare two values of N to cancel the setup.
+//! multi, miss; a `with` suffix uses `with_matches`; `insert` inserts
+//! cpu_time's population N times). Compare two values of N to cancel the setup.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -15,20 +16,20 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let s = Sublist::new();
-    if std::env::var_os("FULL").is_some() {
-        // cpu_time's population: 8 words, 5 levels deep.
-        let words = ["synadia", "nats", "jetstream", "nkeys", "jwt", "deny", "auth", "drain"];
-        let mut level = vec![String::new()];
-        for _ in 0..5 {
-            let mut next = Vec::new();
-            for p in &level {
-                for w in words {
-                    let subj = if p.is_empty() { w.to_owned() } else { format!("{p}.{w}") };
-                    s.insert(subj.as_bytes(), None, Arc::new(0u64)).unwrap();
-                    next.push(subj);
-                }
+    if name == "insert" {
+        // cpu_time's insert workload: N rounds of the population into one sublist.
+        let subjects = population();
+        let value = Arc::new(0u64);
+        for _ in 0..n {
+            for subj in &subjects {
+                black_box(s.insert(subj.as_bytes(), None, value.clone()).unwrap());
             }
-            level = next;
+        }
+        return;
+    }
+    if std::env::var_os("FULL").is_some() {
+        for subj in population() {
+            s.insert(subj.as_bytes(), None, Arc::new(0u64)).unwrap();
         }
     }
     for subj in [
@@ -59,4 +60,36 @@ fn main() {
             black_box(s.matches(black_box(subj)));
         }
     }
+}
+
+/// cpu_time's population: 8 words, 5 levels deep.
+fn population() -> Vec<String> {
+    let words = [
+        "synadia",
+        "nats",
+        "jetstream",
+        "nkeys",
+        "jwt",
+        "deny",
+        "auth",
+        "drain",
+    ];
+    let mut out = Vec::new();
+    let mut level = vec![String::new()];
+    for _ in 0..5 {
+        let mut next = Vec::new();
+        for p in &level {
+            for w in words {
+                let subj = if p.is_empty() {
+                    w.to_owned()
+                } else {
+                    format!("{p}.{w}")
+                };
+                out.push(subj.clone());
+                next.push(subj);
+            }
+        }
+        level = next;
+    }
+    out
 }

@@ -173,21 +173,46 @@ fn load4(s: &[u8], i: usize) -> u32 {
 #[inline]
 pub(crate) fn tokenize<'a>(subject: &'a [u8], out: &mut Tokens<'a>) -> bool {
     out.clear();
+    let n = subject.len();
     let mut start = 0;
-    for (i, &b) in subject.iter().enumerate() {
-        if b == SEP {
-            if i == start {
+    let mut i = 0;
+    // Eight bytes at a time: the separators of a word are found with a few arithmetic operations.
+    while i + 8 <= n {
+        let mut seps = separators(load8(subject, i));
+        while seps != 0 {
+            let at = i + (seps.trailing_zeros() / 8) as usize;
+            if at == start {
                 return false;
             }
-            out.push(&subject[start..i]);
-            start = i + 1;
+            out.push(&subject[start..at]);
+            start = at + 1;
+            seps &= seps - 1;
+        }
+        i += 8;
+    }
+    for (at, &b) in subject.iter().enumerate().skip(i) {
+        if b == SEP {
+            if at == start {
+                return false;
+            }
+            out.push(&subject[start..at]);
+            start = at + 1;
         }
     }
-    if start >= subject.len() {
+    if start >= n {
         return false;
     }
     out.push(&subject[start..]);
     true
+}
+
+/// The high bit of each byte of the little-endian word `w` that is a `.`, and no other bit (the
+/// exact form of the "has zero byte" trick: no borrow crosses bytes).
+#[inline(always)]
+fn separators(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let x = w ^ (u64::from(SEP) * 0x0101_0101_0101_0101);
+    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// Whether `subject` is acceptable as a subscription subject (nats-server's `IsValidSubject`): not
@@ -608,6 +633,31 @@ mod tests {
         assert_eq!(hashes.len(), seen.len());
         assert_ne!(hash_bytes(1, b"foo"), hash_bytes(2, b"foo"));
         assert_ne!(hash_bytes(1, b"foo.bar"), hash_bytes(1, b"foo.baz"));
+    }
+
+    #[test]
+    fn tokenizing_agrees_with_split() {
+        let alphabet = [b'a', b'.', b'\xae', b'\x2e' ^ 0x80, b'-', b'/'];
+        let mut state = 0x1234_5678_u64;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let subject: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        alphabet[(state >> 60) as usize % alphabet.len()]
+                    })
+                    .collect();
+                let parts: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+                let mut t = Tokens::new();
+                let valid = parts.iter().all(|p| !p.is_empty());
+                assert_eq!(tokenize(&subject, &mut t), valid, "{subject:?}");
+                if valid {
+                    assert_eq!(&t[..], &parts[..], "{subject:?}");
+                }
+            }
+        }
     }
 
     #[test]
