@@ -1,7 +1,7 @@
 //! One cached-match workload of `cpu_time`, in a loop, for instruction counting:
 //! `valgrind --tool=callgrind target/release/examples/match_loop NAME N` (NAME: one, two, four,
 //! multi, miss; a `with` suffix uses `with_matches`; `insert` inserts
-//! cpu_time's population N times). Compare two values of N to cancel the setup.
+//! cpu_time's population N times; `literal` runs cpu_time's MatchLiteral N times). Compare two values of N to cancel the setup.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -15,6 +15,25 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    if name == "literal" {
+        // cpu_time's SublistMatchLiteral: 21 patterns against one 10-token subject.
+        let literal = b"foo.foo.foo.foo.foo.foo.foo.foo.foo.foo";
+        let mut patterns: Vec<String> = (1..=9).rev().map(|k| "foo.".repeat(k) + ">").collect();
+        patterns.insert(0, "foo.".repeat(9) + "foo");
+        patterns.push(">".into());
+        for k in 1..=10 {
+            patterns.push([vec!["foo"; 10 - k], vec!["*"; k]].concat().join("."));
+        }
+        for _ in 0..n {
+            for p in black_box(&patterns) {
+                assert!(starling_sublist::subject_matches(
+                    p.as_bytes(),
+                    black_box(literal)
+                ));
+            }
+        }
+        return;
+    }
     let s = Sublist::new();
     if name == "insert" {
         // cpu_time's insert workload: N rounds of the population into one sublist.

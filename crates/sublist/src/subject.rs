@@ -635,6 +635,57 @@ mod tests {
         assert_ne!(hash_bytes(1, b"foo.bar"), hash_bytes(1, b"foo.baz"));
     }
 
+    /// The straightforward definition: split both into tokens and compare them.
+    fn matches_model(pattern: &[u8], subject: &[u8]) -> bool {
+        let p: Vec<&[u8]> = pattern.split(|&b| b == SEP).collect();
+        let s: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+        if p.iter().chain(&s).any(|t| t.is_empty()) {
+            return false;
+        }
+        for (i, pt) in p.iter().enumerate() {
+            if *pt == [FWC] && i + 1 == p.len() {
+                return s.len() > i;
+            }
+            match s.get(i) {
+                Some(st) if *pt == [PWC] || pt == st => {}
+                _ => return false,
+            }
+        }
+        p.len() == s.len()
+    }
+
+    #[test]
+    fn matching_agrees_with_model() {
+        let words: [&[u8]; 8] = [b"a", b"ab", b"*", b">", b"", b"abcdefghij", b"*a", b"a>"];
+        let mut state = 0x9E37_79B9_u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        for _ in 0..200_000 {
+            let mut gen = |next: &mut dyn FnMut() -> usize| {
+                let k = 1 + next() % 5;
+                let toks: Vec<&[u8]> = (0..k).map(|_| words[next() % words.len()]).collect();
+                toks.join(&b'.')
+            };
+            let pattern = gen(&mut next);
+            let subject = if next() % 3 == 0 {
+                pattern.clone()
+            } else {
+                gen(&mut next)
+            };
+            assert_eq!(
+                subject_matches(&pattern, &subject),
+                matches_model(&pattern, &subject),
+                "{:?} {:?}",
+                String::from_utf8_lossy(&pattern),
+                String::from_utf8_lossy(&subject)
+            );
+        }
+    }
+
     #[test]
     fn tokenizing_agrees_with_split() {
         let alphabet = [b'a', b'.', b'\xae', b'\x2e' ^ 0x80, b'-', b'/'];
