@@ -665,7 +665,7 @@ mod tests {
             (state >> 33) as usize
         };
         for _ in 0..200_000 {
-            let mut gen = |next: &mut dyn FnMut() -> usize| {
+            let gen = |next: &mut dyn FnMut() -> usize| {
                 let k = 1 + next() % 5;
                 let toks: Vec<&[u8]> = (0..k).map(|_| words[next() % words.len()]).collect();
                 toks.join(&b'.')
