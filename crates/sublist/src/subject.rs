@@ -377,10 +377,20 @@ pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
 /// Whether `tail` is one or more tokens, none of them empty.
 #[inline]
 fn subject_tail_ok(tail: &[u8]) -> bool {
-    !tail.is_empty()
-        && tail[0] != SEP
-        && tail[tail.len() - 1] != SEP
-        && !tail.windows(2).any(|w| w == [SEP, SEP])
+    let n = tail.len();
+    if n == 0 || tail[0] == SEP || tail[n - 1] == SEP {
+        return false;
+    }
+    // Two adjacent separators, looked for a word at a time (words overlapping by a byte).
+    let mut i = 0;
+    while i + 8 <= n {
+        let seps = separators(load8(tail, i));
+        if seps & (seps >> 8) != 0 {
+            return false;
+        }
+        i += 7;
+    }
+    !tail[i..].windows(2).any(|w| w == [SEP, SEP])
 }
 
 /// Whether two subscription patterns could both match one published subject (nats-server's
