@@ -333,7 +333,19 @@ pub fn subject_is_literal(subject: &[u8]) -> bool {
 /// ```
 pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
     let (plen, slen) = (pattern.len(), subject.len());
-    let (mut p, mut s) = (0usize, 0usize);
+    // Whole tokens both share byte for byte match whatever they are (a `*` or non-final `>`
+    // pattern token meets the same token in the subject), provided none is empty: skip them a
+    // word at a time.
+    let same = common_prefix(pattern, subject);
+    if same == plen && same == slen {
+        return subject_tail_ok(subject);
+    }
+    let skip = match pattern[..same].iter().rposition(|&b| b == SEP) {
+        Some(sep) if subject_tail_ok(&pattern[..sep]) => sep + 1,
+        Some(_) => return false,
+        None => 0,
+    };
+    let (mut p, mut s) = (skip, skip);
     // One pass over both, a token at a time; `p` and `s` are at the start of a token.
     loop {
         let wildcard = p < plen && (p + 1 == plen || pattern[p + 1] == SEP);
@@ -372,6 +384,24 @@ pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The length of the longest common prefix of `a` and `b`, found a word at a time.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let diff = load8(a, i) ^ load8(b, i);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// Whether `tail` is one or more tokens, none of them empty.
