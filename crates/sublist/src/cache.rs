@@ -6,7 +6,7 @@
 //! is what keeps the per-thread tables (`local`) honest.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -34,6 +34,19 @@ struct Entry<T> {
 struct Shard<T> {
     table: RwLock<HashTable<Entry<T>>>,
     hits: AtomicU64,
+    /// The table's length, kept under its write lock, so that invalidation can pass an empty shard
+    /// without taking a lock (see [`Cache::invalidate_literal`]).
+    len: AtomicUsize,
+}
+
+impl<T> Shard<T> {
+    /// Whether the table is empty, without its lock. Exact for a caller holding the trie's write
+    /// lock: every change to the table happens under the trie's read lock (or write lock), so
+    /// none is concurrent and acquiring the trie lock ordered them all before.
+    #[inline]
+    fn is_empty_under_trie_write_lock(&self) -> bool {
+        self.len.load(Ordering::Relaxed) == 0
+    }
 }
 
 /// The cache of one sublist.
@@ -49,6 +62,7 @@ impl<T> Cache<T> {
             .map(|_| Shard {
                 table: RwLock::new(HashTable::new()),
                 hits: AtomicU64::new(0),
+                len: AtomicUsize::new(0),
             })
             .collect();
         Self {
@@ -95,7 +109,8 @@ impl<T> Cache<T> {
 
     /// Stores `result` for `key`, sweeping the shard first if it is full.
     pub(crate) fn insert(&self, hash: u64, key: &[u8], result: Arc<MatchResult<T>>) {
-        let mut table = self.shard(hash).table.write();
+        let shard = self.shard(hash);
+        let mut table = shard.table.write();
         if let Some(e) = table.find_mut(hash, |e| bytes_eq(&e.key, key)) {
             // Another thread stored the same answer meanwhile; keep one live copy.
             std::mem::replace(&mut e.result, result).mark_stale();
@@ -123,20 +138,31 @@ impl<T> Cache<T> {
             },
             |e| e.hash,
         );
+        shard.len.store(table.len(), Ordering::Relaxed);
     }
 
-    /// Drops the entry for the literal subject `key`, if cached.
+    /// Drops the entry for the literal subject `key`, if cached. The caller holds the trie's write
+    /// lock.
     pub(crate) fn invalidate_literal(&self, key: &[u8]) {
         let hash = self.hash(key);
-        let mut table = self.shard(hash).table.write();
+        let shard = self.shard(hash);
+        if shard.is_empty_under_trie_write_lock() {
+            return;
+        }
+        let mut table = shard.table.write();
         if let Ok(entry) = table.find_entry(hash, |e| bytes_eq(&e.key, key)) {
             entry.remove().0.result.mark_stale();
+            shard.len.store(table.len(), Ordering::Relaxed);
         }
     }
 
-    /// Drops every entry whose subject the wildcard `pattern` matches.
+    /// Drops every entry whose subject the wildcard `pattern` matches. The caller holds the trie's
+    /// write lock.
     pub(crate) fn invalidate_matching(&self, pattern: &[u8]) {
         for shard in self.shards.iter() {
+            if shard.is_empty_under_trie_write_lock() {
+                continue;
+            }
             // Look first under the read lock, so readers of unaffected shards are never blocked.
             if shard
                 .table
@@ -144,13 +170,15 @@ impl<T> Cache<T> {
                 .iter()
                 .any(|e| subject_matches(pattern, &e.key))
             {
-                shard.table.write().retain(|e| {
+                let mut table = shard.table.write();
+                table.retain(|e| {
                     let affected = subject_matches(pattern, &e.key);
                     if affected {
                         e.result.mark_stale();
                     }
                     !affected
                 });
+                shard.len.store(table.len(), Ordering::Relaxed);
             }
         }
     }

@@ -25,7 +25,7 @@ impl SubHandle {
     }
 
     /// A number unique to this subscription among every sublist of the process (increasing with
-    /// insertion order).
+    /// insertion order within one sublist).
     pub fn id(&self) -> u64 {
         self.id
     }

@@ -29,7 +29,7 @@ struct Entry<T> {
 }
 
 struct Table<T> {
-    table: RefCell<Box<[Option<Entry<T>>]>>,
+    table: RefCell<Box<[Option<Entry<T>>; SLOTS]>>,
     /// Hits of this thread; written only by it, so a plain load and store count exactly.
     hits: Arc<AtomicU64>,
 }
@@ -86,7 +86,13 @@ impl<T: Send + Sync> Local<T> {
             let hits = Arc::new(AtomicU64::new(0));
             self.counters.lock().push(hits.clone());
             Table {
-                table: RefCell::new((0..SLOTS).map(|_| None).collect()),
+                table: RefCell::new(
+                    (0..SLOTS)
+                        .map(|_| None)
+                        .collect::<Box<[_]>>()
+                        .try_into()
+                        .unwrap_or_else(|_| unreachable!()),
+                ),
                 hits,
             }
         });

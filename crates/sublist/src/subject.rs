@@ -41,60 +41,109 @@ pub(crate) fn is_fwc(tok: &[u8]) -> bool {
 
 /// Byte-slice equality without a call into libc's `memcmp`, whose fixed cost dominates for the
 /// short keys (tokens, subjects) compared on every lookup: word-sized loads, the last one
-/// overlapping.
+/// overlapping, and up to 64 bytes without a loop or a branch per word (the differences are OR-ed).
 #[inline(always)]
 pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
-    if n >= 8 {
+    if n >= 16 {
+        if n <= 32 {
+            let d = (load8(a, 0) ^ load8(b, 0))
+                | (load8(a, 8) ^ load8(b, 8))
+                | (load8(a, n - 16) ^ load8(b, n - 16))
+                | (load8(a, n - 8) ^ load8(b, n - 8));
+            return d == 0;
+        }
+        if n <= 48 {
+            let d = (load16(a, 0) ^ load16(b, 0))
+                | (load16(a, 16) ^ load16(b, 16))
+                | (load16(a, n - 16) ^ load16(b, n - 16));
+            return d == 0;
+        }
+        if n <= 64 {
+            let d = (load16(a, 0) ^ load16(b, 0))
+                | (load16(a, 16) ^ load16(b, 16))
+                | (load16(a, n - 32) ^ load16(b, n - 32))
+                | (load16(a, n - 16) ^ load16(b, n - 16));
+            return d == 0;
+        }
         let mut i = 0;
-        while i + 8 <= n {
-            if load8(a, i) != load8(b, i) {
+        while i + 16 < n {
+            if load16(a, i) != load16(b, i) {
                 return false;
             }
-            i += 8;
+            i += 16;
         }
-        return i == n || load8(a, n - 8) == load8(b, n - 8);
+        return load16(a, n - 16) == load16(b, n - 16);
+    }
+    if n >= 8 {
+        return ((load8(a, 0) ^ load8(b, 0)) | (load8(a, n - 8) ^ load8(b, n - 8))) == 0;
     }
     if n >= 4 {
-        return load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4);
+        return ((load4(a, 0) ^ load4(b, 0)) | (load4(a, n - 4) ^ load4(b, n - 4))) == 0;
     }
     n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
 }
 
-/// A seeded hash of a short byte string for the match caches, in the style of wyhash: each
-/// 16-byte block is folded in with one 64×64→128-bit multiply, so a 30-byte subject takes three
-/// dependent multiplies (the general-purpose hasher needs several times the instructions). The
-/// tables it serves are bounded, so even crafted collisions only lengthen a probe within a few
-/// dozen entries.
+/// A seeded hash of a short byte string for the match caches, in the style of wyhash and
+/// rapidhash: 16-byte blocks are folded with 64×64→128-bit multiplies that do not depend on each
+/// other up to 64 bytes (each block with a secret of its own, the results XOR-ed), so any subject
+/// of up to 64 bytes costs two multiplies of latency and no loop (the general-purpose hasher needs
+/// several times the instructions). The tables it serves are bounded, so even crafted collisions
+/// only lengthen a probe within a few dozen entries.
 #[inline(always)]
 pub(crate) fn hash_bytes(seed: u64, b: &[u8]) -> u64 {
     const S1: u64 = 0xA076_1D64_78BD_642F;
     const S2: u64 = 0xE703_7ED1_A0B4_28DB;
+    const S3: u64 = 0x8EBC_6AF0_9C88_C6E3;
+    const S4: u64 = 0x5899_65CC_7537_4CC3;
+    const S5: u64 = 0x1D8E_4E27_C47D_124F;
     #[inline(always)]
     fn fold(a: u64, b: u64) -> u64 {
         let m = u128::from(a) * u128::from(b);
         (m as u64) ^ ((m >> 64) as u64)
     }
     let n = b.len();
-    let mut h = seed ^ (n as u64).wrapping_mul(S2);
+    // The length goes into every fold's multiplier, so strings whose blocks overlap differently
+    // differ there too.
+    let s = seed ^ n as u64;
     if n > 16 {
-        let mut i = 0;
-        while i + 16 < n {
-            h = fold(load8(b, i) ^ S1, load8(b, i + 8) ^ h);
-            i += 16;
-        }
-        h = fold(load8(b, n - 16) ^ S1, load8(b, n - 8) ^ h);
-    } else if n >= 8 {
-        h = fold(load8(b, 0) ^ S1, load8(b, n - 8) ^ h);
+        // Each block already went through a multiply with the seed: one round is enough here.
+        return if n <= 32 {
+            fold(load8(b, 0) ^ S1, load8(b, 8) ^ s)
+                ^ fold(load8(b, n - 16) ^ S3, load8(b, n - 8) ^ s)
+        } else if n <= 48 {
+            fold(load8(b, 0) ^ S1, load8(b, 8) ^ s)
+                ^ fold(load8(b, 16) ^ S3, load8(b, 24) ^ s)
+                ^ fold(load8(b, n - 16) ^ S5, load8(b, n - 8) ^ s)
+        } else if n <= 64 {
+            fold(load8(b, 0) ^ S1, load8(b, 8) ^ s)
+                ^ fold(load8(b, 16) ^ S3, load8(b, 24) ^ s)
+                ^ fold(load8(b, n - 32) ^ S4, load8(b, n - 24) ^ s)
+                ^ fold(load8(b, n - 16) ^ S5, load8(b, n - 8) ^ s)
+        } else {
+            let mut h = s;
+            let mut i = 0;
+            while i + 16 < n {
+                h = fold(load8(b, i) ^ S1, load8(b, i + 8) ^ h);
+                i += 16;
+            }
+            fold(load8(b, n - 16) ^ S3, load8(b, n - 8) ^ h)
+        };
+    }
+    let h = if n >= 8 {
+        fold(load8(b, 0) ^ S1, load8(b, n - 8) ^ s)
     } else if n >= 4 {
-        h = fold(u64::from(load4(b, 0)) ^ S1, u64::from(load4(b, n - 4)) ^ h);
+        fold(u64::from(load4(b, 0)) ^ S1, u64::from(load4(b, n - 4)) ^ s)
     } else if n > 0 {
         let w = u64::from(b[0]) << 16 | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]);
-        h = fold(w ^ S1, h ^ S2);
-    }
+        fold(w ^ S1, s ^ S2)
+    } else {
+        s
+    };
+    // Short keys fill few bits of one block: a second round spreads them.
     fold(h ^ S2, (n as u64) ^ S1)
 }
 
@@ -103,6 +152,13 @@ fn load8(s: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&s[i..i + 8]);
     u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn load16(s: &[u8], i: usize) -> u128 {
+    let mut w = [0u8; 16];
+    w.copy_from_slice(&s[i..i + 16]);
+    u128::from_le_bytes(w)
 }
 
 #[inline(always)]
@@ -117,21 +173,46 @@ fn load4(s: &[u8], i: usize) -> u32 {
 #[inline]
 pub(crate) fn tokenize<'a>(subject: &'a [u8], out: &mut Tokens<'a>) -> bool {
     out.clear();
+    let n = subject.len();
     let mut start = 0;
-    for (i, &b) in subject.iter().enumerate() {
-        if b == SEP {
-            if i == start {
+    let mut i = 0;
+    // Eight bytes at a time: the separators of a word are found with a few arithmetic operations.
+    while i + 8 <= n {
+        let mut seps = separators(load8(subject, i));
+        while seps != 0 {
+            let at = i + (seps.trailing_zeros() / 8) as usize;
+            if at == start {
                 return false;
             }
-            out.push(&subject[start..i]);
-            start = i + 1;
+            out.push(&subject[start..at]);
+            start = at + 1;
+            seps &= seps - 1;
+        }
+        i += 8;
+    }
+    for (at, &b) in subject.iter().enumerate().skip(i) {
+        if b == SEP {
+            if at == start {
+                return false;
+            }
+            out.push(&subject[start..at]);
+            start = at + 1;
         }
     }
-    if start >= subject.len() {
+    if start >= n {
         return false;
     }
     out.push(&subject[start..]);
     true
+}
+
+/// The high bit of each byte of the little-endian word `w` that is a `.`, and no other bit (the
+/// exact form of the "has zero byte" trick: no borrow crosses bytes).
+#[inline(always)]
+fn separators(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let x = w ^ (u64::from(SEP) * 0x0101_0101_0101_0101);
+    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// Whether `subject` is acceptable as a subscription subject (nats-server's `IsValidSubject`): not
@@ -252,7 +333,19 @@ pub fn subject_is_literal(subject: &[u8]) -> bool {
 /// ```
 pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
     let (plen, slen) = (pattern.len(), subject.len());
-    let (mut p, mut s) = (0usize, 0usize);
+    // Whole tokens both share byte for byte match whatever they are (a `*` or non-final `>`
+    // pattern token meets the same token in the subject), provided none is empty: skip them a
+    // word at a time.
+    let same = common_prefix(pattern, subject);
+    if same == plen && same == slen {
+        return subject_tail_ok(subject);
+    }
+    let skip = match pattern[..same].iter().rposition(|&b| b == SEP) {
+        Some(sep) if subject_tail_ok(&pattern[..sep]) => sep + 1,
+        Some(_) => return false,
+        None => 0,
+    };
+    let (mut p, mut s) = (skip, skip);
     // One pass over both, a token at a time; `p` and `s` are at the start of a token.
     loop {
         let wildcard = p < plen && (p + 1 == plen || pattern[p + 1] == SEP);
@@ -293,13 +386,41 @@ pub fn subject_matches(pattern: &[u8], subject: &[u8]) -> bool {
     }
 }
 
+/// The length of the longest common prefix of `a` and `b`, found a word at a time.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let diff = load8(a, i) ^ load8(b, i);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 /// Whether `tail` is one or more tokens, none of them empty.
 #[inline]
 fn subject_tail_ok(tail: &[u8]) -> bool {
-    !tail.is_empty()
-        && tail[0] != SEP
-        && tail[tail.len() - 1] != SEP
-        && !tail.windows(2).any(|w| w == [SEP, SEP])
+    let n = tail.len();
+    if n == 0 || tail[0] == SEP || tail[n - 1] == SEP {
+        return false;
+    }
+    // Two adjacent separators, looked for a word at a time (words overlapping by a byte).
+    let mut i = 0;
+    while i + 8 <= n {
+        let seps = separators(load8(tail, i));
+        if seps & (seps >> 8) != 0 {
+            return false;
+        }
+        i += 7;
+    }
+    !tail[i..].windows(2).any(|w| w == [SEP, SEP])
 }
 
 /// Whether two subscription patterns could both match one published subject (nats-server's
@@ -512,8 +633,8 @@ mod tests {
 
     #[test]
     fn byte_equality() {
-        let data: Vec<u8> = (0..40u8).collect();
-        for n in 0..40 {
+        let data: Vec<u8> = (0..100u8).collect();
+        for n in 0..99 {
             let a = &data[..n];
             let copy = a.to_vec();
             assert!(bytes_eq(a, &copy));
@@ -530,7 +651,7 @@ mod tests {
     fn hash_spreads() {
         let mut seen = std::collections::HashSet::new();
         let mut buckets = [0u32; 64];
-        for n in 0..40usize {
+        for n in 0..90usize {
             for i in 0..500u32 {
                 let mut key = vec![b'a'; n];
                 for (j, b) in i.to_le_bytes().iter().enumerate() {
@@ -552,6 +673,82 @@ mod tests {
         assert_eq!(hashes.len(), seen.len());
         assert_ne!(hash_bytes(1, b"foo"), hash_bytes(2, b"foo"));
         assert_ne!(hash_bytes(1, b"foo.bar"), hash_bytes(1, b"foo.baz"));
+    }
+
+    /// The straightforward definition: split both into tokens and compare them.
+    fn matches_model(pattern: &[u8], subject: &[u8]) -> bool {
+        let p: Vec<&[u8]> = pattern.split(|&b| b == SEP).collect();
+        let s: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+        if p.iter().chain(&s).any(|t| t.is_empty()) {
+            return false;
+        }
+        for (i, pt) in p.iter().enumerate() {
+            if *pt == [FWC] && i + 1 == p.len() {
+                return s.len() > i;
+            }
+            match s.get(i) {
+                Some(st) if *pt == [PWC] || pt == st => {}
+                _ => return false,
+            }
+        }
+        p.len() == s.len()
+    }
+
+    #[test]
+    fn matching_agrees_with_model() {
+        let words: [&[u8]; 8] = [b"a", b"ab", b"*", b">", b"", b"abcdefghij", b"*a", b"a>"];
+        let mut state = 0x9E37_79B9_u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        for _ in 0..200_000 {
+            let gen = |next: &mut dyn FnMut() -> usize| {
+                let k = 1 + next() % 5;
+                let toks: Vec<&[u8]> = (0..k).map(|_| words[next() % words.len()]).collect();
+                toks.join(&b'.')
+            };
+            let pattern = gen(&mut next);
+            let subject = if next() % 3 == 0 {
+                pattern.clone()
+            } else {
+                gen(&mut next)
+            };
+            assert_eq!(
+                subject_matches(&pattern, &subject),
+                matches_model(&pattern, &subject),
+                "{:?} {:?}",
+                String::from_utf8_lossy(&pattern),
+                String::from_utf8_lossy(&subject)
+            );
+        }
+    }
+
+    #[test]
+    fn tokenizing_agrees_with_split() {
+        let alphabet = [b'a', b'.', b'\xae', b'\x2e' ^ 0x80, b'-', b'/'];
+        let mut state = 0x1234_5678_u64;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let subject: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        alphabet[(state >> 60) as usize % alphabet.len()]
+                    })
+                    .collect();
+                let parts: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+                let mut t = Tokens::new();
+                let valid = parts.iter().all(|p| !p.is_empty());
+                assert_eq!(tokenize(&subject, &mut t), valid, "{subject:?}");
+                if valid {
+                    assert_eq!(&t[..], &parts[..], "{subject:?}");
+                }
+            }
+        }
     }
 
     #[test]

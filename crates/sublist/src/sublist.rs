@@ -16,9 +16,12 @@ use crate::stats::SublistStats;
 use crate::subject::{is_fwc, is_pwc, tokenize, Tokens};
 use crate::trie::Trie;
 
-/// Subscription ids are unique in the process, so a handle from another sublist never removes
-/// anything here.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Adds one to a counter that only holders of the trie's write lock change: a load and a store,
+/// not a locked read-modify-write.
+#[inline]
+fn bump(counter: &AtomicU64, order: Ordering) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, order);
+}
 
 /// The subscription matcher: who is interested in a published subject.
 ///
@@ -41,6 +44,7 @@ pub struct Sublist<T: Send + Sync> {
     cache: Option<Cache<T>>,
     /// Per-thread front of `cache` (unused without a cache).
     local: Local<T>,
+    // Written only under the trie's write lock; read without it.
     generation: AtomicU64,
     count: AtomicUsize,
     inserts: AtomicU64,
@@ -106,13 +110,14 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
         let subject_copy: Arc<[u8]> = Arc::from(subject);
 
         let mut trie = self.trie.write();
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = trie.next_id();
         let queue = trie.insert(&tokens, queue, id, value);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.inserts.fetch_add(1, Ordering::Relaxed);
+        let count = &self.count;
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        bump(&self.inserts, Ordering::Relaxed);
         self.invalidate(subject, literal);
         // After the cache is fixed: whoever sees the new generation sees the new results.
-        self.generation.fetch_add(1, Ordering::Release);
+        bump(&self.generation, Ordering::Release);
         drop(trie);
 
         Ok(SubHandle {
@@ -133,10 +138,11 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
 
         let mut trie = self.trie.write();
         let value = trie.remove(&tokens, handle.queue.as_deref(), handle.id)?;
-        self.count.fetch_sub(1, Ordering::Relaxed);
-        self.removes.fetch_add(1, Ordering::Relaxed);
+        let count = &self.count;
+        count.store(count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        bump(&self.removes, Ordering::Relaxed);
         self.invalidate(&handle.subject, literal);
-        self.generation.fetch_add(1, Ordering::Release);
+        bump(&self.generation, Ordering::Release);
         drop(trie);
         Some(value)
     }

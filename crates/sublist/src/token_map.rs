@@ -60,26 +60,27 @@ impl<V> TokenMap<V> {
 
     #[inline]
     pub(crate) fn get_or_insert_with(&mut self, tok: &[u8], make: impl FnOnce() -> V) -> &mut V {
-        let full = match self {
-            Self::Small(v) => v.len() >= SMALL_MAX && !v.iter().any(|(k, _)| bytes_eq(k, tok)),
-            Self::Map(_) => false,
-        };
-        if full {
-            if let Self::Small(v) = self {
+        if let Self::Small(v) = self {
+            // One scan: an existing child (the common case on insert) is found without a second.
+            let found = v.iter().position(|(k, _)| bytes_eq(k, tok));
+            if found.is_none() && v.len() >= SMALL_MAX {
                 let mut map = HashMap::with_capacity(2 * SMALL_MAX);
                 map.extend(v.drain(..));
                 *self = Self::Map(map);
+            } else if let Self::Small(v) = self {
+                let i = match found {
+                    Some(i) => i,
+                    None => {
+                        v.reserve_exact(1);
+                        v.push((tok.into(), make()));
+                        v.len() - 1
+                    }
+                };
+                return &mut v[i].1;
             }
         }
         match self {
-            Self::Small(v) => match v.iter().position(|(k, _)| bytes_eq(k, tok)) {
-                Some(i) => &mut v[i].1,
-                None => {
-                    v.reserve_exact(1);
-                    v.push((tok.into(), make()));
-                    &mut v.last_mut().expect("just pushed").1
-                }
-            },
+            Self::Small(_) => unreachable!("a small map was handled above"),
             Self::Map(m) => {
                 let hash = m.hasher().hash_one(tok);
                 m.raw_entry_mut()

@@ -3,6 +3,8 @@
 //!
 //! The trie knows nothing of locking or caching; [`Sublist`](crate::Sublist) wraps it.
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use smallvec::SmallVec;
@@ -247,11 +249,33 @@ impl<T> Level<T> {
 /// The trie of one sublist.
 pub(crate) struct Trie<T> {
     root: Level<T>,
+    /// Subscription ids reserved for this trie and not yet given out.
+    ids: Range<u64>,
 }
+
+/// Subscription ids are unique in the process, so a handle from another sublist never removes
+/// anything here. Each trie reserves them in blocks, so an insert does not write this shared
+/// counter.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+const ID_BLOCK: u64 = 1024;
 
 impl<T> Trie<T> {
     pub(crate) fn new() -> Self {
-        Self { root: Level::new() }
+        Self {
+            root: Level::new(),
+            ids: 0..0,
+        }
+    }
+
+    /// A new subscription id: unique in the process, increasing in this trie.
+    pub(crate) fn next_id(&mut self) -> u64 {
+        if self.ids.is_empty() {
+            let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            self.ids = start..start + ID_BLOCK;
+        }
+        let id = self.ids.start;
+        self.ids.start += 1;
+        id
     }
 
     /// Stores `value` under `tokens` (already validated: non-empty, no empty token, `>` last) and
