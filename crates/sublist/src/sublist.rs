@@ -107,11 +107,10 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
             return Err(SublistError::InvalidQueue);
         }
         let literal = !tokens.iter().any(|t| is_pwc(t) || is_fwc(t));
-        let subject_copy: Arc<[u8]> = Arc::from(subject);
 
         let mut trie = self.trie.write();
         let id = trie.next_id();
-        let queue = trie.insert(&tokens, queue, id, value);
+        trie.insert(&tokens, queue, id, value);
         let count = &self.count;
         count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         bump(&self.inserts, Ordering::Relaxed);
@@ -120,28 +119,24 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
         bump(&self.generation, Ordering::Release);
         drop(trie);
 
-        Ok(SubHandle {
-            id,
-            subject: subject_copy,
-            queue,
-        })
+        Ok(SubHandle::new(id, subject, queue))
     }
 
     /// Removes the subscription `handle` stands for and returns its value; `None` if it was already
     /// removed (or the handle is from another sublist).
     pub fn remove(&self, handle: &SubHandle) -> Option<T> {
         let mut tokens = Tokens::new();
-        if !tokenize(&handle.subject, &mut tokens) {
+        if !tokenize(handle.subject(), &mut tokens) {
             return None;
         }
         let literal = !tokens.iter().any(|t| is_pwc(t) || is_fwc(t));
 
         let mut trie = self.trie.write();
-        let value = trie.remove(&tokens, handle.queue.as_deref(), handle.id)?;
+        let value = trie.remove(&tokens, handle.queue(), handle.id())?;
         let count = &self.count;
         count.store(count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         bump(&self.removes, Ordering::Relaxed);
-        self.invalidate(&handle.subject, literal);
+        self.invalidate(handle.subject(), literal);
         bump(&self.generation, Ordering::Release);
         drop(trie);
         Some(value)

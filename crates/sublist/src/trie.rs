@@ -278,15 +278,8 @@ impl<T> Trie<T> {
         id
     }
 
-    /// Stores `value` under `tokens` (already validated: non-empty, no empty token, `>` last) and
-    /// returns the queue name as the trie holds it, so a handle can share it.
-    pub(crate) fn insert(
-        &mut self,
-        tokens: &[&[u8]],
-        queue: Option<&[u8]>,
-        id: u64,
-        value: T,
-    ) -> Option<Arc<[u8]>> {
+    /// Stores `value` under `tokens` (already validated: non-empty, no empty token, `>` last).
+    pub(crate) fn insert(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: u64, value: T) {
         let (last, init) = tokens.split_last().expect("validated subject has a token");
         let mut level = &mut self.root;
         for tok in init {
@@ -297,10 +290,7 @@ impl<T> Trie<T> {
         }
         let node = level.child_or_insert(last);
         match queue {
-            None => {
-                node.plain.push(id, value);
-                None
-            }
+            None => node.plain.push(id, value),
             Some(q) => {
                 let group = match node.queues.iter().position(|g| &*g.name == q) {
                     Some(i) => &mut node.queues[i],
@@ -313,7 +303,6 @@ impl<T> Trie<T> {
                     }
                 };
                 group.subs.push(id, value);
-                Some(group.name.clone())
             }
         }
     }
