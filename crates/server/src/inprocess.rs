@@ -168,7 +168,7 @@ impl Client {
             .in_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         inner.shared.stats.add_in(1, data.len() as u64);
-        touched.flush();
+        touched.flush(&inner.shared);
         if !inner.shared.opts.no_fast_producer_stall {
             touched.stall(&inner.conn.closing).await;
         }

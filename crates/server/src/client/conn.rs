@@ -150,7 +150,7 @@ impl Client {
                             continue; // the rest of a large payload is still on its way
                         }
                         let result = self.process(&mut buf);
-                        self.touched.flush();
+                        self.touched.flush(&self.shared);
                         if let Err(close) = result {
                             self.close(close);
                             break;
@@ -423,7 +423,7 @@ impl Client {
         self.pings_out += 1;
         self.ping_sent = Some(std::time::Instant::now());
         self.push(|b| b.extend_from_slice(encode::PING));
-        self.touched.flush();
+        self.touched.flush(&self.shared);
         Ok(())
     }
 
@@ -438,6 +438,8 @@ impl Client {
     }
 
     fn push(&mut self, build: impl FnOnce(&mut BytesMut)) {
+        // Messages this batch staged for ourselves (echo) go first: a PONG must follow them.
+        self.touched.flush_conn(&self.shared, &self.conn);
         if self.conn.out.push_with(build) == crate::client::outbound::Appended::Signal {
             self.touched.signal(&self.conn);
         }
@@ -447,7 +449,7 @@ impl Client {
     fn close(&mut self, close: Close) {
         if let Some(text) = close.err {
             self.push_err(text);
-            self.touched.flush();
+            self.touched.flush(&self.shared);
         }
         debug!(cid = self.conn.cid, reason = %close.reason, "closing client connection");
         self.conn.close(close.reason);

@@ -8,6 +8,10 @@
 //!
 //! Flush coalescing: an append returns [`Appended::Signal`] only for the first append after the
 //! writer last took the queue; the producer wakes the writer once, at the end of its read batch.
+//!
+//! Producer-side batching: a producer lays small messages for a consumer out in its own staging
+//! buffer during a read batch and appends them with [`Outbound::push_staged`], one lock per batch
+//! and consumer instead of one per message (`delivery.rs`, `Touched`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,7 +20,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// Payloads up to this size are copied into the flat buffer; larger ones are queued by reference.
-const INLINE_MAX: usize = 2048;
+pub(crate) const INLINE_MAX: usize = 2048;
 /// Initial capacity of the flat buffer.
 const TAIL_CAPACITY: usize = 32 * 1024;
 
@@ -61,6 +65,8 @@ pub(crate) struct Outbound {
     drained: Notify,
     /// Pending bytes are above half the limit: producers should stall briefly.
     stalled: AtomicBool,
+    /// Mirrors the queue's `closed`, for producers to check without the lock.
+    closed: AtomicBool,
 }
 
 /// A batch taken by the writer.
@@ -77,6 +83,7 @@ impl Outbound {
             wake: Notify::new(),
             drained: Notify::new(),
             stalled: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -93,7 +100,26 @@ impl Outbound {
             q.tail.truncate(before);
             return self.overflow(&mut q);
         }
-        self.finish(&mut q, len, None)
+        self.finish(&mut q, len, 0, 0)
+    }
+
+    /// Appends whole messages a producer laid out in `staged` (control lines, payloads and
+    /// CRLFs: `msgs` messages carrying `payload` bytes), under one lock for the whole batch.
+    /// Empties `staged`, keeping its capacity for the producer's next batch.
+    pub(crate) fn push_staged(&self, staged: &mut BytesMut, msgs: u64, payload: u64) -> Appended {
+        let len = staged.len();
+        let mut q = self.queue.lock();
+        let appended = if q.closed {
+            Appended::Closed
+        } else if q.pending + len > self.max_pending {
+            self.overflow(&mut q)
+        } else {
+            q.tail.extend_from_slice(staged);
+            self.finish(&mut q, len, msgs, payload)
+        };
+        drop(q);
+        staged.clear();
+        appended
     }
 
     /// Appends a message: a control line built by `ctl`, then `data`, then CRLF. A large `data`
@@ -128,11 +154,12 @@ impl Outbound {
             q.segments.push(owner.slice_ref(data));
         }
         q.tail.extend_from_slice(b"\r\n");
-        self.finish(&mut q, len, Some(data.len()))
+        self.finish(&mut q, len, 1, data.len() as u64)
     }
 
     fn overflow(&self, q: &mut Queue) -> Appended {
         q.closed = true;
+        self.closed.store(true, Ordering::Relaxed);
         q.segments = Vec::new();
         q.tail = BytesMut::new();
         q.pending = 0;
@@ -141,13 +168,11 @@ impl Outbound {
         Appended::SlowConsumer
     }
 
-    /// Accounts `len` queued bytes; `msg` is the payload size when they are a message.
-    fn finish(&self, q: &mut Queue, len: usize, msg: Option<usize>) -> Appended {
+    /// Accounts `len` queued bytes holding `msgs` messages of `payload` bytes in all.
+    fn finish(&self, q: &mut Queue, len: usize, msgs: u64, payload: u64) -> Appended {
         q.pending += len;
-        if let Some(payload) = msg {
-            q.out_msgs += 1;
-            q.out_bytes += payload as u64;
-        }
+        q.out_msgs += msgs;
+        q.out_bytes += payload;
         if q.pending > self.max_pending / 2 && !self.stalled.load(Ordering::Relaxed) {
             self.stalled.store(true, Ordering::Relaxed);
         }
@@ -184,8 +209,15 @@ impl Outbound {
     /// Closes the queue: later appends are refused, queued data is kept for a final flush.
     pub(crate) fn close(&self) {
         self.queue.lock().closed = true;
+        self.closed.store(true, Ordering::Relaxed);
         self.stalled.store(false, Ordering::Relaxed);
         self.drained.notify_waiters();
+    }
+
+    /// Whether the queue refuses appends (a cheap check without the lock; an append that races
+    /// a close is refused under the lock anyway).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// Whether producers should stall for this consumer.

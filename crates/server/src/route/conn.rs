@@ -173,7 +173,7 @@ impl Route {
                             continue;
                         }
                         let r = self.process(&mut parser, &mut buf);
-                        self.touched.flush();
+                        self.touched.flush(&self.shared);
                         r.err()
                     }
                 },
@@ -451,7 +451,7 @@ impl Route {
         self.pings_out += 1;
         self.ping_sent = Some(std::time::Instant::now());
         self.push(|b| b.put_slice(encode::PING));
-        self.touched.flush();
+        self.touched.flush(&self.shared);
         Ok(())
     }
 
