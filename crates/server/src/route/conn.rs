@@ -285,7 +285,9 @@ impl Route {
         let connect =
             RouteConnect::from_json(json).map_err(|_| Stop(ClosedReason::ParseError, None))?;
         if let (Some(user), Some(pass)) = (&routes.config.user, &routes.config.password) {
-            if connect.user.as_ref() != Some(user) || connect.pass.as_ref() != Some(pass) {
+            if !(crate::auth::credentials_match(connect.user.as_deref(), user)
+                & crate::auth::credentials_match(connect.pass.as_deref(), pass))
+            {
                 return Err(Stop(
                     ClosedReason::AuthenticationViolation,
                     Some("Authorization Violation".into()),
