@@ -10,7 +10,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use starling_proto::{Limits, ServerOp, ServerParser};
+use starling_proto::{encode, Limits, ServerOp, ServerParser};
 
 use crate::error::{BenchError, Result};
 
@@ -273,50 +273,31 @@ impl Writer {
 
     /// Appends `PUB subject [reply] len` and the payload; flushes when the buffer is full.
     pub fn publish(&mut self, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) -> Result<()> {
-        let b = &mut self.buf;
-        b.extend_from_slice(b"PUB ");
-        b.extend_from_slice(subject);
-        b.push(b' ');
-        if let Some(r) = reply {
-            b.extend_from_slice(r);
-            b.push(b' ');
-        }
-        b.extend_from_slice(itoa::Buffer::new().format(payload.len()).as_bytes());
-        b.extend_from_slice(b"\r\n");
-        b.extend_from_slice(payload);
-        b.extend_from_slice(b"\r\n");
+        encode::write_pub(&mut self.buf, subject, reply, payload.len());
+        self.buf.extend_from_slice(payload);
+        self.buf.extend_from_slice(b"\r\n");
         self.maybe_flush()
     }
 
     /// Appends `HPUB subject hdr_len total_len`, the header block and the payload.
     pub fn hpublish(&mut self, subject: &[u8], headers: &[u8], payload: &[u8]) -> Result<()> {
-        let b = &mut self.buf;
-        let mut num = itoa::Buffer::new();
-        b.extend_from_slice(b"HPUB ");
-        b.extend_from_slice(subject);
-        b.push(b' ');
-        b.extend_from_slice(num.format(headers.len()).as_bytes());
-        b.push(b' ');
-        b.extend_from_slice(num.format(headers.len() + payload.len()).as_bytes());
-        b.extend_from_slice(b"\r\n");
-        b.extend_from_slice(headers);
-        b.extend_from_slice(payload);
-        b.extend_from_slice(b"\r\n");
+        encode::write_hpub(
+            &mut self.buf,
+            subject,
+            None,
+            headers.len(),
+            headers.len() + payload.len(),
+        );
+        self.buf.extend_from_slice(headers);
+        self.buf.extend_from_slice(payload);
+        self.buf.extend_from_slice(b"\r\n");
         self.maybe_flush()
     }
 
     /// Appends `SUB subject [queue] sid`.
     pub fn subscribe(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: u64) {
-        let b = &mut self.buf;
-        b.extend_from_slice(b"SUB ");
-        b.extend_from_slice(subject);
-        b.push(b' ');
-        if let Some(q) = queue {
-            b.extend_from_slice(q);
-            b.push(b' ');
-        }
-        b.extend_from_slice(itoa::Buffer::new().format(sid).as_bytes());
-        b.extend_from_slice(b"\r\n");
+        let mut num = itoa::Buffer::new();
+        encode::write_sub(&mut self.buf, subject, queue, num.format(sid).as_bytes());
     }
 
     /// Appends `PING`.
