@@ -69,6 +69,16 @@ impl<'a> Msg<'a> {
         }
     }
 
+    /// Headers length and bytes as a connection gets the message: headers kept when it takes
+    /// them, else stripped.
+    fn wire_form(&self, wants_headers: bool) -> (Option<usize>, &'a [u8]) {
+        match self.header_len {
+            Some(h) if wants_headers => (Some(h), self.data),
+            Some(h) => (None, &self.data[h..]),
+            None => (None, self.data),
+        }
+    }
+
     fn local(&self) -> &Message {
         self.local.get_or_init(|| {
             let (headers, payload) = match self.header_len {
@@ -153,6 +163,17 @@ struct Staged {
     payload: u64,
 }
 
+impl Staged {
+    /// Appends one message: its control line built by `ctl`, then `data` and CRLF.
+    fn push(&mut self, ctl: impl FnOnce(&mut BytesMut), data: &[u8]) {
+        ctl(&mut self.buf);
+        self.buf.extend_from_slice(data);
+        self.buf.extend_from_slice(b"\r\n");
+        self.msgs += 1;
+        self.payload += data.len() as u64;
+    }
+}
+
 /// Connections a producer touched during one read batch: output staged for them is handed over
 /// and each writer is woken once at the end (flush coalescing), and consumers over half their
 /// pending limit may stall the producer.
@@ -207,15 +228,11 @@ impl Touched {
     fn hand_over(&mut self, shared: &Shared, mut staged: Staged) {
         let conn = &staged.conn;
         if !staged.buf.is_empty() {
-            match conn
+            let appended = conn
                 .out
-                .push_staged(&mut staged.buf, staged.msgs, staged.payload)
-            {
-                Appended::Signal => self.wake.push(conn.clone()),
-                Appended::Queued | Appended::Closed => {}
-                Appended::SlowConsumer => shared.slow_consumer(conn),
-            }
-            if conn.out.is_stalled() {
+                .push_staged(&mut staged.buf, staged.msgs, staged.payload);
+            // Pending bytes only grow here for staged output: check for a stall now.
+            if shared.appended(conn, appended, self) && conn.out.is_stalled() {
                 self.stalled(conn);
             }
         }
@@ -388,11 +405,7 @@ impl Shared {
     /// Sends one `RMSG` (or `HMSG`) to a peer, naming the queue groups it was picked for.
     fn forward(&self, target: &RouteTarget<'_>, msg: &Msg<'_>, touched: &mut Touched) -> bool {
         let conn = target.conn;
-        let (header_len, data) = match msg.header_len {
-            Some(h) if conn.wants_headers() => (Some(h), msg.data),
-            Some(h) => (None, &msg.data[h..]),
-            None => (None, msg.data),
-        };
+        let (header_len, data) = msg.wire_form(conn.wants_headers());
         let appended = conn.out.push_msg(
             |b| {
                 encode::write_rmsg(
@@ -408,6 +421,17 @@ impl Shared {
             data,
             msg.owner,
         );
+        self.appended(conn, appended, touched)
+    }
+
+    /// Whether an append delivered; the writer is woken (once per batch) or the slow consumer
+    /// cut off, as the outcome asks.
+    fn appended(
+        &self,
+        conn: &Arc<ClientShared>,
+        appended: Appended,
+        touched: &mut Touched,
+    ) -> bool {
         match appended {
             Appended::Signal => {
                 touched.signal(conn);
@@ -435,48 +459,7 @@ impl Shared {
         let conn = &sub.conn;
         let delivered = match &sub.local {
             Some(tx) => self.deliver_local(conn, tx, msg),
-            None if msg.data.len() <= INLINE_MAX && touched.stage(conn).is_some() => {
-                self.deliver_staged(sub, msg, touched)
-            }
-            None => {
-                touched.flush_conn(self, conn); // keep this consumer's output in order
-                let appended = match msg.header_len {
-                    Some(h) if conn.wants_headers() => conn.out.push_msg(
-                        |b| {
-                            encode::write_hmsg(
-                                b,
-                                msg.subject,
-                                &sub.sid,
-                                msg.reply,
-                                h,
-                                msg.data.len(),
-                            )
-                        },
-                        msg.data,
-                        msg.owner,
-                    ),
-                    _ => {
-                        let data = &msg.data[msg.header_len.unwrap_or(0)..];
-                        conn.out.push_msg(
-                            |b| encode::write_msg(b, msg.subject, &sub.sid, msg.reply, data.len()),
-                            data,
-                            msg.owner,
-                        )
-                    }
-                };
-                match appended {
-                    Appended::Signal => {
-                        touched.signal(conn);
-                        true
-                    }
-                    Appended::Queued => true,
-                    Appended::SlowConsumer => {
-                        self.slow_consumer(conn);
-                        false
-                    }
-                    Appended::Closed => false,
-                }
-            }
+            None => self.deliver_socket(sub, msg, touched),
         };
         if delivered && conn.out.is_stalled() {
             touched.stalled(conn);
@@ -487,37 +470,28 @@ impl Shared {
         delivered
     }
 
-    /// Lays a small message out in the producer's staging buffer for the subscriber's connection.
-    fn deliver_staged(&self, sub: &Subscription, msg: &Msg<'_>, touched: &mut Touched) -> bool {
+    /// Delivers to a socket client: a small message is staged for the end of the producer's
+    /// batch; a large one (its payload shared, not copied) or one for a connection beyond the
+    /// staging slots is appended at once, after whatever is staged for that connection.
+    fn deliver_socket(&self, sub: &Subscription, msg: &Msg<'_>, touched: &mut Touched) -> bool {
         let conn = &sub.conn;
-        if conn.out.is_closed() {
-            return false;
-        }
-        let headers = msg.header_len.filter(|_| conn.wants_headers());
-        let Some(staged) = touched.stage(conn) else {
-            return false;
+        let (header_len, data) = msg.wire_form(conn.wants_headers());
+        let ctl = |b: &mut BytesMut| match header_len {
+            Some(h) => encode::write_hmsg(b, msg.subject, &sub.sid, msg.reply, h, data.len()),
+            None => encode::write_msg(b, msg.subject, &sub.sid, msg.reply, data.len()),
         };
-        let b = &mut staged.buf;
-        let data = match headers {
-            Some(h) => {
-                encode::write_hmsg(b, msg.subject, &sub.sid, msg.reply, h, msg.data.len());
-                msg.data
+        if data.len() <= INLINE_MAX && !conn.out.is_closed() {
+            if let Some(staged) = touched.stage(conn) {
+                staged.push(ctl, data);
+                if staged.buf.len() >= STAGE_LIMIT {
+                    touched.flush_conn(self, conn);
+                }
+                return true;
             }
-            None => {
-                let data = &msg.data[msg.header_len.unwrap_or(0)..];
-                encode::write_msg(b, msg.subject, &sub.sid, msg.reply, data.len());
-                data
-            }
-        };
-        b.extend_from_slice(data);
-        b.extend_from_slice(b"\r\n");
-        staged.msgs += 1;
-        staged.payload += data.len() as u64;
-        if staged.buf.len() >= STAGE_LIMIT {
-            let conn = conn.clone();
-            touched.flush_conn(self, &conn);
         }
-        true
+        touched.flush_conn(self, conn); // keep this consumer's output in order
+        let appended = conn.out.push_msg(ctl, data, msg.owner);
+        self.appended(conn, appended, touched)
     }
 
     fn deliver_local(
