@@ -5,6 +5,9 @@
 //! The stored value is an `Arc` of a small struct, as the broker stores `Arc<Subscription>`: every
 //! uncached match pays a reference count per subscriber, which Go's pointer copy does not.
 
+#[path = "../../crates/sublist/examples/common/mod.rs"]
+mod workload;
+
 use std::hint::black_box;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,39 +28,10 @@ fn value(sid: u64) -> Value {
     Arc::new(BenchSub { sid, conn: 1 })
 }
 
-/// Every subject of 1 to 5 tokens over 8 words: 8 + 8^2 + ... + 8^5 = 37,448, in the order Go's
-/// `subsInit` produces them.
+/// The workload's subjects, built once.
 fn workload_subjects() -> &'static [String] {
     static SUBJECTS: OnceLock<Vec<String>> = OnceLock::new();
-    SUBJECTS.get_or_init(|| {
-        const WORDS: [&str; 8] = [
-            "synadia",
-            "nats",
-            "jetstream",
-            "nkeys",
-            "jwt",
-            "deny",
-            "auth",
-            "drain",
-        ];
-        fn init(prefix: &str, depth: usize, out: &mut Vec<String>) {
-            for w in WORDS {
-                let s = if prefix.is_empty() {
-                    w.to_owned()
-                } else {
-                    format!("{prefix}.{w}")
-                };
-                out.push(s.clone());
-                if depth + 1 < 5 {
-                    init(&s, depth + 1, out);
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(37_448);
-        init("", 0, &mut out);
-        assert_eq!(out.len(), 37_448);
-        out
-    })
+    SUBJECTS.get_or_init(workload::workload_subjects)
 }
 
 /// The shared benchmark sublist: the workload plus Go's three wildcards (`addWildcards`).

@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release -p starling-sublist --example cpu_time`
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -30,41 +32,12 @@ fn report(name: &str, ns: u64, ops: u64) {
     println!("{name:<40} {:>10.2} ns/op (cpu)", ns as f64 / ops as f64);
 }
 
-fn subjects() -> Vec<String> {
-    const WORDS: [&str; 8] = [
-        "synadia",
-        "nats",
-        "jetstream",
-        "nkeys",
-        "jwt",
-        "deny",
-        "auth",
-        "drain",
-    ];
-    fn init(prefix: &str, depth: usize, out: &mut Vec<String>) {
-        for w in WORDS {
-            let s = if prefix.is_empty() {
-                w.to_owned()
-            } else {
-                format!("{prefix}.{w}")
-            };
-            out.push(s.clone());
-            if depth + 1 < 5 {
-                init(&s, depth + 1, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    init("", 0, &mut out);
-    out
-}
-
 fn main() {
     let scale: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
-    let subjects = subjects();
+    let subjects = common::workload_subjects();
     let values: Vec<_> = (0..subjects.len() as u64).map(value).collect();
 
     // Insert: as the criterion bench, 4 rounds of the workload per sublist.

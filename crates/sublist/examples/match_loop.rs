@@ -3,6 +3,8 @@
 //! multi, miss; a `with` suffix uses `with_matches`; `insert` inserts
 //! cpu_time's population N times; `literal` runs cpu_time's MatchLiteral N times). Compare two values of N to cancel the setup.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -37,7 +39,7 @@ fn main() {
     let s = Sublist::new();
     if name == "insert" {
         // cpu_time's insert workload: N rounds of the population into one sublist.
-        let subjects = population();
+        let subjects = common::workload_subjects();
         let value = Arc::new(0u64);
         for _ in 0..n {
             for subj in &subjects {
@@ -47,7 +49,7 @@ fn main() {
         return;
     }
     if std::env::var_os("FULL").is_some() {
-        for subj in population() {
+        for subj in common::workload_subjects() {
             s.insert(subj.as_bytes(), None, Arc::new(0u64)).unwrap();
         }
     }
@@ -79,36 +81,4 @@ fn main() {
             black_box(s.matches(black_box(subj)));
         }
     }
-}
-
-/// cpu_time's population: 8 words, 5 levels deep.
-fn population() -> Vec<String> {
-    let words = [
-        "synadia",
-        "nats",
-        "jetstream",
-        "nkeys",
-        "jwt",
-        "deny",
-        "auth",
-        "drain",
-    ];
-    let mut out = Vec::new();
-    let mut level = vec![String::new()];
-    for _ in 0..5 {
-        let mut next = Vec::new();
-        for p in &level {
-            for w in words {
-                let subj = if p.is_empty() {
-                    w.to_owned()
-                } else {
-                    format!("{p}.{w}")
-                };
-                out.push(subj.clone());
-                next.push(subj);
-            }
-        }
-        level = next;
-    }
-    out
 }
