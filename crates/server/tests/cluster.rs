@@ -15,18 +15,7 @@ const CLUSTER: &str = "test";
 
 /// A node with a client port and a cluster port, seeded with `seeds`.
 async fn node(name: &str, seeds: &[String]) -> Server {
-    Server::builder()
-        .server_name(name)
-        .listen("127.0.0.1:0")
-        .cluster(
-            Cluster::new(CLUSTER)
-                .listen("127.0.0.1:0")
-                .seeds(seeds.iter().cloned())
-                .discovery_interval(Duration::from_millis(200)),
-        )
-        .start()
-        .await
-        .expect("node starts")
+    common::clustered(Server::builder(), name, CLUSTER, seeds).await
 }
 
 fn seed(of: &Server) -> String {

@@ -11,23 +11,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::NatsServer;
 use futures::StreamExt;
-use starling_server::{Cluster, Server};
+use starling_server::Server;
 
 const CLUSTER: &str = "mix";
 
 async fn starling(name: &str, seeds: &[String]) -> Server {
-    Server::builder()
-        .server_name(name)
-        .listen("127.0.0.1:0")
-        .cluster(
-            Cluster::new(CLUSTER)
-                .listen("127.0.0.1:0")
-                .seeds(seeds.iter().cloned())
-                .discovery_interval(Duration::from_millis(200)),
-        )
-        .start()
-        .await
-        .expect("starling starts")
+    common::clustered(Server::builder(), name, CLUSTER, seeds).await
 }
 
 fn reference(v215: bool, routes: Option<SocketAddr>) -> Option<NatsServer> {

@@ -13,24 +13,19 @@ use std::time::{Duration, Instant};
 use common::{http_get, key_paths, keys_in_order, NatsServer, Raw, WAIT};
 use futures::StreamExt;
 use serde_json::Value;
-use starling_server::{Cluster, Server};
+use starling_server::Server;
 
 const CLUSTER: &str = "mon";
 
 /// A clustered node with client, cluster and monitoring ports chosen by the system.
 async fn node(name: &str, seeds: &[String]) -> (Server, SocketAddr) {
-    let server = Server::builder()
-        .server_name(name)
-        .listen("127.0.0.1:0")
-        .monitor("127.0.0.1:0")
-        .cluster(
-            Cluster::new(CLUSTER)
-                .listen("127.0.0.1:0")
-                .seeds(seeds.iter().cloned()),
-        )
-        .start()
-        .await
-        .expect("node starts");
+    let server = common::clustered(
+        Server::builder().monitor("127.0.0.1:0"),
+        name,
+        CLUSTER,
+        seeds,
+    )
+    .await;
     let mon = server.monitor_addr().expect("monitor bound");
     (server, mon)
 }

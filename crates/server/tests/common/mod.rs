@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use starling_server::{Server, ServerBuilder};
+use starling_server::{Cluster, Server, ServerBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,6 +18,28 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A broker on 127.0.0.1 with a system-chosen port.
 pub async fn start() -> Server {
     start_with(Server::builder()).await
+}
+
+/// A node of cluster `cluster` with client and cluster ports on loopback, seeded with `seeds`,
+/// re-resolving its seeds every 200 ms. `builder` adds what the test needs (monitoring, ...).
+pub async fn clustered(
+    builder: ServerBuilder,
+    name: &str,
+    cluster: &str,
+    seeds: &[String],
+) -> Server {
+    builder
+        .server_name(name)
+        .listen("127.0.0.1:0")
+        .cluster(
+            Cluster::new(cluster)
+                .listen("127.0.0.1:0")
+                .seeds(seeds.iter().cloned())
+                .discovery_interval(Duration::from_millis(200)),
+        )
+        .start()
+        .await
+        .expect("node starts")
 }
 
 pub async fn start_with(builder: ServerBuilder) -> Server {
