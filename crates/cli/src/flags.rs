@@ -56,6 +56,8 @@ enum Flag {
     NoAdvertise,
     /// `--connect_retries N`.
     ConnectRetries,
+    /// `-sd DIR` / `--store_dir DIR`: JetStream's store directory.
+    StoreDir,
     /// A nats-server flag for a feature Starling lacks, harmless to ignore: a warning.
     Ignored(&'static str),
     /// A nats-server flag for a feature Starling lacks, wrong to ignore: an error.
@@ -109,11 +111,9 @@ const FLAGS: &[(&[&str], Kind, Flag)] = &[
         Kind::Bool,
         Flag::Unsupported("JetStream"),
     ),
-    (
-        &["sd", "store_dir"],
-        Kind::Str,
-        Flag::Unsupported("JetStream"),
-    ),
+    // Accepted without JetStream, as nats-server accepts it: client test harnesses (async-nats,
+    // nats.py) pass `--store_dir` to every server they start.
+    (&["sd", "store_dir"], Kind::Str, Flag::StoreDir),
     (&["tls", "tlsverify"], Kind::Bool, Flag::Unsupported("TLS")),
     (
         &["tlscert", "tlskey", "tlscacert"],
@@ -311,6 +311,7 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
         Flag::Signal => cli.signal = Some(v.string()),
         Flag::ClientAdvertise => s.client_advertise = Some(v.string()),
         Flag::PortsFileDir => s.ports_file_dir = Some(v.string().into()),
+        Flag::StoreDir => s.store_dir = Some(v.string().into()),
         Flag::Log => s.log_file = Some(v.string().into()),
         Flag::LogTime => s.logtime = Some(v.bool()),
         Flag::Debug => s.debug = Some(v.bool()),
@@ -474,7 +475,8 @@ Common Options:
 
 Accepted and ignored for now (with a warning): -ms/--https_port, -s/--syslog,
 -r/--remote_syslog, --log_size_limit, --max_traced_msg_len, --profile.
-Not supported yet (an error): JetStream (-js, -sd), TLS (--tls...).
+Accepted without JetStream, as nats-server does: -sd/--store_dir <dir>.
+Not supported yet (an error): JetStream (-js), TLS (--tls...).
 ";
 
 #[cfg(test)]
@@ -580,6 +582,25 @@ mod tests {
             Some("x")
         );
         assert_eq!(ok(&["--name=y"]).settings.server_name.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn store_dir_is_accepted_without_jetstream() {
+        for args in [
+            &["-sd", "/tmp/js"][..],
+            &["-sd=/tmp/js"],
+            &["--store_dir", "/tmp/js"],
+            &["--store_dir=/tmp/js"],
+        ] {
+            let c = ok(args);
+            assert_eq!(c.settings.store_dir, Some("/tmp/js".into()), "{args:?}");
+            assert!(c.warnings.is_empty(), "{args:?}: {:?}", c.warnings);
+        }
+        assert_eq!(
+            err(&["-sd"]),
+            "flag needs an argument: -sd",
+            "a store_dir flag without its directory is still an error"
+        );
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub(crate) struct Settings {
     pub(crate) http_host: Option<String>,
     /// `-m` / `http_port` / `http`: the monitoring port (0 = none, -1 = any free port).
     pub(crate) http_port: Option<i64>,
+    /// `-sd` / `--store_dir` / `store_dir`: JetStream's store directory. Accepted (and kept for
+    /// JetStream) without enabling anything, as nats-server accepts it without `-js`.
+    pub(crate) store_dir: Option<PathBuf>,
     /// `max_closed_clients`: closed connections kept for `/connz?state=closed`.
     pub(crate) max_closed_clients: Option<usize>,
     /// `--cluster URL` / `cluster.host`: the cluster listener's host (default `0.0.0.0`).
@@ -102,7 +105,7 @@ impl Settings {
             host, port, server_name, client_advertise, max_payload, max_control_line, max_pending,
             max_connections, max_subscriptions, ping_interval, ping_max, write_deadline, user,
             password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
-            logtime, log_file, pid_file, ports_file_dir, http_host, http_port, max_closed_clients,
+            logtime, log_file, pid_file, ports_file_dir, store_dir, http_host, http_port, max_closed_clients,
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
             connect_retries, routes, cluster_user, cluster_password,
         );
@@ -418,6 +421,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "log_file" | "logfile" => s.log_file = Some(cx.string(key, item)?.into()),
             "pid_file" | "pidfile" => s.pid_file = Some(cx.string(key, item)?.into()),
             "ports_file_dir" => s.ports_file_dir = Some(cx.string(key, item)?.into()),
+            "store_dir" | "storedir" => s.store_dir = Some(cx.string(key, item)?.into()),
             "http" => {
                 let (host, port) = cx.listen(key, item)?;
                 if host.is_some() {
@@ -484,7 +488,7 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "no_system_account" => Ignored("this option"),
         "gateway" | "gateways" => Unsupported("gateways"),
         "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
-        "jetstream" | "store_dir" => Unsupported("JetStream"),
+        "jetstream" => Unsupported("JetStream"),
         "tls" | "allow_non_tls" => Unsupported("TLS"),
         "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
@@ -907,6 +911,15 @@ mod tests {
 
     fn load(text: &str) -> Result<FromConfig, ConfigError> {
         from_map(&conf::parse_str(text)?, "test.conf")
+    }
+
+    #[test]
+    fn store_dir_key_is_accepted_without_jetstream() {
+        let c = load("store_dir: \"/var/lib/nats\"\n").unwrap();
+        assert_eq!(c.settings.store_dir, Some("/var/lib/nats".into()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let e = load("jetstream { store_dir: /x }").unwrap_err();
+        assert!(e.to_string().contains("JetStream"), "{e}");
     }
 
     #[test]

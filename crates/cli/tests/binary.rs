@@ -410,6 +410,25 @@ fn token_flag_requires_auth() {
     assert_eq!(client.line(), "PONG\r\n");
 }
 
+/// async-nats's and nats.py's test harnesses start every server with `--store_dir DIR`, with or
+/// without JetStream: the broker must start and serve as nats-server does.
+#[test]
+fn store_dir_flag_starts_without_jetstream() {
+    let dir = temp_dir("store-dir");
+    let flag = format!("-sd={}", path_str(&dir));
+    for args in [
+        vec!["--store_dir", path_str(&dir), "-p", "-1", "-a", "127.0.0.1"],
+        vec![flag.as_str(), "-p", "-1", "-a", "127.0.0.1"],
+    ] {
+        let mut broker = Broker::start(&args);
+        let port = broker.wait_ready();
+        let mut client = Raw::connect(port);
+        assert!(client.line().starts_with("INFO {"));
+        client.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
+        assert_eq!(client.line(), "PONG\r\n", "{args:?}");
+    }
+}
+
 #[test]
 fn ports_file() {
     let dir = temp_dir("ports");
