@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::account::config::{Account, User};
 use crate::cluster::Cluster;
 use crate::error::StartError;
 use crate::options::{Auth, Options, MAX_PAYLOAD_CEILING};
@@ -167,6 +168,39 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an account (nats-server's `accounts { NAME: {...} }`): its users' connections get
+    /// a subject space of their own.
+    pub fn account(mut self, account: Account) -> Self {
+        self.opts.accounts.push(account);
+        self
+    }
+
+    /// Adds a user of the global account `$G` (nats-server's `authorization { users: [...] }`).
+    pub fn user(mut self, user: User) -> Self {
+        self.opts.users.push(user);
+        self
+    }
+
+    /// Clients that present no credentials become this user, of whichever account it belongs
+    /// to (`no_auth_user`); INFO then says `auth_required: false`.
+    pub fn no_auth_user(mut self, name: impl Into<String>) -> Self {
+        self.opts.no_auth_user = Some(name.into());
+        self
+    }
+
+    /// The system account's name (`system_account`, default `$SYS`): its clients see the
+    /// server's `$SYS` advisories and services. Created if no [`Self::account`] has the name.
+    pub fn system_account(mut self, name: impl Into<String>) -> Self {
+        self.opts.system_account = Some(name.into());
+        self
+    }
+
+    /// No system account at all (`no_system_account`).
+    pub fn no_system_account(mut self) -> Self {
+        self.opts.system_account = None;
+        self
+    }
+
     /// Serves nats-server's monitoring endpoints (`/varz`, `/connz`, `/routez`, `/subsz`,
     /// `/healthz`, ...) and Prometheus `/metrics` over HTTP on `addr` (`"host:port"`; port 0
     /// picks a free port, see [`Server::monitor_addr`]). nats-server's `-m`/`http`.
@@ -183,6 +217,7 @@ impl ServerBuilder {
         }
         let mut opts = self.opts;
         validate(&opts)?;
+        crate::account::config::validate(&opts)?;
         let listener = match (self.listener, self.listen) {
             (Some(l), _) => {
                 l.set_nonblocking(true).map_err(|e| bind_error(&l, e))?;
@@ -249,7 +284,7 @@ impl ServerBuilder {
         let server = Server::launch(opts, listener, cluster);
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
-            crate::monitor::start(&server.shared, listener);
+            crate::monitor::start(server.broker(), listener);
         }
         Ok(server)
     }
@@ -265,8 +300,8 @@ fn advertise_addr(c: &Cluster, bound: SocketAddr) -> String {
     if !bound.ip().is_unspecified() {
         return bound.to_string();
     }
-    match crate::route::interface_ips().first() {
-        Some(ip) => crate::route::join_host_port(&ip.to_string(), bound.port()),
+    match crate::cluster::interface_ips().first() {
+        Some(ip) => crate::cluster::join_host_port(&ip.to_string(), bound.port()),
         None => format!("127.0.0.1:{}", bound.port()),
     }
 }

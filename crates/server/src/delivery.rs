@@ -2,7 +2,6 @@
 //! interested connection's outbound queue (DESIGN.md, "The hot path").
 
 use std::cell::OnceCell;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +9,12 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use starling_proto::{encode, QueueNames};
 
-use crate::client::outbound::{Appended, INLINE_MAX};
-use crate::client::{ClientShared, ConnKind};
+use crate::account::Account;
+use crate::broker::Broker;
+use crate::conn::outbound::{Appended, INLINE_MAX};
+use crate::conn::{Conn, ConnKind};
 use crate::message::{Message, Subject};
-use crate::server::Shared;
-use crate::subscription::Subscription;
+use crate::subscription::{Subscription, Target};
 
 /// The 503 "no responders" header block nats-server 2.9 sends.
 pub(crate) const NO_RESPONDERS_HDR: &[u8] = b"NATS/1.0 503\r\n\r\n";
@@ -115,14 +115,14 @@ fn share(owner: &Bytes, part: &[u8]) -> Bytes {
 
 /// One peer a message goes to, and the queue groups it was picked for.
 struct RouteTarget<'r> {
-    conn: &'r Arc<ClientShared>,
+    conn: &'r Arc<Conn>,
     queues: SmallVec<[&'r [u8]; 2]>,
 }
 
 /// The peer's entry in `routes`, added if new: each peer gets one RMSG per message.
 fn route_target<'a, 'r>(
     routes: &'a mut SmallVec<[RouteTarget<'r>; 4]>,
-    conn: &'r Arc<ClientShared>,
+    conn: &'r Arc<Conn>,
 ) -> &'a mut RouteTarget<'r> {
     let i = match routes.iter().position(|t| Arc::ptr_eq(t.conn, conn)) {
         Some(i) => i,
@@ -142,7 +142,7 @@ enum Pick<'r> {
     /// Delivered to a local member.
     Local,
     /// A peer was picked: its RMSG names the group.
-    Route(&'r Arc<ClientShared>),
+    Route(&'r Arc<Conn>),
     /// No member could take it.
     None,
 }
@@ -157,7 +157,7 @@ const STAGE_LIMIT: usize = 64 * 1024;
 /// lock was a fifth of the server's CPU for small messages: the queue's cache line bounces
 /// between the producer's core and the writer's).
 struct Staged {
-    conn: Arc<ClientShared>,
+    conn: Arc<Conn>,
     buf: BytesMut,
     msgs: u64,
     payload: u64,
@@ -179,26 +179,26 @@ impl Staged {
 /// pending limit may stall the producer.
 #[derive(Default)]
 pub(crate) struct Touched {
-    wake: SmallVec<[Arc<ClientShared>; 8]>,
-    stalled: SmallVec<[Arc<ClientShared>; 2]>,
+    wake: SmallVec<[Arc<Conn>; 8]>,
+    stalled: SmallVec<[Arc<Conn>; 2]>,
     staged: SmallVec<[Staged; 2]>,
     /// Emptied staging buffers, kept for the next batch.
     spare: Vec<BytesMut>,
 }
 
 impl Touched {
-    pub(crate) fn signal(&mut self, conn: &Arc<ClientShared>) {
+    pub(crate) fn signal(&mut self, conn: &Arc<Conn>) {
         self.wake.push(conn.clone());
     }
 
-    fn stalled(&mut self, conn: &Arc<ClientShared>) {
+    fn stalled(&mut self, conn: &Arc<Conn>) {
         if !self.stalled.iter().any(|c| Arc::ptr_eq(c, conn)) {
             self.stalled.push(conn.clone());
         }
     }
 
     /// The staging entry for `conn`, created if there is room; `None` if there is not.
-    fn stage(&mut self, conn: &Arc<ClientShared>) -> Option<&mut Staged> {
+    fn stage(&mut self, conn: &Arc<Conn>) -> Option<&mut Staged> {
         let i = match self.staged.iter().position(|s| Arc::ptr_eq(&s.conn, conn)) {
             Some(i) => i,
             None if self.staged.len() < MAX_STAGED => {
@@ -218,21 +218,19 @@ impl Touched {
 
     /// Hands what is staged for `conn` to its queue now (before appending to it directly, so
     /// that its output stays in order).
-    pub(crate) fn flush_conn(&mut self, shared: &Shared, conn: &Arc<ClientShared>) {
+    pub(crate) fn flush_conn(&mut self, conn: &Arc<Conn>) {
         if let Some(i) = self.staged.iter().position(|s| Arc::ptr_eq(&s.conn, conn)) {
             let staged = self.staged.swap_remove(i);
-            self.hand_over(shared, staged);
+            self.hand_over(staged);
         }
     }
 
-    fn hand_over(&mut self, shared: &Shared, mut staged: Staged) {
+    fn hand_over(&mut self, mut staged: Staged) {
         let conn = &staged.conn;
         if !staged.buf.is_empty() {
-            let appended = conn
-                .out
-                .push_staged(&mut staged.buf, staged.msgs, staged.payload);
+            let appended = conn.push_staged(&mut staged.buf, staged.msgs, staged.payload);
             // Pending bytes only grow here for staged output: check for a stall now.
-            if shared.appended(conn, appended, self) && conn.out.is_stalled() {
+            if self.appended(conn, appended) && conn.is_stalled() {
                 self.stalled(conn);
             }
         }
@@ -243,12 +241,33 @@ impl Touched {
     }
 
     /// Hands staged output over and wakes every writer touched since the last flush.
-    pub(crate) fn flush(&mut self, shared: &Shared) {
+    pub(crate) fn flush(&mut self) {
         while let Some(staged) = self.staged.pop() {
-            self.hand_over(shared, staged);
+            self.hand_over(staged);
         }
         for conn in self.wake.drain(..) {
-            conn.out.wake.notify_one();
+            conn.wake();
+        }
+    }
+
+    /// Appends control lines to `conn` (after what is staged for it, so its output stays in
+    /// order); its writer is woken at the end of the batch.
+    pub(crate) fn push(&mut self, conn: &Arc<Conn>, build: impl FnOnce(&mut BytesMut)) {
+        self.flush_conn(conn);
+        let appended = conn.push_with(build);
+        self.appended(conn, appended);
+    }
+
+    /// Whether an append delivered; the writer is woken once per batch. (An append past the
+    /// limit already closed the connection as a slow consumer: `Conn`'s one outcome path.)
+    fn appended(&mut self, conn: &Arc<Conn>, appended: Appended) -> bool {
+        match appended {
+            Appended::Signal => {
+                self.signal(conn);
+                true
+            }
+            Appended::Queued => true,
+            Appended::SlowConsumer | Appended::Closed => false,
         }
     }
 
@@ -271,28 +290,52 @@ impl Touched {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {}
-                _ = conn.closing.cancelled() => {}
-                _ = tokio::time::timeout(left.min(MAX_EACH), conn.out.wait_drained()) => {}
+                _ = conn.closing().cancelled() => {}
+                _ = tokio::time::timeout(left.min(MAX_EACH), conn.wait_drained()) => {}
             }
         }
     }
 }
 
-impl Shared {
-    /// Routes one message to every matching subscription. Returns whether anything was
-    /// delivered (no-responders needs to know; a route counts).
-    ///
-    /// A message published here reaches each peer with matching interest once (one `RMSG`
-    /// carrying the queue groups that peer was picked for); a message from a route goes to
-    /// local subscribers only (one hop), and to local queue members only for the groups the
-    /// origin server picked us for.
-    pub(crate) fn publish(
-        &self,
-        from: &ClientShared,
-        msg: &Msg<'_>,
-        touched: &mut Touched,
-    ) -> bool {
-        let result = self.sublist.matches(msg.subject);
+/// Routes one message published in `account` to every matching subscription. Returns whether
+/// anything was delivered (no-responders needs to know; a route counts).
+///
+/// A message published here reaches each peer with matching interest once (one `RMSG` carrying
+/// the queue groups that peer was picked for); a message from a route goes to local subscribers
+/// only (one hop), and to local queue members only for the groups the origin server picked us
+/// for.
+pub(crate) fn publish(
+    broker: &Broker,
+    account: &Account,
+    from: &Conn,
+    msg: &Msg<'_>,
+    touched: &mut Touched,
+) -> bool {
+    let _ = broker; // internal subscriptions (imports, $SYS) will need it
+    Delivery { account }.publish(from, msg, touched)
+}
+
+/// Delivers one message to one subscription (no-responders answers go straight to the
+/// requester's own subscription).
+pub(crate) fn deliver(
+    broker: &Broker,
+    account: &Account,
+    sub: &Arc<Subscription>,
+    msg: &Msg<'_>,
+    touched: &mut Touched,
+) -> bool {
+    let _ = broker;
+    Delivery { account }.deliver(sub, msg, touched)
+}
+
+/// One publish in progress: the broker and the account the message is published in.
+struct Delivery<'b> {
+    account: &'b Account,
+}
+
+impl Delivery<'_> {
+    fn publish(&self, from: &Conn, msg: &Msg<'_>, touched: &mut Touched) -> bool {
+        let result = self.account.sublist().matches(msg.subject);
         let from_route = from.kind == ConnKind::Route;
         let no_echo = !from.echo();
         let mut delivered = false;
@@ -333,7 +376,7 @@ impl Shared {
     /// the first member from there that accepts. A local pick is delivered here.
     fn pick_member<'r>(
         &self,
-        from: &ClientShared,
+        from: &Conn,
         no_echo: bool,
         members: &'r [Arc<Subscription>],
         msg: &Msg<'_>,
@@ -348,15 +391,12 @@ impl Shared {
         } else if members.iter().all(|m| m.conn.kind != ConnKind::Route) {
             fastrand::usize(..n)
         } else {
-            let total: u64 = members
-                .iter()
-                .map(|m| m.weight.load(Ordering::Relaxed).max(1) as u64)
-                .sum();
+            let total: u64 = members.iter().map(|m| m.weight() as u64).sum();
             let mut point = fastrand::u64(..total);
             members
                 .iter()
                 .position(|m| {
-                    let w = m.weight.load(Ordering::Relaxed).max(1) as u64;
+                    let w = m.weight() as u64;
                     if point < w {
                         true
                     } else {
@@ -369,7 +409,7 @@ impl Shared {
         for i in 0..n {
             let sub = &members[(start + i) % n];
             if sub.conn.kind == ConnKind::Route {
-                if !sub.removed.load(Ordering::Relaxed) && !sub.conn.is_closed() {
+                if !sub.is_removed() && !sub.conn.is_closed() {
                     return Pick::Route(&sub.conn);
                 }
                 continue;
@@ -406,11 +446,11 @@ impl Shared {
     fn forward(&self, target: &RouteTarget<'_>, msg: &Msg<'_>, touched: &mut Touched) -> bool {
         let conn = target.conn;
         let (header_len, data) = msg.wire_form(conn.wants_headers());
-        let appended = conn.out.push_msg(
+        let appended = conn.push_msg(
             |b| {
                 encode::write_rmsg(
                     b,
-                    crate::route::ACCOUNT,
+                    self.account.name().as_bytes(),
                     msg.subject,
                     msg.reply,
                     &target.queues,
@@ -421,51 +461,24 @@ impl Shared {
             data,
             msg.owner,
         );
-        self.appended(conn, appended, touched)
-    }
-
-    /// Whether an append delivered; the writer is woken (once per batch) or the slow consumer
-    /// cut off, as the outcome asks.
-    fn appended(
-        &self,
-        conn: &Arc<ClientShared>,
-        appended: Appended,
-        touched: &mut Touched,
-    ) -> bool {
-        match appended {
-            Appended::Signal => {
-                touched.signal(conn);
-                true
-            }
-            Appended::Queued => true,
-            Appended::SlowConsumer => {
-                self.slow_consumer(conn);
-                false
-            }
-            Appended::Closed => false,
-        }
+        touched.appended(conn, appended)
     }
 
     /// Appends one message to one subscription's connection.
-    pub(crate) fn deliver(
-        &self,
-        sub: &Arc<Subscription>,
-        msg: &Msg<'_>,
-        touched: &mut Touched,
-    ) -> bool {
+    fn deliver(&self, sub: &Arc<Subscription>, msg: &Msg<'_>, touched: &mut Touched) -> bool {
         let Some(last) = sub.claim() else {
             return false;
         };
         let conn = &sub.conn;
-        let delivered = match &sub.local {
-            Some(tx) => self.deliver_local(conn, tx, msg),
-            None => self.deliver_socket(sub, msg, touched),
+        let delivered = match &sub.target {
+            Target::Wire => self.deliver_socket(sub, msg, touched),
+            Target::Local(tx) => deliver_local(conn, tx, msg),
         };
-        if delivered && conn.out.is_stalled() {
+        if delivered && conn.is_stalled() {
             touched.stalled(conn);
         }
         if last {
-            self.remove_subscription(sub);
+            unsubscribe(sub);
         }
         delivered
     }
@@ -480,65 +493,47 @@ impl Shared {
             Some(h) => encode::write_hmsg(b, msg.subject, &sub.sid, msg.reply, h, data.len()),
             None => encode::write_msg(b, msg.subject, &sub.sid, msg.reply, data.len()),
         };
-        if data.len() <= INLINE_MAX && !conn.out.is_closed() {
+        if data.len() <= INLINE_MAX && !conn.out_closed() {
             if let Some(staged) = touched.stage(conn) {
                 staged.push(ctl, data);
                 if staged.buf.len() >= STAGE_LIMIT {
-                    touched.flush_conn(self, conn);
+                    touched.flush_conn(conn);
                 }
                 return true;
             }
         }
-        touched.flush_conn(self, conn); // keep this consumer's output in order
-        let appended = conn.out.push_msg(ctl, data, msg.owner);
-        self.appended(conn, appended, touched)
+        touched.flush_conn(conn); // keep this consumer's output in order
+        let appended = conn.push_msg(ctl, data, msg.owner);
+        touched.appended(conn, appended)
     }
+}
 
-    fn deliver_local(
-        &self,
-        conn: &Arc<ClientShared>,
-        tx: &tokio::sync::mpsc::UnboundedSender<Option<Message>>,
-        msg: &Msg<'_>,
-    ) -> bool {
-        if conn.is_closed() {
-            return false;
-        }
-        let size = msg.subject.len() + msg.data.len();
-        let pending = conn.local_pending.fetch_add(size, Ordering::Relaxed) + size;
-        if pending > self.opts.max_pending {
-            conn.local_pending.fetch_sub(size, Ordering::Relaxed);
-            self.slow_consumer(conn);
-            return false;
-        }
-        if tx.send(Some(msg.local().clone())).is_err() {
-            conn.local_pending.fetch_sub(size, Ordering::Relaxed);
-            return false;
-        }
-        conn.local_out_msgs.fetch_add(1, Ordering::Relaxed);
-        conn.local_out_bytes
-            .fetch_add(size as u64, Ordering::Relaxed);
-        true
+/// Delivers to an in-process subscriber: bounded by the connection's max_pending like a socket.
+fn deliver_local(
+    conn: &Arc<Conn>,
+    tx: &tokio::sync::mpsc::UnboundedSender<Option<Message>>,
+    msg: &Msg<'_>,
+) -> bool {
+    if conn.is_closed() {
+        return false;
     }
-
-    /// Closes a connection that could not keep up, as nats-server does: no -ERR, counted,
-    /// reported as an event.
-    pub(crate) fn slow_consumer(&self, conn: &ClientShared) {
-        if conn.close(crate::client::ClosedReason::SlowConsumerPendingBytes) {
-            self.note_slow_consumer(conn);
-        }
+    let size = msg.subject.len() + msg.data.len();
+    if !conn.reserve_local(size) {
+        // The one outcome of going past the limit, as for a socket's queue.
+        conn.close(crate::conn::ClosedReason::SlowConsumerPendingBytes);
+        return false;
     }
+    if tx.send(Some(msg.local().clone())).is_err() {
+        conn.release_local(size);
+        return false;
+    }
+    conn.count_local_out(size);
+    true
+}
 
-    /// Removes a subscription from its owner and the sublist (auto-unsubscribe, UNSUB, close).
-    pub(crate) fn remove_subscription(&self, sub: &Arc<Subscription>) {
-        let owned = {
-            let mut subs = sub.conn.subs.lock();
-            match subs.get(&sub.sid[..]) {
-                Some(o) if Arc::ptr_eq(&o.sub, sub) => subs.remove(&sub.sid[..]),
-                _ => None,
-            }
-        };
-        if let Some(owned) = owned {
-            self.remove_local_sub(&owned.sub, &owned.handle);
-        }
+/// Removes a connection's subscription from its account (auto-unsubscribe after max).
+fn unsubscribe(sub: &Arc<Subscription>) {
+    if let Some(account) = sub.conn.account() {
+        account.unsubscribe(sub);
     }
 }

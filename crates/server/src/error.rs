@@ -32,6 +32,9 @@ pub enum StartError {
     /// The options contradict each other (e.g. max_payload above max_pending).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The accounts, their users, exports or imports do not fit together.
+    #[error("invalid accounts: {0}")]
+    Account(#[from] AccountError),
     /// `start()` was called outside a tokio runtime.
     #[error("starling must be started inside a tokio runtime")]
     NoRuntime,
@@ -56,6 +59,12 @@ pub enum ClientError {
     /// The server shut down or closed this client (for example as a slow consumer).
     #[error("connection closed")]
     Closed,
+    /// The account is at its connection limit.
+    #[error("maximum account active connections exceeded")]
+    MaxAccountConnections,
+    /// The server has no account of that name.
+    #[error("no such account")]
+    UnknownAccount,
 }
 
 /// Why an in-process request failed.
@@ -71,4 +80,75 @@ pub enum RequestError {
     /// The request could not be sent.
     #[error(transparent)]
     Client(#[from] ClientError),
+}
+
+/// Why the accounts given to the builder cannot start a server (nats-server's wording).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccountError {
+    /// `$G` (or another reserved name) was given as an account.
+    #[error("{0:?} is a Reserved Account")]
+    Reserved(String),
+    /// Two accounts have the same name.
+    #[error("Duplicate Account Entry: {0}")]
+    Duplicate(String),
+    /// A user name appears twice (across all accounts and `$G`).
+    #[error("Duplicate user {0:?} detected")]
+    DuplicateUser(String),
+    /// A single user/password or token was given together with users.
+    #[error("Can not have a single user/pass and accounts")]
+    SingleUserAndUsers,
+    /// `no_auth_user` names nobody.
+    #[error("no_auth_user: {0:?} not present as user or nkey in authorization block or account configuration")]
+    NoAuthUserUnknown(String),
+    /// An export's `accounts` list, or an import, names an account that does not exist.
+    #[error("{account:?} account not defined for {what}")]
+    UnknownAccount {
+        /// The missing account.
+        account: String,
+        /// `stream export`, `service import`, ...
+        what: &'static str,
+    },
+    /// An export or import subject is not a valid subject.
+    #[error("Error adding {what} {subject:?}: invalid subject")]
+    InvalidSubject {
+        /// `stream export`, `service import`, ...
+        what: &'static str,
+        /// The subject as given.
+        subject: String,
+    },
+    /// An import that the exporting account does not allow.
+    #[error("Error adding {what} {subject:?}: {what} not authorized")]
+    NotAuthorized {
+        /// `stream import` or `service import`.
+        what: &'static str,
+        /// The subject as given.
+        subject: String,
+    },
+    /// A stream import prefix with wildcards.
+    #[error(
+        "Error adding stream import {0:?}: stream import prefix can not contain wildcard tokens"
+    )]
+    BadPrefix(String),
+    /// A mapping (`to`) that does not fit the subject.
+    #[error("Error adding {what} {subject:?}: {reason}")]
+    BadMapping {
+        /// `stream import` or `service import`.
+        what: &'static str,
+        /// The subject as given.
+        subject: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Latency sampling outside 1..=100.
+    #[error(
+        "Error adding service latency sampling for {0:?}: bad sampling percentage, should be 1-100"
+    )]
+    BadSampling(String),
+    /// Latency without a system account.
+    #[error("Error adding service latency sampling for {0:?}: system account not setup")]
+    NoSystemAccount(String),
+    /// The configured system account does not exist... or `$G` was named.
+    #[error("system account {0:?} can not be the global account")]
+    SystemIsGlobal(String),
 }

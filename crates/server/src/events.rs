@@ -7,7 +7,31 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::broadcast;
 
-use crate::client::{ClosedReason, ConnKind};
+use crate::conn::{ClosedReason, ConnKind};
+
+/// Where the broker announces its events: a broadcast channel, so that watching costs nothing
+/// when nobody watches and a slow watcher skips events instead of holding the broker back.
+pub(crate) struct Events {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Events {
+    pub(crate) fn new() -> Self {
+        Self {
+            tx: broadcast::channel(4096).0,
+        }
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        // No receivers is fine: events are optional.
+        let _ = self.tx.send(event);
+    }
+
+    /// A stream of the events from now on.
+    pub(crate) fn subscribe(&self) -> EventStream {
+        EventStream::new(self.tx.subscribe())
+    }
+}
 
 /// Something that happened in the broker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +87,7 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    pub(crate) fn new(rx: broadcast::Receiver<Event>) -> Self {
+    fn new(rx: broadcast::Receiver<Event>) -> Self {
         let inner = futures::stream::unfold(rx, |mut rx| async move {
             loop {
                 match rx.recv().await {

@@ -17,49 +17,57 @@
 //! ```
 //!
 //! # Layout
-//! - `builder`: [`ServerBuilder`], every option with nats-server's default.
-//! - `server`: the [`Server`] handle, shared state, accept loop, shutdown.
-//! - `client/`: one socket client connection: protocol logic (`conn`), writer task
-//!   (`writer`), outbound queue (`outbound`), close reasons.
+//! - `server`, `builder`: the public [`Server`] handle and [`ServerBuilder`] (every option with
+//!   nats-server's default; `options` holds them resolved).
+//! - `broker`: the broker's components, owned and wired together:
+//!   `lifecycle` (tasks, lame duck, shutdown), `registry` (client connections, the closed ring),
+//!   `identity` (server id, addresses, INFO), `account/` (accounts with their sublists,
+//!   imports and exports, the system account), `auth` (users and their accounts),
+//!   `cluster/` (routes, interest per account, discovery), `events`, `stats` (counters).
+//! - `introspect`: read-only views of the broker for monitoring and the system account.
+//! - `conn/`: what every connection kind shares: [`ConnKind`], [`ClosedReason`], the outbound
+//!   queue (every append has one outcome path), the writer task.
+//! - `client/`: the client protocol on a byte stream, and the in-process [`Client`].
 //! - `delivery`: the hot path from a published message to subscribers' queues.
-//! - `subscription`, `message`: what the sublist stores; what in-process subscribers get.
-//! - `inprocess`: the in-process [`Client`].
-//! - `cluster`, `route/`, `discovery`: cluster configuration ([`Cluster`]), routes to peers,
-//!   how peers are found (seeds, DNS, gossip, [`Discovery`] sources).
-//! - `auth`: the one place client credentials are checked.
-//! - `closed`: the ring of closed connections kept for monitoring.
+//! - `subscription`, `message`: what a sublist stores; what in-process subscribers get.
 //! - `monitor/` (feature `monitor`, on by default): the HTTP server with nats-server's
 //!   monitoring endpoints (`/varz`, `/connz`, ...) and Prometheus `/metrics`.
-//! - `events`, `stats`, `info`, `options`, `error`: the rest of the embedding API.
+//! - `error`: the embedding API's errors.
 #![warn(missing_docs)]
 
+mod account;
 mod auth;
+mod broker;
 mod builder;
 mod client;
-mod closed;
 mod cluster;
+mod conn;
 mod delivery;
-mod discovery;
 mod error;
 mod events;
-mod info;
-mod inprocess;
+mod identity;
+mod introspect;
+mod lifecycle;
 mod message;
 #[cfg(feature = "monitor")]
 mod monitor;
 mod options;
-mod route;
+mod registry;
 mod server;
 mod stats;
 mod subscription;
 
+pub use account::config::{
+    Account, Latency, ResponseType, Sampling, ServiceExport, ServiceImport, StreamExport,
+    StreamImport, User, DEFAULT_RESPONSE_THRESHOLD, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT,
+};
 pub use builder::ServerBuilder;
-pub use client::{ClosedReason, ConnKind};
+pub use client::inprocess::{Client, Subscriber, DEFAULT_REQUEST_TIMEOUT};
 pub use cluster::{Cluster, Discovery, Peer, Seeds};
-pub use error::{ClientError, RequestError, StartError};
+pub use conn::{ClosedReason, ConnKind};
+pub use error::{AccountError, ClientError, RequestError, StartError};
 pub use events::{Event, EventStream};
-pub use info::{NATS_VERSION, STARLING_VERSION};
-pub use inprocess::{Client, Subscriber, DEFAULT_REQUEST_TIMEOUT};
+pub use identity::{NATS_VERSION, STARLING_VERSION};
 pub use message::{Message, Subject};
 pub use options::{
     Auth, DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE,

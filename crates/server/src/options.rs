@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::account::config::{Account, User, DEFAULT_SYSTEM_ACCOUNT};
+
 /// nats-server's `MAX_PAYLOAD_SIZE`: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// nats-server's `MAX_CONTROL_LINE_SIZE`.
@@ -66,6 +68,15 @@ pub(crate) struct Options {
     pub(crate) no_fast_producer_stall: bool,
     /// Closed connections kept for monitoring (`max_closed_clients`).
     pub(crate) max_closed_clients: usize,
+    /// Accounts besides `$G` (`accounts`).
+    pub(crate) accounts: Vec<Account>,
+    /// Users of `$G` (`authorization.users`).
+    pub(crate) users: Vec<User>,
+    /// The user clients without credentials become (`no_auth_user`).
+    pub(crate) no_auth_user: Option<String>,
+    /// The system account's name (`system_account`); `None` = no system account
+    /// (`no_system_account`).
+    pub(crate) system_account: Option<String>,
 }
 
 impl Default for Options {
@@ -89,6 +100,10 @@ impl Default for Options {
             drain_timeout: Duration::from_secs(2),
             no_fast_producer_stall: false,
             max_closed_clients: DEFAULT_MAX_CLOSED_CLIENTS,
+            accounts: Vec::new(),
+            users: Vec::new(),
+            no_auth_user: None,
+            system_account: Some(DEFAULT_SYSTEM_ACCOUNT.to_string()),
         }
     }
 }

@@ -6,22 +6,33 @@ use std::time::{Duration, SystemTime};
 
 use starling_sublist::SublistStats;
 
-use crate::route::RouteLink;
-use crate::server::Shared;
-
-/// Counters updated on the hot path with relaxed atomics (once per read batch, not per message).
+/// Server-wide counters, updated with relaxed atomics (once per read batch, not per message).
+/// What is sent is counted by each connection's queue instead (and kept by the registry when
+/// the connection goes).
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) in_msgs: AtomicU64,
-    pub(crate) in_bytes: AtomicU64,
-    pub(crate) slow_consumers: AtomicU64,
-    pub(crate) total_connections: AtomicU64,
+    in_msgs: AtomicU64,
+    in_bytes: AtomicU64,
+    slow_consumers: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add_in(&self, msgs: u64, bytes: u64) {
         self.in_msgs.fetch_add(msgs, Ordering::Relaxed);
         self.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_slow_consumer(&self) {
+        self.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (in_msgs, in_bytes, slow_consumers).
+    pub(crate) fn get(&self) -> (u64, u64, u64) {
+        (
+            self.in_msgs.load(Ordering::Relaxed),
+            self.in_bytes.load(Ordering::Relaxed),
+            self.slow_consumers.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -180,6 +191,7 @@ impl SublistFigures {
         }
     }
 
+    /// One sublist's figures.
     pub(crate) fn from_sublist(s: &SublistStats) -> Self {
         Self {
             num_cache: u64::from(s.num_cache),
@@ -189,42 +201,5 @@ impl SublistFigures {
             cache_hits: s.cache_hits(),
             max_fanout: u64::from(s.max_fanout),
         }
-    }
-}
-
-impl Shared {
-    /// Figures of every open route, in the order they registered: what `/routez`,
-    /// `/metrics` and [`Stats`] report.
-    pub(crate) fn route_stats(&self) -> Vec<RouteStats> {
-        match &self.cluster {
-            Some(routes) => routes.links().iter().map(|l| route_figures(l)).collect(),
-            None => Vec::new(),
-        }
-    }
-}
-
-fn route_figures(link: &RouteLink) -> RouteStats {
-    let conn = &link.conn;
-    let (out_msgs, out_bytes) = conn.out_counts();
-    let (did_solicit, is_configured) = match &*link.dial.lock() {
-        Some(target) => (true, target.explicit),
-        None => (false, false),
-    };
-    RouteStats {
-        rid: conn.cid,
-        remote_id: link.server_id.clone(),
-        remote_name: link.info.lock().server_name.clone(),
-        did_solicit,
-        is_configured,
-        addr: link.remote_addr,
-        start: conn.start,
-        last_activity: conn.last_activity(),
-        rtt: conn.rtt(),
-        pending_bytes: conn.out.pending() as u64,
-        in_msgs: conn.in_msgs.load(Ordering::Relaxed),
-        in_bytes: conn.in_bytes.load(Ordering::Relaxed),
-        out_msgs,
-        out_bytes,
-        subscriptions: link.remote_subs.lock().len(),
     }
 }

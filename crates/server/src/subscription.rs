@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use starling_sublist::SubHandle;
 use tokio::sync::mpsc;
 
-use crate::client::ClientShared;
+use crate::conn::Conn;
 use crate::message::Message;
 
 /// A subscription id as the client chose it. Kept inline: clients use short ids (usually a
@@ -23,16 +23,15 @@ pub(crate) type Sid = SmallVec<[u8; 16]>;
 /// [`SubHandle`](starling_sublist::SubHandle) that the owner keeps beside it, not here.
 pub(crate) struct Subscription {
     /// The connection that owns it.
-    pub(crate) conn: Arc<ClientShared>,
+    pub(crate) conn: Arc<Conn>,
     /// The client's subscription id, echoed verbatim in MSG.
     pub(crate) sid: Sid,
     /// Messages delivered so far.
     pub(crate) delivered: AtomicU64,
     /// Auto-unsubscribe after this many messages; 0 = never.
     pub(crate) max: AtomicU64,
-    /// In-process subscriptions get messages through a channel instead of the wire; `None`
-    /// marks the end of the subscription.
-    pub(crate) local: Option<mpsc::UnboundedSender<Option<Message>>>,
+    /// Where its messages go.
+    pub(crate) target: Target,
     /// Set once it has been removed; delivery skips it from then on.
     pub(crate) removed: AtomicBool,
     /// For a peer's queue subscription: how many members the peer has (queue picks are
@@ -41,20 +40,44 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(
-        conn: Arc<ClientShared>,
-        sid: &[u8],
-        local: Option<mpsc::UnboundedSender<Option<Message>>>,
-    ) -> Self {
+    pub(crate) fn new(conn: Arc<Conn>, sid: &[u8], target: Target) -> Self {
         Self {
             conn,
             sid: Sid::from_slice(sid),
             delivered: AtomicU64::new(0),
             max: AtomicU64::new(0),
-            local,
+            target,
             removed: AtomicBool::new(false),
             weight: AtomicU32::new(1),
         }
+    }
+
+    /// Marks it removed: delivery skips it from now on, and an in-process subscriber's stream
+    /// ends after what was delivered before.
+    pub(crate) fn mark_removed(&self) {
+        if !self.removed.swap(true, Ordering::Relaxed) {
+            if let Target::Local(tx) = &self.target {
+                let _ = tx.send(None);
+            }
+        }
+    }
+
+    /// Messages delivered so far.
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// A peer's queue subscription: its member count there.
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed).max(1)
+    }
+
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     /// Claims one delivery. `None` if the subscription is gone or its max is used up;
@@ -74,6 +97,14 @@ impl Subscription {
             Some(n == max)
         }
     }
+}
+
+/// Where a subscription's messages go.
+pub(crate) enum Target {
+    /// A socket connection: `MSG` lines on its outbound queue (a route: `RMSG`).
+    Wire,
+    /// An in-process subscriber's channel; `None` marks the end of the subscription.
+    Local(mpsc::UnboundedSender<Option<Message>>),
 }
 
 impl PartialEq for Subscription {

@@ -409,3 +409,40 @@ async fn a_seed_may_be_a_dns_name() {
     let b = node("B", &[format!("nats-route://localhost:{port}")]).await;
     wait_full_mesh(&[&a, &b]).await;
 }
+
+/// A new route is sent the whole interest of a node, however large: in chunks paced by the
+/// route's writer, so that a set far bigger than max_pending neither overflows the route (it
+/// would be cut off as a slow consumer) nor loses interest. 20,000 subjects are ~600 KB of
+/// `RS+` lines against a 256 KiB max_pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_interest_set_reaches_a_new_route_in_chunks() {
+    const SUBJECTS: usize = 20_000;
+    let small = || {
+        Server::builder()
+            .max_pending(256 * 1024)
+            .max_payload(64 * 1024)
+    };
+    let a = common::clustered(small(), "A", CLUSTER, &[]).await;
+    let client = a.client();
+    let mut subs = Vec::with_capacity(SUBJECTS);
+    for i in 0..SUBJECTS {
+        subs.push(
+            client
+                .subscribe(format!("interest.{i:05}.x"))
+                .await
+                .unwrap(),
+        );
+    }
+    let b = common::clustered(small(), "B", CLUSTER, &[seed(&a)]).await;
+    wait_full_mesh(&[&a, &b]).await;
+    // A change made now is held back until the snapshot is out: seeing it proves the rest.
+    sync_interest(&a, &[&b]).await;
+    for i in (0..SUBJECTS).step_by(997) {
+        assert!(b.has_interest(&format!("interest.{i:05}.x")), "subject {i}");
+    }
+    // The snapshot and the barrier.
+    assert_eq!(b.stats().route_stats[0].subscriptions, SUBJECTS + 1);
+    assert_eq!(a.stats().slow_consumers, 0);
+    assert_eq!(b.stats().slow_consumers, 0);
+    assert_eq!(a.peers().len(), 1, "the route stayed up");
+}

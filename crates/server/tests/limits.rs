@@ -244,3 +244,48 @@ async fn write_deadline_cuts_off_a_stalled_socket() {
     assert!(cid > 0);
     assert_eq!(server.stats().slow_consumers, 1);
 }
+
+/// A control line that takes a connection past max_pending closes it as a slow consumer,
+/// counted and reported, exactly as a message would: here PONGs for a client whose byte stream
+/// is a 64-byte pipe it never reads. (Before, only the message path handled the limit: the
+/// queue refused the PONGs and the connection stayed open, silently dropping output.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pongs_past_max_pending_close_a_slow_consumer() {
+    let server = common::start_with(Server::builder().max_pending(4096).max_payload(1024)).await;
+    let mut events = server.events();
+    let (client_end, server_end) = tokio::io::duplex(64);
+    server.serve_connection(server_end, None);
+    let (_client_read, mut client_write) = tokio::io::split(client_end);
+    use tokio::io::AsyncWriteExt;
+    let mut script = String::from("CONNECT {\"verbose\":false}\r\n");
+    for _ in 0..2000 {
+        script.push_str("PING\r\n"); // 2000 PONGs: 12000 bytes for a 4096-byte budget
+    }
+    // The server cuts the client off before it has written everything: a broken pipe then.
+    let _ = client_write.write_all(script.as_bytes()).await;
+    let cid = loop {
+        match tokio::time::timeout(common::WAIT, events.next())
+            .await
+            .expect("the client is cut off")
+            .unwrap()
+        {
+            Event::SlowConsumer { cid } => break cid,
+            _ => continue,
+        }
+    };
+    loop {
+        match tokio::time::timeout(common::WAIT, events.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::ClientClosed { cid: c, reason } if c == cid => {
+                assert_eq!(reason, ClosedReason::SlowConsumerPendingBytes);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    assert_eq!(server.stats().slow_consumers, 1);
+    assert_eq!(server.stats().connections, 0);
+}

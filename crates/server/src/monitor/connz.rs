@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::format::{go_duration, is_zero, rfc3339, uptime};
 use super::{page, BadRequest, Handled, Monitor, Query, Reply};
-use crate::client::{ClientShared, ConnKind, ConnMeta};
-use crate::closed::{sid_order, ClosedConn};
+use crate::conn::{Conn, ConnKind, ConnMeta};
+use crate::registry::{sid_order, ClosedConn};
 
 #[derive(Serialize)]
 struct Connz {
@@ -58,6 +58,8 @@ struct ConnInfo {
     version: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     authorized_user: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    account: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     subscriptions_list: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -140,6 +142,7 @@ enum Subs {
 struct Row {
     cid: u64,
     kind: ConnKind,
+    account: String,
     meta: ConnMeta,
     start: SystemTime,
     last: SystemTime,
@@ -156,8 +159,9 @@ struct Row {
 }
 
 impl Row {
-    fn open(conn: &ClientShared, subs: Subs) -> Self {
+    fn open(conn: &Conn, subs: Subs) -> Self {
         let (out_msgs, out_bytes) = conn.out_counts();
+        let (in_msgs, in_bytes) = conn.in_counts();
         let (num_subs, list) = {
             let held = conn.subs.lock();
             let list = if subs == Subs::None {
@@ -181,14 +185,18 @@ impl Row {
         Self {
             cid: conn.cid,
             kind: conn.kind,
+            account: conn
+                .account()
+                .map(|a| a.name().to_string())
+                .unwrap_or_default(),
             meta: conn.meta.lock().clone(),
             start: conn.start,
             last: conn.last_activity(),
             stop: None,
             rtt: conn.rtt(),
-            pending: conn.out.pending(),
-            in_msgs: conn.in_msgs.load(Ordering::Relaxed),
-            in_bytes: conn.in_bytes.load(Ordering::Relaxed),
+            pending: conn.pending_bytes(),
+            in_msgs,
+            in_bytes,
             out_msgs,
             out_bytes,
             num_subs,
@@ -203,7 +211,7 @@ impl Row {
             c.subs
                 .iter()
                 .map(|s| SubDetail {
-                    account: "$G".into(),
+                    account: c.account.clone(),
                     subject: s.subject.clone(),
                     qgroup: s.queue.clone().unwrap_or_default(),
                     sid: s.sid.clone(),
@@ -216,6 +224,7 @@ impl Row {
         Self {
             cid: c.cid,
             kind: c.kind,
+            account: c.account.clone(),
             meta: c.meta.clone(),
             start: c.start,
             last: c.last_activity,
@@ -264,8 +273,9 @@ impl Row {
             conn_type: match self.kind {
                 ConnKind::Client => "nats",
                 ConnKind::InProcess => "inprocess",
-                // Routes are listed by /routez, never by /connz.
+                // Routes are listed by /routez, internal connections nowhere.
                 ConnKind::Route => "route",
+                ConnKind::Internal => "internal",
             },
             ip,
             port,
@@ -287,6 +297,12 @@ impl Row {
             version: self.meta.version.unwrap_or_default(),
             authorized_user: if auth {
                 self.meta.user.unwrap_or_default()
+            } else {
+                String::new()
+            },
+            // As nats-server: with `auth`, and not for the global account.
+            account: if auth && self.account != crate::account::GLOBAL_ACCOUNT {
+                self.account
             } else {
                 String::new()
             },
@@ -323,24 +339,30 @@ pub(super) fn connz(mon: &Monitor, query: &Query) -> Handled {
     let cid = query.int("cid")?.filter(|c| *c > 0).map(|c| c as u64);
     let (offset, mut limit) = query.page()?;
     let user = query.get("user").filter(|u| !u.is_empty());
-    // Everything is in the global account.
-    let other_account = query.get("acc").is_some_and(|a| !a.is_empty() && a != "$G");
-
-    let open: Vec<Arc<ClientShared>> = if state == State::Closed {
-        Vec::new()
-    } else {
-        mon.shared.snapshot_clients()
+    let acc = query.get("acc").filter(|a| !a.is_empty());
+    let view = mon.view();
+    let open: Vec<Arc<Conn>> = match (state, acc) {
+        (State::Closed, _) => Vec::new(),
+        (_, None) => view.clients(),
+        // nats-server: an unknown account lists nothing.
+        (_, Some(name)) => view.account(name).map_or_else(Vec::new, |a| {
+            a.conns()
+                .into_iter()
+                .filter(|c| matches!(c.kind, ConnKind::Client | ConnKind::InProcess))
+                .collect()
+        }),
     };
-    let closed: Vec<Arc<ClosedConn>> = if state == State::Open {
-        Vec::new()
-    } else {
-        mon.shared.closed.snapshot()
+    let closed: Vec<Arc<ClosedConn>> = match state {
+        State::Open => Vec::new(),
+        _ => view
+            .closed()
+            .into_iter()
+            .filter(|c| acc.map_or(true, |a| c.account == a))
+            .collect(),
     };
     let total = open.len() + closed.len();
     let wanted = |c: u64, meta_user: Option<&str>| {
-        cid.map_or(true, |want| want == c)
-            && user.map_or(true, |u| meta_user == Some(u))
-            && !other_account
+        cid.map_or(true, |want| want == c) && user.map_or(true, |u| meta_user == Some(u))
     };
     let mut rows: Vec<Row> = Vec::new();
     for conn in &open {

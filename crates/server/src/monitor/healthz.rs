@@ -16,10 +16,10 @@ struct Health {
 
 pub(super) fn healthz(mon: &Monitor, _query: &Query) -> Handled {
     // JetStream options (`js-enabled-only`, `js-server-only`) change nothing without JetStream.
-    let shared = &mon.shared;
-    let error = if shared.shutdown.is_cancelled() {
+    let view = mon.view();
+    let error = if view.is_shutting_down() {
         Some("server is shutting down")
-    } else if shared.lame_duck.load(std::sync::atomic::Ordering::Relaxed) {
+    } else if view.is_lame_duck() {
         Some("server is in lame duck mode: not accepting connections")
     } else {
         None

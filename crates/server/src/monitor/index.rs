@@ -1,7 +1,7 @@
 //! `/`: an HTML page linking every endpoint, as nats-server's index does.
 
 use super::{Handled, Monitor, Query, Reply};
-use crate::info::{NATS_VERSION, STARLING_VERSION};
+use crate::identity::{NATS_VERSION, STARLING_VERSION};
 
 /// (path, title) of every endpoint the page links.
 const LINKS: [(&str, &str); 9] = [
@@ -28,7 +28,7 @@ pub(super) fn index(mon: &Monitor, _query: &Query) -> Handled {
     html.push_str(&format!(
         "<h1>Starling {STARLING_VERSION}</h1>\n<p>NATS server {NATS_VERSION} compatible; \
          server id <code>{}</code></p>\n",
-        mon.shared.server_id
+        mon.server_id()
     ));
     for (path, title) in LINKS {
         html.push_str(&format!("<a href=./{path}>{title}</a>\n"));

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use super::{process, Handled, Monitor, Query, Reply};
-use crate::info::{NATS_VERSION, STARLING_VERSION};
+use crate::identity::{NATS_VERSION, STARLING_VERSION};
 
 /// The content type Prometheus expects for this format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -90,8 +90,8 @@ fn escape_help(v: &str) -> String {
 }
 
 pub(super) fn metrics(mon: &Monitor, _query: &Query) -> Handled {
-    let shared = &mon.shared;
-    let stats = shared.stats();
+    let view = mon.view();
+    let stats = view.stats();
     let mut m = Exposition(String::with_capacity(8 * 1024));
 
     m.family(
@@ -102,8 +102,8 @@ pub(super) fn metrics(mon: &Monitor, _query: &Query) -> Handled {
     m.sample(
         "starling_info",
         &[
-            ("server_id", &shared.server_id),
-            ("server_name", &shared.server_name),
+            ("server_id", view.server_id()),
+            ("server_name", view.server_name()),
             ("version", STARLING_VERSION),
             ("nats_version", NATS_VERSION),
         ],
@@ -142,7 +142,7 @@ pub(super) fn metrics(mon: &Monitor, _query: &Query) -> Handled {
     m.gauge(
         "starling_max_connections",
         "The most client connections accepted at once (max_connections).",
-        shared.opts.max_connections,
+        view.opts().max_connections,
     );
     m.gauge(
         "starling_subscriptions",

@@ -10,13 +10,15 @@
 //! | `/routez` | `routez` (cluster routes) |
 //! | `/subsz`, `/subscriptionsz` | `subsz` (sublist figures and subscriptions) |
 //! | `/healthz` | `healthz` (readiness) |
-//! | `/leafz`, `/gatewayz`, `/accountz` | `other` (well-formed, nearly empty) |
+//! | `/accountz`, `/accstatz` | `accountz` (accounts and their figures) |
+//! | `/leafz`, `/gatewayz` | `other` (well-formed, nearly empty) |
 //! | `/metrics` | `metrics` (Prometheus text format 0.0.4) |
 //!
 //! One task accepts; each HTTP connection is a task of its own on the server's task tracker,
 //! and all of them end when the server shuts down. Handlers only read shared state under short
 //! locks and never `.await` while holding one, so the monitor stays responsive under load.
 
+mod accountz;
 mod connz;
 mod format;
 mod healthz;
@@ -47,7 +49,8 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use crate::server::Shared;
+use crate::broker::Broker;
+use crate::introspect::View;
 
 /// nats-server's default page size for `/connz` and `/subsz` (`DefaultConnListSize`,
 /// `DefaultSubListSize`).
@@ -67,21 +70,21 @@ pub(crate) fn announce(listener: &TcpListener) {
 
 /// Serves on the listener the builder bound: records its address and starts the accept loop on
 /// the server's runtime, tracked by its task tracker.
-pub(crate) fn start(shared: &Arc<Shared>, listener: TcpListener) {
+pub(crate) fn start(broker: &Arc<Broker>, listener: TcpListener) {
     let addr = listener.local_addr().ok();
-    *shared.monitor_addr.lock() = addr;
+    broker.identity().set_monitor_addr(addr);
     let monitor = Arc::new(Monitor {
-        shared: shared.clone(),
+        broker: broker.clone(),
         addr,
         req_stats: Mutex::new(BTreeMap::new()),
         cpu: Mutex::new(process::CpuSampler::default()),
     });
-    shared.tracker.spawn(accept_loop(monitor, listener));
+    broker.lifecycle().spawn(accept_loop(monitor, listener));
 }
 
 /// The monitor's own state.
 pub(crate) struct Monitor {
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     addr: Option<SocketAddr>,
     /// Requests served per endpoint (`http_req_stats` in `/varz`).
     req_stats: Mutex<BTreeMap<&'static str, u64>>,
@@ -89,7 +92,7 @@ pub(crate) struct Monitor {
 }
 
 async fn accept_loop(monitor: Arc<Monitor>, listener: TcpListener) {
-    let shutdown = monitor.shared.shutdown.clone();
+    let shutdown = monitor.broker.lifecycle().shutdown_token().clone();
     loop {
         tokio::select! {
             biased;
@@ -97,7 +100,7 @@ async fn accept_loop(monitor: Arc<Monitor>, listener: TcpListener) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    monitor.shared.tracker.spawn(serve(monitor.clone(), stream));
+                    monitor.broker.lifecycle().spawn(serve(monitor.clone(), stream));
                 }
                 Err(e) => {
                     warn!(error = %e, "monitor accept failed");
@@ -111,7 +114,7 @@ async fn accept_loop(monitor: Arc<Monitor>, listener: TcpListener) {
 
 /// Serves one HTTP connection (keep-alive) until the peer closes it or the server shuts down.
 async fn serve(monitor: Arc<Monitor>, stream: TcpStream) {
-    let shutdown = monitor.shared.shutdown.clone();
+    let shutdown = monitor.broker.lifecycle().shutdown_token().clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let response = monitor.respond(&req);
         async move { Ok::<_, Infallible>(response) }
@@ -174,7 +177,8 @@ impl Monitor {
             "/healthz" => ("/healthz", healthz::healthz),
             "/leafz" => ("/leafz", other::leafz),
             "/gatewayz" => ("/gatewayz", other::gatewayz),
-            "/accountz" => ("/accountz", other::accountz),
+            "/accountz" => ("/accountz", accountz::accountz),
+            "/accstatz" => ("/accstatz", accountz::accstatz),
             "/metrics" => ("/metrics", metrics::metrics),
             _ => {
                 return response(
@@ -206,9 +210,14 @@ impl Monitor {
         }
     }
 
+    /// The broker, read-only.
+    fn view(&self) -> View<'_> {
+        self.broker.view()
+    }
+
     /// This server's id, for the `server_id` every endpoint starts with.
     fn server_id(&self) -> String {
-        self.shared.server_id.clone()
+        self.view().server_id().to_string()
     }
 
     fn req_stats(&self) -> BTreeMap<String, u64> {

@@ -2,8 +2,6 @@
 //! came with 2.10), built from the same per-route figures as `server.stats().route_stats`.
 //! `subs=1` lists the subjects each peer is interested in, `subs=detail` the subscriptions.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -11,7 +9,7 @@ use serde::Serialize;
 use super::connz::SubDetail;
 use super::format::{go_duration, rfc3339, uptime};
 use super::{Handled, Monitor, Query, Reply};
-use crate::route::{RouteLink, ACCOUNT};
+use crate::cluster::RouteLink;
 use crate::stats::RouteStats;
 
 #[derive(Serialize)]
@@ -90,15 +88,14 @@ impl RouteInfo {
     /// `account subject [queue]`, the cid the route's.
     fn list_subs(&mut self, link: &RouteLink, subs: Subs) {
         let mut detail: Vec<SubDetail> = link
-            .remote_subs
-            .lock()
-            .iter()
-            .map(|(key, owned)| SubDetail {
+            .remote_interest()
+            .into_iter()
+            .map(|(key, subject, queue, msgs)| SubDetail {
                 account: String::new(),
-                subject: lossy(owned.handle.subject()),
-                qgroup: owned.handle.queue().map(lossy).unwrap_or_default(),
-                sid: format!("{} {}", lossy(ACCOUNT), lossy(key)),
-                msgs: owned.sub.delivered.load(Ordering::Relaxed),
+                subject,
+                qgroup: queue.unwrap_or_default(),
+                sid: key,
+                msgs,
                 max: 0,
                 cid: link.conn.cid,
             })
@@ -112,10 +109,6 @@ impl RouteInfo {
     }
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 pub(super) fn routez(mon: &Monitor, query: &Query) -> Handled {
     let subs = match query.get("subs") {
         Some("detail") => Subs::Detail,
@@ -123,21 +116,13 @@ pub(super) fn routez(mon: &Monitor, query: &Query) -> Handled {
         _ => Subs::None,
     };
     let now = SystemTime::now();
-    let shared = &mon.shared;
-    let links: HashMap<u64, std::sync::Arc<RouteLink>> = match (&shared.cluster, subs) {
-        (Some(routes), Subs::List | Subs::Detail) => routes
-            .links()
-            .into_iter()
-            .map(|l| (l.conn.cid, l))
-            .collect(),
-        _ => HashMap::new(),
-    };
-    let routes: Vec<RouteInfo> = shared
-        .route_stats()
+    let routes: Vec<RouteInfo> = mon
+        .view()
+        .route_links()
         .iter()
-        .map(|r| {
-            let mut info = RouteInfo::new(r, now);
-            if let Some(link) = links.get(&r.rid) {
+        .map(|link| {
+            let mut info = RouteInfo::new(&link.stats(), now);
+            if subs != Subs::None {
                 info.list_subs(link, subs);
             }
             info

@@ -14,6 +14,7 @@ use starling_sublist::{is_valid_literal_subject, subject_matches};
 use super::connz::SubDetail;
 use super::format::go_float;
 use super::{now, page, BadRequest, Handled, Monitor, Query, Reply};
+use crate::conn::ConnKind;
 use crate::subscription::Subscription;
 
 /// nats-server's `SublistStats` keys.
@@ -54,8 +55,9 @@ pub(super) fn subsz(mon: &Monitor, query: &Query) -> Handled {
         }
         t => t,
     };
-    let other_account = query.get("acc").is_some_and(|a| !a.is_empty() && a != "$G");
-    let s = mon.shared.sublist.stats();
+    let acc = query.get("acc").filter(|a| !a.is_empty());
+    let view = mon.view();
+    let s = view.sublist_stats(acc);
     let figures = Figures {
         num_subscriptions: s.num_subscriptions,
         num_cache: s.num_cache,
@@ -66,17 +68,26 @@ pub(super) fn subsz(mon: &Monitor, query: &Query) -> Handled {
         max_fanout: s.max_fanout,
         avg_fanout: s.avg_fanout,
     };
-    let mut subs: Vec<(String, Option<String>, Arc<Subscription>)> = Vec::new();
-    if list && !other_account {
-        mon.shared.sublist.for_each(|subject, queue, sub| {
-            if test.map_or(true, |t| subject_matches(subject, t.as_bytes())) {
-                subs.push((
-                    String::from_utf8_lossy(subject).into_owned(),
-                    queue.map(|q| String::from_utf8_lossy(q).into_owned()),
-                    sub.clone(),
-                ));
+    // (account, subject, queue, subscription): local subscriptions only, as nats-server lists
+    // them (a peer's interest is `/routez`'s).
+    let mut subs: Vec<(String, String, Option<String>, Arc<Subscription>)> = Vec::new();
+    if list {
+        for account in view.accounts() {
+            if acc.is_some_and(|a| a != account.name()) {
+                continue;
             }
-        });
+            account.sublist().for_each(|subject, queue, sub| {
+                let local = matches!(sub.conn.kind, ConnKind::Client | ConnKind::InProcess);
+                if local && test.map_or(true, |t| subject_matches(subject, t.as_bytes())) {
+                    subs.push((
+                        account.name().to_string(),
+                        String::from_utf8_lossy(subject).into_owned(),
+                        queue.map(|q| String::from_utf8_lossy(q).into_owned()),
+                        sub.clone(),
+                    ));
+                }
+            });
+        }
     }
     if subs.is_empty() {
         return Ok(Reply::json(&figures));
@@ -84,12 +95,12 @@ pub(super) fn subsz(mon: &Monitor, query: &Query) -> Handled {
     let total = subs.len();
     let subscriptions_list = page(subs, offset, limit)
         .into_iter()
-        .map(|(subject, queue, sub)| SubDetail {
-            account: "$G".into(),
+        .map(|(account, subject, queue, sub)| SubDetail {
+            account,
             subject,
             qgroup: queue.unwrap_or_default(),
             sid: String::from_utf8_lossy(&sub.sid).into_owned(),
-            msgs: sub.delivered.load(Ordering::Relaxed),
+            msgs: sub.delivered(),
             max: sub.max.load(Ordering::Relaxed),
             cid: sub.conn.cid,
         })

@@ -3,15 +3,14 @@
 //! JetStream) are nats-server's empty `{}`; so is `cluster` without a cluster.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
 use super::format::{go_float, is_zero, rfc3339, uptime};
 use super::{process, Handled, Monitor, Query, Reply};
-use crate::info::{NATS_VERSION, STARLING_VERSION};
-use crate::server::Shared;
+use crate::identity::{NATS_VERSION, STARLING_VERSION};
+use crate::introspect::View;
 
 /// nats-server's default `tls_timeout` in seconds (reported even without TLS, as it does).
 const TLS_TIMEOUT_SECS: f64 = 2.0;
@@ -80,7 +79,8 @@ struct Varz {
     subscriptions: usize,
     http_req_stats: BTreeMap<String, u64>,
     config_load_time: String,
-    system_account: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    system_account: String,
 }
 
 /// nats-server's `ClusterOptsVarz`: every field is left out while there is no cluster, and
@@ -106,10 +106,10 @@ struct ClusterVarz {
 struct Empty {}
 
 pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
-    let shared = &mon.shared;
-    let opts = &shared.opts;
-    let stats = shared.stats();
-    let (host, port) = match *shared.client_addr.lock() {
+    let view = mon.view();
+    let opts = view.opts();
+    let stats = view.stats();
+    let (host, port) = match view.client_addr() {
         Some(a) => (a.ip().to_string(), a.port()),
         None => ("0.0.0.0".to_string(), 0),
     };
@@ -118,17 +118,17 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         None => (String::new(), 0),
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let cpu = mon.cpu.lock().sample(shared.start_time);
+    let cpu = mon.cpu.lock().sample(view.start());
     let varz = Varz {
         server_id: mon.server_id(),
-        server_name: shared.server_name.clone(),
+        server_name: view.server_name().to_string(),
         version: NATS_VERSION,
         proto: 1,
         go: format!("starling {STARLING_VERSION}"),
         host,
         port,
-        auth_required: opts.auth.is_required(),
-        connect_urls: connect_urls(shared),
+        auth_required: view.auth_required(),
+        connect_urls: view.varz_connect_urls(),
         max_connections: opts.max_connections,
         max_subscriptions: opts.max_subscriptions,
         ping_interval: nanos(opts.ping_interval),
@@ -141,7 +141,7 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
         max_pending: opts.max_pending,
-        cluster: cluster(shared),
+        cluster: cluster(view),
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
@@ -169,36 +169,26 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         subscriptions: stats.subscriptions,
         http_req_stats: mon.req_stats(),
         config_load_time: rfc3339(stats.start),
-        system_account: "$SYS",
+        system_account: view.system_account().unwrap_or_default().to_string(),
     };
     Ok(Reply::json(&varz))
 }
 
-/// The cluster's client URLs, as nats-server lists them: from the first time a route
-/// connected on (a clustered node that never met a peer lists none).
-fn connect_urls(shared: &Shared) -> Vec<String> {
-    if shared.cluster.is_some() && shared.urls_version.load(Ordering::Relaxed) > 0 {
-        shared.connect_urls()
-    } else {
-        Vec::new()
-    }
-}
-
-fn cluster(shared: &Shared) -> ClusterVarz {
-    let Some(routes) = &shared.cluster else {
+fn cluster(view: View<'_>) -> ClusterVarz {
+    let Some(routes) = view.routes() else {
         return ClusterVarz::default();
     };
     ClusterVarz {
         name: routes.name(),
-        host: routes.listen_addr.ip().to_string(),
-        port: routes.listen_addr.port(),
+        host: routes.listen_addr().ip().to_string(),
+        port: routes.listen_addr().port(),
         auth_timeout: CLUSTER_AUTH_TIMEOUT_SECS,
         // nats-server lists its `routes` option as `host:port`, credentials left out.
         urls: routes
-            .config
+            .config()
             .seeds
             .iter()
-            .filter_map(|s| crate::route::url_host_port(s))
+            .filter_map(|s| crate::cluster::url_host_port(s))
             .collect(),
         tls_timeout: TLS_TIMEOUT_SECS,
     }

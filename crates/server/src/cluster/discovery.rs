@@ -1,5 +1,5 @@
-//! How peers are found (DESIGN.md's `discovery`): the cluster listener, seed dialers (retried with backoff for ever), the
-//! discovery poll (seeds re-resolved, embedder sources), and one-shot dials of peers learned
+//! How peers are found: the cluster listener, seed dialers (retried with backoff for ever),
+//! the discovery poll (seeds re-resolved, embedder sources), and one-shot dials of peers learned
 //! by gossip.
 
 use std::collections::HashSet;
@@ -10,9 +10,9 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use crate::route::conn::{self, Outcome};
-use crate::route::url_host_port;
-use crate::server::Shared;
+use super::route::{self, Outcome};
+use super::routes::url_host_port;
+use crate::broker::Broker;
 
 /// nats-server's route dial timeout.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -53,23 +53,25 @@ impl DialTarget {
 }
 
 /// Starts the cluster side: the listener and the discovery poll.
-pub(crate) fn start(shared: &Arc<Shared>, listener: TcpListener) {
-    shared.tracker.spawn(accept_loop(shared.clone(), listener));
-    shared.tracker.spawn(discovery_loop(shared.clone()));
+pub(crate) fn start(broker: &Arc<Broker>, listener: TcpListener) {
+    broker
+        .lifecycle()
+        .spawn(accept_loop(broker.clone(), listener));
+    broker.lifecycle().spawn(discovery_loop(broker.clone()));
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
     loop {
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => break,
+            _ = broker.lifecycle().shutting_down() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     let (r, w) = stream.into_split();
-                    let shared2 = shared.clone();
-                    shared.tracker.spawn(async move {
-                        conn::serve(shared2, r, w, Some(addr), None).await;
+                    let broker2 = broker.clone();
+                    broker.lifecycle().spawn(async move {
+                        route::serve(broker2, r, w, Some(addr), None).await;
                     });
                 }
                 Err(e) => {
@@ -84,18 +86,18 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 /// Polls the seeds and the embedder's discovery source; starts a dialer for every address
 /// not already being dialled. Seed dialers run for ever; a dialer for an address that an
 /// embedder's source stops listing ends at its next failure.
-async fn discovery_loop(shared: Arc<Shared>) {
-    let routes = shared.cluster.as_ref().unwrap();
+async fn discovery_loop(broker: Arc<Broker>) {
+    let routes = broker.routes().expect("a cluster");
     let wanted: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut tick = tokio::time::interval(routes.config.discovery_interval);
+    let mut tick = tokio::time::interval(routes.config().discovery_interval);
     loop {
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => break,
+            _ = broker.lifecycle().shutting_down() => break,
             _ = tick.tick() => {}
         }
-        let mut urls = routes.config.seeds.clone();
-        if let Some(source) = &routes.config.discovery {
+        let mut urls = routes.config().seeds.clone();
+        if let Some(source) = &routes.config().discovery {
             urls.extend(source.peers().await);
         }
         let mut now_wanted = HashSet::new();
@@ -119,9 +121,9 @@ async fn discovery_loop(shared: Arc<Shared>) {
                         addr,
                         ..target.clone()
                     };
-                    shared
-                        .tracker
-                        .spawn(explicit_dialer(shared.clone(), t, wanted.clone()));
+                    broker
+                        .lifecycle()
+                        .spawn(explicit_dialer(broker.clone(), t, wanted.clone()));
                 }
             }
         }
@@ -131,17 +133,17 @@ async fn discovery_loop(shared: Arc<Shared>) {
 
 /// Dials a configured peer for as long as it is wanted, with backoff between failures.
 async fn explicit_dialer(
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     target: DialTarget,
     wanted: Arc<Mutex<HashSet<String>>>,
 ) {
-    let routes = shared.cluster.as_ref().unwrap();
+    let routes = broker.routes().expect("a cluster");
     let mut backoff = Duration::from_millis(50);
     loop {
-        if shared.shutdown.is_cancelled() {
+        if broker.lifecycle().is_shutting_down() {
             break;
         }
-        let delay = match dial_once(&shared, &target).await {
+        let delay = match dial_once(&broker, &target).await {
             Outcome::SelfRoute => {
                 debug!(addr = %target.addr, "seed is this server itself");
                 break;
@@ -154,13 +156,13 @@ async fn explicit_dialer(
                 // Another connection to the same peer serves; watch it and re-dial when it
                 // goes.
                 tokio::select! {
-                    _ = existing.conn.closing.cancelled() => {}
-                    _ = shared.shutdown.cancelled() => break,
+                    _ = existing.conn.closing().cancelled() => {}
+                    _ = broker.lifecycle().shutting_down() => break,
                 }
                 jitter()
             }
             Outcome::Failed => {
-                if !is_seed(&shared, &target) && !wanted.lock().contains(&target.addr) {
+                if !is_seed(&broker, &target) && !wanted.lock().contains(&target.addr) {
                     break; // the discovery source no longer lists it
                 }
                 let d = backoff + jitter();
@@ -170,16 +172,16 @@ async fn explicit_dialer(
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shared.shutdown.cancelled() => break,
+            _ = broker.lifecycle().shutting_down() => break,
         }
     }
     routes.done_dialing(&target.addr);
 }
 
-fn is_seed(shared: &Shared, target: &DialTarget) -> bool {
-    let routes = shared.cluster.as_ref().unwrap();
+fn is_seed(broker: &Broker, target: &DialTarget) -> bool {
+    let routes = broker.routes().expect("a cluster");
     routes
-        .config
+        .config()
         .seeds
         .iter()
         .filter_map(|s| DialTarget::parse(s, true))
@@ -192,34 +194,34 @@ fn is_seed(shared: &Shared, target: &DialTarget) -> bool {
 /// the other (nats-server's first-registered-wins rule), losing both: so a dialer whose
 /// connection lost to a duplicate watches the survivor and re-dials if it drops, and a route
 /// that dropped after winning over a duplicate (`retry`) is re-dialled too.
-pub(crate) fn dial_discovered(shared: &Arc<Shared>, addr: String) {
-    let routes = shared.cluster.as_ref().unwrap();
+pub(crate) fn dial_discovered(broker: &Arc<Broker>, addr: String) {
+    let routes = broker.routes().expect("a cluster");
     if routes.connected_to_addr(&addr) || !routes.start_dialing(&addr) {
         return;
     }
-    let shared2 = shared.clone();
-    shared.tracker.spawn(async move {
-        let routes = shared2.cluster.as_ref().unwrap();
+    let broker2 = broker.clone();
+    broker.lifecycle().spawn(async move {
+        let routes = broker2.routes().expect("a cluster");
         let target = DialTarget {
             addr: addr.clone(),
-            user: routes.config.user.clone(),
-            pass: routes.config.password.clone(),
+            user: routes.config().user.clone(),
+            pass: routes.config().password.clone(),
             explicit: false,
         };
-        let mut failures_left = 1 + routes.config.connect_retries;
+        let mut failures_left = 1 + routes.config().connect_retries;
         loop {
-            if shared2.shutdown.is_cancelled() {
+            if broker2.lifecycle().is_shutting_down() {
                 break;
             }
-            match dial_once(&shared2, &target).await {
-                Outcome::Closed(link) if link.retry.load(std::sync::atomic::Ordering::Relaxed) => {}
+            match dial_once(&broker2, &target).await {
+                Outcome::Closed(link) if link.retry() => {}
                 Outcome::Closed(_) | Outcome::SelfRoute => break,
                 Outcome::Duplicate(existing) => {
                     tokio::select! {
-                        _ = existing.conn.closing.cancelled() => {}
-                        _ = shared2.shutdown.cancelled() => break,
+                        _ = existing.conn.closing().cancelled() => {}
+                        _ = broker2.lifecycle().shutting_down() => break,
                     }
-                    if !existing.retry.load(std::sync::atomic::Ordering::Relaxed) {
+                    if !existing.retry() {
                         break; // it went away for good: forget the peer
                     }
                 }
@@ -232,17 +234,17 @@ pub(crate) fn dial_discovered(shared: &Arc<Shared>, addr: String) {
             }
             tokio::select! {
                 _ = tokio::time::sleep(jitter()) => {}
-                _ = shared2.shutdown.cancelled() => break,
+                _ = broker2.lifecycle().shutting_down() => break,
             }
         }
         routes.done_dialing(&addr);
     });
 }
 
-async fn dial_once(shared: &Arc<Shared>, target: &DialTarget) -> Outcome {
+async fn dial_once(broker: &Arc<Broker>, target: &DialTarget) -> Outcome {
     let stream = tokio::select! {
         r = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&target.addr)) => r,
-        _ = shared.shutdown.cancelled() => return Outcome::Failed,
+        _ = broker.lifecycle().shutting_down() => return Outcome::Failed,
     };
     let stream = match stream {
         Ok(Ok(s)) => s,
@@ -258,7 +260,7 @@ async fn dial_once(shared: &Arc<Shared>, target: &DialTarget) -> Outcome {
     let _ = stream.set_nodelay(true);
     let remote = stream.peer_addr().ok();
     let (r, w) = stream.into_split();
-    let outcome = conn::serve(shared.clone(), r, w, remote, Some(target.clone())).await;
+    let outcome = route::serve(broker.clone(), r, w, remote, Some(target.clone())).await;
     if let Outcome::Closed(link) = &outcome {
         info!(peer = %link.server_id, addr = %target.addr, "route to peer lost");
     }

@@ -13,10 +13,11 @@ use starling_proto::{encode, ClientOp, ClientParser, Connect, Limits, ProtoError
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, trace};
 
-use super::{ClientShared, ClosedReason, ConnKind, OwnedSub};
-use crate::delivery::{Msg, Touched, NO_RESPONDERS_HDR};
-use crate::server::Shared;
-use crate::subscription::Subscription;
+use crate::account::Account;
+use crate::broker::Broker;
+use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
+use crate::delivery::{self, Msg, Touched, NO_RESPONDERS_HDR};
+use crate::subscription::{OwnedSub, Subscription, Target};
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 64 * 1024;
@@ -40,9 +41,32 @@ impl Close {
     }
 }
 
+/// Accepts client connections on `listener` until the broker stops accepting.
+pub(crate) async fn accept(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = broker.lifecycle().stop_accepting().cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (r, w) = stream.into_split();
+                    broker.lifecycle().spawn(serve(broker.clone(), r, w, Some(addr)));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    debug!("client listener closed");
+}
+
 /// Serves one client connection over any byte stream until it closes.
 pub(crate) async fn serve<R, W>(
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     reader: R,
     mut writer: W,
     addr: Option<SocketAddr>,
@@ -50,39 +74,39 @@ pub(crate) async fn serve<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    if shared.client_count() >= shared.opts.max_connections {
+    let opts = broker.opts();
+    if broker.registry().len() >= opts.max_connections {
         // nats-server sends its INFO, then the error, then closes.
         let mut buf = BytesMut::new();
-        encode::write_info(&mut buf, &shared.client_info(0, addr));
+        encode::write_info(&mut buf, &broker.client_info(0, addr));
         encode::write_err(&mut buf, "maximum connections exceeded");
         let _ = writer.write_all(&buf).await;
         let _ = writer.shutdown().await;
         debug!(?addr, "maximum connections exceeded");
         return;
     }
-    let conn = shared.register_client(ConnKind::Client, addr);
-    conn.urls_seen.store(
-        shared.urls_version.load(Ordering::Relaxed),
-        Ordering::Relaxed,
-    );
-    conn.out
-        .push_with(|b| encode::write_info(b, &shared.client_info(conn.cid, addr)));
-    conn.out.wake.notify_one();
-    shared.tracker.spawn(super::writer::write_loop(
-        shared.clone(),
+    let conn = broker.register_client(ConnKind::Client, addr);
+    conn.saw_urls(broker.identity().urls_version());
+    conn.send(|b| encode::write_info(b, &broker.client_info(conn.cid, addr)));
+    broker.lifecycle().spawn(write_loop(
         conn.clone(),
         writer,
+        opts.write_deadline,
+        opts.drain_timeout,
     ));
 
-    let mut client = Client::new(shared.clone(), conn.clone());
+    let mut client = Client::new(broker.clone(), conn.clone());
     client.run(reader).await;
-    shared.unregister_client(&conn);
+    broker.retire_client(&conn);
 }
 
 /// The reader side of one socket client.
 struct Client {
-    shared: Arc<Shared>,
-    conn: Arc<ClientShared>,
+    broker: Arc<Broker>,
+    conn: Arc<Conn>,
+    /// The account, once known (at CONNECT, or at the first op when clients need not
+    /// authenticate): the hot path's one look-up is in its sublist.
+    account: Option<Arc<Account>>,
     parser: ClientParser,
     /// CONNECT has been received.
     connected: bool,
@@ -98,14 +122,15 @@ struct Client {
 }
 
 impl Client {
-    fn new(shared: Arc<Shared>, conn: Arc<ClientShared>) -> Self {
+    fn new(broker: Arc<Broker>, conn: Arc<Conn>) -> Self {
         let limits = Limits {
-            max_control_line: shared.opts.max_control_line,
-            max_payload: shared.opts.max_payload,
+            max_control_line: broker.opts().max_control_line,
+            max_payload: broker.opts().max_payload,
         };
         Self {
-            shared,
+            broker,
             conn,
+            account: None,
             parser: ClientParser::new(limits),
             connected: false,
             // nats-server's defaults before (and under) CONNECT: verbose and pedantic.
@@ -120,15 +145,16 @@ impl Client {
     }
 
     async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) {
-        let opts = &self.shared.opts;
+        let broker = self.broker.clone();
+        let opts = broker.opts();
         let ping_every = opts.ping_interval;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let auth_timer = tokio::time::sleep(opts.auth_timeout);
         tokio::pin!(auth_timer);
-        let auth_required = opts.auth.is_required();
-        let closing = self.conn.closing.clone();
+        let auth_required = broker.auth().auth_required();
+        let closing = self.conn.closing().clone();
         let mut buf = BytesMut::with_capacity(READ_SIZE);
 
         loop {
@@ -150,12 +176,12 @@ impl Client {
                             continue; // the rest of a large payload is still on its way
                         }
                         let result = self.process(&mut buf);
-                        self.touched.flush(&self.shared);
+                        self.touched.flush();
                         if let Err(close) = result {
                             self.close(close);
                             break;
                         }
-                        if !self.shared.opts.no_fast_producer_stall {
+                        if !opts.no_fast_producer_stall {
                             self.touched.stall(&closing).await;
                         }
                     }
@@ -205,7 +231,13 @@ impl Client {
                 }
             }
         }
-        self.conn.count_in(&self.shared, msgs, bytes);
+        if msgs > 0 {
+            self.conn.count_in(msgs, bytes);
+            self.broker.counters().add_in(msgs, bytes);
+            if let Some(account) = &self.account {
+                account.count_in(msgs, bytes);
+            }
+        }
         if result.is_ok() && pos < chunk.len() {
             let rest = &chunk[pos..];
             let need = self.parser.frame_len_hint().unwrap_or(0).max(READ_SIZE);
@@ -216,37 +248,35 @@ impl Client {
     }
 
     fn handle(&mut self, op: ClientOp<'_>, chunk: &Bytes) -> Result<(), Close> {
-        if !self.connected
-            && self.shared.opts.auth.is_required()
-            && !matches!(op, ClientOp::Connect(_))
-        {
-            return Err(Close::err(
-                "Authorization Violation",
-                ClosedReason::AuthenticationViolation,
-            ));
-        }
         match op {
-            ClientOp::Pub(p) => self.on_pub(p, chunk),
+            ClientOp::Pub(p) => {
+                let account = self.account_or_anonymous()?;
+                self.on_pub(&account, p, chunk)
+            }
             ClientOp::Sub {
                 subject,
                 queue,
                 sid,
             } => {
-                self.on_sub(subject, queue, sid);
+                let account = self.account_or_anonymous()?;
+                self.on_sub(&account, subject, queue, sid);
                 Ok(())
             }
             ClientOp::Unsub { sid, max } => {
-                self.on_unsub(sid, max);
+                let account = self.account_or_anonymous()?;
+                self.on_unsub(&account, sid, max);
                 Ok(())
             }
             ClientOp::Ping => {
+                self.account_or_anonymous()?;
                 self.push(|b| b.extend_from_slice(encode::PONG));
-                if self.connected && !self.conn.info_ready.swap(true, Ordering::Relaxed) {
+                if self.connected && !self.conn.mark_info_ready() {
                     self.first_pong_sent();
                 }
                 Ok(())
             }
             ClientOp::Pong => {
+                self.account_or_anonymous()?;
                 self.pings_out = 0;
                 if let Some(sent) = self.ping_sent.take() {
                     self.conn.set_rtt(sent.elapsed());
@@ -260,6 +290,40 @@ impl Client {
         }
     }
 
+    /// The connection's account for an op other than CONNECT: before CONNECT, the account of
+    /// clients that need not authenticate, or `Authorization Violation` when they must.
+    fn account_or_anonymous(&mut self) -> Result<Arc<Account>, Close> {
+        if let Some(account) = &self.account {
+            return Ok(account.clone());
+        }
+        let violation = || {
+            Close::err(
+                "Authorization Violation",
+                ClosedReason::AuthenticationViolation,
+            )
+        };
+        let account = self
+            .broker
+            .auth()
+            .anonymous()
+            .ok_or_else(violation)?
+            .clone();
+        self.bind(&account)?;
+        Ok(account)
+    }
+
+    /// Binds the connection to `account`, within the account's connection limit.
+    fn bind(&mut self, account: &Arc<Account>) -> Result<(), Close> {
+        account.bind(&self.conn).map_err(|_| {
+            Close::err(
+                "maximum account active connections exceeded",
+                ClosedReason::MaxAccountConnectionsExceeded,
+            )
+        })?;
+        self.account = Some(account.clone());
+        Ok(())
+    }
+
     fn on_connect(&mut self, json: &[u8]) -> Result<(), Close> {
         let connect =
             Connect::from_json(json).map_err(|_| Close::silent(ClosedReason::ParseError))?;
@@ -269,11 +333,23 @@ impl Client {
                 ClosedReason::BadClientProtocolVersion,
             ));
         }
-        if !self.shared.authorize(&connect) {
-            return Err(Close::err(
+        let violation = || {
+            Close::err(
                 "Authorization Violation",
                 ClosedReason::AuthenticationViolation,
-            ));
+            )
+        };
+        let verdict = self
+            .broker
+            .auth()
+            .authenticate(&connect)
+            .ok_or_else(violation)?;
+        match &self.account {
+            // Ops before CONNECT already put it in the anonymous account: it cannot move.
+            Some(bound) if !Arc::ptr_eq(bound, &verdict.account) => return Err(violation()),
+            Some(_) => {}
+            None if self.connected => return Err(violation()),
+            None => self.bind(&verdict.account)?,
         }
         if connect.no_responders && !connect.headers {
             return Err(Close::err(
@@ -284,29 +360,31 @@ impl Client {
         self.verbose = connect.verbose;
         self.pedantic = connect.pedantic;
         self.no_responders = connect.no_responders;
-        self.conn.echo.store(connect.echo, Ordering::Relaxed);
-        self.conn.headers.store(connect.headers, Ordering::Relaxed);
-        self.conn
-            .protocol
-            .store(connect.protocol.max(0) as u8, Ordering::Relaxed);
+        self.conn.set_echo(connect.echo);
+        self.conn.set_headers(connect.headers);
+        self.conn.set_protocol(connect.protocol.max(0) as u8);
         {
             let mut meta = self.conn.meta.lock();
             meta.name = connect.name.clone();
             meta.lang = connect.lang.clone();
             meta.version = connect.version.clone();
-            meta.user = connect.user.clone();
+            meta.user = verdict.user.clone();
         }
         if self.conn.rtt().is_zero() {
             // As nats-server: the first estimate is the time from our INFO to the CONNECT.
             let since_info = std::time::SystemTime::now().duration_since(self.conn.start);
             self.conn.set_rtt(since_info.unwrap_or_default());
         }
+        let first = !self.connected;
         self.connected = true;
         self.ok();
+        if first {
+            self.broker.client_connected(&self.conn);
+        }
         Ok(())
     }
 
-    fn on_pub(&mut self, p: Publish<'_>, chunk: &Bytes) -> Result<(), Close> {
+    fn on_pub(&mut self, account: &Account, p: Publish<'_>, chunk: &Bytes) -> Result<(), Close> {
         if p.header_len.is_some() && !self.conn.wants_headers() {
             // nats-server: "message headers not supported", a parse error: silent close.
             return Err(Close::silent(ClosedReason::ParseError));
@@ -318,10 +396,11 @@ impl Client {
         // nats-server acknowledges before routing: +OK precedes an echo of the message.
         self.ok();
         let msg = Msg::new(p.subject, p.reply, p.header_len, p.data, chunk);
-        let delivered = self.shared.publish(&self.conn, &msg, &mut self.touched);
+        let delivered =
+            delivery::publish(&self.broker, account, &self.conn, &msg, &mut self.touched);
         if !delivered && self.no_responders {
             if let Some(reply) = p.reply {
-                self.no_responders(reply);
+                self.no_responders(account, reply);
             }
         }
         Ok(())
@@ -331,12 +410,10 @@ impl Client {
     /// the cluster's client URLs changed since the client's first INFO (PONG first: clients
     /// require it as the reply to their handshake).
     fn first_pong_sent(&mut self) {
-        let version = self.shared.urls_version.load(Ordering::Relaxed);
-        if self.conn.protocol.load(Ordering::Relaxed) >= 1
-            && self.conn.urls_seen.swap(version, Ordering::Relaxed) != version
-        {
+        let version = self.broker.identity().urls_version();
+        if self.conn.protocol() >= 1 && self.conn.saw_urls(version) != version {
             let info = self
-                .shared
+                .broker
                 .client_info(self.conn.cid, self.conn.meta.lock().addr);
             self.push(|b| encode::write_info(b, &info));
         }
@@ -344,8 +421,8 @@ impl Client {
 
     /// Tells a requester nobody listens: a 503 status message on its own subscription to the
     /// reply subject, if it has one (nats-server sends nothing otherwise).
-    fn no_responders(&mut self, reply: &[u8]) {
-        let result = self.shared.sublist.matches(reply);
+    fn no_responders(&mut self, account: &Account, reply: &[u8]) {
+        let result = account.sublist().matches(reply);
         let Some(sub) = result.plain.iter().find(|s| s.conn.cid == self.conn.cid) else {
             return;
         };
@@ -357,11 +434,13 @@ impl Client {
             NO_RESPONDERS_HDR,
             &owner,
         );
-        self.shared.deliver(sub, &msg, &mut self.touched);
+        delivery::deliver(&self.broker, account, sub, &msg, &mut self.touched);
     }
 
-    fn on_sub(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
-        let max_subs = self.shared.opts.max_subscriptions;
+    fn on_sub(&mut self, account: &Account, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        let max_subs = account
+            .max_subscriptions()
+            .unwrap_or(self.broker.opts().max_subscriptions);
         let mut subs = self.conn.subs.lock();
         if subs.contains(sid) {
             // Re-using a sid is a silent no-op in nats-server.
@@ -374,8 +453,8 @@ impl Client {
             self.push_err("maximum subscriptions exceeded");
             return;
         }
-        let sub = Arc::new(Subscription::new(self.conn.clone(), sid, None));
-        match self.shared.insert_local_sub(&sub, subject, queue) {
+        let sub = Arc::new(Subscription::new(self.conn.clone(), sid, Target::Wire));
+        match account.insert(&sub, subject, queue) {
             Ok(handle) => {
                 subs.insert(OwnedSub { sub, handle });
                 drop(subs);
@@ -388,14 +467,14 @@ impl Client {
         }
     }
 
-    fn on_unsub(&mut self, sid: &[u8], max: Option<u64>) {
+    fn on_unsub(&mut self, account: &Account, sid: &[u8], max: Option<u64>) {
         let sub = self.conn.subs.lock().get(sid).map(|o| o.sub.clone());
         if let Some(sub) = sub {
             match max {
                 Some(max) if max > 0 && sub.delivered.load(Ordering::Relaxed) < max => {
                     sub.max.store(max, Ordering::Relaxed);
                 }
-                _ => self.shared.remove_subscription(&sub),
+                _ => account.unsubscribe(&sub),
             }
         }
         self.ok();
@@ -406,12 +485,12 @@ impl Client {
         // Clients require PONG as the first reply to their CONNECT+PING handshake: like
         // nats-server, no keepalive PING goes out before that PONG, for up to 2 s.
         const MAX_WAIT_FOR_FIRST_PONG: std::time::Duration = std::time::Duration::from_secs(2);
-        if !self.conn.info_ready.load(Ordering::Relaxed)
+        if !self.conn.info_ready()
             && self.conn.start.elapsed().unwrap_or_default() < MAX_WAIT_FOR_FIRST_PONG
         {
             return Ok(());
         }
-        if self.pings_out + 1 > self.shared.opts.max_pings_out {
+        if self.pings_out + 1 > self.broker.opts().max_pings_out {
             return Err(Close::err(
                 "Stale Connection",
                 ClosedReason::StaleConnection,
@@ -423,7 +502,7 @@ impl Client {
         self.pings_out += 1;
         self.ping_sent = Some(std::time::Instant::now());
         self.push(|b| b.extend_from_slice(encode::PING));
-        self.touched.flush(&self.shared);
+        self.touched.flush();
         Ok(())
     }
 
@@ -439,17 +518,14 @@ impl Client {
 
     fn push(&mut self, build: impl FnOnce(&mut BytesMut)) {
         // Messages this batch staged for ourselves (echo) go first: a PONG must follow them.
-        self.touched.flush_conn(&self.shared, &self.conn);
-        if self.conn.out.push_with(build) == crate::client::outbound::Appended::Signal {
-            self.touched.signal(&self.conn);
-        }
+        self.touched.push(&self.conn, build);
     }
 
     /// Ends the connection: the `-ERR` (if any) is queued first so the writer flushes it.
     fn close(&mut self, close: Close) {
         if let Some(text) = close.err {
             self.push_err(text);
-            self.touched.flush(&self.shared);
+            self.touched.flush();
         }
         debug!(cid = self.conn.cid, reason = %close.reason, "closing client connection");
         self.conn.close(close.reason);

@@ -12,6 +12,8 @@
 //! Producer-side batching: a producer lays small messages for a consumer out in its own staging
 //! buffer during a read batch and appends them with [`Outbound::push_staged`], one lock per batch
 //! and consumer instead of one per message (`delivery.rs`, `Touched`).
+//!
+//! Only [`super::Conn`] appends, so that every append shares one outcome path.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -56,11 +58,11 @@ struct Queue {
 }
 
 /// One connection's outbound queue.
-pub(crate) struct Outbound {
+pub(super) struct Outbound {
     queue: Mutex<Queue>,
     max_pending: usize,
     /// Wakes the writer.
-    pub(crate) wake: Notify,
+    pub(super) wake: Notify,
     /// Wakes producers that stalled on this consumer.
     drained: Notify,
     /// Pending bytes are above half the limit: producers should stall briefly.
@@ -76,7 +78,7 @@ pub(crate) struct Batch {
 }
 
 impl Outbound {
-    pub(crate) fn new(max_pending: usize) -> Self {
+    pub(super) fn new(max_pending: usize) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
             max_pending,
@@ -88,7 +90,7 @@ impl Outbound {
     }
 
     /// Appends protocol lines built by `build` (PONG, +OK, -ERR, INFO ...).
-    pub(crate) fn push_with(&self, build: impl FnOnce(&mut BytesMut)) -> Appended {
+    pub(super) fn push_with(&self, build: impl FnOnce(&mut BytesMut)) -> Appended {
         let mut q = self.queue.lock();
         if q.closed {
             return Appended::Closed;
@@ -106,7 +108,7 @@ impl Outbound {
     /// Appends whole messages a producer laid out in `staged` (control lines, payloads and
     /// CRLFs: `msgs` messages carrying `payload` bytes), under one lock for the whole batch.
     /// Empties `staged`, keeping its capacity for the producer's next batch.
-    pub(crate) fn push_staged(&self, staged: &mut BytesMut, msgs: u64, payload: u64) -> Appended {
+    pub(super) fn push_staged(&self, staged: &mut BytesMut, msgs: u64, payload: u64) -> Appended {
         let len = staged.len();
         let mut q = self.queue.lock();
         let appended = if q.closed {
@@ -124,7 +126,7 @@ impl Outbound {
 
     /// Appends a message: a control line built by `ctl`, then `data`, then CRLF. A large `data`
     /// is queued as a slice of `owner` (which must contain it) instead of being copied.
-    pub(crate) fn push_msg(
+    pub(super) fn push_msg(
         &self,
         ctl: impl FnOnce(&mut BytesMut),
         data: &[u8],
@@ -185,7 +187,7 @@ impl Outbound {
     }
 
     /// Takes everything queued (the bytes stay counted as pending until [`Self::written`]).
-    pub(crate) fn take(&self) -> Batch {
+    pub(super) fn take(&self) -> Batch {
         let mut q = self.queue.lock();
         q.signalled = false;
         let mut bufs = std::mem::take(&mut q.segments);
@@ -197,7 +199,7 @@ impl Outbound {
     }
 
     /// The writer wrote `n` bytes of what it took.
-    pub(crate) fn written(&self, n: usize) {
+    pub(super) fn written(&self, n: usize) {
         let mut q = self.queue.lock();
         q.pending = q.pending.saturating_sub(n);
         if q.pending <= self.max_pending / 2 && self.stalled.load(Ordering::Relaxed) {
@@ -207,7 +209,7 @@ impl Outbound {
     }
 
     /// Closes the queue: later appends are refused, queued data is kept for a final flush.
-    pub(crate) fn close(&self) {
+    pub(super) fn close(&self) {
         self.queue.lock().closed = true;
         self.closed.store(true, Ordering::Relaxed);
         self.stalled.store(false, Ordering::Relaxed);
@@ -216,17 +218,17 @@ impl Outbound {
 
     /// Whether the queue refuses appends (a cheap check without the lock; an append that races
     /// a close is refused under the lock anyway).
-    pub(crate) fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
 
     /// Whether producers should stall for this consumer.
-    pub(crate) fn is_stalled(&self) -> bool {
+    pub(super) fn is_stalled(&self) -> bool {
         self.stalled.load(Ordering::Relaxed)
     }
 
     /// Waits until this consumer drains below half its limit (or closes).
-    pub(crate) async fn wait_drained(&self) {
+    pub(super) async fn wait_drained(&self) {
         let notified = self.drained.notified();
         if !self.is_stalled() {
             return;
@@ -234,13 +236,18 @@ impl Outbound {
         notified.await;
     }
 
+    /// The pending-bytes limit.
+    pub(super) fn max_pending(&self) -> usize {
+        self.max_pending
+    }
+
     /// Pending bytes (monitoring).
-    pub(crate) fn pending(&self) -> usize {
+    pub(super) fn pending(&self) -> usize {
         self.queue.lock().pending
     }
 
     /// Messages and bytes delivered through this queue (monitoring).
-    pub(crate) fn out_counts(&self) -> (u64, u64) {
+    pub(super) fn out_counts(&self) -> (u64, u64) {
         let q = self.queue.lock();
         (q.out_msgs, q.out_bytes)
     }

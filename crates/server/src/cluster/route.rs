@@ -1,25 +1,26 @@
 //! One route connection, either side: the INFO/CONNECT handshake, then interest (`RS+`,
 //! `RS-`), routed messages (`RMSG`/`HMSG`), keepalive, and gossip (an INFO about another
 //! server is a peer to dial).
+//!
+//! Every `RS+`, `RS-` and `RMSG` names its account. Interest and messages for accounts this
+//! server does not have are dropped, with one warning per account and route.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use parking_lot::Mutex;
-use starling_proto::{
-    encode, Connect, Info, Limits, RemoteSub, RouteConnect, RouteOp, RouteParser,
-};
+use starling_proto::{encode, Connect, Info, Limits, RouteConnect, RouteOp, RouteParser};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::{debug, trace, warn};
 
-use super::{DialTarget, RouteLink, ACCOUNT};
-use crate::client::{ClientShared, ClosedReason, ConnKind, OwnedSub};
-use crate::delivery::{Msg, Touched};
-use crate::server::Shared;
-use crate::subscription::Subscription;
+use super::discovery::{dial_discovered, DialTarget};
+use super::routes::{url_host_port, RemoteSub, RouteLink, Routes};
+use crate::account::Account;
+use crate::broker::Broker;
+use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
+use crate::delivery::{self, Msg, Touched};
+use crate::subscription::{OwnedSub, Subscription, Target};
 
 const READ_SIZE: usize = 64 * 1024;
 
@@ -37,7 +38,7 @@ pub(crate) enum Outcome {
 
 /// Serves one route connection until it ends.
 pub(crate) async fn serve<R, W>(
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     reader: R,
     writer: W,
     remote: Option<SocketAddr>,
@@ -47,54 +48,46 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let routes = shared
-        .cluster
-        .as_ref()
-        .expect("routes only exist with a cluster");
-    let cid = shared.next_cid();
-    let conn = Arc::new(ClientShared::new(
-        cid,
-        ConnKind::Route,
-        shared.opts.max_pending,
-        &shared.shutdown,
-        &shared.kill_all,
-    ));
-    conn.meta.lock().addr = remote;
-    conn.headers.store(true, Ordering::Relaxed);
-    let our_info = shared.route_info();
+    let routes = broker
+        .routes()
+        .expect("routes only exist with a cluster")
+        .clone();
+    let conn = broker.new_conn(ConnKind::Route, remote);
+    conn.set_headers(true);
+    let our_info = broker.route_info();
     if let Some(target) = &dial {
         // 2.9-style dialer: CONNECT and our INFO in one write.
+        let config = routes.config();
         let connect = RouteConnect {
             echo: true,
             verbose: false,
             pedantic: false,
             headers: true,
-            name: shared.server_id.clone(),
+            name: broker.identity().server_id().to_string(),
             cluster: routes.name(),
             cluster_dynamic: routes.is_dynamic(),
-            user: target.user.clone().or_else(|| routes.config.user.clone()),
-            pass: target
-                .pass
-                .clone()
-                .or_else(|| routes.config.password.clone()),
+            user: target.user.clone().or_else(|| config.user.clone()),
+            pass: target.pass.clone().or_else(|| config.password.clone()),
             ..RouteConnect::default()
         };
-        conn.out.push_with(|b| {
+        conn.send(|b| {
             encode::write_route_connect(b, &connect);
             encode::write_info(b, &our_info);
         });
     } else {
-        conn.out.push_with(|b| encode::write_info(b, &our_info));
+        conn.send(|b| encode::write_info(b, &our_info));
     }
-    conn.out.wake.notify_one();
-    shared.tracker.spawn(crate::client::write_loop(
-        shared.clone(),
+    let opts = broker.opts();
+    broker.lifecycle().spawn(write_loop(
         conn.clone(),
         writer,
+        opts.write_deadline,
+        opts.drain_timeout,
     ));
 
     let mut route = Route {
-        shared: shared.clone(),
+        broker: broker.clone(),
+        routes: routes.clone(),
         conn: conn.clone(),
         remote,
         dial,
@@ -105,18 +98,20 @@ where
         pings_out: 0,
         active: false,
         ping_sent: None,
+        last_account: None,
+        unknown_accounts: HashSet::new(),
     };
     route.run(reader).await;
     conn.close(ClosedReason::ServerShutdown); // no-op if a reason is set
     match route.link.take() {
         Some(link) => {
-            let subs: Vec<OwnedSub> = link.remote_subs.lock().drain().map(|(_, s)| s).collect();
-            for owned in subs {
-                owned.sub.removed.store(true, Ordering::Relaxed);
-                shared.sublist.remove(&owned.handle);
+            for remote in link.take_remotes() {
+                remote
+                    .account
+                    .remove_unannounced(&remote.owned.sub, &remote.owned.handle);
             }
             if routes.unregister(&link) {
-                shared.route_removed(&link);
+                broker.route_removed(&link);
             }
             Outcome::Closed(link)
         }
@@ -125,8 +120,9 @@ where
 }
 
 struct Route {
-    shared: Arc<Shared>,
-    conn: Arc<ClientShared>,
+    broker: Arc<Broker>,
+    routes: Arc<Routes>,
+    conn: Arc<Conn>,
     remote: Option<SocketAddr>,
     dial: Option<DialTarget>,
     link: Option<Arc<RouteLink>>,
@@ -138,6 +134,11 @@ struct Route {
     active: bool,
     /// When our last unanswered PING went out (its PONG measures the round trip).
     ping_sent: Option<std::time::Instant>,
+    /// The account of the last routed message or interest: peers send runs of one account, so
+    /// this saves the look-up by name for most of them.
+    last_account: Option<Arc<Account>>,
+    /// Accounts the peer used that this server does not have (warned about once).
+    unknown_accounts: HashSet<Bytes>,
 }
 
 /// Why the reader stops.
@@ -145,14 +146,14 @@ struct Stop(ClosedReason, Option<String>);
 
 impl Route {
     async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) {
-        let every = self.shared.opts.ping_interval;
+        let every = self.broker.opts().ping_interval;
         // As nats-server: the first PING goes out after 1 s (it measures the RTT).
         let first = every.min(std::time::Duration::from_secs(1));
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let closing = self.conn.closing.clone();
+        let closing = self.conn.closing().clone();
         let mut parser = RouteParser::new(Limits {
-            max_control_line: self.shared.opts.max_control_line,
+            max_control_line: self.broker.opts().max_control_line,
             max_payload: crate::options::MAX_PAYLOAD_CEILING,
         });
         let mut buf = BytesMut::with_capacity(READ_SIZE);
@@ -173,7 +174,7 @@ impl Route {
                             continue;
                         }
                         let r = self.process(&mut parser, &mut buf);
-                        self.touched.flush(&self.shared);
+                        self.touched.flush();
                         r.err()
                     }
                 },
@@ -181,8 +182,7 @@ impl Route {
             };
             if let Some(Stop(reason, err)) = stop {
                 if let Some(text) = err {
-                    self.conn.out.push_with(|b| encode::write_err(b, &text));
-                    self.conn.out.wake.notify_one();
+                    self.conn.send(|b| encode::write_err(b, &text));
                 }
                 trace!(cid = self.conn.cid, %reason, "route closing");
                 self.conn.close(reason);
@@ -219,7 +219,10 @@ impl Route {
                 }
             }
         }
-        self.conn.count_in(&self.shared, msgs, bytes);
+        if msgs > 0 {
+            self.conn.count_in(msgs, bytes);
+            self.broker.counters().add_in(msgs, bytes);
+        }
         if result.is_ok() && pos < chunk.len() {
             buf.reserve(parser.frame_len_hint().unwrap_or(0).max(READ_SIZE));
             buf.extend_from_slice(&chunk[pos..]);
@@ -260,10 +263,10 @@ impl Route {
                 Ok(())
             }
             RouteOp::Msg(m) => {
-                if m.account == ACCOUNT {
+                if let Some(account) = self.account(m.account) {
                     let msg =
                         Msg::routed(m.subject, m.reply, m.header_len, m.data, chunk, m.queues);
-                    self.shared.publish(&self.conn, &msg, &mut self.touched);
+                    delivery::publish(&self.broker, &account, &self.conn, &msg, &mut self.touched);
                 }
                 Ok(())
             }
@@ -272,7 +275,7 @@ impl Route {
 
     /// Listener side: the dialer introduces itself.
     fn on_connect(&mut self, json: &[u8]) -> Result<(), Stop> {
-        let routes = self.shared.cluster.as_ref().unwrap();
+        let routes = &self.routes;
         // A client that dialled the route port by mistake sends `lang`.
         if let Ok(client) = Connect::from_json(json) {
             if client.lang.is_some() {
@@ -284,7 +287,8 @@ impl Route {
         }
         let connect =
             RouteConnect::from_json(json).map_err(|_| Stop(ClosedReason::ParseError, None))?;
-        if let (Some(user), Some(pass)) = (&routes.config.user, &routes.config.password) {
+        let config = routes.config();
+        if let (Some(user), Some(pass)) = (&config.user, &config.password) {
             if !(crate::auth::credentials_match(connect.user.as_deref(), user)
                 & crate::auth::credentials_match(connect.pass.as_deref(), pass))
             {
@@ -294,7 +298,7 @@ impl Route {
                 ));
             }
         }
-        if connect.name == self.shared.server_id {
+        if connect.name == self.broker.identity().server_id() {
             self.outcome = Some(Outcome::SelfRoute);
             return Err(Stop(ClosedReason::ProtocolViolation, None));
         }
@@ -311,16 +315,13 @@ impl Route {
         theirs_dynamic: bool,
         send_err: bool,
     ) -> Result<(), Stop> {
-        let routes = self.shared.cluster.as_ref().unwrap();
+        let routes = &self.routes;
         let mine = routes.name();
         if theirs.is_empty() || theirs == mine {
             return Ok(());
         }
         if routes.is_dynamic() && (!theirs_dynamic || mine.as_str() < theirs) {
-            *routes.name.lock() = theirs.to_string();
-            if !theirs_dynamic {
-                routes.dynamic.store(false, Ordering::Relaxed);
-            }
+            routes.adopt_name(theirs, theirs_dynamic);
             debug!(cluster = theirs, "adopted the cluster name of a peer");
             return Ok(());
         }
@@ -335,26 +336,27 @@ impl Route {
 
     fn on_info(&mut self, json: &[u8]) -> Result<(), Stop> {
         let info = Info::from_json(json).map_err(|_| Stop(ClosedReason::ParseError, None))?;
-        let routes = self.shared.cluster.as_ref().unwrap();
+        let routes = &self.routes;
         if let Some(link) = &self.link {
             if info.server_id != link.server_id {
                 // Gossip: another server joined one of our peers.
-                if info.server_id != self.shared.server_id && routes.link(&info.server_id).is_none()
+                if info.server_id != self.broker.identity().server_id()
+                    && routes.link(&info.server_id).is_none()
                 {
-                    if let Some(addr) = info.ip.as_deref().and_then(super::url_host_port) {
-                        crate::discovery::dial_discovered(&self.shared, addr);
+                    if let Some(addr) = info.ip.as_deref().and_then(url_host_port) {
+                        dial_discovered(&self.broker, addr);
                     }
                 }
             } else if info.ldm && routes.set_lame_duck(&link.server_id) {
-                self.shared.client_urls_changed();
+                self.broker.client_urls_changed();
             }
             return Ok(());
         }
-        if info.server_id == self.shared.server_id {
+        if info.server_id == self.broker.identity().server_id() {
             self.outcome = Some(Outcome::SelfRoute);
             return Err(Stop(ClosedReason::ProtocolViolation, None));
         }
-        if routes.config.user.is_some() && self.dial.is_none() && !self.connected {
+        if routes.config().user.is_some() && self.dial.is_none() && !self.connected {
             return Err(Stop(
                 ClosedReason::AuthenticationViolation,
                 Some("Authorization Violation".into()),
@@ -362,85 +364,99 @@ impl Route {
         }
         let dynamic = info.cluster_dynamic;
         self.check_cluster_name(info.cluster.as_deref().unwrap_or(""), dynamic, false)?;
-        self.conn.headers.store(info.headers, Ordering::Relaxed);
-        let link = Arc::new(RouteLink {
-            conn: self.conn.clone(),
-            server_id: info.server_id.clone(),
-            info: Mutex::new(info),
-            remote_addr: self.remote,
-            dial: Mutex::new(self.dial.clone()),
-            retry: AtomicBool::new(false),
-            remote_subs: Mutex::new(HashMap::new()),
-        });
+        self.conn.set_headers(info.headers);
+        let link = Arc::new(RouteLink::new(
+            self.conn.clone(),
+            info,
+            self.remote,
+            self.dial.clone(),
+        ));
         match routes.register(&link) {
-            Ok(others) => {
+            Ok((others, snapshot)) => {
                 self.link = Some(link.clone());
-                self.shared.route_added(&link, &others);
+                // Our interest goes out in chunks, paced by the route's writer.
+                let (routes, sync_link) = (routes.clone(), link.clone());
+                self.broker
+                    .lifecycle()
+                    .spawn(async move { routes.sync(&sync_link, snapshot).await });
+                self.broker.route_added(&link, &others);
                 Ok(())
             }
             Err(existing) => {
                 debug!(peer = %link.server_id, "duplicate route, keeping the first one");
                 // The surviving connection takes over our dial duty ("upgrade to solicited")
                 // and re-dials if it drops too.
-                if let Some(target) = self.dial.clone() {
-                    existing.dial.lock().get_or_insert(target);
-                }
-                existing.retry.store(true, Ordering::Relaxed);
+                existing.adopt_dial(self.dial.clone());
                 self.outcome = Some(Outcome::Duplicate(existing));
                 Err(Stop(ClosedReason::DuplicateRoute, None))
             }
         }
     }
 
-    fn on_remote_sub(&mut self, sub: RemoteSub<'_>) {
-        if sub.account != ACCOUNT {
-            return; // $SYS and other accounts: accepted, not served
+    /// The account named `name`, or `None` (warned about once) if this server has none.
+    fn account(&mut self, name: &[u8]) -> Option<Arc<Account>> {
+        if let Some(last) = &self.last_account {
+            if last.name().as_bytes() == name {
+                return Some(last.clone());
+            }
         }
-        let link = self.link.as_ref().unwrap();
-        let key = remote_key(sub.subject, sub.queue);
-        let mut subs = link.remote_subs.lock();
-        if let Some(existing) = subs.get(&key) {
-            existing
-                .sub
-                .weight
-                .store(sub.weight.max(1), Ordering::Relaxed);
+        let found = std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.broker.accounts().get(n))
+            .cloned();
+        match &found {
+            Some(account) => self.last_account = Some(account.clone()),
+            None => {
+                if self.unknown_accounts.insert(Bytes::copy_from_slice(name)) {
+                    warn!(
+                        account = %String::from_utf8_lossy(name),
+                        peer = self.link.as_ref().map_or("", |l| l.server_id.as_str()),
+                        "route uses an account this server does not have: its interest and messages are dropped"
+                    );
+                }
+            }
+        }
+        found
+    }
+
+    fn on_remote_sub(&mut self, sub: starling_proto::RemoteSub<'_>) {
+        let Some(account) = self.account(sub.account) else {
+            return;
+        };
+        let link = self.link.clone().expect("registered");
+        let key = remote_key(sub.account, sub.subject, sub.queue);
+        let weight = sub.weight.max(1);
+        if link.update_remote(&key, weight) {
             return;
         }
-        let s = Arc::new(Subscription::new(self.conn.clone(), b"", None));
-        s.weight.store(sub.weight.max(1), Ordering::Relaxed);
-        match self
-            .shared
-            .sublist
-            .insert(sub.subject, sub.queue, s.clone())
-        {
-            Ok(handle) => {
-                subs.insert(key, OwnedSub { sub: s, handle });
-            }
+        let s = Arc::new(Subscription::new(self.conn.clone(), b"", Target::Wire));
+        s.set_weight(weight);
+        match account.insert_unannounced(&s, sub.subject, sub.queue) {
+            Ok(handle) => link.add_remote(
+                key,
+                RemoteSub {
+                    account,
+                    owned: OwnedSub { sub: s, handle },
+                },
+            ),
             Err(_) => {
-                drop(subs);
                 warn!(subject = %String::from_utf8_lossy(sub.subject), "invalid subscription from route");
                 self.push(|b| encode::write_err(b, "Invalid Subscription"));
             }
         }
     }
 
-    fn on_remote_unsub(&mut self, sub: RemoteSub<'_>) {
-        if sub.account != ACCOUNT {
-            return;
-        }
-        let link = self.link.as_ref().unwrap();
-        let removed = link
-            .remote_subs
-            .lock()
-            .remove(&remote_key(sub.subject, sub.queue));
-        if let Some(owned) = removed {
-            owned.sub.removed.store(true, Ordering::Relaxed);
-            self.shared.sublist.remove(&owned.handle);
+    fn on_remote_unsub(&mut self, sub: starling_proto::RemoteSub<'_>) {
+        let link = self.link.as_ref().expect("registered");
+        if let Some(remote) = link.remove_remote(&remote_key(sub.account, sub.subject, sub.queue)) {
+            remote
+                .account
+                .remove_unannounced(&remote.owned.sub, &remote.owned.handle);
         }
     }
 
     fn ping_timer(&mut self) -> Result<(), Stop> {
-        if self.pings_out + 1 > self.shared.opts.max_pings_out {
+        if self.pings_out + 1 > self.broker.opts().max_pings_out {
             return Err(Stop(
                 ClosedReason::StaleConnection,
                 Some("Stale Connection".into()),
@@ -453,19 +469,22 @@ impl Route {
         self.pings_out += 1;
         self.ping_sent = Some(std::time::Instant::now());
         self.push(|b| b.put_slice(encode::PING));
-        self.touched.flush(&self.shared);
+        self.touched.flush();
         Ok(())
     }
 
     fn push(&mut self, build: impl FnOnce(&mut BytesMut)) {
-        if self.conn.out.push_with(build) == crate::client::outbound::Appended::Signal {
-            self.touched.signal(&self.conn);
-        }
+        self.touched.push(&self.conn, build);
     }
 }
 
-fn remote_key(subject: &[u8], queue: Option<&[u8]>) -> Bytes {
-    let mut k = BytesMut::with_capacity(subject.len() + queue.map_or(0, |q| q.len() + 1));
+/// A peer's interest keyed as nats-server keys it: `account subject [queue]`.
+fn remote_key(account: &[u8], subject: &[u8], queue: Option<&[u8]>) -> Bytes {
+    let mut k = BytesMut::with_capacity(
+        account.len() + 1 + subject.len() + queue.map_or(0, |q| q.len() + 1),
+    );
+    k.put_slice(account);
+    k.put_u8(b' ');
     k.put_slice(subject);
     if let Some(q) = queue {
         k.put_u8(b' ');

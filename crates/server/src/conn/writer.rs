@@ -8,20 +8,20 @@ use bytes::{Buf, Bytes};
 use smallvec::SmallVec;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{ClientShared, ClosedReason};
-use crate::server::Shared;
+use super::{ClosedReason, Conn};
 
 /// Most slices handed to one `write_vectored` call.
 const MAX_IOV: usize = 64;
 
-/// Runs until the connection closes; then flushes what is left (unless killed) and shuts the
-/// socket's write side.
+/// Runs until the connection closes; then flushes what is left (unless killed, and for at most
+/// `drain`) and shuts the socket's write side. A write that stalls past `deadline` closes the
+/// connection as a slow consumer (counted when the broker retires it).
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
-    shared: Arc<Shared>,
-    conn: Arc<ClientShared>,
+    conn: Arc<Conn>,
     mut w: W,
+    deadline: Duration,
+    drain: Duration,
 ) {
-    let deadline = shared.opts.write_deadline;
     loop {
         tokio::select! {
             biased;
@@ -29,14 +29,12 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             _ = conn.out.wake.notified() => {}
         }
         if let Err(reason) = flush(&conn, &mut w, deadline).await {
-            if conn.close(reason) && reason == ClosedReason::SlowConsumerWriteDeadline {
-                shared.note_slow_consumer(&conn);
-            }
+            conn.close(reason);
             break;
         }
     }
     if !conn.kill.is_cancelled() {
-        let drain = shared.opts.drain_timeout.min(deadline);
+        let drain = drain.min(deadline);
         let _ = tokio::time::timeout(drain, flush(&conn, &mut w, deadline)).await;
     }
     let _ = tokio::time::timeout(Duration::from_millis(100), w.shutdown()).await;
@@ -44,7 +42,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
 
 /// Writes everything queued, batch after batch, until the queue is empty.
 async fn flush<W: AsyncWrite + Unpin>(
-    conn: &ClientShared,
+    conn: &Conn,
     w: &mut W,
     deadline: Duration,
 ) -> Result<(), ClosedReason> {

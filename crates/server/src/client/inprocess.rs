@@ -13,12 +13,13 @@ use futures::{Stream, StreamExt};
 use starling_sublist::{is_valid_literal_subject, is_valid_queue_name};
 use tokio::sync::mpsc;
 
-use crate::client::{ClientShared, ClosedReason, ConnKind, OwnedSub};
-use crate::delivery::{Msg, Touched};
+use crate::account::Account;
+use crate::broker::Broker;
+use crate::conn::{ClosedReason, Conn, ConnKind};
+use crate::delivery::{self, Msg, Touched};
 use crate::error::{ClientError, RequestError};
 use crate::message::Message;
-use crate::server::Shared;
-use crate::subscription::Subscription;
+use crate::subscription::{OwnedSub, Subscription, Target};
 
 /// How long [`Client::request`] waits by default (async-nats uses the same).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,8 +32,9 @@ pub struct Client {
 }
 
 struct Inner {
-    shared: Arc<Shared>,
-    conn: Arc<ClientShared>,
+    broker: Arc<Broker>,
+    account: Arc<Account>,
+    conn: Arc<Conn>,
     next_sid: AtomicU64,
     inbox_prefix: String,
 }
@@ -52,30 +54,37 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        let conn = shared.register_client(ConnKind::InProcess, None);
-        conn.headers.store(true, Ordering::Relaxed);
-        conn.protocol.store(1, Ordering::Relaxed);
-        if shared.shutdown.is_cancelled() {
-            conn.close(ClosedReason::ServerShutdown);
-        }
+    /// A client bound to `account`; fails when the account is at its connection limit.
+    pub(crate) fn new(broker: Arc<Broker>, account: Arc<Account>) -> Result<Self, ClientError> {
+        let conn = broker.register_client(ConnKind::InProcess, None);
+        conn.set_headers(true);
+        conn.set_protocol(1);
         // The connection has no reader task; this one forgets it once it closes.
         {
-            let (shared, conn) = (shared.clone(), conn.clone());
-            shared.clone().tracker.spawn(async move {
-                conn.closing.cancelled().await;
-                shared.unregister_client(&conn);
+            let (broker, conn) = (broker.clone(), conn.clone());
+            broker.clone().lifecycle().spawn(async move {
+                conn.closing().cancelled().await;
+                broker.retire_client(&conn);
             });
         }
-        let inbox_prefix = format!("_INBOX.{}", crate::info::new_server_id().split_at(23).1);
-        Self {
+        if broker.lifecycle().is_shutting_down() {
+            conn.close(ClosedReason::ServerShutdown);
+        }
+        if account.bind(&conn).is_err() {
+            conn.close(ClosedReason::MaxAccountConnectionsExceeded);
+            return Err(ClientError::MaxAccountConnections);
+        }
+        broker.client_connected(&conn);
+        let inbox_prefix = format!("_INBOX.{}", crate::identity::new_server_id().split_at(23).1);
+        Ok(Self {
             inner: Arc::new(Inner {
-                shared,
+                broker,
+                account,
                 conn,
                 next_sid: AtomicU64::new(1),
                 inbox_prefix,
             }),
-        }
+        })
     }
 
     /// The connection id (`cid` in monitoring and events).
@@ -148,7 +157,11 @@ impl Client {
         {
             return Err(ClientError::InvalidSubject);
         }
-        if data.len() - header_len.unwrap_or(0) > inner.shared.opts.max_payload {
+        let max_payload = inner
+            .account
+            .max_payload()
+            .unwrap_or(inner.broker.opts().max_payload);
+        if data.len() - header_len.unwrap_or(0) > max_payload {
             return Err(ClientError::MaxPayload);
         }
         let mut touched = Touched::default();
@@ -160,17 +173,21 @@ impl Client {
                 &data,
                 &data,
             );
-            inner.shared.publish(&inner.conn, &msg, &mut touched)
+            delivery::publish(
+                &inner.broker,
+                &inner.account,
+                &inner.conn,
+                &msg,
+                &mut touched,
+            )
         };
-        inner.conn.in_msgs.fetch_add(1, Ordering::Relaxed);
-        inner
-            .conn
-            .in_bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        inner.shared.stats.add_in(1, data.len() as u64);
-        touched.flush(&inner.shared);
-        if !inner.shared.opts.no_fast_producer_stall {
-            touched.stall(&inner.conn.closing).await;
+        let bytes = data.len() as u64;
+        inner.conn.count_in(1, bytes);
+        inner.broker.counters().add_in(1, bytes);
+        inner.account.count_in(1, bytes);
+        touched.flush();
+        if !inner.broker.opts().no_fast_producer_stall {
+            touched.stall(inner.conn.closing()).await;
         }
         // Publishing completes without waiting on anything, so a loop of publishes would never
         // yield: take part in tokio's cooperative budget like any I/O does.
@@ -207,15 +224,22 @@ impl Client {
         }
         let sid = Bytes::from(inner.next_sid.fetch_add(1, Ordering::Relaxed).to_string());
         let (tx, rx) = mpsc::unbounded_channel();
-        let sub = Arc::new(Subscription::new(inner.conn.clone(), &sid, Some(tx)));
+        let sub = Arc::new(Subscription::new(
+            inner.conn.clone(),
+            &sid,
+            Target::Local(tx),
+        ));
         let mut subs = inner.conn.subs.lock();
-        let max = inner.shared.opts.max_subscriptions;
+        let max = inner
+            .account
+            .max_subscriptions()
+            .unwrap_or(inner.broker.opts().max_subscriptions);
         if max > 0 && subs.len() >= max {
             return Err(ClientError::MaxSubscriptions);
         }
         let handle = inner
-            .shared
-            .insert_local_sub(&sub, subject.as_bytes(), queue.map(str::as_bytes))
+            .account
+            .insert(&sub, subject.as_bytes(), queue.map(str::as_bytes))
             .map_err(|_| ClientError::InvalidSubject)?;
         subs.insert(OwnedSub {
             sub: sub.clone(),
@@ -312,7 +336,7 @@ impl Subscriber {
     /// Stops the subscription; messages already delivered can still be read.
     pub fn unsubscribe(&mut self) {
         if let Some(sub) = self.sub.upgrade() {
-            self.client.shared.remove_subscription(&sub);
+            self.client.account.unsubscribe(&sub);
         }
     }
 
@@ -321,8 +345,8 @@ impl Subscriber {
         let Some(sub) = self.sub.upgrade() else {
             return;
         };
-        if n == 0 || sub.delivered.load(Ordering::Relaxed) >= n {
-            self.client.shared.remove_subscription(&sub);
+        if n == 0 || sub.delivered() >= n {
+            self.client.account.unsubscribe(&sub);
         } else {
             sub.max.store(n, Ordering::Relaxed);
         }
@@ -339,10 +363,7 @@ impl Stream for Subscriber {
             Poll::Ready(Some(Some(m))) => {
                 let size =
                     m.subject.len() + m.headers.as_ref().map_or(0, Bytes::len) + m.payload.len();
-                self.client
-                    .conn
-                    .local_pending
-                    .fetch_sub(size, Ordering::Relaxed);
+                self.client.conn.release_local(size);
                 Poll::Ready(Some(m))
             }
             Poll::Ready(_) => {

@@ -40,6 +40,8 @@ pub enum ClosedReason {
     NoRespondersRequiresHeaders,
     /// A second route to a peer that already has one.
     DuplicateRoute,
+    /// The client's account is at its connection limit.
+    MaxAccountConnectionsExceeded,
 }
 
 impl ClosedReason {
@@ -63,7 +65,16 @@ impl ClosedReason {
             Self::ServerShutdown => "Server Shutdown",
             Self::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             Self::DuplicateRoute => "Duplicate Route",
+            Self::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
         }
+    }
+
+    /// Whether the connection was cut off for not keeping up.
+    pub(crate) fn is_slow_consumer(&self) -> bool {
+        matches!(
+            self,
+            Self::SlowConsumerPendingBytes | Self::SlowConsumerWriteDeadline
+        )
     }
 
     /// Whether queued output is still flushed before the socket closes (an `-ERR` must reach

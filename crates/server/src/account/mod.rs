@@ -1,0 +1,297 @@
+//! Accounts: isolated subject spaces. An [`Account`] owns its sublist, the connections bound to
+//! it, its limits, and what it exports and imports; [`Accounts`] is the broker's set of them.
+//!
+//! - `config`: the public description of an account ([`config::Account`], users, exports,
+//!   imports), what the builder and the binary's config file produce.
+//! - `imports`: stream imports (shadow subscriptions in the exporter's space) and service
+//!   imports (requests crossing into the exporter, their reply mappings, latency).
+//! - `system`: the system account's services and advisories.
+//!
+//! A connection resolves its account once, at CONNECT, and keeps the `Arc<Account>`: a published
+//! message costs one lookup in that account's sublist, never a map of accounts.
+
+pub(crate) mod config;
+pub(crate) mod system;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use starling_sublist::{SubHandle, Sublist, SublistError, SublistStats};
+
+use crate::cluster::Routes;
+use crate::conn::Conn;
+use crate::options::Options;
+use crate::subscription::{OwnedSub, Subscription};
+use config::AccountLimits;
+pub(crate) use config::GLOBAL_ACCOUNT;
+
+/// One account at run time.
+pub(crate) struct Account {
+    name: Arc<str>,
+    sublist: Sublist<Arc<Subscription>>,
+    /// Where this account's interest is announced (none without a cluster).
+    routes: Option<Arc<Routes>>,
+    limits: AccountLimits,
+    /// Connections bound to it, by id.
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    counters: AccountCounters,
+}
+
+/// What an account's connections did (nats-server's `/accstatz`).
+#[derive(Default)]
+struct AccountCounters {
+    total_conns: AtomicU64,
+    in_msgs: AtomicU64,
+    in_bytes: AtomicU64,
+    slow_consumers: AtomicU64,
+    /// Sent to connections of the account that have since closed.
+    retired_out_msgs: AtomicU64,
+    retired_out_bytes: AtomicU64,
+}
+
+/// An account's figures at one moment.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AccountFigures {
+    pub(crate) conns: usize,
+    pub(crate) total_conns: u64,
+    pub(crate) in_msgs: u64,
+    pub(crate) in_bytes: u64,
+    pub(crate) out_msgs: u64,
+    pub(crate) out_bytes: u64,
+    pub(crate) slow_consumers: u64,
+}
+
+impl Account {
+    fn new(name: &str, limits: AccountLimits, routes: Option<Arc<Routes>>) -> Self {
+        Self {
+            name: name.into(),
+            sublist: Sublist::new(),
+            routes,
+            limits,
+            conns: Mutex::new(HashMap::new()),
+            counters: AccountCounters::default(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Who is interested in `subject` in this account.
+    #[inline]
+    pub(crate) fn sublist(&self) -> &Sublist<Arc<Subscription>> {
+        &self.sublist
+    }
+
+    /// The account's own subscription limit, if it has one.
+    pub(crate) fn max_subscriptions(&self) -> Option<usize> {
+        (self.limits.max_subscriptions > 0).then_some(self.limits.max_subscriptions)
+    }
+
+    /// The account's own payload limit, if it has one.
+    pub(crate) fn max_payload(&self) -> Option<usize> {
+        (self.limits.max_payload > 0).then_some(self.limits.max_payload)
+    }
+
+    // --- Subscriptions. ---
+
+    /// Inserts a local subscription (a client's, or one of the server's own that peers must
+    /// know about) and tells cluster peers about new interest.
+    pub(crate) fn insert(
+        &self,
+        sub: &Arc<Subscription>,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+    ) -> Result<SubHandle, SublistError> {
+        let handle = self.sublist.insert(subject, queue, sub.clone())?;
+        if let Some(routes) = &self.routes {
+            routes.interest_changed(&self.name, subject, queue, 1);
+        }
+        Ok(handle)
+    }
+
+    /// Removes a local subscription inserted by [`Self::insert`] (and peers' view of it).
+    pub(crate) fn remove(&self, sub: &Subscription, handle: &SubHandle) {
+        sub.mark_removed();
+        if self.sublist.remove(handle).is_some() {
+            if let Some(routes) = &self.routes {
+                routes.interest_changed(&self.name, handle.subject(), handle.queue(), -1);
+            }
+        }
+    }
+
+    /// Inserts a subscription peers must not hear of: a peer's own interest, or a server-side
+    /// subscription that only serves this server's clients.
+    pub(crate) fn insert_unannounced(
+        &self,
+        sub: &Arc<Subscription>,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+    ) -> Result<SubHandle, SublistError> {
+        self.sublist.insert(subject, queue, sub.clone())
+    }
+
+    /// Removes a subscription inserted by [`Self::insert_unannounced`].
+    pub(crate) fn remove_unannounced(&self, sub: &Subscription, handle: &SubHandle) {
+        sub.mark_removed();
+        self.sublist.remove(handle);
+    }
+
+    /// Removes a connection's subscription: from its owner's sid map and the sublist
+    /// (auto-unsubscribe, UNSUB, an in-process subscriber dropped).
+    pub(crate) fn unsubscribe(&self, sub: &Arc<Subscription>) {
+        let owned = {
+            let mut subs = sub.conn.subs.lock();
+            match subs.get(&sub.sid[..]) {
+                Some(o) if Arc::ptr_eq(&o.sub, sub) => subs.remove(&sub.sid[..]),
+                _ => None,
+            }
+        };
+        if let Some(owned) = owned {
+            self.remove_owned(&owned);
+        }
+    }
+
+    /// Removes a subscription taken out of its owner's sid map.
+    pub(crate) fn remove_owned(&self, owned: &OwnedSub) {
+        self.remove(&owned.sub, &owned.handle);
+    }
+
+    /// Subscriptions in the account's sublist (remote interest included).
+    pub(crate) fn sublist_stats(&self) -> SublistStats {
+        self.sublist.stats()
+    }
+
+    // --- Connections. ---
+
+    /// Binds a connection to the account. Fails (binding nothing) when the account is at its
+    /// connection limit.
+    pub(crate) fn bind(self: &Arc<Self>, conn: &Arc<Conn>) -> Result<(), AccountFull> {
+        let mut conns = self.conns.lock();
+        let max = self.limits.max_connections;
+        if max > 0 && conns.len() >= max {
+            return Err(AccountFull);
+        }
+        conns.insert(conn.cid, conn.clone());
+        drop(conns);
+        conn.bind_account(self);
+        self.counters.total_conns.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Forgets a closed connection, keeping what it was sent and whether it was cut off.
+    pub(crate) fn unbind(&self, conn: &Conn) {
+        if self.conns.lock().remove(&conn.cid).is_none() {
+            return;
+        }
+        let (msgs, bytes) = conn.out_counts();
+        let c = &self.counters;
+        c.retired_out_msgs.fetch_add(msgs, Ordering::Relaxed);
+        c.retired_out_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if conn.closed_reason().is_some_and(|r| r.is_slow_consumer()) {
+            c.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts what one read batch of one of its connections brought in.
+    #[inline]
+    pub(crate) fn count_in(&self, msgs: u64, bytes: u64) {
+        self.counters.in_msgs.fetch_add(msgs, Ordering::Relaxed);
+        self.counters.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The connections bound to it.
+    pub(crate) fn conns(&self) -> Vec<Arc<Conn>> {
+        self.conns.lock().values().cloned().collect()
+    }
+
+    /// How many connections are bound to it.
+    pub(crate) fn conn_count(&self) -> usize {
+        self.conns.lock().len()
+    }
+
+    /// The account's figures now.
+    pub(crate) fn figures(&self) -> AccountFigures {
+        let c = &self.counters;
+        let mut f = AccountFigures {
+            conns: 0,
+            total_conns: c.total_conns.load(Ordering::Relaxed),
+            in_msgs: c.in_msgs.load(Ordering::Relaxed),
+            in_bytes: c.in_bytes.load(Ordering::Relaxed),
+            out_msgs: c.retired_out_msgs.load(Ordering::Relaxed),
+            out_bytes: c.retired_out_bytes.load(Ordering::Relaxed),
+            slow_consumers: c.slow_consumers.load(Ordering::Relaxed),
+        };
+        for conn in self.conns() {
+            f.conns += 1;
+            let (m, b) = conn.out_counts();
+            f.out_msgs += m;
+            f.out_bytes += b;
+        }
+        f
+    }
+}
+
+/// The account is at its connection limit.
+#[derive(Debug)]
+pub(crate) struct AccountFull;
+
+/// Every account of a broker, by name: `$G`, the configured ones, and the system account.
+/// Fixed once the broker starts, so reading it takes no lock.
+pub(crate) struct Accounts {
+    by_name: HashMap<String, Arc<Account>>,
+    global: Arc<Account>,
+    system: Option<Arc<Account>>,
+}
+
+impl Accounts {
+    /// The accounts `opts` describes (already validated), `$G`, and the system account (created
+    /// if no configured account has its name).
+    pub(crate) fn new(opts: &Options, routes: Option<&Arc<Routes>>) -> Self {
+        let configs = &opts.accounts;
+        let system = opts.system_account.as_deref();
+        let make = |name: &str, limits: AccountLimits| {
+            Arc::new(Account::new(name, limits, routes.cloned()))
+        };
+        let global = make(GLOBAL_ACCOUNT, AccountLimits::default());
+        let mut by_name = HashMap::new();
+        by_name.insert(GLOBAL_ACCOUNT.to_string(), global.clone());
+        for c in configs {
+            by_name.insert(c.name.clone(), make(&c.name, c.limits));
+        }
+        let system = system.map(|name| {
+            by_name
+                .entry(name.to_string())
+                .or_insert_with(|| make(name, AccountLimits::default()))
+                .clone()
+        });
+        Self {
+            by_name,
+            global,
+            system,
+        }
+    }
+
+    /// `$G`, where clients of no other account are.
+    pub(crate) fn global(&self) -> &Arc<Account> {
+        &self.global
+    }
+
+    /// The system account, unless turned off.
+    pub(crate) fn system(&self) -> Option<&Arc<Account>> {
+        self.system.as_ref()
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Account>> {
+        self.by_name.get(name)
+    }
+
+    /// Every account, sorted by name.
+    pub(crate) fn all(&self) -> Vec<Arc<Account>> {
+        let mut all: Vec<_> = self.by_name.values().cloned().collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+}

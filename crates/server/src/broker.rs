@@ -1,0 +1,358 @@
+//! The broker: its components, owned and wired together. Each component keeps its state
+//! private behind a few methods; this file only connects them (a connection's arrival and
+//! retirement, INFO from the identity and the cluster, lame duck told to everyone).
+//!
+//! | component | file | what it owns |
+//! |---|---|---|
+//! | [`Lifecycle`] | `lifecycle.rs` | tasks, lame duck, shutdown |
+//! | [`Registry`] | `registry.rs` | client connections by id, the closed ring |
+//! | [`Identity`] | `identity.rs` | server id and name, bound addresses, INFO |
+//! | [`Accounts`] | `account/` | accounts, each with its sublist and connections |
+//! | [`Authenticator`] | `auth.rs` | users, and the account each belongs to |
+//! | [`Routes`] | `cluster/` | routes to peers, interest per account |
+//! | [`Events`] | `events.rs` | the event stream |
+//! | [`Counters`] | `stats.rs` | server-wide counters |
+//! | [`System`] | `account/system.rs` | the system account's services and advisories |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use starling_proto::{encode, Info};
+use tracing::{debug, info, warn};
+
+use crate::account::system::System;
+use crate::account::Accounts;
+use crate::auth::Authenticator;
+use crate::cluster::{RouteLink, Routes};
+use crate::conn::{ClosedReason, Conn, ConnKind};
+use crate::events::{Event, Events};
+use crate::identity::{ClientInfo, Identity};
+use crate::introspect::View;
+use crate::lifecycle::Lifecycle;
+use crate::options::Options;
+use crate::registry::Registry;
+use crate::stats::Counters;
+
+/// The broker's components.
+pub(crate) struct Broker {
+    opts: Options,
+    lifecycle: Lifecycle,
+    registry: Registry,
+    identity: Identity,
+    accounts: Accounts,
+    auth: Authenticator,
+    routes: Option<Arc<Routes>>,
+    events: Events,
+    counters: Counters,
+    system: System,
+}
+
+impl Broker {
+    /// Wires the components for `opts` (validated). `routes` is the cluster side, if any.
+    pub(crate) fn new(opts: Options, routes: Option<Routes>) -> Self {
+        let routes = routes.map(Arc::new);
+        let accounts = Accounts::new(&opts, routes.as_ref());
+        let auth = Authenticator::new(&opts, &accounts);
+        let identity = Identity::new(opts.server_name.clone());
+        let lifecycle = Lifecycle::new();
+        let system = System::new(&accounts);
+        Self {
+            registry: Registry::new(opts.max_closed_clients),
+            lifecycle,
+            identity,
+            accounts,
+            auth,
+            routes,
+            events: Events::new(),
+            counters: Counters::default(),
+            system,
+            opts,
+        }
+    }
+
+    // --- Components. ---
+
+    pub(crate) fn opts(&self) -> &Options {
+        &self.opts
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub(crate) fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    pub(crate) fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {
+        self.routes.as_ref()
+    }
+
+    pub(crate) fn events(&self) -> &Events {
+        &self.events
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub(crate) fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// A read-only view for monitoring and the system account's services.
+    pub(crate) fn view(&self) -> View<'_> {
+        View::new(self)
+    }
+
+    // --- Connections arriving and leaving. ---
+
+    /// A new connection of `kind` (not yet registered anywhere).
+    pub(crate) fn new_conn(&self, kind: ConnKind, addr: Option<SocketAddr>) -> Arc<Conn> {
+        let conn = Arc::new(Conn::new(
+            self.registry.next_cid(),
+            kind,
+            self.opts.max_pending,
+            self.lifecycle.shutdown_token(),
+            self.lifecycle.kill_token(),
+        ));
+        conn.meta.lock().addr = addr;
+        conn
+    }
+
+    /// Creates and registers a client connection (socket or in-process).
+    pub(crate) fn register_client(&self, kind: ConnKind, addr: Option<SocketAddr>) -> Arc<Conn> {
+        let conn = self.new_conn(kind, addr);
+        self.registry.insert(&conn);
+        debug!(cid = conn.cid, ?addr, ?kind, "client connected");
+        self.events.emit(Event::ClientConnected {
+            cid: conn.cid,
+            kind,
+            addr,
+        });
+        conn
+    }
+
+    /// A client finished CONNECT and is bound to its account: the system account hears of it.
+    pub(crate) fn client_connected(&self, conn: &Conn) {
+        self.system.client_connected(self, conn);
+    }
+
+    /// Retires a closed client connection: its subscriptions leave their sublists, it leaves
+    /// its account and the registry (kept in the closed ring), and a slow consumer is counted
+    /// and reported. Every client connection passes here exactly once.
+    pub(crate) fn retire_client(&self, conn: &Arc<Conn>) {
+        conn.close(ClosedReason::ServerShutdown); // no-op when a reason is already set
+        let subs = conn.subs.lock().take_all();
+        let account = conn.account().cloned();
+        if let Some(account) = &account {
+            for owned in &subs {
+                account.remove_owned(owned);
+            }
+            account.unbind(conn);
+        }
+        self.registry.retire_out_counts(conn);
+        let reason = conn.closed_reason().unwrap_or(ClosedReason::ServerShutdown);
+        self.registry.remove(conn, &subs, reason);
+        self.note_closed(conn, reason);
+        if account.is_some() {
+            self.system.client_disconnected(self, conn, reason);
+        }
+        debug!(cid = conn.cid, %reason, "client closed");
+        self.events.emit(Event::ClientClosed {
+            cid: conn.cid,
+            reason,
+        });
+    }
+
+    /// Counts and reports a connection that was cut off for not keeping up.
+    fn note_closed(&self, conn: &Conn, reason: ClosedReason) {
+        if reason.is_slow_consumer() {
+            self.counters.add_slow_consumer();
+            warn!(cid = conn.cid, kind = ?conn.kind, "slow consumer detected, connection closed");
+            self.events.emit(Event::SlowConsumer { cid: conn.cid });
+        }
+    }
+
+    /// A route registered: gossip it to the other peers, tell embedders and clients.
+    pub(crate) fn route_added(&self, link: &Arc<RouteLink>, others: &[Arc<RouteLink>]) {
+        // Tell the other peers about the newcomer, with the address to dial it at; they
+        // connect to it (full mesh). Receivers ignore peers they already know.
+        let mut info = link.info();
+        info.ip = Some(format!("nats-route://{}/", link.cluster_addr()));
+        info.nonce = None;
+        let json = info.to_json();
+        for other in others {
+            other.conn.send(|b| {
+                b.extend_from_slice(b"INFO ");
+                b.extend_from_slice(json.as_bytes());
+                b.extend_from_slice(b"\r\n");
+            });
+        }
+        let server_name = info.server_name.clone();
+        info!(peer = %link.server_id, name = %server_name, addr = %link.cluster_addr(), "Route connection created");
+        self.events.emit(Event::PeerJoined {
+            server_id: link.server_id.clone(),
+            server_name,
+        });
+        self.client_urls_changed();
+    }
+
+    /// A route closed (its interest already left the sublists).
+    pub(crate) fn route_removed(&self, link: &Arc<RouteLink>) {
+        self.registry.retire_out_counts(&link.conn);
+        let reason = link
+            .conn
+            .closed_reason()
+            .unwrap_or(ClosedReason::ServerShutdown);
+        self.note_closed(&link.conn, reason);
+        let server_name = link.info().server_name;
+        info!(peer = %link.server_id, name = %server_name, "Route connection closed");
+        self.events.emit(Event::PeerLeft {
+            server_id: link.server_id.clone(),
+            server_name,
+        });
+        self.client_urls_changed();
+    }
+
+    // --- INFO. ---
+
+    /// The INFO a client connection gets.
+    pub(crate) fn client_info(&self, cid: u64, addr: Option<SocketAddr>) -> Info {
+        self.identity.client_info(ClientInfo {
+            cid,
+            addr,
+            max_payload: self.opts.max_payload,
+            auth_required: self.auth.auth_required(),
+            lame_duck: self.lifecycle.is_lame_duck(),
+            cluster: self.routes.as_ref().map(|r| r.name()),
+            connect_urls: if self.routes.is_some() {
+                self.connect_urls()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// The INFO this server sends on a route.
+    pub(crate) fn route_info(&self) -> Info {
+        let routes = self.routes.as_ref().expect("route INFO needs a cluster");
+        let config = routes.config();
+        Info {
+            auth_required: config.user.is_some(),
+            ip: config
+                .advertise
+                .as_ref()
+                .map(|a| format!("nats-route://{a}/")),
+            cluster: Some(routes.name()),
+            cluster_dynamic: routes.is_dynamic(),
+            connect_urls: if config.no_advertise {
+                Vec::new()
+            } else {
+                self.own_client_urls()
+            },
+            ldm: self.lifecycle.is_lame_duck(),
+            ..self.identity.route_info(
+                self.opts.max_payload,
+                routes.advertise(),
+                routes.listen_addr().port(),
+            )
+        }
+    }
+
+    /// Client URLs of the whole cluster, this server's first (INFO `connect_urls`).
+    pub(crate) fn connect_urls(&self) -> Vec<String> {
+        let mut urls = self.own_client_urls();
+        if let Some(routes) = &self.routes {
+            if !routes.config().no_advertise {
+                for u in routes.peer_client_urls() {
+                    if !urls.contains(&u) {
+                        urls.push(u);
+                    }
+                }
+            }
+        }
+        urls
+    }
+
+    /// This server's client URLs as clients elsewhere can use them.
+    pub(crate) fn own_client_urls(&self) -> Vec<String> {
+        if let Some(adv) = &self.opts.client_advertise {
+            return vec![adv.clone()];
+        }
+        let Some(addr) = self.identity.client_addr() else {
+            return Vec::new();
+        };
+        if addr.ip().is_unspecified() {
+            let ips = crate::cluster::interface_ips();
+            if !ips.is_empty() {
+                return ips
+                    .iter()
+                    .map(|ip| crate::cluster::join_host_port(&ip.to_string(), addr.port()))
+                    .collect();
+            }
+        }
+        vec![addr.to_string()]
+    }
+
+    /// The cluster's client URLs changed: push an INFO to clients that take async INFOs.
+    pub(crate) fn client_urls_changed(&self) {
+        let version = self.identity.bump_urls_version();
+        if self
+            .routes
+            .as_ref()
+            .is_some_and(|r| r.config().no_advertise)
+        {
+            return;
+        }
+        for conn in self.registry.snapshot() {
+            if conn.takes_async_info() && conn.info_ready() {
+                conn.saw_urls(version);
+                let info = self.client_info(conn.cid, conn.meta.lock().addr);
+                conn.send(|b| encode::write_info(b, &info));
+            }
+        }
+    }
+
+    /// Tells every client that understands async INFO, and every peer, that this server is
+    /// going away; stops accepting.
+    pub(crate) fn announce_lame_duck(&self) {
+        if !self.lifecycle.enter_lame_duck() {
+            return;
+        }
+        info!("Entering lame duck mode, stop accepting new clients");
+        self.events.emit(Event::LameDuck);
+        self.system.lame_duck(self);
+        if let Some(routes) = &self.routes {
+            let info = self.route_info();
+            for link in routes.links() {
+                link.conn.send(|b| encode::write_info(b, &info));
+            }
+        }
+        for conn in self.registry.snapshot() {
+            if conn.takes_async_info() {
+                let info = self.client_info(conn.cid, conn.meta.lock().addr);
+                conn.send(|b| encode::write_info(b, &info));
+            }
+        }
+    }
+
+    /// Closes every client connection (shutdown).
+    pub(crate) fn close_clients(&self) {
+        for conn in self.registry.snapshot() {
+            conn.close(ClosedReason::ServerShutdown);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `/accountz` (the accounts, or one account's details with `?acc=`) and `/accstatz` (what
+//! each account's connections did), with nats-server's keys.
+
+use serde::Serialize;
+
+use super::format::{go_float, rfc3339};
+use super::{now, BadRequest, Handled, Monitor, Query, Reply};
+
+#[derive(Serialize)]
+struct Accountz {
+    server_id: String,
+    now: String,
+    system_account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_detail: Option<AccountDetail>,
+}
+
+#[derive(Serialize)]
+struct AccountDetail {
+    account_name: String,
+    update_time: String,
+    expired: bool,
+    complete: bool,
+    jetstream_enabled: bool,
+    leafnode_connections: usize,
+    client_connections: usize,
+    subscriptions: u32,
+    sublist_stats: SublistStats,
+}
+
+#[derive(Serialize, Default)]
+struct SublistStats {
+    num_subscriptions: u32,
+    num_cache: u32,
+    num_inserts: u64,
+    num_removes: u64,
+    num_matches: u64,
+    #[serde(serialize_with = "go_float")]
+    cache_hit_rate: f64,
+    max_fanout: u32,
+    #[serde(serialize_with = "go_float")]
+    avg_fanout: f64,
+}
+
+pub(super) fn accountz(mon: &Monitor, query: &Query) -> Handled {
+    let view = mon.view();
+    let detail = match query.get("acc").filter(|a| !a.is_empty()) {
+        None => None,
+        Some(name) => {
+            let Some(account) = view.account(name) else {
+                return Err(BadRequest(format!("Account {name} does not exist")));
+            };
+            let s = account.sublist_stats();
+            Some(AccountDetail {
+                account_name: name.to_string(),
+                update_time: rfc3339(view.start()),
+                expired: false,
+                complete: true,
+                jetstream_enabled: false,
+                leafnode_connections: 0,
+                client_connections: account.conn_count(),
+                subscriptions: s.num_subscriptions,
+                sublist_stats: SublistStats {
+                    num_subscriptions: s.num_subscriptions,
+                    num_cache: s.num_cache,
+                    num_inserts: s.num_inserts,
+                    num_removes: s.num_removes,
+                    num_matches: s.num_matches,
+                    cache_hit_rate: s.cache_hit_rate,
+                    max_fanout: s.max_fanout,
+                    avg_fanout: s.avg_fanout,
+                },
+            })
+        }
+    };
+    Ok(Reply::json(&Accountz {
+        server_id: mon.server_id(),
+        now: now(),
+        system_account: view.system_account().unwrap_or_default().to_string(),
+        accounts: detail.is_none().then(|| {
+            view.accounts()
+                .iter()
+                .map(|a| a.name().to_string())
+                .collect()
+        }),
+        account_detail: detail,
+    }))
+}
+
+/// One account's figures (nats-server's `AccountStat`).
+#[derive(Serialize)]
+struct AccountStat {
+    acc: String,
+    name: String,
+    conns: usize,
+    leafnodes: usize,
+    total_conns: u64,
+    num_subscriptions: u32,
+    sent: MsgBytes,
+    received: MsgBytes,
+    slow_consumers: u64,
+}
+
+#[derive(Serialize)]
+struct MsgBytes {
+    msgs: u64,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct Accstatz {
+    server_id: String,
+    now: String,
+    account_statz: Vec<AccountStat>,
+}
+
+/// `/accstatz`: accounts with connections (all of them with `unused=1`; only those named by
+/// `accs=A,B` when given).
+pub(super) fn accstatz(mon: &Monitor, query: &Query) -> Handled {
+    let unused = query.flag("unused")?;
+    let only: Option<Vec<&str>> = query
+        .get("accs")
+        .filter(|a| !a.is_empty())
+        .map(|a| a.split(',').collect());
+    let view = mon.view();
+    let account_statz = view
+        .accounts()
+        .iter()
+        .filter(|a| only.as_ref().map_or(true, |o| o.contains(&a.name())))
+        .map(|a| (a, a.figures()))
+        .filter(|(_, f)| unused || f.conns > 0)
+        .map(|(a, f)| AccountStat {
+            acc: a.name().to_string(),
+            name: a.name().to_string(),
+            conns: f.conns,
+            leafnodes: 0,
+            total_conns: f.total_conns,
+            num_subscriptions: a.sublist_stats().num_subscriptions,
+            sent: MsgBytes {
+                msgs: f.out_msgs,
+                bytes: f.out_bytes,
+            },
+            received: MsgBytes {
+                msgs: f.in_msgs,
+                bytes: f.in_bytes,
+            },
+            slow_consumers: f.slow_consumers,
+        })
+        .collect();
+    Ok(Reply::json(&Accstatz {
+        server_id: mon.server_id(),
+        now: now(),
+        account_statz,
+    }))
+}
