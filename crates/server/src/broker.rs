@@ -13,6 +13,7 @@
 //! | [`Events`] | `events.rs` | the event stream |
 //! | [`Counters`] | `stats.rs` | server-wide counters |
 //! | [`System`] | `account/system.rs` | the system account's services and advisories |
+//! | [`MonitorState`] | `monitor/` | what the monitoring endpoints keep between requests |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::events::{Event, Events};
 use crate::identity::{ClientInfo, Identity};
 use crate::introspect::View;
 use crate::lifecycle::Lifecycle;
+use crate::monitor::MonitorState;
 use crate::options::Options;
 use crate::registry::Registry;
 use crate::stats::Counters;
@@ -45,6 +47,7 @@ pub(crate) struct Broker {
     events: Events,
     counters: Counters,
     system: System,
+    monitor: MonitorState,
 }
 
 impl Broker {
@@ -55,7 +58,16 @@ impl Broker {
         let auth = Authenticator::new(&opts, &accounts);
         let identity = Identity::new(opts.server_name.clone());
         let lifecycle = Lifecycle::new();
-        let system = System::new(&accounts);
+        // The server's own subscriptions (imports, $SYS) belong to this connection: cid 0,
+        // never registered, never listed.
+        let internal = Arc::new(Conn::new(
+            0,
+            ConnKind::Internal,
+            usize::MAX,
+            lifecycle.shutdown_token(),
+            lifecycle.kill_token(),
+        ));
+        let system = System::new(&accounts, internal);
         Self {
             registry: Registry::new(opts.max_closed_clients),
             lifecycle,
@@ -66,6 +78,7 @@ impl Broker {
             events: Events::new(),
             counters: Counters::default(),
             system,
+            monitor: MonitorState::default(),
             opts,
         }
     }
@@ -106,6 +119,10 @@ impl Broker {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    pub(crate) fn monitor(&self) -> &MonitorState {
+        &self.monitor
     }
 
     pub(crate) fn system(&self) -> &System {

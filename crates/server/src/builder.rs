@@ -279,12 +279,12 @@ impl ServerBuilder {
         };
         #[cfg(feature = "monitor")]
         if let Some(listener) = &monitor {
-            crate::monitor::announce(listener);
+            crate::monitor::http::announce(listener);
         }
         let server = Server::launch(opts, listener, cluster);
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
-            crate::monitor::start(server.broker(), listener);
+            crate::monitor::http::start(server.broker(), listener);
         }
         Ok(server)
     }

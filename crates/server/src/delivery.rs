@@ -16,6 +16,21 @@ use crate::conn::{Conn, ConnKind};
 use crate::message::{Message, Subject};
 use crate::subscription::{Subscription, Target};
 
+/// A subscription the server handles itself (service imports, the system account's services):
+/// called on the publisher's task, in place of an append to a connection.
+pub(crate) trait Handler: Send + Sync {
+    /// Handles one message published in `account`; returns whether it counts as delivered
+    /// (no-responders needs to know).
+    fn handle(
+        &self,
+        broker: &Broker,
+        account: &Account,
+        from: &Conn,
+        msg: &Msg<'_>,
+        touched: &mut Touched,
+    ) -> bool;
+}
+
 /// The 503 "no responders" header block nats-server 2.9 sends.
 pub(crate) const NO_RESPONDERS_HDR: &[u8] = b"NATS/1.0 503\r\n\r\n";
 
@@ -67,6 +82,11 @@ impl<'a> Msg<'a> {
             queues: Some(queues),
             ..Self::new(subject, reply, header_len, data, owner)
         }
+    }
+
+    /// The payload without headers.
+    pub(crate) fn payload(&self) -> &'a [u8] {
+        &self.data[self.header_len.unwrap_or(0)..]
     }
 
     /// Headers length and bytes as a connection gets the message: headers kept when it takes
@@ -311,25 +331,25 @@ pub(crate) fn publish(
     msg: &Msg<'_>,
     touched: &mut Touched,
 ) -> bool {
-    let _ = broker; // internal subscriptions (imports, $SYS) will need it
-    Delivery { account }.publish(from, msg, touched)
+    Delivery { broker, account }.publish(from, msg, touched)
 }
 
-/// Delivers one message to one subscription (no-responders answers go straight to the
-/// requester's own subscription).
+/// Delivers one message from `from` to one subscription (no-responders answers go straight to
+/// the requester's own subscription).
 pub(crate) fn deliver(
     broker: &Broker,
     account: &Account,
+    from: &Conn,
     sub: &Arc<Subscription>,
     msg: &Msg<'_>,
     touched: &mut Touched,
 ) -> bool {
-    let _ = broker;
-    Delivery { account }.deliver(sub, msg, touched)
+    Delivery { broker, account }.deliver(from, sub, msg, touched)
 }
 
 /// One publish in progress: the broker and the account the message is published in.
 struct Delivery<'b> {
+    broker: &'b Broker,
     account: &'b Account,
 }
 
@@ -350,12 +370,12 @@ impl Delivery<'_> {
             if no_echo && sub.conn.cid == from.cid {
                 continue;
             }
-            delivered |= self.deliver(sub, msg, touched);
+            delivered |= self.deliver(from, sub, msg, touched);
         }
         for group in result.queues.iter() {
             if let Some(picked) = &msg.queues {
                 if picked.iter().any(|q| q == &group.name[..]) {
-                    delivered |= self.deliver_to_local_member(&group.members, msg, touched);
+                    delivered |= self.deliver_to_local_member(from, &group.members, msg, touched);
                 }
             } else if !from_route {
                 match self.pick_member(from, no_echo, &group.members, msg, touched) {
@@ -417,7 +437,7 @@ impl Delivery<'_> {
             if no_echo && sub.conn.cid == from.cid {
                 continue;
             }
-            if self.deliver(sub, msg, touched) {
+            if self.deliver(from, sub, msg, touched) {
                 return Pick::Local;
             }
         }
@@ -427,6 +447,7 @@ impl Delivery<'_> {
     /// For a routed message: one local member of the group (never another route).
     fn deliver_to_local_member(
         &self,
+        from: &Conn,
         members: &[Arc<Subscription>],
         msg: &Msg<'_>,
         touched: &mut Touched,
@@ -439,7 +460,7 @@ impl Delivery<'_> {
         (0..n)
             .map(|i| &members[(start + i) % n])
             .filter(|s| s.conn.kind != ConnKind::Route)
-            .any(|sub| self.deliver(sub, msg, touched))
+            .any(|sub| self.deliver(from, sub, msg, touched))
     }
 
     /// Sends one `RMSG` (or `HMSG`) to a peer, naming the queue groups it was picked for.
@@ -465,7 +486,13 @@ impl Delivery<'_> {
     }
 
     /// Appends one message to one subscription's connection.
-    fn deliver(&self, sub: &Arc<Subscription>, msg: &Msg<'_>, touched: &mut Touched) -> bool {
+    fn deliver(
+        &self,
+        from: &Conn,
+        sub: &Arc<Subscription>,
+        msg: &Msg<'_>,
+        touched: &mut Touched,
+    ) -> bool {
         let Some(last) = sub.claim() else {
             return false;
         };
@@ -473,6 +500,9 @@ impl Delivery<'_> {
         let delivered = match &sub.target {
             Target::Wire => self.deliver_socket(sub, msg, touched),
             Target::Local(tx) => deliver_local(conn, tx, msg),
+            Target::Internal(handler) => {
+                handler.handle(self.broker, self.account, from, msg, touched)
+            }
         };
         if delivered && conn.is_stalled() {
             touched.stalled(conn);

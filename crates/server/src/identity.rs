@@ -85,6 +85,7 @@ impl Identity {
         *self.monitor_addr.lock()
     }
 
+    #[cfg(feature = "monitor")]
     pub(crate) fn set_monitor_addr(&self, addr: Option<SocketAddr>) {
         *self.monitor_addr.lock() = addr;
     }

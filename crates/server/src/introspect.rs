@@ -12,6 +12,7 @@ use crate::account::Account;
 use crate::broker::Broker;
 use crate::cluster::{RouteLink, Routes};
 use crate::conn::Conn;
+use crate::monitor::MonitorState;
 use crate::options::Options;
 use crate::registry::ClosedConn;
 use crate::stats::{RouteStats, Stats, SublistFigures};
@@ -45,6 +46,15 @@ impl<'b> View<'b> {
 
     pub(crate) fn client_addr(&self) -> Option<SocketAddr> {
         self.broker.identity().client_addr()
+    }
+
+    pub(crate) fn monitor_addr(&self) -> Option<SocketAddr> {
+        self.broker.identity().monitor_addr()
+    }
+
+    /// What the monitoring endpoints keep between requests.
+    pub(crate) fn monitor(&self) -> &'b MonitorState {
+        self.broker.monitor()
     }
 
     pub(crate) fn auth_required(&self) -> bool {

@@ -49,7 +49,6 @@ mod identity;
 mod introspect;
 mod lifecycle;
 mod message;
-#[cfg(feature = "monitor")]
 mod monitor;
 mod options;
 mod registry;

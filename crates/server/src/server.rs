@@ -101,6 +101,7 @@ impl Server {
     }
 
     /// The broker behind this handle (the monitor's and the builder's way in).
+    #[cfg(feature = "monitor")]
     pub(crate) fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -248,6 +249,7 @@ impl Server {
         let lifecycle = broker.lifecycle();
         if !lifecycle.is_shutting_down() {
             broker.announce_lame_duck();
+            broker.system().shutdown(broker);
             broker.close_clients();
             lifecycle.begin_shutdown();
             if tokio::time::timeout(broker.opts().drain_timeout, lifecycle.wait())

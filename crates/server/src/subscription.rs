@@ -11,6 +11,7 @@ use starling_sublist::SubHandle;
 use tokio::sync::mpsc;
 
 use crate::conn::Conn;
+use crate::delivery::Handler;
 use crate::message::Message;
 
 /// A subscription id as the client chose it. Kept inline: clients use short ids (usually a
@@ -105,6 +106,8 @@ pub(crate) enum Target {
     Wire,
     /// An in-process subscriber's channel; `None` marks the end of the subscription.
     Local(mpsc::UnboundedSender<Option<Message>>),
+    /// Handled inside the server (service imports, the system account's services).
+    Internal(Arc<dyn Handler>),
 }
 
 impl PartialEq for Subscription {

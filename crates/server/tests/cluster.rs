@@ -419,6 +419,7 @@ async fn a_huge_interest_set_reaches_a_new_route_in_chunks() {
     const SUBJECTS: usize = 20_000;
     let small = || {
         Server::builder()
+            .no_system_account() // count only the interest made here
             .max_pending(256 * 1024)
             .max_payload(64 * 1024)
     };
@@ -440,8 +441,9 @@ async fn a_huge_interest_set_reaches_a_new_route_in_chunks() {
     for i in (0..SUBJECTS).step_by(997) {
         assert!(b.has_interest(&format!("interest.{i:05}.x")), "subject {i}");
     }
-    // The snapshot and the barrier.
-    assert_eq!(b.stats().route_stats[0].subscriptions, SUBJECTS + 1);
+    // The snapshot (and the barrier, unless its client already went).
+    let remote = b.stats().route_stats[0].subscriptions;
+    assert!((SUBJECTS..=SUBJECTS + 1).contains(&remote), "{remote}");
     assert_eq!(a.stats().slow_consumers, 0);
     assert_eq!(b.stats().slow_consumers, 0);
     assert_eq!(a.peers().len(), 1, "the route stayed up");

@@ -13,28 +13,32 @@ use std::time::{Duration, Instant};
 use common::{http_get, key_paths, keys_in_order, NatsServer, Raw, WAIT};
 use futures::StreamExt;
 use serde_json::Value;
-use starling_server::Server;
+use starling_server::{Server, ServerBuilder};
 
 const CLUSTER: &str = "mon";
 
 /// A clustered node with client, cluster and monitoring ports chosen by the system.
-async fn node(name: &str, seeds: &[String]) -> (Server, SocketAddr) {
-    let server = common::clustered(
-        Server::builder().monitor("127.0.0.1:0"),
-        name,
-        CLUSTER,
-        seeds,
-    )
-    .await;
+async fn node_with(builder: ServerBuilder, name: &str, seeds: &[String]) -> (Server, SocketAddr) {
+    let server = common::clustered(builder.monitor("127.0.0.1:0"), name, CLUSTER, seeds).await;
     let mon = server.monitor_addr().expect("monitor bound");
     (server, mon)
 }
 
 /// Two nodes, B seeded with A, once their route is up.
-async fn pair() -> ((Server, SocketAddr), (Server, SocketAddr)) {
-    let a = node("A", &[]).await;
+/// Two nodes; without system accounts (`system: false`) figures are exact, with no `$SYS`
+/// interest or traffic of the servers' own.
+async fn pair(system: bool) -> ((Server, SocketAddr), (Server, SocketAddr)) {
+    let builder = || {
+        let b = Server::builder();
+        if system {
+            b
+        } else {
+            b.no_system_account()
+        }
+    };
+    let a = node_with(builder(), "A", &[]).await;
     let seed = format!("nats-route://{}", a.0.cluster_addr().unwrap());
-    let b = node("B", &[seed]).await;
+    let b = node_with(builder(), "B", &[seed]).await;
     wait_for(|| a.0.peers().len() == 1 && b.0.peers().len() == 1).await;
     (a, b)
 }
@@ -87,7 +91,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, remote_id: &str) -> f64 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routez_varz_metrics_and_stats_report_the_route() {
-    let ((a, mon_a), (b, mon_b)) = pair().await;
+    let ((a, mon_a), (b, mon_b)) = pair(false).await;
     let (a_id, b_id) = (a.server_id().to_string(), b.server_id().to_string());
 
     // Interest on A (a plain and a queue subscription), traffic published on B.
@@ -304,7 +308,7 @@ async fn cluster_key_sets_match_the_reference_nats_server() {
         &listen,
     ])
     .expect("second reference");
-    let ((s1, smon1), (s2, smon2)) = pair().await;
+    let ((s1, smon1), (s2, smon2)) = pair(true).await;
 
     let ours = [
         (s1.client_addr().unwrap(), smon1),

@@ -434,7 +434,14 @@ impl Client {
             NO_RESPONDERS_HDR,
             &owner,
         );
-        delivery::deliver(&self.broker, account, sub, &msg, &mut self.touched);
+        delivery::deliver(
+            &self.broker,
+            account,
+            &self.conn,
+            sub,
+            &msg,
+            &mut self.touched,
+        );
     }
 
     fn on_sub(&mut self, account: &Account, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {

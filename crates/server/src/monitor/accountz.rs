@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::format::{go_float, rfc3339};
-use super::{now, BadRequest, Handled, Monitor, Query, Reply};
+use super::{now, BadRequest, Handled, Monitor, Query};
 
 #[derive(Serialize)]
 struct Accountz {
@@ -44,7 +44,7 @@ struct SublistStats {
     avg_fanout: f64,
 }
 
-pub(super) fn accountz(mon: &Monitor, query: &Query) -> Handled {
+pub(super) fn accountz(mon: &Monitor<'_>, query: &Query) -> Handled {
     let view = mon.view();
     let detail = match query.get("acc").filter(|a| !a.is_empty()) {
         None => None,
@@ -75,7 +75,7 @@ pub(super) fn accountz(mon: &Monitor, query: &Query) -> Handled {
             })
         }
     };
-    Ok(Reply::json(&Accountz {
+    Ok(mon.json(&Accountz {
         server_id: mon.server_id(),
         now: now(),
         system_account: view.system_account().unwrap_or_default().to_string(),
@@ -118,7 +118,7 @@ struct Accstatz {
 
 /// `/accstatz`: accounts with connections (all of them with `unused=1`; only those named by
 /// `accs=A,B` when given).
-pub(super) fn accstatz(mon: &Monitor, query: &Query) -> Handled {
+pub(super) fn accstatz(mon: &Monitor<'_>, query: &Query) -> Handled {
     let unused = query.flag("unused")?;
     let only: Option<Vec<&str>> = query
         .get("accs")
@@ -149,7 +149,7 @@ pub(super) fn accstatz(mon: &Monitor, query: &Query) -> Handled {
             slow_consumers: f.slow_consumers,
         })
         .collect();
-    Ok(Reply::json(&Accstatz {
+    Ok(mon.json(&Accstatz {
         server_id: mon.server_id(),
         now: now(),
         account_statz,

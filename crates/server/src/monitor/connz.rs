@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::format::{go_duration, is_zero, rfc3339, uptime};
-use super::{page, BadRequest, Handled, Monitor, Query, Reply};
+use super::{page, BadRequest, Handled, Monitor, Query};
 use crate::conn::{Conn, ConnKind, ConnMeta};
 use crate::registry::{sid_order, ClosedConn};
 
@@ -312,7 +312,7 @@ impl Row {
     }
 }
 
-pub(super) fn connz(mon: &Monitor, query: &Query) -> Handled {
+pub(super) fn connz(mon: &Monitor<'_>, query: &Query) -> Handled {
     let sort = SortBy::parse(query.get("sort").unwrap_or(""))?;
     let subs = match query.get("subs") {
         Some("detail") => Subs::Detail,
@@ -385,7 +385,7 @@ pub(super) fn connz(mon: &Monitor, query: &Query) -> Handled {
         .into_iter()
         .map(|r| r.info(now, subs, auth))
         .collect();
-    Ok(Reply::json(&Connz {
+    Ok(mon.json(&Connz {
         server_id: mon.server_id(),
         now: rfc3339(now),
         num_connections: connections.len(),

@@ -2,7 +2,6 @@
 //! while it is in lame-duck mode or shutting down (nats-server 2.9.10 answers
 //! `{"status":"error","error":"..."}` then). Compact JSON, as nats-server writes it.
 
-use hyper::StatusCode;
 use serde::Serialize;
 
 use super::{Handled, Monitor, Query, Reply};
@@ -14,7 +13,7 @@ struct Health {
     error: Option<&'static str>,
 }
 
-pub(super) fn healthz(mon: &Monitor, _query: &Query) -> Handled {
+pub(super) fn healthz(mon: &Monitor<'_>, _query: &Query) -> Handled {
     // JetStream options (`js-enabled-only`, `js-server-only`) change nothing without JetStream.
     let view = mon.view();
     let error = if view.is_shutting_down() {
@@ -26,14 +25,14 @@ pub(super) fn healthz(mon: &Monitor, _query: &Query) -> Handled {
     };
     let (status, health) = match error {
         None => (
-            StatusCode::OK,
+            200,
             Health {
                 status: "ok",
                 error: None,
             },
         ),
         Some(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
+            503,
             Health {
                 status: "error",
                 error: Some(e),

@@ -16,7 +16,7 @@ const LINKS: [(&str, &str); 9] = [
     ("metrics", "Prometheus Metrics"),
 ];
 
-pub(super) fn index(mon: &Monitor, _query: &Query) -> Handled {
+pub(super) fn index(mon: &Monitor<'_>, _query: &Query) -> Handled {
     let mut html = String::with_capacity(1024);
     html.push_str(
         "<html lang=\"en\">\n<head>\n<title>Starling monitoring</title>\n\

@@ -89,7 +89,7 @@ fn escape_help(v: &str) -> String {
     v.replace('\\', r"\\").replace('\n', r"\n")
 }
 
-pub(super) fn metrics(mon: &Monitor, _query: &Query) -> Handled {
+pub(super) fn metrics(mon: &Monitor<'_>, _query: &Query) -> Handled {
     let view = mon.view();
     let stats = view.stats();
     let mut m = Exposition(String::with_capacity(8 * 1024));

@@ -1,6 +1,8 @@
-//! The monitoring HTTP server: nats-server's endpoints with nats-server 2.9's JSON (field
-//! names, order, types and units), so prometheus-nats-exporter, the `nats` CLI and dashboards
-//! read Starling unchanged, plus Prometheus text at `/metrics`.
+//! nats-server's monitoring endpoints with nats-server 2.9's JSON (field names, order, types and
+//! units), so prometheus-nats-exporter, the `nats` CLI and dashboards read Starling unchanged,
+//! plus Prometheus text at `/metrics`. The same endpoints answer the system account's
+//! `$SYS.REQ.SERVER.PING.<X>` requests (compact JSON there), so they are built whether or not
+//! the HTTP server (`http`, feature `monitor`) is.
 //!
 //! | path | file |
 //! |---|---|
@@ -14,14 +16,15 @@
 //! | `/leafz`, `/gatewayz` | `other` (well-formed, nearly empty) |
 //! | `/metrics` | `metrics` (Prometheus text format 0.0.4) |
 //!
-//! One task accepts; each HTTP connection is a task of its own on the server's task tracker,
-//! and all of them end when the server shuts down. Handlers only read shared state under short
-//! locks and never `.await` while holding one, so the monitor stays responsive under load.
+//! Handlers only read the broker through its read-only view, under short locks, and never
+//! `.await`, so the monitor stays responsive under load.
 
 mod accountz;
 mod connz;
 mod format;
 mod healthz;
+#[cfg(feature = "monitor")]
+pub(crate) mod http;
 mod index;
 mod metrics;
 mod other;
@@ -31,106 +34,41 @@ mod subsz;
 mod varz;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
 
-use crate::broker::Broker;
+pub(crate) use format::{go_float, rfc3339};
+
 use crate::introspect::View;
 
 /// nats-server's default page size for `/connz` and `/subsz` (`DefaultConnListSize`,
 /// `DefaultSubListSize`).
 const DEFAULT_LIMIT: usize = 1024;
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long in-flight requests may take to finish once the server shuts down.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// Logs the monitor's address as nats-server does, before the client listener's lines (scripts
-/// that read the log up to "Server is ready" find it).
-pub(crate) fn announce(listener: &TcpListener) {
-    if let Ok(addr) = listener.local_addr() {
-        info!("Starting http monitor on {addr}");
-    }
-}
-
-/// Serves on the listener the builder bound: records its address and starts the accept loop on
-/// the server's runtime, tracked by its task tracker.
-pub(crate) fn start(broker: &Arc<Broker>, listener: TcpListener) {
-    let addr = listener.local_addr().ok();
-    broker.identity().set_monitor_addr(addr);
-    let monitor = Arc::new(Monitor {
-        broker: broker.clone(),
-        addr,
-        req_stats: Mutex::new(BTreeMap::new()),
-        cpu: Mutex::new(process::CpuSampler::default()),
-    });
-    broker.lifecycle().spawn(accept_loop(monitor, listener));
-}
-
-/// The monitor's own state.
-pub(crate) struct Monitor {
-    broker: Arc<Broker>,
-    addr: Option<SocketAddr>,
-    /// Requests served per endpoint (`http_req_stats` in `/varz`).
+/// What the monitoring endpoints keep between requests (a broker component).
+#[derive(Default)]
+pub(crate) struct MonitorState {
+    /// HTTP requests served per endpoint (`http_req_stats` in `/varz`).
     req_stats: Mutex<BTreeMap<&'static str, u64>>,
     cpu: Mutex<process::CpuSampler>,
 }
 
-async fn accept_loop(monitor: Arc<Monitor>, listener: TcpListener) {
-    let shutdown = monitor.broker.lifecycle().shutdown_token().clone();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    monitor.broker.lifecycle().spawn(serve(monitor.clone(), stream));
-                }
-                Err(e) => {
-                    warn!(error = %e, "monitor accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    }
-    debug!("monitor listener closed");
+/// One request's context: the broker's view, the monitor's state, and how to write JSON.
+pub(crate) struct Monitor<'a> {
+    view: View<'a>,
+    state: &'a MonitorState,
+    /// Compact JSON (system account replies) rather than nats-server's pretty HTTP bodies.
+    compact: bool,
 }
 
-/// Serves one HTTP connection (keep-alive) until the peer closes it or the server shuts down.
-async fn serve(monitor: Arc<Monitor>, stream: TcpStream) {
-    let shutdown = monitor.broker.lifecycle().shutdown_token().clone();
-    let service = service_fn(move |req: Request<Incoming>| {
-        let response = monitor.respond(&req);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = shutdown.cancelled() => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+/// An answer: status, content type and body.
+#[cfg(feature = "monitor")]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
 }
 
 /// What a handler produces.
@@ -138,124 +76,164 @@ pub(crate) enum Reply {
     /// A JSON document (`application/json`, or JSONP when `?callback=` is given).
     Json {
         /// 200, or 503 for an unhealthy `/healthz`.
-        status: StatusCode,
+        #[cfg_attr(not(feature = "monitor"), allow(dead_code))]
+        status: u16,
         body: Vec<u8>,
     },
     /// Anything else, always 200.
     Other {
+        #[cfg_attr(not(feature = "monitor"), allow(dead_code))]
         content_type: &'static str,
         body: Vec<u8>,
     },
-}
-
-impl Reply {
-    /// A 200 JSON reply, pretty-printed with two-space indents as nats-server prints it.
-    pub(crate) fn json(value: &impl Serialize) -> Self {
-        Self::Json {
-            status: StatusCode::OK,
-            body: serde_json::to_vec_pretty(value).unwrap_or_default(),
-        }
-    }
 }
 
 /// A request nats-server would answer with `400 Bad Request` and this text.
 pub(crate) struct BadRequest(pub(crate) String);
 
 type Handled = Result<Reply, BadRequest>;
+type Handler = fn(&Monitor<'_>, &Query) -> Handled;
 
-impl Monitor {
-    fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
-        let path = req.uri().path();
-        let query = Query::parse(req.uri().query());
-        // nats-server does not check the method: POST /varz is served like GET.
-        let (counted, handler): (&'static str, fn(&Self, &Query) -> Handled) = match path {
-            "/" => ("/", index::index),
-            "/varz" => ("/varz", varz::varz),
-            "/connz" => ("/connz", connz::connz),
-            "/routez" => ("/routez", routez::routez),
-            "/subsz" | "/subscriptionsz" => ("/subsz", subsz::subsz),
-            "/healthz" => ("/healthz", healthz::healthz),
-            "/leafz" => ("/leafz", other::leafz),
-            "/gatewayz" => ("/gatewayz", other::gatewayz),
-            "/accountz" => ("/accountz", accountz::accountz),
-            "/accstatz" => ("/accstatz", accountz::accstatz),
-            "/metrics" => ("/metrics", metrics::metrics),
-            _ => {
-                return response(
-                    StatusCode::NOT_FOUND,
-                    "text/plain; charset=utf-8",
-                    b"404 page not found\n".to_vec(),
-                )
-            }
-        };
-        *self.req_stats.lock().entry(counted).or_insert(0) += 1;
-        match handler(self, &query) {
-            Ok(Reply::Json { status, body }) => match query.get("callback") {
-                Some(cb) if !cb.is_empty() => {
-                    let mut js = Vec::with_capacity(body.len() + cb.len() + 2);
-                    js.extend_from_slice(cb.as_bytes());
-                    js.push(b'(');
-                    js.extend_from_slice(&body);
-                    js.push(b')');
-                    response(status, "application/javascript", js)
+/// The handler of `path` and the name it is counted under.
+fn route(path: &str) -> Option<(&'static str, Handler)> {
+    Some(match path {
+        "/" => ("/", index::index),
+        "/varz" => ("/varz", varz::varz),
+        "/connz" => ("/connz", connz::connz),
+        "/routez" => ("/routez", routez::routez),
+        "/subsz" | "/subscriptionsz" => ("/subsz", subsz::subsz),
+        "/healthz" => ("/healthz", healthz::healthz),
+        "/leafz" => ("/leafz", other::leafz),
+        "/gatewayz" => ("/gatewayz", other::gatewayz),
+        "/accountz" => ("/accountz", accountz::accountz),
+        "/accstatz" => ("/accstatz", accountz::accstatz),
+        "/metrics" => ("/metrics", metrics::metrics),
+        _ => return None,
+    })
+}
+
+#[cfg(feature = "monitor")]
+/// Answers an HTTP request for `path` (`None`: no such endpoint), counting it.
+pub(crate) fn answer_http(view: View<'_>, path: &str, query: Option<&str>) -> Option<Answer> {
+    let (counted, handler) = route(path)?;
+    let state = view.monitor();
+    *state.req_stats.lock().entry(counted).or_insert(0) += 1;
+    let query = Query::parse(query);
+    let mon = Monitor {
+        view,
+        state,
+        compact: false,
+    };
+    Some(match handler(&mon, &query) {
+        Ok(Reply::Json { status, body }) => match query.get("callback") {
+            Some(cb) if !cb.is_empty() => {
+                let mut js = Vec::with_capacity(body.len() + cb.len() + 2);
+                js.extend_from_slice(cb.as_bytes());
+                js.push(b'(');
+                js.extend_from_slice(&body);
+                js.push(b')');
+                Answer {
+                    status,
+                    content_type: "application/javascript",
+                    body: js,
                 }
-                _ => response(status, "application/json", body),
+            }
+            _ => Answer {
+                status,
+                content_type: "application/json",
+                body,
             },
-            Ok(Reply::Other { content_type, body }) => response(StatusCode::OK, content_type, body),
-            Err(BadRequest(text)) => response(
-                StatusCode::BAD_REQUEST,
-                "text/plain; charset=utf-8",
-                text.into_bytes(),
-            ),
-        }
-    }
+        },
+        Ok(Reply::Other { content_type, body }) => Answer {
+            status: 200,
+            content_type,
+            body,
+        },
+        Err(BadRequest(text)) => Answer {
+            status: 400,
+            content_type: "text/plain; charset=utf-8",
+            body: text.into_bytes(),
+        },
+    })
+}
 
+/// The compact JSON of endpoint `path` with `params` as its query (the system account's
+/// `$SYS.REQ.SERVER.*.<X>` requests), or the error text nats-server would answer with.
+pub(crate) fn json_for(
+    view: View<'_>,
+    path: &str,
+    params: Vec<(String, String)>,
+) -> Result<Vec<u8>, String> {
+    let (_, handler) = route(path).ok_or_else(|| format!("unknown endpoint {path}"))?;
+    let mon = Monitor {
+        view,
+        state: view.monitor(),
+        compact: true,
+    };
+    match handler(&mon, &Query(params)) {
+        Ok(Reply::Json { body, .. }) => Ok(body),
+        Ok(Reply::Other { body, .. }) => Ok(body),
+        Err(BadRequest(text)) => Err(text),
+    }
+}
+
+/// The process's resident memory, the machine's cores, and the CPU the process used since the
+/// last sample (percent), as `/varz` and STATSZ report them.
+pub(crate) fn process_figures(view: View<'_>) -> (u64, usize, f64) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpu = view.monitor().cpu.lock().sample(view.start());
+    (process::rss_bytes(), cores, cpu)
+}
+
+impl Monitor<'_> {
     /// The broker, read-only.
     fn view(&self) -> View<'_> {
-        self.broker.view()
+        self.view
     }
 
     /// This server's id, for the `server_id` every endpoint starts with.
     fn server_id(&self) -> String {
-        self.view().server_id().to_string()
+        self.view.server_id().to_string()
+    }
+
+    /// A 200 JSON reply: pretty-printed with two-space indents as nats-server prints it over
+    /// HTTP, compact in system account replies.
+    fn json(&self, value: &impl Serialize) -> Reply {
+        let body = if self.compact {
+            serde_json::to_vec(value)
+        } else {
+            serde_json::to_vec_pretty(value)
+        };
+        Reply::Json {
+            status: 200,
+            body: body.unwrap_or_default(),
+        }
     }
 
     fn req_stats(&self) -> BTreeMap<String, u64> {
-        self.req_stats
+        self.state
+            .req_stats
             .lock()
             .iter()
             .map(|(k, v)| ((*k).to_string(), *v))
             .collect()
     }
-}
 
-fn response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: Vec<u8>,
-) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if status == StatusCode::NOT_FOUND {
-        headers.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
+    fn cpu(&self) -> MutexGuard<'_, process::CpuSampler> {
+        self.state.cpu.lock()
     }
-    resp
 }
 
 /// The current time as every endpoint's `now`.
 fn now() -> String {
-    format::rfc3339(SystemTime::now())
+    rfc3339(SystemTime::now())
 }
 
 /// Query parameters, decoded; the first of repeated names wins (as Go's `Query().Get`).
 pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
+    #[cfg(feature = "monitor")]
     fn parse(query: Option<&str>) -> Self {
         Self(
             form_urlencoded::parse(query.unwrap_or("").as_bytes())

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{now, Handled, Monitor, Query, Reply};
+use super::{now, Handled, Monitor, Query};
 
 #[derive(Serialize)]
 struct Leafz {
@@ -14,8 +14,8 @@ struct Leafz {
     leafs: Option<Vec<()>>,
 }
 
-pub(super) fn leafz(mon: &Monitor, _query: &Query) -> Handled {
-    Ok(Reply::json(&Leafz {
+pub(super) fn leafz(mon: &Monitor<'_>, _query: &Query) -> Handled {
+    Ok(mon.json(&Leafz {
         server_id: mon.server_id(),
         now: now(),
         leafnodes: 0,
@@ -34,8 +34,8 @@ struct Gatewayz {
 #[derive(Serialize)]
 struct Empty {}
 
-pub(super) fn gatewayz(mon: &Monitor, _query: &Query) -> Handled {
-    Ok(Reply::json(&Gatewayz {
+pub(super) fn gatewayz(mon: &Monitor<'_>, _query: &Query) -> Handled {
+    Ok(mon.json(&Gatewayz {
         server_id: mon.server_id(),
         now: now(),
         outbound_gateways: Empty {},

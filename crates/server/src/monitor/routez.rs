@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::connz::SubDetail;
 use super::format::{go_duration, rfc3339, uptime};
-use super::{Handled, Monitor, Query, Reply};
+use super::{Handled, Monitor, Query};
 use crate::cluster::RouteLink;
 use crate::stats::RouteStats;
 
@@ -109,7 +109,7 @@ impl RouteInfo {
     }
 }
 
-pub(super) fn routez(mon: &Monitor, query: &Query) -> Handled {
+pub(super) fn routez(mon: &Monitor<'_>, query: &Query) -> Handled {
     let subs = match query.get("subs") {
         Some("detail") => Subs::Detail,
         _ if query.flag("subs")? => Subs::List,
@@ -128,7 +128,7 @@ pub(super) fn routez(mon: &Monitor, query: &Query) -> Handled {
             info
         })
         .collect();
-    Ok(Reply::json(&Routez {
+    Ok(mon.json(&Routez {
         server_id: mon.server_id(),
         now: rfc3339(now),
         num_routes: routes.len(),

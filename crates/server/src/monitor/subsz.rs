@@ -13,7 +13,7 @@ use starling_sublist::{is_valid_literal_subject, subject_matches};
 
 use super::connz::SubDetail;
 use super::format::go_float;
-use super::{now, page, BadRequest, Handled, Monitor, Query, Reply};
+use super::{now, page, BadRequest, Handled, Monitor, Query};
 use crate::conn::ConnKind;
 use crate::subscription::Subscription;
 
@@ -44,7 +44,7 @@ struct Subsz {
     subscriptions_list: Vec<SubDetail>,
 }
 
-pub(super) fn subsz(mon: &Monitor, query: &Query) -> Handled {
+pub(super) fn subsz(mon: &Monitor<'_>, query: &Query) -> Handled {
     let list = query.flag("subs")?;
     let (offset, limit) = query.page()?;
     let test = match query.get("test").filter(|t| !t.is_empty()) {
@@ -90,7 +90,7 @@ pub(super) fn subsz(mon: &Monitor, query: &Query) -> Handled {
         }
     }
     if subs.is_empty() {
-        return Ok(Reply::json(&figures));
+        return Ok(mon.json(&figures));
     }
     let total = subs.len();
     let subscriptions_list = page(subs, offset, limit)
@@ -105,7 +105,7 @@ pub(super) fn subsz(mon: &Monitor, query: &Query) -> Handled {
             cid: sub.conn.cid,
         })
         .collect();
-    Ok(Reply::json(&Subsz {
+    Ok(mon.json(&Subsz {
         server_id: mon.server_id(),
         now: now(),
         figures,

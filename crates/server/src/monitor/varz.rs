@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::format::{go_float, is_zero, rfc3339, uptime};
-use super::{process, Handled, Monitor, Query, Reply};
+use super::{process, Handled, Monitor, Query};
 use crate::identity::{NATS_VERSION, STARLING_VERSION};
 use crate::introspect::View;
 
@@ -105,7 +105,7 @@ struct ClusterVarz {
 #[derive(Serialize, Default)]
 struct Empty {}
 
-pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
+pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
     let view = mon.view();
     let opts = view.opts();
     let stats = view.stats();
@@ -113,12 +113,12 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         Some(a) => (a.ip().to_string(), a.port()),
         None => ("0.0.0.0".to_string(), 0),
     };
-    let (http_host, http_port) = match mon.addr {
+    let (http_host, http_port) = match mon.view().monitor_addr() {
         Some(a) => (a.ip().to_string(), a.port()),
         None => (String::new(), 0),
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let cpu = mon.cpu.lock().sample(view.start());
+    let cpu = mon.cpu().sample(view.start());
     let varz = Varz {
         server_id: mon.server_id(),
         server_name: view.server_name().to_string(),
@@ -171,7 +171,7 @@ pub(super) fn varz(mon: &Monitor, _query: &Query) -> Handled {
         config_load_time: rfc3339(stats.start),
         system_account: view.system_account().unwrap_or_default().to_string(),
     };
-    Ok(Reply::json(&varz))
+    Ok(mon.json(&varz))
 }
 
 fn cluster(view: View<'_>) -> ClusterVarz {

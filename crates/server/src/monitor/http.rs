@@ -1,0 +1,120 @@
+//! The monitoring HTTP server (feature `monitor`): one task accepts; each HTTP connection is a
+//! task of its own on the broker's task tracker, and all of them end when the server shuts
+//! down.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish once the server shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Logs the monitor's address as nats-server does, before the client listener's lines (scripts
+/// that read the log up to "Server is ready" find it).
+pub(crate) fn announce(listener: &TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        info!("Starting http monitor on {addr}");
+    }
+}
+
+/// Serves on the listener the builder bound: records its address and starts the accept loop on
+/// the broker's task tracker.
+pub(crate) fn start(broker: &Arc<Broker>, listener: TcpListener) {
+    broker
+        .identity()
+        .set_monitor_addr(listener.local_addr().ok());
+    broker
+        .lifecycle()
+        .spawn(accept_loop(broker.clone(), listener));
+}
+
+async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
+    let shutdown = broker.lifecycle().shutdown_token().clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    broker.lifecycle().spawn(serve(broker.clone(), stream));
+                }
+                Err(e) => {
+                    warn!(error = %e, "monitor accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    debug!("monitor listener closed");
+}
+
+/// Serves one HTTP connection (keep-alive) until the peer closes it or the server shuts down.
+async fn serve(broker: Arc<Broker>, stream: TcpStream) {
+    let shutdown = broker.lifecycle().shutdown_token().clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let response = respond(&broker, &req);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+}
+
+/// Answers one request (nats-server does not check the method: POST /varz is served like GET).
+fn respond<B>(broker: &Broker, req: &Request<B>) -> Response<Full<Bytes>> {
+    match super::answer_http(broker.view(), req.uri().path(), req.uri().query()) {
+        Some(a) => response(
+            StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK),
+            a.content_type,
+            a.body,
+        ),
+        None => response(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            b"404 page not found\n".to_vec(),
+        ),
+    }
+}
+
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if status == StatusCode::NOT_FOUND {
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    resp
+}
