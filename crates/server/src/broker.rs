@@ -68,6 +68,9 @@ impl Broker {
             lifecycle.kill_token(),
         ));
         let system = System::new(&accounts, internal);
+        for account in accounts.all() {
+            account.install_service_imports(&system);
+        }
         Self {
             registry: Registry::new(opts.max_closed_clients),
             lifecycle,

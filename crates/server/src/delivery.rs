@@ -89,6 +89,11 @@ impl<'a> Msg<'a> {
         &self.data[self.header_len.unwrap_or(0)..]
     }
 
+    /// The header block, if any.
+    pub(crate) fn headers(&self) -> Option<&'a [u8]> {
+        self.header_len.map(|h| &self.data[..h])
+    }
+
     /// Headers length and bytes as a connection gets the message: headers kept when it takes
     /// them, else stripped.
     fn wire_form(&self, wants_headers: bool) -> (Option<usize>, &'a [u8]) {
@@ -493,6 +498,18 @@ impl Delivery<'_> {
         msg: &Msg<'_>,
         touched: &mut Touched,
     ) -> bool {
+        if let Target::Shadow(shadow) = &sub.target {
+            // The subscriber's own subscription counts the delivery (and its max).
+            let subject = shadow.subject(msg.subject);
+            let mapped = Msg::new(
+                subject.as_bytes(),
+                msg.reply,
+                msg.header_len,
+                msg.data,
+                msg.owner,
+            );
+            return self.deliver(from, &shadow.of, &mapped, touched);
+        }
         let Some(last) = sub.claim() else {
             return false;
         };
@@ -503,6 +520,8 @@ impl Delivery<'_> {
             Target::Internal(handler) => {
                 handler.handle(self.broker, self.account, from, msg, touched)
             }
+            // Delivered through the subscription it stands for, above.
+            Target::Shadow(_) => false,
         };
         if delivered && conn.is_stalled() {
             touched.stalled(conn);

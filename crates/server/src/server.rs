@@ -92,6 +92,7 @@ impl Server {
             crate::cluster::start(&broker, l);
         }
         broker.system().start(&broker);
+        broker.accounts().start(&broker);
         debug!(server_id = %broker.identity().server_id(), name = %broker.identity().server_name(), version = crate::identity::STARLING_VERSION, "server identity");
         info!("Server is ready");
         Self {

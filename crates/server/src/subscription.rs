@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 use starling_sublist::SubHandle;
 use tokio::sync::mpsc;
 
+use crate::account::ShadowTarget;
 use crate::conn::Conn;
 use crate::delivery::Handler;
 use crate::message::Message;
@@ -108,6 +109,9 @@ pub(crate) enum Target {
     Local(mpsc::UnboundedSender<Option<Message>>),
     /// Handled inside the server (service imports, the system account's services).
     Internal(Arc<dyn Handler>),
+    /// A stream import's shadow in the exporter's sublist: delivered to the importing
+    /// account's subscription it stands for, under that account's subject.
+    Shadow(Box<ShadowTarget>),
 }
 
 impl PartialEq for Subscription {

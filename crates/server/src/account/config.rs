@@ -403,5 +403,5 @@ pub(crate) fn validate(opts: &Options) -> Result<(), AccountError> {
             return Err(AccountError::SystemIsGlobal(system.clone()));
         }
     }
-    Ok(())
+    super::imports::validate(&opts.accounts, opts.system_account.as_deref())
 }

@@ -11,11 +11,13 @@
 //! message costs one lookup in that account's sublist, never a map of accounts.
 
 pub(crate) mod config;
+mod imports;
 pub(crate) mod system;
+mod transform;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 use starling_sublist::{SubHandle, Sublist, SublistError, SublistStats};
@@ -26,9 +28,12 @@ use crate::options::Options;
 use crate::subscription::{OwnedSub, Subscription};
 use config::AccountLimits;
 pub(crate) use config::GLOBAL_ACCOUNT;
+pub(crate) use imports::ShadowTarget;
 
 /// One account at run time.
 pub(crate) struct Account {
+    /// Itself, for the server-side subscriptions that must find it again.
+    weak: Weak<Self>,
     name: Arc<str>,
     sublist: Sublist<Arc<Subscription>>,
     /// Where this account's interest is announced (none without a cluster).
@@ -37,6 +42,14 @@ pub(crate) struct Account {
     /// Connections bound to it, by id.
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     counters: AccountCounters,
+    exports: imports::Exports,
+    /// Resolved once every account exists.
+    imports: OnceLock<imports::Imports>,
+    /// The shadow subscriptions (in exporters' sublists) of this account's subscriptions that
+    /// overlap a stream import, by the subscription's address.
+    shadows: Mutex<HashMap<usize, Vec<imports::Shadow>>>,
+    /// Reply mappings of requests to this account's services.
+    responses: imports::ResponseMap,
 }
 
 /// What an account's connections did (nats-server's `/accstatz`).
@@ -64,15 +77,25 @@ pub(crate) struct AccountFigures {
 }
 
 impl Account {
-    fn new(name: &str, limits: AccountLimits, routes: Option<Arc<Routes>>) -> Self {
-        Self {
+    fn new(
+        name: &str,
+        limits: AccountLimits,
+        exports: imports::Exports,
+        routes: Option<Arc<Routes>>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|weak| Self {
+            weak: weak.clone(),
             name: name.into(),
             sublist: Sublist::new(),
             routes,
             limits,
             conns: Mutex::new(HashMap::new()),
             counters: AccountCounters::default(),
-        }
+            exports,
+            imports: OnceLock::new(),
+            shadows: Mutex::new(HashMap::new()),
+            responses: imports::ResponseMap::default(),
+        })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -154,8 +177,9 @@ impl Account {
         }
     }
 
-    /// Removes a subscription taken out of its owner's sid map.
+    /// Removes a client's subscription taken out of its owner's sid map (and its shadows).
     pub(crate) fn remove_owned(&self, owned: &OwnedSub) {
+        self.remove_shadows(&owned.sub);
         self.remove(&owned.sub, &owned.handle);
     }
 
@@ -252,26 +276,39 @@ impl Accounts {
     pub(crate) fn new(opts: &Options, routes: Option<&Arc<Routes>>) -> Self {
         let configs = &opts.accounts;
         let system = opts.system_account.as_deref();
-        let make = |name: &str, limits: AccountLimits| {
-            Arc::new(Account::new(name, limits, routes.cloned()))
+        let plain = |name: &str| {
+            Account::new(
+                name,
+                AccountLimits::default(),
+                imports::Exports::default(),
+                routes.cloned(),
+            )
         };
-        let global = make(GLOBAL_ACCOUNT, AccountLimits::default());
+        let global = plain(GLOBAL_ACCOUNT);
         let mut by_name = HashMap::new();
         by_name.insert(GLOBAL_ACCOUNT.to_string(), global.clone());
         for c in configs {
-            by_name.insert(c.name.clone(), make(&c.name, c.limits));
+            let exports = imports::Exports::new(c);
+            let account = Account::new(&c.name, c.limits, exports, routes.cloned());
+            by_name.insert(c.name.clone(), account);
         }
         let system = system.map(|name| {
             by_name
                 .entry(name.to_string())
-                .or_insert_with(|| make(name, AccountLimits::default()))
+                .or_insert_with(|| plain(name))
                 .clone()
         });
-        Self {
+        let accounts = Self {
             by_name,
             global,
             system,
+        };
+        for c in configs {
+            if let Some(account) = accounts.get(&c.name) {
+                account.resolve_imports(c, &accounts);
+            }
         }
+        accounts
     }
 
     /// `$G`, where clients of no other account are.
@@ -286,6 +323,21 @@ impl Accounts {
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<Account>> {
         self.by_name.get(name)
+    }
+
+    /// Starts what the accounts need while the broker runs: the expiry of service reply
+    /// mappings, when any account exports a service.
+    pub(crate) fn start(&self, broker: &Arc<crate::broker::Broker>) {
+        let threshold = self
+            .by_name
+            .values()
+            .filter_map(|a| a.exports.min_threshold())
+            .min();
+        if let Some(threshold) = threshold {
+            broker
+                .lifecycle()
+                .spawn(imports::sweep_responses(broker.clone(), threshold));
+        }
     }
 
     /// Every account, sorted by name.

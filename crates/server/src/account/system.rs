@@ -69,6 +69,11 @@ impl System {
         }
     }
 
+    /// The connection the server's own subscriptions and messages belong to.
+    pub(crate) fn internal_conn(&self) -> &Arc<Conn> {
+        &self.internal
+    }
+
     /// Subscribes the server itself to `subject` in `account`; `announce` tells cluster peers
     /// (so that their clients' requests reach it).
     pub(crate) fn subscribe(
@@ -527,7 +532,6 @@ fn client_info(conn: &Conn, stop: Option<SystemTime>) -> ClientInfo {
         .account()
         .map(|a| a.name().to_string())
         .unwrap_or_default();
-    let rtt = u64::try_from(conn.rtt().as_nanos()).unwrap_or(u64::MAX);
     ClientInfo {
         start: rfc3339(conn.start),
         host: meta.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
@@ -538,7 +542,9 @@ fn client_info(conn: &Conn, stop: Option<SystemTime>) -> ClientInfo {
         name: meta.name.unwrap_or_default(),
         lang: meta.lang.unwrap_or_default(),
         ver: meta.version.unwrap_or_default(),
-        rtt,
+        rtt: u64::try_from(conn.rtt().as_nanos()).unwrap_or(u64::MAX),
+        server: String::new(),
+        cluster: String::new(),
         stop: stop.map(rfc3339),
         kind: "Client",
         client_type: match conn.kind {
@@ -548,8 +554,37 @@ fn client_info(conn: &Conn, stop: Option<SystemTime>) -> ClientInfo {
     }
 }
 
+/// A client in a service latency measurement (nats-server's `getClientInfo`): its account and
+/// RTT, and everything else when `detailed` (the import shares it, or it is the responder).
+pub(crate) fn latency_client(
+    broker: &Broker,
+    conn: &Conn,
+    detailed: bool,
+) -> Box<serde_json::value::RawValue> {
+    let info = if detailed {
+        let view = broker.view();
+        ClientInfo {
+            server: view.server_name().to_string(),
+            cluster: view.routes().map(|r| r.name()).unwrap_or_default(),
+            ..client_info(conn, None)
+        }
+    } else {
+        ClientInfo {
+            acc: conn
+                .account()
+                .map(|a| a.name().to_string())
+                .unwrap_or_default(),
+            rtt: u64::try_from(conn.rtt().as_nanos()).unwrap_or(u64::MAX),
+            ..ClientInfo::default()
+        }
+    };
+    serde_json::value::to_raw_value(&info).unwrap_or_else(|_| {
+        serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON")
+    })
+}
+
 /// A random id of nats-server's shape (a NUID: 22 base-62 characters).
-fn nuid() -> String {
+pub(crate) fn nuid() -> String {
     const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     (0..22)
         .map(|_| DIGITS[fastrand::usize(..DIGITS.len())] as char)
@@ -575,7 +610,7 @@ struct ServerInfo {
 }
 
 #[derive(Serialize)]
-struct TypedEvent {
+pub(crate) struct TypedEvent {
     #[serde(rename = "type")]
     kind: &'static str,
     id: String,
@@ -583,7 +618,7 @@ struct TypedEvent {
 }
 
 impl TypedEvent {
-    fn new(kind: &'static str) -> Self {
+    pub(crate) fn new(kind: &'static str) -> Self {
         Self {
             kind,
             id: nuid(),
@@ -592,11 +627,13 @@ impl TypedEvent {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct ClientInfo {
+    #[serde(skip_serializing_if = "String::is_empty")]
     start: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     host: String,
+    #[serde(skip_serializing_if = "is_zero")]
     id: u64,
     acc: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -610,10 +647,17 @@ struct ClientInfo {
     /// Nanoseconds.
     #[serde(skip_serializing_if = "is_zero")]
     rtt: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    server: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    cluster: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     name_tag: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     client_type: &'static str,
 }
 

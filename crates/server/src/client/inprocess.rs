@@ -239,7 +239,7 @@ impl Client {
         }
         let handle = inner
             .account
-            .insert(&sub, subject.as_bytes(), queue.map(str::as_bytes))
+            .subscribe(&sub, subject.as_bytes(), queue.map(str::as_bytes))
             .map_err(|_| ClientError::InvalidSubject)?;
         subs.insert(OwnedSub {
             sub: sub.clone(),

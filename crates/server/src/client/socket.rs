@@ -461,7 +461,7 @@ impl Client {
             return;
         }
         let sub = Arc::new(Subscription::new(self.conn.clone(), sid, Target::Wire));
-        match account.insert(&sub, subject, queue) {
+        match account.subscribe(&sub, subject, queue) {
             Ok(handle) => {
                 subs.insert(OwnedSub { sub, handle });
                 drop(subs);

@@ -1,7 +1,12 @@
 //! `/accountz` (the accounts, or one account's details with `?acc=`) and `/accstatz` (what
 //! each account's connections did), with nats-server's keys.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::account::config::{Latency, ResponseType, Sampling};
 
 use super::format::{go_float, rfc3339};
 use super::{now, BadRequest, Handled, Monitor, Query};
@@ -17,17 +22,82 @@ struct Accountz {
     account_detail: Option<AccountDetail>,
 }
 
+/// One account (nats-server 2.10+'s `AccountInfo`, the keys Starling has).
 #[derive(Serialize)]
 struct AccountDetail {
     account_name: String,
     update_time: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    is_system: bool,
     expired: bool,
     complete: bool,
     jetstream_enabled: bool,
     leafnode_connections: usize,
     client_connections: usize,
     subscriptions: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exports: Vec<Export>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    imports: Vec<Import>,
+    name_tag: String,
     sublist_stats: SublistStats,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    responses: BTreeMap<String, Import>,
+}
+
+#[derive(Serialize)]
+struct Export {
+    subject: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_latency: Option<LatencyInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    approved_accounts: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct LatencyInfo {
+    /// A percentage, or `"headers"`.
+    sampling: Value,
+    results: String,
+}
+
+#[derive(Serialize)]
+struct Import {
+    subject: String,
+    account: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    to: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    local_subject: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    invalid: bool,
+    share: bool,
+    tracking: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency: Option<LatencyInfo>,
+}
+
+fn latency_info(l: &Latency) -> LatencyInfo {
+    LatencyInfo {
+        sampling: match l.sampling {
+            Sampling::Percent(p) => Value::from(p),
+            Sampling::Headers => Value::from("headers"),
+        },
+        results: l.subject.clone(),
+    }
+}
+
+fn response_type(r: ResponseType) -> &'static str {
+    match r {
+        ResponseType::Singleton => "Singleton",
+        ResponseType::Stream => "Streamed",
+        ResponseType::Chunked => "Chunked",
+    }
 }
 
 #[derive(Serialize, Default)]
@@ -53,15 +123,67 @@ pub(super) fn accountz(mon: &Monitor<'_>, query: &Query) -> Handled {
                 return Err(BadRequest(format!("Account {name} does not exist")));
             };
             let s = account.sublist_stats();
+            let exports = account
+                .describe_exports()
+                .into_iter()
+                .map(|e| Export {
+                    subject: e.subject,
+                    kind: if e.service { "service" } else { "stream" },
+                    response_type: e.response.map(response_type),
+                    service_latency: e.latency.as_ref().map(latency_info),
+                    approved_accounts: e.accounts,
+                })
+                .collect();
+            let imports = account
+                .describe_imports()
+                .into_iter()
+                .map(|i| Import {
+                    to: if i.service && i.local != i.subject {
+                        i.local.clone()
+                    } else {
+                        String::new()
+                    },
+                    local_subject: i.local,
+                    subject: i.subject,
+                    account: i.account,
+                    kind: if i.service { "service" } else { "stream" },
+                    invalid: false,
+                    share: i.share,
+                    tracking: false,
+                    latency: i.latency.as_ref().map(latency_info),
+                })
+                .collect();
+            let responses = account
+                .describe_responses()
+                .into_iter()
+                .map(|r| {
+                    let import = Import {
+                        subject: r.subject.clone(),
+                        account: r.requester,
+                        to: r.reply,
+                        local_subject: String::new(),
+                        kind: "service",
+                        invalid: false,
+                        share: false,
+                        tracking: r.tracking,
+                        latency: None,
+                    };
+                    (r.subject, import)
+                })
+                .collect();
             Some(AccountDetail {
                 account_name: name.to_string(),
                 update_time: rfc3339(view.start()),
+                is_system: view.system_account() == Some(name),
                 expired: false,
                 complete: true,
                 jetstream_enabled: false,
                 leafnode_connections: 0,
                 client_connections: account.conn_count(),
                 subscriptions: s.num_subscriptions,
+                exports,
+                imports,
+                name_tag: name.to_string(),
                 sublist_stats: SublistStats {
                     num_subscriptions: s.num_subscriptions,
                     num_cache: s.num_cache,
@@ -72,6 +194,7 @@ pub(super) fn accountz(mon: &Monitor<'_>, query: &Query) -> Handled {
                     max_fanout: s.max_fanout,
                     avg_fanout: s.avg_fanout,
                 },
+                responses,
             })
         }
     };
