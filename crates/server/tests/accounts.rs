@@ -365,3 +365,134 @@ async fn statsz_and_lame_duck_advisories() {
     let v: Value = serde_json::from_slice(&next(&mut ldm).await.payload).unwrap();
     assert_eq!(v["id"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_reports_per_account() {
+    let server = common::start_with(tenants().monitor("127.0.0.1:0")).await;
+    let mon = server.monitor_addr().unwrap();
+    let a = as_user(&server, "a", "pa").await;
+    let _a_sub = a.subscribe("a.thing").await.unwrap();
+    a.publish("a.thing", "hello".into()).await.unwrap();
+    round_trip(&a).await;
+    let b = as_user(&server, "b", "pb").await;
+    round_trip(&b).await;
+
+    let v = common::http_get(mon, "/accstatz").await.json();
+    let stat = |name: &str| {
+        v["account_statz"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["acc"] == name)
+            .cloned()
+    };
+    let sa = stat("A").expect("A has connections");
+    assert_eq!(sa["conns"], 1);
+    assert_eq!(sa["total_conns"], 1);
+    assert_eq!(sa["received"]["msgs"], 2, "the publish and the round trip");
+    assert!(sa["sent"]["msgs"].as_u64().unwrap() >= 2);
+    assert!(stat("$G").is_none(), "unused accounts only with unused=1");
+    let v = common::http_get(mon, "/accstatz?unused=1").await.json();
+    assert_eq!(v["account_statz"].as_array().unwrap().len(), 4);
+
+    let v = common::http_get(mon, "/connz?acc=A&auth=1").await.json();
+    assert_eq!(v["num_connections"], 1);
+    assert_eq!(v["connections"][0]["account"], "A");
+    let v = common::http_get(mon, "/connz?acc=NOPE").await.json();
+    assert_eq!(v["num_connections"], 0);
+    let v = common::http_get(mon, "/subsz?subs=1&acc=A").await.json();
+    let subjects: Vec<&str> = v["subscriptions_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subject"].as_str().unwrap())
+        .collect();
+    assert!(subjects.contains(&"a.thing"), "{subjects:?}");
+    assert!(v["subscriptions_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["account"] == "A"));
+    let v = common::http_get(mon, "/accountz?acc=SYS").await.json();
+    assert_eq!(v["account_detail"]["is_system"], true);
+
+    let text = common::http_get(mon, "/metrics").await.body;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = |name: &str, account: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("account") == Some(account))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(sample("starling_account_connections", "A"), Some(1.0));
+    assert_eq!(sample("starling_account_connections", "B"), Some(1.0));
+    assert_eq!(sample("starling_account_in_msgs_total", "A"), Some(2.0));
+    assert_eq!(sample("starling_account_connections", "$G"), Some(0.0));
+}
+
+/// A 3-node cluster: `$SYS.REQ.SERVER.PING` (and `.PING.VARZ`) from a system user on one node
+/// is answered by every node; a CONNECT advisory of a client on another node reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_ping_is_answered_by_every_node_of_a_cluster() {
+    let a = common::clustered(tenants(), "A", "sys", &[]).await;
+    let seed = format!("nats-route://{}", a.cluster_addr().unwrap());
+    let b = common::clustered(tenants(), "B", "sys", std::slice::from_ref(&seed)).await;
+    let c = common::clustered(tenants(), "C", "sys", &[seed]).await;
+    for s in [&a, &b, &c] {
+        let t = std::time::Instant::now();
+        while s.peers().len() != 2 {
+            assert!(t.elapsed() < common::WAIT, "{} meshes", s.server_name());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let sys = as_user(&a, "sys", "psys").await;
+    let mut connects = sys.subscribe("$SYS.ACCOUNT.B.CONNECT").await.unwrap();
+    round_trip(&sys).await;
+    // The request reaches B and C once their PING interest reached A, and the replies come
+    // back once A's inbox interest reached them: retried (bounded) until all three answer.
+    let want: std::collections::BTreeSet<String> = [&a, &b, &c]
+        .iter()
+        .map(|s| s.server_id().to_string())
+        .collect();
+    for subject in ["$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.VARZ"] {
+        let t = std::time::Instant::now();
+        loop {
+            let inbox = sys.new_inbox();
+            let mut replies = sys.subscribe(inbox.clone()).await.unwrap();
+            round_trip(&sys).await;
+            sys.publish_with_reply(subject, inbox, Bytes::new())
+                .await
+                .unwrap();
+            sys.flush().await.unwrap();
+            let mut got = std::collections::BTreeSet::new();
+            while let Ok(Some(m)) =
+                tokio::time::timeout(Duration::from_millis(300), replies.next()).await
+            {
+                let v: Value = serde_json::from_slice(&m.payload).unwrap();
+                got.insert(v["server"]["id"].as_str().unwrap().to_string());
+            }
+            if got == want {
+                break;
+            }
+            assert!(
+                t.elapsed() < common::WAIT,
+                "{subject}: answers from {got:?}"
+            );
+        }
+    }
+    // A client of account B on node C: its CONNECT advisory reaches the system user on A.
+    let t = std::time::Instant::now();
+    while !c.has_interest_in("SYS", "$SYS.ACCOUNT.B.CONNECT") {
+        assert!(t.elapsed() < common::WAIT);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _b_on_c = as_user(&c, "b", "pb").await;
+    let m = next(&mut connects).await;
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!(v["server"]["id"], c.server_id());
+    assert_eq!(v["client"]["user"], "b");
+}

@@ -280,6 +280,70 @@ pub(super) fn metrics(mon: &Monitor<'_>, _query: &Query) -> Handled {
         sl.max_fanout,
     );
 
+    // Per-account families, labelled by the account's name.
+    let accounts: Vec<_> = view
+        .accounts()
+        .iter()
+        .map(|a| {
+            (
+                a.name().to_string(),
+                a.figures(),
+                a.sublist_stats().num_subscriptions,
+            )
+        })
+        .collect();
+    type AccountFigure = fn(&crate::account::AccountFigures, u32) -> Value;
+    let per_account: [(&str, &str, &str, AccountFigure); 7] = [
+        (
+            "starling_account_connections",
+            "gauge",
+            "Open client connections of an account.",
+            |f, _| f.conns.into(),
+        ),
+        (
+            "starling_account_connections_total",
+            "counter",
+            "Client connections an account has had since start.",
+            |f, _| f.total_conns.into(),
+        ),
+        (
+            "starling_account_subscriptions",
+            "gauge",
+            "Subscriptions in an account's sublist (peers' interest included).",
+            |_, subs| u64::from(subs).into(),
+        ),
+        (
+            "starling_account_in_msgs_total",
+            "counter",
+            "Messages an account's clients published.",
+            |f, _| f.in_msgs.into(),
+        ),
+        (
+            "starling_account_in_bytes_total",
+            "counter",
+            "Payload bytes an account's clients published.",
+            |f, _| f.in_bytes.into(),
+        ),
+        (
+            "starling_account_out_msgs_total",
+            "counter",
+            "Messages delivered to an account's clients.",
+            |f, _| f.out_msgs.into(),
+        ),
+        (
+            "starling_account_slow_consumers_total",
+            "counter",
+            "An account's connections cut off as slow consumers.",
+            |f, _| f.slow_consumers.into(),
+        ),
+    ];
+    for (name, kind, help, figure) in per_account {
+        m.family(name, kind, help);
+        for (account, f, subs) in &accounts {
+            m.sample(name, &[("account", account)], figure(f, *subs));
+        }
+    }
+
     m.gauge(
         "starling_process_resident_memory_bytes",
         "Resident memory of the process hosting the server.",
