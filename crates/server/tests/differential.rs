@@ -160,3 +160,51 @@ async fn headers_are_stripped_for_old_subscribers() {
         );
     }
 }
+
+/// The same scripts with accounts configured: clients without credentials are `no_auth_user`
+/// `a` of account A (so every script runs in a named account), plus scripts that authenticate
+/// as users of other accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_match_nats_server_in_a_named_account() {
+    let conf = std::env::temp_dir().join(format!("starling-diff-acc-{}.conf", std::process::id()));
+    std::fs::write(
+        &conf,
+        "accounts {\n  A: { users: [{user: a, password: pa}] }\n  B: { users: [{user: b, password: pb}] }\n}\nno_auth_user: a\n",
+    )
+    .unwrap();
+    let Some(reference) = NatsServer::start(&["-c", conf.to_str().unwrap()]) else {
+        return;
+    };
+    let starling = common::start_with(
+        starling_server::Server::builder()
+            .account(starling_server::Account::new("A").user(starling_server::User::new("a", "pa")))
+            .account(starling_server::Account::new("B").user(starling_server::User::new("b", "pb")))
+            .no_auth_user("a"),
+    )
+    .await;
+    let ours = starling.client_addr().unwrap();
+    let mut all = scripts();
+    all.extend([
+        ("as a user of B", "CONNECT {\"verbose\":false,\"user\":\"b\",\"pass\":\"pb\"}\r\nSUB foo 1\r\nPUB foo 1\r\nx\r\n".to_string()),
+        ("wrong password", "CONNECT {\"verbose\":false,\"user\":\"b\",\"pass\":\"no\"}\r\n".to_string()),
+        ("unknown user", "CONNECT {\"verbose\":false,\"user\":\"zed\",\"pass\":\"pb\"}\r\n".to_string()),
+        ("explicit user of the no_auth account", "CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"pa\"}\r\nSUB foo 1\r\nPUB foo 1\r\nx\r\n".to_string()),
+    ]);
+    let mut failures = Vec::new();
+    for (name, script) in all {
+        let theirs = normalize(transcript(reference.addr, &script).await);
+        let mine = normalize(transcript(ours, &script).await);
+        if theirs != mine {
+            failures.push(format!(
+                "{name}:\n  nats-server: {theirs:?}\n  starling:    {mine:?}"
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(&conf);
+    assert!(
+        failures.is_empty(),
+        "{} scripts differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
