@@ -58,6 +58,10 @@
 //! - **Clustering** ([`ServerBuilder::cluster`] with a [`Cluster`]): give a node one seed and
 //!   it finds the others (INFO gossip, full mesh); interest, messages and queue groups span
 //!   the cluster; [`Server::peers`] lists the peers; routes speak nats-server's protocol.
+//! - **Accounts** ([`ServerBuilder::account`] with an [`Account`]): isolated subject spaces,
+//!   each with its users; stream and service exports and imports (reply subjects mapped, as
+//!   nats-server maps them), service latency measurements, and the system account's `$SYS`
+//!   advisories and services. [`Server::client_in`] makes an in-process client of an account.
 //! - **Events** ([`Server::events`]): clients connecting and closing, peers joining and
 //!   leaving, slow consumers, lame duck.
 //! - **Good manners**: the library emits `tracing` events and never installs a subscriber,
@@ -77,6 +81,12 @@ pub use starling_server::{Client, Subscriber};
 /// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
 /// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
 pub use starling_server::{Cluster, Discovery, Peer, Seeds};
+/// Accounts: what a [`ServerBuilder`] is given to host several tenants, and what they share.
+pub use starling_server::{
+    Account, AccountError, Latency, ResponseType, Sampling, ServiceExport, ServiceImport,
+    StreamExport, StreamImport, User, DEFAULT_RESPONSE_THRESHOLD, DEFAULT_SYSTEM_ACCOUNT,
+    GLOBAL_ACCOUNT,
+};
 /// What [`Server::stats`] reports per route and about the subscription matcher.
 pub use starling_server::{RouteStats, SublistFigures};
 /// The remaining defaults and limits, with nats-server's values.
