@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use starling_server::{Auth, Cluster, ServerBuilder};
+use starling_server::{Account, AccountError, Auth, Cluster, ServerBuilder, User};
 use thiserror::Error;
+
+mod accounts;
 
 use crate::cluster::{check_advertise, check_route_url, redact, UrlError};
 use crate::conf::{self, ConfError, Item, Map, Value};
@@ -90,6 +92,16 @@ pub(crate) struct Settings {
     pub(crate) cluster_user: Option<String>,
     /// The password that goes with [`Self::cluster_user`].
     pub(crate) cluster_password: Option<String>,
+    /// `authorization.users`: users of the global account.
+    pub(crate) users: Option<Vec<User>>,
+    /// `accounts`.
+    pub(crate) accounts: Option<Vec<Account>>,
+    /// `no_auth_user`.
+    pub(crate) no_auth_user: Option<String>,
+    /// `system_account`.
+    pub(crate) system_account: Option<String>,
+    /// `no_system_account`.
+    pub(crate) no_system_account: Option<bool>,
 }
 
 macro_rules! overlay_fields {
@@ -107,7 +119,8 @@ impl Settings {
             password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
             logtime, log_file, pid_file, ports_file_dir, store_dir, http_host, http_port, max_closed_clients,
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
-            connect_retries, routes, cluster_user, cluster_password,
+            connect_retries, routes, cluster_user, cluster_password, users, accounts,
+            no_auth_user, system_account, no_system_account,
         );
         self
     }
@@ -217,7 +230,33 @@ impl Settings {
                 return Err(SettingsError::LameDuckDuration(format_duration(d)));
             }
         }
-        Ok(())
+        // How accounts, users, exports and imports fit together: the server's own checks.
+        self.with_accounts(starling_server::Server::builder())
+            .check()
+            .map_err(|e| match e {
+                starling_server::StartError::Account(e) => SettingsError::Accounts(e),
+                other => SettingsError::Invalid(other.to_string()),
+            })
+    }
+
+    /// `builder` with the accounts, users and system account the settings give.
+    fn with_accounts(&self, mut b: ServerBuilder) -> ServerBuilder {
+        for user in self.users.iter().flatten() {
+            b = b.user(user.clone());
+        }
+        for account in self.accounts.iter().flatten() {
+            b = b.account(account.clone());
+        }
+        if let Some(u) = &self.no_auth_user {
+            b = b.no_auth_user(u.clone());
+        }
+        if let Some(name) = &self.system_account {
+            b = b.system_account(name.clone());
+        }
+        if self.no_system_account == Some(true) {
+            b = b.no_system_account();
+        }
+        b
     }
 
     /// A builder configured with these settings.
@@ -272,7 +311,7 @@ impl Settings {
         if let Some(cluster) = self.cluster()? {
             b = b.cluster(cluster);
         }
-        Ok(b.auth(self.auth()?))
+        Ok(self.with_accounts(b).auth(self.auth()?))
     }
 }
 
@@ -315,6 +354,12 @@ pub(crate) enum SettingsError {
     /// A route password without a user name.
     #[error("a cluster password was given without a user (cluster.authorization.user)")]
     ClusterPasswordWithoutUser,
+    /// The accounts do not fit together (an import without its export, ...).
+    #[error("accounts: {0}")]
+    Accounts(AccountError),
+    /// Another check of the server's.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Why a configuration file could not be turned into settings.
@@ -384,6 +429,9 @@ pub(crate) fn load_config(path: &std::path::Path) -> Result<FromConfig, ConfigEr
 pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError> {
     let mut out = FromConfig::default();
     let cx = Cx { file };
+    let mut user_names = accounts::UserNames::default();
+    // Where the single user/token and the user lists were given (nats-server refuses both).
+    let (mut single_at, mut users_at): (Option<&Item>, Option<(&str, &Item)>) = (None, None);
     for (key, item) in map.iter() {
         let s = &mut out.settings;
         match key.to_ascii_lowercase().as_str() {
@@ -413,7 +461,25 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "lame_duck_grace_period" => {
                 s.lame_duck_grace_period = Some(cx.duration(key, item, &mut out.warnings)?)
             }
-            "authorization" => cx.authorization(key, item, s, &mut out.warnings)?,
+            "authorization" => {
+                cx.authorization(key, item, s, &mut out.warnings, &mut user_names)?;
+                if s.user.is_some() || s.token.is_some() {
+                    single_at = Some(item);
+                }
+                if s.users.is_some() {
+                    users_at = Some((key, item));
+                }
+            }
+            "accounts" => {
+                let accounts = cx.accounts(key, item, &mut user_names)?;
+                if accounts.iter().any(|a| !a.users().is_empty()) {
+                    users_at = users_at.or(Some((key, item)));
+                }
+                s.accounts = Some(accounts);
+            }
+            "no_auth_user" => s.no_auth_user = Some(cx.string(key, item)?),
+            "system_account" => s.system_account = Some(cx.string(key, item)?),
+            "no_system_account" => s.no_system_account = Some(cx.boolean(key, item)?),
             "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
             "debug" => s.debug = Some(cx.boolean(key, item)?),
             "trace" => s.trace = Some(cx.boolean(key, item)?),
@@ -456,6 +522,19 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             },
         }
     }
+    if let (Some(_), Some((key, item))) = (single_at, users_at) {
+        let with = if out.settings.token.is_some() {
+            "a token"
+        } else {
+            "a single user/pass"
+        };
+        let what = if key.eq_ignore_ascii_case("accounts") {
+            "accounts"
+        } else {
+            "a users array"
+        };
+        return Err(cx.invalid(key, item, format!("Can not have {with} and {what}")));
+    }
     Ok(out)
 }
 
@@ -483,18 +562,14 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "reconnect_error_reports"
         | "disable_sublist_cache"
         | "no_sublist_cache"
-        | "prof_port"
-        | "system_account"
-        | "no_system_account" => Ignored("this option"),
+        | "prof_port" => Ignored("this option"),
         "gateway" | "gateways" => Unsupported("gateways"),
         "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
         "jetstream" => Unsupported("JetStream"),
         "tls" | "allow_non_tls" => Unsupported("TLS"),
         "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
-        "accounts"
-        | "no_auth_user"
-        | "operator"
+        "operator"
         | "operators"
         | "resolver"
         | "resolver_preload"
@@ -622,6 +697,7 @@ impl Cx<'_> {
         item: &Item,
         s: &mut Settings,
         warnings: &mut Vec<String>,
+        user_names: &mut accounts::UserNames,
     ) -> Result<(), ConfigError> {
         let Value::Map(map) = &item.value else {
             return Err(self.expected(key, item, "a block"));
@@ -641,13 +717,16 @@ impl Cx<'_> {
                         _ => self.duration(k, v, warnings)?,
                     })
                 }
-                "users" | "permissions" | "default_permissions" | "auth_callout" => {
+                "users" => {
+                    s.users = Some(self.users(&format!("authorization.{k}"), v, user_names)?)
+                }
+                "permissions" | "default_permissions" | "auth_callout" => {
                     return Err(ConfigError::Unsupported {
                         file: self.file.to_string(),
                         line: v.pos.line,
                         col: v.pos.col,
                         key: format!("authorization.{k}"),
-                        feature: "multiple users and permissions",
+                        feature: "permissions and auth callout",
                     })
                 }
                 _ => {
@@ -1031,8 +1110,8 @@ mod tests {
         // As in nats-server, routes belong in the cluster block.
         let e = load("routes: [\"nats://a:1\"]").unwrap_err();
         assert_eq!(e.to_string(), "test.conf:1:0: unknown field \"routes\"");
-        let e = load("authorization { users: [] }").unwrap_err();
-        assert!(e.to_string().contains("authorization.users"), "{e}");
+        let e = load("authorization { permissions: {} }").unwrap_err();
+        assert!(e.to_string().contains("authorization.permissions"), "{e}");
         let c = load("https_port: 8443").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("monitoring"), "{:?}", c.warnings);

@@ -742,3 +742,95 @@ fn cluster_flag_errors_stop_the_binary() {
         "{err}"
     );
 }
+
+/// A raw client that connected as `user` (CONNECT + PING answered).
+fn login(port: u16, user: Option<(&str, &str)>) -> Raw {
+    let mut c = Raw::connect(port);
+    assert!(c.line().starts_with("INFO {"));
+    let creds = user.map_or(String::new(), |(u, p)| {
+        format!(",\"user\":\"{u}\",\"pass\":\"{p}\"")
+    });
+    c.send(&format!("CONNECT {{\"verbose\":false{creds}}}\r\nPING\r\n"));
+    assert_eq!(c.line(), "PONG\r\n", "{user:?} logs in");
+    c
+}
+
+/// nats-server's accounts block in the config file: users land in their accounts, accounts are
+/// isolated, an exported stream reaches its importer under the prefix, and a client without
+/// credentials is the `no_auth_user`.
+#[test]
+fn accounts_from_the_config_file() {
+    let dir = temp_dir("accounts");
+    let conf = dir.join("accounts.conf");
+    std::fs::write(
+        &conf,
+        r#"
+accounts {
+  ORDERS: { users: [{user: orders, password: po}], exports: [{stream: "events.>"}] }
+  SHOP: {
+    users: [{user: shop, password: ps}]
+    imports: [{stream: {account: ORDERS, subject: "events.>"}, prefix: "o"}]
+  }
+}
+authorization { users: [{user: g, password: pg}] }
+no_auth_user: shop
+"#,
+    )
+    .unwrap();
+    let mut broker = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
+    let port = broker.wait_ready();
+    let mut info = Raw::connect(port);
+    assert!(
+        !info.line().contains("\"auth_required\":true"),
+        "no_auth_user: clients need no credentials"
+    );
+
+    let mut shop = login(port, None); // the no_auth_user: account SHOP
+    shop.send("SUB o.events.> 1\r\nSUB events.> 2\r\nPING\r\n");
+    assert_eq!(shop.line(), "PONG\r\n");
+    let mut global = login(port, Some(("g", "pg")));
+    global.send("SUB events.> 1\r\nPING\r\n");
+    assert_eq!(global.line(), "PONG\r\n");
+    let mut orders = login(port, Some(("orders", "po")));
+    orders.send("PUB events.created 3\r\nabc\r\nPING\r\n");
+    assert_eq!(orders.line(), "PONG\r\n");
+    // SHOP gets it under the prefix (and not on its own `events.>`), $G not at all.
+    shop.send("PING\r\n");
+    assert_eq!(shop.line(), "MSG o.events.created 1 3\r\n");
+    assert_eq!(shop.line(), "abc\r\n");
+    assert_eq!(shop.line(), "PONG\r\n");
+    global.send("PING\r\n");
+    assert_eq!(global.line(), "PONG\r\n", "nothing reaches $G");
+
+    let mut wrong = Raw::connect(port);
+    wrong.line();
+    wrong.send("CONNECT {\"verbose\":false,\"user\":\"orders\",\"pass\":\"nope\"}\r\nPING\r\n");
+    assert_eq!(wrong.line(), "-ERR 'Authorization Violation'\r\n");
+}
+
+/// `-t` checks how the accounts fit together, with nats-server's words.
+#[test]
+fn config_check_reports_account_errors() {
+    let dir = temp_dir("accounts-t");
+    let conf = dir.join("bad.conf");
+    std::fs::write(
+        &conf,
+        "accounts {\n  A: { imports: [{stream: {account: B, subject: x}}] }\n}\n",
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\"B\" account not defined for stream import"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&conf, "accounts {\n  $G: {}\n}\n").unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert!(
+        stderr(&out)
+            .contains("bad.conf:2:2: invalid value for \"accounts\": \"$G\" is a Reserved Account"),
+        "{}",
+        stderr(&out)
+    );
+}

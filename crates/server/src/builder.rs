@@ -210,14 +210,21 @@ impl ServerBuilder {
         self
     }
 
+    /// Checks the configuration as [`Self::start`] does before binding anything: limits that
+    /// contradict each other, accounts, users, exports and imports that do not fit together.
+    pub fn check(&self) -> Result<(), StartError> {
+        validate(&self.opts)?;
+        crate::account::config::validate(&self.opts)?;
+        Ok(())
+    }
+
     /// Starts the broker. Returns once every listener is bound and the broker accepts work.
     pub async fn start(self) -> Result<Server, StartError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StartError::NoRuntime);
         }
+        self.check()?;
         let mut opts = self.opts;
-        validate(&opts)?;
-        crate::account::config::validate(&opts)?;
         let listener = match (self.listener, self.listen) {
             (Some(l), _) => {
                 l.set_nonblocking(true).map_err(|e| bind_error(&l, e))?;

@@ -71,6 +71,12 @@
 //! command-line flags and configuration file.
 #![warn(missing_docs)]
 
+/// Accounts: what a [`ServerBuilder`] is given to host several tenants, and what they share.
+pub use starling_server::{
+    Account, AccountError, Latency, ResponseType, Sampling, ServiceExport, ServiceImport,
+    StreamExport, StreamImport, User, DEFAULT_RESPONSE_THRESHOLD, DEFAULT_SYSTEM_ACCOUNT,
+    GLOBAL_ACCOUNT,
+};
 pub use starling_server::{
     Auth, ClientError, ClosedReason, ConnKind, Event, EventStream, Message, RequestError, Server,
     ServerBuilder, StartError, Stats, Subject, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
@@ -81,12 +87,6 @@ pub use starling_server::{Client, Subscriber};
 /// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
 /// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
 pub use starling_server::{Cluster, Discovery, Peer, Seeds};
-/// Accounts: what a [`ServerBuilder`] is given to host several tenants, and what they share.
-pub use starling_server::{
-    Account, AccountError, Latency, ResponseType, Sampling, ServiceExport, ServiceImport,
-    StreamExport, StreamImport, User, DEFAULT_RESPONSE_THRESHOLD, DEFAULT_SYSTEM_ACCOUNT,
-    GLOBAL_ACCOUNT,
-};
 /// What [`Server::stats`] reports per route and about the subscription matcher.
 pub use starling_server::{RouteStats, SublistFigures};
 /// The remaining defaults and limits, with nats-server's values.

@@ -71,6 +71,11 @@ impl Account {
         &self.name
     }
 
+    /// The account's users.
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
     /// A user whose connections are bound to this account. User names are unique across all
     /// accounts.
     pub fn user(mut self, user: User) -> Self {

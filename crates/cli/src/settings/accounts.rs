@@ -1,0 +1,629 @@
+//! nats-server's account and user configuration: `accounts { NAME: { users, exports, imports,
+//! limits } }` (or the list form `accounts: [A, B]`), `authorization { users: [...] }`,
+//! `no_auth_user`, `system_account`. Read into the server crate's [`Account`] and [`User`]
+//! descriptions; errors name the key and its line, in nats-server's words where it has them.
+//!
+//! How exports and imports fit together (an import's export exists and allows it) is checked
+//! by the server crate at start (and by `-t`); what is checked here is what only the file knows:
+//! shapes, types, names, duplicates, with their positions.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use starling_server::{
+    Account, Latency, ResponseType, Sampling, ServiceExport, ServiceImport, StreamExport,
+    StreamImport, User,
+};
+
+use super::{parse_go_duration, ConfigError, Cx};
+use crate::conf::{Item, Map, Pos, Value};
+
+/// Where each user name was first written, to report duplicates across every account and the
+/// `authorization` block as nats-server does.
+#[derive(Default)]
+pub(super) struct UserNames(HashMap<String, Pos>);
+
+impl Cx<'_> {
+    /// `users: [{user|username, password|pass}, ...]`.
+    pub(super) fn users(
+        &self,
+        key: &str,
+        item: &Item,
+        seen: &mut UserNames,
+    ) -> Result<Vec<User>, ConfigError> {
+        let Value::Array(entries) = &item.value else {
+            return Err(self.expected(key, item, "an array of users"));
+        };
+        let mut users = Vec::new();
+        for entry in entries {
+            let Value::Map(map) = &entry.value else {
+                return Err(self.expected(key, entry, "a user map"));
+            };
+            let (mut name, mut password) = (None, None);
+            for (k, v) in map.iter() {
+                let full = format!("{key}.{k}");
+                match k.to_ascii_lowercase().as_str() {
+                    "user" | "username" => name = Some(self.string(&full, v)?),
+                    "password" | "pass" => password = Some(self.string(&full, v)?),
+                    "nkey" => return Err(self.unsupported(&full, v, "nkey users")),
+                    "permissions" | "perms" | "allowed_connection_types" | "connection_types" => {
+                        return Err(self.unsupported(&full, v, "user permissions"))
+                    }
+                    _ => {
+                        return Err(ConfigError::UnknownField {
+                            file: self.file.to_string(),
+                            line: v.pos.line,
+                            col: v.pos.col,
+                            key: full,
+                        })
+                    }
+                }
+            }
+            let Some(name) = name else {
+                return Err(self.invalid(key, entry, "a user needs a user name"));
+            };
+            if seen.0.insert(name.clone(), entry.pos).is_some() {
+                return Err(self.invalid(key, item, format!("Duplicate user {name:?} detected")));
+            }
+            users.push(User::new(name, password.unwrap_or_default()));
+        }
+        Ok(users)
+    }
+
+    /// The top-level `accounts` block (map form) or list of names.
+    pub(super) fn accounts(
+        &self,
+        key: &str,
+        item: &Item,
+        seen: &mut UserNames,
+    ) -> Result<Vec<Account>, ConfigError> {
+        let mut accounts = Vec::new();
+        let mut names: HashMap<String, ()> = HashMap::new();
+        let mut add = |name: &str, at: &Item, accounts: &mut Vec<Account>, a: Account| {
+            if name == starling_server::GLOBAL_ACCOUNT {
+                return Err(self.invalid(key, at, format!("{name:?} is a Reserved Account")));
+            }
+            if names.insert(name.to_string(), ()).is_some() {
+                return Err(self.invalid(key, at, format!("Duplicate Account Entry: {name}")));
+            }
+            accounts.push(a);
+            Ok(())
+        };
+        match &item.value {
+            Value::Array(list) => {
+                for entry in list {
+                    let name = self.string(key, entry)?;
+                    add(&name, entry, &mut accounts, Account::new(&name))?;
+                }
+            }
+            Value::Map(map) => {
+                for (name, block) in map.iter() {
+                    let Value::Map(block_map) = &block.value else {
+                        return Err(self.invalid(key, block, "Expected map entries for accounts"));
+                    };
+                    let account = self.account(&format!("{key}.{name}"), name, block_map, seen)?;
+                    add(name, block, &mut accounts, account)?;
+                }
+            }
+            _ => return Err(self.expected(key, item, "a map or list of accounts")),
+        }
+        Ok(accounts)
+    }
+
+    /// One account's block.
+    fn account(
+        &self,
+        key: &str,
+        name: &str,
+        map: &Map,
+        seen: &mut UserNames,
+    ) -> Result<Account, ConfigError> {
+        let mut account = Account::new(name);
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "users" => {
+                    for user in self.users(&full, v, seen)? {
+                        account = account.user(user);
+                    }
+                }
+                "exports" => {
+                    for entry in self.list(&full, v)? {
+                        account = self.export(&full, entry, account)?;
+                    }
+                }
+                "imports" => {
+                    for entry in self.list(&full, v)? {
+                        account = self.import(&full, entry, account)?;
+                    }
+                }
+                "limits" => account = self.limits(&full, v, account)?,
+                "jetstream" => return Err(self.unsupported(&full, v, "JetStream")),
+                "nkey" => return Err(self.unsupported(&full, v, "account nkeys")),
+                "default_permissions" => return Err(self.unsupported(&full, v, "permissions")),
+                "mappings" | "maps" => return Err(self.unsupported(&full, v, "subject mappings")),
+                "msg_trace" | "trace_dest" => {
+                    return Err(self.unsupported(&full, v, "message tracing"))
+                }
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: full,
+                    })
+                }
+            }
+        }
+        Ok(account)
+    }
+
+    fn list<'i>(&self, key: &str, item: &'i Item) -> Result<&'i [Item], ConfigError> {
+        match &item.value {
+            Value::Array(items) => Ok(items),
+            _ => Err(self.expected(key, item, "an array")),
+        }
+    }
+
+    /// `{stream: S, accounts: [...]}` or `{service: S, response_type, response_threshold,
+    /// latency, accounts}`.
+    fn export(&self, key: &str, item: &Item, account: Account) -> Result<Account, ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.invalid(
+                key,
+                item,
+                format!(
+                    "Export Items should be a map with type entry, got {}",
+                    item.value.kind()
+                ),
+            ));
+        };
+        let (mut stream, mut service) = (None, None);
+        let mut accounts = Vec::new();
+        let mut response = None;
+        let mut threshold = None;
+        let mut latency = None;
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "stream" => stream = Some(self.string(&full, v)?),
+                "service" => service = Some(self.string(&full, v)?),
+                "accounts" => {
+                    for a in self.list(&full, v)? {
+                        accounts.push(self.string(&full, a)?);
+                    }
+                }
+                "response" | "response_type" => {
+                    let t = self.string(&full, v)?;
+                    response = Some(match t.to_ascii_lowercase().as_str() {
+                        "single" | "singleton" => ResponseType::Singleton,
+                        "stream" => ResponseType::Stream,
+                        "chunk" | "chunked" => ResponseType::Chunked,
+                        _ => {
+                            return Err(self.invalid(
+                                &full,
+                                v,
+                                format!("Unknown response type: {t:?}"),
+                            ))
+                        }
+                    });
+                }
+                "threshold" | "response_threshold" | "response_max_time" | "response_time" => {
+                    let Value::Str(s) = &v.value else {
+                        return Err(self.invalid(
+                            &full,
+                            v,
+                            format!(
+                                "Expected response threshold to be a parseable time duration, got {}",
+                                v.value.kind()
+                            ),
+                        ));
+                    };
+                    let d: Duration = parse_go_duration(s).map_err(|_| {
+                        self.invalid(
+                            &full,
+                            v,
+                            format!(
+                                "Expected response threshold to be a parseable time duration, got {s:?}"
+                            ),
+                        )
+                    })?;
+                    threshold = Some(d);
+                }
+                "latency" => latency = Some(self.latency(&full, v)?),
+                "account_token_position" => {
+                    return Err(self.unsupported(&full, v, "account token exports"))
+                }
+                "allow_trace" => return Err(self.unsupported(&full, v, "message tracing")),
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: full,
+                    })
+                }
+            }
+        }
+        match (stream, service) {
+            (Some(_), Some(s)) => Err(self.invalid(
+                key,
+                item,
+                format!("Detected service {s:?} but already saw a stream"),
+            )),
+            (Some(subject), None) => {
+                if response.is_some() || threshold.is_some() {
+                    return Err(self.invalid(
+                        key,
+                        item,
+                        "Detected response directive on non-service",
+                    ));
+                }
+                if latency.is_some() {
+                    return Err(self.invalid(
+                        key,
+                        item,
+                        "Detected latency directive on non-service",
+                    ));
+                }
+                Ok(account.export_stream(StreamExport::new(subject).accounts(accounts)))
+            }
+            (None, Some(subject)) => {
+                let mut export = ServiceExport::new(subject).accounts(accounts);
+                if let Some(r) = response {
+                    export = export.response(r);
+                }
+                if let Some(t) = threshold {
+                    export = export.threshold(t);
+                }
+                if let Some(l) = latency {
+                    export = export.latency(l);
+                }
+                Ok(account.export_service(export))
+            }
+            (None, None) => Err(self.invalid(key, item, "an export needs a stream or a service")),
+        }
+    }
+
+    /// `latency: "subject"` or `latency: {sampling: 50 | "50%" | "headers", subject: s}`.
+    fn latency(&self, key: &str, item: &Item) -> Result<Latency, ConfigError> {
+        let map = match &item.value {
+            Value::Str(s) => return Ok(Latency::new(s.clone())),
+            Value::Map(m) => m,
+            _ => {
+                return Err(self.invalid(
+                    key,
+                    item,
+                    format!(
+                        "Expected latency entry to be a map/struct or string, got {}",
+                        item.value.kind()
+                    ),
+                ))
+            }
+        };
+        let Some(subject) = map.get("subject") else {
+            return Err(self.invalid(key, item, "Latency subject required, but missing"));
+        };
+        let mut latency = Latency::new(self.string(&format!("{key}.subject"), subject)?);
+        if let Some(s) = map.get("sampling") {
+            let full = format!("{key}.sampling");
+            let percent = match &s.value {
+                Value::Int(n) => *n,
+                Value::Str(t) if t.trim().eq_ignore_ascii_case("headers") => {
+                    latency = latency.sampling(Sampling::Headers);
+                    return self.latency_rest(key, map, latency);
+                }
+                Value::Str(t) => t.trim().trim_end_matches('%').parse().map_err(|_| {
+                    self.invalid(&full, s, format!("Failed to parse latency sample: {t:?}"))
+                })?,
+                _ => {
+                    return Err(self.invalid(
+                        &full,
+                        s,
+                        format!(
+                            "Expected latency sample to be a string or map/struct, got {}",
+                            s.value.kind()
+                        ),
+                    ))
+                }
+            };
+            if !(1..=100).contains(&percent) {
+                return Err(self.invalid(&full, s, "bad sampling percentage, should be 1-100"));
+            }
+            latency = latency.sampling(Sampling::Percent(percent as u8));
+        }
+        self.latency_rest(key, map, latency)
+    }
+
+    /// Refuses keys of a latency block other than `sampling` and `subject`.
+    fn latency_rest(&self, key: &str, map: &Map, latency: Latency) -> Result<Latency, ConfigError> {
+        for (k, v) in map.iter() {
+            if !matches!(k, "sampling" | "subject") {
+                return Err(ConfigError::UnknownField {
+                    file: self.file.to_string(),
+                    line: v.pos.line,
+                    col: v.pos.col,
+                    key: format!("{key}.{k}"),
+                });
+            }
+        }
+        Ok(latency)
+    }
+
+    /// `{stream: {account, subject}, prefix | to}` or `{service: {account, subject}, to, share}`.
+    fn import(&self, key: &str, item: &Item, account: Account) -> Result<Account, ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.invalid(
+                key,
+                item,
+                format!(
+                    "Import Items should be a map with type entry, got {}",
+                    item.value.kind()
+                ),
+            ));
+        };
+        let (mut stream, mut service) = (None, None);
+        let (mut prefix, mut to, mut share) = (None, None, false);
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "stream" => stream = Some(self.source(&full, v)?),
+                "service" => service = Some(self.source(&full, v)?),
+                "prefix" => prefix = Some(self.string(&full, v)?),
+                "to" => to = Some(self.string(&full, v)?),
+                "share" => share = self.boolean(&full, v)?,
+                "allow_trace" => return Err(self.unsupported(&full, v, "message tracing")),
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: full,
+                    })
+                }
+            }
+        }
+        match (stream, service) {
+            (Some(_), Some((_, s))) => Err(self.invalid(
+                key,
+                item,
+                format!("Detected service {s:?} but already saw a stream"),
+            )),
+            (Some((from, subject)), None) => {
+                if share {
+                    return Err(self.invalid(key, item, "Detected share directive on non-service"));
+                }
+                let mut import = StreamImport::new(from, subject);
+                match (prefix, to) {
+                    (Some(_), Some(_)) => {
+                        return Err(self.invalid(
+                            key,
+                            item,
+                            "Detected to and prefix directive on the same import",
+                        ))
+                    }
+                    (Some(p), None) => import = import.prefix(p),
+                    (None, Some(t)) => import = import.to(t),
+                    (None, None) => {}
+                }
+                Ok(account.import_stream(import))
+            }
+            (None, Some((from, subject))) => {
+                if prefix.is_some() {
+                    return Err(self.invalid(key, item, "Detected prefix directive on non-stream"));
+                }
+                let mut import = ServiceImport::new(from, subject).share(share);
+                if let Some(t) = to {
+                    import = import.to(t);
+                }
+                Ok(account.import_service(import))
+            }
+            (None, None) => Err(self.invalid(key, item, "an import needs a stream or a service")),
+        }
+    }
+
+    /// `{account: A, subject: S}`.
+    fn source(&self, key: &str, item: &Item) -> Result<(String, String), ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.expected(key, item, "{account, subject}"));
+        };
+        let (mut account, mut subject) = (None, None);
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "account" => account = Some(self.string(&full, v)?),
+                "subject" => subject = Some(self.string(&full, v)?),
+                _ => {
+                    return Err(ConfigError::UnknownField {
+                        file: self.file.to_string(),
+                        line: v.pos.line,
+                        col: v.pos.col,
+                        key: full,
+                    })
+                }
+            }
+        }
+        match (account, subject) {
+            (Some(a), Some(s)) => Ok((a, s)),
+            _ => Err(self.invalid(key, item, "an import needs its account and subject")),
+        }
+    }
+
+    /// `limits { max_connections|max_conn, max_subscriptions|max_subs, max_payload|max_pay }`.
+    fn limits(&self, key: &str, item: &Item, mut account: Account) -> Result<Account, ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.invalid(
+                key,
+                item,
+                format!(
+                    "Expected account limits to be a map/struct, got {}",
+                    item.value.kind()
+                ),
+            ));
+        };
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "max_connections" | "max_conn" => {
+                    account = account.max_connections(self.count(&full, v)?)
+                }
+                "max_subscriptions" | "max_subs" => {
+                    account = account.max_subscriptions(self.count(&full, v)?)
+                }
+                "max_payload" | "max_pay" => account = account.max_payload(self.size(&full, v)?),
+                "max_leafnodes" | "max_leafs" => {
+                    return Err(self.unsupported(&full, v, "leaf nodes"))
+                }
+                _ => {
+                    return Err(self.invalid(
+                        &full,
+                        v,
+                        format!("Unknown field {k:?} parsing account limits"),
+                    ))
+                }
+            }
+        }
+        Ok(account)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::settings::{from_map, ConfigError, FromConfig};
+    use starling_server::Server;
+
+    fn load(text: &str) -> Result<FromConfig, ConfigError> {
+        from_map(&crate::conf::parse_str(text)?, "test.conf")
+    }
+
+    fn err(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn accounts_users_exports_and_imports() {
+        let c = load(
+            r#"
+            accounts {
+              ORDERS: {
+                users: [{user: orders, password: po}]
+                exports: [
+                  {stream: "events.>"}
+                  {service: "orders.place", response_type: stream, response_threshold: "5s",
+                   latency: {sampling: "50%", subject: "lat.place"}, accounts: [SHOP]}
+                ]
+                limits: { max_connections: 10, max_subs: 100, max_payload: 1KB }
+              }
+              SHOP: {
+                users: [{username: shop, pass: ps}]
+                imports: [
+                  {stream: {account: ORDERS, subject: "events.>"}, prefix: "o"}
+                  {service: {account: ORDERS, subject: "orders.place"}, to: "place", share: true}
+                ]
+              }
+            }
+            authorization { users: [{user: g, password: pg}] }
+            no_auth_user: g
+            system_account: SYS
+            "#,
+        )
+        .unwrap();
+        let s = &c.settings;
+        let accounts = s.accounts.as_ref().unwrap();
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts[0].name(), "ORDERS");
+        assert_eq!(accounts[0].users()[0].name(), "orders");
+        assert_eq!(s.users.as_ref().unwrap()[0].name(), "g");
+        assert_eq!(s.no_auth_user.as_deref(), Some("g"));
+        assert_eq!(s.system_account.as_deref(), Some("SYS"));
+        // It all fits together as the server checks it.
+        s.validate().unwrap();
+        let list = load("accounts: [A, B]").unwrap();
+        let names: Vec<_> = list
+            .settings
+            .accounts
+            .unwrap()
+            .iter()
+            .map(|a| a.name().to_string())
+            .collect();
+        assert_eq!(names, ["A", "B"]);
+        assert!(Server::builder().check().is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line_in_nats_servers_words() {
+        assert_eq!(
+            err("accounts {\n  $G: { }\n}"),
+            "test.conf:2:2: invalid value for \"accounts\": \"$G\" is a Reserved Account"
+        );
+        assert!(err("accounts: [A, A]").ends_with("Duplicate Account Entry: A"));
+        assert!(err(
+            "accounts { A: { users: [{user: x, password: a}] }, B: { users: [{user: x, password: b}] } }"
+        )
+        .ends_with("Duplicate user \"x\" detected"));
+        assert!(err(
+            "authorization { users: [{user: x}] }\naccounts { A: { users: [{user: x}] } }"
+        )
+        .ends_with("Duplicate user \"x\" detected"));
+        assert_eq!(
+            err("authorization { user: a, password: b, users: [{user: c, password: d}] }"),
+            "test.conf:1:0: invalid value for \"authorization\": Can not have a single user/pass and a users array"
+        );
+        assert!(err("authorization { user: a, password: b }\naccounts { A: { users: [{user: c, password: d}] } }")
+            .starts_with("test.conf:2:0:"));
+        assert!(
+            err("accounts { A: { exports: [{service: x, response_type: bogus}] } }")
+                .ends_with("Unknown response type: \"bogus\"")
+        );
+        assert!(
+            err("accounts { A: { exports: [{stream: x, response_type: stream}] } }")
+                .ends_with("Detected response directive on non-service")
+        );
+        assert!(err(
+            "accounts { A: { exports: [{service: x, latency: {sampling: 150, subject: l}}] } }"
+        )
+        .ends_with("bad sampling percentage, should be 1-100"));
+        assert!(
+            err("accounts { A: { exports: [{service: x, latency: {sampling: 50}}] } }")
+                .ends_with("Latency subject required, but missing")
+        );
+        assert!(
+            err("accounts { A: { exports: [{service: x, threshold: 5}] } }")
+                .contains("Expected response threshold to be a parseable time duration")
+        );
+        assert!(err("accounts { A: { bogus: 1 } }").contains("unknown field \"accounts.A.bogus\""));
+        assert!(err("accounts { A: 1 }").ends_with("Expected map entries for accounts"));
+        assert!(err("accounts { A: { jetstream: enabled } }").contains("not supported"));
+        assert!(err("accounts { A: { users: [{user: u, nkey: UABC}] } }").contains("not supported"));
+        assert!(err("accounts { A: { limits: { max_cars: 1 } } }")
+            .ends_with("Unknown field \"max_cars\" parsing account limits"));
+        assert!(err("accounts { A: { imports: [1] } }")
+            .contains("Import Items should be a map with type entry"));
+    }
+
+    #[test]
+    fn imports_that_do_not_fit_are_refused_before_start() {
+        let c = load("accounts { A: { imports: [{stream: {account: B, subject: x}}] } }").unwrap();
+        assert_eq!(
+            c.settings.validate().unwrap_err().to_string(),
+            "accounts: \"B\" account not defined for stream import"
+        );
+        let c = load(
+            "accounts { A: { exports: [{stream: \"a.>\", accounts: [C]}] }, B: { imports: [{stream: {account: A, subject: \"a.>\"}}] }, C: {} }",
+        )
+        .unwrap();
+        assert!(c
+            .settings
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .ends_with("stream import not authorized"));
+        let c = load("no_auth_user: zz").unwrap();
+        assert!(c
+            .settings
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("no_auth_user"));
+    }
+}
