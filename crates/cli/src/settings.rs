@@ -511,14 +511,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
                         feature,
                     })
                 }
-                None => {
-                    return Err(ConfigError::UnknownField {
-                        file: file.to_string(),
-                        line: item.pos.line,
-                        col: item.pos.col,
-                        key: key.to_string(),
-                    })
-                }
+                None => return Err(cx.unknown(key.to_string(), item)),
             },
         }
     }
@@ -729,14 +722,7 @@ impl Cx<'_> {
                         feature: "permissions and auth callout",
                     })
                 }
-                _ => {
-                    return Err(ConfigError::UnknownField {
-                        file: self.file.to_string(),
-                        line: v.pos.line,
-                        col: v.pos.col,
-                        key: format!("authorization.{k}"),
-                    })
-                }
+                _ => return Err(self.unknown(format!("authorization.{k}"), v)),
             }
         }
         Ok(())
@@ -788,14 +774,7 @@ impl Cx<'_> {
                 )),
                 "tls" => return Err(self.unsupported(&name, v, "TLS")),
                 "permissions" => return Err(self.unsupported(&name, v, "route permissions")),
-                _ => {
-                    return Err(ConfigError::UnknownField {
-                        file: self.file.to_string(),
-                        line: v.pos.line,
-                        col: v.pos.col,
-                        key: name,
-                    })
-                }
+                _ => return Err(self.unknown(name, v)),
             }
         }
         Ok(())
@@ -877,17 +856,20 @@ impl Cx<'_> {
                 "permissions" | "default_permissions" => {
                     return Err(self.unsupported(&name, v, "route permissions"))
                 }
-                _ => {
-                    return Err(ConfigError::UnknownField {
-                        file: self.file.to_string(),
-                        line: v.pos.line,
-                        col: v.pos.col,
-                        key: name,
-                    })
-                }
+                _ => return Err(self.unknown(name, v)),
             }
         }
         Ok(())
+    }
+
+    /// A key nats-server does not know either.
+    fn unknown(&self, key: String, item: &Item) -> ConfigError {
+        ConfigError::UnknownField {
+            file: self.file.to_string(),
+            line: item.pos.line,
+            col: item.pos.col,
+            key,
+        }
     }
 
     fn unsupported(&self, key: &str, item: &Item, feature: &'static str) -> ConfigError {

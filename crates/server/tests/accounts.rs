@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Raw;
+use common::{next, round_trip, Raw};
 use futures::StreamExt;
 use serde_json::Value;
 use starling_server::{Account, ClientError, Server, ServerBuilder, StartError, User};
@@ -21,28 +21,7 @@ fn tenants() -> ServerBuilder {
 }
 
 async fn as_user(server: &Server, user: &str, pass: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::with_user_and_password(user.into(), pass.into())
-        .connect(server.client_url().unwrap())
-        .await
-        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
-}
-
-/// A round trip through the server: every operation `client` sent before it has been
-/// processed (async-nats's `flush` only empties the client's write buffer).
-async fn round_trip(client: &async_nats::Client) {
-    let inbox = client.new_inbox();
-    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
-    client.publish(inbox, "rt".into()).await.unwrap();
-    client.flush().await.unwrap();
-    next(&mut sub).await;
-}
-
-/// Reads the next message, bounded.
-async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(common::WAIT, sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open")
+    common::login(server.client_addr().unwrap(), user, pass).await
 }
 
 /// Proves `sub` got nothing so far: a message published after everything else on a subject it

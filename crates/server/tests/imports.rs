@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{next, recv, round_trip};
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,33 +26,7 @@ fn shop(orders: Account, shop: Account) -> ServerBuilder {
 }
 
 async fn as_user(server: &Server, user: &str, pass: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::with_user_and_password(user.into(), pass.into())
-        .connect(server.client_url().unwrap())
-        .await
-        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
-}
-
-async fn recv(sub: &mut starling_server::Subscriber) -> starling_server::Message {
-    tokio::time::timeout(common::WAIT, sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open")
-}
-
-async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(common::WAIT, sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open")
-}
-
-/// Every operation `client` sent before has been processed by the server.
-async fn round_trip(client: &async_nats::Client) {
-    let inbox = client.new_inbox();
-    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
-    client.publish(inbox, "rt".into()).await.unwrap();
-    client.flush().await.unwrap();
-    next(&mut sub).await;
+    common::login(server.client_addr().unwrap(), user, pass).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

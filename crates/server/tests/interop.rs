@@ -20,21 +20,7 @@ async fn starling(name: &str, seeds: &[String]) -> Server {
 }
 
 fn reference(v215: bool, routes: Option<SocketAddr>) -> Option<NatsServer> {
-    let routes_arg = routes.map(|r| format!("nats-route://{r}"));
-    let mut args = vec![
-        "--cluster",
-        "nats://127.0.0.1:-1",
-        "--cluster_name",
-        CLUSTER,
-    ];
-    if let Some(r) = &routes_arg {
-        args.extend(["--routes", r.as_str()]);
-    }
-    if v215 {
-        NatsServer::start_215(&args)
-    } else {
-        NatsServer::start(&args)
-    }
+    common::reference_node(v215, CLUSTER, routes, &[])
 }
 
 /// Waits (bounded) until `server` has routes to `n` peers.

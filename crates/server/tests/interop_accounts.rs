@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::NatsServer;
+use common::{next, round_trip, NatsServer};
 use futures::StreamExt;
 use serde_json::Value;
 use starling_server::{Account, Server, StreamImport, User};
@@ -60,38 +60,11 @@ fn conf_file() -> PathBuf {
 
 fn reference(v215: bool, routes: Option<SocketAddr>) -> Option<NatsServer> {
     let conf = conf_file();
-    let conf = conf.to_str().unwrap().to_string();
-    let routes_arg = routes.map(|r| format!("nats-route://{r}"));
-    let mut args = vec![
-        "-c",
-        conf.as_str(),
-        "--cluster",
-        "nats://127.0.0.1:-1",
-        "--cluster_name",
-        CLUSTER,
-    ];
-    if let Some(r) = &routes_arg {
-        args.extend(["--routes", r.as_str()]);
-    }
-    if v215 {
-        NatsServer::start_215(&args)
-    } else {
-        NatsServer::start(&args)
-    }
+    common::reference_node(v215, CLUSTER, routes, &["-c", conf.to_str().unwrap()])
 }
 
 async fn user_on(addr: SocketAddr, user: &str, pass: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::with_user_and_password(user.into(), pass.into())
-        .connect(addr.to_string())
-        .await
-        .unwrap_or_else(|e| panic!("{user} connects to {addr}: {e}"))
-}
-
-async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(common::WAIT, sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open")
+    common::login(addr, user, pass).await
 }
 
 /// Polls (bounded) until `cond` holds.
@@ -103,17 +76,8 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Every operation `client` sent before has been processed.
-async fn round_trip(client: &async_nats::Client) {
-    let inbox = client.new_inbox();
-    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
-    client.publish(inbox, "rt".into()).await.unwrap();
-    client.flush().await.unwrap();
-    next(&mut sub).await;
-}
-
 /// The next message within 50 ms, if any.
-async fn recv(
+async fn recv_briefly(
     s: &mut starling_server::Subscriber,
 ) -> Result<Option<starling_server::Message>, tokio::time::error::Elapsed> {
     tokio::time::timeout(Duration::from_millis(50), s.next()).await
@@ -154,7 +118,7 @@ async fn isolation_across(ours: &Server, theirs: SocketAddr) {
     loop {
         ra.publish("mix.y", "probe A".into()).await.unwrap();
         ra.flush().await.unwrap();
-        if let Ok(Some(m)) = recv(&mut oa).await {
+        if let Ok(Some(m)) = recv_briefly(&mut oa).await {
             assert_eq!(m.payload, Bytes::from("probe A"));
             break;
         }
@@ -163,12 +127,12 @@ async fn isolation_across(ours: &Server, theirs: SocketAddr) {
             "A's interest never reached the reference"
         );
     }
-    while let Ok(Some(_)) = recv(&mut oa).await {} // further probes
+    while let Ok(Some(_)) = recv_briefly(&mut oa).await {} // further probes
     let t = std::time::Instant::now();
     loop {
         rb.publish("mix.y", "probe B".into()).await.unwrap();
         rb.flush().await.unwrap();
-        if let Ok(Some(m)) = recv(&mut ob).await {
+        if let Ok(Some(m)) = recv_briefly(&mut ob).await {
             assert_eq!(m.payload, Bytes::from("probe B"));
             break;
         }
@@ -177,7 +141,7 @@ async fn isolation_across(ours: &Server, theirs: SocketAddr) {
             "B's interest never reached the reference"
         );
     }
-    while let Ok(Some(_)) = recv(&mut ob).await {}
+    while let Ok(Some(_)) = recv_briefly(&mut ob).await {}
     ra.publish("mix.y", "A again".into()).await.unwrap();
     round_trip(&ra).await;
     rb.publish("mix.y", "B again".into()).await.unwrap();

@@ -49,14 +49,7 @@ impl Cx<'_> {
                     "permissions" | "perms" | "allowed_connection_types" | "connection_types" => {
                         return Err(self.unsupported(&full, v, "user permissions"))
                     }
-                    _ => {
-                        return Err(ConfigError::UnknownField {
-                            file: self.file.to_string(),
-                            line: v.pos.line,
-                            col: v.pos.col,
-                            key: full,
-                        })
-                    }
+                    _ => return Err(self.unknown(full, v)),
                 }
             }
             let Some(name) = name else {
@@ -145,14 +138,7 @@ impl Cx<'_> {
                 "msg_trace" | "trace_dest" => {
                     return Err(self.unsupported(&full, v, "message tracing"))
                 }
-                _ => {
-                    return Err(ConfigError::UnknownField {
-                        file: self.file.to_string(),
-                        line: v.pos.line,
-                        col: v.pos.col,
-                        key: full,
-                    })
-                }
+                _ => return Err(self.unknown(full, v)),
             }
         }
         Ok(account)
@@ -235,14 +221,7 @@ impl Cx<'_> {
                     return Err(self.unsupported(&full, v, "account token exports"))
                 }
                 "allow_trace" => return Err(self.unsupported(&full, v, "message tracing")),
-                _ => {
-                    return Err(ConfigError::UnknownField {
-                        file: self.file.to_string(),
-                        line: v.pos.line,
-                        col: v.pos.col,
-                        key: full,
-                    })
-                }
+                _ => return Err(self.unknown(full, v)),
             }
         }
         match (stream, service) {
@@ -339,12 +318,7 @@ impl Cx<'_> {
     fn latency_rest(&self, key: &str, map: &Map, latency: Latency) -> Result<Latency, ConfigError> {
         for (k, v) in map.iter() {
             if !matches!(k, "sampling" | "subject") {
-                return Err(ConfigError::UnknownField {
-                    file: self.file.to_string(),
-                    line: v.pos.line,
-                    col: v.pos.col,
-                    key: format!("{key}.{k}"),
-                });
+                return Err(self.unknown(format!("{key}.{k}"), v));
             }
         }
         Ok(latency)
@@ -373,14 +347,7 @@ impl Cx<'_> {
                 "to" => to = Some(self.string(&full, v)?),
                 "share" => share = self.boolean(&full, v)?,
                 "allow_trace" => return Err(self.unsupported(&full, v, "message tracing")),
-                _ => {
-                    return Err(ConfigError::UnknownField {
-                        file: self.file.to_string(),
-                        line: v.pos.line,
-                        col: v.pos.col,
-                        key: full,
-                    })
-                }
+                _ => return Err(self.unknown(full, v)),
             }
         }
         match (stream, service) {
@@ -433,14 +400,7 @@ impl Cx<'_> {
             match k.to_ascii_lowercase().as_str() {
                 "account" => account = Some(self.string(&full, v)?),
                 "subject" => subject = Some(self.string(&full, v)?),
-                _ => {
-                    return Err(ConfigError::UnknownField {
-                        file: self.file.to_string(),
-                        line: v.pos.line,
-                        col: v.pos.col,
-                        key: full,
-                    })
-                }
+                _ => return Err(self.unknown(full, v)),
             }
         }
         match (account, subject) {

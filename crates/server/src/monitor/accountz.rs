@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::account::config::{Latency, ResponseType, Sampling};
 
-use super::format::{go_float, rfc3339};
+use super::format::rfc3339;
+use super::subsz::Figures;
 use super::{now, BadRequest, Handled, Monitor, Query};
 
 #[derive(Serialize)]
@@ -40,7 +41,7 @@ struct AccountDetail {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     imports: Vec<Import>,
     name_tag: String,
-    sublist_stats: SublistStats,
+    sublist_stats: Figures,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     responses: BTreeMap<String, Import>,
 }
@@ -98,20 +99,6 @@ fn response_type(r: ResponseType) -> &'static str {
         ResponseType::Stream => "Streamed",
         ResponseType::Chunked => "Chunked",
     }
-}
-
-#[derive(Serialize, Default)]
-struct SublistStats {
-    num_subscriptions: u32,
-    num_cache: u32,
-    num_inserts: u64,
-    num_removes: u64,
-    num_matches: u64,
-    #[serde(serialize_with = "go_float")]
-    cache_hit_rate: f64,
-    max_fanout: u32,
-    #[serde(serialize_with = "go_float")]
-    avg_fanout: f64,
 }
 
 pub(super) fn accountz(mon: &Monitor<'_>, query: &Query) -> Handled {
@@ -184,16 +171,7 @@ pub(super) fn accountz(mon: &Monitor<'_>, query: &Query) -> Handled {
                 exports,
                 imports,
                 name_tag: name.to_string(),
-                sublist_stats: SublistStats {
-                    num_subscriptions: s.num_subscriptions,
-                    num_cache: s.num_cache,
-                    num_inserts: s.num_inserts,
-                    num_removes: s.num_removes,
-                    num_matches: s.num_matches,
-                    cache_hit_rate: s.cache_hit_rate,
-                    max_fanout: s.max_fanout,
-                    avg_fanout: s.avg_fanout,
-                },
+                sublist_stats: Figures::from(&s),
                 responses,
             })
         }

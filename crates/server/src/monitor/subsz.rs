@@ -17,9 +17,9 @@ use super::{now, page, BadRequest, Handled, Monitor, Query};
 use crate::conn::ConnKind;
 use crate::subscription::Subscription;
 
-/// nats-server's `SublistStats` keys.
+/// nats-server's `SublistStats` keys (also `/accountz`'s `sublist_stats`).
 #[derive(Serialize)]
-struct Figures {
+pub(super) struct Figures {
     num_subscriptions: u32,
     num_cache: u32,
     num_inserts: u64,
@@ -30,6 +30,21 @@ struct Figures {
     max_fanout: u32,
     #[serde(serialize_with = "go_float")]
     avg_fanout: f64,
+}
+
+impl From<&starling_sublist::SublistStats> for Figures {
+    fn from(s: &starling_sublist::SublistStats) -> Self {
+        Self {
+            num_subscriptions: s.num_subscriptions,
+            num_cache: s.num_cache,
+            num_inserts: s.num_inserts,
+            num_removes: s.num_removes,
+            num_matches: s.num_matches,
+            cache_hit_rate: s.cache_hit_rate,
+            max_fanout: s.max_fanout,
+            avg_fanout: s.avg_fanout,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -58,16 +73,7 @@ pub(super) fn subsz(mon: &Monitor<'_>, query: &Query) -> Handled {
     let acc = query.get("acc").filter(|a| !a.is_empty());
     let view = mon.view();
     let s = view.sublist_stats(acc);
-    let figures = Figures {
-        num_subscriptions: s.num_subscriptions,
-        num_cache: s.num_cache,
-        num_inserts: s.num_inserts,
-        num_removes: s.num_removes,
-        num_matches: s.num_matches,
-        cache_hit_rate: s.cache_hit_rate,
-        max_fanout: s.max_fanout,
-        avg_fanout: s.avg_fanout,
-    };
+    let figures = Figures::from(&s);
     // (account, subject, queue, subscription): local subscriptions only, as nats-server lists
     // them (a peer's interest is `/routez`'s).
     let mut subs: Vec<(String, String, Option<String>, Arc<Subscription>)> = Vec::new();

@@ -406,3 +406,65 @@ pub fn key_paths(v: &serde_json::Value) -> BTreeSet<String> {
     walk(v, "", &mut out);
     out
 }
+
+/// An async-nats client logged in as `user` at `addr`.
+pub async fn login(addr: SocketAddr, user: &str, pass: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_user_and_password(user.into(), pass.into())
+        .connect(addr.to_string())
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects to {addr}: {e}"))
+}
+
+/// The next message of an async-nats subscription, bounded by [`WAIT`].
+pub async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
+    use futures::StreamExt;
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
+
+/// The next message of an in-process subscription, bounded by [`WAIT`].
+pub async fn recv(sub: &mut starling_server::Subscriber) -> starling_server::Message {
+    use futures::StreamExt;
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
+
+/// A round trip through the server: every operation `client` sent before it has been
+/// processed (async-nats's `flush` only empties the client's write buffer).
+pub async fn round_trip(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, "rt".into()).await.unwrap();
+    client.flush().await.unwrap();
+    next(&mut sub).await;
+}
+
+/// The reference nats-server (2.15.1 when `v215`) as a node of cluster `cluster`, dialling
+/// `routes` if given, with `extra` flags.
+pub fn reference_node(
+    v215: bool,
+    cluster: &str,
+    routes: Option<SocketAddr>,
+    extra: &[&str],
+) -> Option<NatsServer> {
+    let routes_arg = routes.map(|r| format!("nats-route://{r}"));
+    let mut args = vec![
+        "--cluster",
+        "nats://127.0.0.1:-1",
+        "--cluster_name",
+        cluster,
+    ];
+    if let Some(r) = &routes_arg {
+        args.extend(["--routes", r.as_str()]);
+    }
+    args.extend_from_slice(extra);
+    if v215 {
+        NatsServer::start_215(&args)
+    } else {
+        NatsServer::start(&args)
+    }
+}
