@@ -877,23 +877,23 @@ fn sampled(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     };
-    let pick = |names: &[&str]| -> HashMap<String, Vec<String>> {
-        headers
-            .iter()
-            .filter(|(k, _)| {
-                names.iter().any(|n| k.eq_ignore_ascii_case(n))
-                    || k.to_ascii_lowercase().starts_with("uberctx-") && names.contains(&"uberctx-")
-            })
-            .fold(HashMap::new(), |mut m, (k, v)| {
-                m.entry(canonical(k)).or_default().push(v.clone());
-                m
-            })
+    // The trace headers to report: those named (any case), and those starting with `prefix`.
+    let pick = |names: &[&str], prefix: Option<&str>| -> HashMap<String, Vec<String>> {
+        let wanted = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            names.contains(&k.as_str()) || prefix.is_some_and(|p| k.starts_with(p))
+        };
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in headers.iter().filter(|(k, _)| wanted(k)) {
+            out.entry(canonical(k)).or_default().push(v.clone());
+        }
+        out
     };
     if let Some(uber) = get("uber-trace-id") {
         // trace:span:parent:flags; sampled when flags has bit 0.
         let flags = uber.split(':').nth(3)?;
         let bits = u8::from_str_radix(flags.get(..flags.len().min(2))?, 16).ok()?;
-        return (bits & 1 == 1).then(|| Some(pick(&["uber-trace-id", "uberctx-"])));
+        return (bits & 1 == 1).then(|| Some(pick(&["uber-trace-id"], Some("uberctx-"))));
     }
     const B3: [&str; 5] = [
         "x-b3-traceid",
@@ -903,17 +903,17 @@ fn sampled(
         "x-b3-flags",
     ];
     match get("x-b3-sampled") {
-        Some("1") => return Some(Some(pick(&B3))),
+        Some("1") => return Some(Some(pick(&B3, None))),
         Some("0") => return None,
         _ => {}
     }
     if get("x-b3-traceid").is_some() {
-        return Some(Some(pick(&B3)));
+        return Some(Some(pick(&B3, None)));
     }
     if let Some(b3) = get("b3") {
         let parts: Vec<&str> = b3.split('-').collect();
         let denied = (parts.len() > 2 && parts[2] == "0") || (parts.len() == 1 && parts[0] == "0");
-        return (!denied).then(|| Some(pick(&["b3"])));
+        return (!denied).then(|| Some(pick(&["b3"], None)));
     }
     if let Some(tp) = get("traceparent") {
         // version-trace-parent-flags; sampled when flags has bit 0.
@@ -921,7 +921,7 @@ fn sampled(
         let sampled = parts.len() == 4
             && parts[3].len() == 2
             && u8::from_str_radix(parts[3], 16).is_ok_and(|f| f & 1 == 1);
-        return sampled.then(|| Some(pick(&["traceparent", "tracestate"])));
+        return sampled.then(|| Some(pick(&["traceparent", "tracestate"], None)));
     }
     None
 }
