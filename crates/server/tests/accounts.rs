@@ -475,3 +475,41 @@ async fn system_ping_is_answered_by_every_node_of_a_cluster() {
     assert_eq!(v["server"]["id"], c.server_id());
     assert_eq!(v["client"]["user"], "b");
 }
+
+/// A peer's interest and messages in an account this server does not have are dropped (and
+/// logged once); the accounts both have keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_unknown_to_a_peer_are_dropped_there() {
+    let both = || {
+        Server::builder()
+            .account(Account::new("A").user(User::new("a", "pa")))
+            .account(Account::new("B").user(User::new("b", "pb")))
+    };
+    let only_a = Server::builder().account(Account::new("A").user(User::new("a", "pa")));
+    let n1 = common::clustered(both(), "N1", "unk", &[]).await;
+    let seed = format!("nats-route://{}", n1.cluster_addr().unwrap());
+    let n2 = common::clustered(only_a, "N2", "unk", &[seed]).await;
+    let b_on_1 = as_user(&n1, "b", "pb").await;
+    let mut b_sub = b_on_1.subscribe("shared").await.unwrap();
+    let a_on_1 = as_user(&n1, "a", "pa").await;
+    let mut a_sub = a_on_1.subscribe("shared").await.unwrap();
+    round_trip(&b_on_1).await;
+    round_trip(&a_on_1).await;
+    let t = std::time::Instant::now();
+    while !n2.has_interest_in("A", "shared") {
+        assert!(t.elapsed() < common::WAIT, "A's interest crosses");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!n2.accounts().contains(&"B".to_string()));
+    n2.client_in("A")
+        .unwrap()
+        .publish("shared", "for A")
+        .await
+        .unwrap();
+    assert_eq!(next(&mut a_sub).await.payload, Bytes::from("for A"));
+    // B's subscriber on N1 hears nothing from N2 (which has no B), and N1 still serves B.
+    b_on_1.publish("shared", "local B".into()).await.unwrap();
+    b_on_1.flush().await.unwrap();
+    assert_eq!(next(&mut b_sub).await.payload, Bytes::from("local B"));
+    assert_eq!(n1.peers().len(), 1, "the route stayed up");
+}
