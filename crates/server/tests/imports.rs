@@ -71,7 +71,9 @@ async fn a_stream_import_delivers_under_its_prefix_and_nowhere_else() {
     assert_eq!(next(&mut everything).await.subject.as_str(), "events.local");
 
     // Unsubscribing removes the shadows: no interest is left in the exporter.
-    drop((prefixed, everything, unprefixed));
+    for mut sub in [prefixed, everything, unprefixed] {
+        sub.unsubscribe().await.unwrap();
+    }
     round_trip(&shop_c).await;
     assert!(!server.has_interest_in("ORDERS", "events.created"));
 }
