@@ -31,6 +31,23 @@ pub struct CompareConfig {
     pub starling_bin: PathBuf,
     /// The reference nats-server binary.
     pub nats_bin: PathBuf,
+    /// Run every server with its clients in this named account (a config file with the
+    /// account and `no_auth_user`), instead of the global account.
+    pub account: Option<String>,
+    /// Compare Starling in [`Self::account`] with Starling in the global account, instead of
+    /// Starling with nats-server.
+    pub versus_global: bool,
+}
+
+/// One side of a comparison: a label, a binary, and the config file it runs with.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    /// How reports name it.
+    pub label: String,
+    /// The server binary (nats-server flags).
+    pub bin: PathBuf,
+    /// The text of the `-c` config file, if any.
+    pub config: Option<String>,
 }
 
 impl CompareConfig {
@@ -47,14 +64,40 @@ impl CompareConfig {
             rounds: 3,
             starling_bin: beside.unwrap_or_else(|| "target/release/starling-server".into()),
             nats_bin: "nats-server".into(),
+            account: None,
+            versus_global: false,
         }
     }
 
-    fn servers(&self) -> [(&'static str, &PathBuf); 2] {
-        [
-            ("starling", &self.starling_bin),
-            ("nats-server", &self.nats_bin),
-        ]
+    /// The two sides for `scenario`: Starling and nats-server, or (`versus_global`) Starling
+    /// in the named account and Starling in the global account.
+    pub fn contenders(&self, scenario: Scenario, base: &Config) -> [Contender; 2] {
+        let account = self
+            .account
+            .as_deref()
+            .map(crate::accounts::named_account_config);
+        let config = scenario.server_config(base).or(account.clone());
+        let side = |label: &str, bin: &PathBuf, config: Option<String>| Contender {
+            label: label.into(),
+            bin: bin.clone(),
+            config,
+        };
+        if self.versus_global {
+            let name = self.account.as_deref().unwrap_or("A");
+            [
+                side(&format!("starling-{name}"), &self.starling_bin, config),
+                side(
+                    "starling-$G",
+                    &self.starling_bin,
+                    scenario.server_config(base),
+                ),
+            ]
+        } else {
+            [
+                side("starling", &self.starling_bin, config.clone()),
+                side("nats-server", &self.nats_bin, config),
+            ]
+        }
     }
 }
 
@@ -69,6 +112,8 @@ pub struct ServerProcess {
     /// Where its stdout and stderr go; removed on drop unless [`Self::keep_log`] was called.
     pub log: PathBuf,
     keep_log: Cell<bool>,
+    /// Its config file, removed on drop.
+    config: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -85,6 +130,9 @@ impl Drop for ServerProcess {
         if !self.keep_log.get() {
             let _ = std::fs::remove_file(&self.log);
         }
+        if let Some(c) = &self.config {
+            let _ = std::fs::remove_file(c);
+        }
     }
 }
 
@@ -98,8 +146,29 @@ pub fn free_port() -> Result<u16> {
 
 /// Starts `bin` with nats-server flags on `port` (plus `extra` flags) and waits until it
 /// answers a PING.
-pub fn start_server(bin: &PathBuf, port: u16, extra: &[String]) -> Result<ServerProcess> {
+pub fn start_server(
+    bin: &PathBuf,
+    port: u16,
+    extra: &[String],
+    config: Option<&str>,
+) -> Result<ServerProcess> {
     let name = bin.file_name().unwrap_or_default().to_string_lossy();
+    let config_file = match config {
+        Some(text) => {
+            let path = std::env::temp_dir().join(format!(
+                "starling-bench-{}-{name}-{port}.conf",
+                std::process::id()
+            ));
+            std::fs::write(&path, text)
+                .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut extra = extra.to_vec();
+    if let Some(path) = &config_file {
+        extra.extend(["-c".to_string(), path.display().to_string()]);
+    }
     let log = std::env::temp_dir().join(format!(
         "starling-bench-{}-{name}-{port}.log",
         std::process::id()
@@ -120,7 +189,7 @@ pub fn start_server(bin: &PathBuf, port: u16, extra: &[String]) -> Result<Server
     }
     let child = cmd
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .args(extra)
+        .args(&extra)
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(file2)
@@ -132,6 +201,7 @@ pub fn start_server(bin: &PathBuf, port: u16, extra: &[String]) -> Result<Server
         url: format!("nats://127.0.0.1:{port}"),
         log,
         keep_log: Cell::new(false),
+        config: config_file,
     };
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -166,11 +236,11 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Starts `bin`: one node, or two clustered nodes when `cluster`.
-    pub fn start(bin: &PathBuf, cluster: bool) -> Result<Self> {
+    /// Starts `bin` (with `config`): one node, or two clustered nodes when `cluster`.
+    pub fn start(bin: &PathBuf, cluster: bool, config: Option<&str>) -> Result<Self> {
         if !cluster {
             return Ok(Self {
-                a: start_server(bin, free_port()?, &[])?,
+                a: start_server(bin, free_port()?, &[], config)?,
                 b: None,
             });
         }
@@ -185,8 +255,8 @@ impl Deployment {
                 "bench".into(),
             ]
         };
-        let a = start_server(bin, free_port()?, &flags(ca, cb))?;
-        let b = start_server(bin, free_port()?, &flags(cb, ca))?;
+        let a = start_server(bin, free_port()?, &flags(ca, cb), config)?;
+        let b = start_server(bin, free_port()?, &flags(cb, ca), config)?;
         Ok(Self { a, b: Some(b) })
     }
 
@@ -219,9 +289,11 @@ impl Deployment {
 pub struct ScenarioRuns {
     /// The scenario.
     pub scenario: Scenario,
-    /// Starling's results, one per round.
+    /// The two sides' labels (`starling`, `nats-server` unless comparing accounts).
+    pub labels: [String; 2],
+    /// The first side's (Starling's) results, one per round.
     pub starling: Vec<RunResult>,
-    /// nats-server's results, one per round.
+    /// The second side's (nats-server's) results, one per round.
     pub nats: Vec<RunResult>,
 }
 
@@ -234,18 +306,21 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
             ..cfg.base.clone()
         };
         let cluster = scenario.needs_cluster();
-        // `subs` measures memory: every round gets fresh processes.
-        let fresh = scenario == Scenario::Subs;
+        let sides = cfg.contenders(scenario, &base);
+        // Memory scenarios: every round gets fresh processes.
+        let fresh = scenario.measures_memory();
         let mut deployments: Vec<Option<Deployment>> = Vec::new();
         if !fresh {
-            for (_, bin) in cfg.servers() {
-                deployments.push(Some(Deployment::start(bin, cluster)?));
+            for side in &sides {
+                let config = side.config.as_deref();
+                deployments.push(Some(Deployment::start(&side.bin, cluster, config)?));
             }
         } else {
             deployments.extend([None, None]);
         }
         let mut runs = ScenarioRuns {
             scenario,
+            labels: sides.clone().map(|s| s.label),
             starling: Vec::new(),
             nats: Vec::new(),
         };
@@ -253,10 +328,11 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
             // Alternate who goes first, so drift on a shared machine hits both alike.
             let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
-                let (label, bin) = cfg.servers()[i];
+                let side = &sides[i];
+                let label = side.label.as_str();
                 let fresh_one;
                 let d = if fresh {
-                    fresh_one = Deployment::start(bin, cluster)?;
+                    fresh_one = Deployment::start(&side.bin, cluster, side.config.as_deref())?;
                     &fresh_one
                 } else {
                     deployments[i].as_ref().expect("started")
@@ -264,7 +340,7 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
                 let r = scenario::run(&d.config(&base, label))
                     .map_err(|e| annotate(e, scenario, label, d))?;
                 progress(format!(
-                    "[{scenario} {}/{}] {label:<11} {:>9} msgs/s  cpu/msg {:>8}{}",
+                    "[{scenario} {}/{}] {label:<13} {:>9} msgs/s  cpu/msg {:>8}{}",
                     round + 1,
                     cfg.rounds,
                     report::rate(r.msgs_per_sec()),
@@ -294,6 +370,9 @@ fn annotate(e: BenchError, scenario: Scenario, label: &str, d: &Deployment) -> B
 
 fn extra_progress(r: &RunResult) -> String {
     let mut s = String::new();
+    if let Some(v) = r.rss_per_account {
+        s.push_str(&format!("  rss/account {}", report::bytes(v)));
+    }
     if let Some(v) = r.rss_per_sub {
         s.push_str(&format!("  rss/sub {}", report::bytes(v)));
     }
@@ -331,6 +410,8 @@ pub struct Medians {
     pub cpu_ns_per_msg: Option<f64>,
     /// Server RSS bytes per subscription.
     pub rss_per_sub: Option<f64>,
+    /// Server RSS bytes per account.
+    pub rss_per_account: Option<f64>,
     /// Request/reply median latency, ns.
     pub p50: Option<f64>,
     /// Request/reply 90th percentile, ns.
@@ -349,6 +430,7 @@ impl Medians {
             msgs_per_sec: m(&|r| Some(r.msgs_per_sec())),
             cpu_ns_per_msg: m(&|r| r.cpu_ns_per_msg()),
             rss_per_sub: m(&|r| r.rss_per_sub),
+            rss_per_account: m(&|r| r.rss_per_account),
             p50: m(&|r| r.latency.map(|l| l.p50)),
             p90: m(&|r| r.latency.map(|l| l.p90)),
             p99: m(&|r| r.latency.map(|l| l.p99)),
@@ -364,17 +446,24 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// The comparison table: per scenario and figure, both medians and Starling/nats-server.
+/// The comparison table: per scenario and figure, both medians and their ratio (first side /
+/// second side: Starling / nats-server unless comparing accounts).
 pub fn table(runs: &[ScenarioRuns]) -> String {
-    let mut rows = vec![[
-        "scenario",
-        "figure (median)",
-        "starling",
-        "nats-server",
-        "ratio S/N",
-    ]
-    .map(String::from)
-    .to_vec()];
+    let labels = runs.first().map_or_else(
+        || ["starling".to_string(), "nats-server".to_string()],
+        |r| r.labels.clone(),
+    );
+    let mut rows = vec![vec![
+        "scenario".to_string(),
+        "figure (median)".to_string(),
+        labels[0].clone(),
+        labels[1].clone(),
+        if labels[1] == "nats-server" {
+            "ratio S/N".to_string()
+        } else {
+            "ratio".to_string()
+        },
+    ]];
     let dash = || "-".to_string();
     for r in runs {
         let (s, n) = (Medians::of(&r.starling), Medians::of(&r.nats));
@@ -383,9 +472,12 @@ pub fn table(runs: &[ScenarioRuns]) -> String {
             ("msgs/s", |m| m.msgs_per_sec, report::rate),
             ("server cpu/msg", |m| m.cpu_ns_per_msg, report::nanos),
         ];
-        if r.scenario == Scenario::Subs {
+        if r.scenario.measures_memory() {
             figs[0].0 = "subs/s";
             figs[1].0 = "server cpu/sub";
+            if r.scenario == Scenario::Accounts {
+                figs.push(("rss/account", |m| m.rss_per_account, report::bytes));
+            }
             figs.push(("rss/sub", |m| m.rss_per_sub, report::bytes));
         }
         if r.scenario == Scenario::ReqRep {
@@ -416,7 +508,7 @@ pub fn table(runs: &[ScenarioRuns]) -> String {
 pub fn json_lines(runs: &[ScenarioRuns]) -> Vec<Value> {
     let mut out = Vec::new();
     for r in runs {
-        for (label, rs) in [("starling", &r.starling), ("nats-server", &r.nats)] {
+        for (label, rs) in [(&r.labels[0], &r.starling), (&r.labels[1], &r.nats)] {
             let m = Medians::of(rs);
             out.push(json!({
                 "scenario": r.scenario.name(),
@@ -426,6 +518,7 @@ pub fn json_lines(runs: &[ScenarioRuns]) -> Vec<Value> {
                 "msgs_per_sec": m.msgs_per_sec,
                 "cpu_ns_per_msg": m.cpu_ns_per_msg,
                 "rss_per_sub": m.rss_per_sub,
+                "rss_per_account": m.rss_per_account,
                 "p50_ns": m.p50,
                 "p90_ns": m.p90,
                 "p99_ns": m.p99,

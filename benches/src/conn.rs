@@ -23,10 +23,30 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 const READ_BUF: usize = 256 * 1024;
 
 /// The `CONNECT` a bench client sends: headers on, no echo of its own messages not needed
-/// (echo stays on: request/reply responders may share a connection with requesters).
-const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\
-\"name\":\"starling-bench\",\"lang\":\"rust\",\"version\":\"0.1.0\",\"protocol\":1,\
-\"headers\":true,\"no_responders\":true}\r\nPING\r\n";
+/// (echo stays on: request/reply responders may share a connection with requesters), and the
+/// user and password of a URL's `user:pass@`.
+fn connect_line(url: &str) -> Vec<u8> {
+    let creds = credentials(url).map_or(String::new(), |(u, p)| {
+        format!(
+            ",\"user\":{},\"pass\":{}",
+            serde_json::json!(u),
+            serde_json::json!(p)
+        )
+    });
+    format!(
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\
+         \"name\":\"starling-bench\",\"lang\":\"rust\",\"version\":\"0.1.0\",\"protocol\":1,\
+         \"headers\":true,\"no_responders\":true{creds}}}\r\nPING\r\n"
+    )
+    .into_bytes()
+}
+
+/// `(user, password)` of `nats://user:pass@host:port`, if the URL has them.
+fn credentials(url: &str) -> Option<(&str, &str)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    Some(userinfo.split_once(':').unwrap_or((userinfo, "")))
+}
 
 /// Resolves `nats://host:port` (or `host:port`) to a socket address.
 pub fn resolve(url: &str) -> Result<SocketAddr> {
@@ -82,7 +102,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<Conn> {
                 Ok(got_info)
             })?;
     }
-    conn.writer.raw(CONNECT);
+    conn.writer.raw(&connect_line(url));
     conn.writer.flush()?;
     conn.reader.wait_pongs(1, deadline)?;
     Ok(conn)

@@ -8,13 +8,15 @@
 //! - `seq`: sequence numbers in payloads and the checks that fail a run on loss, duplication or
 //!   reordering ([`Tracker`]).
 //! - `flow`: the publish/subscribe engine with flow control and a bounded drain ([`Flow`]).
-//! - `reqrep`, `subs`: the request/reply and the many-subscriptions scenarios.
+//! - `reqrep`, `subs`, `accounts`: the request/reply, many-subscriptions and many-accounts
+//!   scenarios (and the server configurations accounts need).
 //! - `scenario`: [`Scenario`], [`Config`] and [`run`], one scenario against one server.
 //! - `procstat`: server CPU time and RSS from `/proc`.
 //! - `report`: [`RunResult`], tables and JSON lines.
 //! - `compare`: starts Starling and nats-server and runs scenarios against both, alternately.
 //! - `args`: the hand-written command-line parser of the binary.
 
+pub mod accounts;
 pub mod args;
 pub mod compare;
 pub mod conn;

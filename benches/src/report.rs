@@ -63,8 +63,10 @@ pub struct RunResult {
     pub rss_before: Option<u64>,
     /// Server RSS after the run, bytes.
     pub rss_after: Option<u64>,
-    /// `subs`: (RSS after − RSS before) / subscriptions.
+    /// `subs`, `accounts`: (RSS after − RSS before) / subscriptions.
     pub rss_per_sub: Option<f64>,
+    /// `accounts`: (RSS after − RSS before) / accounts.
+    pub rss_per_account: Option<f64>,
     /// `reqrep`: round-trip latency percentiles.
     pub latency: Option<Latency>,
 }
@@ -101,6 +103,7 @@ impl RunResult {
             "rss_before": self.rss_before,
             "rss_after": self.rss_after,
             "rss_per_sub": self.rss_per_sub,
+            "rss_per_account": self.rss_per_account,
             "p50_ns": self.latency.map(|l| l.p50),
             "p90_ns": self.latency.map(|l| l.p90),
             "p99_ns": self.latency.map(|l| l.p99),
@@ -183,6 +186,7 @@ pub fn run_table(results: &[RunResult]) -> String {
         "msgs/s",
         "cpu/msg",
         "rss/sub",
+        "rss/account",
         "p50",
         "p99",
     ]
@@ -198,6 +202,7 @@ pub fn run_table(results: &[RunResult]) -> String {
             rate(r.msgs_per_sec()),
             r.cpu_ns_per_msg().map_or_else(dash, nanos),
             r.rss_per_sub.map_or_else(dash, bytes),
+            r.rss_per_account.map_or_else(dash, bytes),
             r.latency.map_or_else(dash, |l| nanos(l.p50)),
             r.latency.map_or_else(dash, |l| nanos(l.p99)),
         ]);

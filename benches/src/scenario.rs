@@ -7,7 +7,7 @@ use crate::error::{BenchError, Result};
 use crate::flow::{Flow, PubPlan, SubPlan};
 use crate::procstat::{self, ProcSample};
 use crate::report::RunResult;
-use crate::{reqrep, subs};
+use crate::{accounts, reqrep, subs};
 
 /// One kind of load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,11 +32,13 @@ pub enum Scenario {
     Subs,
     /// Publish on one server, subscribe on another of the same cluster.
     Route,
+    /// Many accounts with a few subscriptions each: server memory per account.
+    Accounts,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Pub,
         Self::PubSub,
         Self::PubSubHeaders,
@@ -47,6 +49,7 @@ impl Scenario {
         Self::ReqRep,
         Self::Subs,
         Self::Route,
+        Self::Accounts,
     ];
 
     /// The name used on the command line and in reports.
@@ -62,6 +65,7 @@ impl Scenario {
             Self::ReqRep => "reqrep",
             Self::Subs => "subs",
             Self::Route => "route",
+            Self::Accounts => "accounts",
         }
     }
 
@@ -93,6 +97,16 @@ impl Scenario {
     /// Needs two clustered servers (`url2`).
     pub fn needs_cluster(self) -> bool {
         self == Self::Route
+    }
+
+    /// Measures memory: every round gets fresh server processes.
+    pub fn measures_memory(self) -> bool {
+        matches!(self, Self::Subs | Self::Accounts)
+    }
+
+    /// The configuration file the server must run with for this scenario, if any.
+    pub fn server_config(self, cfg: &Config) -> Option<String> {
+        (self == Self::Accounts).then(|| accounts::server_config(cfg.accounts))
     }
 }
 
@@ -135,6 +149,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Stop each publisher after this many messages (tests); `None`: only the duration.
     pub max_msgs: Option<u64>,
+    /// Accounts for `accounts`.
+    pub accounts: usize,
+    /// Subscriptions per account for `accounts`.
+    pub subs_per_account: usize,
 }
 
 impl Default for Config {
@@ -155,6 +173,8 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_msgs: None,
+            accounts: 1000,
+            subs_per_account: 10,
         }
     }
 }
@@ -171,9 +191,14 @@ impl Config {
                 SIZE_RANGE.0, SIZE_RANGE.1
             )));
         }
-        if self.k == 0 || self.concurrency == 0 || self.subs == 0 || self.subjects == 0 {
+        if self.k == 0
+            || self.concurrency == 0
+            || self.subs == 0
+            || self.subjects == 0
+            || self.accounts == 0
+        {
             return Err(BenchError::Usage(
-                "--k, --concurrency, --subs and --subjects must be positive".into(),
+                "--k, --concurrency, --subs, --subjects and --accounts must be positive".into(),
             ));
         }
         if self.scenario.needs_cluster() && self.url2.is_none() {
@@ -243,7 +268,7 @@ impl Config {
                     queue: None,
                 }],
             ),
-            Scenario::ReqRep | Scenario::Subs => return None,
+            Scenario::ReqRep | Scenario::Subs | Scenario::Accounts => return None,
         };
         Some(Flow {
             pubs,
@@ -274,6 +299,7 @@ pub fn run(cfg: &Config) -> Result<RunResult> {
         rss_before: None,
         rss_after: None,
         rss_per_sub: None,
+        rss_per_account: None,
         latency: None,
     };
     let mut sample_before = || -> Result<()> {
@@ -294,7 +320,15 @@ pub fn run(cfg: &Config) -> Result<RunResult> {
             result.published = cfg.subs as u64;
             result.delivered = cfg.subs as u64;
             result.elapsed = r.elapsed;
-            keep_open = Some(r.conn);
+            keep_open = Some(vec![r.conn]);
+        }
+        Scenario::Accounts => {
+            let r = accounts::run(cfg, &mut sample_before)?;
+            let subs = (cfg.accounts * cfg.subs_per_account) as u64;
+            result.published = subs;
+            result.delivered = subs;
+            result.elapsed = r.elapsed;
+            keep_open = Some(r.conns);
         }
         _ => {
             let flow = cfg.flow().expect("a streaming scenario");
@@ -309,10 +343,14 @@ pub fn run(cfg: &Config) -> Result<RunResult> {
         result.server_cpu_ns = Some(procstat::cpu_delta(&before, &after));
         result.rss_before = Some(before.iter().map(|s| s.rss_bytes).sum());
         result.rss_after = Some(after.iter().map(|s| s.rss_bytes).sum());
-        if cfg.scenario == Scenario::Subs {
-            let grown =
-                result.rss_after.unwrap_or(0) as f64 - result.rss_before.unwrap_or(0) as f64;
-            result.rss_per_sub = Some(grown / cfg.subs as f64);
+        let grown = result.rss_after.unwrap_or(0) as f64 - result.rss_before.unwrap_or(0) as f64;
+        match cfg.scenario {
+            Scenario::Subs => result.rss_per_sub = Some(grown / cfg.subs as f64),
+            Scenario::Accounts => {
+                result.rss_per_account = Some(grown / cfg.accounts as f64);
+                result.rss_per_sub = Some(grown / (cfg.accounts * cfg.subs_per_account) as f64);
+            }
+            _ => {}
         }
     }
     drop(keep_open);

@@ -64,7 +64,7 @@ fn compare_runs_rounds_and_reports_ratios() {
 #[test]
 fn servers_are_killed_when_dropped() {
     let Some(bin) = reference() else { return };
-    let d = Deployment::start(&bin.into(), true).expect("a two-node cluster starts");
+    let d = Deployment::start(&bin.into(), true, None).expect("a two-node cluster starts");
     let pids = [d.a.pid, d.b.as_ref().expect("second node").pid];
     for p in pids {
         assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
@@ -76,4 +76,38 @@ fn servers_are_killed_when_dropped() {
             "{p} still runs"
         );
     }
+}
+
+/// `--account` runs every server with its clients in a named account; `--versus-global` puts
+/// the same binary in the account against itself in `$G`; `accounts` starts each round's
+/// servers with its generated config (nats-server stands in for Starling here too).
+#[test]
+fn accounts_modes_run_against_the_config_they_need() {
+    let Some(bin) = reference() else { return };
+    let base = Config {
+        duration: Duration::from_millis(200),
+        size: 32,
+        accounts: 30,
+        subs_per_account: 3,
+        ..Config::default()
+    };
+    let mut cfg = CompareConfig::new(base, vec![Scenario::PubSub, Scenario::Accounts]);
+    cfg.rounds = 1;
+    cfg.starling_bin = bin.clone().into();
+    cfg.nats_bin = bin.into();
+    cfg.account = Some("TENANT".into());
+    cfg.versus_global = true;
+    let runs = compare::run(&cfg, |_| {}).expect("compare runs");
+    assert_eq!(runs[0].labels, ["starling-TENANT", "starling-$G"]);
+    for r in &runs {
+        for x in r.starling.iter().chain(&r.nats) {
+            assert!(x.delivered > 0, "{}: nothing delivered", r.scenario);
+        }
+    }
+    assert!(runs[1].starling[0].rss_per_account.is_some());
+    let table = compare::table(&runs);
+    assert!(
+        table.contains("rss/account") && table.contains("starling-$G"),
+        "{table}"
+    );
 }

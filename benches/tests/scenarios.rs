@@ -99,6 +99,30 @@ fn route() {
     check(Scenario::Route);
 }
 
+/// Many accounts: one client per account logs in, subscribes, and a message stays in its
+/// account (the run fails otherwise).
+#[test]
+fn accounts() {
+    let brokers = Brokers::accounts(20);
+    let mut cfg = quick(Scenario::Accounts, brokers.url(0));
+    cfg.accounts = 20;
+    cfg.subs_per_account = 5;
+    cfg.pid = Some(std::process::id());
+    let r = run(&cfg).expect("accounts scenario");
+    assert_eq!(r.delivered, 100);
+    assert!(r.rss_per_account.is_some() && r.rss_per_sub.is_some());
+    assert_eq!(r.to_json()["scenario"], "accounts");
+}
+
+/// The accounts the scenario asks for must exist: a server with another set refuses logins.
+#[test]
+fn accounts_need_their_config() {
+    let brokers = Brokers::accounts(2);
+    let mut cfg = quick(Scenario::Accounts, brokers.url(0));
+    cfg.accounts = 3;
+    assert!(run(&cfg).is_err());
+}
+
 #[test]
 fn large_messages() {
     let brokers = Brokers::one();

@@ -15,9 +15,14 @@ starling-bench: load tool for NATS servers
 USAGE:
   starling-bench run --scenario NAME [--url nats://127.0.0.1:4222] [flags]
   starling-bench compare [--scenarios all|a,b,c] [--rounds 3] [flags]
+  starling-bench config --scenario accounts [--accounts N]   print the config file the
+                        scenario's server needs (for `run` against a server you start)
 
 SCENARIOS:
-  pub pubsub pubsub-headers fanout fanin queue wildcard reqrep subs route
+  pub pubsub pubsub-headers fanout fanin queue wildcard reqrep subs route accounts
+
+  accounts: N accounts (config file with users u<i>/p<i>), one client per account making
+  M subscriptions; reports server RSS growth per account and per subscription.
 
   msgs/s counts deliveries (fanout and wildcard: K per publish) from the first publish
   to the last delivery; cpu/msg is server CPU (user+system) per delivery. Every message
@@ -31,6 +36,8 @@ COMMON FLAGS:
   --concurrency N       reqrep requests in flight (default 1)
   --subs N              subscriptions for `subs` (default 100000)
   --subjects N          distinct subjects for `wildcard` (default 1000)
+  --accounts N          accounts for `accounts` (default 1000)
+  --subs-per-account N  subscriptions per account for `accounts` (default 10)
   --json FILE           write JSON lines to FILE (default: stdout after the table)
 
 RUN FLAGS:
@@ -45,6 +52,10 @@ COMPARE FLAGS:
   --starling-bin PATH   default: starling-server next to this binary, else
                         target/release/starling-server
   --nats-bin PATH       default: nats-server on PATH
+  --account NAME        every server runs with its clients in account NAME (a config file
+                        with the account and no_auth_user) instead of the global account
+  --versus-global       compare Starling in --account (default A) with Starling in the
+                        global account, instead of Starling with nats-server
 ";
 
 fn main() -> ExitCode {
@@ -53,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "run" => Args::parse(argv).and_then(run_cmd),
         "compare" => Args::parse(argv).and_then(compare_cmd),
+        "config" => Args::parse(argv).and_then(config_cmd),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -100,7 +112,28 @@ fn common(args: &mut Args) -> Result<Config> {
     if let Some(v) = args.get("subjects")? {
         cfg.subjects = v;
     }
+    if let Some(v) = args.get("accounts")? {
+        cfg.accounts = v;
+    }
+    if let Some(v) = args.get("subs-per-account")? {
+        cfg.subs_per_account = v;
+    }
     Ok(cfg)
+}
+
+fn config_cmd(mut args: Args) -> Result<()> {
+    let cfg = common(&mut args)?;
+    let scenario = Scenario::parse(&args.str("scenario").unwrap_or("accounts".into()))?;
+    args.finish()?;
+    match scenario.server_config(&cfg) {
+        Some(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        None => Err(BenchError::Usage(format!(
+            "{scenario} needs no config file"
+        ))),
+    }
 }
 
 fn run_cmd(mut args: Args) -> Result<()> {
@@ -139,6 +172,8 @@ fn compare_cmd(mut args: Args) -> Result<()> {
     if let Some(v) = args.str("nats-bin") {
         cfg.nats_bin = v.into();
     }
+    cfg.account = args.str("account");
+    cfg.versus_global = args.get("versus-global")?.unwrap_or(false);
     let json = args.str("json");
     args.finish()?;
     let summary = compare::run(&cfg, |line| eprintln!("{line}"))?;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use starling_benches::{Config, Scenario};
-use starling_server::{Cluster, Server};
+use starling_server::{Account, Cluster, Server, User};
 use tokio::runtime::Runtime;
 
 /// A runtime driving embedded brokers while the test's thread runs the (blocking) tool.
@@ -19,6 +19,23 @@ impl Brokers {
         let server = rt
             .block_on(Server::builder().listen("127.0.0.1:0").start())
             .expect("broker starts");
+        Self {
+            _rt: rt,
+            servers: vec![server],
+        }
+    }
+
+    /// One broker with `n` accounts `bench<i>` (user `u<i>`, password `p<i>`), as the
+    /// `accounts` scenario's config file describes them.
+    pub(crate) fn accounts(n: usize) -> Self {
+        let rt = runtime();
+        let mut builder = Server::builder().listen("127.0.0.1:0");
+        for i in 0..n {
+            builder = builder.account(
+                Account::new(format!("bench{i}")).user(User::new(format!("u{i}"), format!("p{i}"))),
+            );
+        }
+        let server = rt.block_on(builder.start()).expect("broker starts");
         Self {
             _rt: rt,
             servers: vec![server],
