@@ -249,26 +249,21 @@ impl Client {
 
     fn handle(&mut self, op: ClientOp<'_>, chunk: &Bytes) -> Result<(), Close> {
         match op {
-            ClientOp::Pub(p) => {
-                let account = self.account_or_anonymous()?;
-                self.on_pub(&account, p, chunk)
-            }
+            ClientOp::Pub(p) => self.with_account(|c, account| c.on_pub(account, p, chunk)),
             ClientOp::Sub {
                 subject,
                 queue,
                 sid,
-            } => {
-                let account = self.account_or_anonymous()?;
-                self.on_sub(&account, subject, queue, sid);
+            } => self.with_account(|c, account| {
+                c.on_sub(account, subject, queue, sid);
                 Ok(())
-            }
-            ClientOp::Unsub { sid, max } => {
-                let account = self.account_or_anonymous()?;
-                self.on_unsub(&account, sid, max);
+            }),
+            ClientOp::Unsub { sid, max } => self.with_account(|c, account| {
+                c.on_unsub(account, sid, max);
                 Ok(())
-            }
+            }),
             ClientOp::Ping => {
-                self.account_or_anonymous()?;
+                self.bind_anonymous()?;
                 self.push(|b| b.extend_from_slice(encode::PONG));
                 if self.connected && !self.conn.mark_info_ready() {
                     self.first_pong_sent();
@@ -276,7 +271,7 @@ impl Client {
                 Ok(())
             }
             ClientOp::Pong => {
-                self.account_or_anonymous()?;
+                self.bind_anonymous()?;
                 self.pings_out = 0;
                 if let Some(sent) = self.ping_sent.take() {
                     self.conn.set_rtt(sent.elapsed());
@@ -290,11 +285,28 @@ impl Client {
         }
     }
 
-    /// The connection's account for an op other than CONNECT: before CONNECT, the account of
-    /// clients that need not authenticate, or `Authorization Violation` when they must.
-    fn account_or_anonymous(&mut self) -> Result<Arc<Account>, Close> {
-        if let Some(account) = &self.account {
-            return Ok(account.clone());
+    /// Runs `op` with the connection's account (binding the anonymous one first, see
+    /// [`Self::bind_anonymous`]). The account is moved out and back rather than cloned: an
+    /// `Arc` clone per message would be two atomic operations on a count every connection of
+    /// the account shares.
+    fn with_account(
+        &mut self,
+        op: impl FnOnce(&mut Self, &Account) -> Result<(), Close>,
+    ) -> Result<(), Close> {
+        self.bind_anonymous()?;
+        let Some(account) = self.account.take() else {
+            return Ok(());
+        };
+        let result = op(self, &account);
+        self.account = Some(account);
+        result
+    }
+
+    /// For an op other than CONNECT before CONNECT: binds the account of clients that need
+    /// not authenticate, or fails with `Authorization Violation` when they must.
+    fn bind_anonymous(&mut self) -> Result<(), Close> {
+        if self.account.is_some() {
+            return Ok(());
         }
         let violation = || {
             Close::err(
@@ -308,8 +320,7 @@ impl Client {
             .anonymous()
             .ok_or_else(violation)?
             .clone();
-        self.bind(&account)?;
-        Ok(account)
+        self.bind(&account)
     }
 
     /// Binds the connection to `account`, within the account's connection limit.
