@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use starling_proto::{encode, QueueNames};
+use starling_sublist::MatchResult;
 
 use crate::account::Account;
 use crate::broker::Broker;
@@ -360,7 +361,20 @@ struct Delivery<'b> {
 
 impl Delivery<'_> {
     fn publish(&self, from: &Conn, msg: &Msg<'_>, touched: &mut Touched) -> bool {
-        let result = self.account.sublist().matches(msg.subject);
+        // Borrowed, not `matches`: taking the shared result's `Arc` would be two atomic writes
+        // per message on a count every publisher of the subject contends on.
+        self.account.sublist().with_matches(msg.subject, |result| {
+            self.publish_to(result, from, msg, touched)
+        })
+    }
+
+    fn publish_to(
+        &self,
+        result: &MatchResult<Arc<Subscription>>,
+        from: &Conn,
+        msg: &Msg<'_>,
+        touched: &mut Touched,
+    ) -> bool {
         let from_route = from.kind == ConnKind::Route;
         let no_echo = !from.echo();
         let mut delivered = false;

@@ -289,13 +289,20 @@ impl Client {
     /// [`Self::bind_anonymous`]). The account is moved out and back rather than cloned: an
     /// `Arc` clone per message would be two atomic operations on a count every connection of
     /// the account shares.
+    #[inline]
     fn with_account(
         &mut self,
         op: impl FnOnce(&mut Self, &Account) -> Result<(), Close>,
     ) -> Result<(), Close> {
-        self.bind_anonymous()?;
-        let Some(account) = self.account.take() else {
-            return Ok(());
+        let account = match self.account.take() {
+            Some(account) => account,
+            None => {
+                self.bind_anonymous()?;
+                match self.account.take() {
+                    Some(account) => account,
+                    None => return Ok(()),
+                }
+            }
         };
         let result = op(self, &account);
         self.account = Some(account);
@@ -304,10 +311,16 @@ impl Client {
 
     /// For an op other than CONNECT before CONNECT: binds the account of clients that need
     /// not authenticate, or fails with `Authorization Violation` when they must.
+    #[inline]
     fn bind_anonymous(&mut self) -> Result<(), Close> {
         if self.account.is_some() {
             return Ok(());
         }
+        self.bind_anonymous_slow()
+    }
+
+    #[cold]
+    fn bind_anonymous_slow(&mut self) -> Result<(), Close> {
         let violation = || {
             Close::err(
                 "Authorization Violation",
@@ -524,6 +537,7 @@ impl Client {
         Ok(())
     }
 
+    #[inline]
     fn ok(&mut self) {
         if self.verbose {
             self.push(|b| b.extend_from_slice(encode::OK));
