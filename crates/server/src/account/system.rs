@@ -87,7 +87,7 @@ impl System {
         let sub = Arc::new(Subscription::new(
             self.internal.clone(),
             sid.as_bytes(),
-            Target::Internal(handler),
+            Target::Internal(Box::new(handler)),
         ));
         let inserted = if announce {
             account.insert(&sub, subject.as_bytes(), None)
