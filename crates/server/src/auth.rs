@@ -12,17 +12,26 @@ use starling_proto::Connect;
 
 use crate::account::{Account, Accounts};
 use crate::options::{Auth, Options};
+use crate::permissions::{Compiled, Permissions};
 
 /// Who a client is, once its credentials are accepted.
 pub(crate) struct Verdict {
     pub(crate) account: Arc<Account>,
     /// The authenticated user (`authorized_user` in `/connz`), if any.
     pub(crate) user: Option<String>,
+    /// The user's permissions, if it has any.
+    pub(crate) permissions: Option<Arc<Compiled>>,
 }
 
 struct UserEntry {
     password: String,
     account: Arc<Account>,
+    /// Compiled once per user, shared by all its connections.
+    permissions: Option<Arc<Compiled>>,
+}
+
+fn compile(own: Option<&Permissions>, default: Option<&Permissions>) -> Option<Arc<Compiled>> {
+    own.or(default).map(|p| Arc::new(Compiled::new(p)))
 }
 
 /// The broker's users and how clients without credentials are treated.
@@ -46,6 +55,7 @@ impl Authenticator {
             let entry = UserEntry {
                 password: u.password.clone(),
                 account: global.clone(),
+                permissions: compile(u.permissions.as_ref(), opts.default_permissions.as_ref()),
             };
             users.insert(u.name.clone(), entry);
         }
@@ -57,6 +67,7 @@ impl Authenticator {
                 let entry = UserEntry {
                     password: u.password.clone(),
                     account: account.clone(),
+                    permissions: compile(u.permissions.as_ref(), a.default_permissions.as_ref()),
                 };
                 users.insert(u.name.clone(), entry);
             }
@@ -115,6 +126,7 @@ impl Authenticator {
             return Some(Verdict {
                 account: self.default_account.clone(),
                 user: None,
+                permissions: None,
             });
         }
         if no_credentials {
@@ -123,6 +135,7 @@ impl Authenticator {
                 return Some(Verdict {
                     account: entry.account.clone(),
                     user: Some(name.clone()),
+                    permissions: entry.permissions.clone(),
                 });
             }
         }
@@ -130,6 +143,7 @@ impl Authenticator {
             return Some(Verdict {
                 account: self.default_account.clone(),
                 user: connect.user.clone(),
+                permissions: None,
             });
         }
         match &self.single {
@@ -139,12 +153,14 @@ impl Authenticator {
                 return ok.then(|| Verdict {
                     account: self.default_account.clone(),
                     user: Some(user.clone()),
+                    permissions: None,
                 });
             }
             Auth::Token(token) => {
                 return credentials_match(connect.auth_token.as_deref(), token).then(|| Verdict {
                     account: self.default_account.clone(),
                     user: None,
+                    permissions: None,
                 });
             }
             Auth::None => {}
@@ -154,6 +170,7 @@ impl Authenticator {
         credentials_match(connect.pass.as_deref(), &entry.password).then(|| Verdict {
             account: entry.account.clone(),
             user: Some(name.to_string()),
+            permissions: entry.permissions.clone(),
         })
     }
 }

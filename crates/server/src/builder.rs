@@ -181,6 +181,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Permissions for `$G`'s users ([`Self::user`]) that have none of their own
+    /// (nats-server's `authorization { default_permissions }`).
+    pub fn default_permissions(mut self, permissions: crate::Permissions) -> Self {
+        self.opts.default_permissions = Some(permissions);
+        self
+    }
+
     /// Clients that present no credentials become this user, of whichever account it belongs
     /// to (`no_auth_user`); INFO then says `auth_required: false`.
     pub fn no_auth_user(mut self, name: impl Into<String>) -> Self {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use starling_proto::{encode, QueueNames};
-use starling_sublist::MatchResult;
+use starling_sublist::{MatchResult, QueueGroup};
 
 use crate::account::Account;
 use crate::broker::Broker;
@@ -350,7 +350,7 @@ pub(crate) fn deliver(
     msg: &Msg<'_>,
     touched: &mut Touched,
 ) -> bool {
-    Delivery { broker, account }.deliver(from, sub, msg, touched)
+    Delivery { broker, account }.deliver(from, sub, None, msg, touched)
 }
 
 /// One publish in progress: the broker and the account the message is published in.
@@ -389,15 +389,15 @@ impl Delivery<'_> {
             if no_echo && sub.conn.cid == from.cid {
                 continue;
             }
-            delivered |= self.deliver(from, sub, msg, touched);
+            delivered |= self.deliver(from, sub, None, msg, touched);
         }
         for group in result.queues.iter() {
             if let Some(picked) = &msg.queues {
                 if picked.iter().any(|q| q == &group.name[..]) {
-                    delivered |= self.deliver_to_local_member(from, &group.members, msg, touched);
+                    delivered |= self.deliver_to_local_member(from, group, msg, touched);
                 }
             } else if !from_route {
-                match self.pick_member(from, no_echo, &group.members, msg, touched) {
+                match self.pick_member(from, no_echo, group, msg, touched) {
                     Pick::Local => delivered = true,
                     Pick::Route(conn) => route_target(&mut routes, conn).queues.push(&group.name),
                     Pick::None => {}
@@ -417,10 +417,11 @@ impl Delivery<'_> {
         &self,
         from: &Conn,
         no_echo: bool,
-        members: &'r [Arc<Subscription>],
+        group: &'r QueueGroup<Arc<Subscription>>,
         msg: &Msg<'_>,
         touched: &mut Touched,
     ) -> Pick<'r> {
+        let members = &group.members[..];
         let n = members.len();
         if n == 0 {
             return Pick::None;
@@ -456,7 +457,7 @@ impl Delivery<'_> {
             if no_echo && sub.conn.cid == from.cid {
                 continue;
             }
-            if self.deliver(from, sub, msg, touched) {
+            if self.deliver(from, sub, Some(&group.name), msg, touched) {
                 return Pick::Local;
             }
         }
@@ -467,10 +468,11 @@ impl Delivery<'_> {
     fn deliver_to_local_member(
         &self,
         from: &Conn,
-        members: &[Arc<Subscription>],
+        group: &QueueGroup<Arc<Subscription>>,
         msg: &Msg<'_>,
         touched: &mut Touched,
     ) -> bool {
+        let members = &group.members[..];
         let n = members.len();
         if n == 0 {
             return false;
@@ -479,7 +481,7 @@ impl Delivery<'_> {
         (0..n)
             .map(|i| &members[(start + i) % n])
             .filter(|s| s.conn.kind != ConnKind::Route)
-            .any(|sub| self.deliver(from, sub, msg, touched))
+            .any(|sub| self.deliver(from, sub, Some(&group.name), msg, touched))
     }
 
     /// Sends one `RMSG` (or `HMSG`) to a peer, naming the queue groups it was picked for.
@@ -509,6 +511,7 @@ impl Delivery<'_> {
         &self,
         from: &Conn,
         sub: &Arc<Subscription>,
+        queue: Option<&[u8]>,
         msg: &Msg<'_>,
         touched: &mut Touched,
     ) -> bool {
@@ -522,7 +525,12 @@ impl Delivery<'_> {
                 msg.data,
                 msg.owner,
             );
-            return self.deliver(from, &shadow.of, &mapped, touched);
+            return self.deliver(from, &shadow.of, queue, &mapped, touched);
+        }
+        if let Some(permissions) = sub.conn.permissions() {
+            if !permissions.on_delivery(msg.subject, queue, msg.reply) {
+                return false;
+            }
         }
         let Some(last) = sub.claim() else {
             return false;

@@ -109,6 +109,9 @@ pub enum AccountError {
         /// `stream export`, `service import`, ...
         what: &'static str,
     },
+    /// A permission entry is not a valid subject (or `subject queue` for subscribe).
+    #[error("{0}")]
+    InvalidPermission(String),
     /// An export or import subject is not a valid subject.
     #[error("Error adding {what} {subject:?}: invalid subject")]
     InvalidSubject {

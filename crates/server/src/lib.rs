@@ -29,6 +29,7 @@
 //!   queue (every append has one outcome path), the writer task.
 //! - `client/`: the client protocol on a byte stream, and the in-process [`Client`].
 //! - `delivery`: the hot path from a published message to subscribers' queues.
+//! - `permissions`: users' publish/subscribe permissions, compiled into shared matchers.
 //! - `subscription`, `message`: what a sublist stores; what in-process subscribers get.
 //! - `monitor/` (feature `monitor`, on by default): the HTTP server with nats-server's
 //!   monitoring endpoints (`/varz`, `/connz`, ...) and Prometheus `/metrics`.
@@ -51,6 +52,7 @@ mod lifecycle;
 mod message;
 mod monitor;
 mod options;
+mod permissions;
 mod registry;
 mod server;
 mod stats;
@@ -71,6 +73,10 @@ pub use message::{Message, Subject};
 pub use options::{
     Auth, DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE,
     DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING, MAX_PAYLOAD_CEILING,
+};
+pub use permissions::{
+    Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,
+    DEFAULT_ALLOW_RESPONSE_MAX_MSGS,
 };
 pub use server::Server;
 pub use stats::{RouteStats, Stats, SublistFigures};

@@ -72,6 +72,9 @@ pub(crate) struct Options {
     pub(crate) accounts: Vec<Account>,
     /// Users of `$G` (`authorization.users`).
     pub(crate) users: Vec<User>,
+    /// Permissions of users without their own or their account's
+    /// (`authorization { default_permissions }`).
+    pub(crate) default_permissions: Option<crate::permissions::Permissions>,
     /// The user clients without credentials become (`no_auth_user`).
     pub(crate) no_auth_user: Option<String>,
     /// The system account's name (`system_account`); `None` = no system account
@@ -102,6 +105,7 @@ impl Default for Options {
             max_closed_clients: DEFAULT_MAX_CLOSED_CLIENTS,
             accounts: Vec::new(),
             users: Vec::new(),
+            default_permissions: None,
             no_auth_user: None,
             system_account: Some(DEFAULT_SYSTEM_ACCOUNT.to_string()),
         }

@@ -208,3 +208,97 @@ async fn scripts_match_nats_server_in_a_named_account() {
         failures.join("\n")
     );
 }
+
+/// User permissions: every refusal's `-ERR` text, what stays allowed, and delivery-time deny
+/// for a wildcard subscription that overlaps a deny entry, against nats-server 2.15.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_scripts_match_nats_server_215() {
+    use starling_server::{Permissions, SubjectPermission, User};
+    let conf = std::env::temp_dir().join(format!("starling-diff-perm-{}.conf", std::process::id()));
+    std::fs::write(
+        &conf,
+        r#"
+authorization {
+  users: [
+    { user: u, password: p, permissions: {
+        publish: { allow: ["foo.>", "_INBOX.>", "q.>"], deny: ["foo.secret"] }
+        subscribe: { allow: ["foo.>", "bar v1", "baz v.*", "_INBOX.>", "q.>"], deny: ["foo.hidden", "q.x v1"] }
+    } }
+    { user: free, password: p }
+  ]
+}
+"#,
+    )
+    .unwrap();
+    let Some(reference) = NatsServer::start_215(&["-c", conf.to_str().unwrap()]) else {
+        return;
+    };
+    let u = Permissions::new()
+        .publish(
+            SubjectPermission::new()
+                .allow(["foo.>", "_INBOX.>", "q.>"])
+                .deny(["foo.secret"]),
+        )
+        .subscribe(
+            SubjectPermission::new()
+                .allow(["foo.>", "bar v1", "baz v.*", "_INBOX.>", "q.>"])
+                .deny(["foo.hidden", "q.x v1"]),
+        );
+    let starling = common::start_with(
+        starling_server::Server::builder()
+            .user(User::new("u", "p").permissions(u))
+            .user(User::new("free", "p")),
+    )
+    .await;
+    let login = |user: &str| {
+        format!(
+            "CONNECT {{\"verbose\":false,\"headers\":true,\"user\":\"{user}\",\"pass\":\"p\"}}\r\n"
+        )
+    };
+    let scripts = [
+        ("subscribe allowed and refused", format!("{}SUB foo.a 1\r\nSUB other 2\r\nSUB foo.hidden 3\r\nSUB bar 4\r\nSUB bar v1 5\r\nSUB bar v2 6\r\nSUB baz v.7 7\r\nSUB baz w 8\r\nSUB foo.q _sys_ 9\r\nPUB foo.a 1\r\nx\r\n", login("u"))),
+        ("publish allowed and refused", format!("{}SUB foo.> 1\r\nPUB foo.a 1\r\na\r\nPUB foo.secret 1\r\nb\r\nPUB other 1\r\nc\r\nPUB foo.b 1\r\nd\r\n", login("u"))),
+        ("a wildcard sub never gets denied subjects", format!("{}SUB foo.* 1\r\nPUB foo.hidden 1\r\nh\r\nPUB foo.shown 1\r\ns\r\n", login("u"))),
+        ("queue deny entry", format!("{}SUB q.x v1 1\r\nSUB q.x v2 2\r\nSUB q.* v1 3\r\nPUB q.x 1\r\nx\r\nPUB q.y 1\r\ny\r\n", login("u"))),
+        ("verbose acks only what passed", "CONNECT {\"verbose\":true,\"user\":\"u\",\"pass\":\"p\"}\r\nSUB nope 1\r\nSUB foo.a 2\r\nPUB nope 1\r\nx\r\nPUB foo.a 1\r\ny\r\n".to_string()),
+        ("reserved reply subjects", format!("{}SUB foo.a 1\r\nPUB foo.a _R_.abc.def 1\r\nx\r\nPUB foo.a _GR_.x.y 1\r\ny\r\nPUB foo.a _INBOX.ok 1\r\nz\r\n", login("free"))),
+        ("headers", format!("{}SUB foo.h 1\r\nHPUB foo.h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHPUB foo.secret 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", login("u"))),
+    ];
+    let ours = starling.client_addr().unwrap();
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    for (name, script) in scripts {
+        let theirs = normalize(transcript(reference.addr, &script).await);
+        let mine = normalize(transcript(ours, &script).await);
+        seen.extend(mine.iter().cloned());
+        if theirs != mine {
+            failures.push(format!(
+                "{name}:\n  nats-server: {theirs:?}\n  starling:    {mine:?}"
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(&conf);
+    // The scripts exercise what they claim (a transcript both servers left empty would
+    // match too).
+    for expected in [
+        r#"-ERR 'Permissions Violation for Subscription to "bar" using queue "v2"'"#,
+        r#"-ERR 'Permissions Violation for Publish to "foo.secret"'"#,
+        r#"-ERR 'Permissions Violation for Publish with Reply of "_R_.abc.def"'"#,
+        r#"MSG foo.shown 1 1 | "s""#,
+    ] {
+        assert!(
+            seen.iter().any(|l| l == expected),
+            "no {expected} in {seen:?}"
+        );
+    }
+    assert!(
+        !seen.iter().any(|l| l.starts_with("MSG foo.hidden")),
+        "{seen:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} scripts differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

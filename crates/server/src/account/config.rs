@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use crate::error::AccountError;
 use crate::options::Options;
+use crate::permissions::Permissions;
 
 /// nats-server's default account: clients not bound to another account are in it.
 pub const GLOBAL_ACCOUNT: &str = "$G";
@@ -49,6 +50,7 @@ pub struct Account {
     pub(crate) stream_imports: Vec<StreamImport>,
     pub(crate) service_imports: Vec<ServiceImport>,
     pub(crate) limits: AccountLimits,
+    pub(crate) default_permissions: Option<Permissions>,
 }
 
 impl Account {
@@ -62,6 +64,7 @@ impl Account {
             service_exports: Vec::new(),
             stream_imports: Vec::new(),
             service_imports: Vec::new(),
+            default_permissions: None,
             limits: AccountLimits::default(),
         }
     }
@@ -93,6 +96,13 @@ impl Account {
     /// Lets other accounts send requests to a service of this account.
     pub fn export_service(mut self, export: impl Into<ServiceExport>) -> Self {
         self.service_exports.push(export.into());
+        self
+    }
+
+    /// Permissions for the account's users that have none of their own (nats-server's
+    /// account `default_permissions`).
+    pub fn default_permissions(mut self, permissions: Permissions) -> Self {
+        self.default_permissions = Some(permissions);
         self
     }
 
@@ -143,6 +153,7 @@ pub(crate) struct AccountLimits {
 pub struct User {
     pub(crate) name: String,
     pub(crate) password: String,
+    pub(crate) permissions: Option<Permissions>,
 }
 
 impl User {
@@ -151,7 +162,15 @@ impl User {
         Self {
             name: name.into(),
             password: password.into(),
+            permissions: None,
         }
+    }
+
+    /// What the user may publish and subscribe to (nats-server's `permissions`); without it
+    /// the account's or the server's default permissions apply, else no restriction.
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.permissions = Some(permissions);
+        self
     }
 
     /// The user's name.
@@ -384,6 +403,20 @@ pub(crate) fn validate(opts: &Options) -> Result<(), AccountError> {
         if !names.insert(a.name.as_str()) {
             return Err(AccountError::Duplicate(a.name.clone()));
         }
+    }
+    let all_permissions = opts
+        .users
+        .iter()
+        .chain(opts.accounts.iter().flat_map(|a| a.users.iter()))
+        .filter_map(|u| u.permissions.as_ref())
+        .chain(
+            opts.accounts
+                .iter()
+                .filter_map(|a| a.default_permissions.as_ref()),
+        )
+        .chain(opts.default_permissions.as_ref());
+    for p in all_permissions {
+        p.validate()?;
     }
     let mut users = HashSet::new();
     let all_users = opts

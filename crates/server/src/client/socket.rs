@@ -11,12 +11,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use starling_proto::{encode, ClientOp, ClientParser, Connect, Limits, ProtoError, Publish};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tracing::{debug, trace};
+use tracing::{debug, error, trace};
 
 use crate::account::Account;
 use crate::broker::Broker;
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
 use crate::delivery::{self, Msg, Touched, NO_RESPONDERS_HDR};
+use crate::permissions::{ConnPermissions, PublishCache};
 use crate::subscription::{OwnedSub, Subscription, Target};
 
 /// Bytes asked of the socket per read.
@@ -107,6 +108,8 @@ struct Client {
     /// The account, once known (at CONNECT, or at the first op when clients need not
     /// authenticate): the hot path's one look-up is in its sublist.
     account: Option<Arc<Account>>,
+    /// The user's permissions and this read loop's cache of publish checks, if it has any.
+    permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
     /// CONNECT has been received.
     connected: bool,
@@ -131,6 +134,7 @@ impl Client {
             broker,
             conn,
             account: None,
+            permissions: None,
             parser: ClientParser::new(limits),
             connected: false,
             // nats-server's defaults before (and under) CONNECT: verbose and pedantic.
@@ -381,6 +385,11 @@ impl Client {
                 ClosedReason::NoRespondersRequiresHeaders,
             ));
         }
+        if let (Some(compiled), None) = (&verdict.permissions, &self.permissions) {
+            let permissions = Arc::new(ConnPermissions::new(compiled.clone()));
+            self.conn.set_permissions(&permissions);
+            self.permissions = Some((permissions, PublishCache::new()));
+        }
         self.verbose = connect.verbose;
         self.pedantic = connect.pedantic;
         self.no_responders = connect.no_responders;
@@ -417,6 +426,9 @@ impl Client {
             // Reported, but the message is still routed (as nats-server does).
             self.push_err("Invalid Publish Subject");
         }
+        if !self.may_publish(p.subject, p.reply) {
+            return Ok(());
+        }
         // nats-server acknowledges before routing: +OK precedes an echo of the message.
         self.ok();
         let msg = Msg::new(p.subject, p.reply, p.header_len, p.data, chunk);
@@ -428,6 +440,79 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// nats-server's publish checks, in its order: the reserved gateway prefix, the user's
+    /// permissions, then reply subjects the server reserves for itself. A refusal is an
+    /// `-ERR` and the message is dropped; the connection stays open.
+    #[inline]
+    fn may_publish(&mut self, subject: &[u8], reply: Option<&[u8]>) -> bool {
+        let denied = (subject.len() > 5 && subject.starts_with(b"_GR_."))
+            || self.permissions.as_mut().is_some_and(|(perms, cache)| {
+                perms.compiled().checks_publish() && !cache.may_publish(perms, subject)
+            });
+        if denied {
+            let subject = String::from_utf8_lossy(subject);
+            self.push_err(&format!("Permissions Violation for Publish to {subject:?}"));
+            error!(
+                cid = self.conn.cid,
+                "Publish Violation - Subject {subject:?}"
+            );
+            return false;
+        }
+        if let Some(reply) = reply.filter(|r| is_reserved_reply(r)) {
+            let reply = String::from_utf8_lossy(reply);
+            self.push_err(&format!(
+                "Permissions Violation for Publish with Reply of {reply:?}"
+            ));
+            error!(cid = self.conn.cid, "Publish Violation - Reply {reply:?}");
+            return false;
+        }
+        true
+    }
+
+    /// nats-server's subscribe checks: the user's permissions, and the queue group name the
+    /// server keeps for itself. Also turns on delivery-time checks when a wildcard
+    /// subscription overlaps a deny entry.
+    fn may_subscribe(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> bool {
+        let allowed = queue != Some(b"_sys_".as_slice())
+            && match &self.permissions {
+                None => true,
+                Some((perms, _)) => {
+                    let compiled = perms.compiled();
+                    let allowed = compiled.may_subscribe(subject, queue);
+                    if allowed && compiled.overlaps_deny(subject, queue.is_some()) {
+                        perms.filter_deliveries();
+                    }
+                    allowed
+                }
+            };
+        if allowed {
+            return true;
+        }
+        let subject = String::from_utf8_lossy(subject);
+        let sid = String::from_utf8_lossy(sid);
+        match queue.map(String::from_utf8_lossy) {
+            Some(queue) => {
+                self.push_err(&format!(
+                    "Permissions Violation for Subscription to {subject:?} using queue {queue:?}"
+                ));
+                error!(
+                    cid = self.conn.cid,
+                    "Subscription Violation - Subject {subject:?}, Queue: {queue:?}, SID {sid}"
+                );
+            }
+            None => {
+                self.push_err(&format!(
+                    "Permissions Violation for Subscription to {subject:?}"
+                ));
+                error!(
+                    cid = self.conn.cid,
+                    "Subscription Violation - Subject {subject:?}, SID {sid}"
+                );
+            }
+        }
+        false
     }
 
     /// After the PONG that answers a client's handshake PING, nats-server sends an INFO if
@@ -469,6 +554,9 @@ impl Client {
     }
 
     fn on_sub(&mut self, account: &Account, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        if !self.may_subscribe(subject, queue, sid) {
+            return;
+        }
         let max_subs = account
             .max_subscriptions()
             .unwrap_or(self.broker.opts().max_subscriptions);
@@ -576,4 +664,12 @@ fn proto_close(e: &ProtoError) -> Close {
         reason,
         err: e.err_text(),
     }
+}
+
+/// Reply subjects a client may not use (nats-server's `isReservedReply`): the server's
+/// service-import replies, JetStream acks and gateway-routed replies.
+fn is_reserved_reply(reply: &[u8]) -> bool {
+    reply.starts_with(b"_R_.")
+        || (reply.len() > 8 && reply.starts_with(b"$JS.ACK."))
+        || (reply.len() > 5 && reply.starts_with(b"_GR_."))
 }

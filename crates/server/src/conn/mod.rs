@@ -28,6 +28,7 @@ pub use reason::ClosedReason;
 pub(crate) use writer::write_loop;
 
 use crate::account::Account;
+use crate::permissions::ConnPermissions;
 use crate::subscription::SubsBySid;
 use outbound::{Appended, Outbound};
 
@@ -65,6 +66,9 @@ pub(crate) struct Conn {
     /// The account it is bound to, once known (at CONNECT for socket clients). Its reader keeps
     /// its own `Arc<Account>` for the hot path; this one is for everyone else.
     account: OnceLock<Arc<Account>>,
+    /// The user's permissions, for connections that have any: what delivery must check
+    /// (deny entries a wildcard subscription overlaps, reply subjects it may answer).
+    permissions: OnceLock<Arc<ConnPermissions>>,
     /// CONNECT's `echo`: deliver this connection's own messages back to it.
     echo: AtomicBool,
     /// CONNECT's `headers`: HMSG may be sent (otherwise headers are stripped).
@@ -114,6 +118,7 @@ impl Conn {
             kind,
             out: Outbound::new(max_pending),
             account: OnceLock::new(),
+            permissions: OnceLock::new(),
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
             protocol: AtomicU8::new(0),
@@ -244,6 +249,17 @@ impl Conn {
     /// Binds the connection to its account (once; later calls are ignored).
     pub(crate) fn bind_account(&self, account: &Arc<Account>) {
         let _ = self.account.set(account.clone());
+    }
+
+    /// Sets the user's permissions (once, at CONNECT).
+    pub(crate) fn set_permissions(&self, permissions: &Arc<ConnPermissions>) {
+        let _ = self.permissions.set(permissions.clone());
+    }
+
+    /// The user's permissions, if it has any.
+    #[inline]
+    pub(crate) fn permissions(&self) -> Option<&Arc<ConnPermissions>> {
+        self.permissions.get()
     }
 
     /// The account it is bound to (`None` before CONNECT, and for routes).
