@@ -94,6 +94,8 @@ pub(crate) struct Settings {
     pub(crate) cluster_password: Option<String>,
     /// `authorization.users`: users of the global account.
     pub(crate) users: Option<Vec<User>>,
+    /// `authorization { default_permissions }`.
+    pub(crate) default_permissions: Option<starling_server::Permissions>,
     /// `accounts`.
     pub(crate) accounts: Option<Vec<Account>>,
     /// `no_auth_user`.
@@ -120,7 +122,7 @@ impl Settings {
             logtime, log_file, pid_file, ports_file_dir, store_dir, http_host, http_port, max_closed_clients,
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
-            no_auth_user, system_account, no_system_account,
+            default_permissions, no_auth_user, system_account, no_system_account,
         );
         self
     }
@@ -243,6 +245,9 @@ impl Settings {
     fn with_accounts(&self, mut b: ServerBuilder) -> ServerBuilder {
         for user in self.users.iter().flatten() {
             b = b.user(user.clone());
+        }
+        if let Some(p) = &self.default_permissions {
+            b = b.default_permissions(p.clone());
         }
         for account in self.accounts.iter().flatten() {
             b = b.account(account.clone());
@@ -713,13 +718,17 @@ impl Cx<'_> {
                 "users" => {
                     s.users = Some(self.users(&format!("authorization.{k}"), v, user_names)?)
                 }
-                "permissions" | "default_permissions" | "auth_callout" => {
+                "default_permission" | "default_permissions" | "permissions" => {
+                    s.default_permissions =
+                        Some(self.permissions(&format!("authorization.{k}"), v)?)
+                }
+                "auth_callout" | "auth_hook" => {
                     return Err(ConfigError::Unsupported {
                         file: self.file.to_string(),
                         line: v.pos.line,
                         col: v.pos.col,
                         key: format!("authorization.{k}"),
-                        feature: "permissions and auth callout",
+                        feature: "auth callout",
                     })
                 }
                 _ => return Err(self.unknown(format!("authorization.{k}"), v)),
@@ -1092,8 +1101,8 @@ mod tests {
         // As in nats-server, routes belong in the cluster block.
         let e = load("routes: [\"nats://a:1\"]").unwrap_err();
         assert_eq!(e.to_string(), "test.conf:1:0: unknown field \"routes\"");
-        let e = load("authorization { permissions: {} }").unwrap_err();
-        assert!(e.to_string().contains("authorization.permissions"), "{e}");
+        let e = load("authorization { auth_callout: {} }").unwrap_err();
+        assert!(e.to_string().contains("authorization.auth_callout"), "{e}");
         let c = load("https_port: 8443").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("monitoring"), "{:?}", c.warnings);

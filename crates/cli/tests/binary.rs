@@ -834,3 +834,58 @@ fn config_check_reports_account_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn permissions_from_the_config_file() {
+    // nats.py's own test config (nats/tests/conf/no_auth_user.conf).
+    let dir = temp_dir("permissions");
+    let conf = dir.join("no_auth_user.conf");
+    std::fs::write(
+        &conf,
+        r#"
+accounts {
+  a {
+    users = [ { user: 'foo', pass: 'foo',
+      permissions: {
+        subscribe: { allow: ["foo", "_INBOX.>"], deny: ["bar"] }
+        publish: { allow: ["foo", "_INBOX.>"], deny: ["bar"] }
+      }
+    }]
+  }
+  b {
+    users = [ { user: 'bar', pass: 'bar',
+      permissions: {
+        subscribe: { allow: ["bar"], deny: [">"] }
+        publish: { allow: ["bar"], deny: [">"] }
+      }
+    }]
+  }
+}
+no_auth_user = "foo"
+"#,
+    )
+    .unwrap();
+    assert_eq!(run(&["-c", path_str(&conf), "-t"]).status.code(), Some(0));
+    let mut broker = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
+    let port = broker.wait_ready();
+    let mut bar = login(port, Some(("bar", "bar")));
+    bar.send("SUB foo 1\r\nPUB bar 1\r\nx\r\nPING\r\n");
+    assert_eq!(
+        bar.line(),
+        "-ERR 'Permissions Violation for Subscription to \"foo\"'\r\n"
+    );
+    assert_eq!(
+        bar.line(),
+        "-ERR 'Permissions Violation for Publish to \"bar\"'\r\n"
+    );
+    assert_eq!(bar.line(), "PONG\r\n");
+    let mut foo = login(port, None);
+    foo.send("SUB foo 1\r\nPUB foo 2\r\nhi\r\nPUB bar 1\r\nx\r\nPING\r\n");
+    assert_eq!(foo.line(), "MSG foo 1 2\r\n");
+    assert_eq!(foo.line(), "hi\r\n");
+    assert_eq!(
+        foo.line(),
+        "-ERR 'Permissions Violation for Publish to \"bar\"'\r\n"
+    );
+    assert_eq!(foo.line(), "PONG\r\n");
+}

@@ -11,12 +11,21 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use starling_server::{
-    Account, Latency, ResponseType, Sampling, ServiceExport, ServiceImport, StreamExport,
-    StreamImport, User,
+    Account, Latency, Permissions, ResponsePermission, ResponseType, Sampling, ServiceExport,
+    ServiceImport, StreamExport, StreamImport, SubjectPermission, User,
 };
 
 use super::{parse_go_duration, ConfigError, Cx};
 use crate::conf::{Item, Map, Pos, Value};
+
+/// nats-server reads an empty subject list as no list at all: `allow: []` allows everything.
+fn with_allow(sp: SubjectPermission, allow: Vec<String>) -> SubjectPermission {
+    if allow.is_empty() {
+        sp
+    } else {
+        sp.allow(allow)
+    }
+}
 
 /// Where each user name was first written, to report duplicates across every account and the
 /// `authorization` block as nats-server does.
@@ -39,15 +48,16 @@ impl Cx<'_> {
             let Value::Map(map) = &entry.value else {
                 return Err(self.expected(key, entry, "a user map"));
             };
-            let (mut name, mut password) = (None, None);
+            let (mut name, mut password, mut permissions) = (None, None, None);
             for (k, v) in map.iter() {
                 let full = format!("{key}.{k}");
                 match k.to_ascii_lowercase().as_str() {
                     "user" | "username" => name = Some(self.string(&full, v)?),
                     "password" | "pass" => password = Some(self.string(&full, v)?),
+                    "permission" | "permissions" => permissions = Some(self.permissions(&full, v)?),
                     "nkey" => return Err(self.unsupported(&full, v, "nkey users")),
-                    "permissions" | "perms" | "allowed_connection_types" | "connection_types" => {
-                        return Err(self.unsupported(&full, v, "user permissions"))
+                    "allowed_connection_types" | "connection_types" => {
+                        return Err(self.unsupported(&full, v, "allowed connection types"))
                     }
                     _ => return Err(self.unknown(full, v)),
                 }
@@ -58,7 +68,11 @@ impl Cx<'_> {
             if seen.0.insert(name.clone(), entry.pos).is_some() {
                 return Err(self.invalid(key, item, format!("Duplicate user {name:?} detected")));
             }
-            users.push(User::new(name, password.unwrap_or_default()));
+            let mut user = User::new(name, password.unwrap_or_default());
+            if let Some(p) = permissions {
+                user = user.permissions(p);
+            }
+            users.push(user);
         }
         Ok(users)
     }
@@ -133,7 +147,9 @@ impl Cx<'_> {
                 "limits" => account = self.limits(&full, v, account)?,
                 "jetstream" => return Err(self.unsupported(&full, v, "JetStream")),
                 "nkey" => return Err(self.unsupported(&full, v, "account nkeys")),
-                "default_permissions" => return Err(self.unsupported(&full, v, "permissions")),
+                "default_permissions" => {
+                    account = account.default_permissions(self.permissions(&full, v)?)
+                }
                 "mappings" | "maps" => return Err(self.unsupported(&full, v, "subject mappings")),
                 "msg_trace" | "trace_dest" => {
                     return Err(self.unsupported(&full, v, "message tracing"))
@@ -142,6 +158,166 @@ impl Cx<'_> {
             }
         }
         Ok(account)
+    }
+
+    /// `permissions { publish|pub|import, subscribe|sub|export, allow_responses }`, as
+    /// nats-server's `parseUserPermissions`: each direction a subject, a list (an allow
+    /// list) or `{allow, deny}`; subjects themselves are checked by the server crate.
+    pub(super) fn permissions(&self, key: &str, item: &Item) -> Result<Permissions, ConfigError> {
+        let Value::Map(map) = &item.value else {
+            return Err(self.invalid(
+                key,
+                item,
+                format!(
+                    "Expected permissions to be a map/struct, got {}",
+                    item.value.kind()
+                ),
+            ));
+        };
+        let mut p = Permissions::new();
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "pub" | "publish" | "import" => {
+                    if let Some(sp) = self.subject_permission(&full, v)? {
+                        p = p.publish(sp);
+                    }
+                }
+                "sub" | "subscribe" | "export" => {
+                    if let Some(sp) = self.subject_permission(&full, v)? {
+                        p = p.subscribe(sp);
+                    }
+                }
+                "publish_allow_responses" | "allow_responses" => {
+                    if let Some(rp) = self.allow_responses(&full, v)? {
+                        p = p.allow_responses(rp);
+                    }
+                }
+                _ => {
+                    return Err(self.invalid(
+                        &full,
+                        v,
+                        format!("Unknown field {k:?} parsing permissions"),
+                    ))
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// A subject, a list (both allow lists) or `{allow, deny}`; `None` for an empty map.
+    fn subject_permission(
+        &self,
+        key: &str,
+        item: &Item,
+    ) -> Result<Option<SubjectPermission>, ConfigError> {
+        let Value::Map(map) = &item.value else {
+            let allow = self.perm_subjects(key, item)?;
+            return Ok(Some(with_allow(SubjectPermission::new(), allow)));
+        };
+        if map.iter().next().is_none() {
+            return Ok(None);
+        }
+        let mut sp = SubjectPermission::new();
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "allow" => sp = with_allow(sp, self.perm_subjects(&full, v)?),
+                "deny" => sp = sp.deny(self.perm_subjects(&full, v)?),
+                _ => {
+                    return Err(self.invalid(
+                        &full,
+                        v,
+                        format!(
+                            "Unknown field name {k:?} parsing subject permissions, only 'allow' or 'deny' are permitted"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(Some(sp))
+    }
+
+    fn perm_subjects(&self, key: &str, item: &Item) -> Result<Vec<String>, ConfigError> {
+        match &item.value {
+            Value::Str(s) => Ok(vec![s.clone()]),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match &i.value {
+                    Value::Str(s) => Ok(s.clone()),
+                    _ => Err(self.invalid(
+                        key,
+                        i,
+                        "Subject in permissions array cannot be cast to string",
+                    )),
+                })
+                .collect(),
+            other => Err(self.invalid(
+                key,
+                item,
+                format!(
+                    "Expected subject permissions to be a subject, or array of subjects, got {}",
+                    other.kind()
+                ),
+            )),
+        }
+    }
+
+    /// `true` (one response within 2m), `false`, or `{max, expires}` (negative = no limit,
+    /// 0 = the default).
+    fn allow_responses(
+        &self,
+        key: &str,
+        item: &Item,
+    ) -> Result<Option<ResponsePermission>, ConfigError> {
+        let map = match &item.value {
+            Value::Bool(true) => return Ok(Some(ResponsePermission::new())),
+            Value::Bool(false) => return Ok(None),
+            Value::Map(m) => m,
+            _ => {
+                return Err(self.invalid(
+                    key,
+                    item,
+                    "error parsing response permissions, expected a boolean or a map",
+                ))
+            }
+        };
+        let mut rp = ResponsePermission::new();
+        for (k, v) in map.iter() {
+            let full = format!("{key}.{k}");
+            match k.to_ascii_lowercase().as_str() {
+                "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                    let Value::Int(n) = v.value else {
+                        return Err(self.expected(&full, v, "an integer"));
+                    };
+                    rp = rp.max_msgs(u64::try_from(n).ok());
+                }
+                "expires" | "expiration" | "ttl" => {
+                    let Value::Str(text) = &v.value else {
+                        return Err(self.invalid(
+                            &full,
+                            v,
+                            "error parsing expires, not a duration string",
+                        ));
+                    };
+                    let ttl = match text.trim().strip_prefix('-') {
+                        Some(_) => None,
+                        None => Some(parse_go_duration(text).map_err(|e| {
+                            self.invalid(&full, v, format!("error parsing expires: {e}"))
+                        })?),
+                    };
+                    rp = rp.expires(ttl);
+                }
+                _ => {
+                    return Err(self.invalid(
+                        &full,
+                        v,
+                        format!("Unknown field {k:?} parsing permissions"),
+                    ))
+                }
+            }
+        }
+        Ok(Some(rp))
     }
 
     fn list<'i>(&self, key: &str, item: &'i Item) -> Result<&'i [Item], ConfigError> {
@@ -458,6 +634,74 @@ mod tests {
 
     fn err(text: &str) -> String {
         load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn permissions_in_nats_servers_forms() {
+        use starling_server::{Permissions, ResponsePermission, SubjectPermission};
+        use std::time::Duration;
+        let c = load(
+            r#"
+            authorization {
+              default_permissions: {
+                pub: { allow: ["a.>", "b"], deny: "a.secret" }
+                subscribe: ["_INBOX.>", "jobs workers"]
+                allow_responses: { max: 3, expires: "5s" }
+              }
+              users: [{user: u, password: p, permissions: { publish: [], sub: { deny: ">" } }}]
+            }
+            accounts { A: { default_permissions: { export: "x" }, users: [{user: a, pass: p}] } }
+            "#,
+        )
+        .unwrap();
+        let expected = Permissions::new()
+            .publish(
+                SubjectPermission::new()
+                    .allow(["a.>", "b"])
+                    .deny(["a.secret"]),
+            )
+            .subscribe(SubjectPermission::new().allow(["_INBOX.>", "jobs workers"]))
+            .allow_responses(
+                ResponsePermission::new()
+                    .max_msgs(Some(3))
+                    .expires(Some(Duration::from_secs(5))),
+            );
+        assert_eq!(c.settings.default_permissions, Some(expected));
+        c.settings.validate().unwrap();
+        let c = load("authorization { permissions: { allow_responses: true } }").unwrap();
+        assert_eq!(
+            c.settings.default_permissions,
+            Some(Permissions::new().allow_responses(ResponsePermission::new()))
+        );
+        let c =
+            load("authorization { permissions: { allow_responses: { max: -1, ttl: \"-1s\" } } }")
+                .unwrap();
+        assert_eq!(
+            c.settings.default_permissions,
+            Some(
+                Permissions::new()
+                    .allow_responses(ResponsePermission::new().max_msgs(None).expires(None))
+            )
+        );
+        for (text, error) in [
+            ("authorization { permissions: { publsh: x } }", "1:31: invalid value for \"authorization.permissions.publsh\": Unknown field \"publsh\" parsing permissions"),
+            ("authorization { permissions: { pub: { allw: x } } }", "Unknown field name \"allw\" parsing subject permissions, only 'allow' or 'deny' are permitted"),
+            ("authorization { permissions: 3 }", "Expected permissions to be a map/struct"),
+            ("authorization { permissions: { allow_responses: 3 } }", "error parsing response permissions, expected a boolean or a map"),
+            ("authorization { permissions: { allow_responses: { expires: 3 } } }", "error parsing expires, not a duration string"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(error), "{text}: {e}");
+        }
+        let c = load(
+            "authorization { users: [{user: u, password: p, permissions: { sub: \"a b c\" }}] }",
+        )
+        .unwrap();
+        let e = c.settings.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("subject \"a b c\" is not a valid subject"),
+            "{e}"
+        );
     }
 
     #[test]
