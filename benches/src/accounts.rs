@@ -29,6 +29,28 @@ pub fn server_config(n: usize) -> String {
 
 /// A configuration that puts clients without credentials in account `name`
 /// (`no_auth_user`), so that any scenario runs in a named account.
+/// The config that puts every client in as user `bench` (`no_auth_user`): of account
+/// `account` if given (else `$G`), with [`PERMISSIONS`] if `permissions`. `None` when
+/// neither applies (the server's defaults).
+pub fn clients_config(account: Option<&str>, permissions: bool) -> Option<String> {
+    match (account, permissions) {
+        (None, false) => None,
+        (Some(name), false) => Some(named_account_config(name)),
+        (Some(name), true) => Some(format!(
+            "accounts {{\n  {name}: {{ users: [{{user: bench, password: bench, permissions: {PERMISSIONS}}}] }}\n}}\nno_auth_user: bench\n"
+        )),
+        (None, true) => Some(format!(
+            "authorization {{\n  users: [{{user: bench, password: bench, permissions: {PERMISSIONS}}}]\n}}\nno_auth_user: bench\n"
+        )),
+    }
+}
+
+/// Permissions that let every scenario run yet make the server check each message: every
+/// publish against an allow and a deny list, and deliveries to wildcard subscriptions (which
+/// overlap the deny entries) against the deny list.
+pub const PERMISSIONS: &str = "{ publish: { allow: [\">\"], deny: [\"denied.>\", \"secret\"] }, subscribe: { allow: [\">\"], deny: [\"denied.>\", \"secret\"] } }";
+
+/// The config with the clients in account `name` (see [`clients_config`]).
 pub fn named_account_config(name: &str) -> String {
     format!(
         "accounts {{\n  {name}: {{ users: [{{user: bench, password: bench}}] }}\n}}\nno_auth_user: bench\n"

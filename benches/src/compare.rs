@@ -37,6 +37,12 @@ pub struct CompareConfig {
     /// Compare Starling in [`Self::account`] with Starling in the global account, instead of
     /// Starling with nats-server.
     pub versus_global: bool,
+    /// Give the clients' user publish and subscribe permissions that every message is
+    /// checked against (see [`crate::accounts::permissions_config`]).
+    pub permissions: bool,
+    /// Compare Starling with [`Self::permissions`] against Starling without them, instead of
+    /// Starling with nats-server.
+    pub versus_unrestricted: bool,
 }
 
 /// One side of a comparison: a label, a binary, and the config file it runs with.
@@ -66,23 +72,32 @@ impl CompareConfig {
             nats_bin: "nats-server".into(),
             account: None,
             versus_global: false,
+            permissions: false,
+            versus_unrestricted: false,
         }
     }
 
     /// The two sides for `scenario`: Starling and nats-server, or (`versus_global`) Starling
     /// in the named account and Starling in the global account.
     pub fn contenders(&self, scenario: Scenario, base: &Config) -> [Contender; 2] {
-        let account = self
-            .account
-            .as_deref()
-            .map(crate::accounts::named_account_config);
-        let config = scenario.server_config(base).or(account.clone());
+        let users = |permissions: bool| {
+            crate::accounts::clients_config(self.account.as_deref(), permissions)
+        };
+        let config = scenario
+            .server_config(base)
+            .or(users(self.permissions || self.versus_unrestricted));
         let side = |label: &str, bin: &PathBuf, config: Option<String>| Contender {
             label: label.into(),
             bin: bin.clone(),
             config,
         };
-        if self.versus_global {
+        if self.versus_unrestricted {
+            let unrestricted = scenario.server_config(base).or(users(false));
+            [
+                side("starling-perms", &self.starling_bin, config),
+                side("starling-open", &self.starling_bin, unrestricted),
+            ]
+        } else if self.versus_global {
             let name = self.account.as_deref().unwrap_or("A");
             [
                 side(&format!("starling-{name}"), &self.starling_bin, config),

@@ -111,3 +111,28 @@ fn accounts_modes_run_against_the_config_they_need() {
         "{table}"
     );
 }
+
+#[test]
+fn permissions_mode_runs_starling_with_and_without_them() {
+    let Some(bin) = reference() else { return };
+    let base = Config {
+        duration: Duration::from_millis(200),
+        size: 32,
+        ..Config::default()
+    };
+    let mut cfg = CompareConfig::new(base, vec![Scenario::PubSub, Scenario::Wildcard]);
+    cfg.rounds = 1;
+    cfg.starling_bin = bin.clone().into();
+    cfg.nats_bin = bin.into();
+    cfg.versus_unrestricted = true;
+    let [with, without] = cfg.contenders(Scenario::PubSub, &cfg.base);
+    assert!(with.config.as_deref().unwrap().contains("permissions"));
+    assert!(without.config.is_none());
+    let runs = compare::run(&cfg, |_| {}).expect("compare runs");
+    assert_eq!(runs[0].labels, ["starling-perms", "starling-open"]);
+    for r in &runs {
+        for x in r.starling.iter().chain(&r.nats) {
+            assert!(x.delivered > 0, "{}: nothing delivered", r.scenario);
+        }
+    }
+}

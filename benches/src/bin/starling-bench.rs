@@ -56,6 +56,9 @@ COMPARE FLAGS:
                         with the account and no_auth_user) instead of the global account
   --versus-global       compare Starling in --account (default A) with Starling in the
                         global account, instead of Starling with nats-server
+  --permissions         the clients' user gets publish/subscribe allow and deny lists that
+                        every message is checked against (on every server)
+  --versus-unrestricted compare Starling with --permissions against Starling without
 ";
 
 fn main() -> ExitCode {
@@ -174,6 +177,8 @@ fn compare_cmd(mut args: Args) -> Result<()> {
     }
     cfg.account = args.str("account");
     cfg.versus_global = args.get("versus-global")?.unwrap_or(false);
+    cfg.permissions = args.get("permissions")?.unwrap_or(false);
+    cfg.versus_unrestricted = args.get("versus-unrestricted")?.unwrap_or(false);
     let json = args.str("json");
     args.finish()?;
     let summary = compare::run(&cfg, |line| eprintln!("{line}"))?;
