@@ -236,6 +236,9 @@ impl Settings {
         self.with_accounts(starling_server::Server::builder())
             .check()
             .map_err(|e| match e {
+                starling_server::StartError::Account(e @ AccountError::InvalidPermission(_)) => {
+                    SettingsError::Invalid(format!("invalid permissions: {e}"))
+                }
                 starling_server::StartError::Account(e) => SettingsError::Accounts(e),
                 other => SettingsError::Invalid(other.to_string()),
             })

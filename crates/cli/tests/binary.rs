@@ -843,6 +843,7 @@ fn permissions_from_the_config_file() {
     std::fs::write(
         &conf,
         r#"
+port: 4555
 accounts {
   a {
     users = [ { user: 'foo', pass: 'foo',
@@ -865,7 +866,9 @@ no_auth_user = "foo"
 "#,
     )
     .unwrap();
-    assert_eq!(run(&["-c", path_str(&conf), "-t"]).status.code(), Some(0));
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The flags override its fixed port.
     let mut broker = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
     let port = broker.wait_ready();
     let mut bar = login(port, Some(("bar", "bar")));
@@ -888,4 +891,90 @@ no_auth_user = "foo"
         "-ERR 'Permissions Violation for Publish to \"bar\"'\r\n"
     );
     assert_eq!(foo.line(), "PONG\r\n");
+}
+
+/// Every form of nats-server's permissions loads: allow and deny lists, a queue-qualified
+/// subscribe entry, an `allow_responses` map, account and authorization defaults.
+#[test]
+fn config_check_accepts_permissions() {
+    let dir = temp_dir("permissions-t");
+    let conf = dir.join("perms.conf");
+    std::fs::write(
+        &conf,
+        r#"
+accounts {
+  ORDERS: {
+    default_permissions: { sub: "orders.>" }
+    users: [
+      { user: worker, password: w,
+        permissions: {
+          publish: { allow: ["orders.>", "_INBOX.>"], deny: ["orders.secret", "orders.admin.>"] }
+          subscribe: { allow: ["orders.*", "foo v1"], deny: "orders.secret" }
+          allow_responses: { max: 5, expires: "1s" }
+        }
+      }
+      { user: reader, password: r }
+    ]
+  }
+}
+authorization {
+  default_permissions: {
+    pub: "public.>"
+    sub: ["public.>", "_INBOX.>"]
+    allow_responses: true
+  }
+  users: [{user: g, password: pg, permission: { publish_allow_responses: { max_msgs: -1, ttl: "-1s" } }}]
+}
+"#,
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A bad key inside permissions fails `-t` with nats-server's words and where it is; so does a
+/// subject the server crate refuses.
+#[test]
+fn config_check_reports_permission_errors() {
+    let dir = temp_dir("permissions-bad");
+    let conf = dir.join("bad.conf");
+    std::fs::write(
+        &conf,
+        "accounts {\n  A: {\n    users: [{user: u, password: p,\n      permissions: { publish: { allow: [\"a\"] }, subscribe: { alow: [\"b\"] } }\n    }]\n  }\n}\n",
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "bad.conf:4:61: invalid value for \"accounts.A.users.permissions.subscribe.alow\": \
+             Unknown field name \"alow\" parsing subject permissions, only 'allow' or 'deny' are permitted"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &conf,
+        "authorization {\n  permissions: { publsh: \"a\" }\n}\n",
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.conf:2:17: invalid value for \"authorization.permissions.publsh\": Unknown field \"publsh\" parsing permissions"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &conf,
+        "authorization {\n  users: [{user: u, password: p, permissions: { sub: [\"foo bar baz\"] }}]\n}\n",
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.conf:2:33: invalid value for \"authorization.users.permissions\": subject \"foo bar baz\" is not a valid subject"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -198,12 +198,16 @@ fn split_queue(entry: &str) -> Result<(&str, Option<&str>), AccountError> {
 
 /// A user's permissions as matchers, shared by all its connections.
 pub(crate) struct Compiled {
-    pub_allow: Option<Sublist<()>>,
-    pub_deny: Option<Sublist<()>>,
+    pub_allow: Option<SubjectSet>,
+    pub_deny: Option<SubjectSet>,
     sub_allow: Option<Sublist<()>>,
     sub_deny: Option<Sublist<()>>,
-    /// The subscribe deny entries, to see whether a wildcard subscription overlaps one.
+    /// The subscribe deny entries, to see whether a wildcard subscription overlaps one, and
+    /// to check deliveries once one does.
     deny_subjects: Vec<String>,
+    deliver_deny: Option<SubjectSet>,
+    /// See [`Self::caches_publish`].
+    cache_publish: bool,
     responses: Option<ResponsePermission>,
 }
 
@@ -221,12 +225,13 @@ impl Compiled {
         let (mut pub_allow, mut pub_deny) = (None, None);
         if let Some(p) = &publish {
             // An empty publish allow list allows nothing: an empty sublist.
-            pub_allow = p.allow.as_ref().map(|list| literal_matcher(list));
+            pub_allow = p.allow.as_ref().map(|list| SubjectSet::new(list));
             if !p.deny.is_empty() {
-                pub_deny = Some(literal_matcher(&p.deny));
+                pub_deny = Some(SubjectSet::new(&p.deny));
             }
         }
         let (mut sub_allow, mut sub_deny, mut deny_subjects) = (None, None, Vec::new());
+        let mut deliver_deny = None;
         if let Some(p) = &permissions.subscribe {
             // An empty subscribe allow list allows everything: no matcher.
             if let Some(list) = p.allow.as_ref().filter(|l| !l.is_empty()) {
@@ -234,6 +239,7 @@ impl Compiled {
             }
             if !p.deny.is_empty() {
                 sub_deny = Some(queue_matcher(&p.deny));
+                deliver_deny = Some(SubjectSet::new(&p.deny));
                 deny_subjects = p
                     .deny
                     .iter()
@@ -242,12 +248,18 @@ impl Compiled {
                     .collect();
             }
         }
+        let cache_publish = [&pub_allow, &pub_deny]
+            .into_iter()
+            .flatten()
+            .any(|set| matches!(set, SubjectSet::Many(_)));
         Self {
             pub_allow,
             pub_deny,
             sub_allow,
             sub_deny,
             deny_subjects,
+            cache_publish,
+            deliver_deny,
             responses: permissions.responses.clone(),
         }
     }
@@ -257,15 +269,22 @@ impl Compiled {
         self.pub_allow.is_some() || self.pub_deny.is_some()
     }
 
+    /// Whether a publish check costs enough to be worth caching per connection (a few
+    /// patterns compare faster than a cache lookup hashes).
+    #[inline]
+    pub(crate) fn caches_publish(&self) -> bool {
+        self.cache_publish
+    }
+
     /// The static publish check: allow (if any), then deny.
     pub(crate) fn may_publish(&self, subject: &[u8]) -> bool {
         if let Some(allow) = &self.pub_allow {
-            if !allow.has_interest(subject) {
+            if !allow.matches(subject, None) {
                 return false;
             }
         }
         match &self.pub_deny {
-            Some(deny) => !deny.has_interest(subject),
+            Some(deny) => !deny.matches(subject, None),
             None => true,
         }
     }
@@ -312,15 +331,107 @@ impl Compiled {
     /// The delivery-time check (nats-server's `checkDenySub`): whether a message on
     /// `subject` is denied to a subscription (of queue group `queue`).
     pub(crate) fn denies_delivery(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
-        let Some(deny) = &self.sub_deny else {
-            return false;
-        };
-        deny.with_matches(subject, |r| {
-            !r.plain.is_empty()
-                || queue.is_some_and(|q| {
-                    !r.queues.is_empty() && queue_matches(q, r.queues.iter().map(|g| &g.name[..]))
-                })
-        })
+        self.deliver_deny
+            .as_ref()
+            .is_some_and(|deny| deny.matches(subject, queue))
+    }
+}
+
+/// Permission entries matched against a message's subject.
+enum SubjectSet {
+    /// A handful of `(subject, queue)` entries, compared in turn: cheaper than hashing the
+    /// subject for a cache, and nothing to allocate on a miss.
+    Few(Vec<(Pattern, Option<Box<[u8]>>)>),
+    /// Many entries: a sublist (with its match cache).
+    Many(Sublist<()>),
+}
+
+/// One permission subject, sorted by the cheapest way to match it: most entries are `>`,
+/// a literal, or a literal prefix ending in `>`.
+enum Pattern {
+    /// `>`: any subject.
+    Any,
+    /// No wildcards: byte equality.
+    Literal(Box<[u8]>),
+    /// `a.b.>`, kept as `a.b.`: the subject starts with it and has more.
+    Prefix(Box<[u8]>),
+    /// Anything else (a `*` somewhere).
+    General(Box<[u8]>),
+}
+
+impl Pattern {
+    fn new(subject: &str) -> Self {
+        let b = subject.as_bytes();
+        if b == b">" {
+            return Pattern::Any;
+        }
+        if starling_sublist::subject_is_literal(b) {
+            return Pattern::Literal(b.into());
+        }
+        match b.strip_suffix(b">") {
+            Some(prefix) if starling_sublist::subject_is_literal(prefix) => {
+                Pattern::Prefix(prefix.into())
+            }
+            _ => Pattern::General(b.into()),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, subject: &[u8]) -> bool {
+        match self {
+            Pattern::Any => !subject.is_empty(),
+            Pattern::Literal(l) => &l[..] == subject,
+            Pattern::Prefix(p) => subject.len() > p.len() && subject.starts_with(p),
+            Pattern::General(g) => subject_matches(g, subject),
+        }
+    }
+}
+
+/// Up to this many entries are compared one by one.
+const FEW: usize = 8;
+
+impl SubjectSet {
+    fn new(entries: &[String]) -> Self {
+        let parsed = entries.iter().filter_map(|e| split_queue(e).ok());
+        if entries.len() <= FEW {
+            SubjectSet::Few(
+                parsed
+                    .map(|(s, q)| (Pattern::new(s), q.map(|q| q.as_bytes().into())))
+                    .collect(),
+            )
+        } else {
+            let list = Sublist::new();
+            for (subject, queue) in parsed {
+                // Validated when the server was built.
+                let _ = list.insert(subject.as_bytes(), queue.map(str::as_bytes), ());
+            }
+            SubjectSet::Many(list)
+        }
+    }
+
+    /// Whether `subject` matches a plain entry, or (for a subscription of group `queue`) an
+    /// entry naming the group.
+    #[inline]
+    fn matches(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
+        match self {
+            SubjectSet::Few(entries) => entries.iter().any(|(pattern, group)| {
+                pattern.matches(subject)
+                    && match (group, queue) {
+                        (None, _) => true,
+                        (Some(group), Some(queue)) => {
+                            queue_matches(queue, std::iter::once(&group[..]))
+                        }
+                        (Some(_), None) => false,
+                    }
+            }),
+            SubjectSet::Many(list) => list.with_matches(subject, |r| {
+                !r.plain.is_empty()
+                    || queue.is_some_and(|q| {
+                        !r.queues.is_empty()
+                            && queue_matches(q, r.queues.iter().map(|g| &g.name[..]))
+                    })
+            }),
+        }
     }
 }
 
@@ -330,15 +441,6 @@ fn queue_matches<'a>(queue: &[u8], mut names: impl Iterator<Item = &'a [u8]>) ->
         name == queue
             || (!starling_sublist::subject_is_literal(name) && subject_matches(name, queue))
     })
-}
-
-fn literal_matcher(subjects: &[String]) -> Sublist<()> {
-    let list = Sublist::new();
-    for s in subjects {
-        // Validated when the server was built.
-        let _ = list.insert(s.as_bytes(), None, ());
-    }
-    list
 }
 
 fn queue_matcher(entries: &[String]) -> Sublist<()> {
@@ -396,12 +498,20 @@ impl ConnPermissions {
 
     /// Whether a message on `subject` with `reply` may go to this connection; remembers the
     /// reply subject when the connection may answer it only under `allow_responses`.
+    #[inline]
     pub(crate) fn on_delivery(
         &self,
         subject: &[u8],
         queue: Option<&[u8]>,
         reply: Option<&[u8]>,
     ) -> bool {
+        if self.replies.is_none() && !self.filter_deliveries.load(Ordering::Relaxed) {
+            return true;
+        }
+        self.check_delivery(subject, queue, reply)
+    }
+
+    fn check_delivery(&self, subject: &[u8], queue: Option<&[u8]>, reply: Option<&[u8]>) -> bool {
         if self.filter_deliveries.load(Ordering::Relaxed)
             && self.compiled.denies_delivery(subject, queue)
         {
@@ -458,6 +568,10 @@ impl ConnPermissions {
 /// full): owned by the connection's task, so a hit costs a hash lookup and no atomics.
 pub(crate) struct PublishCache {
     map: hashbrown::HashMap<Box<[u8]>, bool>,
+    /// The last subject checked and its answer: publishers mostly repeat a subject, and a
+    /// compare is cheaper than hashing it.
+    last: Vec<u8>,
+    last_allowed: Option<bool>,
 }
 
 const PUBLISH_CACHE_MAX: usize = 128;
@@ -467,27 +581,51 @@ impl PublishCache {
     pub(crate) fn new() -> Self {
         Self {
             map: hashbrown::HashMap::default(),
+            last: Vec::new(),
+            last_allowed: None,
         }
     }
 
     /// The publish check for `subject`: cached, except that answers allowed only as
     /// responses are never cached (each one counts).
+    #[inline]
     pub(crate) fn may_publish(&mut self, perms: &ConnPermissions, subject: &[u8]) -> bool {
-        if let Some(&allowed) = self.map.get(subject) {
+        match self.last_allowed {
+            Some(allowed) if self.last == subject => allowed,
+            _ => self.lookup(perms, subject),
+        }
+    }
+
+    fn lookup(&mut self, perms: &ConnPermissions, subject: &[u8]) -> bool {
+        let cached = perms.compiled.caches_publish();
+        if let Some(&allowed) = cached.then(|| self.map.get(subject)).flatten() {
+            self.remember(subject, allowed);
             return allowed;
         }
         let allowed = perms.compiled.may_publish(subject);
         if !allowed && perms.replies.is_some() {
             return perms.may_respond(subject);
         }
+        if !cached {
+            self.remember(subject, allowed);
+            return allowed;
+        }
         if self.map.len() >= PUBLISH_CACHE_MAX {
-            let drop: Vec<Box<[u8]>> = self.map.keys().take(PUBLISH_CACHE_PRUNE).cloned().collect();
-            for k in drop {
-                self.map.remove(&k);
-            }
+            let mut seen = 0;
+            self.map.retain(|_, _| {
+                seen += 1;
+                seen > PUBLISH_CACHE_PRUNE
+            });
         }
         self.map.insert(subject.into(), allowed);
+        self.remember(subject, allowed);
         allowed
+    }
+
+    fn remember(&mut self, subject: &[u8], allowed: bool) {
+        self.last.clear();
+        self.last.extend_from_slice(subject);
+        self.last_allowed = Some(allowed);
     }
 }
 
@@ -526,6 +664,78 @@ mod tests {
         let c = sub(&["jobs v1.*"], &[]);
         assert!(c.may_subscribe(b"jobs", Some(b"v1.a")));
         assert!(!c.may_subscribe(b"jobs", Some(b"v2.a")));
+    }
+
+    #[test]
+    fn many_entries_match_as_a_few_do() {
+        let mut allow: Vec<String> = (0..20).map(|i| format!("s{i}.>")).collect();
+        allow.push("last".into());
+        let few = Compiled::new(
+            &Permissions::new().publish(
+                SubjectPermission::new()
+                    .allow(["s3.>", "last"])
+                    .deny(["s3.x"]),
+            ),
+        );
+        let many = Compiled::new(
+            &Permissions::new().publish(SubjectPermission::new().allow(allow).deny(["s3.x"])),
+        );
+        assert!(!few.caches_publish());
+        assert!(many.caches_publish());
+        for c in [&few, &many] {
+            assert!(c.may_publish(b"s3.a"));
+            assert!(c.may_publish(b"last"));
+            assert!(!c.may_publish(b"s3.x"));
+            assert!(!c.may_publish(b"nope"));
+        }
+        let deny: Vec<String> = (0..20)
+            .map(|i| format!("d{i} q{i}"))
+            .chain(["plain.*".into()])
+            .collect();
+        let c = sub(&[], &deny.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(c.denies_delivery(b"d3", Some(b"q3")));
+        assert!(!c.denies_delivery(b"d3", Some(b"q4")));
+        assert!(!c.denies_delivery(b"d3", None));
+        assert!(c.denies_delivery(b"plain.x", None));
+        // The same entries as a few: each kind of pattern.
+        let c = sub(&[], &["d3 q3", "plain.*", "p.>", "lit", "*.mid.>"]);
+        assert!(c.denies_delivery(b"d3", Some(b"q3")));
+        assert!(!c.denies_delivery(b"d3", None));
+        assert!(c.denies_delivery(b"plain.x", None));
+        assert!(!c.denies_delivery(b"plain.x.y", None));
+        assert!(c.denies_delivery(b"p.a.b", None));
+        assert!(!c.denies_delivery(b"p", None));
+        assert!(c.denies_delivery(b"lit", None));
+        assert!(!c.denies_delivery(b"lit.x", None));
+        assert!(c.denies_delivery(b"a.mid.b", None));
+        assert!(!c.denies_delivery(b"a.mid", None));
+        let any = Compiled::new(&Permissions::new().publish(SubjectPermission::new().allow([">"])));
+        assert!(any.may_publish(b"x.y"));
+    }
+
+    #[test]
+    fn a_publish_cache_answers_as_the_check_does() {
+        let mut allow: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+        allow.push("t.>".into());
+        let compiled = std::sync::Arc::new(Compiled::new(
+            &Permissions::new().publish(SubjectPermission::new().allow(allow).deny(["t.no"])),
+        ));
+        let conn = ConnPermissions::new(compiled);
+        let mut cache = PublishCache::new();
+        // More subjects than the cache holds, twice over, interleaved with a denied one.
+        for round in 0..2 {
+            for i in 0..300 {
+                let subject = format!("s{i}");
+                assert_eq!(
+                    cache.may_publish(&conn, subject.as_bytes()),
+                    i < 200,
+                    "{round} {i}"
+                );
+                assert!(!cache.may_publish(&conn, b"t.no"));
+                assert!(cache.may_publish(&conn, b"t.yes"));
+            }
+        }
+        assert!(cache.map.len() <= PUBLISH_CACHE_MAX);
     }
 
     #[test]

@@ -82,16 +82,16 @@ pub use starling_server::{
     ServerBuilder, StartError, Stats, Subject, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT, NATS_VERSION, STARLING_VERSION,
 };
-/// What a user may publish and subscribe to ([`User::permissions`], default permissions).
-pub use starling_server::{
-    Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,
-    DEFAULT_ALLOW_RESPONSE_MAX_MSGS,
-};
 /// The in-process client and its subscriptions.
 pub use starling_server::{Client, Subscriber};
 /// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
 /// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
 pub use starling_server::{Cluster, Discovery, Peer, Seeds};
+/// What a user may publish and subscribe to ([`User::permissions`], default permissions).
+pub use starling_server::{
+    Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,
+    DEFAULT_ALLOW_RESPONSE_MAX_MSGS,
+};
 /// What [`Server::stats`] reports per route and about the subscription matcher.
 pub use starling_server::{RouteStats, SublistFigures};
 /// The remaining defaults and limits, with nats-server's values.

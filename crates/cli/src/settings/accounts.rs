@@ -54,9 +54,11 @@ impl Cx<'_> {
                 match k.to_ascii_lowercase().as_str() {
                     "user" | "username" => name = Some(self.string(&full, v)?),
                     "password" | "pass" => password = Some(self.string(&full, v)?),
-                    "permission" | "permissions" => permissions = Some(self.permissions(&full, v)?),
+                    "permission" | "permissions" | "authorization" => {
+                        permissions = Some(self.permissions(&full, v)?)
+                    }
                     "nkey" => return Err(self.unsupported(&full, v, "nkey users")),
-                    "allowed_connection_types" | "connection_types" => {
+                    "allowed_connection_types" | "connection_types" | "clients" => {
                         return Err(self.unsupported(&full, v, "allowed connection types"))
                     }
                     _ => return Err(self.unknown(full, v)),
@@ -202,6 +204,18 @@ impl Cx<'_> {
                 }
             }
         }
+        // The subjects, with the server crate's own check and words, reported where the
+        // block was written (`-t` and start would refuse them too, without a position).
+        starling_server::Server::builder()
+            .default_permissions(p.clone())
+            .check()
+            .map_err(|e| {
+                let reason = match e {
+                    starling_server::StartError::Account(e) => e.to_string(),
+                    other => other.to_string(),
+                };
+                self.invalid(key, item, reason)
+            })?;
         Ok(p)
     }
 
@@ -300,13 +314,15 @@ impl Cx<'_> {
                             "error parsing expires, not a duration string",
                         ));
                     };
-                    let ttl = match text.trim().strip_prefix('-') {
-                        Some(_) => None,
-                        None => Some(parse_go_duration(text).map_err(|e| {
-                            self.invalid(&full, v, format!("error parsing expires: {e}"))
-                        })?),
+                    // Go's durations may be negative: that means never (and -0 the default).
+                    let (negative, text) = match text.trim().strip_prefix('-') {
+                        Some(rest) => (true, rest),
+                        None => (false, text.as_str()),
                     };
-                    rp = rp.expires(ttl);
+                    let ttl = parse_go_duration(text).map_err(|e| {
+                        self.invalid(&full, v, format!("error parsing expires: {e}"))
+                    })?;
+                    rp = rp.expires((!negative || ttl.is_zero()).then_some(ttl));
                 }
                 _ => {
                     return Err(self.invalid(
@@ -693,14 +709,44 @@ mod tests {
             let e = err(text);
             assert!(e.contains(error), "{text}: {e}");
         }
+        // Subjects are checked by the server crate, and reported where they were written.
+        assert_eq!(
+            err("authorization {\n  users: [{user: u, password: p, permissions: { sub: \"a b c\" }}]\n}"),
+            "test.conf:2:33: invalid value for \"authorization.users.permissions\": \
+             subject \"a b c\" is not a valid subject"
+        );
+        assert!(
+            err("accounts { A: { default_permissions: { pub: [\"a b\"] } } }")
+                .ends_with("subject \"a b\" is not a valid subject")
+        );
+        // A queue-qualified subscribe entry is fine; a negative `expires` means never, a
+        // zero one the default.
         let c = load(
-            "authorization { users: [{user: u, password: p, permissions: { sub: \"a b c\" }}] }",
+            "authorization { permissions: { sub: \"foo v1\", allow_responses: { ttl: \"-0s\" } } }",
         )
         .unwrap();
-        let e = c.settings.validate().unwrap_err().to_string();
+        assert_eq!(
+            c.settings.default_permissions,
+            Some(
+                Permissions::new()
+                    .subscribe(SubjectPermission::new().allow(["foo v1"]))
+                    .allow_responses(ResponsePermission::new())
+            )
+        );
         assert!(
-            e.contains("subject \"a b c\" is not a valid subject"),
-            "{e}"
+            err("authorization { permissions: { allow_responses: { ttl: \"-soon\" } } }")
+                .contains("error parsing expires: ")
+        );
+        // Settings built without a file still get the server's check, with a clear message.
+        let s = crate::settings::Settings {
+            default_permissions: Some(
+                Permissions::new().publish(SubjectPermission::new().deny(["a b"])),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "invalid permissions: subject \"a b\" is not a valid subject"
         );
     }
 
