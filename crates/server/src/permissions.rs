@@ -343,7 +343,7 @@ enum SubjectSet {
     /// subject for a cache, and nothing to allocate on a miss.
     Few(Vec<(Pattern, Option<Box<[u8]>>)>),
     /// Many entries: a sublist (with its match cache).
-    Many(Sublist<()>),
+    Many(Box<Sublist<()>>),
 }
 
 /// One permission subject, sorted by the cheapest way to match it: most entries are `>`,
@@ -363,26 +363,26 @@ impl Pattern {
     fn new(subject: &str) -> Self {
         let b = subject.as_bytes();
         if b == b">" {
-            return Pattern::Any;
+            return Self::Any;
         }
         if starling_sublist::subject_is_literal(b) {
-            return Pattern::Literal(b.into());
+            return Self::Literal(b.into());
         }
         match b.strip_suffix(b">") {
             Some(prefix) if starling_sublist::subject_is_literal(prefix) => {
-                Pattern::Prefix(prefix.into())
+                Self::Prefix(prefix.into())
             }
-            _ => Pattern::General(b.into()),
+            _ => Self::General(b.into()),
         }
     }
 
     #[inline]
     fn matches(&self, subject: &[u8]) -> bool {
         match self {
-            Pattern::Any => !subject.is_empty(),
-            Pattern::Literal(l) => &l[..] == subject,
-            Pattern::Prefix(p) => subject.len() > p.len() && subject.starts_with(p),
-            Pattern::General(g) => subject_matches(g, subject),
+            Self::Any => !subject.is_empty(),
+            Self::Literal(l) => &l[..] == subject,
+            Self::Prefix(p) => subject.len() > p.len() && subject.starts_with(p),
+            Self::General(g) => subject_matches(g, subject),
         }
     }
 }
@@ -394,7 +394,7 @@ impl SubjectSet {
     fn new(entries: &[String]) -> Self {
         let parsed = entries.iter().filter_map(|e| split_queue(e).ok());
         if entries.len() <= FEW {
-            SubjectSet::Few(
+            Self::Few(
                 parsed
                     .map(|(s, q)| (Pattern::new(s), q.map(|q| q.as_bytes().into())))
                     .collect(),
@@ -405,7 +405,7 @@ impl SubjectSet {
                 // Validated when the server was built.
                 let _ = list.insert(subject.as_bytes(), queue.map(str::as_bytes), ());
             }
-            SubjectSet::Many(list)
+            Self::Many(Box::new(list))
         }
     }
 
@@ -414,7 +414,7 @@ impl SubjectSet {
     #[inline]
     fn matches(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
         match self {
-            SubjectSet::Few(entries) => entries.iter().any(|(pattern, group)| {
+            Self::Few(entries) => entries.iter().any(|(pattern, group)| {
                 pattern.matches(subject)
                     && match (group, queue) {
                         (None, _) => true,
@@ -424,7 +424,7 @@ impl SubjectSet {
                         (Some(_), None) => false,
                     }
             }),
-            SubjectSet::Many(list) => list.with_matches(subject, |r| {
+            Self::Many(list) => list.with_matches(subject, |r| {
                 !r.plain.is_empty()
                     || queue.is_some_and(|q| {
                         !r.queues.is_empty()
