@@ -38,7 +38,7 @@ pub struct CompareConfig {
     /// Starling with nats-server.
     pub versus_global: bool,
     /// Give the clients' user publish and subscribe permissions that every message is
-    /// checked against (see [`crate::accounts::permissions_config`]).
+    /// checked against (see [`crate::accounts::PERMISSIONS`]).
     pub permissions: bool,
     /// Compare Starling with [`Self::permissions`] against Starling without them, instead of
     /// Starling with nats-server.
