@@ -588,7 +588,12 @@ impl<'a> Parser<'a> {
             _ => {}
         }
         if let Some(name) = raw.strip_prefix('$') {
-            if name.starts_with("2a$") {
+            let b = name.as_bytes();
+            if b.len() >= 3
+                && b[0] == b'2'
+                && matches!(b[1], b'a' | b'b' | b'x' | b'y')
+                && b[2] == b'$'
+            {
                 return Ok(Value::Str(raw.to_string())); // a bcrypt hash, not a variable
             }
             return self.lookup_variable(name, at);

@@ -978,3 +978,34 @@ fn config_check_reports_permission_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bcrypt_passwords_from_the_config_file() {
+    let dir = temp_dir("bcrypt");
+    let conf = dir.join("bcrypt.conf");
+    // Unquoted, as nats-server's docs write them: `$2a$...` is a hash, not a variable.
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(
+        &conf,
+        format!("authorization {{ users: [{{user: u, password: {hash}}}] }}\n"),
+    )
+    .unwrap();
+    let mut broker = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
+    let port = broker.wait_ready();
+    let mut ok = login(port, Some(("u", "s3cret")));
+    ok.send("PING\r\n");
+    assert_eq!(ok.line(), "PONG\r\n");
+    let mut bad = Raw::connect(port);
+    bad.line();
+    bad.send("CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"nope\"}\r\nPING\r\n");
+    assert_eq!(bad.line(), "-ERR 'Authorization Violation'\r\n");
+
+    // A plaintext password gets nats-server's warning.
+    std::fs::write(
+        &conf,
+        "authorization { users: [{user: u, password: plain}] }\n",
+    )
+    .unwrap();
+    let mut plain = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
+    plain.wait_for("Plaintext passwords detected, use nkeys or bcrypt");
+}

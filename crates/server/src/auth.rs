@@ -34,6 +34,57 @@ fn compile(own: Option<&Permissions>, default: Option<&Permissions>) -> Option<A
     own.or(default).map(|p| Arc::new(Compiled::new(p)))
 }
 
+/// What checking a CONNECT's credentials gave.
+pub(crate) enum Check {
+    Allowed(Verdict),
+    Denied,
+    /// The configured secret is a bcrypt hash: comparing costs milliseconds of CPU, so the
+    /// caller runs [`PendingCheck::verify`] off the async reactor.
+    Pending(PendingCheck),
+}
+
+/// A credential to compare with a bcrypt hash, and who the client is if it matches.
+pub(crate) struct PendingCheck {
+    hash: String,
+    given: String,
+    verdict: Verdict,
+}
+
+impl PendingCheck {
+    /// The bcrypt comparison (blocking: milliseconds by design).
+    pub(crate) fn verify(self) -> Option<Verdict> {
+        bcrypt::verify(&self.given, &self.hash)
+            .unwrap_or(false)
+            .then_some(self.verdict)
+    }
+}
+
+/// nats-server's `isBcrypt`: `$2a$`, `$2b$`, `$2x$` or `$2y$`, then a two-digit cost.
+pub(crate) fn is_bcrypt(secret: &str) -> bool {
+    let b = secret.as_bytes();
+    b.len() >= 7
+        && b.starts_with(b"$2")
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+}
+
+/// Compares a client's secret with the configured one: in constant time for plain text, or
+/// as a pending bcrypt check.
+fn check_secret(given: Option<&str>, expected: &str, verdict: impl FnOnce() -> Verdict) -> Check {
+    match given {
+        Some(given) if is_bcrypt(expected) => Check::Pending(PendingCheck {
+            hash: expected.to_string(),
+            given: given.to_string(),
+            verdict: verdict(),
+        }),
+        _ if credentials_match(given, expected) => Check::Allowed(verdict()),
+        _ => Check::Denied,
+    }
+}
+
 /// The broker's users and how clients without credentials are treated.
 pub(crate) struct Authenticator {
     single: Auth,
@@ -116,14 +167,14 @@ impl Authenticator {
     }
 
     /// Checks `connect`'s credentials.
-    pub(crate) fn authenticate(&self, connect: &Connect) -> Option<Verdict> {
+    pub(crate) fn authenticate(&self, connect: &Connect) -> Check {
         if connect.account.is_some() || connect.new_account {
-            return None;
+            return Check::Denied;
         }
         let no_credentials =
             connect.user.is_none() && connect.pass.is_none() && connect.auth_token.is_none();
         if no_credentials && self.anonymous_global {
-            return Some(Verdict {
+            return Check::Allowed(Verdict {
                 account: self.default_account.clone(),
                 user: None,
                 permissions: None,
@@ -131,8 +182,10 @@ impl Authenticator {
         }
         if no_credentials {
             if let Some(name) = &self.no_auth_user {
-                let entry = self.users.get(name)?;
-                return Some(Verdict {
+                let Some(entry) = self.users.get(name) else {
+                    return Check::Denied;
+                };
+                return Check::Allowed(Verdict {
                     account: entry.account.clone(),
                     user: Some(name.clone()),
                     permissions: entry.permissions.clone(),
@@ -140,7 +193,7 @@ impl Authenticator {
             }
         }
         if !self.credentials_configured() {
-            return Some(Verdict {
+            return Check::Allowed(Verdict {
                 account: self.default_account.clone(),
                 user: connect.user.clone(),
                 permissions: None,
@@ -148,16 +201,17 @@ impl Authenticator {
         }
         match &self.single {
             Auth::UserPassword { user, password } => {
-                let ok = credentials_match(connect.user.as_deref(), user)
-                    & credentials_match(connect.pass.as_deref(), password);
-                return ok.then(|| Verdict {
+                if !credentials_match(connect.user.as_deref(), user) {
+                    return Check::Denied;
+                }
+                return check_secret(connect.pass.as_deref(), password, || Verdict {
                     account: self.default_account.clone(),
                     user: Some(user.clone()),
                     permissions: None,
                 });
             }
             Auth::Token(token) => {
-                return credentials_match(connect.auth_token.as_deref(), token).then(|| Verdict {
+                return check_secret(connect.auth_token.as_deref(), token, || Verdict {
                     account: self.default_account.clone(),
                     user: None,
                     permissions: None,
@@ -165,13 +219,24 @@ impl Authenticator {
             }
             Auth::None => {}
         }
-        let name = connect.user.as_deref()?;
-        let entry = self.users.get(name)?;
-        credentials_match(connect.pass.as_deref(), &entry.password).then(|| Verdict {
+        let Some(name) = connect.user.as_deref() else {
+            return Check::Denied;
+        };
+        let Some(entry) = self.users.get(name) else {
+            return Check::Denied;
+        };
+        check_secret(connect.pass.as_deref(), &entry.password, || Verdict {
             account: entry.account.clone(),
             user: Some(name.to_string()),
             permissions: entry.permissions.clone(),
         })
+    }
+
+    /// nats-server's start-up warning when a password is kept in plain text.
+    pub(crate) fn plaintext_passwords(&self) -> bool {
+        let single =
+            matches!(&self.single, Auth::UserPassword { password, .. } if !is_bcrypt(password));
+        single || self.users.values().any(|u| !is_bcrypt(&u.password))
     }
 }
 
@@ -195,7 +260,19 @@ pub(crate) fn credentials_match(given: Option<&str>, expected: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::credentials_match;
+    use super::{credentials_match, is_bcrypt};
+
+    #[test]
+    fn bcrypt_hashes_are_told_apart_as_nats_server_does() {
+        assert!(is_bcrypt(
+            "$2a$11$ZTQ2B5c9tQnLcEtU3Bnkb.a4zmIDXhN5zwsRuWXXK4TCPWlgL8mU2"
+        ));
+        assert!(is_bcrypt("$2b$04$x"));
+        assert!(!is_bcrypt("$2c$04$x"));
+        assert!(!is_bcrypt("$2a$4$x"));
+        assert!(!is_bcrypt("s3cret"));
+        assert!(!is_bcrypt("$2a$"));
+    }
 
     #[test]
     fn credentials_compare() {

@@ -56,6 +56,9 @@ impl Broker {
         let routes = routes.map(Arc::new);
         let accounts = Accounts::new(&opts, routes.as_ref());
         let auth = Authenticator::new(&opts, &accounts);
+        if auth.plaintext_passwords() {
+            warn!("Plaintext passwords detected, use nkeys or bcrypt");
+        }
         let identity = Identity::new(opts.server_name.clone());
         let lifecycle = Lifecycle::new();
         // The server's own subscriptions (imports, $SYS) belong to this connection: cid 0,

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, error, trace};
 
 use crate::account::Account;
+use crate::auth::{Check, PendingCheck, Verdict};
 use crate::broker::Broker;
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
 use crate::delivery::{self, Msg, Touched, NO_RESPONDERS_HDR};
@@ -108,6 +109,9 @@ struct Client {
     /// The account, once known (at CONNECT, or at the first op when clients need not
     /// authenticate): the hot path's one look-up is in its sublist.
     account: Option<Arc<Account>>,
+    /// A CONNECT whose password is being compared with a bcrypt hash: nothing after it is
+    /// handled until that is done.
+    pending_connect: Option<(Connect, PendingCheck)>,
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
     permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
@@ -134,6 +138,7 @@ impl Client {
             broker,
             conn,
             account: None,
+            pending_connect: None,
             permissions: None,
             parser: ClientParser::new(limits),
             connected: false,
@@ -179,7 +184,14 @@ impl Client {
                         if self.parser.frame_len_hint().is_some_and(|n| buf.len() < n) {
                             continue; // the rest of a large payload is still on its way
                         }
-                        let result = self.process(&mut buf);
+                        let mut result = self.process(&mut buf);
+                        while result.is_ok() && self.pending_connect.is_some() {
+                            self.touched.flush();
+                            result = self.finish_pending_connect().await;
+                            if result.is_ok() && !buf.is_empty() {
+                                result = self.process(&mut buf);
+                            }
+                        }
                         self.touched.flush();
                         if let Err(close) = result {
                             self.close(close);
@@ -226,6 +238,9 @@ impl Client {
                     if let Err(close) = self.handle(op, &chunk) {
                         result = Err(close);
                         break;
+                    }
+                    if self.pending_connect.is_some() {
+                        break; // the rest waits for the CONNECT's verdict
                     }
                 }
                 Ok(None) => break,
@@ -367,11 +382,54 @@ impl Client {
                 ClosedReason::AuthenticationViolation,
             )
         };
-        let verdict = self
-            .broker
-            .auth()
-            .authenticate(&connect)
-            .ok_or_else(violation)?;
+        match self.broker.auth().authenticate(&connect) {
+            Check::Allowed(verdict) => self.admit(connect, verdict),
+            Check::Denied => Err(violation()),
+            Check::Pending(check) => {
+                // Finished by the read loop once the bcrypt comparison is done; ops after
+                // this CONNECT wait for it.
+                self.pending_connect = Some((connect, check));
+                Ok(())
+            }
+        }
+    }
+
+    /// Compares a CONNECT's password with its bcrypt hash on a blocking thread (so a storm
+    /// of such connects never stalls the reactor), within the auth timeout, then admits the
+    /// client or closes it.
+    async fn finish_pending_connect(&mut self) -> Result<(), Close> {
+        let Some((connect, check)) = self.pending_connect.take() else {
+            return Ok(());
+        };
+        let timeout = self.broker.opts().auth_timeout;
+        let verdict = tokio::time::timeout(timeout, tokio::task::spawn_blocking(|| check.verify()))
+            .await
+            .map_err(|_| {
+                Close::err(
+                    "Authentication Timeout",
+                    ClosedReason::AuthenticationTimeout,
+                )
+            })?
+            .ok()
+            .flatten();
+        match verdict {
+            Some(verdict) => self.admit(connect, verdict),
+            None => Err(Close::err(
+                "Authorization Violation",
+                ClosedReason::AuthenticationViolation,
+            )),
+        }
+    }
+
+    /// Binds an authenticated client to its account, user and permissions, and applies the
+    /// rest of its CONNECT.
+    fn admit(&mut self, connect: Connect, verdict: Verdict) -> Result<(), Close> {
+        let violation = || {
+            Close::err(
+                "Authorization Violation",
+                ClosedReason::AuthenticationViolation,
+            )
+        };
         match &self.account {
             // Ops before CONNECT already put it in the anonymous account: it cannot move.
             Some(bound) if !Arc::ptr_eq(bound, &verdict.account) => return Err(violation()),
