@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use starling_proto::Connect;
 
+use parking_lot::RwLock;
+
+use crate::account::config::User;
 use crate::account::{Account, Accounts};
+use crate::error::AccountError;
 use crate::options::{Auth, Options};
 use crate::permissions::{Compiled, Permissions};
 
@@ -88,7 +92,8 @@ fn check_secret(given: Option<&str>, expected: &str, verdict: impl FnOnce() -> V
 /// The broker's users and how clients without credentials are treated.
 pub(crate) struct Authenticator {
     single: Auth,
-    users: HashMap<String, UserEntry>,
+    /// Users by name; changed at runtime by [`Self::add_user`] and [`Self::remove_user`].
+    users: RwLock<HashMap<String, UserEntry>>,
     /// The user a client without credentials becomes.
     no_auth_user: Option<String>,
     /// The account of clients that need not (or cannot) authenticate.
@@ -142,7 +147,7 @@ impl Authenticator {
         }
         Self {
             single: opts.auth.clone(),
-            users,
+            users: RwLock::new(users),
             no_auth_user,
             default_account,
             anonymous_global,
@@ -151,7 +156,7 @@ impl Authenticator {
 
     /// Whether clients must present credentials at all.
     fn credentials_configured(&self) -> bool {
-        self.single.is_required() || !self.users.is_empty()
+        self.single.is_required() || !self.users.read().is_empty()
     }
 
     /// INFO's `auth_required`: credentials are configured and a client without them would not
@@ -182,7 +187,8 @@ impl Authenticator {
         }
         if no_credentials {
             if let Some(name) = &self.no_auth_user {
-                let Some(entry) = self.users.get(name) else {
+                let users = self.users.read();
+                let Some(entry) = users.get(name) else {
                     return Check::Denied;
                 };
                 return Check::Allowed(Verdict {
@@ -222,7 +228,8 @@ impl Authenticator {
         let Some(name) = connect.user.as_deref() else {
             return Check::Denied;
         };
-        let Some(entry) = self.users.get(name) else {
+        let users = self.users.read();
+        let Some(entry) = users.get(name) else {
             return Check::Denied;
         };
         check_secret(connect.pass.as_deref(), &entry.password, || Verdict {
@@ -236,7 +243,44 @@ impl Authenticator {
     pub(crate) fn plaintext_passwords(&self) -> bool {
         let single =
             matches!(&self.single, Auth::UserPassword { password, .. } if !is_bcrypt(password));
-        single || self.users.values().any(|u| !is_bcrypt(&u.password))
+        single || self.users.read().values().any(|u| !is_bcrypt(&u.password))
+    }
+
+    /// Adds `user` to `account` while the server runs. Names stay unique across accounts;
+    /// the user's permissions are checked as at start.
+    pub(crate) fn add_user(
+        &self,
+        account: &Arc<Account>,
+        user: &User,
+        default_permissions: Option<&Permissions>,
+    ) -> Result<(), AccountError> {
+        if self.single.is_required() {
+            return Err(AccountError::SingleUserAndUsers);
+        }
+        if let Some(p) = &user.permissions {
+            p.validate()?;
+        }
+        let mut users = self.users.write();
+        if users.contains_key(&user.name) {
+            return Err(AccountError::DuplicateUser(user.name.clone()));
+        }
+        let entry = UserEntry {
+            password: user.password.clone(),
+            account: account.clone(),
+            permissions: compile(user.permissions.as_ref(), default_permissions),
+        };
+        users.insert(user.name.clone(), entry);
+        Ok(())
+    }
+
+    /// Removes a user; `false` if there was none by that name. Its live connections are the
+    /// caller's to close. The `no_auth_user` cannot be removed (clients without credentials
+    /// become it).
+    pub(crate) fn remove_user(&self, name: &str) -> Result<bool, AccountError> {
+        if self.no_auth_user.as_deref() == Some(name) {
+            return Err(AccountError::NoAuthUserRemoved(name.to_string()));
+        }
+        Ok(self.users.write().remove(name).is_some())
     }
 }
 

@@ -21,11 +21,13 @@ use std::sync::Arc;
 use starling_proto::{encode, Info};
 use tracing::{debug, info, warn};
 
+use crate::account::config::{User, GLOBAL_ACCOUNT};
 use crate::account::system::System;
 use crate::account::Accounts;
 use crate::auth::Authenticator;
 use crate::cluster::{RouteLink, Routes};
 use crate::conn::{ClosedReason, Conn, ConnKind};
+use crate::error::AccountError;
 use crate::events::{Event, Events};
 use crate::identity::{ClientInfo, Identity};
 use crate::introspect::View;
@@ -377,5 +379,45 @@ impl Broker {
         for conn in self.registry.snapshot() {
             conn.close(ClosedReason::ServerShutdown);
         }
+    }
+
+    /// Adds a user to account `account` while the server runs, with the account's default
+    /// permissions (or the server's, for `$G`) if it has none of its own.
+    pub(crate) fn add_user(&self, account: &str, user: &User) -> Result<(), AccountError> {
+        let target = self
+            .accounts
+            .get(account)
+            .ok_or_else(|| AccountError::NoSuchAccount(account.to_string()))?;
+        let defaults = if account == GLOBAL_ACCOUNT {
+            self.opts.default_permissions.as_ref()
+        } else {
+            self.opts
+                .accounts
+                .iter()
+                .find(|a| a.name == account)
+                .and_then(|a| a.default_permissions.as_ref())
+        };
+        self.auth.add_user(target, user, defaults)
+    }
+
+    /// Removes a user while the server runs and closes its connections as nats-server does
+    /// on a reload that drops a user: `-ERR 'Authorization Violation'`, then close. `None`
+    /// if there was no such user; else how many connections were closed.
+    pub(crate) fn remove_user(&self, name: &str) -> Result<Option<usize>, AccountError> {
+        if !self.auth.remove_user(name)? {
+            return Ok(None);
+        }
+        let mut closed = 0;
+        for conn in self.registry.snapshot() {
+            let theirs =
+                conn.kind == ConnKind::Client && conn.meta.lock().user.as_deref() == Some(name);
+            if theirs && !conn.is_closed() {
+                conn.send(|b| encode::write_err(b, "Authorization Violation"));
+                conn.close(ClosedReason::AuthenticationViolation);
+                closed += 1;
+            }
+        }
+        info!(user = name, closed, "user removed");
+        Ok(Some(closed))
     }
 }

@@ -109,6 +109,12 @@ pub enum AccountError {
         /// `stream export`, `service import`, ...
         what: &'static str,
     },
+    /// The `no_auth_user` was to be removed while the server runs.
+    #[error("no_auth_user {0:?} can not be removed")]
+    NoAuthUserRemoved(String),
+    /// A user was added to an account the server does not have.
+    #[error("{0:?} account not defined")]
+    NoSuchAccount(String),
     /// A permission entry is not a valid subject (or `subject queue` for subscribe).
     #[error("{0}")]
     InvalidPermission(String),

@@ -8,11 +8,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+use crate::account::config::User;
 use crate::broker::Broker;
 use crate::builder::ServerBuilder;
 use crate::client::inprocess::Client;
 use crate::conn::ClosedReason;
-use crate::error::ClientError;
+use crate::error::{AccountError, ClientError};
 use crate::events::{Event, EventStream};
 use crate::options::Options;
 use crate::stats::Stats;
@@ -152,6 +153,22 @@ impl Server {
             .ok_or(ClientError::UnknownAccount)?
             .clone();
         Client::new(self.broker.clone(), account)
+    }
+
+    /// Adds a user while the server runs, to account `account` (`"$G"` for the global
+    /// account): new connections may authenticate as it at once. Its permissions are its own,
+    /// else the account's default permissions. Fails for an unknown account, a name already
+    /// taken, invalid permissions, or a server with a single user/password or token.
+    pub fn add_user(&self, account: &str, user: User) -> Result<(), AccountError> {
+        self.broker.add_user(account, &user)
+    }
+
+    /// Removes a user while the server runs. Its live connections get
+    /// `-ERR 'Authorization Violation'` and are closed, as nats-server does when a reload drops
+    /// a user. Returns how many were closed, or `None` if there was no such user. The
+    /// `no_auth_user` cannot be removed.
+    pub fn remove_user(&self, name: &str) -> Result<Option<usize>, AccountError> {
+        self.broker.remove_user(name)
     }
 
     /// The names of the server's accounts: `$G`, the configured ones and the system account.

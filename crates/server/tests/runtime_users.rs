@@ -1,0 +1,128 @@
+//! Users added and removed while the server runs (`Server::add_user`, `Server::remove_user`):
+//! no restart, and a removed user's live connections are closed as nats-server closes them on
+//! a reload that drops the user.
+
+mod common;
+
+use common::{login, next, round_trip, Raw};
+use starling_server::{
+    Account, AccountError, Permissions, Server, SubjectPermission, User, GLOBAL_ACCOUNT,
+};
+
+const QUIET: &str = r#""verbose":false,"pedantic":false"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_added_at_runtime_logs_in_to_its_account() {
+    let server = common::start_with(
+        Server::builder()
+            .account(Account::new("A").user(User::new("a", "pa")))
+            .user(User::new("g", "pg")),
+    )
+    .await;
+    let addr = server.client_addr().unwrap();
+    let (mut raw, _) = Raw::connect_info(addr).await;
+    raw.send(&format!(
+        "CONNECT {{{QUIET},\"user\":\"late\",\"pass\":\"pl\"}}\r\n"
+    ))
+    .await;
+    assert_eq!(
+        raw.line().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+
+    server.add_user("A", User::new("late", "pl")).unwrap();
+    let late = login(addr, "late", "pl").await;
+    let a = login(addr, "a", "pa").await;
+    let g = login(addr, "g", "pg").await;
+    let mut in_a = a.subscribe("news").await.unwrap();
+    let mut in_g = g.subscribe("news").await.unwrap();
+    round_trip(&a).await;
+    round_trip(&g).await;
+    late.publish("news", "from late".into()).await.unwrap();
+    late.flush().await.unwrap();
+    assert_eq!(&next(&mut in_a).await.payload[..], b"from late");
+    // Not in $G: a message there arrives first.
+    g.publish("news", "from g".into()).await.unwrap();
+    assert_eq!(&next(&mut in_g).await.payload[..], b"from g");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_user_closes_its_connections_only() {
+    let server = common::start_with(
+        Server::builder()
+            .user(User::new("gone", "p"))
+            .user(User::new("stays", "p")),
+    )
+    .await;
+    let addr = server.client_addr().unwrap();
+    let connect = |user: &str| format!(r#"{{{QUIET},"user":"{user}","pass":"p"}}"#);
+    let mut gone1 = Raw::handshake(addr, &connect("gone")).await;
+    let mut gone2 = Raw::handshake(addr, &connect("gone")).await;
+    let mut stays = Raw::handshake(addr, &connect("stays")).await;
+
+    assert_eq!(server.remove_user("gone").unwrap(), Some(2));
+    for raw in [&mut gone1, &mut gone2] {
+        assert_eq!(
+            raw.until_eof().await,
+            vec!["-ERR 'Authorization Violation'".to_string()]
+        );
+    }
+    stays.send("SUB x 1\r\nPUB x 1\r\ny\r\n").await;
+    assert_eq!(stays.until_pong().await, vec!["MSG x 1 1", "y"]);
+    // The user cannot log in again, and removing it twice finds nobody.
+    let (mut again, _) = Raw::connect_info(addr).await;
+    again
+        .send(&format!("CONNECT {}\r\n", connect("gone")))
+        .await;
+    assert_eq!(
+        again.line().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+    assert_eq!(server.remove_user("gone").unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_users_get_permissions_and_errors() {
+    let server = common::start_with(
+        Server::builder()
+            .account(
+                Account::new("A")
+                    .default_permissions(
+                        Permissions::new().publish(SubjectPermission::new().allow(["a.>"])),
+                    )
+                    .user(User::new("anon", "p")),
+            )
+            .no_auth_user("anon"),
+    )
+    .await;
+    server.add_user("A", User::new("limited", "p")).unwrap();
+    let mut raw = Raw::handshake(
+        server.client_addr().unwrap(),
+        &format!(r#"{{{QUIET},"user":"limited","pass":"p"}}"#),
+    )
+    .await;
+    raw.send("PUB b.x 1\r\nx\r\n").await;
+    assert_eq!(
+        raw.until_pong().await,
+        vec!["-ERR 'Permissions Violation for Publish to \"b.x\"'"]
+    );
+
+    let err = |r: Result<(), AccountError>| r.unwrap_err().to_string();
+    assert_eq!(
+        err(server.add_user("A", User::new("limited", "q"))),
+        "Duplicate user \"limited\" detected"
+    );
+    assert_eq!(
+        err(server.add_user("NOPE", User::new("x", "q"))),
+        "\"NOPE\" account not defined"
+    );
+    let bad = Permissions::new().subscribe(SubjectPermission::new().allow(["a b c"]));
+    assert!(
+        err(server.add_user(GLOBAL_ACCOUNT, User::new("y", "q").permissions(bad)))
+            .contains("not a valid subject")
+    );
+    assert!(
+        server.remove_user("anon").is_err(),
+        "the no_auth_user stays"
+    );
+}
