@@ -48,7 +48,9 @@ async fn main() {
     times.sort();
     calls.sort();
     let (t, c) = (times[times.len() / 2], calls[calls.len() / 2]);
-    println!("| connections | rounds | remove_user call (median) | all clients saw the close (median) |");
+    println!(
+        "| connections | rounds | remove_user call (median) | all clients saw the close (median) |"
+    );
     println!("|---|---|---|---|");
     println!("| {conns} | {rounds} | {:.2} ms | {:.2} ms |", ms(c), ms(t));
     println!(
