@@ -94,3 +94,23 @@ async fn a_slow_hash_does_not_stall_other_clients() {
     }
     verdicts.await;
 }
+
+/// A comparison that outlasts the auth timeout closes the connection as the timer would
+/// (cost 14 takes over a second; the CONNECT is read long before the 300 ms are up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_slower_than_the_auth_timeout_times_out() {
+    let slow = bcrypt::hash("pw", 14).unwrap();
+    let server = common::start_with(
+        Server::builder()
+            .auth_timeout(std::time::Duration::from_millis(300))
+            .user(User::new("slow", slow)),
+    )
+    .await;
+    let (mut raw, _) = Raw::connect_info(server.client_addr().unwrap()).await;
+    raw.send("CONNECT {\"verbose\":false,\"user\":\"slow\",\"pass\":\"pw\"}\r\nPING\r\n")
+        .await;
+    assert_eq!(
+        raw.until_eof().await,
+        vec!["-ERR 'Authentication Timeout'".to_string()]
+    );
+}

@@ -112,6 +112,8 @@ struct Client {
     /// A CONNECT whose password is being compared with a bcrypt hash: nothing after it is
     /// handled until that is done.
     pending_connect: Option<(Connect, PendingCheck)>,
+    /// When the client must have authenticated (`auth_timeout` after the read loop starts).
+    auth_deadline: tokio::time::Instant,
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
     permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
@@ -139,6 +141,7 @@ impl Client {
             conn,
             account: None,
             pending_connect: None,
+            auth_deadline: tokio::time::Instant::now(),
             permissions: None,
             parser: ClientParser::new(limits),
             connected: false,
@@ -160,7 +163,8 @@ impl Client {
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let auth_timer = tokio::time::sleep(opts.auth_timeout);
+        self.auth_deadline = tokio::time::Instant::now() + opts.auth_timeout;
+        let auth_timer = tokio::time::sleep_until(self.auth_deadline);
         tokio::pin!(auth_timer);
         let auth_required = broker.auth().auth_required();
         let closing = self.conn.closing().clone();
@@ -401,17 +405,19 @@ impl Client {
         let Some((connect, check)) = self.pending_connect.take() else {
             return Ok(());
         };
-        let timeout = self.broker.opts().auth_timeout;
-        let verdict = tokio::time::timeout(timeout, tokio::task::spawn_blocking(|| check.verify()))
-            .await
-            .map_err(|_| {
-                Close::err(
-                    "Authentication Timeout",
-                    ClosedReason::AuthenticationTimeout,
-                )
-            })?
-            .ok()
-            .flatten();
+        // Within what is left of the auth timeout (the read loop's timer is not polled here).
+        let deadline = self.auth_deadline;
+        let verdict =
+            tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(|| check.verify()))
+                .await
+                .map_err(|_| {
+                    Close::err(
+                        "Authentication Timeout",
+                        ClosedReason::AuthenticationTimeout,
+                    )
+                })?
+                .ok()
+                .flatten();
         match verdict {
             Some(verdict) => self.admit(connect, verdict),
             None => Err(Close::err(
