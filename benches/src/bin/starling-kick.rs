@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use starling_server::{Server, User};
+use futures::StreamExt;
+use starling_server::{Event, Server, User};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -28,15 +29,18 @@ async fn main() {
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let mut times = Vec::new();
     let mut calls = Vec::new();
+    let mut retired = Vec::new();
     for round in 1..=rounds {
         match one_round(conns).await {
-            Ok((call, t)) => {
+            Ok((call, r, t)) => {
                 eprintln!(
-                    "round {round}/{rounds}: remove_user took {:.2} ms; {conns} connections closed {:.2} ms after it began",
+                    "round {round}/{rounds}: remove_user took {:.2} ms; the server retired {conns} connections after {:.2} ms; clients saw every close after {:.2} ms",
                     ms(call),
+                    ms(r),
                     ms(t)
                 );
                 calls.push(call);
+                retired.push(r);
                 times.push(t);
             }
             Err(e) => {
@@ -47,15 +51,23 @@ async fn main() {
     }
     times.sort();
     calls.sort();
-    let (t, c) = (times[times.len() / 2], calls[calls.len() / 2]);
+    retired.sort();
+    let mid = times.len() / 2;
+    let (t, c, r) = (times[mid], calls[mid], retired[mid]);
     println!(
-        "| connections | rounds | remove_user call (median) | all clients saw the close (median) |"
+        "| connections | rounds | remove_user call | server retired all | clients saw all closes |"
     );
-    println!("|---|---|---|---|");
-    println!("| {conns} | {rounds} | {:.2} ms | {:.2} ms |", ms(c), ms(t));
+    println!("|---|---|---|---|---|");
     println!(
-        "{{\"bench\":\"kick\",\"connections\":{conns},\"rounds\":{rounds},\"call_ms\":{:.3},\"closed_ms\":{:.3}}}",
+        "| {conns} | {rounds} | {:.2} ms | {:.2} ms | {:.2} ms |",
         ms(c),
+        ms(r),
+        ms(t)
+    );
+    println!(
+        "{{\"bench\":\"kick\",\"connections\":{conns},\"rounds\":{rounds},\"call_ms\":{:.3},\"retired_ms\":{:.3},\"closed_ms\":{:.3}}}",
+        ms(c),
+        ms(r),
         ms(t)
     );
 }
@@ -64,8 +76,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// (how long `remove_user` took, when the last client saw its connection closed).
-async fn one_round(conns: usize) -> Result<(Duration, Duration), Error> {
+/// (how long `remove_user` took, when the server had retired every connection, when the
+/// last client saw its connection closed).
+async fn one_round(conns: usize) -> Result<(Duration, Duration, Duration), Error> {
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .max_connections(conns + 16)
@@ -84,6 +97,7 @@ async fn one_round(conns: usize) -> Result<(Duration, Duration), Error> {
         }
         clients.push(s);
     }
+    let mut events = server.events();
     // Each client waits for its close on its own task, so they are all watched at once.
     let start = Instant::now();
     let waiters: Vec<_> = clients
@@ -101,6 +115,17 @@ async fn one_round(conns: usize) -> Result<(Duration, Duration), Error> {
     if closed != conns {
         return Err(format!("closed {closed} of {conns}").into());
     }
+    // The server's side: every connection retired (flushed, socket shut, unregistered), as
+    // its `ClientClosed` events tell.
+    let mut left = conns;
+    while left > 0 {
+        match timeout(LIMIT, events.next()).await? {
+            Some(Event::ClientClosed { .. }) => left -= 1,
+            Some(_) => {}
+            None => return Err("event stream ended".into()),
+        }
+    }
+    let retired = start.elapsed();
     let mut last = start;
     for w in waiters {
         let (at, out) = w.await??;
@@ -110,7 +135,7 @@ async fn one_round(conns: usize) -> Result<(Duration, Duration), Error> {
         last = last.max(at);
     }
     server.shutdown().await;
-    Ok((call, last - start))
+    Ok((call, retired, last - start))
 }
 
 async fn read_until(s: &mut TcpStream, end: &[u8]) -> Result<Vec<u8>, Error> {
