@@ -67,8 +67,9 @@ impl Permissions {
         self
     }
 
-    /// Checks every subject as nats-server does when it loads a config.
-    pub(crate) fn validate(&self) -> Result<(), AccountError> {
+    /// Checks every subject as nats-server does when it loads a config (the builder's
+    /// `check` and `start` call this for every user's and default permissions).
+    pub fn validate(&self) -> Result<(), AccountError> {
         if let Some(p) = &self.publish {
             for s in p.allow.iter().flatten().chain(&p.deny) {
                 if !is_valid_subject(s.as_bytes()) {
@@ -201,11 +202,10 @@ pub(crate) struct Compiled {
     pub_allow: Option<SubjectSet>,
     pub_deny: Option<SubjectSet>,
     sub_allow: Option<Sublist<()>>,
-    sub_deny: Option<Sublist<()>>,
-    /// The subscribe deny entries, to see whether a wildcard subscription overlaps one, and
-    /// to check deliveries once one does.
+    /// Checked at SUB, and at delivery once a subscription overlaps an entry.
+    sub_deny: Option<SubjectSet>,
+    /// The subscribe deny entries' subjects, to see whether a subscription overlaps one.
     deny_subjects: Vec<String>,
-    deliver_deny: Option<SubjectSet>,
     /// See [`Self::caches_publish`].
     cache_publish: bool,
     responses: Option<ResponsePermission>,
@@ -224,22 +224,20 @@ impl Compiled {
         }
         let (mut pub_allow, mut pub_deny) = (None, None);
         if let Some(p) = &publish {
-            // An empty publish allow list allows nothing: an empty sublist.
+            // An empty publish allow list allows nothing: an empty set.
             pub_allow = p.allow.as_ref().map(|list| SubjectSet::new(list));
             if !p.deny.is_empty() {
                 pub_deny = Some(SubjectSet::new(&p.deny));
             }
         }
         let (mut sub_allow, mut sub_deny, mut deny_subjects) = (None, None, Vec::new());
-        let mut deliver_deny = None;
         if let Some(p) = &permissions.subscribe {
             // An empty subscribe allow list allows everything: no matcher.
             if let Some(list) = p.allow.as_ref().filter(|l| !l.is_empty()) {
                 sub_allow = Some(queue_matcher(list));
             }
             if !p.deny.is_empty() {
-                sub_deny = Some(queue_matcher(&p.deny));
-                deliver_deny = Some(SubjectSet::new(&p.deny));
+                sub_deny = Some(SubjectSet::new(&p.deny));
                 deny_subjects = p
                     .deny
                     .iter()
@@ -259,7 +257,6 @@ impl Compiled {
             sub_deny,
             deny_subjects,
             cache_publish,
-            deliver_deny,
             responses: permissions.responses.clone(),
         }
     }
@@ -303,18 +300,7 @@ impl Compiled {
                 }
             }
         }
-        if allowed {
-            if let Some(deny) = &self.sub_deny {
-                let r = deny.matches(subject);
-                allowed = r.plain.is_empty();
-                if let (true, Some(queue)) = (allowed, queue) {
-                    if !r.queues.is_empty() {
-                        allowed = !queue_matches(queue, r.queues.iter().map(|g| &g.name[..]));
-                    }
-                }
-            }
-        }
-        allowed
+        allowed && !self.denies_delivery(subject, queue)
     }
 
     /// Whether a new subscription could receive messages a deny entry forbids (a wildcard,
@@ -328,10 +314,10 @@ impl Compiled {
                 .any(|d| subjects_collide(d.as_bytes(), subject))
     }
 
-    /// The delivery-time check (nats-server's `checkDenySub`): whether a message on
+    /// The deny check (nats-server's `checkDenySub`, the same rule as at SUB): whether
     /// `subject` is denied to a subscription (of queue group `queue`).
     pub(crate) fn denies_delivery(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
-        self.deliver_deny
+        self.sub_deny
             .as_ref()
             .is_some_and(|deny| deny.matches(subject, queue))
     }
@@ -657,6 +643,18 @@ mod tests {
         assert!(!c.overlaps_deny(b"baz.x", false));
         assert!(c.denies_delivery(b"baz.secret", None));
         assert!(!c.denies_delivery(b"baz.x", None));
+    }
+
+    #[test]
+    fn deny_entries_refuse_wildcard_subscriptions_as_nats_server_does() {
+        // Go's sublist matches a wildcard subscription's tokens literally: a deny `*` or `>`
+        // covers them, a deny literal does not (deliveries are then filtered instead).
+        let c = sub(&[], &["a.*", "b.>", "c.x"]);
+        assert!(!c.may_subscribe(b"a.*", None));
+        assert!(!c.may_subscribe(b"b.*", None));
+        assert!(!c.may_subscribe(b"b.>", None));
+        assert!(c.may_subscribe(b"c.*", None));
+        assert!(c.overlaps_deny(b"c.*", false));
     }
 
     #[test]

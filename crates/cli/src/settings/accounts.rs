@@ -206,16 +206,8 @@ impl Cx<'_> {
         }
         // The subjects, with the server crate's own check and words, reported where the
         // block was written (`-t` and start would refuse them too, without a position).
-        starling_server::Server::builder()
-            .default_permissions(p.clone())
-            .check()
-            .map_err(|e| {
-                let reason = match e {
-                    starling_server::StartError::Account(e) => e.to_string(),
-                    other => other.to_string(),
-                };
-                self.invalid(key, item, reason)
-            })?;
+        p.validate()
+            .map_err(|e| self.invalid(key, item, e.to_string()))?;
         Ok(p)
     }
 
