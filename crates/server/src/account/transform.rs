@@ -239,11 +239,12 @@ pub(crate) fn intersection(a: &str, b: &str) -> Option<String> {
     loop {
         match (a.get(i), b.get(i)) {
             (None, None) => break,
-            (Some(&">"), _) => {
+            // `>` stands for one token or more, so it meets nothing past the other's end.
+            (Some(&">"), Some(_)) => {
                 out.extend(b[i..].iter().copied());
                 break;
             }
-            (_, Some(&">")) => {
+            (Some(_), Some(&">")) => {
                 out.extend(a[i..].iter().copied());
                 break;
             }
@@ -310,5 +311,9 @@ mod tests {
         assert_eq!(intersection(">", "x.*").as_deref(), Some("x.*"));
         assert_eq!(intersection("a.*.c", "a.b.>").as_deref(), Some("a.b.c"));
         assert_eq!(intersection("a.b", "a.c"), None);
+        // A trailing `>` needs a token: found by accounts_model's proptest.
+        assert_eq!(intersection("*.p0.*.>", "p0.*.b"), None);
+        assert_eq!(intersection("p0.*.b", "*.p0.*.>"), None);
+        assert_eq!(intersection("a.>", "a.b.>").as_deref(), Some("a.b.>"));
     }
 }
