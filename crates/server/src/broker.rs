@@ -36,6 +36,7 @@ use crate::monitor::MonitorState;
 use crate::options::Options;
 use crate::registry::Registry;
 use crate::stats::Counters;
+use crate::transport::Tls;
 
 /// The broker's components.
 pub(crate) struct Broker {
@@ -50,11 +51,13 @@ pub(crate) struct Broker {
     counters: Counters,
     system: System,
     monitor: MonitorState,
+    /// The client listener's TLS, if any.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Broker {
     /// Wires the components for `opts` (validated). `routes` is the cluster side, if any.
-    pub(crate) fn new(opts: Options, routes: Option<Routes>) -> Self {
+    pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: Option<Arc<Tls>>) -> Self {
         let routes = routes.map(Arc::new);
         let accounts = Accounts::new(&opts, routes.as_ref());
         let auth = Authenticator::new(&opts, &accounts);
@@ -87,6 +90,7 @@ impl Broker {
             counters: Counters::default(),
             system,
             monitor: MonitorState::default(),
+            tls,
             opts,
         }
     }
@@ -115,6 +119,11 @@ impl Broker {
 
     pub(crate) fn auth(&self) -> &Authenticator {
         &self.auth
+    }
+
+    /// The client listener's TLS, if any.
+    pub(crate) fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
     }
 
     pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {
@@ -261,6 +270,9 @@ impl Broker {
             addr,
             max_payload: self.opts.max_payload,
             auth_required: self.auth.auth_required(),
+            tls_required: self.tls.is_some() && !self.opts.allow_non_tls,
+            tls_available: self.tls.is_some() && self.opts.allow_non_tls,
+            tls_verify: self.tls.as_ref().is_some_and(|t| t.verifies_clients()),
             lame_duck: self.lifecycle.is_lame_duck(),
             cluster: self.routes.as_ref().map(|r| r.name()),
             connect_urls: if self.routes.is_some() {
@@ -325,7 +337,7 @@ impl Broker {
             if !ips.is_empty() {
                 return ips
                     .iter()
-                    .map(|ip| crate::cluster::join_host_port(&ip.to_string(), addr.port()))
+                    .map(|ip| crate::transport::addr::join_host_port(&ip.to_string(), addr.port()))
                     .collect();
             }
         }

@@ -32,6 +32,8 @@ pub struct ServerBuilder {
     cluster: Option<Cluster>,
     #[cfg(feature = "monitor")]
     monitor: Option<String>,
+    /// `auth_timeout` was set: TLS does not then raise it to the handshake timeout + 1 s.
+    auth_timeout_set: bool,
 }
 
 impl ServerBuilder {
@@ -118,8 +120,26 @@ impl ServerBuilder {
 
     /// How long a client has to send CONNECT when authentication is required
     /// (`auth_timeout`, default 2 s).
+    ///
+    /// With TLS the default is the TLS handshake timeout plus one second, as in nats-server.
     pub fn auth_timeout(mut self, d: Duration) -> Self {
         self.opts.auth_timeout = d;
+        self.auth_timeout_set = true;
+        self
+    }
+
+    /// TLS on the client listener (nats-server's `tls {}` block, or `--tls --tlscert
+    /// --tlskey`): clients get INFO with `tls_required` and upgrade, or handshake first.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.opts.tls = Some(tls);
+        self
+    }
+
+    /// With [`Self::tls`], still accept clients that do not upgrade (`allow_non_tls`; INFO then
+    /// says `tls_available` instead of `tls_required`).
+    pub fn allow_non_tls(mut self, yes: bool) -> Self {
+        self.opts.allow_non_tls = yes;
         self
     }
 
@@ -222,6 +242,10 @@ impl ServerBuilder {
     pub fn check(&self) -> Result<(), StartError> {
         validate(&self.opts)?;
         crate::account::config::validate(&self.opts)?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.opts.tls {
+            tls.check()?;
+        }
         Ok(())
     }
 
@@ -230,8 +254,23 @@ impl ServerBuilder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StartError::NoRuntime);
         }
-        self.check()?;
+        validate(&self.opts)?;
+        crate::account::config::validate(&self.opts)?;
         let mut opts = self.opts;
+        #[cfg(feature = "tls")]
+        let tls = match &opts.tls {
+            Some(config) => {
+                if !self.auth_timeout_set {
+                    opts.auth_timeout = config.handshake_timeout() + Duration::from_secs(1);
+                }
+                Some(std::sync::Arc::new(crate::transport::tls::Tls::new(
+                    config.clone(),
+                )?))
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
         let listener = match (self.listener, self.listen) {
             (Some(l), _) => {
                 l.set_nonblocking(true).map_err(|e| bind_error(&l, e))?;
@@ -295,7 +334,7 @@ impl ServerBuilder {
         if let Some(listener) = &monitor {
             crate::monitor::http::announce(listener);
         }
-        let server = Server::launch(opts, listener, cluster);
+        let server = Server::launch(opts, listener, cluster, tls);
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
             crate::monitor::http::start(server.broker(), listener);
@@ -315,7 +354,7 @@ fn advertise_addr(c: &Cluster, bound: SocketAddr) -> String {
         return bound.to_string();
     }
     match crate::cluster::interface_ips().first() {
-        Some(ip) => crate::cluster::join_host_port(&ip.to_string(), bound.port()),
+        Some(ip) => crate::transport::addr::join_host_port(&ip.to_string(), bound.port()),
         None => format!("127.0.0.1:{}", bound.port()),
     }
 }

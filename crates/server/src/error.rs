@@ -35,6 +35,10 @@ pub enum StartError {
     /// The accounts, their users, exports or imports do not fit together.
     #[error("invalid accounts: {0}")]
     Account(#[from] AccountError),
+    /// The TLS configuration cannot be used (files, names, versions).
+    #[cfg(feature = "tls")]
+    #[error("invalid TLS configuration: {0}")]
+    Tls(#[from] crate::transport::tls::TlsError),
     /// `start()` was called outside a tokio runtime.
     #[error("starling must be started inside a tokio runtime")]
     NoRuntime,

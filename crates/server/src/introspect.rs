@@ -57,6 +57,11 @@ impl<'b> View<'b> {
         self.broker.monitor()
     }
 
+    /// The client listener's TLS, if any.
+    pub(crate) fn tls(&self) -> Option<&'b crate::transport::Tls> {
+        self.broker.tls().map(|t| &**t)
+    }
+
     pub(crate) fn auth_required(&self) -> bool {
         self.broker.auth().auth_required()
     }

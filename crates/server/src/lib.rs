@@ -57,6 +57,7 @@ mod registry;
 mod server;
 mod stats;
 mod subscription;
+mod transport;
 
 pub use account::config::{
     Account, Latency, ResponseType, Sampling, ServiceExport, ServiceImport, StreamExport,
@@ -80,3 +81,8 @@ pub use permissions::{
 };
 pub use server::Server;
 pub use stats::{RouteStats, Stats, SublistFigures};
+#[cfg(feature = "tls")]
+pub use transport::tls::{
+    HandshakeFirst, TlsConfig, TlsError, TlsVersion, DEFAULT_HANDSHAKE_FIRST_FALLBACK,
+    DEFAULT_TLS_TIMEOUT,
+};

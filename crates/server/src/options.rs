@@ -80,6 +80,11 @@ pub(crate) struct Options {
     /// The system account's name (`system_account`); `None` = no system account
     /// (`no_system_account`).
     pub(crate) system_account: Option<String>,
+    /// TLS on the client listener (`tls {}`).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::transport::tls::TlsConfig>,
+    /// Clients may connect without TLS when TLS is configured (`allow_non_tls`).
+    pub(crate) allow_non_tls: bool,
 }
 
 impl Default for Options {
@@ -108,6 +113,9 @@ impl Default for Options {
             default_permissions: None,
             no_auth_user: None,
             system_account: Some(DEFAULT_SYSTEM_ACCOUNT.to_string()),
+            #[cfg(feature = "tls")]
+            tls: None,
+            allow_non_tls: false,
         }
     }
 }

@@ -58,6 +58,7 @@ impl Server {
         opts: Options,
         listener: Option<TcpListener>,
         cluster: Option<(crate::cluster::Cluster, TcpListener, String)>,
+        tls: Option<Arc<crate::transport::Tls>>,
     ) -> Self {
         let (routes, cluster_listener) = match cluster {
             Some((config, l, advertise)) => {
@@ -69,7 +70,7 @@ impl Server {
             }
             None => (None, None),
         };
-        let broker = Arc::new(Broker::new(opts, routes));
+        let broker = Arc::new(Broker::new(opts, routes, tls));
         if let Some(listener) = listener {
             let addr = listener.local_addr().ok();
             broker.identity().set_client_addr(addr);
@@ -123,6 +124,17 @@ impl Server {
     /// The client URL, `nats://host:port`, when there is a client listener.
     pub fn client_url(&self) -> Option<String> {
         self.client_addr().map(|a| format!("nats://{a}"))
+    }
+
+    /// Reads the client listener's certificate, key and CA files again: new TLS handshakes use
+    /// them, established connections keep theirs. On an error the old certificates stay in use.
+    /// Does nothing without TLS.
+    #[cfg(feature = "tls")]
+    pub fn reload_certificates(&self) -> Result<(), crate::TlsError> {
+        match self.broker.tls() {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// This server's id (the `server_id` of INFO and monitoring).

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use starling_proto::{encode, ClientOp, ClientParser, Connect, Limits, ProtoError, Publish};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tracing::{debug, error, trace};
 
 use crate::account::Account;
@@ -45,28 +46,36 @@ impl Close {
 
 /// Accepts client connections on `listener` until the broker stops accepting.
 pub(crate) async fn accept(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = broker.lifecycle().stop_accepting().cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
-                    broker.lifecycle().spawn(serve(broker.clone(), r, w, Some(addr)));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off a little rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            }
-        }
-    }
-    debug!("client listener closed");
+    let stop = broker.lifecycle().stop_accepting().clone();
+    crate::transport::accept_loop(
+        "client",
+        listener,
+        stop.cancelled_owned(),
+        |stream, addr| {
+            broker
+                .lifecycle()
+                .spawn(serve_tcp(broker.clone(), stream, addr));
+        },
+    )
+    .await;
 }
 
-/// Serves one client connection over any byte stream until it closes.
+/// Serves one client accepted on the client listener: its TLS phase when the listener has
+/// TLS, then the protocol.
+async fn serve_tcp(broker: Arc<Broker>, tcp: TcpStream, addr: SocketAddr) {
+    match broker.tls().cloned() {
+        None => {
+            let (r, w) = tcp.into_split();
+            serve(broker, r, w, Some(addr)).await;
+        }
+        #[cfg(feature = "tls")]
+        Some(tls) => serve_tls(broker, tls, tcp, addr).await,
+        #[cfg(not(feature = "tls"))]
+        Some(tls) => match *tls {},
+    }
+}
+
+/// Serves one client connection over any byte stream (no TLS phase) until it closes.
 pub(crate) async fn serve<R, W>(
     broker: Arc<Broker>,
     reader: R,
@@ -76,27 +85,95 @@ pub(crate) async fn serve<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let opts = broker.opts();
-    if broker.registry().len() >= opts.max_connections {
-        // nats-server sends its INFO, then the error, then closes.
-        let mut buf = BytesMut::new();
-        encode::write_info(&mut buf, &broker.client_info(0, addr));
-        encode::write_err(&mut buf, "maximum connections exceeded");
-        let _ = writer.write_all(&buf).await;
-        let _ = writer.shutdown().await;
-        debug!(?addr, "maximum connections exceeded");
+    if refuse_over_limit(&broker, &mut writer, addr).await {
         return;
     }
     let conn = broker.register_client(ConnKind::Client, addr);
     conn.saw_urls(broker.identity().urls_version());
     conn.send(|b| encode::write_info(b, &broker.client_info(conn.cid, addr)));
+    run_client(broker, conn, reader, writer).await;
+}
+
+/// At max_connections, nats-server sends its INFO, then the error, then closes.
+async fn refuse_over_limit<W: AsyncWrite + Unpin>(
+    broker: &Broker,
+    writer: &mut W,
+    addr: Option<SocketAddr>,
+) -> bool {
+    if broker.registry().len() < broker.opts().max_connections {
+        return false;
+    }
+    let mut buf = BytesMut::new();
+    encode::write_info(&mut buf, &broker.client_info(0, addr));
+    encode::write_err(&mut buf, "maximum connections exceeded");
+    let _ = writer.write_all(&buf).await;
+    let _ = writer.shutdown().await;
+    debug!(?addr, "maximum connections exceeded");
+    true
+}
+
+/// A client on a TLS listener: INFO and the handshake (in the listener's order), then the
+/// protocol inside TLS. The auth timer starts only after the handshake, as in nats-server.
+#[cfg(feature = "tls")]
+async fn serve_tls(
+    broker: Arc<Broker>,
+    tls: Arc<crate::transport::Tls>,
+    mut tcp: TcpStream,
+    addr: SocketAddr,
+) {
+    use crate::transport::tls::{is_probe, HandshakeError};
+
+    if refuse_over_limit(&broker, &mut tcp, Some(addr)).await {
+        return;
+    }
+    let conn = broker.register_client(ConnKind::Client, Some(addr));
+    conn.saw_urls(broker.identity().urls_version());
+    let mut info = BytesMut::new();
+    encode::write_info(&mut info, &broker.client_info(conn.cid, Some(addr)));
+    match tls
+        .client_handshake(tcp, &info, broker.opts().allow_non_tls)
+        .await
+    {
+        Ok(handshake) => {
+            if !handshake.info_sent {
+                let mut info = broker.client_info(conn.cid, Some(addr));
+                info.tls_required = true; // the client chose TLS first
+                conn.send(|b| encode::write_info(b, &info));
+            }
+            conn.meta.lock().tls = handshake.tls;
+            let (r, w) = handshake.stream.split();
+            run_client(broker, conn, r, w).await;
+        }
+        Err(e) => {
+            let cid = conn.cid;
+            match e {
+                HandshakeError::Timeout => debug!(cid, %addr, "TLS handshake timeout"),
+                // A plaintext client or a probe: nats-server logs these at debug only.
+                HandshakeError::Io(e) if is_probe(&e) => {
+                    debug!(cid, %addr, "TLS handshake error: {e}")
+                }
+                HandshakeError::Io(e) => error!(cid, %addr, "TLS handshake error: {e}"),
+            }
+            debug!(cid, "Client connection closed: TLS Handshake Failure");
+            conn.close(ClosedReason::TlsHandshakeError);
+            broker.retire_client(&conn);
+        }
+    }
+}
+
+/// Runs a registered client whose INFO is queued: its writer task, then its read loop.
+async fn run_client<R, W>(broker: Arc<Broker>, conn: Arc<Conn>, reader: R, writer: W)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let opts = broker.opts();
     broker.lifecycle().spawn(write_loop(
         conn.clone(),
         writer,
         opts.write_deadline,
         opts.drain_timeout,
     ));
-
     let mut client = Client::new(broker.clone(), conn.clone());
     client.run(reader).await;
     broker.retire_client(&conn);

@@ -11,8 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::route::{self, Outcome};
-use super::routes::url_host_port;
 use crate::broker::Broker;
+use crate::transport;
+use crate::transport::addr::{parse_url, DEFAULT_ROUTE_PORT};
 
 /// nats-server's route dial timeout.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -35,18 +36,11 @@ pub(crate) struct DialTarget {
 
 impl DialTarget {
     pub(crate) fn parse(url: &str, explicit: bool) -> Option<Self> {
-        let rest = url.split_once("://").map_or(url, |(_, r)| r);
-        let (user, pass) = match rest.rsplit_once('@') {
-            Some((cred, _)) => match cred.split_once(':') {
-                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-                None => (Some(cred.to_string()), None),
-            },
-            None => (None, None),
-        };
+        let url = parse_url(url, DEFAULT_ROUTE_PORT)?;
         Some(Self {
-            addr: url_host_port(url)?,
-            user,
-            pass,
+            addr: url.addr,
+            user: url.user,
+            pass: url.pass,
             explicit,
         })
     }
@@ -61,26 +55,20 @@ pub(crate) fn start(broker: &Arc<Broker>, listener: TcpListener) {
 }
 
 async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = broker.lifecycle().shutting_down() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
-                    let broker2 = broker.clone();
-                    broker.lifecycle().spawn(async move {
-                        route::serve(broker2, r, w, Some(addr), None).await;
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "route accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    }
+    let stop = broker.clone();
+    transport::accept_loop(
+        "route",
+        listener,
+        async move { stop.lifecycle().shutting_down().await },
+        |stream, addr| {
+            let (r, w) = stream.into_split();
+            let broker2 = broker.clone();
+            broker.lifecycle().spawn(async move {
+                route::serve(broker2, r, w, Some(addr), None).await;
+            });
+        },
+    )
+    .await;
 }
 
 /// Polls the seeds and the embedder's discovery source; starts a dialer for every address

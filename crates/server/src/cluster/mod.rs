@@ -12,4 +12,4 @@ mod routes;
 
 pub use config::{Cluster, Discovery, Peer, Seeds};
 pub(crate) use discovery::start;
-pub(crate) use routes::{interface_ips, join_host_port, url_host_port, RouteLink, Routes};
+pub(crate) use routes::{interface_ips, url_host_port, RouteLink, Routes};

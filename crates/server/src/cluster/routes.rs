@@ -25,6 +25,7 @@ use crate::account::Account;
 use crate::conn::Conn;
 use crate::stats::RouteStats;
 use crate::subscription::OwnedSub;
+use crate::transport::addr::{is_unspecified, join_host_port, parse_url, DEFAULT_ROUTE_PORT};
 
 /// Bytes of interest sent to a new route at once; the next chunk waits until its writer has
 /// drained below half of `max_pending`.
@@ -439,24 +440,9 @@ pub(crate) fn interface_ips() -> Vec<std::net::IpAddr> {
     ips
 }
 
-/// `host:port` from `nats-route://[user:pass@]host:port/` (or a bare `host:port`).
+/// `host:port` from `nats-route://[user:pass@]host[:port]/` (or a bare `host:port`).
 pub(crate) fn url_host_port(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let hp = rest.trim_end_matches('/');
-    (!hp.is_empty()).then(|| hp.to_string())
-}
-
-pub(crate) fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-pub(crate) fn is_unspecified(host: &str) -> bool {
-    matches!(host, "0.0.0.0" | "::" | "[::]" | "")
+    parse_url(url, DEFAULT_ROUTE_PORT).map(|u| u.addr)
 }
 
 #[cfg(test)]
@@ -469,9 +455,7 @@ mod tests {
             url_host_port("nats-route://127.0.0.1:6303/").as_deref(),
             Some("127.0.0.1:6303")
         );
-        assert_eq!(url_host_port("nats://u:p@h:1").as_deref(), Some("h:1"));
-        assert_eq!(url_host_port("h:2").as_deref(), Some("h:2"));
+        assert_eq!(url_host_port("nats-route://h").as_deref(), Some("h:6222"));
         assert_eq!(url_host_port("nats://").as_deref(), None);
-        assert_eq!(join_host_port("::1", 4), "[::1]:4");
     }
 }

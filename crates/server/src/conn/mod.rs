@@ -55,6 +55,9 @@ pub(crate) struct ConnMeta {
     pub(crate) lang: Option<String>,
     pub(crate) version: Option<String>,
     pub(crate) user: Option<String>,
+    /// The TLS version and suite, for a client that connected over TLS.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::transport::tls::TlsState>,
 }
 
 /// The part of a connection that other tasks see: delivery appends to its queue, monitoring

@@ -42,6 +42,8 @@ pub enum ClosedReason {
     DuplicateRoute,
     /// The client's account is at its connection limit.
     MaxAccountConnectionsExceeded,
+    /// The TLS handshake failed or timed out.
+    TlsHandshakeError,
 }
 
 impl ClosedReason {
@@ -66,6 +68,7 @@ impl ClosedReason {
             Self::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             Self::DuplicateRoute => "Duplicate Route",
             Self::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
+            Self::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 

@@ -56,6 +56,12 @@ struct ConnInfo {
     lang: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     version: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    tls_version: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    tls_cipher_suite: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    tls_first: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     authorized_user: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -267,6 +273,13 @@ impl Row {
             ),
             Subs::Detail => (Vec::new(), self.subs),
         };
+        #[cfg(feature = "tls")]
+        let (tls_version, tls_cipher_suite, tls_first) = match &self.meta.tls {
+            Some(t) => (t.version, t.cipher_suite.clone(), t.first),
+            None => ("", String::new(), false),
+        };
+        #[cfg(not(feature = "tls"))]
+        let (tls_version, tls_cipher_suite, tls_first) = ("", String::new(), false);
         ConnInfo {
             cid: self.cid,
             kind: "Client",
@@ -295,6 +308,9 @@ impl Row {
             name: self.meta.name.unwrap_or_default(),
             lang: self.meta.lang.unwrap_or_default(),
             version: self.meta.version.unwrap_or_default(),
+            tls_version,
+            tls_cipher_suite,
+            tls_first,
             authorized_user: if auth {
                 self.meta.user.unwrap_or_default()
             } else {

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::broker::Broker;
 
@@ -45,23 +45,15 @@ pub(crate) fn start(broker: &Arc<Broker>, listener: TcpListener) {
 
 async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
     let shutdown = broker.lifecycle().shutdown_token().clone();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    broker.lifecycle().spawn(serve(broker.clone(), stream));
-                }
-                Err(e) => {
-                    warn!(error = %e, "monitor accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    }
-    debug!("monitor listener closed");
+    crate::transport::accept_loop(
+        "monitor",
+        listener,
+        shutdown.cancelled_owned(),
+        |stream, _| {
+            broker.lifecycle().spawn(serve(broker.clone(), stream));
+        },
+    )
+    .await;
 }
 
 /// Serves one HTTP connection (keep-alive) until the peer closes it or the server shuts down.

@@ -29,6 +29,10 @@ struct Varz {
     port: u16,
     #[serde(skip_serializing_if = "is_zero")]
     auth_required: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    tls_verify: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     connect_urls: Vec<String>,
     max_connections: usize,
@@ -117,6 +121,7 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         Some(a) => (a.ip().to_string(), a.port()),
         None => (String::new(), 0),
     };
+    let tls = view.tls();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let cpu = mon.cpu().sample(view.start());
     let varz = Varz {
@@ -128,6 +133,8 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         host,
         port,
         auth_required: view.auth_required(),
+        tls_required: tls.is_some_and(|_| !opts.allow_non_tls),
+        tls_verify: tls.is_some_and(|t| t.verifies_clients()),
         connect_urls: view.varz_connect_urls(),
         max_connections: opts.max_connections,
         max_subscriptions: opts.max_subscriptions,
@@ -147,7 +154,7 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         mqtt: Empty {},
         websocket: Empty {},
         jetstream: Empty {},
-        tls_timeout: TLS_TIMEOUT_SECS,
+        tls_timeout: tls_timeout(view),
         write_deadline: nanos(opts.write_deadline),
         start: rfc3339(stats.start),
         now: rfc3339(SystemTime::now()),
@@ -196,4 +203,14 @@ fn cluster(view: View<'_>) -> ClusterVarz {
 
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The client listener's TLS timeout in seconds (nats-server's default without TLS).
+fn tls_timeout(view: View<'_>) -> f64 {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = view.tls() {
+        return tls.config().handshake_timeout().as_secs_f64();
+    }
+    let _ = view;
+    TLS_TIMEOUT_SECS
 }

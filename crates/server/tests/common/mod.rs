@@ -2,6 +2,9 @@
 //! nats-server for differential tests.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "tls")]
+pub mod certs;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

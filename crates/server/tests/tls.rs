@@ -1,0 +1,385 @@
+//! TLS on the client listener, with async-nats: INFO then upgrade (the default), mutual TLS,
+//! handshake first (and its fallback), `allow_non_tls`, refusals, `/connz` and certificate
+//! reload. Raw TCP where the wire matters: what a plaintext client sees.
+
+#![cfg(feature = "tls")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::certs::Certs;
+use common::{next, round_trip, Raw, WAIT};
+use futures::StreamExt;
+use starling_server::{
+    ClosedReason, Event, HandshakeFirst, Server, StartError, TlsConfig, TlsError,
+};
+
+async fn tls_server(tls: TlsConfig) -> Server {
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .tls(tls)
+        .start()
+        .await
+        .expect("server starts")
+}
+
+fn url(server: &Server) -> String {
+    format!("tls://localhost:{}", server.client_addr().unwrap().port())
+}
+
+fn client_options(certs: &Certs) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(certs.ca())
+}
+
+/// Publishes and receives one message on `client`.
+async fn pub_sub(client: &async_nats::Client) {
+    let mut sub = client.subscribe("tls.check").await.unwrap();
+    client
+        .publish("tls.check", "over tls".into())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut sub).await.payload.as_ref(), b"over tls");
+}
+
+/// The next `ClientClosed` event's reason.
+async fn closed_reason(events: &mut starling_server::EventStream) -> ClosedReason {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Event::ClientClosed { reason, .. }) = events.next().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("a close in time")
+}
+
+#[tokio::test]
+async fn clients_upgrade_after_a_plaintext_info() {
+    let certs = Certs::new("upgrade");
+    let server = tls_server(certs.server()).await;
+    let addr = server.client_addr().unwrap();
+
+    // The INFO is plaintext and says TLS is required.
+    let (_raw, info) = Raw::connect_info(addr).await;
+    assert!(info.contains(r#""tls_required":true"#), "{info}");
+    assert!(!info.contains("tls_verify"), "{info}");
+
+    let client = client_options(&certs).connect(url(&server)).await.unwrap();
+    pub_sub(&client).await;
+    round_trip(&client).await;
+}
+
+#[tokio::test]
+async fn a_plaintext_client_is_closed_as_a_tls_handshake_failure() {
+    let certs = Certs::new("plaintext");
+    let server = tls_server(certs.server()).await;
+    let mut events = server.events();
+    let (mut raw, _) = Raw::connect_info(server.client_addr().unwrap()).await;
+    raw.send("CONNECT {}\r\nPING\r\n").await;
+    // No PONG: the bytes are not a TLS record, so the server closes.
+    assert!(raw.until_eof().await.iter().all(|l| l != "PONG"));
+    assert_eq!(
+        closed_reason(&mut events).await,
+        ClosedReason::TlsHandshakeError
+    );
+    assert_eq!(
+        ClosedReason::TlsHandshakeError.to_string(),
+        "TLS Handshake Failure"
+    );
+
+    // A client that never starts its handshake is closed after the TLS timeout.
+    let server = tls_server(certs.server().timeout(Duration::from_millis(200))).await;
+    let mut events = server.events();
+    let (mut raw, _) = Raw::connect_info(server.client_addr().unwrap()).await;
+    assert!(raw.until_eof().await.is_empty());
+    assert_eq!(
+        closed_reason(&mut events).await,
+        ClosedReason::TlsHandshakeError
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_trust_the_server_fails() {
+    let certs = Certs::new("untrusted");
+    let other = Certs::new("other-ca");
+    let server = tls_server(certs.server()).await;
+    let err = client_options(&other)
+        .connect(url(&server))
+        .await
+        .expect_err("an unknown CA");
+    assert!(
+        err.to_string().contains("invalid peer certificate"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn verify_requires_a_client_certificate_from_the_ca() {
+    let certs = Certs::new("mtls");
+    let server = tls_server(certs.server().verify(true)).await;
+    let (_raw, info) = Raw::connect_info(server.client_addr().unwrap()).await;
+    assert!(info.contains(r#""tls_verify":true"#), "{info}");
+
+    // Without a certificate the server refuses the handshake (TLS 1.3 reports it on the first
+    // read after the handshake, so the failure may surface as an I/O error).
+    let mut events = server.events();
+    let without = client_options(&certs).connect(url(&server)).await;
+    assert!(without.is_err(), "connected without a client certificate");
+    assert_eq!(
+        closed_reason(&mut events).await,
+        ClosedReason::TlsHandshakeError
+    );
+
+    // With one from another CA, the same.
+    let other = Certs::new("mtls-other");
+    let foreign = client_options(&certs)
+        .add_client_certificate(other.path("client-cert.pem"), other.path("client-key.pem"))
+        .connect(url(&server))
+        .await;
+    assert!(foreign.is_err(), "connected with a foreign certificate");
+
+    let client = client_options(&certs)
+        .add_client_certificate(certs.path("client-cert.pem"), certs.path("client-key.pem"))
+        .connect(url(&server))
+        .await
+        .unwrap();
+    pub_sub(&client).await;
+}
+
+#[tokio::test]
+async fn handshake_first_sends_info_inside_tls() {
+    let certs = Certs::new("first");
+    let server = tls_server(certs.server().handshake_first(HandshakeFirst::On)).await;
+
+    let client = client_options(&certs)
+        .tls_first()
+        .connect(url(&server))
+        .await
+        .unwrap();
+    pub_sub(&client).await;
+    assert!(client.server_info().tls_required);
+
+    // A client that waits for a plaintext INFO gets nothing, then the close.
+    let mut raw = Raw::connect(server.client_addr().unwrap()).await;
+    assert!(raw.until_eof().await.is_empty());
+}
+
+#[tokio::test]
+async fn handshake_first_with_fallback_serves_both_kinds_of_client() {
+    let certs = Certs::new("auto");
+    let server = tls_server(
+        certs
+            .server()
+            .handshake_first(HandshakeFirst::Fallback(Duration::from_millis(50))),
+    )
+    .await;
+    let first = client_options(&certs)
+        .tls_first()
+        .connect(url(&server))
+        .await
+        .unwrap();
+    let upgrading = client_options(&certs).connect(url(&server)).await.unwrap();
+    pub_sub(&first).await;
+    pub_sub(&upgrading).await;
+    let (_raw, info) = Raw::connect_info(server.client_addr().unwrap()).await;
+    assert!(info.contains(r#""tls_required":true"#), "{info}");
+}
+
+#[tokio::test]
+async fn allow_non_tls_takes_tls_and_plaintext_clients() {
+    let certs = Certs::new("mixed");
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .tls(certs.server())
+        .allow_non_tls(true)
+        .start()
+        .await
+        .unwrap();
+    let addr = server.client_addr().unwrap();
+    let (_raw, info) = Raw::connect_info(addr).await;
+    assert!(info.contains(r#""tls_available":true"#), "{info}");
+    assert!(!info.contains("tls_required"), "{info}");
+
+    let plain = async_nats::connect(addr.to_string()).await.unwrap();
+    let secure = client_options(&certs).connect(url(&server)).await.unwrap();
+    let mut sub = plain.subscribe("mixed").await.unwrap();
+    round_trip(&plain).await;
+    secure.publish("mixed", "from tls".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload.as_ref(), b"from tls");
+}
+
+#[tokio::test]
+async fn the_auth_timer_starts_after_the_handshake() {
+    let certs = Certs::new("auth");
+    // The handshake may take up to 1 s; the client then has 300 ms to authenticate.
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .tls(certs.server().timeout(Duration::from_secs(1)))
+        .auth(starling_server::Auth::UserPassword {
+            user: "u".into(),
+            password: "p".into(),
+        })
+        .auth_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    // A client that stalls in the handshake runs into the TLS timeout, not the auth timeout:
+    // the auth timer is not running yet.
+    let mut events = server.events();
+    let (mut raw, _) = Raw::connect_info(server.client_addr().unwrap()).await;
+    assert!(raw.until_eof().await.is_empty());
+    assert_eq!(
+        closed_reason(&mut events).await,
+        ClosedReason::TlsHandshakeError
+    );
+    let client = client_options(&certs)
+        .user_and_password("u".into(), "p".into())
+        .connect(url(&server))
+        .await
+        .unwrap();
+    pub_sub(&client).await;
+    let err = client_options(&certs)
+        .user_and_password("u".into(), "wrong".into())
+        .connect(url(&server))
+        .await
+        .expect_err("a wrong password");
+    assert_eq!(
+        err.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{err}"
+    );
+}
+
+#[cfg(feature = "monitor")]
+#[tokio::test]
+async fn connz_and_varz_show_tls() {
+    let certs = Certs::new("connz");
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .monitor("127.0.0.1:0")
+        .tls(certs.server().verify(true).timeout(Duration::from_secs(3)))
+        .start()
+        .await
+        .unwrap();
+    let client = client_options(&certs)
+        .add_client_certificate(certs.path("client-cert.pem"), certs.path("client-key.pem"))
+        .connect(url(&server))
+        .await
+        .unwrap();
+    round_trip(&client).await;
+    let monitor = server.monitor_addr().unwrap();
+    let connz = common::http_get(monitor, "/connz").await.json();
+    let conn = &connz["connections"][0];
+    assert_eq!(conn["tls_version"], "1.3", "{connz}");
+    assert!(
+        conn["tls_cipher_suite"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("TLS_AES_") || s.starts_with("TLS_CHACHA20")),
+        "{connz}"
+    );
+    assert!(conn.get("tls_first").is_none(), "{connz}");
+    let varz = common::http_get(monitor, "/varz").await.json();
+    assert_eq!(varz["tls_required"], true);
+    assert_eq!(varz["tls_verify"], true);
+    assert_eq!(varz["tls_timeout"], 3.0);
+    // With TLS, the auth timeout defaults to the TLS timeout plus a second (nats-server).
+    assert_eq!(varz["auth_timeout"], 4.0);
+}
+
+#[tokio::test]
+async fn certificates_reload_without_a_restart() {
+    let certs = Certs::new("reload");
+    let server = tls_server(certs.server()).await;
+    let old = Certs::new("reload-old-ca");
+    std::fs::copy(certs.ca(), old.ca()).unwrap();
+    let before = client_options(&old).connect(url(&server)).await.unwrap();
+
+    // New files from a new CA: nothing changes until the reload.
+    certs.issue("Second CA");
+    assert!(client_options(&old).connect(url(&server)).await.is_ok());
+    server.reload_certificates().unwrap();
+    let err = client_options(&old)
+        .connect(url(&server))
+        .await
+        .expect_err("the old CA no longer signs the server's certificate");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    let after = client_options(&certs).connect(url(&server)).await.unwrap();
+    pub_sub(&after).await;
+    // The connection made before the reload is still served.
+    round_trip(&before).await;
+
+    // A broken file is refused and the current certificates stay.
+    std::fs::write(certs.path("server-key.pem"), "not a key").unwrap();
+    assert!(server.reload_certificates().is_err());
+    assert!(client_options(&certs).connect(url(&server)).await.is_ok());
+}
+
+#[tokio::test]
+async fn bad_tls_settings_are_refused_at_start() {
+    let certs = Certs::new("bad");
+    let start = |tls: TlsConfig| async move {
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .tls(tls)
+            .start()
+            .await
+            .expect_err("refused")
+    };
+    let err = start(
+        certs
+            .server()
+            .cipher_suites(["TLS_RSA_WITH_AES_128_CBC_SHA"]),
+    )
+    .await;
+    assert!(
+        matches!(err, StartError::Tls(TlsError::UnsupportedCipher(_))),
+        "{err}"
+    );
+    let err = start(certs.server().curve_preferences(["CurveP521"])).await;
+    assert!(
+        matches!(err, StartError::Tls(TlsError::UnsupportedCurve(_))),
+        "{err}"
+    );
+    let err = start(TlsConfig::new(
+        certs.path("missing.pem"),
+        certs.path("server-key.pem"),
+    ))
+    .await;
+    assert!(
+        matches!(err, StartError::Tls(TlsError::Read { .. })),
+        "{err}"
+    );
+    let err = start(TlsConfig::new(
+        certs.path("server-cert.pem"),
+        certs.path("client-key.pem"),
+    ))
+    .await;
+    assert!(
+        matches!(err, StartError::Tls(TlsError::KeyPair(_))),
+        "{err}"
+    );
+    let err = start(
+        TlsConfig::new(certs.path("server-cert.pem"), certs.path("server-key.pem")).verify(true),
+    )
+    .await;
+    assert!(
+        matches!(err, StartError::Tls(TlsError::VerifyWithoutCa)),
+        "{err}"
+    );
+
+    // TLS 1.3 only, with a narrowed curve list: still serves.
+    let server = tls_server(
+        certs
+            .server()
+            .min_version(starling_server::TlsVersion::V1_3)
+            .curve_preferences(["CurveP256", "X25519"])
+            .cipher_suites(["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]),
+    )
+    .await;
+    let client = client_options(&certs).connect(url(&server)).await.unwrap();
+    round_trip(&client).await;
+}
