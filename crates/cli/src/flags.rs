@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::cluster::{parse_cluster_listen, redact, split_routes};
-use crate::settings::Settings;
+use crate::settings::{Settings, TlsSettings};
 
 /// What kind of value a flag takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,16 @@ enum Flag {
     ConnectRetries,
     /// `-sd DIR` / `--store_dir DIR`: JetStream's store directory.
     StoreDir,
+    /// `--tls`: TLS on (or, `--tls=false`, off).
+    Tls,
+    /// `--tlscert FILE`.
+    TlsCert,
+    /// `--tlskey FILE`.
+    TlsKey,
+    /// `--tlscacert FILE`.
+    TlsCaCert,
+    /// `--tlsverify`.
+    TlsVerify,
     /// A nats-server flag for a feature Starling lacks, harmless to ignore: a warning.
     Ignored(&'static str),
     /// A nats-server flag for a feature Starling lacks, wrong to ignore: an error.
@@ -114,12 +124,11 @@ const FLAGS: &[(&[&str], Kind, Flag)] = &[
     // Accepted without JetStream, as nats-server accepts it: client test harnesses (async-nats,
     // nats.py) pass `--store_dir` to every server they start.
     (&["sd", "store_dir"], Kind::Str, Flag::StoreDir),
-    (&["tls", "tlsverify"], Kind::Bool, Flag::Unsupported("TLS")),
-    (
-        &["tlscert", "tlskey", "tlscacert"],
-        Kind::Str,
-        Flag::Unsupported("TLS"),
-    ),
+    (&["tls"], Kind::Bool, Flag::Tls),
+    (&["tlscert"], Kind::Str, Flag::TlsCert),
+    (&["tlskey"], Kind::Str, Flag::TlsKey),
+    (&["tlscacert"], Kind::Str, Flag::TlsCaCert),
+    (&["tlsverify"], Kind::Bool, Flag::TlsVerify),
     (&["cluster", "cluster_listen"], Kind::Str, Flag::Cluster),
     (&["routes"], Kind::Str, Flag::Routes),
     (&["cluster_name"], Kind::Str, Flag::ClusterName),
@@ -312,6 +321,23 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
         Flag::ClientAdvertise => s.client_advertise = Some(v.string()),
         Flag::PortsFileDir => s.ports_file_dir = Some(v.string().into()),
         Flag::StoreDir => s.store_dir = Some(v.string().into()),
+        // As nats-server: `--tls=false` turns TLS off and makes later --tls* flags no-ops;
+        // any other --tls* flag replaces the file's tls block with the flags' own.
+        Flag::Tls if !v.bool() => {
+            s.tls = Some(TlsSettings {
+                enabled: false,
+                ..TlsSettings::flags(&mut None).clone()
+            })
+        }
+        Flag::Tls | Flag::TlsCert | Flag::TlsKey | Flag::TlsCaCert | Flag::TlsVerify
+            if s.tls.as_ref().is_some_and(|t| t.from_flags && !t.enabled) => {}
+        Flag::Tls => {
+            TlsSettings::flags(&mut s.tls);
+        }
+        Flag::TlsCert => TlsSettings::flags(&mut s.tls).cert_file = Some(v.string().into()),
+        Flag::TlsKey => TlsSettings::flags(&mut s.tls).key_file = Some(v.string().into()),
+        Flag::TlsCaCert => TlsSettings::flags(&mut s.tls).ca_file = Some(v.string().into()),
+        Flag::TlsVerify => TlsSettings::flags(&mut s.tls).verify = v.bool(),
         Flag::Log => s.log_file = Some(v.string().into()),
         Flag::LogTime => s.logtime = Some(v.bool()),
         Flag::Debug => s.debug = Some(v.bool()),
@@ -460,6 +486,13 @@ Authorization Options:
         --pass <password>            Password required for connections
         --auth <token>               Authorization token required for connections
 
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
+
 Cluster Options:
         --routes <rurl-1, rurl-2>    Routes to solicit and connect
         --cluster <cluster-url>      Cluster URL for solicited routes (port -1 picks a free port)
@@ -471,12 +504,33 @@ Cluster Options:
 
 Common Options:
     -h, --help                       Show this message
+        --help_tls                   TLS help
     -v, --version                    Show version
 
 Accepted and ignored for now (with a warning): -ms/--https_port, -s/--syslog,
 -r/--remote_syslog, --log_size_limit, --max_traced_msg_len, --profile.
 Accepted without JetStream, as nats-server does: -sd/--store_dir <dir>.
-Not supported yet (an error): JetStream (-js), TLS (--tls...).
+Not supported yet (an error): JetStream (-js).
+";
+
+/// `starling-server --help_tls`: the names `tls { cipher_suites curve_preferences }` take.
+pub(crate) const HELP_TLS: &str = "\
+TLS Options (rustls with the ring provider; TLS 1.2 and 1.3):
+
+cipher_suites (TLS 1.2; TLS 1.3 suites are always on):
+    TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+    TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+    TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+    TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+
+curve_preferences:
+    X25519
+    CurveP256
+    CurveP384
+
+Refused (rustls does not implement them): CBC and RSA key-exchange suites, CurveP521.
 ";
 
 #[cfg(test)]
@@ -669,10 +723,45 @@ mod tests {
             err(&["-js"]),
             "flag -js is not supported by starling-server yet (JetStream)"
         );
+    }
+
+    #[test]
+    fn tls_flags_make_a_block_of_their_own() {
+        let cli = ok(&[
+            "--tlscert",
+            "c.pem",
+            "--tlskey=k.pem",
+            "--tlsverify",
+            "--tlscacert",
+            "ca",
+        ]);
+        let tls = cli.settings.tls.expect("tls from the flags");
+        assert!(tls.enabled && tls.from_flags && tls.verify);
         assert_eq!(
-            err(&["--tls"]),
-            "flag -tls is not supported by starling-server yet (TLS)"
+            tls.cert_file.as_deref(),
+            Some(std::path::Path::new("c.pem"))
         );
+        assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new("ca")));
+        // `--tls=false` turns TLS off, and the --tls* flags after it do nothing.
+        let tls = ok(&["--tls=false", "--tlscert", "c.pem"])
+            .settings
+            .tls
+            .unwrap();
+        assert!(!tls.enabled);
+        assert_eq!(tls.cert_file, None);
+        // Missing pieces: nats-server's words.
+        let err = ok(&["--tls"])
+            .settings
+            .tls_config()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "TLS Server certificate must be present and valid");
+        let err = ok(&["--tls", "--tlscert", "c"])
+            .settings
+            .tls_config()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "TLS Server private key must be present and valid");
     }
 
     #[test]

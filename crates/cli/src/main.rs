@@ -101,7 +101,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
         return Ok(());
     }
     if cli.help_tls {
-        println!("TLS is not supported by starling-server yet.");
+        print!("{}", flags::HELP_TLS);
         return Ok(());
     }
     if cli.version {

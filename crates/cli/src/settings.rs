@@ -8,6 +8,9 @@ use starling_server::{Account, AccountError, Auth, Cluster, ServerBuilder, User}
 use thiserror::Error;
 
 mod accounts;
+mod tls;
+
+pub(crate) use tls::TlsSettings;
 
 use crate::cluster::{check_advertise, check_route_url, redact, UrlError};
 use crate::conf::{self, ConfError, Item, Map, Value};
@@ -104,6 +107,10 @@ pub(crate) struct Settings {
     pub(crate) system_account: Option<String>,
     /// `no_system_account`.
     pub(crate) no_system_account: Option<bool>,
+    /// `tls {}` / `--tls*`: TLS on the client listener.
+    pub(crate) tls: Option<TlsSettings>,
+    /// `allow_non_tls`.
+    pub(crate) allow_non_tls: Option<bool>,
 }
 
 macro_rules! overlay_fields {
@@ -122,7 +129,8 @@ impl Settings {
             logtime, log_file, pid_file, ports_file_dir, store_dir, http_host, http_port, max_closed_clients,
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
-            default_permissions, no_auth_user, system_account, no_system_account,
+            default_permissions, no_auth_user, system_account, no_system_account, tls,
+            allow_non_tls,
         );
         self
     }
@@ -227,6 +235,11 @@ impl Settings {
         self.monitor_addr()?;
         self.auth()?;
         self.cluster()?;
+        // As nats-server's -t: the certificate and key are read and must match.
+        if let Some(tls) = self.tls_config()? {
+            tls.check()
+                .map_err(|e| SettingsError::Invalid(format!("error parsing tls config: {e}")))?;
+        }
         if let Some(d) = self.lame_duck_duration {
             if d < Duration::from_secs(30) {
                 return Err(SettingsError::LameDuckDuration(format_duration(d)));
@@ -242,6 +255,14 @@ impl Settings {
                 starling_server::StartError::Account(e) => SettingsError::Accounts(e),
                 other => SettingsError::Invalid(other.to_string()),
             })
+    }
+
+    /// The client listener's TLS, if on.
+    pub(crate) fn tls_config(&self) -> Result<Option<starling_server::TlsConfig>, SettingsError> {
+        match &self.tls {
+            Some(t) => t.config(),
+            None => Ok(None),
+        }
     }
 
     /// `builder` with the accounts, users and system account the settings give.
@@ -318,6 +339,12 @@ impl Settings {
         }
         if let Some(cluster) = self.cluster()? {
             b = b.cluster(cluster);
+        }
+        if let Some(tls) = self.tls_config()? {
+            b = b.tls(tls);
+        }
+        if let Some(v) = self.allow_non_tls {
+            b = b.allow_non_tls(v);
         }
         Ok(self.with_accounts(b).auth(self.auth()?))
     }
@@ -489,6 +516,8 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "system_account" => s.system_account = Some(cx.string(key, item)?),
             "no_system_account" => s.no_system_account = Some(cx.boolean(key, item)?),
             "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
+            "tls" => s.tls = Some(cx.tls(key, item, &mut out.warnings)?),
+            "allow_non_tls" => s.allow_non_tls = Some(cx.boolean(key, item)?),
             "debug" => s.debug = Some(cx.boolean(key, item)?),
             "trace" => s.trace = Some(cx.boolean(key, item)?),
             "logtime" => s.logtime = Some(cx.boolean(key, item)?),
@@ -567,7 +596,6 @@ fn nats_feature(key: &str) -> Option<Known> {
         "gateway" | "gateways" => Unsupported("gateways"),
         "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
         "jetstream" => Unsupported("JetStream"),
-        "tls" | "allow_non_tls" => Unsupported("TLS"),
         "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
         "operator"
@@ -1109,6 +1137,112 @@ mod tests {
         let c = load("https_port: 8443").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("monitoring"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn the_tls_block() {
+        let s = load(
+            r#"
+            tls {
+                cert_file: "./server-cert.pem"
+                key_file: "./server-key.pem"
+                ca_file: "./ca.pem"
+                verify: true
+                timeout: 0.5
+                handshake_first: "300ms"
+                min_version: "1.3"
+                cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+                curve_preferences: [X25519, CurveP256]
+            }
+            allow_non_tls: true
+            "#,
+        )
+        .unwrap()
+        .settings;
+        let tls = s.tls.clone().unwrap();
+        assert!(tls.enabled && !tls.from_flags && tls.verify);
+        assert_eq!(tls.timeout, Some(Duration::from_millis(500)));
+        assert_eq!(
+            tls.handshake_first,
+            starling_server::HandshakeFirst::Fallback(Duration::from_millis(300))
+        );
+        assert_eq!(tls.min_version, Some(starling_server::TlsVersion::V1_3));
+        assert_eq!(tls.curve_preferences, ["X25519", "CurveP256"]);
+        assert_eq!(s.allow_non_tls, Some(true));
+        let c = s.tls_config().unwrap().unwrap();
+        assert!(c.verifies_clients());
+        assert_eq!(c.handshake_timeout(), Duration::from_millis(500));
+
+        for (first, want) in [
+            ("true", starling_server::HandshakeFirst::On),
+            ("\"off\"", starling_server::HandshakeFirst::Off),
+            (
+                "auto",
+                starling_server::HandshakeFirst::Fallback(Duration::from_millis(50)),
+            ),
+        ] {
+            let text = format!("tls {{ cert_file: c, key_file: k, first: {first} }}");
+            let tls = load(&text).unwrap().settings.tls.unwrap();
+            assert_eq!(tls.handshake_first, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn tls_block_errors() {
+        for (text, want) in [
+            (
+                "tls { cert_file: 1 }",
+                "expected 'cert_file' to be filename",
+            ),
+            (
+                "tls { verify: \"yes\" }",
+                "expected 'verify' to be a boolean",
+            ),
+            (
+                "tls { cipher_suites: [] }",
+                "'cipher_suites' cannot be empty",
+            ),
+            (
+                "tls { min_version: \"1.1\" }",
+                "unsupported TLS version: 1.1",
+            ),
+            (
+                "tls { bogus: 1 }",
+                "error parsing tls config, unknown field \"bogus\"",
+            ),
+            (
+                "tls { timeout: \"soon\" }",
+                "error parsing tls config, 'timeout'",
+            ),
+            (
+                "tls { handshake_first: \"maybe\" }",
+                "'handshake_first' expects",
+            ),
+            (
+                "tls { verify_and_map: true }",
+                "\"tls.verify_and_map\" is not supported",
+            ),
+            (
+                "tls { pinned_certs: [] }",
+                "\"tls.pinned_certs\" is not supported",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+            assert!(err.starts_with("test.conf:1:"), "{text}: {err}");
+        }
+        let s = load("tls { cert_file: c }").unwrap().settings;
+        assert_eq!(
+            s.tls_config().unwrap_err().to_string(),
+            "missing 'key_file' in TLS configuration"
+        );
+        // Flags replace the file's block whole.
+        let file = load("tls { cert_file: c, key_file: k, verify: true }")
+            .unwrap()
+            .settings;
+        let flags = crate::flags::parse(["--tls", "--tlscert", "f", "--tlskey", "g"]).unwrap();
+        let merged = file.overlay(flags.settings).tls.unwrap();
+        assert!(merged.from_flags && !merged.verify);
     }
 
     #[test]

@@ -1009,3 +1009,70 @@ fn bcrypt_passwords_from_the_config_file() {
     let mut plain = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
     plain.wait_for("Plaintext passwords detected, use nkeys or bcrypt");
 }
+
+/// `--tls --tlscert --tlskey` as nats.py's harness passes them: the plaintext INFO says TLS is
+/// required and the log says so; files that are not there, or names rustls lacks, are refused
+/// with the key and its line.
+#[test]
+fn tls_from_flags_and_the_config_file() {
+    let dir = temp_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.key_pair.serialize_pem()).unwrap();
+
+    let mut broker = Broker::start(&[
+        "-p",
+        "-1",
+        "-a",
+        "127.0.0.1",
+        "--tls",
+        "--tlscert",
+        path_str(&cert),
+        "--tlskey",
+        path_str(&key),
+    ]);
+    let line = broker.wait_for("Listening for client connections on ");
+    broker.wait_for("TLS required for client connections");
+    broker.wait_for("Server is ready");
+    let mut stream = TcpStream::connect(("127.0.0.1", parse_port(&line))).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut info = [0u8; 4096];
+    let n = stream.read(&mut info).unwrap();
+    let info = String::from_utf8_lossy(&info[..n]);
+    assert!(info.contains(r#""tls_required":true"#), "{info}");
+
+    let out = run(&["--tls", "--tlskey", path_str(&key), "-p", "-1"]);
+    assert!(
+        stderr(&out).contains("TLS Server certificate must be present and valid"),
+        "{}",
+        stderr(&out)
+    );
+    let conf = dir.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n}}\n",
+            cert, key
+        ),
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("TLS_RSA_WITH_AES_128_CBC_SHA is not supported"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &conf,
+        "tls {\n  cert_file: \"missing.pem\"\n  key_file: \"k\"\n  colour: blue\n}\n",
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert!(
+        stderr(&out).contains("tls.conf:4:2: invalid value for \"tls.colour\": error parsing tls config, unknown field \"colour\""),
+        "{}",
+        stderr(&out)
+    );
+}

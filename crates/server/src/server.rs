@@ -77,6 +77,19 @@ impl Server {
             if let Some(addr) = addr {
                 info!("Listening for client connections on {addr}");
             }
+            #[cfg(feature = "tls")]
+            if let Some(tls) = broker.tls() {
+                if broker.opts().allow_non_tls {
+                    info!("TLS available for client connections");
+                } else {
+                    info!("TLS required for client connections");
+                }
+                if tls.config().handshake_first_mode() == crate::HandshakeFirst::On {
+                    tracing::warn!(
+                        "Clients that are not using \"TLS Handshake First\" option will fail to connect"
+                    );
+                }
+            }
             broker
                 .lifecycle()
                 .spawn(crate::client::accept(broker.clone(), listener));

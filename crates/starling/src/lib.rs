@@ -62,6 +62,9 @@
 //!   each with its users; stream and service exports and imports (reply subjects mapped, as
 //!   nats-server maps them), service latency measurements, and the system account's `$SYS`
 //!   advisories and services. [`Server::client_in`] makes an in-process client of an account.
+//! - **TLS** ([`ServerBuilder::tls`] with a [`TlsConfig`]): rustls on the client listener,
+//!   plaintext INFO then upgrade as nats-server does, or the handshake first; client
+//!   certificates verified against a CA; [`Server::reload_certificates`] without a restart.
 //! - **Events** ([`Server::events`]): clients connecting and closing, peers joining and
 //!   leaving, slow consumers, lame duck.
 //! - **Good manners**: the library emits `tracing` events and never installs a subscriber,
@@ -87,6 +90,12 @@ pub use starling_server::{Client, Subscriber};
 /// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
 /// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
 pub use starling_server::{Cluster, Discovery, Peer, Seeds};
+/// TLS on the client listener ([`ServerBuilder::tls`], feature `tls`, on by default).
+#[cfg(feature = "tls")]
+pub use starling_server::{
+    HandshakeFirst, TlsConfig, TlsError, TlsVersion, DEFAULT_HANDSHAKE_FIRST_FALLBACK,
+    DEFAULT_TLS_TIMEOUT,
+};
 /// What a user may publish and subscribe to ([`User::permissions`], default permissions).
 pub use starling_server::{
     Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,

@@ -173,6 +173,11 @@ impl TlsConfig {
     pub fn check(&self) -> Result<(), TlsError> {
         server_config(self).map(drop)
     }
+
+    /// Checks the cipher suite and curve names only, without reading any file.
+    pub fn check_names(&self) -> Result<(), TlsError> {
+        provider(self).map(drop)
+    }
 }
 
 /// Why a TLS configuration cannot be used.
