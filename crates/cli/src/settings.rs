@@ -1140,6 +1140,41 @@ mod tests {
     }
 
     #[test]
+    fn nkey_users() {
+        // async-nats's own tests/configs/nkey.conf.
+        let key = "UAFHG6FUD2UU4SDFVAFUL5LDFO2XM4WYM76UNXTPJYJK7EEMYRBHT2VE";
+        let s = load(&format!(
+            "authorization: {{ users: [ {{ nkey: {key} }} ] }}"
+        ))
+        .unwrap()
+        .settings;
+        let users = s.users.unwrap();
+        assert!(users[0].is_nkey());
+        assert_eq!(users[0].name(), key);
+        for (text, want) in [
+            (
+                format!("authorization {{ users: [ {{ nkey: {key}, user: u }} ] }}"),
+                "Nkey users do not take usernames or passwords",
+            ),
+            (
+                format!("authorization {{ users: [ {{ nkey: {key}, pass: p }} ] }}"),
+                "Nkey users do not take usernames or passwords",
+            ),
+            (
+                "authorization { users: [ { nkey: UBOGUS } ] }".to_string(),
+                "Not a valid public nkey for a user",
+            ),
+            (
+                format!("accounts {{ A {{ users [ {{nkey: {key}}} ] }}, B {{ users [ {{nkey: {key}}} ] }} }}"),
+                "Duplicate nkey",
+            ),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn the_tls_block() {
         let s = load(
             r#"

@@ -6,6 +6,7 @@
 //! no credentials at all.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use starling_proto::Connect;
@@ -29,6 +30,8 @@ pub(crate) struct Verdict {
 
 struct UserEntry {
     password: String,
+    /// Authenticated by an nkey signature (the user's name is its public key).
+    nkey: bool,
     account: Arc<Account>,
     /// Compiled once per user, shared by all its connections.
     permissions: Option<Arc<Compiled>>,
@@ -92,8 +95,11 @@ fn check_secret(given: Option<&str>, expected: &str, verdict: impl FnOnce() -> V
 /// The broker's users and how clients without credentials are treated.
 pub(crate) struct Authenticator {
     single: Auth,
-    /// Users by name; changed at runtime by [`Self::add_user`] and [`Self::remove_user`].
+    /// Users by name (nkey users by public key); changed at runtime by [`Self::add_user`] and
+    /// [`Self::remove_user`].
     users: RwLock<HashMap<String, UserEntry>>,
+    /// How many of them are nkey users: INFO then carries a nonce.
+    nkey_users: AtomicUsize,
     /// The user a client without credentials becomes.
     no_auth_user: Option<String>,
     /// The account of clients that need not (or cannot) authenticate.
@@ -110,6 +116,7 @@ impl Authenticator {
         for u in &opts.users {
             let entry = UserEntry {
                 password: u.password.clone(),
+                nkey: u.nkey,
                 account: global.clone(),
                 permissions: compile(u.permissions.as_ref(), opts.default_permissions.as_ref()),
             };
@@ -122,6 +129,7 @@ impl Authenticator {
             for u in &a.users {
                 let entry = UserEntry {
                     password: u.password.clone(),
+                    nkey: u.nkey,
                     account: account.clone(),
                     permissions: compile(u.permissions.as_ref(), a.default_permissions.as_ref()),
                 };
@@ -145,9 +153,11 @@ impl Authenticator {
         if anonymous_global {
             no_auth_user = None;
         }
+        let nkey_users = AtomicUsize::new(users.values().filter(|e| e.nkey).count());
         Self {
             single: opts.auth.clone(),
             users: RwLock::new(users),
+            nkey_users,
             no_auth_user,
             default_account,
             anonymous_global,
@@ -171,13 +181,20 @@ impl Authenticator {
         (!self.auth_required()).then_some(&self.default_account)
     }
 
-    /// Checks `connect`'s credentials.
-    pub(crate) fn authenticate(&self, connect: &Connect) -> Check {
+    /// Whether INFO must carry a nonce for clients to sign (nkey users exist).
+    pub(crate) fn needs_nonce(&self) -> bool {
+        self.nkey_users.load(Ordering::Relaxed) > 0
+    }
+
+    /// Checks `connect`'s credentials; `nonce` is what this connection's INFO carried.
+    pub(crate) fn authenticate(&self, connect: &Connect, nonce: Option<&str>) -> Check {
         if connect.account.is_some() || connect.new_account {
             return Check::Denied;
         }
-        let no_credentials =
-            connect.user.is_none() && connect.pass.is_none() && connect.auth_token.is_none();
+        let no_credentials = connect.user.is_none()
+            && connect.pass.is_none()
+            && connect.auth_token.is_none()
+            && connect.nkey.is_none();
         if no_credentials && self.anonymous_global {
             return Check::Allowed(Verdict {
                 account: self.default_account.clone(),
@@ -205,6 +222,21 @@ impl Authenticator {
                 permissions: None,
             });
         }
+        // As nats-server: a CONNECT with an nkey is checked against the nkey users only.
+        if let Some(nkey) = connect.nkey.as_deref() {
+            let users = self.users.read();
+            let Some(entry) = users.get(nkey).filter(|e| e.nkey) else {
+                return Check::Denied;
+            };
+            if !nonce_signed(nkey, nonce, connect.sig.as_deref()) {
+                return Check::Denied;
+            }
+            return Check::Allowed(Verdict {
+                account: entry.account.clone(),
+                user: Some(nkey.to_string()),
+                permissions: entry.permissions.clone(),
+            });
+        }
         match &self.single {
             Auth::UserPassword { user, password } => {
                 if !credentials_match(connect.user.as_deref(), user) {
@@ -229,7 +261,7 @@ impl Authenticator {
             return Check::Denied;
         };
         let users = self.users.read();
-        let Some(entry) = users.get(name) else {
+        let Some(entry) = users.get(name).filter(|e| !e.nkey) else {
             return Check::Denied;
         };
         check_secret(connect.pass.as_deref(), &entry.password, || Verdict {
@@ -243,7 +275,12 @@ impl Authenticator {
     pub(crate) fn plaintext_passwords(&self) -> bool {
         let single =
             matches!(&self.single, Auth::UserPassword { password, .. } if !is_bcrypt(password));
-        single || self.users.read().values().any(|u| !is_bcrypt(&u.password))
+        single
+            || self
+                .users
+                .read()
+                .values()
+                .any(|u| !u.nkey && !is_bcrypt(&u.password))
     }
 
     /// Adds `user` to `account` while the server runs. Names stay unique across accounts;
@@ -264,11 +301,18 @@ impl Authenticator {
         if users.contains_key(&user.name) {
             return Err(AccountError::DuplicateUser(user.name.clone()));
         }
+        if user.nkey && !is_user_nkey(&user.name) {
+            return Err(AccountError::InvalidNkey(user.name.clone()));
+        }
         let entry = UserEntry {
             password: user.password.clone(),
+            nkey: user.nkey,
             account: account.clone(),
             permissions: compile(user.permissions.as_ref(), default_permissions),
         };
+        if entry.nkey {
+            self.nkey_users.fetch_add(1, Ordering::Relaxed);
+        }
         users.insert(user.name.clone(), entry);
         Ok(())
     }
@@ -280,8 +324,49 @@ impl Authenticator {
         if self.no_auth_user.as_deref() == Some(name) {
             return Err(AccountError::NoAuthUserRemoved(name.to_string()));
         }
-        Ok(self.users.write().remove(name).is_some())
+        let removed = self.users.write().remove(name);
+        if removed.as_ref().is_some_and(|e| e.nkey) {
+            self.nkey_users.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(removed.is_some())
     }
+}
+
+/// nats-server's nonce: 11 random bytes, base64url without padding (15 characters). From the
+/// operating system's generator: a predictable nonce would let a recorded signature replay.
+pub(crate) fn new_nonce() -> String {
+    let mut raw = [0u8; 11];
+    if getrandom::getrandom(&mut raw).is_err() {
+        // No OS randomness at all: still unique per connection, if guessable.
+        raw.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    data_encoding::BASE64URL_NOPAD.encode(&raw)
+}
+
+/// Whether `key` is a user public nkey (`U...`, checksum valid).
+pub(crate) fn is_user_nkey(key: &str) -> bool {
+    const USER_PREFIX: u8 = 20 << 3;
+    key.starts_with('U') && nkeys::from_public_key(key).is_ok_and(|(p, _)| p == USER_PREFIX)
+}
+
+/// Whether `sig` is `nkey`'s ed25519 signature of `nonce` (the nonce's characters, as nats
+/// clients sign them). nats-server takes the signature in base64url and, from older clients,
+/// standard base64; both without padding, and padding is tolerated.
+fn nonce_signed(nkey: &str, nonce: Option<&str>, sig: Option<&str>) -> bool {
+    let (Some(nonce), Some(sig)) = (nonce, sig) else {
+        return false;
+    };
+    let sig = sig.trim_end_matches('=');
+    let Some(sig) = data_encoding::BASE64URL_NOPAD
+        .decode(sig.as_bytes())
+        .or_else(|_| data_encoding::BASE64_NOPAD.decode(sig.as_bytes()))
+        .ok()
+    else {
+        return false;
+    };
+    nkeys::KeyPair::from_public_key(nkey)
+        .and_then(|k| k.verify(nonce.as_bytes(), &sig))
+        .is_ok()
 }
 
 /// Compares a credential a peer sent with the configured one in time that does not depend on

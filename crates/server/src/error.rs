@@ -99,6 +99,9 @@ pub enum AccountError {
     /// A user name appears twice (across all accounts and `$G`).
     #[error("Duplicate user {0:?} detected")]
     DuplicateUser(String),
+    /// An nkey user whose key is not a user public key (`U...`).
+    #[error("Not a valid public nkey for a user: {0:?}")]
+    InvalidNkey(String),
     /// A single user/password or token was given together with users.
     #[error("Can not have a single user/pass and accounts")]
     SingleUserAndUsers,

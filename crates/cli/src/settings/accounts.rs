@@ -48,7 +48,7 @@ impl Cx<'_> {
             let Value::Map(map) = &entry.value else {
                 return Err(self.expected(key, entry, "a user map"));
             };
-            let (mut name, mut password, mut permissions) = (None, None, None);
+            let (mut name, mut password, mut permissions, mut nkey) = (None, None, None, None);
             for (k, v) in map.iter() {
                 let full = format!("{key}.{k}");
                 match k.to_ascii_lowercase().as_str() {
@@ -57,20 +57,49 @@ impl Cx<'_> {
                     "permission" | "permissions" | "authorization" => {
                         permissions = Some(self.permissions(&full, v)?)
                     }
-                    "nkey" => return Err(self.unsupported(&full, v, "nkey users")),
+                    "nkey" => {
+                        let key = self.string(&full, v)?;
+                        if !User::nkey(key.as_str()).is_valid_nkey() {
+                            return Err(self.invalid(
+                                &full,
+                                v,
+                                format!("Not a valid public nkey for a user: {key:?}"),
+                            ));
+                        }
+                        nkey = Some(key);
+                    }
                     "allowed_connection_types" | "connection_types" | "clients" => {
                         return Err(self.unsupported(&full, v, "allowed connection types"))
                     }
                     _ => return Err(self.unknown(full, v)),
                 }
             }
-            let Some(name) = name else {
-                return Err(self.invalid(key, entry, "a user needs a user name"));
+            let mut user = match (nkey, name) {
+                (Some(_), Some(_)) => {
+                    return Err(self.invalid(
+                        key,
+                        entry,
+                        "Nkey users do not take usernames or passwords",
+                    ))
+                }
+                (Some(_), None) if password.is_some() => {
+                    return Err(self.invalid(
+                        key,
+                        entry,
+                        "Nkey users do not take usernames or passwords",
+                    ))
+                }
+                (Some(nkey), None) => User::nkey(nkey),
+                (None, Some(name)) => User::new(name, password.unwrap_or_default()),
+                (None, None) => {
+                    return Err(self.invalid(key, entry, "a user needs a user name or an nkey"))
+                }
             };
+            let name = user.name().to_string();
             if seen.0.insert(name.clone(), entry.pos).is_some() {
-                return Err(self.invalid(key, item, format!("Duplicate user {name:?} detected")));
+                let what = if user.is_nkey() { "nkey" } else { "user" };
+                return Err(self.invalid(key, item, format!("Duplicate {what} {name:?} detected")));
             }
-            let mut user = User::new(name, password.unwrap_or_default());
             if let Some(p) = permissions {
                 user = user.permissions(p);
             }

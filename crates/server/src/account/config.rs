@@ -153,17 +153,43 @@ pub(crate) struct AccountLimits {
 pub struct User {
     pub(crate) name: String,
     pub(crate) password: String,
+    /// Authenticated by signing the server's nonce with the seed of `name` (a public nkey).
+    pub(crate) nkey: bool,
     pub(crate) permissions: Option<Permissions>,
 }
 
 impl User {
-    /// A user `name` authenticated by `password`.
+    /// A user `name` authenticated by `password` (plain text, or a bcrypt hash).
     pub fn new(name: impl Into<String>, password: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             password: password.into(),
+            nkey: false,
             permissions: None,
         }
+    }
+
+    /// A user authenticated by an nkey (nats-server's `users: [{nkey: U...}]`): the client
+    /// signs the nonce of the server's INFO with the seed of `public_key`, a user public key
+    /// (`U...`). The key is also the user's name.
+    pub fn nkey(public_key: impl Into<String>) -> Self {
+        Self {
+            name: public_key.into(),
+            password: String::new(),
+            nkey: true,
+            permissions: None,
+        }
+    }
+
+    /// Whether the user authenticates with an nkey.
+    pub fn is_nkey(&self) -> bool {
+        self.nkey
+    }
+
+    /// For an nkey user: whether its key is a user public key (`U...`, checksum valid), as
+    /// the server checks when it starts.
+    pub fn is_valid_nkey(&self) -> bool {
+        self.nkey && crate::auth::is_user_nkey(&self.name)
     }
 
     /// What the user may publish and subscribe to (nats-server's `permissions`); without it
@@ -424,6 +450,9 @@ pub(crate) fn validate(opts: &Options) -> Result<(), AccountError> {
         .iter()
         .chain(opts.accounts.iter().flat_map(|a| a.users.iter()));
     for u in all_users {
+        if u.nkey && !crate::auth::is_user_nkey(&u.name) {
+            return Err(AccountError::InvalidNkey(u.name.clone()));
+        }
         if !users.insert(u.name.as_str()) {
             return Err(AccountError::DuplicateUser(u.name.clone()));
         }

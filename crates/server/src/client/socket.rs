@@ -90,8 +90,23 @@ pub(crate) async fn serve<R, W>(
     }
     let conn = broker.register_client(ConnKind::Client, addr);
     conn.saw_urls(broker.identity().urls_version());
-    conn.send(|b| encode::write_info(b, &broker.client_info(conn.cid, addr)));
-    run_client(broker, conn, reader, writer).await;
+    let nonce = broker.auth().needs_nonce().then(crate::auth::new_nonce);
+    let info = first_info(&broker, &conn, addr, nonce.as_deref());
+    conn.send(|b| encode::write_info(b, &info));
+    run_client(broker, conn, nonce, reader, writer).await;
+}
+
+/// The INFO a client gets first: the server's, with this connection's nonce to sign when
+/// there are nkey users.
+fn first_info(
+    broker: &Broker,
+    conn: &Conn,
+    addr: Option<SocketAddr>,
+    nonce: Option<&str>,
+) -> starling_proto::Info {
+    let mut info = broker.client_info(conn.cid, addr);
+    info.nonce = nonce.map(str::to_string);
+    info
 }
 
 /// At max_connections, nats-server sends its INFO, then the error, then closes.
@@ -128,21 +143,22 @@ async fn serve_tls(
     }
     let conn = broker.register_client(ConnKind::Client, Some(addr));
     conn.saw_urls(broker.identity().urls_version());
-    let mut info = BytesMut::new();
-    encode::write_info(&mut info, &broker.client_info(conn.cid, Some(addr)));
+    let nonce = broker.auth().needs_nonce().then(crate::auth::new_nonce);
+    let mut info = first_info(&broker, &conn, Some(addr), nonce.as_deref());
+    let mut plain = BytesMut::new();
+    encode::write_info(&mut plain, &info);
     match tls
-        .client_handshake(tcp, &info, broker.opts().allow_non_tls)
+        .client_handshake(tcp, &plain, broker.opts().allow_non_tls)
         .await
     {
         Ok(handshake) => {
             if !handshake.info_sent {
-                let mut info = broker.client_info(conn.cid, Some(addr));
                 info.tls_required = true; // the client chose TLS first
                 conn.send(|b| encode::write_info(b, &info));
             }
             conn.meta.lock().tls = handshake.tls;
             let (r, w) = handshake.stream.split();
-            run_client(broker, conn, r, w).await;
+            run_client(broker, conn, nonce, r, w).await;
         }
         Err(e) => {
             let cid = conn.cid;
@@ -162,8 +178,13 @@ async fn serve_tls(
 }
 
 /// Runs a registered client whose INFO is queued: its writer task, then its read loop.
-async fn run_client<R, W>(broker: Arc<Broker>, conn: Arc<Conn>, reader: R, writer: W)
-where
+async fn run_client<R, W>(
+    broker: Arc<Broker>,
+    conn: Arc<Conn>,
+    nonce: Option<String>,
+    reader: R,
+    writer: W,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -174,7 +195,7 @@ where
         opts.write_deadline,
         opts.drain_timeout,
     ));
-    let mut client = Client::new(broker.clone(), conn.clone());
+    let mut client = Client::new(broker.clone(), conn.clone(), nonce);
     client.run(reader).await;
     broker.retire_client(&conn);
 }
@@ -191,6 +212,8 @@ struct Client {
     pending_connect: Option<(Connect, PendingCheck)>,
     /// When the client must have authenticated (`auth_timeout` after the read loop starts).
     auth_deadline: tokio::time::Instant,
+    /// The nonce this connection's INFO carried, for an nkey signature to sign.
+    nonce: Option<String>,
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
     permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
@@ -208,7 +231,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(broker: Arc<Broker>, conn: Arc<Conn>) -> Self {
+    fn new(broker: Arc<Broker>, conn: Arc<Conn>, nonce: Option<String>) -> Self {
         let limits = Limits {
             max_control_line: broker.opts().max_control_line,
             max_payload: broker.opts().max_payload,
@@ -219,6 +242,7 @@ impl Client {
             account: None,
             pending_connect: None,
             auth_deadline: tokio::time::Instant::now(),
+            nonce,
             permissions: None,
             parser: ClientParser::new(limits),
             connected: false,
@@ -463,7 +487,11 @@ impl Client {
                 ClosedReason::AuthenticationViolation,
             )
         };
-        match self.broker.auth().authenticate(&connect) {
+        match self
+            .broker
+            .auth()
+            .authenticate(&connect, self.nonce.as_deref())
+        {
             Check::Allowed(verdict) => self.admit(connect, verdict),
             Check::Denied => Err(violation()),
             Check::Pending(check) => {
