@@ -1,5 +1,6 @@
 //! Client authentication: the one place credentials from CONNECT are checked and a connection
-//! is given its account and user (TLS client certificates, nkeys and JWTs will slot in here).
+//! is given its account and user: the embedder's authenticator chain first, then the
+//! configured users (passwords, bcrypt hashes, tokens, nkeys).
 //!
 //! As nats-server: a single user/password or token puts clients in `$G`; `users` (of `$G` and
 //! of every account) map a user to its account; `no_auth_user` stands for clients that present
@@ -8,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use starling_proto::Connect;
 
@@ -15,6 +17,7 @@ use parking_lot::RwLock;
 
 use crate::account::config::User;
 use crate::account::{Account, Accounts};
+use crate::authenticator::{AuthRequest, Authenticator, Decision};
 use crate::error::AccountError;
 use crate::options::{Auth, Options};
 use crate::permissions::{Compiled, Permissions};
@@ -26,6 +29,33 @@ pub(crate) struct Verdict {
     pub(crate) user: Option<String>,
     /// The user's permissions, if it has any.
     pub(crate) permissions: Option<Arc<Compiled>>,
+    /// When the authorization ends (an authenticator's grant may say).
+    pub(crate) expires: Option<SystemTime>,
+}
+
+impl Verdict {
+    fn new(
+        account: Arc<Account>,
+        user: Option<String>,
+        permissions: Option<Arc<Compiled>>,
+    ) -> Self {
+        Self {
+            account,
+            user,
+            permissions,
+            expires: None,
+        }
+    }
+}
+
+/// The embedder's authenticators, in order ([`crate::ServerBuilder::authenticator`]).
+#[derive(Clone, Default)]
+pub(crate) struct Chain(pub(crate) Vec<Arc<dyn Authenticator>>);
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chain({} authenticators)", self.0.len())
+    }
 }
 
 struct UserEntry {
@@ -92,9 +122,11 @@ fn check_secret(given: Option<&str>, expected: &str, verdict: impl FnOnce() -> V
     }
 }
 
-/// The broker's users and how clients without credentials are treated.
-pub(crate) struct Authenticator {
+/// The broker's users, its authenticator chain, and how clients without credentials are
+/// treated.
+pub(crate) struct Credentials {
     single: Auth,
+    chain: Chain,
     /// Users by name (nkey users by public key); changed at runtime by [`Self::add_user`] and
     /// [`Self::remove_user`].
     users: RwLock<HashMap<String, UserEntry>>,
@@ -108,7 +140,7 @@ pub(crate) struct Authenticator {
     anonymous_global: bool,
 }
 
-impl Authenticator {
+impl Credentials {
     /// The users `opts` describes (validated: names unique, `no_auth_user` among them).
     pub(crate) fn new(opts: &Options, accounts: &Accounts) -> Self {
         let global = accounts.global();
@@ -156,6 +188,7 @@ impl Authenticator {
         let nkey_users = AtomicUsize::new(users.values().filter(|e| e.nkey).count());
         Self {
             single: opts.auth.clone(),
+            chain: opts.authenticators.clone(),
             users: RwLock::new(users),
             nkey_users,
             no_auth_user,
@@ -169,10 +202,50 @@ impl Authenticator {
         self.single.is_required() || !self.users.read().is_empty()
     }
 
-    /// INFO's `auth_required`: credentials are configured and a client without them would not
-    /// be let in (`no_auth_user` lets it in).
+    /// INFO's `auth_required`: an authenticator decides, or credentials are configured and a
+    /// client without them would not be let in (`no_auth_user` lets it in).
     pub(crate) fn auth_required(&self) -> bool {
-        self.credentials_configured() && self.no_auth_user.is_none() && !self.anonymous_global
+        self.has_chain()
+            || (self.credentials_configured()
+                && self.no_auth_user.is_none()
+                && !self.anonymous_global)
+    }
+
+    /// Whether the embedder set authenticators: every CONNECT then awaits them.
+    pub(crate) fn has_chain(&self) -> bool {
+        !self.chain.0.is_empty()
+    }
+
+    /// Asks the chain about `request`: `Ok(Some)` allowed, `Err(reason)` denied, `Ok(None)`
+    /// every authenticator passed (the configured users decide). No lock is held while an
+    /// authenticator runs.
+    pub(crate) async fn ask_chain(
+        &self,
+        request: AuthRequest,
+        accounts: &Accounts,
+    ) -> Result<Option<Verdict>, String> {
+        for authenticator in &self.chain.0 {
+            match authenticator.authenticate(request.clone()).await {
+                Decision::Pass => continue,
+                Decision::Deny(reason) => return Err(reason),
+                Decision::Allow(grant) => {
+                    let account = accounts
+                        .get(&grant.account)
+                        .ok_or_else(|| format!("no account {:?}", grant.account))?
+                        .clone();
+                    if let Some(p) = &grant.permissions {
+                        p.validate().map_err(|e| e.to_string())?;
+                    }
+                    return Ok(Some(Verdict {
+                        account,
+                        user: grant.user,
+                        permissions: compile(grant.permissions.as_ref(), None),
+                        expires: grant.expires,
+                    }));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The account of a client that does not authenticate (ops before CONNECT, CONNECT without
@@ -181,9 +254,10 @@ impl Authenticator {
         (!self.auth_required()).then_some(&self.default_account)
     }
 
-    /// Whether INFO must carry a nonce for clients to sign (nkey users exist).
+    /// Whether INFO must carry a nonce for clients to sign (nkey users exist, or an
+    /// authenticator may check nkey signatures).
     pub(crate) fn needs_nonce(&self) -> bool {
-        self.nkey_users.load(Ordering::Relaxed) > 0
+        self.has_chain() || self.nkey_users.load(Ordering::Relaxed) > 0
     }
 
     /// Checks `connect`'s credentials; `nonce` is what this connection's INFO carried.
@@ -196,11 +270,7 @@ impl Authenticator {
             && connect.auth_token.is_none()
             && connect.nkey.is_none();
         if no_credentials && self.anonymous_global {
-            return Check::Allowed(Verdict {
-                account: self.default_account.clone(),
-                user: None,
-                permissions: None,
-            });
+            return Check::Allowed(Verdict::new(self.default_account.clone(), None, None));
         }
         if no_credentials {
             if let Some(name) = &self.no_auth_user {
@@ -208,19 +278,19 @@ impl Authenticator {
                 let Some(entry) = users.get(name) else {
                     return Check::Denied;
                 };
-                return Check::Allowed(Verdict {
-                    account: entry.account.clone(),
-                    user: Some(name.clone()),
-                    permissions: entry.permissions.clone(),
-                });
+                return Check::Allowed(Verdict::new(
+                    entry.account.clone(),
+                    Some(name.clone()),
+                    entry.permissions.clone(),
+                ));
             }
         }
         if !self.credentials_configured() {
-            return Check::Allowed(Verdict {
-                account: self.default_account.clone(),
-                user: connect.user.clone(),
-                permissions: None,
-            });
+            return Check::Allowed(Verdict::new(
+                self.default_account.clone(),
+                connect.user.clone(),
+                None,
+            ));
         }
         // As nats-server: a CONNECT with an nkey is checked against the nkey users only.
         if let Some(nkey) = connect.nkey.as_deref() {
@@ -231,28 +301,24 @@ impl Authenticator {
             if !nonce_signed(nkey, nonce, connect.sig.as_deref()) {
                 return Check::Denied;
             }
-            return Check::Allowed(Verdict {
-                account: entry.account.clone(),
-                user: Some(nkey.to_string()),
-                permissions: entry.permissions.clone(),
-            });
+            return Check::Allowed(Verdict::new(
+                entry.account.clone(),
+                Some(nkey.to_string()),
+                entry.permissions.clone(),
+            ));
         }
         match &self.single {
             Auth::UserPassword { user, password } => {
                 if !credentials_match(connect.user.as_deref(), user) {
                     return Check::Denied;
                 }
-                return check_secret(connect.pass.as_deref(), password, || Verdict {
-                    account: self.default_account.clone(),
-                    user: Some(user.clone()),
-                    permissions: None,
+                return check_secret(connect.pass.as_deref(), password, || {
+                    Verdict::new(self.default_account.clone(), Some(user.clone()), None)
                 });
             }
             Auth::Token(token) => {
-                return check_secret(connect.auth_token.as_deref(), token, || Verdict {
-                    account: self.default_account.clone(),
-                    user: None,
-                    permissions: None,
+                return check_secret(connect.auth_token.as_deref(), token, || {
+                    Verdict::new(self.default_account.clone(), None, None)
                 });
             }
             Auth::None => {}
@@ -264,10 +330,12 @@ impl Authenticator {
         let Some(entry) = users.get(name).filter(|e| !e.nkey) else {
             return Check::Denied;
         };
-        check_secret(connect.pass.as_deref(), &entry.password, || Verdict {
-            account: entry.account.clone(),
-            user: Some(name.to_string()),
-            permissions: entry.permissions.clone(),
+        check_secret(connect.pass.as_deref(), &entry.password, || {
+            Verdict::new(
+                entry.account.clone(),
+                Some(name.to_string()),
+                entry.permissions.clone(),
+            )
         })
     }
 
@@ -352,7 +420,7 @@ pub(crate) fn is_user_nkey(key: &str) -> bool {
 /// Whether `sig` is `nkey`'s ed25519 signature of `nonce` (the nonce's characters, as nats
 /// clients sign them). nats-server takes the signature in base64url and, from older clients,
 /// standard base64; both without padding, and padding is tolerated.
-fn nonce_signed(nkey: &str, nonce: Option<&str>, sig: Option<&str>) -> bool {
+pub(crate) fn nonce_signed(nkey: &str, nonce: Option<&str>, sig: Option<&str>) -> bool {
     let (Some(nonce), Some(sig)) = (nonce, sig) else {
         return false;
     };

@@ -8,7 +8,7 @@
 //! | [`Registry`] | `registry.rs` | client connections by id, the closed ring |
 //! | [`Identity`] | `identity.rs` | server id and name, bound addresses, INFO |
 //! | [`Accounts`] | `account/` | accounts, each with its sublist and connections |
-//! | [`Authenticator`] | `auth.rs` | users, and the account each belongs to |
+//! | [`Credentials`] | `auth.rs` | users, the account each belongs to, the authenticator chain |
 //! | [`Routes`] | `cluster/` | routes to peers, interest per account |
 //! | [`Events`] | `events.rs` | the event stream |
 //! | [`Counters`] | `stats.rs` | server-wide counters |
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::account::config::{User, GLOBAL_ACCOUNT};
 use crate::account::system::System;
 use crate::account::Accounts;
-use crate::auth::Authenticator;
+use crate::auth::Credentials;
 use crate::cluster::{RouteLink, Routes};
 use crate::conn::{ClosedReason, Conn, ConnKind};
 use crate::error::AccountError;
@@ -45,7 +45,7 @@ pub(crate) struct Broker {
     registry: Registry,
     identity: Identity,
     accounts: Accounts,
-    auth: Authenticator,
+    auth: Credentials,
     routes: Option<Arc<Routes>>,
     events: Events,
     counters: Counters,
@@ -60,7 +60,7 @@ impl Broker {
     pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: Option<Arc<Tls>>) -> Self {
         let routes = routes.map(Arc::new);
         let accounts = Accounts::new(&opts, routes.as_ref());
-        let auth = Authenticator::new(&opts, &accounts);
+        let auth = Credentials::new(&opts, &accounts);
         if auth.plaintext_passwords() {
             warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
@@ -117,7 +117,7 @@ impl Broker {
         &self.accounts
     }
 
-    pub(crate) fn auth(&self) -> &Authenticator {
+    pub(crate) fn auth(&self) -> &Credentials {
         &self.auth
     }
 

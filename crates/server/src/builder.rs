@@ -208,6 +208,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an authenticator to the chain: for every CONNECT the authenticators are asked in
+    /// the order added; the first to allow or deny decides, and when all pass, the configured
+    /// users do. See [`crate::Authenticator`].
+    pub fn authenticator(mut self, authenticator: impl crate::Authenticator) -> Self {
+        self.opts
+            .authenticators
+            .0
+            .push(std::sync::Arc::new(authenticator));
+        self
+    }
+
     /// Clients that present no credentials become this user, of whichever account it belongs
     /// to (`no_auth_user`); INFO then says `auth_required: false`.
     pub fn no_auth_user(mut self, name: impl Into<String>) -> Self {

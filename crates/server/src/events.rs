@@ -53,6 +53,24 @@ pub enum Event {
         /// Why it ended, as nats-server words it in `/connz?state=closed`.
         reason: ClosedReason,
     },
+    /// A client was authenticated (at its CONNECT).
+    ClientAuthorized {
+        /// The connection id.
+        cid: u64,
+        /// The account it was bound to.
+        account: String,
+        /// Its user name, if it has one.
+        user: Option<String>,
+    },
+    /// A client's credentials were refused (it is closed with `Authorization Violation`).
+    AuthorizationFailed {
+        /// The connection id.
+        cid: u64,
+        /// The peer address.
+        addr: Option<SocketAddr>,
+        /// Why: an authenticator's reason, or what the configured users found wrong.
+        reason: String,
+    },
     /// A client could not keep up and was cut off.
     SlowConsumer {
         /// The connection id.

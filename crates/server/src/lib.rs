@@ -38,6 +38,7 @@
 
 mod account;
 mod auth;
+mod authenticator;
 mod broker;
 mod builder;
 mod client;
@@ -63,6 +64,7 @@ pub use account::config::{
     Account, Latency, ResponseType, Sampling, ServiceExport, ServiceImport, StreamExport,
     StreamImport, User, DEFAULT_RESPONSE_THRESHOLD, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT,
 };
+pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
 pub use client::inprocess::{Client, Subscriber, DEFAULT_REQUEST_TIMEOUT};
 pub use cluster::{Cluster, Discovery, Peer, Seeds};

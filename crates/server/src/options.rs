@@ -83,6 +83,8 @@ pub(crate) struct Options {
     /// TLS on the client listener (`tls {}`).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::transport::tls::TlsConfig>,
+    /// The embedder's authenticators, asked in order before the configured users.
+    pub(crate) authenticators: crate::auth::Chain,
     /// Clients may connect without TLS when TLS is configured (`allow_non_tls`).
     pub(crate) allow_non_tls: bool,
 }
@@ -115,6 +117,7 @@ impl Default for Options {
             system_account: Some(DEFAULT_SYSTEM_ACCOUNT.to_string()),
             #[cfg(feature = "tls")]
             tls: None,
+            authenticators: crate::auth::Chain::default(),
             allow_non_tls: false,
         }
     }

@@ -175,6 +175,21 @@ async fn events_report_connects_and_closes() {
         }
         other => panic!("unexpected {other:?}"),
     };
+    // Its CONNECT put it in the global account.
+    match tokio::time::timeout(common::WAIT, events.next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Event::ClientAuthorized {
+            cid: authorized,
+            account,
+            user,
+        } => {
+            assert_eq!((authorized, account.as_str(), user), (cid, "$G", None));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     drop(client);
     match tokio::time::timeout(common::WAIT, events.next())
         .await

@@ -865,7 +865,8 @@ mod tests {
         assert!(err("accounts { A: { bogus: 1 } }").contains("unknown field \"accounts.A.bogus\""));
         assert!(err("accounts { A: 1 }").ends_with("Expected map entries for accounts"));
         assert!(err("accounts { A: { jetstream: enabled } }").contains("not supported"));
-        assert!(err("accounts { A: { users: [{user: u, nkey: UABC}] } }").contains("not supported"));
+        assert!(err("accounts { A: { users: [{user: u, nkey: UABC}] } }")
+            .contains("Not a valid public nkey for a user"));
         assert!(err("accounts { A: { limits: { max_cars: 1 } } }")
             .ends_with("Unknown field \"max_cars\" parsing account limits"));
         assert!(err("accounts { A: { imports: [1] } }")

@@ -16,9 +16,11 @@ use tracing::{debug, error, trace};
 
 use crate::account::Account;
 use crate::auth::{Check, PendingCheck, Verdict};
+use crate::authenticator::AuthRequest;
 use crate::broker::Broker;
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
 use crate::delivery::{self, Msg, Touched, NO_RESPONDERS_HDR};
+use crate::events::Event;
 use crate::permissions::{ConnPermissions, PublishCache};
 use crate::subscription::{OwnedSub, Subscription, Target};
 
@@ -93,7 +95,19 @@ pub(crate) async fn serve<R, W>(
     let nonce = broker.auth().needs_nonce().then(crate::auth::new_nonce);
     let info = first_info(&broker, &conn, addr, nonce.as_deref());
     conn.send(|b| encode::write_info(b, &info));
-    run_client(broker, conn, nonce, reader, writer).await;
+    let hello = Hello {
+        nonce,
+        peer_certificates: Vec::new(),
+    };
+    run_client(broker, conn, hello, reader, writer).await;
+}
+
+/// What a client's handshake gave it to authenticate with.
+struct Hello {
+    /// The nonce its INFO carried, for an nkey signature.
+    nonce: Option<String>,
+    /// Its TLS certificate chain, if it presented one.
+    peer_certificates: Vec<Vec<u8>>,
 }
 
 /// The INFO a client gets first: the server's, with this connection's nonce to sign when
@@ -158,7 +172,11 @@ async fn serve_tls(
             }
             conn.meta.lock().tls = handshake.tls;
             let (r, w) = handshake.stream.split();
-            run_client(broker, conn, nonce, r, w).await;
+            let hello = Hello {
+                nonce,
+                peer_certificates: handshake.peer_certificates,
+            };
+            run_client(broker, conn, hello, r, w).await;
         }
         Err(e) => {
             let cid = conn.cid;
@@ -178,13 +196,8 @@ async fn serve_tls(
 }
 
 /// Runs a registered client whose INFO is queued: its writer task, then its read loop.
-async fn run_client<R, W>(
-    broker: Arc<Broker>,
-    conn: Arc<Conn>,
-    nonce: Option<String>,
-    reader: R,
-    writer: W,
-) where
+async fn run_client<R, W>(broker: Arc<Broker>, conn: Arc<Conn>, hello: Hello, reader: R, writer: W)
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -195,9 +208,17 @@ async fn run_client<R, W>(
         opts.write_deadline,
         opts.drain_timeout,
     ));
-    let mut client = Client::new(broker.clone(), conn.clone(), nonce);
+    let mut client = Client::new(broker.clone(), conn.clone(), hello);
     client.run(reader).await;
     broker.retire_client(&conn);
+}
+
+/// Why a CONNECT waits for its verdict.
+enum Pending {
+    /// A password to compare with a bcrypt hash.
+    Bcrypt(PendingCheck),
+    /// The embedder's authenticators to ask.
+    Chain,
 }
 
 /// The reader side of one socket client.
@@ -209,11 +230,13 @@ struct Client {
     account: Option<Arc<Account>>,
     /// A CONNECT whose password is being compared with a bcrypt hash: nothing after it is
     /// handled until that is done.
-    pending_connect: Option<(Connect, PendingCheck)>,
+    pending_connect: Option<(Connect, Pending)>,
     /// When the client must have authenticated (`auth_timeout` after the read loop starts).
     auth_deadline: tokio::time::Instant,
-    /// The nonce this connection's INFO carried, for an nkey signature to sign.
-    nonce: Option<String>,
+    /// What the handshake gave the client to authenticate with.
+    hello: Hello,
+    /// When the client's authorization expires, once known; taken by the read loop.
+    expires: Option<tokio::time::Instant>,
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
     permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
@@ -231,7 +254,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(broker: Arc<Broker>, conn: Arc<Conn>, nonce: Option<String>) -> Self {
+    fn new(broker: Arc<Broker>, conn: Arc<Conn>, hello: Hello) -> Self {
         let limits = Limits {
             max_control_line: broker.opts().max_control_line,
             max_payload: broker.opts().max_payload,
@@ -242,7 +265,8 @@ impl Client {
             account: None,
             pending_connect: None,
             auth_deadline: tokio::time::Instant::now(),
-            nonce,
+            hello,
+            expires: None,
             permissions: None,
             parser: ClientParser::new(limits),
             connected: false,
@@ -268,6 +292,10 @@ impl Client {
         let auth_timer = tokio::time::sleep_until(self.auth_deadline);
         tokio::pin!(auth_timer);
         let auth_required = broker.auth().auth_required();
+        // Armed when an authenticator's grant says when the client's authorization ends.
+        let expiry = tokio::time::sleep(std::time::Duration::from_secs(365 * 86_400));
+        tokio::pin!(expiry);
+        let mut expiring = false;
         let closing = self.conn.closing().clone();
         let mut buf = BytesMut::with_capacity(READ_SIZE);
 
@@ -302,6 +330,10 @@ impl Client {
                             self.close(close);
                             break;
                         }
+                        if let Some(at) = self.expires.take() {
+                            expiry.as_mut().reset(at);
+                            expiring = true;
+                        }
                         if !opts.no_fast_producer_stall {
                             self.touched.stall(&closing).await;
                         }
@@ -317,6 +349,10 @@ impl Client {
                         self.close(close);
                         break;
                     }
+                }
+                _ = &mut expiry, if expiring => {
+                    self.close(Close::err("User Authentication Expired", ClosedReason::AuthenticationExpired));
+                    break;
                 }
                 _ = &mut auth_timer, if auth_required && !self.connected => {
                     self.close(Close::err("Authentication Timeout", ClosedReason::AuthenticationTimeout));
@@ -481,55 +517,109 @@ impl Client {
                 ClosedReason::BadClientProtocolVersion,
             ));
         }
-        let violation = || {
-            Close::err(
-                "Authorization Violation",
-                ClosedReason::AuthenticationViolation,
-            )
-        };
+        if self.broker.auth().has_chain() {
+            // The embedder's authenticators are async: the read loop awaits them, and ops
+            // after this CONNECT wait for the verdict.
+            self.pending_connect = Some((connect, Pending::Chain));
+            return Ok(());
+        }
         match self
             .broker
             .auth()
-            .authenticate(&connect, self.nonce.as_deref())
+            .authenticate(&connect, self.hello.nonce.as_deref())
         {
             Check::Allowed(verdict) => self.admit(connect, verdict),
-            Check::Denied => Err(violation()),
+            Check::Denied => Err(self.refuse("invalid credentials".into())),
             Check::Pending(check) => {
-                // Finished by the read loop once the bcrypt comparison is done; ops after
-                // this CONNECT wait for it.
-                self.pending_connect = Some((connect, check));
+                // Finished by the read loop once the bcrypt comparison is done.
+                self.pending_connect = Some((connect, Pending::Bcrypt(check)));
                 Ok(())
             }
         }
     }
 
-    /// Compares a CONNECT's password with its bcrypt hash on a blocking thread (so a storm
-    /// of such connects never stalls the reactor), within the auth timeout, then admits the
-    /// client or closes it.
+    /// Finishes a CONNECT that could not be decided at once: asks the authenticator chain,
+    /// and compares a password with its bcrypt hash on a blocking thread (so a storm of such
+    /// connects never stalls the reactor); all within what is left of the auth timeout (the
+    /// read loop's timer is not polled meanwhile). Then admits the client or closes it.
     async fn finish_pending_connect(&mut self) -> Result<(), Close> {
-        let Some((connect, check)) = self.pending_connect.take() else {
+        let Some((connect, pending)) = self.pending_connect.take() else {
             return Ok(());
         };
-        // Within what is left of the auth timeout (the read loop's timer is not polled here).
         let deadline = self.auth_deadline;
-        let verdict =
-            tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(|| check.verify()))
-                .await
-                .map_err(|_| {
-                    Close::err(
-                        "Authentication Timeout",
-                        ClosedReason::AuthenticationTimeout,
-                    )
-                })?
-                .ok()
-                .flatten();
+        let timed_out = |_| {
+            Close::err(
+                "Authentication Timeout",
+                ClosedReason::AuthenticationTimeout,
+            )
+        };
+        let check = match pending {
+            Pending::Bcrypt(check) => Check::Pending(check),
+            Pending::Chain => {
+                let broker = self.broker.clone();
+                let request = self.auth_request(&connect);
+                let asked = broker.auth().ask_chain(request, broker.accounts());
+                match tokio::time::timeout_at(deadline, asked)
+                    .await
+                    .map_err(timed_out)?
+                {
+                    Ok(Some(verdict)) => Check::Allowed(verdict),
+                    Ok(None) => broker
+                        .auth()
+                        .authenticate(&connect, self.hello.nonce.as_deref()),
+                    Err(reason) => return Err(self.refuse(reason)),
+                }
+            }
+        };
+        let verdict = match check {
+            Check::Allowed(verdict) => Some(verdict),
+            Check::Denied => None,
+            Check::Pending(check) => {
+                tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(|| check.verify()))
+                    .await
+                    .map_err(timed_out)?
+                    .ok()
+                    .flatten()
+            }
+        };
         match verdict {
             Some(verdict) => self.admit(connect, verdict),
-            None => Err(Close::err(
-                "Authorization Violation",
-                ClosedReason::AuthenticationViolation,
-            )),
+            None => Err(self.refuse("invalid credentials".into())),
         }
+    }
+
+    /// What an authenticator sees of this client.
+    fn auth_request(&self, connect: &Connect) -> AuthRequest {
+        AuthRequest {
+            cid: self.conn.cid,
+            remote_addr: self.conn.meta.lock().addr,
+            user: connect.user.clone(),
+            password: connect.pass.clone(),
+            token: connect.auth_token.clone(),
+            nkey: connect.nkey.clone(),
+            signature: connect.sig.clone(),
+            jwt: connect.jwt.clone(),
+            client_name: connect.name.clone(),
+            lang: connect.lang.clone(),
+            version: connect.version.clone(),
+            nonce: self.hello.nonce.clone(),
+            tls_peer_certificates: self.hello.peer_certificates.clone(),
+        }
+    }
+
+    /// A refused CONNECT: logged and reported as an event, then `Authorization Violation`.
+    fn refuse(&self, reason: String) -> Close {
+        let addr = self.conn.meta.lock().addr;
+        debug!(cid = self.conn.cid, ?addr, %reason, "authorization failed");
+        self.broker.events().emit(Event::AuthorizationFailed {
+            cid: self.conn.cid,
+            addr,
+            reason,
+        });
+        Close::err(
+            "Authorization Violation",
+            ClosedReason::AuthenticationViolation,
+        )
     }
 
     /// Binds an authenticated client to its account, user and permissions, and applies the
@@ -577,11 +667,22 @@ impl Client {
             let since_info = std::time::SystemTime::now().duration_since(self.conn.start);
             self.conn.set_rtt(since_info.unwrap_or_default());
         }
+        if let Some(at) = verdict.expires {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            self.expires = Some(tokio::time::Instant::now() + left);
+        }
         let first = !self.connected;
         self.connected = true;
         self.ok();
         if first {
             self.broker.client_connected(&self.conn);
+            self.broker.events().emit(Event::ClientAuthorized {
+                cid: self.conn.cid,
+                account: verdict.account.name().to_string(),
+                user: verdict.user,
+            });
         }
         Ok(())
     }

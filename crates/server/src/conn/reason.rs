@@ -44,6 +44,8 @@ pub enum ClosedReason {
     MaxAccountConnectionsExceeded,
     /// The TLS handshake failed or timed out.
     TlsHandshakeError,
+    /// The client's authorization expired.
+    AuthenticationExpired,
 }
 
 impl ClosedReason {
@@ -69,6 +71,7 @@ impl ClosedReason {
             Self::DuplicateRoute => "Duplicate Route",
             Self::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
             Self::TlsHandshakeError => "TLS Handshake Failure",
+            Self::AuthenticationExpired => "Authentication Expired",
         }
     }
 

@@ -271,6 +271,8 @@ pub(crate) struct Handshake {
     pub(crate) info_sent: bool,
     /// `None`: a plaintext client that `allow_non_tls` let in.
     pub(crate) tls: Option<TlsState>,
+    /// The client's certificate chain (DER, leaf first), if it presented one.
+    pub(crate) peer_certificates: Vec<Vec<u8>>,
 }
 
 /// Why a client's TLS phase failed.
@@ -316,13 +318,21 @@ impl Tls {
                         stream: Stream::Tcp(tcp),
                         info_sent: true,
                         tls: None,
+                        peer_certificates: Vec::new(),
                     });
                 }
             }
         }
         let tls = within(deadline, self.accept(tcp)).await?;
         let state = TlsState::of(&tls, first);
+        let peer_certificates = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
+            .unwrap_or_default();
         Ok(Handshake {
+            peer_certificates,
             stream: Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))),
             info_sent: !first,
             tls: Some(state),
