@@ -419,17 +419,33 @@ impl Broker {
         if !self.auth.remove_user(name)? {
             return Ok(None);
         }
-        let mut closed = 0;
-        for conn in self.registry.snapshot() {
-            let theirs =
-                conn.kind == ConnKind::Client && conn.meta.lock().user.as_deref() == Some(name);
-            if theirs && !conn.is_closed() {
-                conn.send(|b| encode::write_err(b, "Authorization Violation"));
-                conn.close(ClosedReason::AuthenticationViolation);
-                closed += 1;
-            }
-        }
+        let closed = self.kick(&crate::Kick::User(name.to_string()), true);
         info!(user = name, closed, "user removed");
         Ok(Some(closed))
+    }
+
+    /// Closes the client connections `which` picks; `revoked`: they are told `Authorization
+    /// Violation` first (their user is gone), else they are closed as `Kicked`.
+    pub(crate) fn kick(&self, which: &crate::Kick, revoked: bool) -> usize {
+        let mut closed = 0;
+        for conn in self.registry.snapshot() {
+            let picked = conn.kind == ConnKind::Client
+                && match which {
+                    crate::Kick::Connection(cid) => conn.cid == *cid,
+                    crate::Kick::User(name) => conn.meta.lock().user.as_deref() == Some(name),
+                    crate::Kick::Account(name) => conn.account().is_some_and(|a| a.name() == name),
+                };
+            if !picked || conn.is_closed() {
+                continue;
+            }
+            if revoked {
+                conn.send(|b| encode::write_err(b, "Authorization Violation"));
+                conn.close(ClosedReason::AuthenticationViolation);
+            } else {
+                conn.close(ClosedReason::Kicked);
+            }
+            closed += 1;
+        }
+        closed
     }
 }

@@ -48,6 +48,18 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// Which client connections [`Server::kick`] closes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kick {
+    /// The connection with this id (`cid` in monitoring and events).
+    Connection(u64),
+    /// Every connection of this user.
+    User(String),
+    /// Every connection of this account.
+    Account(String),
+}
+
 impl Server {
     /// Starts configuring a broker.
     pub fn builder() -> ServerBuilder {
@@ -194,6 +206,15 @@ impl Server {
     /// `no_auth_user` cannot be removed.
     pub fn remove_user(&self, name: &str) -> Result<Option<usize>, AccountError> {
         self.broker.remove_user(name)
+    }
+
+    /// Closes the client connections `which` picks, as nats-server's `KICK` request does
+    /// (reason `Kicked`). Returns how many were closed. Kicked clients may reconnect: remove
+    /// their user ([`Self::remove_user`]) to keep them out.
+    pub fn kick(&self, which: Kick) -> usize {
+        let closed = self.broker.kick(&which, false);
+        info!(?which, closed, "kicked");
+        closed
     }
 
     /// The names of the server's accounts: `$G`, the configured ones and the system account.

@@ -126,3 +126,52 @@ async fn runtime_users_get_permissions_and_errors() {
         "the no_auth_user stays"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_by_connection_user_and_account() {
+    use futures::StreamExt;
+    use starling_server::{ClosedReason, Event, Kick};
+
+    let server = common::start_with(
+        Server::builder()
+            .account(
+                Account::new("A")
+                    .user(User::new("a1", "p"))
+                    .user(User::new("a2", "p")),
+            )
+            .user(User::new("g", "p")),
+    )
+    .await;
+    let addr = server.client_addr().unwrap();
+    let connect = |user: &str| format!(r#"{{{QUIET},"user":"{user}","pass":"p"}}"#);
+    let mut events = server.events();
+    let mut g = Raw::handshake(addr, &connect("g")).await;
+    let g_cid = match events.next().await.unwrap() {
+        Event::ClientConnected { cid, .. } => cid,
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut a1 = Raw::handshake(addr, &connect("a1")).await;
+    let mut a1b = Raw::handshake(addr, &connect("a1")).await;
+    let mut a2 = Raw::handshake(addr, &connect("a2")).await;
+
+    assert_eq!(server.kick(Kick::Connection(g_cid)), 1);
+    assert!(g.until_eof().await.is_empty(), "a kick sends no -ERR");
+    assert_eq!(server.kick(Kick::User("a1".into())), 2);
+    assert!(a1.until_eof().await.is_empty());
+    assert!(a1b.until_eof().await.is_empty());
+    // a2 is still served, then goes with its account.
+    a2.send("PING\r\n").await;
+    assert_eq!(a2.line().await.as_deref(), Some("PONG"));
+    assert_eq!(server.kick(Kick::Account("A".into())), 1);
+    assert!(a2.until_eof().await.is_empty());
+    assert_eq!(server.kick(Kick::Connection(g_cid)), 0);
+    // The closes are reported as kicks, and the user may come back.
+    let mut kicked = 0;
+    while kicked < 4 {
+        if let Some(Event::ClientClosed { reason, .. }) = events.next().await {
+            assert_eq!(reason, ClosedReason::Kicked);
+            kicked += 1;
+        }
+    }
+    let _back = Raw::handshake(addr, &connect("a1")).await;
+}

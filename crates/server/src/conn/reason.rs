@@ -46,6 +46,8 @@ pub enum ClosedReason {
     TlsHandshakeError,
     /// The client's authorization expired.
     AuthenticationExpired,
+    /// The embedder kicked the client.
+    Kicked,
 }
 
 impl ClosedReason {
@@ -72,6 +74,7 @@ impl ClosedReason {
             Self::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
             Self::TlsHandshakeError => "TLS Handshake Failure",
             Self::AuthenticationExpired => "Authentication Expired",
+            Self::Kicked => "Kicked",
         }
     }
 

@@ -111,13 +111,11 @@ impl Raw {
     }
 
     async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
+        // Read into the heap buffer: a 64 KiB array here would sit in every test's future.
+        self.buf.reserve(65536);
+        match tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => false,
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
+            Ok(Ok(_)) => true,
             Err(_) => panic!(
                 "timed out waiting for the server; have: {:?}",
                 String::from_utf8_lossy(&self.buf)
