@@ -111,6 +111,8 @@ pub(crate) struct Settings {
     pub(crate) tls: Option<TlsSettings>,
     /// `allow_non_tls`.
     pub(crate) allow_non_tls: Option<bool>,
+    /// `cluster { tls {} }`: TLS on routes.
+    pub(crate) cluster_tls: Option<TlsSettings>,
 }
 
 macro_rules! overlay_fields {
@@ -130,7 +132,7 @@ impl Settings {
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
             default_permissions, no_auth_user, system_account, no_system_account, tls,
-            allow_non_tls,
+            allow_non_tls, cluster_tls,
         );
         self
     }
@@ -215,6 +217,11 @@ impl Settings {
         }
         if let Some(v) = self.connect_retries {
             cluster = cluster.connect_retries(v);
+        }
+        if let Some(settings) = &self.cluster_tls {
+            if let Some(tls) = settings.config()? {
+                cluster = cluster.tls(tls);
+            }
         }
         match (
             self.cluster_user.as_deref(),
@@ -812,7 +819,7 @@ impl Cx<'_> {
                      per peer, without compression (as nats-server 2.9 does)",
                     self.file, v.pos.line, v.pos.col
                 )),
-                "tls" => return Err(self.unsupported(&name, v, "TLS")),
+                "tls" => s.cluster_tls = Some(self.tls(&name, v, warnings)?),
                 "permissions" => return Err(self.unsupported(&name, v, "route permissions")),
                 _ => return Err(self.unknown(name, v)),
             }
@@ -1381,7 +1388,10 @@ mod tests {
                 "nats://u:xxxxx@a:x",
             ),
             ("cluster { advertise: \"nats://a:1\" }", "without a scheme"),
-            ("cluster { tls { } }", "\"cluster.tls\" is not supported"),
+            (
+                "cluster { tls { pinned_certs: [] } }",
+                "\"cluster.tls.pinned_certs\" is not supported",
+            ),
             (
                 "cluster { authorization { token: t } }",
                 "Cluster authorization does not support tokens",

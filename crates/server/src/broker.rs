@@ -53,11 +53,14 @@ pub(crate) struct Broker {
     monitor: MonitorState,
     /// The client listener's TLS, if any.
     tls: Option<Arc<Tls>>,
+    /// The routes' TLS, if any.
+    route_tls: Option<Arc<Tls>>,
 }
 
 impl Broker {
     /// Wires the components for `opts` (validated). `routes` is the cluster side, if any.
-    pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: Option<Arc<Tls>>) -> Self {
+    pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: [Option<Arc<Tls>>; 2]) -> Self {
+        let [tls, route_tls] = tls;
         let routes = routes.map(Arc::new);
         let accounts = Accounts::new(&opts, routes.as_ref());
         let auth = Credentials::new(&opts, &accounts);
@@ -91,6 +94,7 @@ impl Broker {
             system,
             monitor: MonitorState::default(),
             tls,
+            route_tls,
             opts,
         }
     }
@@ -124,6 +128,11 @@ impl Broker {
     /// The client listener's TLS, if any.
     pub(crate) fn tls(&self) -> Option<&Arc<Tls>> {
         self.tls.as_ref()
+    }
+
+    /// The routes' TLS, if any.
+    pub(crate) fn route_tls(&self) -> Option<&Arc<Tls>> {
+        self.route_tls.as_ref()
     }
 
     pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {
@@ -289,6 +298,8 @@ impl Broker {
         let config = routes.config();
         Info {
             auth_required: config.user.is_some(),
+            tls_required: self.route_tls.is_some(),
+            tls_verify: self.route_tls.is_some(),
             ip: config
                 .advertise
                 .as_ref()

@@ -257,6 +257,10 @@ impl ServerBuilder {
         if let Some(tls) = &self.opts.tls {
             tls.check()?;
         }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.cluster.as_ref().and_then(|c| c.tls.as_ref()) {
+            tls.clone().verify(true).check()?;
+        }
         Ok(())
     }
 
@@ -280,8 +284,15 @@ impl ServerBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "tls")]
+        let route_tls = match self.cluster.as_ref().and_then(|c| c.tls.clone()) {
+            Some(config) => Some(std::sync::Arc::new(crate::transport::tls::Tls::for_routes(
+                config,
+            )?)),
+            None => None,
+        };
         #[cfg(not(feature = "tls"))]
-        let tls = None;
+        let (tls, route_tls) = (None, None);
         let listener = match (self.listener, self.listen) {
             (Some(l), _) => {
                 l.set_nonblocking(true).map_err(|e| bind_error(&l, e))?;
@@ -345,7 +356,7 @@ impl ServerBuilder {
         if let Some(listener) = &monitor {
             crate::monitor::http::announce(listener);
         }
-        let server = Server::launch(opts, listener, cluster, tls);
+        let server = Server::launch(opts, listener, cluster, [tls, route_tls]);
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
             crate::monitor::http::start(server.broker(), listener);

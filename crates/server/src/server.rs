@@ -70,7 +70,7 @@ impl Server {
         opts: Options,
         listener: Option<TcpListener>,
         cluster: Option<(crate::cluster::Cluster, TcpListener, String)>,
-        tls: Option<Arc<crate::transport::Tls>>,
+        tls: [Option<Arc<crate::transport::Tls>>; 2],
     ) -> Self {
         let (routes, cluster_listener) = match cluster {
             Some((config, l, advertise)) => {
@@ -151,12 +151,16 @@ impl Server {
         self.client_addr().map(|a| format!("nats://{a}"))
     }
 
-    /// Reads the client listener's certificate, key and CA files again: new TLS handshakes use
+    /// Reads the client listener's and the routes' certificate, key and CA files again: new TLS handshakes use
     /// them, established connections keep theirs. On an error the old certificates stay in use.
     /// Does nothing without TLS.
     #[cfg(feature = "tls")]
     pub fn reload_certificates(&self) -> Result<(), crate::TlsError> {
         match self.broker.tls() {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }?;
+        match self.broker.route_tls() {
             Some(tls) => tls.reload(),
             None => Ok(()),
         }

@@ -383,3 +383,79 @@ async fn bad_tls_settings_are_refused_at_start() {
     let client = client_options(&certs).connect(url(&server)).await.unwrap();
     round_trip(&client).await;
 }
+
+/// Two nodes whose routes use TLS, each verifying the other: the cluster forms and messages
+/// cross it; a node whose certificate another CA signed cannot join.
+#[tokio::test]
+async fn routes_over_tls_verify_both_sides() {
+    let certs = Certs::new("routes");
+    let node = |name: &'static str, seeds: Vec<String>, certs: &Certs| {
+        let tls = certs.server();
+        async move {
+            Server::builder()
+                .server_name(name)
+                .listen("127.0.0.1:0")
+                .cluster(
+                    starling_server::Cluster::new("secure")
+                        .listen("127.0.0.1:0")
+                        .seeds(seeds)
+                        .discovery_interval(Duration::from_millis(100))
+                        .tls(tls),
+                )
+                .start()
+                .await
+                .unwrap()
+        }
+    };
+    let a = node("a", vec![], &certs).await;
+    let seed = format!(
+        "nats-route://localhost:{}",
+        a.cluster_addr().unwrap().port()
+    );
+    let b = node("b", vec![seed.clone()], &certs).await;
+    for s in [&a, &b] {
+        let mut events = s.events();
+        tokio::time::timeout(WAIT, async {
+            while s.peers().is_empty() {
+                // A join may land between the check and the wait: re-check every 50 ms.
+                let _ = tokio::time::timeout(Duration::from_millis(50), events.next()).await;
+            }
+        })
+        .await
+        .expect("the TLS route forms");
+    }
+
+    let sub_client = async_nats::connect(b.client_addr().unwrap().to_string())
+        .await
+        .unwrap();
+    let mut sub = sub_client.subscribe("across").await.unwrap();
+    round_trip(&sub_client).await;
+    let pub_client = async_nats::connect(a.client_addr().unwrap().to_string())
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, async {
+        // Interest arrives as an RS+ on the route; there is no event for it.
+        while !a.has_interest("across") {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("interest crosses the route");
+    pub_client.publish("across", "secret".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload.as_ref(), b"secret");
+
+    // A node with a certificate from another CA is refused by the TLS handshake.
+    let other = Certs::new("routes-other");
+    let intruder = node("c", vec![seed], &other).await;
+    let mut events = intruder.events();
+    let waited = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Some(Event::PeerJoined { .. }) = events.next().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "an intruder joined");
+    assert!(intruder.peers().is_empty());
+}

@@ -51,6 +51,9 @@ pub struct Cluster {
     pub(crate) password: Option<String>,
     pub(crate) discovery_interval: Duration,
     pub(crate) connect_retries: u32,
+    /// TLS on routes (`cluster { tls {} }`): both sides verify each other.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::TlsConfig>,
 }
 
 impl fmt::Debug for Cluster {
@@ -88,6 +91,8 @@ impl Cluster {
             password: None,
             discovery_interval: Duration::from_secs(5),
             connect_retries: 0,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -139,6 +144,16 @@ impl Cluster {
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.user = Some(user.into());
         self.password = Some(password.into());
+        self
+    }
+
+    /// TLS on routes (nats-server's `cluster { tls {} }`): the handshake comes first, before
+    /// INFO, and both sides present certificates verified against the config's `ca_file`
+    /// (verification is always on for routes). Gossiped peers known only by IP are asked for
+    /// the first host name among the seeds, as nats-server does.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 

@@ -61,10 +61,30 @@ async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
         listener,
         async move { stop.lifecycle().shutting_down().await },
         |stream, addr| {
-            let (r, w) = stream.into_split();
             let broker2 = broker.clone();
             broker.lifecycle().spawn(async move {
-                route::serve(broker2, r, w, Some(addr), None).await;
+                match broker2.route_tls().cloned() {
+                    None => {
+                        let (r, w) = stream.into_split();
+                        route::serve(broker2, r, w, Some(addr), None).await;
+                    }
+                    #[cfg(feature = "tls")]
+                    Some(tls) => {
+                        // Routes: the handshake comes before INFO, on both sides.
+                        let timeout = tls.config().handshake_timeout();
+                        match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                            Ok(Ok(s)) => {
+                                let stream = transport::Stream::Tls(Box::new(s.into()));
+                                let (r, w) = stream.split();
+                                route::serve(broker2, r, w, Some(addr), None).await;
+                            }
+                            Ok(Err(e)) => warn!(%addr, "TLS route handshake error: {e}"),
+                            Err(_) => warn!(%addr, "TLS route handshake timeout"),
+                        }
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    Some(tls) => match *tls {},
+                }
             });
         },
     )
@@ -247,12 +267,58 @@ async fn dial_once(broker: &Arc<Broker>, target: &DialTarget) -> Outcome {
     };
     let _ = stream.set_nodelay(true);
     let remote = stream.peer_addr().ok();
-    let (r, w) = stream.into_split();
-    let outcome = route::serve(broker.clone(), r, w, remote, Some(target.clone())).await;
+    let outcome = match broker.route_tls().cloned() {
+        None => {
+            let (r, w) = stream.into_split();
+            route::serve(broker.clone(), r, w, remote, Some(target.clone())).await
+        }
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let name = tls_name(broker, &target.addr);
+            let timeout = tls.config().handshake_timeout();
+            match tokio::time::timeout(timeout, tls.connect(stream, &name)).await {
+                Ok(Ok(s)) => {
+                    let (r, w) = transport::Stream::Tls(Box::new(s.into())).split();
+                    route::serve(broker.clone(), r, w, remote, Some(target.clone())).await
+                }
+                Ok(Err(e)) => {
+                    warn!(addr = %target.addr, "TLS route handshake error: {e}");
+                    Outcome::Failed
+                }
+                Err(_) => {
+                    warn!(addr = %target.addr, "TLS route handshake timeout");
+                    Outcome::Failed
+                }
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(tls) => match *tls {},
+    };
     if let Outcome::Closed(link) = &outcome {
         info!(peer = %link.server_id, addr = %target.addr, "route to peer lost");
     }
     outcome
+}
+
+/// The name a route's certificate must carry: the host of `addr`, or, when that is an IP
+/// address (a peer learned by gossip), the first host name among the configured seeds, as
+/// nats-server picks it (`routeTLSName`); the IP itself when there is none.
+#[cfg(feature = "tls")]
+fn tls_name(broker: &Broker, addr: &str) -> String {
+    let host = parse_url(addr, DEFAULT_ROUTE_PORT).map_or_else(|| addr.to_string(), |u| u.host);
+    if host.parse::<std::net::IpAddr>().is_err() {
+        return host;
+    }
+    let seeds = broker
+        .routes()
+        .map(|r| r.config().seeds.clone())
+        .unwrap_or_default();
+    seeds
+        .iter()
+        .filter_map(|s| parse_url(s, DEFAULT_ROUTE_PORT))
+        .map(|u| u.host)
+        .find(|h| h.parse::<std::net::IpAddr>().is_err())
+        .unwrap_or(host)
 }
 
 /// 0–100 ms, as nats-server adds before re-dialling, so two servers that dropped opposite

@@ -10,7 +10,9 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CipherSuite, NamedGroup, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls::{
+    CipherSuite, ClientConfig, NamedGroup, RootCertStore, ServerConfig, SupportedProtocolVersion,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncWriteExt;
@@ -228,6 +230,8 @@ pub enum TlsError {
 pub(crate) struct Tls {
     config: TlsConfig,
     server: RwLock<Arc<ServerConfig>>,
+    /// For routes, which dial too: the client side, presenting the same certificate.
+    client: Option<RwLock<Arc<ClientConfig>>>,
 }
 
 impl Tls {
@@ -236,7 +240,41 @@ impl Tls {
         Ok(Self {
             config,
             server: RwLock::new(Arc::new(server)),
+            client: None,
         })
+    }
+
+    /// TLS for routes, as nats-server does it: both sides verify each other against
+    /// `ca_file` (verification is forced on), and the dialer presents the same certificate.
+    pub(crate) fn for_routes(config: TlsConfig) -> Result<Self, TlsError> {
+        let config = config.verify(true);
+        let server = server_config(&config)?;
+        let client = client_config(&config)?;
+        Ok(Self {
+            config,
+            server: RwLock::new(Arc::new(server)),
+            client: Some(RwLock::new(Arc::new(client))),
+        })
+    }
+
+    /// The client side of a handshake on `tcp` with a peer that should be `name` (a host
+    /// name or an IP address); no timeout: the caller bounds it.
+    pub(crate) async fn connect(
+        &self,
+        tcp: TcpStream,
+        name: &str,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let config = self
+            .client
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no client side configured"))?
+            .read()
+            .clone();
+        let name = rustls_pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
     }
 
     pub(crate) fn config(&self) -> &TlsConfig {
@@ -252,6 +290,9 @@ impl Tls {
     /// old configuration stays.
     pub(crate) fn reload(&self) -> Result<(), TlsError> {
         let server = server_config(&self.config)?;
+        if let Some(client) = &self.client {
+            *client.write() = Arc::new(client_config(&self.config)?);
+        }
         *self.server.write() = Arc::new(server);
         Ok(())
     }
@@ -429,6 +470,31 @@ fn server_config(c: &TlsConfig) -> Result<ServerConfig, TlsError> {
     })?;
     builder
         .with_single_cert(certs, key)
+        .map_err(|e| TlsError::KeyPair(e.to_string()))
+}
+
+/// The dialing side of route TLS: the CA roots to check the peer with, and our certificate.
+fn client_config(c: &TlsConfig) -> Result<ClientConfig, TlsError> {
+    let provider = Arc::new(provider(c)?);
+    let versions: &[&SupportedProtocolVersion] = match c.min_version {
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let roots = match &c.ca_file {
+        Some(path) => read_roots(path)?,
+        None => return Err(TlsError::VerifyWithoutCa),
+    };
+    let certs = read_certs(&c.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&c.key_file).map_err(|e| TlsError::Read {
+        what: "private key",
+        path: c.key_file.clone(),
+        source: pem_error(e),
+    })?;
+    ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
         .map_err(|e| TlsError::KeyPair(e.to_string()))
 }
 

@@ -34,25 +34,29 @@ impl Certs {
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         self.write("ca.pem", &ca_cert.pem());
 
-        let leaf = |names: Vec<String>, cn: &str, usage: ExtendedKeyUsagePurpose| {
+        let leaf = |names: Vec<String>, cn: &str, usages: Vec<ExtendedKeyUsagePurpose>| {
             let key = KeyPair::generate().unwrap();
             let mut params = CertificateParams::new(names).unwrap();
             params.distinguished_name.push(DnType::CommonName, cn);
-            params.extended_key_usages = vec![usage];
+            params.extended_key_usages = usages;
             let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
             (cert.pem(), key.serialize_pem())
         };
         let (cert, key) = leaf(
             vec!["localhost".into(), "127.0.0.1".into()],
             "localhost",
-            ExtendedKeyUsagePurpose::ServerAuth,
+            // Routes present the server certificate as a client too.
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         );
         self.write("server-cert.pem", &cert);
         self.write("server-key.pem", &key);
         let (cert, key) = leaf(
             vec!["client.starling.test".into()],
             "client",
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         );
         self.write("client-cert.pem", &cert);
         self.write("client-key.pem", &key);
