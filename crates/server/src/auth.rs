@@ -385,6 +385,25 @@ impl Credentials {
         Ok(())
     }
 
+    /// Replaces a user's permissions (`None`: no restriction). Returns the compiled ones, or
+    /// `None` if there is no such user.
+    #[allow(clippy::option_option)]
+    pub(crate) fn set_permissions(
+        &self,
+        name: &str,
+        permissions: Option<&Permissions>,
+    ) -> Result<Option<Option<Arc<Compiled>>>, AccountError> {
+        if let Some(p) = permissions {
+            p.validate()?;
+        }
+        let mut users = self.users.write();
+        let Some(entry) = users.get_mut(name) else {
+            return Ok(None);
+        };
+        entry.permissions = compile(permissions, None);
+        Ok(Some(entry.permissions.clone()))
+    }
+
     /// Removes a user; `false` if there was none by that name. Its live connections are the
     /// caller's to close. The `no_auth_user` cannot be removed (clients without credentials
     /// become it).

@@ -435,6 +435,68 @@ impl Broker {
         Ok(Some(closed))
     }
 
+    /// Replaces a user's permissions and applies them to its live connections, as
+    /// nats-server applies a reload: each gets the new permissions at once, and subscriptions
+    /// they no longer allow are removed with an `-ERR`. Returns how many connections were
+    /// updated, or `None` if there is no such user.
+    pub(crate) fn set_user_permissions(
+        &self,
+        name: &str,
+        permissions: Option<&crate::Permissions>,
+    ) -> Result<Option<usize>, AccountError> {
+        let Some(compiled) = self.auth.set_permissions(name, permissions)? else {
+            return Ok(None);
+        };
+        let mut updated = 0;
+        for conn in self.registry.snapshot() {
+            let theirs =
+                conn.kind == ConnKind::Client && conn.meta.lock().user.as_deref() == Some(name);
+            if !theirs || conn.is_closed() {
+                continue;
+            }
+            let new = compiled
+                .clone()
+                .map(|c| Arc::new(crate::permissions::ConnPermissions::new(c)));
+            let mut disallowed = Vec::new();
+            if let (Some(c), Some(new)) = (&compiled, &new) {
+                for owned in conn.subs.lock().values() {
+                    let (subject, queue) = (owned.handle.subject(), owned.handle.queue());
+                    if !c.may_subscribe(subject, queue) {
+                        let subject = String::from_utf8_lossy(subject).into_owned();
+                        let queue = queue.map(|q| String::from_utf8_lossy(q).into_owned());
+                        disallowed.push((owned.sub.clone(), subject, queue));
+                    } else if c.overlaps_deny(subject, queue.is_some()) {
+                        new.filter_deliveries();
+                    }
+                }
+            }
+            conn.set_permissions(new);
+            if let Some(account) = conn.account() {
+                for (sub, subject, queue) in disallowed {
+                    account.unsubscribe(&sub);
+                    let sid = String::from_utf8_lossy(&sub.sid[..]).into_owned();
+                    let text = match &queue {
+                        Some(q) => format!(
+                            "Permissions Violation for Subscription to {subject:?} using queue {q:?} (sid {sid:?})"
+                        ),
+                        None => format!(
+                            "Permissions Violation for Subscription to {subject:?} (sid {sid:?})"
+                        ),
+                    };
+                    conn.send(|b| encode::write_err(b, &text));
+                    info!(
+                        cid = conn.cid,
+                        user = name,
+                        "Removed sub {subject:?} (sid {sid:?}) - not authorized"
+                    );
+                }
+            }
+            updated += 1;
+        }
+        info!(user = name, updated, "user permissions changed");
+        Ok(Some(updated))
+    }
+
     /// Closes the client connections `which` picks; `revoked`: they are told `Authorization
     /// Violation` first (their user is gone), else they are closed as `Kicked`.
     pub(crate) fn kick(&self, which: &crate::Kick, revoked: bool) -> usize {

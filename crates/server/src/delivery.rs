@@ -527,10 +527,8 @@ impl Delivery<'_> {
             );
             return self.deliver(from, &shadow.of, queue, &mapped, touched);
         }
-        if let Some(permissions) = sub.conn.permissions() {
-            if !permissions.on_delivery(msg.subject, queue, msg.reply) {
-                return false;
-            }
+        if !sub.conn.may_deliver(msg.subject, queue, msg.reply) {
+            return false;
         }
         let Some(last) = sub.claim() else {
             return false;

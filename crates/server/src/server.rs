@@ -212,6 +212,19 @@ impl Server {
         self.broker.remove_user(name)
     }
 
+    /// Replaces a user's permissions while the server runs (`None`: no restriction) and
+    /// applies them to its live connections at once, as nats-server applies a reload: their
+    /// subscriptions that the new permissions refuse are removed, each with nats-server's
+    /// `-ERR 'Permissions Violation for Subscription to "x" (sid "N")'`; the connections stay
+    /// open. Returns how many connections were updated, or `None` if there is no such user.
+    pub fn set_permissions(
+        &self,
+        user: &str,
+        permissions: Option<crate::Permissions>,
+    ) -> Result<Option<usize>, AccountError> {
+        self.broker.set_user_permissions(user, permissions.as_ref())
+    }
+
     /// Closes the client connections `which` picks, as nats-server's `KICK` request does
     /// (reason `Kicked`). Returns how many were closed. Kicked clients may reconnect: remove
     /// their user ([`Self::remove_user`]) to keep them out.

@@ -175,3 +175,41 @@ async fn kick_by_connection_user_and_account() {
     }
     let _back = Raw::handshake(addr, &connect("a1")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_change_on_live_connections() {
+    let server = common::start_with(Server::builder().user(User::new("w", "p"))).await;
+    let addr = server.client_addr().unwrap();
+    let mut w = Raw::handshake(addr, &format!(r#"{{{QUIET},"user":"w","pass":"p"}}"#)).await;
+    w.send("SUB a.x 1\r\nSUB b.x 2\r\nPUB b.x 1\r\nb\r\n").await;
+    assert_eq!(w.until_pong().await, vec!["MSG b.x 2 1", "b"]);
+
+    // Narrowed: the subscription no longer allowed goes, with nats-server's text; the
+    // connection stays, and publishing follows the new rules from its next read on.
+    let narrowed = Permissions::new()
+        .publish(SubjectPermission::new().allow(["a.>"]))
+        .subscribe(SubjectPermission::new().allow(["a.>"]));
+    assert_eq!(
+        server.set_permissions("w", Some(narrowed)).unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        w.line().await.as_deref(),
+        Some("-ERR 'Permissions Violation for Subscription to \"b.x\" (sid \"2\")'")
+    );
+    w.send("PUB b.x 1\r\nb\r\nPUB a.x 1\r\na\r\n").await;
+    assert_eq!(
+        w.until_pong().await,
+        vec![
+            "-ERR 'Permissions Violation for Publish to \"b.x\"'",
+            "MSG a.x 1 1",
+            "a"
+        ]
+    );
+
+    // Lifted: everything is allowed again (the removed subscription stays removed).
+    assert_eq!(server.set_permissions("w", None).unwrap(), Some(1));
+    w.send("SUB b.x 3\r\nPUB b.x 1\r\nc\r\n").await;
+    assert_eq!(w.until_pong().await, vec!["MSG b.x 3 1", "c"]);
+    assert_eq!(server.set_permissions("nobody", None).unwrap(), None);
+}

@@ -237,6 +237,8 @@ struct Client {
     hello: Hello,
     /// When the client's authorization expires, once known; taken by the read loop.
     expires: Option<tokio::time::Instant>,
+    /// The connection's permissions generation that [`Self::permissions`] was loaded at.
+    permissions_generation: u64,
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
     permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
@@ -267,6 +269,7 @@ impl Client {
             auth_deadline: tokio::time::Instant::now(),
             hello,
             expires: None,
+            permissions_generation: 0,
             permissions: None,
             parser: ClientParser::new(limits),
             connected: false,
@@ -316,6 +319,13 @@ impl Client {
                         self.conn.touch();
                         if self.parser.frame_len_hint().is_some_and(|n| buf.len() < n) {
                             continue; // the rest of a large payload is still on its way
+                        }
+                        // Permissions changed at runtime: one load per read tells.
+                        let generation = self.conn.permissions_generation();
+                        if generation != self.permissions_generation {
+                            self.permissions_generation = generation;
+                            self.permissions =
+                                self.conn.permissions().map(|p| (p, PublishCache::new()));
                         }
                         let mut result = self.process(&mut buf);
                         while result.is_ok() && self.pending_connect.is_some() {
@@ -646,7 +656,8 @@ impl Client {
         }
         if let (Some(compiled), None) = (&verdict.permissions, &self.permissions) {
             let permissions = Arc::new(ConnPermissions::new(compiled.clone()));
-            self.conn.set_permissions(&permissions);
+            self.conn.set_permissions(Some(permissions.clone()));
+            self.permissions_generation = self.conn.permissions_generation();
             self.permissions = Some((permissions, PublishCache::new()));
         }
         self.verbose = connect.verbose;

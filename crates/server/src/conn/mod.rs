@@ -71,7 +71,12 @@ pub(crate) struct Conn {
     account: OnceLock<Arc<Account>>,
     /// The user's permissions, for connections that have any: what delivery must check
     /// (deny entries a wildcard subscription overlaps, reply subjects it may answer).
-    permissions: OnceLock<Arc<ConnPermissions>>,
+    /// Swapped whole when the user's permissions change at runtime.
+    permissions: arc_swap::ArcSwapOption<ConnPermissions>,
+    /// Whether `permissions` is set: the one load delivery pays for connections without.
+    has_permissions: AtomicBool,
+    /// Bumped on every swap: the read loop reloads its own copy when it moves.
+    permissions_generation: AtomicU64,
     /// CONNECT's `echo`: deliver this connection's own messages back to it.
     echo: AtomicBool,
     /// CONNECT's `headers`: HMSG may be sent (otherwise headers are stripped).
@@ -121,7 +126,9 @@ impl Conn {
             kind,
             out: Outbound::new(max_pending),
             account: OnceLock::new(),
-            permissions: OnceLock::new(),
+            permissions: arc_swap::ArcSwapOption::empty(),
+            has_permissions: AtomicBool::new(false),
+            permissions_generation: AtomicU64::new(0),
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
             protocol: AtomicU8::new(0),
@@ -254,15 +261,45 @@ impl Conn {
         let _ = self.account.set(account.clone());
     }
 
-    /// Sets the user's permissions (once, at CONNECT).
-    pub(crate) fn set_permissions(&self, permissions: &Arc<ConnPermissions>) {
-        let _ = self.permissions.set(permissions.clone());
+    /// Sets the user's permissions (at CONNECT, and when they change at runtime).
+    pub(crate) fn set_permissions(&self, permissions: Option<Arc<ConnPermissions>>) {
+        self.has_permissions
+            .store(permissions.is_some(), Ordering::Release);
+        self.permissions.store(permissions);
+        self.permissions_generation.fetch_add(1, Ordering::Release);
     }
 
     /// The user's permissions, if it has any.
     #[inline]
-    pub(crate) fn permissions(&self) -> Option<&Arc<ConnPermissions>> {
-        self.permissions.get()
+    pub(crate) fn permissions(&self) -> Option<Arc<ConnPermissions>> {
+        if !self.has_permissions.load(Ordering::Acquire) {
+            return None;
+        }
+        self.permissions.load_full()
+    }
+
+    /// Whether a message on `subject` (to `queue`, with `reply`) may be delivered here under
+    /// the user's permissions (the hot path: no reference count is touched).
+    #[inline]
+    pub(crate) fn may_deliver(
+        &self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        reply: Option<&[u8]>,
+    ) -> bool {
+        if !self.has_permissions.load(Ordering::Relaxed) {
+            return true;
+        }
+        match &*self.permissions.load() {
+            Some(p) => p.on_delivery(subject, queue, reply),
+            None => true,
+        }
+    }
+
+    /// Counts permission swaps (see [`Self::set_permissions`]).
+    #[inline]
+    pub(crate) fn permissions_generation(&self) -> u64 {
+        self.permissions_generation.load(Ordering::Acquire)
     }
 
     /// The account it is bound to (`None` before CONNECT, and for routes).
