@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use starling_proto::ServerOp;
 
-use crate::conn::{connect, resolve, Conn};
+use crate::conn::{connect, is_tls, resolve, with_tls, Conn};
 use crate::error::{BenchError, Result};
 use crate::scenario::Config;
 
@@ -73,7 +73,7 @@ pub fn run(cfg: &Config, before_start: impl FnOnce() -> Result<()>) -> Result<Ac
     let start = Instant::now();
     let mut conns = Vec::with_capacity(cfg.accounts);
     for i in 0..cfg.accounts {
-        let url = format!("nats://u{i}:p{i}@{addr}");
+        let url = with_tls(&format!("nats://u{i}:p{i}@{addr}"), is_tls(&cfg.url));
         let mut conn = connect(&url, cfg.connect_timeout)?;
         for j in 0..cfg.subs_per_account {
             conn.writer

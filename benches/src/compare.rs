@@ -14,6 +14,7 @@ use crate::conn::connect;
 use crate::error::{BenchError, Result};
 use crate::report::{self, RunResult};
 use crate::scenario::{self, Config, Scenario};
+use crate::tls::TlsFiles;
 
 /// How long a freshly started server may take to answer a PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -43,6 +44,12 @@ pub struct CompareConfig {
     /// Compare Starling with [`Self::permissions`] against Starling without them, instead of
     /// Starling with nats-server.
     pub versus_unrestricted: bool,
+    /// Run every server with TLS on its client listener (a certificate generated for the
+    /// run) and connect every client with TLS; cluster routes stay plaintext.
+    pub tls: bool,
+    /// Compare Starling with TLS against Starling without, instead of Starling with
+    /// nats-server.
+    pub versus_plaintext: bool,
 }
 
 /// One side of a comparison: a label, a binary, and the config file it runs with.
@@ -54,6 +61,8 @@ pub struct Contender {
     pub bin: PathBuf,
     /// The text of the `-c` config file, if any.
     pub config: Option<String>,
+    /// Its client listener uses TLS, and so do the clients.
+    pub tls: bool,
 }
 
 impl CompareConfig {
@@ -74,11 +83,15 @@ impl CompareConfig {
             versus_global: false,
             permissions: false,
             versus_unrestricted: false,
+            tls: false,
+            versus_plaintext: false,
         }
     }
 
     /// The two sides for `scenario`: Starling and nats-server, or (`versus_global`) Starling
-    /// in the named account and Starling in the global account.
+    /// in the named account and Starling in the global account, or (`versus_unrestricted`)
+    /// Starling with and without permissions, or (`versus_plaintext`) Starling with and
+    /// without TLS.
     pub fn contenders(&self, scenario: Scenario, base: &Config) -> [Contender; 2] {
         let users = |permissions: bool| {
             crate::accounts::clients_config(self.account.as_deref(), permissions)
@@ -86,12 +99,22 @@ impl CompareConfig {
         let config = scenario
             .server_config(base)
             .or(users(self.permissions || self.versus_unrestricted));
+        let tls = self.tls || self.versus_plaintext;
         let side = |label: &str, bin: &PathBuf, config: Option<String>| Contender {
             label: label.into(),
             bin: bin.clone(),
             config,
+            tls,
         };
-        if self.versus_unrestricted {
+        if self.versus_plaintext {
+            [
+                side("starling-tls", &self.starling_bin, config.clone()),
+                Contender {
+                    tls: false,
+                    ..side("starling-plain", &self.starling_bin, config)
+                },
+            ]
+        } else if self.versus_unrestricted {
             let unrestricted = scenario.server_config(base).or(users(false));
             [
                 side("starling-perms", &self.starling_bin, config),
@@ -138,6 +161,19 @@ impl ServerProcess {
     }
 }
 
+impl Contender {
+    /// Starts this side (one node, or two clustered nodes when `cluster`); `tls` holds the
+    /// certificate files when this side uses TLS.
+    pub fn start(&self, cluster: bool, tls: Option<&TlsFiles>) -> Result<Deployment> {
+        Deployment::start(
+            &self.bin,
+            cluster,
+            self.config.as_deref(),
+            tls.filter(|_| self.tls),
+        )
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -159,13 +195,14 @@ pub fn free_port() -> Result<u16> {
         .map_err(|e| BenchError::io("finding a free port", e))
 }
 
-/// Starts `bin` with nats-server flags on `port` (plus `extra` flags) and waits until it
-/// answers a PING.
+/// Starts `bin` with nats-server flags on `port` (plus `extra` flags, and `--tls --tlscert
+/// --tlskey` with `tls`'s files) and waits until it answers a PING (over TLS with `tls`).
 pub fn start_server(
     bin: &PathBuf,
     port: u16,
     extra: &[String],
     config: Option<&str>,
+    tls: Option<&TlsFiles>,
 ) -> Result<ServerProcess> {
     let name = bin.file_name().unwrap_or_default().to_string_lossy();
     let config_file = match config {
@@ -181,6 +218,9 @@ pub fn start_server(
         None => None,
     };
     let mut extra = extra.to_vec();
+    if let Some(t) = tls {
+        extra.extend(t.server_flags());
+    }
     if let Some(path) = &config_file {
         extra.extend(["-c".to_string(), path.display().to_string()]);
     }
@@ -213,7 +253,10 @@ pub fn start_server(
     let mut proc = ServerProcess {
         pid: child.id(),
         child,
-        url: format!("nats://127.0.0.1:{port}"),
+        url: format!(
+            "{}://127.0.0.1:{port}",
+            if tls.is_some() { "tls" } else { "nats" }
+        ),
         log,
         keep_log: Cell::new(false),
         config: config_file,
@@ -251,11 +294,17 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Starts `bin` (with `config`): one node, or two clustered nodes when `cluster`.
-    pub fn start(bin: &PathBuf, cluster: bool, config: Option<&str>) -> Result<Self> {
+    /// Starts `bin` (with `config`): one node, or two clustered nodes when `cluster`; with
+    /// `tls`, client listeners use TLS (routes stay plaintext).
+    pub fn start(
+        bin: &PathBuf,
+        cluster: bool,
+        config: Option<&str>,
+        tls: Option<&TlsFiles>,
+    ) -> Result<Self> {
         if !cluster {
             return Ok(Self {
-                a: start_server(bin, free_port()?, &[], config)?,
+                a: start_server(bin, free_port()?, &[], config, tls)?,
                 b: None,
             });
         }
@@ -270,8 +319,8 @@ impl Deployment {
                 "bench".into(),
             ]
         };
-        let a = start_server(bin, free_port()?, &flags(ca, cb), config)?;
-        let b = start_server(bin, free_port()?, &flags(cb, ca), config)?;
+        let a = start_server(bin, free_port()?, &flags(ca, cb), config, tls)?;
+        let b = start_server(bin, free_port()?, &flags(cb, ca), config, tls)?;
         Ok(Self { a, b: Some(b) })
     }
 
@@ -306,6 +355,8 @@ pub struct ScenarioRuns {
     pub scenario: Scenario,
     /// The two sides' labels (`starling`, `nats-server` unless comparing accounts).
     pub labels: [String; 2],
+    /// Whether each side's clients used TLS.
+    pub tls: [bool; 2],
     /// The first side's (Starling's) results, one per round.
     pub starling: Vec<RunResult>,
     /// The second side's (nats-server's) results, one per round.
@@ -314,6 +365,13 @@ pub struct ScenarioRuns {
 
 /// Runs every scenario of `cfg` against both servers; `progress` gets a line per run.
 pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<ScenarioRuns>> {
+    // One certificate for every server of the run; the files go when the run ends.
+    let tls_files = if cfg.tls || cfg.versus_plaintext {
+        Some(TlsFiles::generate()?)
+    } else {
+        None
+    };
+    let tls = tls_files.as_ref();
     let mut out = Vec::new();
     for &scenario in &cfg.scenarios {
         let base = Config {
@@ -327,8 +385,7 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
         let mut deployments: Vec<Option<Deployment>> = Vec::new();
         if !fresh {
             for side in &sides {
-                let config = side.config.as_deref();
-                deployments.push(Some(Deployment::start(&side.bin, cluster, config)?));
+                deployments.push(Some(side.start(cluster, tls)?));
             }
         } else {
             deployments.extend([None, None]);
@@ -336,6 +393,7 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
         let mut runs = ScenarioRuns {
             scenario,
             labels: sides.clone().map(|s| s.label),
+            tls: sides.clone().map(|s| s.tls),
             starling: Vec::new(),
             nats: Vec::new(),
         };
@@ -347,15 +405,17 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
                 let label = side.label.as_str();
                 let fresh_one;
                 let d = if fresh {
-                    fresh_one = Deployment::start(&side.bin, cluster, side.config.as_deref())?;
+                    fresh_one = side.start(cluster, tls)?;
                     &fresh_one
                 } else {
                     deployments[i].as_ref().expect("started")
                 };
                 let r = scenario::run(&d.config(&base, label))
                     .map_err(|e| annotate(e, scenario, label, d))?;
+                let (rate_name, cpu_name) = figure_names(scenario);
+                let cpu_name = cpu_name.trim_start_matches("server ");
                 progress(format!(
-                    "[{scenario} {}/{}] {label:<13} {:>9} msgs/s  cpu/msg {:>8}{}",
+                    "[{scenario} {}/{}] {label:<14} {:>9} {rate_name}  {cpu_name} {:>8}{}",
                     round + 1,
                     cfg.rounds,
                     report::rate(r.msgs_per_sec()),
@@ -454,6 +514,17 @@ impl Medians {
     }
 }
 
+/// The names of a scenario's two main figures: what it counts per second, and server CPU per
+/// one of those.
+fn figure_names(scenario: Scenario) -> (&'static str, &'static str) {
+    match scenario {
+        Scenario::Subs | Scenario::Accounts => ("subs/s", "server cpu/sub"),
+        Scenario::ReqRep => ("requests/s", "server cpu/request"),
+        Scenario::Handshake => ("connects/s", "server cpu/connect"),
+        _ => ("msgs/s", "server cpu/msg"),
+    }
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
@@ -483,21 +554,18 @@ pub fn table(runs: &[ScenarioRuns]) -> String {
     for r in runs {
         let (s, n) = (Medians::of(&r.starling), Medians::of(&r.nats));
         type Fig = (&'static str, fn(&Medians) -> Option<f64>, fn(f64) -> String);
+        let (rate_name, cpu_name) = figure_names(r.scenario);
         let mut figs: Vec<Fig> = vec![
-            ("msgs/s", |m| m.msgs_per_sec, report::rate),
-            ("server cpu/msg", |m| m.cpu_ns_per_msg, report::nanos),
+            (rate_name, |m| m.msgs_per_sec, report::rate),
+            (cpu_name, |m| m.cpu_ns_per_msg, report::nanos),
         ];
         if r.scenario.measures_memory() {
-            figs[0].0 = "subs/s";
-            figs[1].0 = "server cpu/sub";
             if r.scenario == Scenario::Accounts {
                 figs.push(("rss/account", |m| m.rss_per_account, report::bytes));
             }
             figs.push(("rss/sub", |m| m.rss_per_sub, report::bytes));
         }
         if r.scenario == Scenario::ReqRep {
-            figs[0].0 = "requests/s";
-            figs[1].0 = "server cpu/request";
             figs.push(("p50 latency", |m| m.p50, report::nanos));
             figs.push(("p99 latency", |m| m.p99, report::nanos));
         }
@@ -523,11 +591,16 @@ pub fn table(runs: &[ScenarioRuns]) -> String {
 pub fn json_lines(runs: &[ScenarioRuns]) -> Vec<Value> {
     let mut out = Vec::new();
     for r in runs {
-        for (label, rs) in [(&r.labels[0], &r.starling), (&r.labels[1], &r.nats)] {
+        let sides = [
+            (&r.labels[0], r.tls[0], &r.starling),
+            (&r.labels[1], r.tls[1], &r.nats),
+        ];
+        for (label, tls, rs) in sides {
             let m = Medians::of(rs);
             out.push(json!({
                 "scenario": r.scenario.name(),
                 "server": label,
+                "tls": tls,
                 "rounds": rs.len(),
                 "size": rs.first().map(|x| x.size),
                 "msgs_per_sec": m.msgs_per_sec,

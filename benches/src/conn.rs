@@ -5,11 +5,19 @@
 //! [`Reader`] and [`Writer`] halves can live on different threads. The writer appends
 //! control lines and payloads to one flat buffer and writes it in large writes; the reader
 //! reads large chunks and parses every complete op with `starling-proto`'s [`ServerParser`].
+//!
+//! A `tls://` URL upgrades the connection after INFO, as nats-server expects: the TLS
+//! handshake runs on the same socket, then CONNECT goes inside TLS. Both halves then share one
+//! rustls session behind a mutex (see [`TlsShared`]); without TLS they touch no lock and copy
+//! nothing more than before.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rustls::ClientConnection;
+use rustls_pki_types::ServerName;
 use starling_proto::{encode, Limits, ServerOp, ServerParser};
 
 use crate::error::{BenchError, Result};
@@ -21,11 +29,14 @@ pub const POLL_WAIT: Duration = Duration::from_millis(50);
 /// A write that makes no progress for this long fails the run instead of hanging it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 const READ_BUF: usize = 256 * 1024;
+/// Ciphertext read from the socket at once under TLS (several 16 KiB records).
+const CIPHER_BUF: usize = 64 * 1024;
 
 /// The `CONNECT` a bench client sends: headers on, no echo of its own messages not needed
 /// (echo stays on: request/reply responders may share a connection with requesters), and the
 /// user and password of a URL's `user:pass@`.
 fn connect_line(url: &str) -> Vec<u8> {
+    let tls = is_tls(url);
     let creds = credentials(url).map_or(String::new(), |(u, p)| {
         format!(
             ",\"user\":{},\"pass\":{}",
@@ -34,7 +45,7 @@ fn connect_line(url: &str) -> Vec<u8> {
         )
     });
     format!(
-        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"tls_required\":{tls},\
          \"name\":\"starling-bench\",\"lang\":\"rust\",\"version\":\"0.1.0\",\"protocol\":1,\
          \"headers\":true,\"no_responders\":true{creds}}}\r\nPING\r\n"
     )
@@ -48,20 +59,48 @@ fn credentials(url: &str) -> Option<(&str, &str)> {
     Some(userinfo.split_once(':').unwrap_or((userinfo, "")))
 }
 
-/// Resolves `nats://host:port` (or `host:port`) to a socket address.
-pub fn resolve(url: &str) -> Result<SocketAddr> {
-    let hostport = url
-        .strip_prefix("nats://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .unwrap_or(url);
+/// `host:port` of `nats://`, `tls://` or `tcp://` `[user:pass@]host[:port][/]` (port 4222
+/// when absent).
+fn host_port(url: &str) -> String {
+    let hostport = url.split_once("://").map_or(url, |(_, r)| r);
     let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
     let hostport = hostport.trim_end_matches('/');
-    let hostport = if hostport.contains(':') {
+    if hostport.contains(':') {
         hostport.to_string()
     } else {
         format!("{hostport}:4222")
-    };
-    hostport
+    }
+}
+
+/// True for a `tls://` URL: [`connect`] upgrades to TLS after INFO.
+pub fn is_tls(url: &str) -> bool {
+    url.starts_with("tls://")
+}
+
+/// `url` with `tls://` for its scheme when `tls`, else as given.
+pub fn with_tls(url: &str, tls: bool) -> String {
+    match url.split_once("://") {
+        _ if !tls => url.to_string(),
+        Some((_, rest)) => format!("tls://{rest}"),
+        None => format!("tls://{url}"),
+    }
+}
+
+/// The name a `tls://` server's certificate must hold: the URL's host (an IP address or a
+/// DNS name).
+fn server_name(url: &str) -> Result<ServerName<'static>> {
+    let hostport = host_port(url);
+    let host = hostport
+        .rsplit_once(':')
+        .map_or(hostport.as_str(), |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|e| BenchError::Usage(format!("{url}: no TLS server name: {e}")))
+}
+
+/// Resolves `nats://host:port` (or `tls://host:port`, `host:port`) to a socket address.
+pub fn resolve(url: &str) -> Result<SocketAddr> {
+    host_port(url)
         .to_socket_addrs()
         .map_err(|e| BenchError::io(format!("resolving {url}"), e))?
         .next()
@@ -77,10 +116,15 @@ pub struct Conn {
     pub writer: Writer,
 }
 
-/// Connects to `url` and completes the handshake, all within `timeout`.
+/// Connects to `url` and completes the handshake, all within `timeout`: INFO, then for a
+/// `tls://` URL the TLS handshake, then CONNECT and PING/PONG.
 pub fn connect(url: &str, timeout: Duration) -> Result<Conn> {
     let deadline = Instant::now() + timeout;
     let addr = resolve(url)?;
+    // Before connecting: a tls:// URL without certificates to trust is a usage error.
+    let tls = is_tls(url)
+        .then(|| Ok::<_, BenchError>((crate::tls::client()?, server_name(url)?)))
+        .transpose()?;
     let stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| BenchError::io(format!("connecting to {url}"), e))?;
     let ctx = |e| BenchError::io(format!("setting up the socket to {url}"), e);
@@ -93,19 +137,43 @@ pub fn connect(url: &str, timeout: Duration) -> Result<Conn> {
         writer: Writer::new(write_half),
     };
     let mut got_info = false;
+    let (mut offers_tls, mut requires_tls) = (false, false);
     while !got_info {
         conn.reader
             .poll_until(deadline, "the server's INFO", |op| {
-                if let ServerOp::Info(_) = op {
+                if let ServerOp::Info(json) = op {
                     got_info = true;
+                    let info = serde_json::from_slice(json).unwrap_or(serde_json::Value::Null);
+                    requires_tls = info_flag(&info, "tls_required");
+                    offers_tls = requires_tls || info_flag(&info, "tls_available");
                 }
                 Ok(got_info)
             })?;
+    }
+    if tls.is_none() && requires_tls {
+        return Err(BenchError::Usage(format!(
+            "{url}: the server requires TLS: connect with a tls:// URL (compare --tls, run \
+             --tlscacert)"
+        )));
+    }
+    if let Some((config, name)) = tls {
+        if !offers_tls {
+            return Err(BenchError::Protocol(format!(
+                "{url}: the server's INFO offers no TLS"
+            )));
+        }
+        conn.upgrade(config, name, deadline)
+            .map_err(|e| e.context(&format!("TLS handshake with {url}")))?;
     }
     conn.writer.raw(&connect_line(url));
     conn.writer.flush()?;
     conn.reader.wait_pongs(1, deadline)?;
     Ok(conn)
+}
+
+/// True when an INFO's JSON has `key` set to `true`.
+fn info_flag(info: &serde_json::Value, key: &str) -> bool {
+    info[key].as_bool() == Some(true)
 }
 
 /// Connects to `url`, retrying refused connections until `timeout` has passed: waits for a
@@ -136,6 +204,161 @@ impl Conn {
         self.writer.flush()?;
         self.reader.wait_pongs(want, Instant::now() + timeout)
     }
+
+    /// Runs the TLS handshake on the socket (after INFO, before anything else is sent) and
+    /// switches both halves to the shared session.
+    fn upgrade(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+        deadline: Instant,
+    ) -> Result<()> {
+        if self.reader.start != self.reader.end || !self.writer.buf.is_empty() {
+            return Err(BenchError::Protocol(
+                "bytes after INFO before the TLS handshake".into(),
+            ));
+        }
+        let mut session = ClientConnection::new(config, name)
+            .map_err(|e| BenchError::Protocol(format!("TLS: {e}")))?;
+        // The writer encrypts a whole flush at once (it is bounded by FLUSH_AT and a frame).
+        session.set_buffer_limit(None);
+        let stream = &mut self.reader.stream;
+        while session.is_handshaking() || session.wants_write() {
+            match session.complete_io(stream) {
+                Ok(_) => {}
+                // The socket's read timeout (POLL_WAIT): keep going until the deadline.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if Instant::now() >= deadline {
+                        return Err(BenchError::Timeout("waiting for the server".into()));
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    return Err(BenchError::Closed("during the handshake".into()))
+                }
+                Err(e) => return Err(BenchError::io("the handshake failed", e)),
+            }
+        }
+        // Anything that came with the handshake's last records (nothing, usually).
+        let pending = session
+            .process_new_packets()
+            .map_err(|e| BenchError::Protocol(format!("TLS: {e}")))?
+            .plaintext_bytes_to_read();
+        let r = &mut self.reader;
+        take_plaintext(&mut session, pending, &mut r.buf, &mut r.start, &mut r.end)?;
+        let shared = Arc::new(TlsShared {
+            session: Mutex::new(session),
+            send: Mutex::new(()),
+        });
+        r.tls = Some(TlsRead {
+            shared: shared.clone(),
+            cipher: vec![0; CIPHER_BUF],
+        });
+        self.writer.tls = Some(TlsWrite {
+            shared,
+            out: Vec::new(),
+        });
+        Ok(())
+    }
+}
+
+/// One TLS session shared by the two halves of a connection, which may run on different
+/// threads. A half locks `session` only to feed it ciphertext or plaintext and to take what
+/// it produced, never across a blocking read. TLS records must reach the socket in the order
+/// the session made them: a half takes `send` before it releases `session` and writes while
+/// it holds `send`, so the other half can still decrypt meanwhile.
+#[derive(Debug)]
+struct TlsShared {
+    session: Mutex<ClientConnection>,
+    send: Mutex<()>,
+}
+
+impl TlsShared {
+    fn lock(&self) -> Result<MutexGuard<'_, ClientConnection>> {
+        self.session
+            .lock()
+            .map_err(|_| BenchError::Protocol("TLS session lock poisoned".into()))
+    }
+
+    /// Takes every TLS record `session` has to send and writes them to `stream` (a clone of
+    /// the connection's socket), in order with the other half's writes.
+    fn send(
+        &self,
+        mut session: MutexGuard<'_, ClientConnection>,
+        out: &mut Vec<u8>,
+        stream: &mut TcpStream,
+    ) -> Result<()> {
+        out.clear();
+        while session.wants_write() {
+            // Writing to a Vec cannot fail.
+            session
+                .write_tls(out)
+                .map_err(|e| BenchError::io("encrypting", e))?;
+        }
+        let _turn = self
+            .send
+            .lock()
+            .map_err(|_| BenchError::Protocol("TLS send lock poisoned".into()))?;
+        drop(session);
+        stream
+            .write_all(out)
+            .map_err(|e| BenchError::io("writing to the server", e))
+    }
+}
+
+/// Moves `n` bytes of decrypted plaintext from `session` to the end of a reader's buffer
+/// (`buf[start..end]` holds what is not parsed yet), compacting or growing it as needed.
+fn take_plaintext(
+    session: &mut ClientConnection,
+    n: usize,
+    buf: &mut Vec<u8>,
+    start: &mut usize,
+    end: &mut usize,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    if buf.len() - *end < n {
+        buf.copy_within(*start..*end, 0);
+        *end -= *start;
+        *start = 0;
+        if buf.len() - *end < n {
+            buf.resize((*end + n).max(buf.len() * 2), 0);
+        }
+    }
+    session
+        .reader()
+        .read_exact(&mut buf[*end..*end + n])
+        .map_err(|e| BenchError::io("decrypting", e))?;
+    *end += n;
+    Ok(())
+}
+
+/// The reading half's TLS state.
+#[derive(Debug)]
+struct TlsRead {
+    shared: Arc<TlsShared>,
+    /// Ciphertext as read from the socket.
+    cipher: Vec<u8>,
+}
+
+/// The writing half's TLS state.
+#[derive(Debug)]
+struct TlsWrite {
+    shared: Arc<TlsShared>,
+    /// TLS records of one flush, on their way to the socket.
+    out: Vec<u8>,
+}
+
+/// A socket read's outcome: `Some(n)` bytes, `None` when the wait ([`POLL_WAIT`]) passed.
+fn read_outcome(r: io::Result<usize>) -> Result<Option<usize>> {
+    match r {
+        Ok(0) => Err(BenchError::Closed("end of stream".into())),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(None),
+        Err(e) => Err(BenchError::io("reading from the server", e)),
+    }
 }
 
 /// The reading half of a [`Conn`].
@@ -147,6 +370,8 @@ pub struct Reader {
     end: usize,
     parser: ServerParser,
     pongs: u64,
+    /// Set once a `tls://` connection's handshake is done.
+    tls: Option<TlsRead>,
 }
 
 impl Reader {
@@ -157,6 +382,7 @@ impl Reader {
             start: 0,
             end: 0,
             pongs: 0,
+            tls: None,
             parser: ServerParser::new(Limits {
                 max_control_line: 64 * 1024,
                 max_payload: 64 * 1024 * 1024,
@@ -171,16 +397,18 @@ impl Reader {
         if self.end == self.buf.len() {
             self.make_room();
         }
-        let n = match self.stream.read(&mut self.buf[self.end..]) {
-            Ok(0) => return Err(BenchError::Closed("end of stream".into())),
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Ok(0)
+        let n = if self.tls.is_none() {
+            let Some(n) = read_outcome(self.stream.read(&mut self.buf[self.end..]))? else {
+                return Ok(0);
+            };
+            self.end += n;
+            n
+        } else {
+            match self.read_tls()? {
+                Some(n) => n,
+                None => return Ok(0),
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(0),
-            Err(e) => return Err(BenchError::io("reading from the server", e)),
         };
-        self.end += n;
         let Self {
             buf,
             start,
@@ -214,6 +442,53 @@ impl Reader {
             *end = 0;
         }
         Ok(n)
+    }
+
+    /// Under TLS: reads ciphertext (without holding the session), decrypts it and appends the
+    /// plaintext to the buffer. Returns the ciphertext bytes read, `None` when the wait
+    /// passed.
+    fn read_tls(&mut self) -> Result<Option<usize>> {
+        let Self {
+            stream,
+            buf,
+            start,
+            end,
+            tls: Some(tls),
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let Some(n) = read_outcome(stream.read(&mut tls.cipher))? else {
+            return Ok(None);
+        };
+        let mut session = tls.shared.lock()?;
+        let mut rest = &tls.cipher[..n];
+        while !rest.is_empty() {
+            session
+                .read_tls(&mut rest)
+                .map_err(|e| BenchError::io("reading TLS records", e))?;
+            let state = session
+                .process_new_packets()
+                .map_err(|e| BenchError::Protocol(format!("TLS: {e}")))?;
+            // Drained after every chunk: rustls refuses more once its plaintext buffer fills.
+            take_plaintext(
+                &mut session,
+                state.plaintext_bytes_to_read(),
+                buf,
+                start,
+                end,
+            )?;
+            if state.peer_has_closed() {
+                return Err(BenchError::Closed("TLS close_notify".into()));
+            }
+        }
+        if session.wants_write() {
+            // A reply the session owes the server (a key update, an alert).
+            let mut out = Vec::new();
+            tls.shared.send(session, &mut out, stream)?;
+        }
+        Ok(Some(n))
     }
 
     /// Compacts the buffer, and grows it when the frame at its front does not fit.
@@ -276,6 +551,8 @@ impl Reader {
 pub struct Writer {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Set once a `tls://` connection's handshake is done.
+    tls: Option<TlsWrite>,
 }
 
 impl Writer {
@@ -283,6 +560,7 @@ impl Writer {
         Self {
             stream,
             buf: Vec::with_capacity(FLUSH_AT * 2),
+            tls: None,
         }
     }
 
@@ -344,10 +622,59 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.stream
-            .write_all(&self.buf)
-            .map_err(|e| BenchError::io("writing to the server", e))?;
+        match &mut self.tls {
+            None => self
+                .stream
+                .write_all(&self.buf)
+                .map_err(|e| BenchError::io("writing to the server", e))?,
+            Some(tls) => {
+                let mut session = tls.shared.lock()?;
+                // No buffer limit (set in the handshake): the session takes it all.
+                session
+                    .writer()
+                    .write_all(&self.buf)
+                    .map_err(|e| BenchError::io("encrypting", e))?;
+                tls.shared.send(session, &mut tls.out, &mut self.stream)?;
+            }
+        }
         self.buf.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(host_port("tls://u:p@127.0.0.1:4333/"), "127.0.0.1:4333");
+        assert_eq!(host_port("nats://localhost"), "localhost:4222");
+        assert_eq!(host_port("127.0.0.1:5"), "127.0.0.1:5");
+        assert_eq!(
+            with_tls("nats://u:p@1.2.3.4:5", true),
+            "tls://u:p@1.2.3.4:5"
+        );
+        assert_eq!(with_tls("1.2.3.4:5", true), "tls://1.2.3.4:5");
+        assert_eq!(with_tls("nats://1.2.3.4:5", false), "nats://1.2.3.4:5");
+        assert!(is_tls("tls://x") && !is_tls("nats://x"));
+        assert!(matches!(
+            server_name("tls://127.0.0.1:4222").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            server_name("tls://localhost:4222").unwrap(),
+            ServerName::DnsName(_)
+        ));
+        let info = serde_json::json!({"tls_required": true, "port": 4222});
+        assert!(info_flag(&info, "tls_required"));
+        assert!(!info_flag(&info, "tls_available") && !info_flag(&info, "port"));
+    }
+
+    /// A tls:// URL without certificates to trust fails before connecting.
+    #[test]
+    fn tls_url_needs_trust_or_fails_cleanly() {
+        let e = connect("tls://127.0.0.1:1", Duration::from_millis(100));
+        assert!(e.is_err());
     }
 }

@@ -4,12 +4,14 @@
 //! # Layout
 //!
 //! - `conn`: a raw NATS client connection on blocking sockets ([`connect`], [`Conn`]): large
-//!   buffered writes, a large-read parser loop.
+//!   buffered writes, a large-read parser loop; TLS for `tls://` URLs.
 //! - `seq`: sequence numbers in payloads and the checks that fail a run on loss, duplication or
 //!   reordering ([`Tracker`]).
 //! - `flow`: the publish/subscribe engine with flow control and a bounded drain ([`Flow`]).
-//! - `reqrep`, `subs`, `accounts`: the request/reply, many-subscriptions and many-accounts
-//!   scenarios (and the server configurations accounts need).
+//! - `reqrep`, `subs`, `accounts`, `handshake`: the request/reply, many-subscriptions,
+//!   many-accounts and connection set-up scenarios (and the server configurations accounts
+//!   need).
+//! - `tls`: the certificate `compare --tls` generates and what `tls://` clients trust.
 //! - `scenario`: [`Scenario`], [`Config`] and [`run`], one scenario against one server.
 //! - `procstat`: server CPU time and RSS from `/proc`.
 //! - `report`: [`RunResult`], tables and JSON lines.
@@ -22,12 +24,14 @@ pub mod compare;
 pub mod conn;
 mod error;
 pub mod flow;
+pub mod handshake;
 pub mod procstat;
 pub mod report;
 pub mod reqrep;
 mod scenario;
 pub mod seq;
 pub mod subs;
+pub mod tls;
 
 pub use conn::{connect, Conn};
 pub use error::{BenchError, Result};

@@ -7,7 +7,7 @@ use crate::error::{BenchError, Result};
 use crate::flow::{Flow, PubPlan, SubPlan};
 use crate::procstat::{self, ProcSample};
 use crate::report::RunResult;
-use crate::{accounts, reqrep, subs};
+use crate::{accounts, handshake, reqrep, subs};
 
 /// One kind of load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +34,9 @@ pub enum Scenario {
     Route,
     /// Many accounts with a few subscriptions each: server memory per account.
     Accounts,
+    /// K connector threads open and close connections: handshakes per second (with TLS
+    /// under `--tls`). Not part of `all`.
+    Handshake,
 }
 
 impl Scenario {
@@ -52,6 +55,10 @@ impl Scenario {
         Self::Accounts,
     ];
 
+    /// Scenarios that `all` leaves out (it stays what earlier figures were measured with);
+    /// they run when named.
+    pub const EXTRA: [Self; 1] = [Self::Handshake];
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -66,24 +73,23 @@ impl Scenario {
             Self::Subs => "subs",
             Self::Route => "route",
             Self::Accounts => "accounts",
+            Self::Handshake => "handshake",
         }
     }
 
     /// Parses a name as printed by [`Self::name`].
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|x| x.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|x| x.name()).collect();
-                BenchError::Usage(format!(
-                    "unknown scenario {s:?}; one of: {}",
-                    names.join(", ")
-                ))
-            })
+        let known = || Self::ALL.into_iter().chain(Self::EXTRA);
+        known().find(|x| x.name() == s).ok_or_else(|| {
+            let names: Vec<_> = known().map(|x| x.name()).collect();
+            BenchError::Usage(format!(
+                "unknown scenario {s:?}; one of: {}",
+                names.join(", ")
+            ))
+        })
     }
 
-    /// Parses `all` or a comma-separated list.
+    /// Parses `all` (every scenario but [`Self::EXTRA`]) or a comma-separated list.
     pub fn parse_list(s: &str) -> Result<Vec<Self>> {
         if s == "all" {
             return Ok(Self::ALL.to_vec());
@@ -211,7 +217,8 @@ impl Config {
         self.pid.into_iter().chain(self.pid2).collect()
     }
 
-    /// The publishers and subscribers of a streaming scenario; `None` for `reqrep`/`subs`.
+    /// The publishers and subscribers of a streaming scenario; `None` for `reqrep`, `subs`,
+    /// `accounts` and `handshake`.
     pub fn flow(&self) -> Option<Flow> {
         let url = || self.url.clone();
         let publisher = |subjects: Vec<String>, headers| PubPlan {
@@ -268,7 +275,9 @@ impl Config {
                     queue: None,
                 }],
             ),
-            Scenario::ReqRep | Scenario::Subs | Scenario::Accounts => return None,
+            Scenario::ReqRep | Scenario::Subs | Scenario::Accounts | Scenario::Handshake => {
+                return None
+            }
         };
         Some(Flow {
             pubs,
@@ -321,6 +330,12 @@ pub fn run(cfg: &Config) -> Result<RunResult> {
             result.delivered = cfg.subs as u64;
             result.elapsed = r.elapsed;
             keep_open = Some(vec![r.conn]);
+        }
+        Scenario::Handshake => {
+            let r = handshake::run(cfg, &mut sample_before)?;
+            result.published = r.connects;
+            result.delivered = r.connects;
+            result.elapsed = r.elapsed;
         }
         Scenario::Accounts => {
             let r = accounts::run(cfg, &mut sample_before)?;

@@ -64,7 +64,7 @@ fn compare_runs_rounds_and_reports_ratios() {
 #[test]
 fn servers_are_killed_when_dropped() {
     let Some(bin) = reference() else { return };
-    let d = Deployment::start(&bin.into(), true, None).expect("a two-node cluster starts");
+    let d = Deployment::start(&bin.into(), true, None, None).expect("a two-node cluster starts");
     let pids = [d.a.pid, d.b.as_ref().expect("second node").pid];
     for p in pids {
         assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
@@ -135,4 +135,55 @@ fn permissions_mode_runs_starling_with_and_without_them() {
             assert!(x.delivered > 0, "{}: nothing delivered", r.scenario);
         }
     }
+}
+
+/// `--tls`: both servers get the generated certificate and every client (the readiness
+/// check, the scenarios' clients, the accounts' logins, the connector threads) uses TLS;
+/// `--versus-plaintext` runs the same binary with TLS against itself without.
+#[test]
+fn tls_modes_connect_every_client_over_tls() {
+    let Some(bin) = reference() else { return };
+    let base = Config {
+        duration: Duration::from_millis(200),
+        size: 32,
+        k: 2,
+        accounts: 5,
+        subs_per_account: 2,
+        ..Config::default()
+    };
+    let scenarios = vec![
+        Scenario::PubSub,
+        Scenario::Route,
+        Scenario::Accounts,
+        Scenario::Handshake,
+    ];
+    let mut cfg = CompareConfig::new(base, scenarios);
+    cfg.rounds = 1;
+    cfg.starling_bin = bin.clone().into();
+    cfg.nats_bin = bin.into();
+    cfg.tls = true;
+    let runs = compare::run(&cfg, |_| {}).expect("compare --tls runs");
+    for r in &runs {
+        assert_eq!(r.tls, [true, true]);
+        for x in r.starling.iter().chain(&r.nats) {
+            assert!(x.delivered > 0, "{}: nothing delivered", r.scenario);
+        }
+    }
+    let table = compare::table(&runs);
+    assert!(
+        table.contains("connects/s") && table.contains("server cpu/connect"),
+        "{table}"
+    );
+
+    cfg.tls = false;
+    cfg.versus_plaintext = true;
+    cfg.scenarios = vec![Scenario::PubSub];
+    let runs = compare::run(&cfg, |_| {}).expect("compare --versus-plaintext runs");
+    assert_eq!(runs[0].labels, ["starling-tls", "starling-plain"]);
+    assert_eq!(runs[0].tls, [true, false]);
+    let lines = compare::json_lines(&runs);
+    assert_eq!(
+        (lines[0]["tls"].clone(), lines[1]["tls"].clone()),
+        (true.into(), false.into())
+    );
 }

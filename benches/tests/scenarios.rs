@@ -99,6 +99,20 @@ fn route() {
     check(Scenario::Route);
 }
 
+#[test]
+fn handshake() {
+    check(Scenario::Handshake);
+}
+
+/// `handshake` runs when named; `all` stays the set earlier figures were measured with.
+#[test]
+fn handshake_is_named_not_in_all() {
+    assert_eq!(Scenario::parse("handshake").unwrap(), Scenario::Handshake);
+    assert!(!Scenario::parse_list("all")
+        .unwrap()
+        .contains(&Scenario::Handshake));
+}
+
 /// Many accounts: one client per account logs in, subscribes, and a message stays in its
 /// account (the run fails otherwise).
 #[test]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use starling_benches::args::Args;
 use starling_benches::compare::{self, CompareConfig};
+use starling_benches::conn::with_tls;
 use starling_benches::report::run_table;
 use starling_benches::{run, BenchError, Config, Result, Scenario};
 
@@ -20,6 +21,7 @@ USAGE:
 
 SCENARIOS:
   pub pubsub pubsub-headers fanout fanin queue wildcard reqrep subs route accounts
+  handshake (not part of `all`: name it)
 
   accounts: N accounts (config file with users u<i>/p<i>), one client per account making
   M subscriptions; reports server RSS growth per account and per subscription.
@@ -28,11 +30,16 @@ SCENARIOS:
   to the last delivery; cpu/msg is server CPU (user+system) per delivery. Every message
   carries a sequence number: loss, duplication or reordering fails the run (exit 1).
 
+  handshake: K connector threads open connections one after another, each doing the
+  full handshake (TCP connect, INFO, TLS under --tls, CONNECT, PING/PONG) and closing it;
+  reports connects/s and server CPU per connection.
+
 COMMON FLAGS:
   --size BYTES          payload size, 16 .. 64KiB (default 128)
   --duration SECS       publish phase (default 2)
   --drain-timeout SECS  wait for the rest after publishing (default 10)
-  --k N                 fanout/fanin/queue/wildcard width (default 4)
+  --k N                 fanout/fanin/queue/wildcard width, handshake connector
+                        threads (default 4)
   --concurrency N       reqrep requests in flight (default 1)
   --subs N              subscriptions for `subs` (default 100000)
   --subjects N          distinct subjects for `wildcard` (default 1000)
@@ -45,6 +52,8 @@ RUN FLAGS:
   --url2 URL            second server of the cluster (route)
   --pid PID, --pid2 PID server pids, for CPU and RSS figures
   --label NAME          server name in the report
+  --tlscacert FILE      connect with TLS (nats:// URLs become tls://), trusting the
+                        certificates in the PEM file FILE (a CA or the server's own)
 
 COMPARE FLAGS:
   --scenarios LIST      `all` or a comma-separated list (default pubsub)
@@ -59,6 +68,11 @@ COMPARE FLAGS:
   --permissions         the clients' user gets publish/subscribe allow and deny lists that
                         every message is checked against (on every server)
   --versus-unrestricted compare Starling with --permissions against Starling without
+  --tls                 every server gets TLS on its client listener (--tls --tlscert
+                        --tlskey with a self-signed certificate for localhost and
+                        127.0.0.1 generated for the run) and every client connects with
+                        TLS, trusting exactly that certificate; routes stay plaintext
+  --versus-plaintext    compare Starling with --tls against Starling without TLS
 ";
 
 fn main() -> ExitCode {
@@ -149,8 +163,14 @@ fn run_cmd(mut args: Args) -> Result<()> {
     cfg.pid = args.get("pid")?;
     cfg.pid2 = args.get("pid2")?;
     cfg.label = args.str("label");
+    let ca = args.str("tlscacert");
     let json = args.str("json");
     args.finish()?;
+    if let Some(path) = ca {
+        starling_benches::tls::trust_pem_file(path.as_ref())?;
+        cfg.url = with_tls(&cfg.url, true);
+        cfg.url2 = cfg.url2.map(|u| with_tls(&u, true));
+    }
     let mut results = Vec::new();
     for s in scenarios {
         cfg.scenario = s;
@@ -179,8 +199,21 @@ fn compare_cmd(mut args: Args) -> Result<()> {
     cfg.versus_global = args.get("versus-global")?.unwrap_or(false);
     cfg.permissions = args.get("permissions")?.unwrap_or(false);
     cfg.versus_unrestricted = args.get("versus-unrestricted")?.unwrap_or(false);
+    cfg.tls = args.get("tls")?.unwrap_or(false);
+    cfg.versus_plaintext = args.get("versus-plaintext")?.unwrap_or(false);
     let json = args.str("json");
     args.finish()?;
+    let versus = [
+        cfg.versus_global,
+        cfg.versus_unrestricted,
+        cfg.versus_plaintext,
+    ];
+    if versus.iter().filter(|&&v| v).count() > 1 {
+        return Err(BenchError::Usage(
+            "--versus-global, --versus-unrestricted and --versus-plaintext exclude each other"
+                .into(),
+        ));
+    }
     let summary = compare::run(&cfg, |line| eprintln!("{line}"))?;
     print!("{}", compare::table(&summary));
     let lines: Vec<_> = compare::json_lines(&summary)
