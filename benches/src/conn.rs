@@ -8,7 +8,7 @@
 //!
 //! A `tls://` URL upgrades the connection after INFO, as nats-server expects: the TLS
 //! handshake runs on the same socket, then CONNECT goes inside TLS. Both halves then share one
-//! rustls session behind a mutex (see [`TlsShared`]); without TLS they touch no lock and copy
+//! rustls session behind a mutex (`TlsShared`); without TLS they touch no lock and copy
 //! nothing more than before.
 
 use std::io::{self, ErrorKind, Read, Write};
