@@ -194,6 +194,14 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes `text` to `conf` and asserts `-c conf -t` fails (exit code 1) saying `wanted`.
+fn config_check_fails(conf: &Path, text: impl AsRef<[u8]>, wanted: &str) {
+    std::fs::write(conf, text).unwrap();
+    let out = run(&["-c", path_str(conf), "-t"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(wanted), "{}", stderr(&out));
+}
+
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
@@ -813,25 +821,15 @@ no_auth_user: shop
 fn config_check_reports_account_errors() {
     let dir = temp_dir("accounts-t");
     let conf = dir.join("bad.conf");
-    std::fs::write(
+    config_check_fails(
         &conf,
         "accounts {\n  A: { imports: [{stream: {account: B, subject: x}}] }\n}\n",
-    )
-    .unwrap();
-    let out = run(&["-c", path_str(&conf), "-t"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("\"B\" account not defined for stream import"),
-        "{}",
-        stderr(&out)
+        "\"B\" account not defined for stream import",
     );
-    std::fs::write(&conf, "accounts {\n  $G: {}\n}\n").unwrap();
-    let out = run(&["-c", path_str(&conf), "-t"]);
-    assert!(
-        stderr(&out)
-            .contains("bad.conf:2:2: invalid value for \"accounts\": \"$G\" is a Reserved Account"),
-        "{}",
-        stderr(&out)
+    config_check_fails(
+        &conf,
+        "accounts {\n  $G: {}\n}\n",
+        "bad.conf:2:2: invalid value for \"accounts\": \"$G\" is a Reserved Account",
     );
 }
 
@@ -938,45 +936,10 @@ authorization {
 fn config_check_reports_permission_errors() {
     let dir = temp_dir("permissions-bad");
     let conf = dir.join("bad.conf");
-    std::fs::write(
-        &conf,
-        "accounts {\n  A: {\n    users: [{user: u, password: p,\n      permissions: { publish: { allow: [\"a\"] }, subscribe: { alow: [\"b\"] } }\n    }]\n  }\n}\n",
-    )
-    .unwrap();
-    let out = run(&["-c", path_str(&conf), "-t"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains(
-            "bad.conf:4:61: invalid value for \"accounts.A.users.permissions.subscribe.alow\": \
-             Unknown field name \"alow\" parsing subject permissions, only 'allow' or 'deny' are permitted"
-        ),
-        "{}",
-        stderr(&out)
-    );
-    std::fs::write(
-        &conf,
-        "authorization {\n  permissions: { publsh: \"a\" }\n}\n",
-    )
-    .unwrap();
-    let out = run(&["-c", path_str(&conf), "-t"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("bad.conf:2:17: invalid value for \"authorization.permissions.publsh\": Unknown field \"publsh\" parsing permissions"),
-        "{}",
-        stderr(&out)
-    );
-    std::fs::write(
-        &conf,
-        "authorization {\n  users: [{user: u, password: p, permissions: { sub: [\"foo bar baz\"] }}]\n}\n",
-    )
-    .unwrap();
-    let out = run(&["-c", path_str(&conf), "-t"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("bad.conf:2:33: invalid value for \"authorization.users.permissions\": subject \"foo bar baz\" is not a valid subject"),
-        "{}",
-        stderr(&out)
-    );
+    config_check_fails(&conf, "accounts {\n  A: {\n    users: [{user: u, password: p,\n      permissions: { publish: { allow: [\"a\"] }, subscribe: { alow: [\"b\"] } }\n    }]\n  }\n}\n", "bad.conf:4:61: invalid value for \"accounts.A.users.permissions.subscribe.alow\": \
+             Unknown field name \"alow\" parsing subject permissions, only 'allow' or 'deny' are permitted");
+    config_check_fails(&conf, "authorization {\n  permissions: { publsh: \"a\" }\n}\n", "bad.conf:2:17: invalid value for \"authorization.permissions.publsh\": Unknown field \"publsh\" parsing permissions");
+    config_check_fails(&conf, "authorization {\n  users: [{user: u, password: p, permissions: { sub: [\"foo bar baz\"] }}]\n}\n", "bad.conf:2:33: invalid value for \"authorization.users.permissions\": subject \"foo bar baz\" is not a valid subject");
 }
 
 #[test]
@@ -1049,30 +1012,9 @@ fn tls_from_flags_and_the_config_file() {
         stderr(&out)
     );
     let conf = dir.join("tls.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    config_check_fails(&conf, format!(
             "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n}}\n",
             cert, key
-        ),
-    )
-    .unwrap();
-    let out = run(&["-c", path_str(&conf), "-t"]);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        stderr(&out).contains("TLS_RSA_WITH_AES_128_CBC_SHA is not supported"),
-        "{}",
-        stderr(&out)
-    );
-    std::fs::write(
-        &conf,
-        "tls {\n  cert_file: \"missing.pem\"\n  key_file: \"k\"\n  colour: blue\n}\n",
-    )
-    .unwrap();
-    let out = run(&["-c", path_str(&conf), "-t"]);
-    assert!(
-        stderr(&out).contains("tls.conf:4:2: invalid value for \"tls.colour\": error parsing tls config, unknown field \"colour\""),
-        "{}",
-        stderr(&out)
-    );
+        ), "TLS_RSA_WITH_AES_128_CBC_SHA is not supported");
+    config_check_fails(&conf, "tls {\n  cert_file: \"missing.pem\"\n  key_file: \"k\"\n  colour: blue\n}\n", "tls.conf:4:2: invalid value for \"tls.colour\": error parsing tls config, unknown field \"colour\"");
 }

@@ -19,13 +19,7 @@ async fn hashed_passwords_and_tokens_authenticate() {
         &format!(r#"{{"verbose":false,"user":"u","pass":"{hash}"}}"#),
         r#"{"verbose":false,"user":"u"}"#,
     ] {
-        let (mut raw, _) = Raw::connect_info(addr).await;
-        raw.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
-        assert_eq!(
-            raw.line().await.as_deref(),
-            Some("-ERR 'Authorization Violation'"),
-            "{connect}"
-        );
+        Raw::refused(addr, connect).await;
     }
 
     let token = bcrypt::hash("t0ken", 4).unwrap();
@@ -34,13 +28,7 @@ async fn hashed_passwords_and_tokens_authenticate() {
     let mut ok = Raw::handshake(addr, r#"{"verbose":false,"auth_token":"t0ken"}"#).await;
     ok.send("SUB t 1\r\nPUB t 1\r\nx\r\n").await;
     assert_eq!(ok.until_pong().await, vec!["MSG t 1 1", "x"]);
-    let (mut bad, _) = Raw::connect_info(addr).await;
-    bad.send("CONNECT {\"verbose\":false,\"auth_token\":\"nope\"}\r\nPING\r\n")
-        .await;
-    assert_eq!(
-        bad.line().await.as_deref(),
-        Some("-ERR 'Authorization Violation'")
-    );
+    Raw::refused(addr, r#"{"verbose":false,"auth_token":"nope"}"#).await;
 }
 
 /// Ops sent right behind the CONNECT wait for its verdict and are then handled in order.

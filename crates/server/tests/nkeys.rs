@@ -95,13 +95,7 @@ async fn a_signature_over_another_nonce_is_refused() {
         format!("{{\"nkey\":\"{}\"}}", key.public_key()),
         format!("{{\"user\":\"{}\",\"pass\":\"\"}}", key.public_key()),
     ] {
-        let (mut raw, _) = Raw::connect_info(addr).await;
-        raw.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
-        assert_eq!(
-            raw.line().await.as_deref(),
-            Some("-ERR 'Authorization Violation'"),
-            "{connect}"
-        );
+        Raw::refused(addr, &connect).await;
     }
 }
 

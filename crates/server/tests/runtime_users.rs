@@ -70,14 +70,7 @@ async fn removing_a_user_closes_its_connections_only() {
     stays.send("SUB x 1\r\nPUB x 1\r\ny\r\n").await;
     assert_eq!(stays.until_pong().await, vec!["MSG x 1 1", "y"]);
     // The user cannot log in again, and removing it twice finds nobody.
-    let (mut again, _) = Raw::connect_info(addr).await;
-    again
-        .send(&format!("CONNECT {}\r\n", connect("gone")))
-        .await;
-    assert_eq!(
-        again.line().await.as_deref(),
-        Some("-ERR 'Authorization Violation'")
-    );
+    Raw::refused(addr, &connect("gone")).await;
     assert_eq!(server.remove_user("gone").unwrap(), None);
 }
 

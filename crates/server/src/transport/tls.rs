@@ -440,13 +440,9 @@ pub(crate) fn is_probe(e: &io::Error) -> bool {
 
 fn server_config(c: &TlsConfig) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(provider(c)?);
-    let versions: &[&SupportedProtocolVersion] = match c.min_version {
-        TlsVersion::V1_3 => &[&rustls::version::TLS13],
-        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-    };
     let rustls_err = |e: rustls::Error| TlsError::Rustls(e.to_string());
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(versions(c))
         .map_err(rustls_err)?;
     let roots = match &c.ca_file {
         Some(path) => Some(read_roots(path)?),
@@ -463,11 +459,7 @@ fn server_config(c: &TlsConfig) -> Result<ServerConfig, TlsError> {
         }
     };
     let certs = read_certs(&c.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&c.key_file).map_err(|e| TlsError::Read {
-        what: "private key",
-        path: c.key_file.clone(),
-        source: pem_error(e),
-    })?;
+    let key = read_key(&c.key_file)?;
     builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::KeyPair(e.to_string()))
@@ -476,26 +468,35 @@ fn server_config(c: &TlsConfig) -> Result<ServerConfig, TlsError> {
 /// The dialing side of route TLS: the CA roots to check the peer with, and our certificate.
 fn client_config(c: &TlsConfig) -> Result<ClientConfig, TlsError> {
     let provider = Arc::new(provider(c)?);
-    let versions: &[&SupportedProtocolVersion] = match c.min_version {
-        TlsVersion::V1_3 => &[&rustls::version::TLS13],
-        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-    };
     let roots = match &c.ca_file {
         Some(path) => read_roots(path)?,
         None => return Err(TlsError::VerifyWithoutCa),
     };
     let certs = read_certs(&c.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&c.key_file).map_err(|e| TlsError::Read {
-        what: "private key",
-        path: c.key_file.clone(),
-        source: pem_error(e),
-    })?;
+    let key = read_key(&c.key_file)?;
     ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
+        .with_protocol_versions(versions(c))
         .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .map_err(|e| TlsError::KeyPair(e.to_string()))
+}
+
+/// The TLS versions `min_version` leaves.
+fn versions(c: &TlsConfig) -> &'static [&'static SupportedProtocolVersion] {
+    static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    match c.min_version {
+        TlsVersion::V1_3 => TLS13_ONLY,
+        TlsVersion::V1_2 => rustls::ALL_VERSIONS,
+    }
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read {
+        what: "private key",
+        path: path.to_path_buf(),
+        source: pem_error(e),
+    })
 }
 
 /// ring's provider, narrowed to the configured TLS 1.2 suites and curves.

@@ -89,6 +89,18 @@ impl Raw {
         raw
     }
 
+    /// Connects, sends `connect` JSON and a PING, and asserts the server refuses it with
+    /// nats-server's `-ERR 'Authorization Violation'`.
+    pub async fn refused(addr: SocketAddr, connect: &str) {
+        let (mut raw, _) = Self::connect_info(addr).await;
+        raw.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
+        assert_eq!(
+            raw.line().await.as_deref(),
+            Some("-ERR 'Authorization Violation'"),
+            "{connect}"
+        );
+    }
+
     pub async fn quiet(addr: SocketAddr) -> Self {
         Self::handshake(
             addr,
