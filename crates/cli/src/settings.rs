@@ -8,6 +8,7 @@ use starling_server::{Account, AccountError, Auth, Cluster, ServerBuilder, User}
 use thiserror::Error;
 
 mod accounts;
+mod operator;
 mod tls;
 
 pub(crate) use tls::TlsSettings;
@@ -113,6 +114,10 @@ pub(crate) struct Settings {
     pub(crate) allow_non_tls: Option<bool>,
     /// `cluster { tls {} }`: TLS on routes.
     pub(crate) cluster_tls: Option<TlsSettings>,
+    /// `operator`: trusted operator JWTs (operator mode).
+    pub(crate) operators: Option<Vec<String>>,
+    /// `resolver_preload`: account JWTs by public key (with `resolver: MEMORY`).
+    pub(crate) resolver_preload: Option<Vec<(String, String)>>,
 }
 
 macro_rules! overlay_fields {
@@ -132,6 +137,7 @@ impl Settings {
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
             default_permissions, no_auth_user, system_account, no_system_account, tls,
+            operators, resolver_preload,
             allow_non_tls, cluster_tls,
         );
         self
@@ -291,6 +297,12 @@ impl Settings {
         }
         if self.no_system_account == Some(true) {
             b = b.no_system_account();
+        }
+        for jwt in self.operators.iter().flatten() {
+            b = b.operator(jwt.clone());
+        }
+        for (key, jwt) in self.resolver_preload.iter().flatten() {
+            b = b.resolver_preload_as(key.clone(), jwt.clone());
         }
         b
     }
@@ -525,6 +537,11 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
             "tls" => s.tls = Some(cx.tls(key, item, &mut out.warnings)?),
             "allow_non_tls" => s.allow_non_tls = Some(cx.boolean(key, item)?),
+            "operator" | "operators" | "root" | "roots" => {
+                s.operators = Some(operator::operators(&cx, key, item)?)
+            }
+            "resolver" => operator::resolver(&cx, key, item)?,
+            "resolver_preload" => s.resolver_preload = Some(operator::preload(&cx, key, item)?),
             "debug" => s.debug = Some(cx.boolean(key, item)?),
             "trace" => s.trace = Some(cx.boolean(key, item)?),
             "logtime" => s.logtime = Some(cx.boolean(key, item)?),
@@ -605,14 +622,9 @@ fn nats_feature(key: &str) -> Option<Known> {
         "jetstream" => Unsupported("JetStream"),
         "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
-        "operator"
-        | "operators"
-        | "resolver"
-        | "resolver_preload"
-        | "nkeys"
-        | "trusted"
-        | "trusted_keys"
-        | "authorization_callout" => Unsupported("accounts and decentralized auth"),
+        "nkeys" | "trusted" | "trusted_keys" | "authorization_callout" => {
+            Unsupported("accounts and decentralized auth")
+        }
         "no_header_support" => Unsupported("disabling headers"),
         _ => return None,
     })

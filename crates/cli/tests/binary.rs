@@ -1018,3 +1018,63 @@ fn tls_from_flags_and_the_config_file() {
         ), "TLS_RSA_WITH_AES_128_CBC_SHA is not supported");
     config_check_fails(&conf, "tls {\n  cert_file: \"missing.pem\"\n  key_file: \"k\"\n  colour: blue\n}\n", "tls.conf:4:2: invalid value for \"tls.colour\": error parsing tls config, unknown field \"colour\"");
 }
+
+/// Operator mode from nats.py's own config (v1 JWTs, `resolver: MEMORY`, `resolver_preload`),
+/// with the operator inline or as a decorated file: a client that signs the nonce with its
+/// user's seed gets in; configured users beside an operator, or another resolver, are
+/// refused by `-t`.
+#[test]
+fn operator_mode_from_the_config_file() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/tests/data/jwt/");
+    let inline = format!("{data}resolver_preload.conf");
+    let text = std::fs::read_to_string(&inline).unwrap();
+    let dir = temp_dir("operator");
+    let from_file = dir.join("op-file.conf");
+    let preload = &text[text.find("resolver").unwrap()..];
+    std::fs::write(&from_file, format!("operator: \"{data}op.jwt\"\n{preload}")).unwrap();
+    let creds = std::fs::read_to_string(format!("{data}foo-user.creds")).unwrap();
+    let mut lines = creds.lines().map(str::trim);
+    let jwt = lines.find(|l| l.starts_with("eyJ")).unwrap().to_string();
+    let seed = lines.find(|l| l.starts_with("SU")).unwrap();
+    let key = nkeys::KeyPair::from_seed(seed).unwrap();
+
+    for conf in [inline.as_str(), path_str(&from_file)] {
+        let out = run(&["-c", conf, "-t"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut broker = Broker::start(&["-c", conf, "-p", "-1", "-a", "127.0.0.1"]);
+        let port = broker.wait_ready();
+        let mut c = Raw::connect(port);
+        let info = c.line();
+        let nonce = info
+            .split("\"nonce\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("INFO carries a nonce");
+        let sig = data_encoding::BASE64URL_NOPAD.encode(&key.sign(nonce.as_bytes()).unwrap());
+        c.send(&format!(
+            "CONNECT {{\"verbose\":false,\"jwt\":\"{jwt}\",\"sig\":\"{sig}\"}}\r\nSUB x 1\r\nPUB x 2\r\nok\r\nPING\r\n"
+        ));
+        assert_eq!(c.line(), "MSG x 1 2\r\n", "{conf}");
+        assert_eq!(c.line(), "ok\r\n");
+        assert_eq!(c.line(), "PONG\r\n");
+        let mut anonymous = Raw::connect(port);
+        anonymous.line();
+        anonymous.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
+        assert_eq!(anonymous.line(), "-ERR 'Authorization Violation'\r\n");
+    }
+
+    let bad = dir.join("bad.conf");
+    config_check_fails(
+        &bad,
+        format!("{text}\nauthorization {{ users: [{{user: u, password: p}}] }}\n"),
+        "operators do not allow users to be configured directly",
+    );
+    config_check_fails(
+        &bad,
+        text.replace(
+            "resolver = MEMORY",
+            "resolver = URL(\"http://localhost:9090/jwt/v1/accounts/\")",
+        ),
+        "account resolvers other than MEMORY",
+    );
+}

@@ -7,6 +7,7 @@
 //! no credentials at all.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,6 +20,7 @@ use crate::account::config::User;
 use crate::account::{Account, Accounts};
 use crate::authenticator::{AuthRequest, Authenticator, Decision};
 use crate::error::AccountError;
+use crate::operator::JwtUsers;
 use crate::options::{Auth, Options};
 use crate::permissions::{Compiled, Permissions};
 
@@ -138,6 +140,8 @@ pub(crate) struct Credentials {
     default_account: Arc<Account>,
     /// Users exist only in the system account: clients without credentials go to `$G`.
     anonymous_global: bool,
+    /// Operator mode: clients present user JWTs of the operators' accounts.
+    jwt_users: Option<JwtUsers>,
 }
 
 impl Credentials {
@@ -186,7 +190,9 @@ impl Credentials {
             no_auth_user = None;
         }
         let nkey_users = AtomicUsize::new(users.values().filter(|e| e.nkey).count());
+        let jwt_users = opts.trust.as_ref().map(|t| JwtUsers::new(t, accounts));
         Self {
+            jwt_users,
             single: opts.auth.clone(),
             chain: opts.authenticators.clone(),
             users: RwLock::new(users),
@@ -199,7 +205,7 @@ impl Credentials {
 
     /// Whether clients must present credentials at all.
     fn credentials_configured(&self) -> bool {
-        self.single.is_required() || !self.users.read().is_empty()
+        self.jwt_users.is_some() || self.single.is_required() || !self.users.read().is_empty()
     }
 
     /// INFO's `auth_required`: an authenticator decides, or credentials are configured and a
@@ -257,13 +263,28 @@ impl Credentials {
     /// Whether INFO must carry a nonce for clients to sign (nkey users exist, or an
     /// authenticator may check nkey signatures).
     pub(crate) fn needs_nonce(&self) -> bool {
-        self.has_chain() || self.nkey_users.load(Ordering::Relaxed) > 0
+        self.has_chain() || self.jwt_users.is_some() || self.nkey_users.load(Ordering::Relaxed) > 0
     }
 
-    /// Checks `connect`'s credentials; `nonce` is what this connection's INFO carried.
-    pub(crate) fn authenticate(&self, connect: &Connect, nonce: Option<&str>) -> Check {
+    /// Checks `connect`'s credentials; `nonce` is what this connection's INFO carried, `peer`
+    /// where the client connects from.
+    pub(crate) fn authenticate(
+        &self,
+        connect: &Connect,
+        nonce: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Check {
         if connect.account.is_some() || connect.new_account {
             return Check::Denied;
+        }
+        if let Some(jwt_users) = &self.jwt_users {
+            return match jwt_users.authenticate(connect, nonce, peer) {
+                Ok(verdict) => Check::Allowed(verdict),
+                Err(reason) => {
+                    tracing::debug!(%reason, "user JWT refused");
+                    Check::Denied
+                }
+            };
         }
         let no_credentials = connect.user.is_none()
             && connect.pass.is_none()

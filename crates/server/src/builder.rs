@@ -34,6 +34,8 @@ pub struct ServerBuilder {
     monitor: Option<String>,
     /// `auth_timeout` was set: TLS does not then raise it to the handshake timeout + 1 s.
     auth_timeout_set: bool,
+    /// `system_account` was set (operator mode otherwise takes the operator's).
+    system_account_set: bool,
 }
 
 impl ServerBuilder {
@@ -230,12 +232,59 @@ impl ServerBuilder {
     /// server's `$SYS` advisories and services. Created if no [`Self::account`] has the name.
     pub fn system_account(mut self, name: impl Into<String>) -> Self {
         self.opts.system_account = Some(name.into());
+        self.system_account_set = true;
         self
     }
 
     /// No system account at all (`no_system_account`).
     pub fn no_system_account(mut self) -> Self {
         self.opts.system_account = None;
+        self.system_account_set = true;
+        self
+    }
+
+    /// Trusts this operator JWT (`operator`; call again for more): operator mode, in which
+    /// every client presents a user JWT signed by an account the operator signed, and signs
+    /// its INFO's nonce with the user's key (unless the JWT is a bearer token). The system
+    /// account is the operator's unless [`Self::system_account`] names it. Configured users
+    /// and accounts are refused in this mode, as nats-server refuses them.
+    ///
+    /// ```no_run
+    /// # async fn run(operator_jwt: &str, account_jwt: &str) -> Result<(), starling_server::StartError> {
+    /// let server = starling_server::Server::builder()
+    ///     .listen("127.0.0.1:4222")
+    ///     .operator(operator_jwt)
+    ///     .resolver_preload(account_jwt)
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn operator(mut self, jwt: impl Into<String>) -> Self {
+        self.opts.operators.push(jwt.into());
+        self
+    }
+
+    /// An account JWT for the MEMORY resolver (`resolver: MEMORY`, `resolver_preload`): the
+    /// account is named by its public key and has the JWT's limits, exports and imports. A
+    /// JWT that is not valid, or not signed by a trusted operator, is logged and skipped, as
+    /// nats-server does.
+    pub fn resolver_preload(mut self, account_jwt: impl Into<String>) -> Self {
+        self.opts
+            .resolver_preload
+            .push((String::new(), account_jwt.into()));
+        self
+    }
+
+    /// [`Self::resolver_preload`] under the public key the config file names it by
+    /// (`resolver_preload: { KEY: JWT }`); a JWT about another account is skipped.
+    pub fn resolver_preload_as(
+        mut self,
+        key: impl Into<String>,
+        account_jwt: impl Into<String>,
+    ) -> Self {
+        self.opts
+            .resolver_preload
+            .push((key.into(), account_jwt.into()));
         self
     }
 
@@ -251,8 +300,10 @@ impl ServerBuilder {
     /// Checks the configuration as [`Self::start`] does before binding anything: limits that
     /// contradict each other, accounts, users, exports and imports that do not fit together.
     pub fn check(&self) -> Result<(), StartError> {
-        validate(&self.opts)?;
-        crate::account::config::validate(&self.opts)?;
+        let mut opts = self.opts.clone();
+        crate::operator::apply(&mut opts, self.system_account_set)?;
+        validate(&opts)?;
+        crate::account::config::validate(&opts)?;
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.opts.tls {
             tls.check()?;
@@ -269,9 +320,10 @@ impl ServerBuilder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StartError::NoRuntime);
         }
-        validate(&self.opts)?;
-        crate::account::config::validate(&self.opts)?;
         let mut opts = self.opts;
+        crate::operator::apply(&mut opts, self.system_account_set)?;
+        validate(&opts)?;
+        crate::account::config::validate(&opts)?;
         #[cfg(feature = "tls")]
         let tls = match &opts.tls {
             Some(config) => {

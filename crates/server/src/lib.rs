@@ -33,6 +33,8 @@
 //! - `subscription`, `message`: what a sublist stores; what in-process subscribers get.
 //! - `monitor/` (feature `monitor`, on by default): the HTTP server with nats-server's
 //!   monitoring endpoints (`/varz`, `/connz`, ...) and Prometheus `/metrics`.
+//! - `jwt`, `operator`: NATS JWTs read and verified; operator mode (trusted operators, the
+//!   MEMORY resolver, user JWT authentication).
 //! - `error`: the embedding API's errors.
 #![warn(missing_docs)]
 
@@ -49,9 +51,11 @@ mod error;
 mod events;
 mod identity;
 mod introspect;
+pub mod jwt;
 mod lifecycle;
 mod message;
 mod monitor;
+mod operator;
 mod options;
 mod permissions;
 mod registry;

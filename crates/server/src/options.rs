@@ -87,6 +87,13 @@ pub(crate) struct Options {
     pub(crate) authenticators: crate::auth::Chain,
     /// Clients may connect without TLS when TLS is configured (`allow_non_tls`).
     pub(crate) allow_non_tls: bool,
+    /// Trusted operator JWTs (`operator`): operator mode when any is set.
+    pub(crate) operators: Vec<String>,
+    /// Account JWTs of the MEMORY resolver, by public key (`resolver_preload`; an empty key
+    /// stands for the JWT's own subject).
+    pub(crate) resolver_preload: Vec<(String, String)>,
+    /// What the operators trust, once checked at start ([`crate::operator::apply`]).
+    pub(crate) trust: Option<std::sync::Arc<crate::operator::Trust>>,
 }
 
 impl Default for Options {
@@ -119,6 +126,9 @@ impl Default for Options {
             tls: None,
             authenticators: crate::auth::Chain::default(),
             allow_non_tls: false,
+            operators: Vec::new(),
+            resolver_preload: Vec::new(),
+            trust: None,
         }
     }
 }

@@ -536,7 +536,7 @@ impl Client {
         match self
             .broker
             .auth()
-            .authenticate(&connect, self.hello.nonce.as_deref())
+            .authenticate(&connect, self.hello.nonce.as_deref(), self.peer_ip())
         {
             Check::Allowed(verdict) => self.admit(connect, verdict),
             Check::Denied => Err(self.refuse("invalid credentials".into())),
@@ -574,9 +574,11 @@ impl Client {
                     .map_err(timed_out)?
                 {
                     Ok(Some(verdict)) => Check::Allowed(verdict),
-                    Ok(None) => broker
-                        .auth()
-                        .authenticate(&connect, self.hello.nonce.as_deref()),
+                    Ok(None) => broker.auth().authenticate(
+                        &connect,
+                        self.hello.nonce.as_deref(),
+                        self.peer_ip(),
+                    ),
                     Err(reason) => return Err(self.refuse(reason)),
                 }
             }
@@ -596,6 +598,11 @@ impl Client {
             Some(verdict) => self.admit(connect, verdict),
             None => Err(self.refuse("invalid credentials".into())),
         }
+    }
+
+    /// The client's IP address (for a user JWT's `src`).
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.conn.meta.lock().addr.map(|a| a.ip())
     }
 
     /// What an authenticator sees of this client.

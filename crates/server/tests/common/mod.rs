@@ -4,6 +4,7 @@
 
 #[cfg(feature = "tls")]
 pub mod certs;
+pub mod jwt;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,418 @@
+//! Operator mode: trusted operator JWTs, account JWTs from the MEMORY resolver, and clients
+//! that authenticate with user JWTs (async-nats `.creds`, raw CONNECTs with `jwt` and `sig`).
+//! Tokens minted by Go's `nsc` (the client suites' fixtures, in tests/data/jwt, from
+//! nats-io/nats.rs and nats-io/nats.py, Apache-2.0) in both the v1 and v2 forms, and tokens
+//! minted here.
+
+mod common;
+
+use common::jwt::{creds, mint, now, operator, tokens_in};
+use common::{round_trip, Raw, WAIT};
+use futures::StreamExt;
+use nats_jwt::Token;
+use nkeys::KeyPair;
+use serde_json::json;
+use starling_server::{Server, StartError, User};
+
+fn data(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwt/");
+    std::fs::read_to_string(format!("{path}{name}")).unwrap()
+}
+
+/// A broker trusting the operator and accounts of a nats-server config file.
+async fn from_conf(conf: &str) -> Server {
+    let tokens = tokens_in(&data(conf));
+    let mut b = Server::builder().listen("127.0.0.1:0").operator(&tokens[0]);
+    for account in &tokens[1..] {
+        b = b.resolver_preload(account);
+    }
+    b.start().await.unwrap()
+}
+
+fn url(server: &Server) -> String {
+    format!("nats://{}", server.client_addr().unwrap())
+}
+
+async fn connect_creds(server: &Server, creds: &str) -> Result<async_nats::Client, String> {
+    async_nats::ConnectOptions::with_credentials(creds)
+        .map_err(|e| e.to_string())?
+        .retry_on_initial_connect()
+        .max_reconnects(Some(1))
+        .connect(url(server))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn go_minted_v2_tokens_and_creds_authenticate() {
+    let server = from_conf("jwt.conf").await;
+    let addr = server.client_addr().unwrap();
+    let (_, info) = Raw::connect_info(addr).await;
+    assert!(info.contains("\"auth_required\":true"), "{info}");
+    assert!(info.contains("\"nonce\":\""), "{info}");
+
+    let client = connect_creds(&server, &data("TestUser.creds"))
+        .await
+        .unwrap();
+    round_trip(&client).await;
+    // No JWT, or a password instead: refused.
+    Raw::refused(addr, "{}").await;
+    Raw::refused(addr, r#"{"user":"a","pass":"b"}"#).await;
+}
+
+#[tokio::test]
+async fn go_minted_v1_tokens_authenticate_and_a_wrong_seed_is_refused() {
+    let server = from_conf("resolver_preload.conf").await;
+    let client = connect_creds(&server, &data("foo-user.creds"))
+        .await
+        .unwrap();
+    round_trip(&client).await;
+    // The same JWT with another key's signature of the nonce.
+    let addr = server.client_addr().unwrap();
+    let (mut raw, info) = Raw::connect_info(addr).await;
+    let nonce: serde_json::Value = serde_json::from_str(info.trim_start_matches("INFO ")).unwrap();
+    let user_jwt = tokens_in(&data("bad-user.creds"))[0].clone();
+    let other = KeyPair::new_user();
+    let sig = data_encoding::BASE64URL_NOPAD.encode(
+        &other
+            .sign(nonce["nonce"].as_str().unwrap().as_bytes())
+            .unwrap(),
+    );
+    raw.send(&format!(
+        "CONNECT {{\"verbose\":false,\"jwt\":\"{user_jwt}\",\"sig\":\"{sig}\"}}\r\nPING\r\n"
+    ))
+    .await;
+    assert_eq!(
+        raw.line().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+}
+
+/// An operator with a signing key, two accounts (one with a signing key of its own), users
+/// signed either way.
+struct World {
+    op: KeyPair,
+    op_signer: KeyPair,
+    a: KeyPair,
+    a_signer: KeyPair,
+    b: KeyPair,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            op: KeyPair::new_operator(),
+            op_signer: KeyPair::new_operator(),
+            a: KeyPair::new_account(),
+            a_signer: KeyPair::new_account(),
+            b: KeyPair::new_account(),
+        }
+    }
+
+    fn operator(&self) -> String {
+        operator(
+            &self.op,
+            json!({"signing_keys": [self.op_signer.public_key()]}),
+        )
+    }
+
+    /// Account A, signed by the operator's signing key; B by the operator itself.
+    fn accounts(&self) -> [String; 2] {
+        [
+            Token::new_account(self.a.public_key())
+                .name("A")
+                .add_signing_key(self.a_signer.public_key())
+                .sign(&self.op_signer),
+            Token::new_account(self.b.public_key())
+                .name("B")
+                .sign(&self.op),
+        ]
+    }
+
+    async fn start(&self, accounts: &[String]) -> Server {
+        let mut b = Server::builder()
+            .listen("127.0.0.1:0")
+            .operator(self.operator());
+        for a in accounts {
+            b = b.resolver_preload(a);
+        }
+        b.start().await.unwrap()
+    }
+}
+
+/// A raw client that authenticates with `user_jwt`, signing the nonce with `key` (or not at
+/// all): its first reply.
+async fn raw_login(server: &Server, user_jwt: &str, key: Option<&KeyPair>) -> (Raw, String) {
+    let (mut raw, info) = Raw::connect_info(server.client_addr().unwrap()).await;
+    let info: serde_json::Value = serde_json::from_str(info.trim_start_matches("INFO ")).unwrap();
+    let sig = key.map(|k| {
+        data_encoding::BASE64URL_NOPAD
+            .encode(&k.sign(info["nonce"].as_str().unwrap().as_bytes()).unwrap())
+    });
+    let sig = sig.map_or(String::new(), |s| format!(",\"sig\":\"{s}\""));
+    raw.send(&format!(
+        "CONNECT {{\"verbose\":false,\"headers\":true,\"jwt\":\"{user_jwt}\"{sig}}}\r\nPING\r\n"
+    ))
+    .await;
+    let first = raw.line().await.unwrap_or_default();
+    (raw, first)
+}
+
+#[tokio::test]
+async fn minted_accounts_are_isolated_and_user_permissions_apply() {
+    let w = World::new();
+    let server = w.start(&w.accounts()).await;
+
+    // A user of A signed by A's signing key, allowed to publish only on svc.>.
+    let alice = KeyPair::new_user();
+    let alice_jwt = Token::new_user(w.a.public_key(), alice.public_key())
+        .allow_publish("svc.>")
+        .allow_subscribe("svc.>")
+        .allow_subscribe("_INBOX.>")
+        .sign(&w.a_signer);
+    let alice_client = connect_creds(&server, &creds(&alice_jwt, &alice.seed().unwrap()))
+        .await
+        .unwrap();
+    // A user of B, signed by B itself.
+    let bob = KeyPair::new_user();
+    let bob_jwt = Token::new_user(w.b.public_key(), bob.public_key()).sign(&w.b);
+    let (mut bob_raw, first) = raw_login(&server, &bob_jwt, Some(&bob)).await;
+    assert_eq!(first, "PONG");
+    bob_raw.send("SUB svc.> 1\r\n").await;
+    assert_eq!(bob_raw.until_pong().await, Vec::<String>::new());
+
+    let mut sub = alice_client.subscribe("svc.>").await.unwrap();
+    alice_client.publish("svc.x", "hi".into()).await.unwrap();
+    alice_client.flush().await.unwrap();
+    assert_eq!(common::next(&mut sub).await.payload, "hi");
+    // Bob is in another account: nothing reached him.
+    bob_raw.send("PUB svc.y 2\r\nyo\r\n").await;
+    assert_eq!(bob_raw.until_pong().await, vec!["MSG svc.y 1 2", "yo"]);
+
+    // Alice may not publish elsewhere: nats-server's text, and she stays connected.
+    let (mut raw, first) = raw_login(&server, &alice_jwt, Some(&alice)).await;
+    assert_eq!(first, "PONG");
+    raw.send("PUB other 1\r\nx\r\n").await;
+    assert_eq!(
+        raw.until_pong().await,
+        vec!["-ERR 'Permissions Violation for Publish to \"other\"'"]
+    );
+
+    // Her account is A's public key, her user name her own.
+    let mut events = server.events();
+    let (_raw, first) = raw_login(&server, &alice_jwt, Some(&alice)).await;
+    assert_eq!(first, "PONG");
+    loop {
+        let event = tokio::time::timeout(WAIT, events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if let starling_server::Event::ClientAuthorized { account, user, .. } = event {
+            assert_eq!(account, w.a.public_key());
+            assert_eq!(user, Some(alice.public_key()));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn bearer_expired_revoked_unsigned_and_foreign_users_are_told_apart() {
+    let w = World::new();
+    let revoked = KeyPair::new_user();
+    // Account A again, now with a revocation and bearer tokens disallowed... in a second
+    // account C that only differs in that.
+    let c = KeyPair::new_account();
+    let c_jwt = mint(
+        "account",
+        &c.public_key(),
+        json!({
+            "limits": {"disallow_bearer": true, "conn": -1, "subs": -1, "payload": -1},
+            "revocations": {revoked.public_key(): now() + 60},
+        }),
+        json!({}),
+        &w.op,
+    );
+    let [a_jwt, b_jwt] = w.accounts();
+    let server = w.start(&[a_jwt, b_jwt, c_jwt]).await;
+
+    // A bearer token needs no signature.
+    let bearer = KeyPair::new_user();
+    let bearer_jwt = Token::new_user(w.a.public_key(), bearer.public_key())
+        .bearer_token(true)
+        .sign(&w.a);
+    assert_eq!(raw_login(&server, &bearer_jwt, None).await.1, "PONG");
+    // Without bearer_token a signature is required, and must be the subject's.
+    let plain = KeyPair::new_user();
+    let plain_jwt = Token::new_user(w.a.public_key(), plain.public_key()).sign(&w.a);
+    let violation = "-ERR 'Authorization Violation'";
+    assert_eq!(raw_login(&server, &plain_jwt, None).await.1, violation);
+    assert_eq!(
+        raw_login(&server, &plain_jwt, Some(&bearer)).await.1,
+        violation
+    );
+    assert_eq!(raw_login(&server, &plain_jwt, Some(&plain)).await.1, "PONG");
+    // Expired.
+    let expired = Token::new_user(w.a.public_key(), plain.public_key())
+        .expires(now() - 10)
+        .sign(&w.a);
+    assert_eq!(
+        raw_login(&server, &expired, Some(&plain)).await.1,
+        violation
+    );
+    // Signed by a key the account does not list.
+    let stranger = KeyPair::new_account();
+    let foreign = Token::new_user(w.a.public_key(), plain.public_key()).sign(&stranger);
+    assert_eq!(
+        raw_login(&server, &foreign, Some(&plain)).await.1,
+        violation
+    );
+    // Revoked in C, and C refuses bearer tokens.
+    let revoked_jwt = Token::new_user(c.public_key(), revoked.public_key()).sign(&c);
+    assert_eq!(
+        raw_login(&server, &revoked_jwt, Some(&revoked)).await.1,
+        violation
+    );
+    let c_bearer = Token::new_user(c.public_key(), bearer.public_key())
+        .bearer_token(true)
+        .sign(&c);
+    assert_eq!(raw_login(&server, &c_bearer, None).await.1, violation);
+    // A user of C issued after the revocation time of another key is fine.
+    let fresh = KeyPair::new_user();
+    let fresh_jwt = Token::new_user(c.public_key(), fresh.public_key()).sign(&c);
+    assert_eq!(raw_login(&server, &fresh_jwt, Some(&fresh)).await.1, "PONG");
+    // Allowed only from another network.
+    let elsewhere = mint(
+        "user",
+        &fresh.public_key(),
+        json!({"src": ["10.0.0.0/8"]}),
+        json!({}),
+        &c,
+    );
+    assert_eq!(
+        raw_login(&server, &elsewhere, Some(&fresh)).await.1,
+        violation
+    );
+    let here = mint(
+        "user",
+        &fresh.public_key(),
+        json!({"src": "127.0.0.0/8"}),
+        json!({}),
+        &c,
+    );
+    assert_eq!(raw_login(&server, &here, Some(&fresh)).await.1, "PONG");
+}
+
+#[tokio::test]
+async fn scoped_signing_keys_impose_their_template() {
+    let op = KeyPair::new_operator();
+    let acct = KeyPair::new_account();
+    let scope = KeyPair::new_account();
+    let acct_jwt = mint(
+        "account",
+        &acct.public_key(),
+        json!({
+            "signing_keys": [{
+                "kind": "user_scope",
+                "key": scope.public_key(),
+                "template": {"pub": {"allow": ["scoped.>"]}, "sub": {"allow": ["scoped.>"]}},
+            }],
+        }),
+        json!({}),
+        &op,
+    );
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .operator(operator(&op, json!({})))
+        .resolver_preload(acct_jwt)
+        .start()
+        .await
+        .unwrap();
+    let user = KeyPair::new_user();
+    let user_jwt = mint(
+        "user",
+        &user.public_key(),
+        json!({"issuer_account": acct.public_key()}),
+        json!({}),
+        &scope,
+    );
+    let (mut raw, first) = raw_login(&server, &user_jwt, Some(&user)).await;
+    assert_eq!(first, "PONG");
+    raw.send("PUB free 1\r\nx\r\n").await;
+    assert_eq!(
+        raw.until_pong().await,
+        vec!["-ERR 'Permissions Violation for Publish to \"free\"'"]
+    );
+    // A scoped user may not carry permissions of its own.
+    let greedy = mint(
+        "user",
+        &user.public_key(),
+        json!({"issuer_account": acct.public_key(), "pub": {"allow": [">"]}}),
+        json!({}),
+        &scope,
+    );
+    assert_eq!(
+        raw_login(&server, &greedy, Some(&user)).await.1,
+        "-ERR 'Authorization Violation'"
+    );
+}
+
+#[tokio::test]
+async fn an_expiring_user_jwt_closes_its_connection_with_nats_servers_text() {
+    let w = World::new();
+    let server = w.start(&w.accounts()).await;
+    let user = KeyPair::new_user();
+    let user_jwt = Token::new_user(w.a.public_key(), user.public_key())
+        .expires(now() + 2)
+        .sign(&w.a);
+    let (mut raw, first) = raw_login(&server, &user_jwt, Some(&user)).await;
+    assert_eq!(first, "PONG");
+    let lines = tokio::time::timeout(WAIT, raw.until_eof()).await.unwrap();
+    assert_eq!(lines, vec!["-ERR 'User Authentication Expired'"]);
+}
+
+#[tokio::test]
+async fn operator_mode_refuses_what_nats_server_refuses() {
+    let w = World::new();
+    let refused = |b: starling_server::ServerBuilder| async move {
+        match b.start().await {
+            Err(StartError::Config(e)) => e,
+            Err(e) => panic!("refused for something else: {e}"),
+            Ok(_) => panic!("started"),
+        }
+    };
+    let base = || {
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .operator(w.operator())
+    };
+    assert_eq!(
+        refused(base().user(User::new("u", "p"))).await,
+        "operators do not allow users to be configured directly"
+    );
+    assert_eq!(
+        refused(base().account(starling_server::Account::new("X"))).await,
+        "operators do not allow Accounts to be configured directly"
+    );
+    assert!(refused(Server::builder().operator("eyJ.bogus.jwt"))
+        .await
+        .starts_with("operator JWT not valid"));
+    let system = KeyPair::new_account();
+    let op = operator(&w.op, json!({"system_account": system.public_key()}));
+    assert_eq!(
+        refused(Server::builder().operator(op).system_account("OTHER")).await,
+        "system_account in config and operator JWT must be identical"
+    );
+
+    // An account signed by an operator the server does not trust is not loaded: its users
+    // are refused.
+    let rogue_op = KeyPair::new_operator();
+    let rogue = KeyPair::new_account();
+    let rogue_jwt = Token::new_account(rogue.public_key()).sign(&rogue_op);
+    let server = w.start(&[rogue_jwt]).await;
+    let user = KeyPair::new_user();
+    let user_jwt = Token::new_user(rogue.public_key(), user.public_key()).sign(&rogue);
+    assert_eq!(
+        raw_login(&server, &user_jwt, Some(&user)).await.1,
+        "-ERR 'Authorization Violation'"
+    );
+}
