@@ -33,6 +33,21 @@ pub(crate) struct Verdict {
     pub(crate) permissions: Option<Arc<Compiled>>,
     /// When the authorization ends (an authenticator's grant may say).
     pub(crate) expires: Option<SystemTime>,
+    /// The user's own limits (a user JWT's or a grant's), within the account's.
+    pub(crate) limits: UserLimits,
+}
+
+/// Limits of one user's connections, on top of its account's and the server's (`None`: no
+/// limit of the user's own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct UserLimits {
+    pub(crate) max_subscriptions: Option<usize>,
+    pub(crate) max_payload: Option<usize>,
+}
+
+/// The tightest of the limits that are set (`None` when none is).
+pub(crate) fn tightest(limits: impl IntoIterator<Item = Option<usize>>) -> Option<usize> {
+    limits.into_iter().flatten().filter(|&n| n > 0).min()
 }
 
 impl Verdict {
@@ -46,6 +61,7 @@ impl Verdict {
             user,
             permissions,
             expires: None,
+            limits: UserLimits::default(),
         }
     }
 }
@@ -247,6 +263,10 @@ impl Credentials {
                         user: grant.user,
                         permissions: compile(grant.permissions.as_ref(), None),
                         expires: grant.expires,
+                        limits: UserLimits {
+                            max_subscriptions: grant.max_subscriptions,
+                            max_payload: grant.max_payload,
+                        },
                     }));
                 }
             }

@@ -102,6 +102,27 @@ impl AuthRequest {
     }
 }
 
+impl AuthRequest {
+    /// CONNECT's user JWT, decoded and verified: its signature (by the `iss` key, which the
+    /// caller must trust: the account it names, or one of that account's signing keys), its
+    /// time window, and that the client signed the nonce with the key the JWT is about (not
+    /// needed for a bearer token).
+    pub fn user_jwt(&self) -> Result<crate::jwt::Claims<crate::jwt::User>, crate::jwt::JwtError> {
+        use crate::jwt::{decode_user, JwtError};
+        let claims = decode_user(self.jwt.as_deref().ok_or(JwtError::Missing)?)?;
+        claims.check_time(SystemTime::now())?;
+        let signed = crate::auth::nonce_signed(
+            &claims.subject,
+            self.nonce.as_deref(),
+            self.signature.as_deref(),
+        );
+        if !claims.nats.limits.bearer_token && !signed {
+            return Err(JwtError::NonceNotSigned);
+        }
+        Ok(claims)
+    }
+}
+
 /// An authenticator's answer.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -122,6 +143,8 @@ pub struct Grant {
     pub(crate) user: Option<String>,
     pub(crate) permissions: Option<Permissions>,
     pub(crate) expires: Option<SystemTime>,
+    pub(crate) max_subscriptions: Option<usize>,
+    pub(crate) max_payload: Option<usize>,
 }
 
 impl Grant {
@@ -132,6 +155,8 @@ impl Grant {
             user: None,
             permissions: None,
             expires: None,
+            max_subscriptions: None,
+            max_payload: None,
         }
     }
 
@@ -151,6 +176,20 @@ impl Grant {
     /// Expired'` and is closed, as nats-server does with an expiring JWT.
     pub fn expires_at(mut self, at: SystemTime) -> Self {
         self.expires = Some(at);
+        self
+    }
+
+    /// At most `n` subscriptions per connection (within the account's and the server's
+    /// limits): another SUB gets `-ERR 'maximum subscriptions exceeded'`.
+    pub fn max_subscriptions(mut self, n: usize) -> Self {
+        self.max_subscriptions = Some(n);
+        self
+    }
+
+    /// The largest payload the client may publish (within the account's and the server's
+    /// `max_payload`): a larger one is `-ERR 'Maximum Payload Violation'` and a close.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = Some(bytes);
         self
     }
 }

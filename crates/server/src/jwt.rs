@@ -49,6 +49,12 @@ pub enum JwtError {
     /// `nbf` has not come yet.
     #[error("claim is not yet valid")]
     NotYetValid,
+    /// No token was given.
+    #[error("no JWT")]
+    Missing,
+    /// The client did not sign the nonce with the key the user token is about.
+    #[error("the nonce is not signed by the user's key")]
+    NonceNotSigned,
 }
 
 /// The fields every NATS JWT has, and its type's own (`nats`).

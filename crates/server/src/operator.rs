@@ -339,6 +339,10 @@ impl JwtUsers {
             user: Some(user.subject.clone()),
             permissions: permissions.map(|p| Arc::new(Compiled::new(&p))),
             expires,
+            limits: crate::auth::UserLimits {
+                max_subscriptions: usize::try_from(limits.subs).ok(),
+                max_payload: usize::try_from(limits.payload).ok(),
+            },
         })
     }
 }

@@ -227,3 +227,68 @@ async fn an_authenticator_sees_the_client_certificate() {
         .unwrap();
     round_trip(&client).await;
 }
+
+#[tokio::test]
+async fn a_grant_limits_subscriptions_and_payloads() {
+    let server = start(
+        Server::builder().authenticator(|_req: AuthRequest| async move {
+            Decision::Allow(Grant::new("A").max_subscriptions(1).max_payload(4))
+        }),
+    )
+    .await;
+    let mut raw = Raw::handshake(server.client_addr().unwrap(), r#"{"verbose":false}"#).await;
+    raw.send("SUB a 1\r\nSUB b 2\r\nPUB a 4\r\nabcd\r\n").await;
+    assert_eq!(
+        raw.until_pong().await,
+        vec!["-ERR 'maximum subscriptions exceeded'", "MSG a 1 4", "abcd"]
+    );
+    raw.send("PUB a 5\r\nabcde\r\n").await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, raw.until_eof()).await.unwrap(),
+        vec!["-ERR 'Maximum Payload Violation'"]
+    );
+}
+
+/// An embedder's own JWT scheme: it trusts one account key, and lets its users in with the
+/// permissions of their JWTs (`AuthRequest::user_jwt` checks the signatures and the nonce).
+#[tokio::test]
+async fn an_authenticator_can_check_a_user_jwt() {
+    let account = nkeys::KeyPair::new_account();
+    let trusted = account.public_key();
+    let server = start(Server::builder().authenticator(move |req: AuthRequest| {
+        let trusted = trusted.clone();
+        async move {
+            match req.user_jwt() {
+                Ok(claims) if claims.issuer == trusted => Decision::Allow(
+                    Grant::new("A")
+                        .user(claims.subject.clone())
+                        .permissions(claims.nats.limits.permissions.to_permissions().unwrap()),
+                ),
+                Ok(_) => Decision::Deny("untrusted issuer".into()),
+                Err(e) => Decision::Deny(e.to_string()),
+            }
+        }
+    }))
+    .await;
+    let user = nkeys::KeyPair::new_user();
+    let jwt = nats_jwt::Token::new_user(account.public_key(), user.public_key())
+        .allow_publish("ok.>")
+        .allow_subscribe("ok.>")
+        .sign(&account);
+    let creds = common::jwt::creds(&jwt, &user.seed().unwrap());
+    let client = async_nats::ConnectOptions::with_credentials(&creds)
+        .unwrap()
+        .connect(server.client_addr().unwrap().to_string())
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("ok.x").await.unwrap();
+    client.publish("ok.x", "hi".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload, "hi");
+    // The same JWT without its seed (another key signs the nonce) is refused.
+    let thief = common::jwt::creds(&jwt, &nkeys::KeyPair::new_user().seed().unwrap());
+    assert!(async_nats::ConnectOptions::with_credentials(&thief)
+        .unwrap()
+        .connect(server.client_addr().unwrap().to_string())
+        .await
+        .is_err());
+}

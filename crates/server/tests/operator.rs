@@ -416,3 +416,57 @@ async fn operator_mode_refuses_what_nats_server_refuses() {
         "-ERR 'Authorization Violation'"
     );
 }
+
+#[tokio::test]
+async fn user_and_account_limits_from_the_jwts_apply() {
+    let w = World::new();
+    let small = KeyPair::new_account();
+    let small_jwt = mint(
+        "account",
+        &small.public_key(),
+        json!({"limits": {"payload": 16, "subs": -1, "conn": 1}}),
+        json!({}),
+        &w.op,
+    );
+    let [a_jwt, _] = w.accounts();
+    let server = w.start(&[a_jwt, small_jwt]).await;
+
+    // The user's own limits: two subscriptions, 8-byte payloads.
+    let user = KeyPair::new_user();
+    let user_jwt = Token::new_user(w.a.public_key(), user.public_key())
+        .max_subscriptions(2)
+        .max_payload(8)
+        .sign(&w.a);
+    let (mut raw, first) = raw_login(&server, &user_jwt, Some(&user)).await;
+    assert_eq!(first, "PONG");
+    raw.send("SUB a 1\r\nSUB b 2\r\nSUB c 3\r\nPUB a 8\r\n12345678\r\n")
+        .await;
+    assert_eq!(
+        raw.until_pong().await,
+        vec![
+            "-ERR 'maximum subscriptions exceeded'",
+            "MSG a 1 8",
+            "12345678"
+        ]
+    );
+    raw.send("PUB a 9\r\n123456789\r\n").await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, raw.until_eof()).await.unwrap(),
+        vec!["-ERR 'Maximum Payload Violation'"]
+    );
+
+    // The account's: 16-byte payloads, one connection.
+    let member = KeyPair::new_user();
+    let member_jwt = Token::new_user(small.public_key(), member.public_key()).sign(&small);
+    let (mut raw, first) = raw_login(&server, &member_jwt, Some(&member)).await;
+    assert_eq!(first, "PONG");
+    assert_eq!(
+        raw_login(&server, &member_jwt, Some(&member)).await.1,
+        "-ERR 'maximum account active connections exceeded'"
+    );
+    raw.send("PUB a 17\r\n12345678901234567\r\n").await;
+    assert_eq!(
+        tokio::time::timeout(WAIT, raw.until_eof()).await.unwrap(),
+        vec!["-ERR 'Maximum Payload Violation'"]
+    );
+}

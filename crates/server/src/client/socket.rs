@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, error, trace};
 
 use crate::account::Account;
-use crate::auth::{Check, PendingCheck, Verdict};
+use crate::auth::{tightest, Check, PendingCheck, UserLimits, Verdict};
 use crate::authenticator::AuthRequest;
 use crate::broker::Broker;
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
@@ -242,6 +242,8 @@ struct Client {
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
     permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
+    /// The user's own limits, from its verdict.
+    user_limits: UserLimits,
     /// CONNECT has been received.
     connected: bool,
     verbose: bool,
@@ -272,6 +274,7 @@ impl Client {
             permissions_generation: 0,
             permissions: None,
             parser: ClientParser::new(limits),
+            user_limits: UserLimits::default(),
             connected: false,
             // nats-server's defaults before (and under) CONNECT: verbose and pedantic.
             verbose: true,
@@ -515,7 +518,22 @@ impl Client {
             )
         })?;
         self.account = Some(account.clone());
+        self.apply_payload_limit();
         Ok(())
+    }
+
+    /// The parser's `max_payload`: the tightest of the server's, the account's and the
+    /// user's.
+    fn apply_payload_limit(&mut self) {
+        let account = self.account.as_ref().and_then(|a| a.max_payload());
+        let max = tightest([
+            Some(self.broker.opts().max_payload),
+            account,
+            self.user_limits.max_payload,
+        ]);
+        let mut limits = self.parser.limits();
+        limits.max_payload = max.unwrap_or(limits.max_payload);
+        self.parser.set_limits(limits);
     }
 
     fn on_connect(&mut self, json: &[u8]) -> Result<(), Close> {
@@ -660,6 +678,10 @@ impl Client {
                 "no responders requires headers support",
                 ClosedReason::NoRespondersRequiresHeaders,
             ));
+        }
+        if verdict.limits != UserLimits::default() {
+            self.user_limits = verdict.limits;
+            self.apply_payload_limit();
         }
         if let (Some(compiled), None) = (&verdict.permissions, &self.permissions) {
             let permissions = Arc::new(ConnPermissions::new(compiled.clone()));
@@ -845,9 +867,12 @@ impl Client {
         if !self.may_subscribe(subject, queue, sid) {
             return;
         }
-        let max_subs = account
-            .max_subscriptions()
-            .unwrap_or(self.broker.opts().max_subscriptions);
+        let max_subs = tightest([
+            self.user_limits.max_subscriptions,
+            account.max_subscriptions(),
+            Some(self.broker.opts().max_subscriptions),
+        ])
+        .unwrap_or(0);
         let mut subs = self.conn.subs.lock();
         if subs.contains(sid) {
             // Re-using a sid is a silent no-op in nats-server.
