@@ -1273,18 +1273,32 @@ mod tests {
                 "'handshake_first' expects",
             ),
             (
-                "tls { verify_and_map: true }",
-                "\"tls.verify_and_map\" is not supported",
+                "tls { verify_and_map: 1 }",
+                "expected 'verify_and_map' to be a boolean",
             ),
             (
-                "tls { pinned_certs: [] }",
-                "\"tls.pinned_certs\" is not supported",
+                "tls { pinned_certs: [\"abc\"] }",
+                "'pinned_certs' key abc does not look like hex-encoded sha256",
+            ),
+            (
+                "tls { pinned_certs: \"abc\" }",
+                "expected 'pinned_certs' to be a list",
             ),
         ] {
             let err = load(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
             assert!(err.starts_with("test.conf:1:"), "{text}: {err}");
         }
+        let pin = "AB".repeat(32);
+        let s = load(&format!(
+            "tls {{ cert_file: c, key_file: k, verify_and_map: true, pinned_certs: [\"{pin}\"] }}"
+        ))
+        .unwrap()
+        .settings;
+        let tls = s.tls.clone().unwrap();
+        assert!(tls.verify_and_map);
+        assert_eq!(tls.pinned_certs, vec!["ab".repeat(32)]);
+        assert!(s.tls_config().unwrap().unwrap().maps_clients());
         let s = load("tls { cert_file: c }").unwrap().settings;
         assert_eq!(
             s.tls_config().unwrap_err().to_string(),

@@ -158,6 +158,16 @@ pub(crate) struct Credentials {
     anonymous_global: bool,
     /// Operator mode: clients present user JWTs of the operators' accounts.
     jwt_users: Option<JwtUsers>,
+    /// `verify_and_map`: a client's verified certificate names its user.
+    tls_map: bool,
+}
+
+/// Where a client connects from, and the certificate chain it presented over TLS.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Peer<'a> {
+    pub(crate) ip: Option<IpAddr>,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) certificates: &'a [Vec<u8>],
 }
 
 impl Credentials {
@@ -207,8 +217,13 @@ impl Credentials {
         }
         let nkey_users = AtomicUsize::new(users.values().filter(|e| e.nkey).count());
         let jwt_users = opts.trust.as_ref().map(|t| JwtUsers::new(t, accounts));
+        #[cfg(feature = "tls")]
+        let tls_map = opts.tls.as_ref().is_some_and(|t| t.maps_clients());
+        #[cfg(not(feature = "tls"))]
+        let tls_map = false;
         Self {
             jwt_users,
+            tls_map,
             single: opts.auth.clone(),
             chain: opts.authenticators.clone(),
             users: RwLock::new(users),
@@ -287,18 +302,18 @@ impl Credentials {
     }
 
     /// Checks `connect`'s credentials; `nonce` is what this connection's INFO carried, `peer`
-    /// where the client connects from.
+    /// where the client connects from and its certificate.
     pub(crate) fn authenticate(
         &self,
         connect: &Connect,
         nonce: Option<&str>,
-        peer: Option<IpAddr>,
+        peer: Peer<'_>,
     ) -> Check {
         if connect.account.is_some() || connect.new_account {
             return Check::Denied;
         }
         if let Some(jwt_users) = &self.jwt_users {
-            return match jwt_users.authenticate(connect, nonce, peer) {
+            return match jwt_users.authenticate(connect, nonce, peer.ip) {
                 Ok(verdict) => Check::Allowed(verdict),
                 Err(reason) => {
                     tracing::debug!(%reason, "user JWT refused");
@@ -348,6 +363,9 @@ impl Credentials {
                 entry.permissions.clone(),
             ));
         }
+        if self.tls_map && !self.users.read().is_empty() {
+            return self.map_certificate(connect, peer);
+        }
         match &self.single {
             Auth::UserPassword { user, password } => {
                 if !credentials_match(connect.user.as_deref(), user) {
@@ -378,6 +396,67 @@ impl Credentials {
                 entry.permissions.clone(),
             )
         })
+    }
+
+    /// `verify_and_map`: the user the client's certificate names, as nats-server's
+    /// `checkClientTLSCertSubject` looks it up: email, DNS and URI names, then the subject
+    /// as a distinguished name (in order, then reordered), then Go's subject strings.
+    #[cfg(feature = "tls")]
+    fn map_certificate(&self, connect: &Connect, peer: Peer<'_>) -> Check {
+        use crate::transport::cert;
+        let Some(id) = peer
+            .certificates
+            .first()
+            .and_then(|leaf| cert::identity(leaf))
+        else {
+            tracing::debug!("User required in cert, no peer certificates found");
+            return Check::Denied;
+        };
+        let users = self.users.read();
+        let found = |name: &str| {
+            users
+                .get_key_value(name)
+                .filter(|(_, e)| !e.nkey)
+                .map(|(k, e)| (k.as_str(), e))
+        };
+        let mut hit = id
+            .emails
+            .iter()
+            .chain(&id.dns_names)
+            .chain(&id.uris)
+            .find_map(|n| found(n));
+        for reordered in [false, true] {
+            hit = hit.or_else(|| {
+                users.iter().filter(|(_, e)| !e.nkey).find_map(|(name, e)| {
+                    let dn = cert::parse_dn(name)?;
+                    cert::dn_matches(&dn, &id.dn, reordered).then_some((name.as_str(), e))
+                })
+            });
+        }
+        if !id.dcs.is_empty() {
+            hit = hit.or_else(|| found(&format!("{},{}", id.rdn, id.dcs)));
+        }
+        hit = hit.or_else(|| found(&id.rdn));
+        let Some((name, entry)) = hit else {
+            tracing::debug!(subject = %id.rdn, "User in cert not found");
+            return Check::Denied;
+        };
+        if connect.user.as_deref().is_some_and(|u| !u.is_empty()) {
+            tracing::warn!(
+                "User {:?} found in connect proto, but user required from cert",
+                connect.user.as_deref().unwrap_or_default()
+            );
+        }
+        Check::Allowed(Verdict::new(
+            entry.account.clone(),
+            Some(name.to_string()),
+            entry.permissions.clone(),
+        ))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn map_certificate(&self, _connect: &Connect, _peer: Peer<'_>) -> Check {
+        Check::Denied
     }
 
     /// nats-server's start-up warning when a password is kept in plain text.

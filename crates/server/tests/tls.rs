@@ -449,3 +449,77 @@ async fn routes_over_tls_verify_both_sides() {
     assert!(waited.is_err(), "an intruder joined");
     assert!(intruder.peers().is_empty());
 }
+
+/// `verify_and_map`: the client certificate is the credential. Its DNS name, or its subject
+/// as a distinguished name, names a configured user (no password asked); a certificate that
+/// names no user is refused.
+#[tokio::test]
+async fn verify_and_map_turns_the_certificate_into_the_user() {
+    let certs = Certs::new("map");
+    let mtls = || {
+        client_options(&certs)
+            .add_client_certificate(certs.path("client-cert.pem"), certs.path("client-key.pem"))
+    };
+    for (user, maps) in [
+        ("client.starling.test", true), // the DNS name
+        ("CN=client", true),            // the subject
+        ("someone-else", false),
+    ] {
+        let server = Server::builder()
+            .listen("127.0.0.1:0")
+            .tls(certs.server().verify_and_map(true))
+            .account(starling_server::Account::new("A").user(starling_server::User::new(user, "")))
+            .start()
+            .await
+            .unwrap();
+        let mut events = server.events();
+        let connected = mtls().connect(url(&server)).await;
+        assert_eq!(connected.is_ok(), maps, "{user}");
+        if maps {
+            pub_sub(&connected.unwrap()).await;
+            loop {
+                match tokio::time::timeout(WAIT, events.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                {
+                    Event::ClientAuthorized {
+                        account, user: u, ..
+                    } => {
+                        assert_eq!((account.as_str(), u.as_deref()), ("A", Some(user)));
+                        break;
+                    }
+                    _ => continue,
+                }
+            }
+        }
+        // Without a certificate the handshake itself fails (verification is on).
+        assert!(client_options(&certs).connect(url(&server)).await.is_err());
+    }
+}
+
+/// `pinned_certs`: only a client whose certificate's key is pinned completes the handshake.
+#[tokio::test]
+async fn pinned_certificates_admit_only_their_keys() {
+    let certs = Certs::new("pinned");
+    let pin = TlsConfig::pin_of(certs.path("client-cert.pem")).unwrap();
+    assert_eq!(pin.len(), 64);
+    let mtls = |c: &Certs| {
+        client_options(c)
+            .add_client_certificate(c.path("client-cert.pem"), c.path("client-key.pem"))
+    };
+    let server = tls_server(certs.server().verify(true).pinned_certs([pin])).await;
+    let client = mtls(&certs).connect(url(&server)).await.unwrap();
+    pub_sub(&client).await;
+
+    // Pinning another key (the server's): the client's certificate is verified, but not
+    // pinned.
+    let server = tls_server(
+        certs
+            .server()
+            .verify(true)
+            .pinned_certs([TlsConfig::pin_of(certs.path("server-cert.pem")).unwrap()]),
+    )
+    .await;
+    assert!(mtls(&certs).connect(url(&server)).await.is_err());
+}

@@ -26,6 +26,8 @@ pub(crate) struct TlsSettings {
     pub(crate) min_version: Option<TlsVersion>,
     pub(crate) cipher_suites: Vec<String>,
     pub(crate) curve_preferences: Vec<String>,
+    pub(crate) verify_and_map: bool,
+    pub(crate) pinned_certs: Vec<String>,
 }
 
 impl TlsSettings {
@@ -42,6 +44,8 @@ impl TlsSettings {
             min_version: None,
             cipher_suites: Vec::new(),
             curve_preferences: Vec::new(),
+            verify_and_map: false,
+            pinned_certs: Vec::new(),
         }
     }
 
@@ -85,6 +89,8 @@ impl TlsSettings {
         };
         let mut c = TlsConfig::new(cert, key)
             .verify(self.verify)
+            .verify_and_map(self.verify_and_map)
+            .pinned_certs(&self.pinned_certs)
             .handshake_first(self.handshake_first)
             .cipher_suites(self.cipher_suites.iter().cloned())
             .curve_preferences(self.curve_preferences.iter().cloned());
@@ -170,8 +176,8 @@ impl Cx<'_> {
                         self.file, v.pos.line, v.pos.col
                     ));
                 }
-                "verify_and_map" => return Err(self.unsupported(&name, v, "verify_and_map")),
-                "pinned_certs" => return Err(self.unsupported(&name, v, "pinned certificates")),
+                "verify_and_map" => t.verify_and_map = boolean("verify_and_map")?,
+                "pinned_certs" => t.pinned_certs = self.pins(&name, v)?,
                 "verify_cert_and_check_known_urls" => {
                     return Err(self.unsupported(&name, v, "known-URL checks (routes)"))
                 }
@@ -195,6 +201,31 @@ impl Cx<'_> {
             }
         }
         Ok(t)
+    }
+
+    /// `pinned_certs`: a list of hex SHA-256 digests of SubjectPublicKeyInfos.
+    fn pins(&self, name: &str, v: &Item) -> Result<Vec<String>, ConfigError> {
+        let Value::Array(items) = &v.value else {
+            return Err(self.invalid(
+                name,
+                v,
+                "error parsing tls config, expected 'pinned_certs' to be a list of hex-encoded sha256 of DER encoded SubjectPublicKeyInfo",
+            ));
+        };
+        items
+            .iter()
+            .map(|item| {
+                let entry = match &item.value {
+                    Value::Str(s) => s.to_ascii_lowercase(),
+                    _ => item.raw.to_ascii_lowercase(),
+                };
+                if entry.len() == 64 && entry.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(entry)
+                } else {
+                    Err(self.invalid(name, item, format!("error parsing tls config, 'pinned_certs' key {entry} does not look like hex-encoded sha256 of DER encoded SubjectPublicKeyInfo")))
+                }
+            })
+            .collect()
     }
 
     /// `timeout`: seconds (a number, fractions allowed) or a duration string.

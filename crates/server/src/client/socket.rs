@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, error, trace};
 
 use crate::account::Account;
-use crate::auth::{tightest, Check, PendingCheck, UserLimits, Verdict};
+use crate::auth::{tightest, Check, Peer, PendingCheck, UserLimits, Verdict};
 use crate::authenticator::AuthRequest;
 use crate::broker::Broker;
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
@@ -554,7 +554,7 @@ impl Client {
         match self
             .broker
             .auth()
-            .authenticate(&connect, self.hello.nonce.as_deref(), self.peer_ip())
+            .authenticate(&connect, self.hello.nonce.as_deref(), self.peer())
         {
             Check::Allowed(verdict) => self.admit(connect, verdict),
             Check::Denied => Err(self.refuse("invalid credentials".into())),
@@ -595,7 +595,7 @@ impl Client {
                     Ok(None) => broker.auth().authenticate(
                         &connect,
                         self.hello.nonce.as_deref(),
-                        self.peer_ip(),
+                        self.peer(),
                     ),
                     Err(reason) => return Err(self.refuse(reason)),
                 }
@@ -618,9 +618,12 @@ impl Client {
         }
     }
 
-    /// The client's IP address (for a user JWT's `src`).
-    fn peer_ip(&self) -> Option<std::net::IpAddr> {
-        self.conn.meta.lock().addr.map(|a| a.ip())
+    /// Where the client connects from and its certificate chain, for authentication.
+    fn peer(&self) -> Peer<'_> {
+        Peer {
+            ip: self.conn.meta.lock().addr.map(|a| a.ip()),
+            certificates: &self.hello.peer_certificates,
+        }
     }
 
     /// What an authenticator sees of this client.

@@ -4,6 +4,8 @@
 
 pub(crate) mod addr;
 #[cfg(feature = "tls")]
+pub(crate) mod cert;
+#[cfg(feature = "tls")]
 mod stream;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;

@@ -89,6 +89,9 @@ pub struct TlsConfig {
     min_version: TlsVersion,
     cipher_suites: Vec<String>,
     curve_preferences: Vec<String>,
+    verify_and_map: bool,
+    /// Hex SHA-256 digests of the public keys peers must present (empty: any).
+    pinned_certs: Vec<String>,
 }
 
 impl TlsConfig {
@@ -104,6 +107,8 @@ impl TlsConfig {
             min_version: TlsVersion::V1_2,
             cipher_suites: Vec::new(),
             curve_preferences: Vec::new(),
+            verify_and_map: false,
+            pinned_certs: Vec::new(),
         }
     }
 
@@ -156,9 +161,48 @@ impl TlsConfig {
         self
     }
 
+    /// Requires a verified client certificate, as [`Self::verify`] does, and makes it the
+    /// client's credentials (`verify_and_map`): the certificate's email, DNS and URI names,
+    /// then its subject as a distinguished name, are looked up among the configured users
+    /// (whose passwords are then not asked for), as nats-server maps them.
+    pub fn verify_and_map(mut self, yes: bool) -> Self {
+        self.verify_and_map = yes;
+        self
+    }
+
+    /// Accepts only peers whose certificate's public key is one of these (`pinned_certs`: the
+    /// hex SHA-256 of the certificate's SubjectPublicKeyInfo, as `openssl x509 -noout -pubkey
+    /// | openssl pkey -pubin -outform der | sha256sum` prints it). Others fail the handshake.
+    pub fn pinned_certs<S: AsRef<str>>(mut self, digests: impl IntoIterator<Item = S>) -> Self {
+        self.pinned_certs = digests
+            .into_iter()
+            .map(|d| d.as_ref().trim().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// The [`Self::pinned_certs`] digest of the first certificate in a PEM file.
+    pub fn pin_of(cert_file: impl AsRef<Path>) -> Result<String, TlsError> {
+        let path = cert_file.as_ref();
+        let certs = read_certs(path)?;
+        certs
+            .first()
+            .and_then(|c| super::cert::spki_sha256(c))
+            .ok_or_else(|| TlsError::Read {
+                what: "certificate",
+                path: path.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::InvalidData, "not an X.509 certificate"),
+            })
+    }
+
     /// Whether clients must present a verified certificate.
     pub fn verifies_clients(&self) -> bool {
-        self.verify
+        self.verify || self.verify_and_map
+    }
+
+    /// Whether client certificates map to users (`verify_and_map`).
+    pub fn maps_clients(&self) -> bool {
+        self.verify_and_map
     }
 
     /// The handshake timeout.
@@ -272,9 +316,11 @@ impl Tls {
             .clone();
         let name = rustls_pki_types::ServerName::try_from(name.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        tokio_rustls::TlsConnector::from(config)
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
-            .await
+            .await?;
+        self.check_pinned(tls.get_ref().1.peer_certificates())?;
+        Ok(tls)
     }
 
     pub(crate) fn config(&self) -> &TlsConfig {
@@ -283,7 +329,23 @@ impl Tls {
 
     /// Whether clients must present a verified certificate (INFO `tls_verify`).
     pub(crate) fn verifies_clients(&self) -> bool {
-        self.config.verify
+        self.config.verifies_clients()
+    }
+
+    /// nats-server's pinned-certificate check on a finished handshake's peer chain.
+    fn check_pinned(&self, chain: Option<&[CertificateDer<'_>]>) -> io::Result<()> {
+        if self.config.pinned_certs.is_empty() {
+            return Ok(());
+        }
+        let leaf = chain.and_then(|c| c.first());
+        let id = leaf.and_then(|leaf| super::cert::spki_sha256(leaf));
+        match id {
+            Some(id) if self.config.pinned_certs.contains(&id) => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "certificate not pinned",
+            )),
+        }
     }
 
     /// Reads the certificate, key and CA files again; new handshakes use them. On an error the
@@ -297,10 +359,13 @@ impl Tls {
         Ok(())
     }
 
-    /// The server side of a handshake on `tcp` (no timeout: the caller bounds it).
+    /// The server side of a handshake on `tcp` (no timeout: the caller bounds it), and the
+    /// pinned-certificate check.
     pub(crate) async fn accept(&self, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
         let config = self.server.read().clone();
-        tokio_rustls::TlsAcceptor::from(config).accept(tcp).await
+        let tls = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
+        self.check_pinned(tls.get_ref().1.peer_certificates())?;
+        Ok(tls)
     }
 }
 
@@ -366,7 +431,7 @@ impl Tls {
         }
         let tls = within(deadline, self.accept(tcp)).await?;
         let state = TlsState::of(&tls, first);
-        let peer_certificates = tls
+        let peer_certificates: Vec<Vec<u8>> = tls
             .get_ref()
             .1
             .peer_certificates()
@@ -448,7 +513,7 @@ fn server_config(c: &TlsConfig) -> Result<ServerConfig, TlsError> {
         Some(path) => Some(read_roots(path)?),
         None => None,
     };
-    let builder = match (c.verify, roots) {
+    let builder = match (c.verifies_clients(), roots) {
         (false, _) => builder.with_no_client_auth(),
         (true, None) => return Err(TlsError::VerifyWithoutCa),
         (true, Some(roots)) => {
