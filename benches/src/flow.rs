@@ -315,11 +315,11 @@ impl Flow {
         let mut seq = 0u64;
         let mut subject_i = 0;
         while seq < max && !shared.abort.load(Ordering::Acquire) {
-            if seq % 16 == 0 && Instant::now() >= end {
+            if seq.is_multiple_of(16) && Instant::now() >= end {
                 break;
             }
             if paced_by_pong {
-                if seq > 0 && seq % ping_every == 0 {
+                if seq > 0 && seq.is_multiple_of(ping_every) {
                     // At most two windows unconfirmed.
                     conn.writer.ping();
                     pings += 1;

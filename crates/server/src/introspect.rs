@@ -128,7 +128,7 @@ impl<'b> View<'b> {
     pub(crate) fn sublist_stats(&self, account: Option<&str>) -> SublistStats {
         let mut total = SublistStats::default();
         for a in self.broker.accounts().all() {
-            if account.map_or(true, |name| name == a.name()) {
+            if account.is_none_or(|name| name == a.name()) {
                 total.merge(&a.sublist_stats());
             }
         }

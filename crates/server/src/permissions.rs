@@ -541,8 +541,8 @@ impl ConnPermissions {
     fn prune(&self, r: &mut Replies) {
         if let Some(resp) = &self.compiled.responses {
             r.map.retain(|_, (at, n)| {
-                !resp.max_msgs.is_some_and(|max| *n >= max)
-                    && !resp.expires.is_some_and(|ttl| at.elapsed() > ttl)
+                resp.max_msgs.is_none_or(|max| *n < max)
+                    && resp.expires.is_none_or(|ttl| at.elapsed() <= ttl)
             });
         }
         r.since_prune = 0;

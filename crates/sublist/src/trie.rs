@@ -78,7 +78,7 @@ impl<T> Subs<T> {
     }
 
     fn push(&mut self, id: u64, value: T) {
-        debug_assert!(self.slots.last().map_or(true, |s| s.id < id));
+        debug_assert!(self.slots.last().is_none_or(|s| s.id < id));
         self.slots.push(Slot {
             id,
             value: Some(value),

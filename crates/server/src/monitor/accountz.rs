@@ -229,7 +229,7 @@ pub(super) fn accstatz(mon: &Monitor<'_>, query: &Query) -> Handled {
     let account_statz = view
         .accounts()
         .iter()
-        .filter(|a| only.as_ref().map_or(true, |o| o.contains(&a.name())))
+        .filter(|a| only.as_ref().is_none_or(|o| o.contains(&a.name())))
         .map(|a| (a, a.figures()))
         .filter(|(_, f)| unused || f.conns > 0)
         .map(|(a, f)| AccountStat {

@@ -373,12 +373,12 @@ pub(super) fn connz(mon: &Monitor<'_>, query: &Query) -> Handled {
         _ => view
             .closed()
             .into_iter()
-            .filter(|c| acc.map_or(true, |a| c.account == a))
+            .filter(|c| acc.is_none_or(|a| c.account == a))
             .collect(),
     };
     let total = open.len() + closed.len();
     let wanted = |c: u64, meta_user: Option<&str>| {
-        cid.map_or(true, |want| want == c) && user.map_or(true, |u| meta_user == Some(u))
+        cid.is_none_or(|want| want == c) && user.is_none_or(|u| meta_user == Some(u))
     };
     let mut rows: Vec<Row> = Vec::new();
     for conn in &open {

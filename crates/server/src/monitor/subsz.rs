@@ -84,7 +84,7 @@ pub(super) fn subsz(mon: &Monitor<'_>, query: &Query) -> Handled {
             }
             account.sublist().for_each(|subject, queue, sub| {
                 let local = matches!(sub.conn.kind, ConnKind::Client | ConnKind::InProcess);
-                if local && test.map_or(true, |t| subject_matches(subject, t.as_bytes())) {
+                if local && test.is_none_or(|t| subject_matches(subject, t.as_bytes())) {
                     subs.push((
                         account.name().to_string(),
                         String::from_utf8_lossy(subject).into_owned(),
