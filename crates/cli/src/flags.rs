@@ -42,6 +42,7 @@ enum Flag {
     HelpTls,
     Version,
     HttpPort,
+    HttpsPort,
     /// `--http HOST:PORT`: Starling's flag for the config file's `http` key.
     Http,
     /// `--cluster URL` / `--cluster_listen URL`.
@@ -98,11 +99,7 @@ const FLAGS: &[(&[&str], Kind, Flag)] = &[
     (&["v", "version"], Kind::Bool, Flag::Version),
     (&["m", "http_port"], Kind::Int, Flag::HttpPort),
     (&["http"], Kind::Str, Flag::Http),
-    (
-        &["ms", "https_port"],
-        Kind::Int,
-        Flag::Ignored("HTTPS monitoring"),
-    ),
+    (&["ms", "https_port"], Kind::Int, Flag::HttpsPort),
     (&["s", "syslog"], Kind::Bool, Flag::Ignored("syslog")),
     (&["r", "remote_syslog"], Kind::Str, Flag::Ignored("syslog")),
     (
@@ -352,6 +349,7 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
         Flag::HelpTls => cli.help_tls = v.bool(),
         Flag::Version => cli.version = v.bool(),
         Flag::HttpPort => s.http_port = Some(v.int()),
+        Flag::HttpsPort => s.https_port = Some(v.int()),
         Flag::Http => {
             let text = v.string();
             let invalid = || FlagError::InvalidValue {
@@ -464,6 +462,7 @@ Server Options:
         --server_name <server_name>  Server name (default: auto)
     -P, --pid <file>                 File to store PID
     -m, --http_port <port>           Use port for http monitoring (-1 picks a free port)
+    -ms, --https_port <port>         Use port for https monitoring (with the tls certificate)
         --http <host:port>           Use host and port for http monitoring
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
@@ -775,18 +774,18 @@ mod tests {
 
     #[test]
     fn ignored_flags_warn() {
-        let c = ok(&["-ms", "8443", "-p", "1", "--syslog"]);
+        let c = ok(&["--profile", "6060", "-p", "1", "--syslog"]);
         assert_eq!(c.settings.port, Some(1));
         assert_eq!(c.warnings.len(), 2);
         assert!(
-            c.warnings[0].contains("-ms ignored: HTTPS monitoring"),
+            c.warnings[0].contains("-profile ignored: profiling"),
             "{:?}",
             c.warnings
         );
         // Their values are still checked.
         assert_eq!(
-            err(&["-ms", "x"]),
-            "invalid value \"x\" for flag -ms: parse error"
+            err(&["--profile", "x"]),
+            "invalid value \"x\" for flag -profile: parse error"
         );
     }
 

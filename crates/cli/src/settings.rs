@@ -71,6 +71,9 @@ pub(crate) struct Settings {
     pub(crate) http_host: Option<String>,
     /// `-m` / `http_port` / `http`: the monitoring port (0 = none, -1 = any free port).
     pub(crate) http_port: Option<i64>,
+    /// `-ms` / `https_port` / `https`: the monitoring port over HTTPS (exclusive with
+    /// [`Self::http_port`]).
+    pub(crate) https_port: Option<i64>,
     /// `-sd` / `--store_dir` / `store_dir`: JetStream's store directory. Accepted (and kept for
     /// JetStream) without enabling anything, as nats-server accepts it without `-js`.
     pub(crate) store_dir: Option<PathBuf>,
@@ -133,7 +136,7 @@ impl Settings {
             host, port, server_name, client_advertise, max_payload, max_control_line, max_pending,
             max_connections, max_subscriptions, ping_interval, ping_max, write_deadline, user,
             password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
-            logtime, log_file, pid_file, ports_file_dir, store_dir, http_host, http_port, max_closed_clients,
+            logtime, log_file, pid_file, ports_file_dir, store_dir, http_host, http_port, https_port, max_closed_clients,
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
             default_permissions, no_auth_user, system_account, no_system_account, tls,
@@ -158,7 +161,13 @@ impl Settings {
     /// `host:port` for the monitoring listener, if there is one: nats-server's `-m` port (0 =
     /// none, -1 = any free port) on the `http` host, else on the client host.
     pub(crate) fn monitor_addr(&self) -> Result<Option<String>, SettingsError> {
-        let port = match self.http_port {
+        let (http, https) = (self.http_port.unwrap_or(0), self.https_port.unwrap_or(0));
+        if http != 0 && https != 0 {
+            return Err(SettingsError::Invalid(format!(
+                "can't specify both HTTP ({http}) and HTTPs ({https}) ports"
+            )));
+        }
+        let port = match self.http_port.filter(|&p| p != 0).or(self.https_port) {
             None | Some(0) => return Ok(None),
             Some(-1) => 0,
             Some(p @ 1..=65535) => p,
@@ -351,7 +360,11 @@ impl Settings {
             b = b.lame_duck_grace_period(v);
         }
         if let Some(addr) = self.monitor_addr()? {
-            b = b.monitor(addr);
+            b = if self.https_port.is_some_and(|p| p != 0) {
+                b.monitor_https(addr)
+            } else {
+                b.monitor(addr)
+            };
         }
         if let Some(v) = self.max_closed_clients {
             b = b.max_closed_clients(v);
@@ -557,6 +570,14 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
                 s.http_port = Some(port);
             }
             "http_port" | "monitor_port" => s.http_port = Some(cx.int(key, item)?),
+            "https" => {
+                let (host, port) = cx.listen(key, item)?;
+                if host.is_some() {
+                    s.http_host = host;
+                }
+                s.https_port = Some(port);
+            }
+            "https_port" => s.https_port = Some(cx.int(key, item)?),
             "max_closed_clients" => s.max_closed_clients = Some(cx.count(key, item)?),
             other => match nats_feature(other) {
                 Some(Known::Ignored(feature)) => out.warnings.push(format!(
@@ -603,7 +624,7 @@ enum Known {
 fn nats_feature(key: &str) -> Option<Known> {
     use Known::{Ignored, Unsupported};
     Some(match key {
-        "https" | "https_port" | "http_base_path" => Ignored("this monitoring option"),
+        "http_base_path" => Ignored("this monitoring option"),
         "logfile_size_limit"
         | "log_size_limit"
         | "logfile_max_num"
@@ -1153,7 +1174,7 @@ mod tests {
         assert_eq!(e.to_string(), "test.conf:1:0: unknown field \"routes\"");
         let e = load("authorization { auth_callout: {} }").unwrap_err();
         assert!(e.to_string().contains("authorization.auth_callout"), "{e}");
-        let c = load("https_port: 8443").unwrap();
+        let c = load("http_base_path: \"/nats\"").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("monitoring"), "{:?}", c.warnings);
     }
@@ -1415,8 +1436,8 @@ mod tests {
             ),
             ("cluster { advertise: \"nats://a:1\" }", "without a scheme"),
             (
-                "cluster { tls { pinned_certs: [] } }",
-                "\"cluster.tls.pinned_certs\" is not supported",
+                "cluster { tls { pinned_certs: [\"abc\"] } }",
+                "'pinned_certs' key abc does not look like",
             ),
             (
                 "cluster { authorization { token: t } }",
@@ -1507,6 +1528,23 @@ mod tests {
         assert_eq!(s.routes, Some(vec![]));
         assert_eq!(s.cluster_user.as_deref(), Some(""));
         assert!(s.cluster().unwrap().is_some());
+    }
+
+    #[test]
+    fn https_monitoring_keys() {
+        let s = load("https: \"127.0.0.1:8443\"").unwrap().settings;
+        assert_eq!(s.https_port, Some(8443));
+        assert_eq!(s.monitor_addr().unwrap().as_deref(), Some("127.0.0.1:8443"));
+        let s = load("https_port: -1").unwrap().settings;
+        assert_eq!(s.monitor_addr().unwrap().as_deref(), Some("0.0.0.0:0"));
+        let s = load("http_port: 8222\nhttps_port: 8443").unwrap().settings;
+        assert_eq!(
+            s.monitor_addr().unwrap_err().to_string(),
+            "can't specify both HTTP (8222) and HTTPs (8443) ports"
+        );
+        let flags = crate::flags::parse(["-ms", "8443"]).unwrap();
+        assert_eq!(flags.settings.https_port, Some(8443));
+        assert!(flags.warnings.is_empty(), "{:?}", flags.warnings);
     }
 
     #[test]

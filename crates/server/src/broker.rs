@@ -36,7 +36,7 @@ use crate::monitor::MonitorState;
 use crate::options::Options;
 use crate::registry::Registry;
 use crate::stats::Counters;
-use crate::transport::Tls;
+use crate::transport::{Tls, TlsSet};
 
 /// The broker's components.
 pub(crate) struct Broker {
@@ -51,16 +51,13 @@ pub(crate) struct Broker {
     counters: Counters,
     system: System,
     monitor: MonitorState,
-    /// The client listener's TLS, if any.
-    tls: Option<Arc<Tls>>,
-    /// The routes' TLS, if any.
-    route_tls: Option<Arc<Tls>>,
+    /// Each listener's TLS.
+    tls: TlsSet,
 }
 
 impl Broker {
     /// Wires the components for `opts` (validated). `routes` is the cluster side, if any.
-    pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: [Option<Arc<Tls>>; 2]) -> Self {
-        let [tls, route_tls] = tls;
+    pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: TlsSet) -> Self {
         let routes = routes.map(Arc::new);
         let accounts = Accounts::new(&opts, routes.as_ref());
         let auth = Credentials::new(&opts, &accounts);
@@ -94,7 +91,6 @@ impl Broker {
             system,
             monitor: MonitorState::default(),
             tls,
-            route_tls,
             opts,
         }
     }
@@ -127,12 +123,17 @@ impl Broker {
 
     /// The client listener's TLS, if any.
     pub(crate) fn tls(&self) -> Option<&Arc<Tls>> {
-        self.tls.as_ref()
+        self.tls.client.as_ref()
     }
 
     /// The routes' TLS, if any.
     pub(crate) fn route_tls(&self) -> Option<&Arc<Tls>> {
-        self.route_tls.as_ref()
+        self.tls.route.as_ref()
+    }
+
+    /// The HTTPS monitor's TLS, if the monitor serves HTTPS.
+    pub(crate) fn monitor_tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.monitor.as_ref()
     }
 
     pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {
@@ -279,9 +280,13 @@ impl Broker {
             addr,
             max_payload: self.opts.max_payload,
             auth_required: self.auth.auth_required(),
-            tls_required: self.tls.is_some() && !self.opts.allow_non_tls,
-            tls_available: self.tls.is_some() && self.opts.allow_non_tls,
-            tls_verify: self.tls.as_ref().is_some_and(|t| t.verifies_clients()),
+            tls_required: self.tls.client.is_some() && !self.opts.allow_non_tls,
+            tls_available: self.tls.client.is_some() && self.opts.allow_non_tls,
+            tls_verify: self
+                .tls
+                .client
+                .as_ref()
+                .is_some_and(|t| t.verifies_clients()),
             lame_duck: self.lifecycle.is_lame_duck(),
             cluster: self.routes.as_ref().map(|r| r.name()),
             connect_urls: if self.routes.is_some() {
@@ -298,8 +303,8 @@ impl Broker {
         let config = routes.config();
         Info {
             auth_required: config.user.is_some(),
-            tls_required: self.route_tls.is_some(),
-            tls_verify: self.route_tls.is_some(),
+            tls_required: self.tls.route.is_some(),
+            tls_verify: self.tls.route.is_some(),
             ip: config
                 .advertise
                 .as_ref()

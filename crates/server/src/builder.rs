@@ -32,6 +32,9 @@ pub struct ServerBuilder {
     cluster: Option<Cluster>,
     #[cfg(feature = "monitor")]
     monitor: Option<String>,
+    /// The monitor serves HTTPS (with the client listener's certificate).
+    #[cfg(feature = "monitor")]
+    monitor_https: bool,
     /// `auth_timeout` was set: TLS does not then raise it to the handshake timeout + 1 s.
     auth_timeout_set: bool,
     /// `system_account` was set (operator mode otherwise takes the operator's).
@@ -294,6 +297,17 @@ impl ServerBuilder {
     #[cfg(feature = "monitor")]
     pub fn monitor(mut self, addr: impl Into<String>) -> Self {
         self.monitor = Some(addr.into());
+        self.monitor_https = false;
+        self
+    }
+
+    /// Serves the monitoring endpoints over HTTPS on `addr` instead (nats-server's
+    /// `-ms`/`https_port`), with the client listener's certificate ([`Self::tls`], which
+    /// must be set); no client certificates are asked for.
+    #[cfg(all(feature = "monitor", feature = "tls"))]
+    pub fn monitor_https(mut self, addr: impl Into<String>) -> Self {
+        self.monitor = Some(addr.into());
+        self.monitor_https = true;
         self
     }
 
@@ -343,6 +357,20 @@ impl ServerBuilder {
             )?)),
             None => None,
         };
+        #[cfg(all(feature = "tls", feature = "monitor"))]
+        let monitor_tls = match (&opts.tls, self.monitor_https) {
+            (Some(config), true) => Some(std::sync::Arc::new(
+                crate::transport::tls::Tls::for_monitor(config.clone())?,
+            )),
+            (None, true) => {
+                return Err(StartError::Config(
+                    "TLS cert and key required for HTTPS".into(),
+                ))
+            }
+            (_, false) => None,
+        };
+        #[cfg(not(all(feature = "tls", feature = "monitor")))]
+        let monitor_tls = None;
         #[cfg(not(feature = "tls"))]
         let (tls, route_tls) = (None, None);
         let listener = match (self.listener, self.listen) {
@@ -406,9 +434,14 @@ impl ServerBuilder {
         };
         #[cfg(feature = "monitor")]
         if let Some(listener) = &monitor {
-            crate::monitor::http::announce(listener);
+            crate::monitor::http::announce(listener, self.monitor_https);
         }
-        let server = Server::launch(opts, listener, cluster, [tls, route_tls]);
+        let tls = crate::transport::TlsSet {
+            client: tls,
+            route: route_tls,
+            monitor: monitor_tls,
+        };
+        let server = Server::launch(opts, listener, cluster, tls);
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
             crate::monitor::http::start(server.broker(), listener);

@@ -48,6 +48,11 @@ impl<'b> View<'b> {
         self.broker.identity().client_addr()
     }
 
+    /// Whether the monitor serves HTTPS.
+    pub(crate) fn monitor_https(&self) -> bool {
+        self.broker.monitor_tls().is_some()
+    }
+
     pub(crate) fn monitor_addr(&self) -> Option<SocketAddr> {
         self.broker.identity().monitor_addr()
     }

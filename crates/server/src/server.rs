@@ -70,7 +70,7 @@ impl Server {
         opts: Options,
         listener: Option<TcpListener>,
         cluster: Option<(crate::cluster::Cluster, TcpListener, String)>,
-        tls: [Option<Arc<crate::transport::Tls>>; 2],
+        tls: crate::transport::TlsSet,
     ) -> Self {
         let (routes, cluster_listener) = match cluster {
             Some((config, l, advertise)) => {
@@ -156,14 +156,14 @@ impl Server {
     /// Does nothing without TLS.
     #[cfg(feature = "tls")]
     pub fn reload_certificates(&self) -> Result<(), crate::TlsError> {
-        match self.broker.tls() {
-            Some(tls) => tls.reload(),
-            None => Ok(()),
-        }?;
-        match self.broker.route_tls() {
-            Some(tls) => tls.reload(),
-            None => Ok(()),
+        let b = &self.broker;
+        for tls in [b.tls(), b.route_tls(), b.monitor_tls()]
+            .into_iter()
+            .flatten()
+        {
+            tls.reload()?;
         }
+        Ok(())
     }
 
     /// This server's id (the `server_id` of INFO and monitoring).

@@ -523,3 +523,70 @@ async fn pinned_certificates_admit_only_their_keys() {
     .await;
     assert!(mtls(&certs).connect(url(&server)).await.is_err());
 }
+
+/// The monitor over HTTPS (`-ms`/`https_port`): the client listener's certificate, no client
+/// certificate asked for even when clients must present one; `/varz` says `https_port`.
+#[cfg(feature = "monitor")]
+#[tokio::test]
+async fn the_monitor_serves_https_with_the_client_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = Certs::new("https");
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .tls(certs.server().verify(true))
+        .monitor_https("127.0.0.1:0")
+        .start()
+        .await
+        .unwrap();
+    let addr = server.monitor_addr().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(certs.ca()).unwrap();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("no client certificate needed");
+    tls.write_all(b"GET /varz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .ok();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains(&format!("\"https_port\": {}", addr.port())),
+        "{text}"
+    );
+    assert!(text.contains("\"http_port\": 0"), "{text}");
+
+    // Plain HTTP on that port gets no answer.
+    assert!(common::http_request(addr, "GET", "/varz", WAIT)
+        .await
+        .is_err());
+
+    // HTTPS without a certificate to serve is refused at start.
+    let err = Server::builder()
+        .monitor_https("127.0.0.1:0")
+        .start()
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: TLS cert and key required for HTTPS"
+    );
+}

@@ -14,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::broker::Broker;
@@ -26,9 +26,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Logs the monitor's address as nats-server does, before the client listener's lines (scripts
 /// that read the log up to "Server is ready" find it).
-pub(crate) fn announce(listener: &TcpListener) {
+pub(crate) fn announce(listener: &TcpListener, https: bool) {
     if let Ok(addr) = listener.local_addr() {
-        info!("Starting http monitor on {addr}");
+        let scheme = if https { "https" } else { "http" };
+        info!("Starting {scheme} monitor on {addr}");
     }
 }
 
@@ -49,15 +50,32 @@ async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
         "monitor",
         listener,
         shutdown.cancelled_owned(),
-        |stream, _| {
-            broker.lifecycle().spawn(serve(broker.clone(), stream));
+        |stream, _| match broker.monitor_tls() {
+            #[cfg(feature = "tls")]
+            Some(tls) => {
+                let (broker, tls) = (broker.clone(), tls.clone());
+                broker.clone().lifecycle().spawn(async move {
+                    let timeout = tls.config().handshake_timeout();
+                    match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => serve(broker, stream).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "monitor TLS handshake failed"),
+                        Err(_) => tracing::debug!("monitor TLS handshake timed out"),
+                    }
+                });
+            }
+            _ => {
+                broker.lifecycle().spawn(serve(broker.clone(), stream));
+            }
         },
     )
     .await;
 }
 
 /// Serves one HTTP connection (keep-alive) until the peer closes it or the server shuts down.
-async fn serve(broker: Arc<Broker>, stream: TcpStream) {
+async fn serve<S>(broker: Arc<Broker>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = broker.lifecycle().shutdown_token().clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let response = respond(&broker, &req);

@@ -141,9 +141,10 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         ping_interval: nanos(opts.ping_interval),
         ping_max: opts.max_pings_out,
         http_host,
-        http_port,
+        // nats-server reports the monitor's port under the scheme it serves.
+        http_port: if view.monitor_https() { 0 } else { http_port },
         http_base_path: "",
-        https_port: 0,
+        https_port: if view.monitor_https() { http_port } else { 0 },
         auth_timeout: opts.auth_timeout.as_secs_f64(),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,

@@ -22,6 +22,18 @@ pub(crate) use stream::Stream;
 #[cfg(feature = "tls")]
 pub(crate) use tls::Tls;
 
+/// Each listener's TLS, if it has any: the broker holds them, and a certificate reload reaches
+/// every one.
+#[derive(Default)]
+pub(crate) struct TlsSet {
+    /// The client listener's.
+    pub(crate) client: Option<std::sync::Arc<Tls>>,
+    /// The routes' (both directions).
+    pub(crate) route: Option<std::sync::Arc<Tls>>,
+    /// The HTTPS monitor's (the client certificate, no client authentication).
+    pub(crate) monitor: Option<std::sync::Arc<Tls>>,
+}
+
 /// Without the `tls` feature there is no TLS: an uninhabited stand-in keeps the broker's
 /// `Option<Arc<Tls>>` (always `None`) free of `cfg`s.
 #[cfg(not(feature = "tls"))]

@@ -288,6 +288,15 @@ impl Tls {
         })
     }
 
+    /// TLS for the HTTPS monitor, as nats-server does it: the client listener's certificate,
+    /// and no client certificates asked for.
+    #[cfg(feature = "monitor")]
+    pub(crate) fn for_monitor(config: TlsConfig) -> Result<Self, TlsError> {
+        let mut config = config.verify(false).verify_and_map(false);
+        config.pinned_certs.clear();
+        Self::new(config)
+    }
+
     /// TLS for routes, as nats-server does it: both sides verify each other against
     /// `ca_file` (verification is forced on), and the dialer presents the same certificate.
     pub(crate) fn for_routes(config: TlsConfig) -> Result<Self, TlsError> {
