@@ -470,3 +470,229 @@ async fn user_and_account_limits_from_the_jwts_apply() {
         vec!["-ERR 'Maximum Payload Violation'"]
     );
 }
+
+/// What a raw client sees after INFO when it sends `connect(nonce)` and a PING: every line up
+/// to the PONG, or to the close.
+async fn session(
+    addr: std::net::SocketAddr,
+    connect: impl Fn(&str) -> String,
+) -> (String, Vec<String>) {
+    let (mut raw, info) = Raw::connect_info(addr).await;
+    let info: serde_json::Value = serde_json::from_str(info.trim_start_matches("INFO ")).unwrap();
+    let nonce = info["nonce"].as_str().unwrap_or_default().to_string();
+    raw.send(&format!("CONNECT {}\r\nPING\r\n", connect(&nonce)))
+        .await;
+    let mut lines = Vec::new();
+    while let Some(line) = raw.line().await {
+        let done = line == "PONG" || line.starts_with("-ERR");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let shape = format!(
+        "auth_required={} nonce_len={}",
+        info["auth_required"],
+        nonce.len()
+    );
+    (shape, lines)
+}
+
+/// The same operator config (async-nats's jwt.conf) on Starling and on nats-server 2.15.1:
+/// the same INFO shape and the same answers to good and bad CONNECTs.
+#[tokio::test]
+async fn operator_mode_answers_as_nats_server_does() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jwt/jwt.conf");
+    let Some(reference) = common::NatsServer::start_215(&["-c", conf]) else {
+        return;
+    };
+    let starling = from_conf("jwt.conf").await;
+    let creds = data("TestUser.creds");
+    let jwt = tokens_in(&creds)[0].clone();
+    let seed = creds
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("SU"))
+        .unwrap()
+        .to_string();
+    let key = KeyPair::from_seed(&seed).unwrap();
+    let sign = |k: &KeyPair, nonce: &str| {
+        data_encoding::BASE64URL_NOPAD.encode(&k.sign(nonce.as_bytes()).unwrap())
+    };
+    let other = KeyPair::new_user();
+    type ConnectFor<'a> = Box<dyn Fn(&str) -> String + 'a>;
+    let cases: Vec<(&str, ConnectFor)> = vec![
+        (
+            "no credentials",
+            Box::new(|_| r#"{"verbose":false}"#.to_string()),
+        ),
+        (
+            "signed",
+            Box::new(|n| {
+                format!(
+                    r#"{{"verbose":false,"jwt":"{jwt}","sig":"{}"}}"#,
+                    sign(&key, n)
+                )
+            }),
+        ),
+        (
+            "signed by another key",
+            Box::new(|n| {
+                format!(
+                    r#"{{"verbose":false,"jwt":"{jwt}","sig":"{}"}}"#,
+                    sign(&other, n)
+                )
+            }),
+        ),
+        (
+            "unsigned",
+            Box::new(|_| format!(r#"{{"verbose":false,"jwt":"{jwt}"}}"#)),
+        ),
+        (
+            "not a jwt",
+            Box::new(|n| {
+                format!(
+                    r#"{{"verbose":false,"jwt":"eyJhbGciOi.x.y","sig":"{}"}}"#,
+                    sign(&key, n)
+                )
+            }),
+        ),
+        (
+            "verbose",
+            Box::new(|n| {
+                format!(
+                    r#"{{"verbose":true,"jwt":"{jwt}","sig":"{}"}}"#,
+                    sign(&key, n)
+                )
+            }),
+        ),
+    ];
+    for (name, connect) in &cases {
+        let ours = session(starling.client_addr().unwrap(), connect).await;
+        let theirs = session(reference.addr, connect).await;
+        assert_eq!(ours, theirs, "{name}");
+    }
+}
+
+/// Tokens minted here, trusted by both Starling and nats-server 2.15.1: bearer, expired,
+/// revoked and limited users, and a permission violation, answered alike.
+#[tokio::test]
+async fn minted_tokens_are_judged_as_nats_server_judges_them() {
+    let w = World::new();
+    let revoked = KeyPair::new_user();
+    let c = KeyPair::new_account();
+    let c_jwt = mint(
+        "account",
+        &c.public_key(),
+        json!({
+            "limits": {"disallow_bearer": true, "conn": -1, "subs": -1, "payload": -1},
+            "revocations": {revoked.public_key(): now() + 60},
+        }),
+        json!({}),
+        &w.op,
+    );
+    let [a_jwt, b_jwt] = w.accounts();
+    let dir = std::env::temp_dir().join(format!("starling-op-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("op.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "operator: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {a_jwt}\n  {}: {b_jwt}\n  {}: {c_jwt}\n}}\n",
+            w.operator(),
+            w.a.public_key(),
+            w.b.public_key(),
+            c.public_key()
+        ),
+    )
+    .unwrap();
+    let Some(reference) = common::NatsServer::start_215(&["-c", conf.to_str().unwrap()]) else {
+        return;
+    };
+    let starling = w.start(&[a_jwt, b_jwt, c_jwt]).await;
+
+    let user = KeyPair::new_user();
+    let tokens = [
+        (
+            "bearer",
+            Token::new_user(w.a.public_key(), user.public_key())
+                .bearer_token(true)
+                .sign(&w.a),
+            false,
+        ),
+        (
+            "expired",
+            Token::new_user(w.a.public_key(), user.public_key())
+                .expires(now() - 10)
+                .sign(&w.a),
+            true,
+        ),
+        (
+            "signing key",
+            Token::new_user(w.a.public_key(), user.public_key())
+                .allow_publish("svc.>")
+                .sign(&w.a_signer),
+            true,
+        ),
+        (
+            "revoked",
+            Token::new_user(c.public_key(), revoked.public_key()).sign(&c),
+            true,
+        ),
+        (
+            "bearer refused",
+            Token::new_user(c.public_key(), user.public_key())
+                .bearer_token(true)
+                .sign(&c),
+            false,
+        ),
+        (
+            "limited",
+            Token::new_user(w.b.public_key(), user.public_key())
+                .max_payload(4)
+                .sign(&w.b),
+            true,
+        ),
+    ];
+    for (name, jwt, signed) in &tokens {
+        let key = if *name == "revoked" { &revoked } else { &user };
+        let connect = |nonce: &str| {
+            let sig = data_encoding::BASE64URL_NOPAD.encode(&key.sign(nonce.as_bytes()).unwrap());
+            let sig = if *signed {
+                format!(r#","sig":"{sig}""#)
+            } else {
+                String::new()
+            };
+            format!(r#"{{"verbose":false,"jwt":"{jwt}"{sig}}}"#)
+        };
+        let ours = session(starling.client_addr().unwrap(), connect).await;
+        let theirs = session(reference.addr, connect).await;
+        assert_eq!(ours, theirs, "{name}");
+    }
+    // After login: a publish outside the permissions, and a payload over the user's limit.
+    for (name, jwt, ops) in [
+        ("permissions", &tokens[2].1, "PUB other 1\r\nx\r\nPING\r\n"),
+        ("payload", &tokens[5].1, "PUB a 5\r\n12345\r\nPING\r\n"),
+    ] {
+        let mut seen = Vec::new();
+        for addr in [starling.client_addr().unwrap(), reference.addr] {
+            let (mut raw, info) = Raw::connect_info(addr).await;
+            let info: serde_json::Value =
+                serde_json::from_str(info.trim_start_matches("INFO ")).unwrap();
+            let sig = data_encoding::BASE64URL_NOPAD.encode(
+                &user
+                    .sign(info["nonce"].as_str().unwrap().as_bytes())
+                    .unwrap(),
+            );
+            raw.send(&format!(
+                "CONNECT {{\"verbose\":false,\"jwt\":\"{jwt}\",\"sig\":\"{sig}\"}}\r\nPING\r\n"
+            ))
+            .await;
+            assert_eq!(raw.line().await.as_deref(), Some("PONG"), "{name}");
+            raw.send(ops).await;
+            seen.push(raw.line().await);
+        }
+        assert_eq!(seen[0], seen[1], "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
