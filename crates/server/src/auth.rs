@@ -162,6 +162,22 @@ pub(crate) struct Credentials {
     tls_map: bool,
 }
 
+/// What a client presented at CONNECT (its credentials, the nonce it was sent, its
+/// certificate), kept so that [`crate::Server::recheck`] can decide about it again, as
+/// nats-server keeps a client's options to re-check them on a reload.
+pub(crate) struct Presented {
+    pub(crate) connect: Connect,
+    pub(crate) nonce: Option<String>,
+    pub(crate) peer_certificates: Vec<Vec<u8>>,
+}
+
+/// Never prints the credentials.
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented").finish_non_exhaustive()
+    }
+}
+
 /// Where a client connects from, and the certificate chain it presented over TLS.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Peer<'a> {
@@ -287,6 +303,38 @@ impl Credentials {
             }
         }
         Ok(None)
+    }
+
+    /// Decides again about a connection from `addr` that presented `presented`: the chain,
+    /// then the configured users (a bcrypt comparison on a blocking thread). `None`: refused.
+    pub(crate) async fn decide(
+        &self,
+        cid: u64,
+        addr: Option<std::net::SocketAddr>,
+        presented: &Presented,
+        accounts: &Accounts,
+    ) -> Option<Verdict> {
+        let (connect, nonce) = (&presented.connect, presented.nonce.as_deref());
+        if self.has_chain() {
+            let request = AuthRequest::new(cid, addr, connect, nonce, &presented.peer_certificates);
+            match self.ask_chain(request, accounts).await {
+                Ok(Some(verdict)) => return Some(verdict),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+        let peer = Peer {
+            ip: addr.map(|a| a.ip()),
+            certificates: &presented.peer_certificates,
+        };
+        match self.authenticate(connect, nonce, peer) {
+            Check::Allowed(verdict) => Some(verdict),
+            Check::Denied => None,
+            Check::Pending(check) => tokio::task::spawn_blocking(|| check.verify())
+                .await
+                .ok()
+                .flatten(),
+        }
     }
 
     /// The account of a client that does not authenticate (ops before CONNECT, CONNECT without

@@ -91,6 +91,32 @@ pub struct AuthRequest {
 }
 
 impl AuthRequest {
+    /// What an authenticator sees of connection `cid` from `remote_addr` that sent `connect`
+    /// after an INFO with `nonce`, over TLS with `certificates` (empty without).
+    pub(crate) fn new(
+        cid: u64,
+        remote_addr: Option<SocketAddr>,
+        connect: &starling_proto::Connect,
+        nonce: Option<&str>,
+        certificates: &[Vec<u8>],
+    ) -> Self {
+        Self {
+            cid,
+            remote_addr,
+            user: connect.user.clone(),
+            password: connect.pass.clone(),
+            token: connect.auth_token.clone(),
+            nkey: connect.nkey.clone(),
+            signature: connect.sig.clone(),
+            jwt: connect.jwt.clone(),
+            client_name: connect.name.clone(),
+            lang: connect.lang.clone(),
+            version: connect.version.clone(),
+            nonce: nonce.map(str::to_string),
+            tls_peer_certificates: certificates.to_vec(),
+        }
+    }
+
     /// Whether [`Self::signature`] is [`Self::nkey`]'s ed25519 signature of this connection's
     /// nonce: the client holds the seed of that public key.
     pub fn nonce_signed(&self) -> bool {

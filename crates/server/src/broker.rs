@@ -459,47 +459,112 @@ impl Broker {
             if !theirs || conn.is_closed() {
                 continue;
             }
-            let new = compiled
-                .clone()
-                .map(|c| Arc::new(crate::permissions::ConnPermissions::new(c)));
-            let mut disallowed = Vec::new();
-            if let (Some(c), Some(new)) = (&compiled, &new) {
-                for owned in conn.subs.lock().values() {
-                    let (subject, queue) = (owned.handle.subject(), owned.handle.queue());
-                    if !c.may_subscribe(subject, queue) {
-                        let subject = String::from_utf8_lossy(subject).into_owned();
-                        let queue = queue.map(|q| String::from_utf8_lossy(q).into_owned());
-                        disallowed.push((owned.sub.clone(), subject, queue));
-                    } else if c.overlaps_deny(subject, queue.is_some()) {
-                        new.filter_deliveries();
-                    }
-                }
-            }
-            conn.set_permissions(new);
-            if let Some(account) = conn.account() {
-                for (sub, subject, queue) in disallowed {
-                    account.unsubscribe(&sub);
-                    let sid = String::from_utf8_lossy(&sub.sid[..]).into_owned();
-                    let text = match &queue {
-                        Some(q) => format!(
-                            "Permissions Violation for Subscription to {subject:?} using queue {q:?} (sid {sid:?})"
-                        ),
-                        None => format!(
-                            "Permissions Violation for Subscription to {subject:?} (sid {sid:?})"
-                        ),
-                    };
-                    conn.send(|b| encode::write_err(b, &text));
-                    info!(
-                        cid = conn.cid,
-                        user = name,
-                        "Removed sub {subject:?} (sid {sid:?}) - not authorized"
-                    );
-                }
-            }
+            self.apply_permissions(&conn, compiled.clone());
             updated += 1;
         }
         info!(user = name, updated, "user permissions changed");
         Ok(Some(updated))
+    }
+
+    /// Gives a live connection new permissions: at once for its next message, and its
+    /// subscriptions they refuse are removed, each with nats-server's `-ERR`.
+    fn apply_permissions(
+        &self,
+        conn: &Arc<Conn>,
+        compiled: Option<Arc<crate::permissions::Compiled>>,
+    ) {
+        let new = compiled
+            .clone()
+            .map(|c| Arc::new(crate::permissions::ConnPermissions::new(c)));
+        let mut disallowed = Vec::new();
+        if let (Some(c), Some(new)) = (&compiled, &new) {
+            for owned in conn.subs.lock().values() {
+                let (subject, queue) = (owned.handle.subject(), owned.handle.queue());
+                if !c.may_subscribe(subject, queue) {
+                    let subject = String::from_utf8_lossy(subject).into_owned();
+                    let queue = queue.map(|q| String::from_utf8_lossy(q).into_owned());
+                    disallowed.push((owned.sub.clone(), subject, queue));
+                } else if c.overlaps_deny(subject, queue.is_some()) {
+                    new.filter_deliveries();
+                }
+            }
+        }
+        conn.set_permissions(new);
+        let Some(account) = conn.account() else {
+            return;
+        };
+        for (sub, subject, queue) in disallowed {
+            account.unsubscribe(&sub);
+            let sid = String::from_utf8_lossy(&sub.sid[..]).into_owned();
+            let text = match &queue {
+                Some(q) => format!(
+                    "Permissions Violation for Subscription to {subject:?} using queue {q:?} (sid {sid:?})"
+                ),
+                None => format!("Permissions Violation for Subscription to {subject:?} (sid {sid:?})"),
+            };
+            conn.send(|b| encode::write_err(b, &text));
+            info!(
+                cid = conn.cid,
+                "Removed sub {subject:?} (sid {sid:?}) - not authorized"
+            );
+        }
+    }
+
+    /// Decides again about the client connections `which` picks, with what each presented
+    /// at CONNECT and the users and authenticators as they are now, as nats-server re-checks
+    /// its clients on a reload: refused, or now of another account → `-ERR 'Authorization
+    /// Violation'` and closed; otherwise its permissions become the current ones.
+    pub(crate) async fn recheck(&self, which: &crate::Kick) -> crate::Recheck {
+        let mut outcome = crate::Recheck::default();
+        for conn in self.registry.snapshot() {
+            if !self.picks(&conn, which) || conn.is_closed() {
+                continue;
+            }
+            let (presented, addr) = {
+                let meta = conn.meta.lock();
+                (meta.presented.clone(), meta.addr)
+            };
+            let Some(presented) = presented else {
+                continue; // Not authenticated by CONNECT (in-process clients).
+            };
+            outcome.checked += 1;
+            let verdict = self
+                .auth
+                .decide(conn.cid, addr, &presented, &self.accounts)
+                .await;
+            let same_account = |v: &crate::auth::Verdict| {
+                conn.account().is_some_and(|a| Arc::ptr_eq(a, &v.account))
+            };
+            match verdict {
+                Some(v) if same_account(&v) => {
+                    let unchanged = match (conn.permissions(), &v.permissions) {
+                        (Some(now), Some(new)) => now.compiled().same_as(new),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    if !unchanged {
+                        self.apply_permissions(&conn, v.permissions);
+                        outcome.updated += 1;
+                    }
+                }
+                _ => {
+                    conn.send(|b| encode::write_err(b, "Authorization Violation"));
+                    conn.close(ClosedReason::AuthenticationViolation);
+                    outcome.closed += 1;
+                }
+            }
+        }
+        outcome
+    }
+
+    fn picks(&self, conn: &Conn, which: &crate::Kick) -> bool {
+        conn.kind == ConnKind::Client
+            && match which {
+                crate::Kick::Connection(cid) => conn.cid == *cid,
+                crate::Kick::User(name) => conn.meta.lock().user.as_deref() == Some(name),
+                crate::Kick::Account(name) => conn.account().is_some_and(|a| a.name() == name),
+                crate::Kick::All => true,
+            }
     }
 
     /// Closes the client connections `which` picks; `revoked`: they are told `Authorization
@@ -507,13 +572,7 @@ impl Broker {
     pub(crate) fn kick(&self, which: &crate::Kick, revoked: bool) -> usize {
         let mut closed = 0;
         for conn in self.registry.snapshot() {
-            let picked = conn.kind == ConnKind::Client
-                && match which {
-                    crate::Kick::Connection(cid) => conn.cid == *cid,
-                    crate::Kick::User(name) => conn.meta.lock().user.as_deref() == Some(name),
-                    crate::Kick::Account(name) => conn.account().is_some_and(|a| a.name() == name),
-                };
-            if !picked || conn.is_closed() {
+            if !self.picks(&conn, which) || conn.is_closed() {
                 continue;
             }
             if revoked {

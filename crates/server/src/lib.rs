@@ -85,7 +85,7 @@ pub use permissions::{
     Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,
     DEFAULT_ALLOW_RESPONSE_MAX_MSGS,
 };
-pub use server::{Kick, Server};
+pub use server::{Kick, Recheck, Server};
 pub use stats::{RouteStats, Stats, SublistFigures};
 #[cfg(feature = "tls")]
 pub use transport::tls::{

@@ -209,6 +209,8 @@ pub(crate) struct Compiled {
     /// See [`Self::caches_publish`].
     cache_publish: bool,
     responses: Option<ResponsePermission>,
+    /// What it was compiled from (to tell whether new permissions change anything).
+    source: Permissions,
 }
 
 impl Compiled {
@@ -258,7 +260,13 @@ impl Compiled {
             deny_subjects,
             cache_publish,
             responses: permissions.responses.clone(),
+            source: permissions.clone(),
         }
+    }
+
+    /// Whether `other` was compiled from the same permissions.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        self.source == other.source
     }
 
     /// Whether publishes need a check at all.

@@ -58,6 +58,21 @@ pub enum Kick {
     User(String),
     /// Every connection of this account.
     Account(String),
+    /// Every client connection.
+    All,
+}
+
+/// What [`Server::recheck`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recheck {
+    /// Connections decided about again.
+    pub checked: usize,
+    /// Of those, refused now (or moved to another account): told `Authorization Violation`
+    /// and closed.
+    pub closed: usize,
+    /// Of those, given changed permissions.
+    pub updated: usize,
 }
 
 impl Server {
@@ -223,6 +238,19 @@ impl Server {
         permissions: Option<crate::Permissions>,
     ) -> Result<Option<usize>, AccountError> {
         self.broker.set_user_permissions(user, permissions.as_ref())
+    }
+
+    /// Decides again about the client connections `which` picks, with the credentials each
+    /// presented at CONNECT and the users and authenticators as they are now: for an
+    /// embedder whose user store changed behind an [`crate::Authenticator`], or after
+    /// [`Self::add_user`]/[`Self::set_permissions`] changes it wants applied to everyone. As
+    /// nats-server re-checks clients on a reload: a refused client (or one that would now be
+    /// in another account) gets `-ERR 'Authorization Violation'` and is closed; the others
+    /// get their current permissions (subscriptions these refuse are removed with `-ERR`).
+    pub async fn recheck(&self, which: Kick) -> Recheck {
+        let outcome = self.broker.recheck(&which).await;
+        info!(?which, ?outcome, "authorization re-checked");
+        outcome
     }
 
     /// Closes the client connections `which` picks, as nats-server's `KICK` request does

@@ -206,3 +206,85 @@ async fn permissions_change_on_live_connections() {
     assert_eq!(w.until_pong().await, vec!["MSG b.x 3 1", "c"]);
     assert_eq!(server.set_permissions("nobody", None).unwrap(), None);
 }
+
+/// `Server::recheck`: an embedder's user store (behind an authenticator) changes, and the live
+/// connections are decided about again: a removed user is closed with `Authorization
+/// Violation`, a user moved to another account is closed, a user whose permissions narrowed
+/// keeps its connection and loses the subscriptions they refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recheck_applies_a_changed_user_store_to_live_connections() {
+    use starling_server::{AuthRequest, Decision, Grant, Kick};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    // user → (account, subjects it may subscribe to)
+    type Store = Arc<Mutex<HashMap<String, (&'static str, Vec<&'static str>)>>>;
+    let store: Store = Arc::new(Mutex::new(HashMap::from([
+        ("alice".to_string(), ("A", vec!["foo.>", "bar"])),
+        ("bob".to_string(), ("A", vec![">"])),
+        ("carol".to_string(), ("A", vec![">"])),
+    ])));
+    let lookup = store.clone();
+    let server = common::start_with(
+        Server::builder()
+            .account(Account::new("A"))
+            .account(Account::new("B"))
+            .authenticator(move |req: AuthRequest| {
+                let entry = lookup
+                    .lock()
+                    .unwrap()
+                    .get(req.user.as_deref().unwrap_or(""))
+                    .cloned();
+                async move {
+                    match entry {
+                        Some((account, subs)) => Decision::Allow(
+                            Grant::new(account)
+                                .user(req.user.unwrap_or_default())
+                                .permissions(
+                                    Permissions::new()
+                                        .subscribe(SubjectPermission::new().allow(subs)),
+                                ),
+                        ),
+                        None => Decision::Deny("unknown".into()),
+                    }
+                }
+            }),
+    )
+    .await;
+    let addr = server.client_addr().unwrap();
+    let connect = |user: &str| format!(r#"{{{QUIET},"user":"{user}","pass":"x"}}"#);
+    let mut alice = Raw::handshake(addr, &connect("alice")).await;
+    alice.send("SUB foo.> 1\r\nSUB bar 2\r\n").await;
+    assert!(alice.until_pong().await.is_empty());
+    let mut bob = Raw::handshake(addr, &connect("bob")).await;
+    let mut carol = Raw::handshake(addr, &connect("carol")).await;
+
+    // Nothing changed: nothing happens.
+    let unchanged = server.recheck(Kick::All).await;
+    assert_eq!(
+        (unchanged.checked, unchanged.closed, unchanged.updated),
+        (3, 0, 0)
+    );
+
+    {
+        let mut s = store.lock().unwrap();
+        s.remove("bob");
+        s.insert("alice".into(), ("A", vec!["bar"]));
+        s.insert("carol".into(), ("B", vec![">"]));
+    }
+    let outcome = server.recheck(Kick::All).await;
+    assert_eq!((outcome.checked, outcome.closed, outcome.updated), (3, 2, 1));
+    for raw in [&mut bob, &mut carol] {
+        assert_eq!(
+            raw.until_eof().await,
+            vec!["-ERR 'Authorization Violation'"]
+        );
+    }
+    assert_eq!(
+        alice.until_pong().await,
+        vec!["-ERR 'Permissions Violation for Subscription to \"foo.>\" (sid \"1\")'"]
+    );
+    // She still gets what she may subscribe to.
+    alice.send("PUB bar 2\r\nok\r\nPUB foo.x 2\r\nno\r\n").await;
+    assert_eq!(alice.until_pong().await, vec!["MSG bar 2 2", "ok"]);
+}

@@ -74,6 +74,11 @@
 //! command-line flags and configuration file.
 #![warn(missing_docs)]
 
+/// Authentication: the embedder's own authenticators ([`ServerBuilder::authenticator`]) and
+/// their answers, live connections kicked or re-checked, and NATS JWTs (operator mode).
+pub use starling_server::{
+    jwt, AuthRequest, Authenticator, BoxFuture, Decision, Grant, Kick, Recheck,
+};
 /// Accounts: what a [`ServerBuilder`] is given to host several tenants, and what they share.
 pub use starling_server::{
     Account, AccountError, Latency, ResponseType, Sampling, ServiceExport, ServiceImport,

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, error, trace};
 
 use crate::account::Account;
-use crate::auth::{tightest, Check, Peer, PendingCheck, UserLimits, Verdict};
+use crate::auth::{tightest, Check, Peer, PendingCheck, Presented, UserLimits, Verdict};
 use crate::authenticator::AuthRequest;
 use crate::broker::Broker;
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
@@ -628,21 +628,13 @@ impl Client {
 
     /// What an authenticator sees of this client.
     fn auth_request(&self, connect: &Connect) -> AuthRequest {
-        AuthRequest {
-            cid: self.conn.cid,
-            remote_addr: self.conn.meta.lock().addr,
-            user: connect.user.clone(),
-            password: connect.pass.clone(),
-            token: connect.auth_token.clone(),
-            nkey: connect.nkey.clone(),
-            signature: connect.sig.clone(),
-            jwt: connect.jwt.clone(),
-            client_name: connect.name.clone(),
-            lang: connect.lang.clone(),
-            version: connect.version.clone(),
-            nonce: self.hello.nonce.clone(),
-            tls_peer_certificates: self.hello.peer_certificates.clone(),
-        }
+        AuthRequest::new(
+            self.conn.cid,
+            self.conn.meta.lock().addr,
+            connect,
+            self.hello.nonce.as_deref(),
+            &self.hello.peer_certificates,
+        )
     }
 
     /// A refused CONNECT: logged and reported as an event, then `Authorization Violation`.
@@ -704,6 +696,11 @@ impl Client {
             meta.lang = connect.lang.clone();
             meta.version = connect.version.clone();
             meta.user = verdict.user.clone();
+            meta.presented = Some(Arc::new(Presented {
+                connect: connect.clone(),
+                nonce: self.hello.nonce.clone(),
+                peer_certificates: self.hello.peer_certificates.clone(),
+            }));
         }
         if self.conn.rtt().is_zero() {
             // As nats-server: the first estimate is the time from our INFO to the CONNECT.

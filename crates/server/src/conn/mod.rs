@@ -55,6 +55,8 @@ pub(crate) struct ConnMeta {
     pub(crate) lang: Option<String>,
     pub(crate) version: Option<String>,
     pub(crate) user: Option<String>,
+    /// What a socket client presented at CONNECT, for [`crate::Server::recheck`].
+    pub(crate) presented: Option<Arc<crate::auth::Presented>>,
     /// The TLS version and suite, for a client that connected over TLS.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::transport::tls::TlsState>,
