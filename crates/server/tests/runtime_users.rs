@@ -273,7 +273,10 @@ async fn recheck_applies_a_changed_user_store_to_live_connections() {
         s.insert("carol".into(), ("B", vec![">"]));
     }
     let outcome = server.recheck(Kick::All).await;
-    assert_eq!((outcome.checked, outcome.closed, outcome.updated), (3, 2, 1));
+    assert_eq!(
+        (outcome.checked, outcome.closed, outcome.updated),
+        (3, 2, 1)
+    );
     for raw in [&mut bob, &mut carol] {
         assert_eq!(
             raw.until_eof().await,
