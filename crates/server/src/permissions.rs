@@ -490,6 +490,12 @@ impl ConnPermissions {
         self.filter_deliveries.store(true, Ordering::Relaxed);
     }
 
+    /// Whether deliveries to the connection must be checked at all: replies it may answer are
+    /// tracked, or a subscription overlaps a deny entry.
+    pub(crate) fn checks_deliveries(&self) -> bool {
+        self.replies.is_some() || self.filter_deliveries.load(Ordering::Relaxed)
+    }
+
     /// Whether a message on `subject` with `reply` may go to this connection; remembers the
     /// reply subject when the connection may answer it only under `allow_responses`.
     #[inline]

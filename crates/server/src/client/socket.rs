@@ -792,7 +792,7 @@ impl Client {
                     let compiled = perms.compiled();
                     let allowed = compiled.may_subscribe(subject, queue);
                     if allowed && compiled.overlaps_deny(subject, queue.is_some()) {
-                        perms.filter_deliveries();
+                        self.conn.filter_deliveries(perms);
                     }
                     allowed
                 }

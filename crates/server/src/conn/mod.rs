@@ -77,6 +77,9 @@ pub(crate) struct Conn {
     permissions: arc_swap::ArcSwapOption<ConnPermissions>,
     /// Whether `permissions` is set: the one load delivery pays for connections without.
     has_permissions: AtomicBool,
+    /// Whether deliveries here must be checked against the permissions (see
+    /// [`ConnPermissions::checks_deliveries`]): the one load delivery pays when they need not.
+    checks_deliveries: AtomicBool,
     /// Bumped on every swap: the read loop reloads its own copy when it moves.
     permissions_generation: AtomicU64,
     /// CONNECT's `echo`: deliver this connection's own messages back to it.
@@ -130,6 +133,7 @@ impl Conn {
             account: OnceLock::new(),
             permissions: arc_swap::ArcSwapOption::empty(),
             has_permissions: AtomicBool::new(false),
+            checks_deliveries: AtomicBool::new(false),
             permissions_generation: AtomicU64::new(0),
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
@@ -267,6 +271,8 @@ impl Conn {
     pub(crate) fn set_permissions(&self, permissions: Option<Arc<ConnPermissions>>) {
         self.has_permissions
             .store(permissions.is_some(), Ordering::Release);
+        let checks = permissions.as_ref().is_some_and(|p| p.checks_deliveries());
+        self.checks_deliveries.store(checks, Ordering::Release);
         self.permissions.store(permissions);
         self.permissions_generation.fetch_add(1, Ordering::Release);
     }
@@ -280,8 +286,15 @@ impl Conn {
         self.permissions.load_full()
     }
 
+    /// Turns on delivery checks: a subscription of this connection overlaps a deny entry of
+    /// `permissions` (its current ones).
+    pub(crate) fn filter_deliveries(&self, permissions: &ConnPermissions) {
+        permissions.filter_deliveries();
+        self.checks_deliveries.store(true, Ordering::Release);
+    }
+
     /// Whether a message on `subject` (to `queue`, with `reply`) may be delivered here under
-    /// the user's permissions (the hot path: no reference count is touched).
+    /// the user's permissions (the hot path: one relaxed load unless deliveries need checks).
     #[inline]
     pub(crate) fn may_deliver(
         &self,
@@ -289,7 +302,7 @@ impl Conn {
         queue: Option<&[u8]>,
         reply: Option<&[u8]>,
     ) -> bool {
-        if !self.has_permissions.load(Ordering::Relaxed) {
+        if !self.checks_deliveries.load(Ordering::Relaxed) {
             return true;
         }
         match &*self.permissions.load() {
