@@ -10,41 +10,20 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use starling_proto::{encode, ClientOp, ClientParser, Connect, Limits, ProtoError, Publish};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, error, trace};
+use tracing::{debug, error};
 
 use crate::account::Account;
 use crate::auth::{tightest, Check, Peer, PendingCheck, Presented, UserLimits, Verdict};
 use crate::authenticator::AuthRequest;
 use crate::broker::Broker;
+use crate::conn::reader::{self, Close, Keepalive, Protocol};
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
 use crate::delivery::{self, Msg, Touched, NO_RESPONDERS_HDR};
 use crate::events::Event;
 use crate::permissions::{ConnPermissions, PublishCache};
 use crate::subscription::{OwnedSub, Subscription, Target};
-
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 64 * 1024;
-
-/// How a protocol error ends the connection: with an `-ERR` text, or silently.
-pub(crate) struct Close {
-    reason: ClosedReason,
-    err: Option<&'static str>,
-}
-
-impl Close {
-    fn err(text: &'static str, reason: ClosedReason) -> Self {
-        Self {
-            reason,
-            err: Some(text),
-        }
-    }
-
-    fn silent(reason: ClosedReason) -> Self {
-        Self { reason, err: None }
-    }
-}
 
 /// Accepts client connections on `listener` until the broker stops accepting.
 pub(crate) async fn accept(broker: Arc<Broker>, listener: tokio::net::TcpListener) {
@@ -235,8 +214,10 @@ struct Client {
     auth_deadline: tokio::time::Instant,
     /// What the handshake gave the client to authenticate with.
     hello: Hello,
-    /// When the client's authorization expires, once known; taken by the read loop.
+    /// When the client's authorization expires, once known.
     expires: Option<tokio::time::Instant>,
+    /// Clients must authenticate within the auth timeout.
+    auth_required: bool,
     /// The connection's permissions generation that [`Self::permissions`] was loaded at.
     permissions_generation: u64,
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
@@ -249,16 +230,13 @@ struct Client {
     verbose: bool,
     pedantic: bool,
     no_responders: bool,
-    pings_out: u32,
-    /// Something arrived since the last ping timer tick.
-    active: bool,
-    /// When our last unanswered PING went out (its PONG measures the round trip).
-    ping_sent: Option<std::time::Instant>,
+    keepalive: Keepalive,
     touched: Touched,
 }
 
 impl Client {
     fn new(broker: Arc<Broker>, conn: Arc<Conn>, hello: Hello) -> Self {
+        let auth_required = broker.auth().auth_required();
         let limits = Limits {
             max_control_line: broker.opts().max_control_line,
             max_payload: broker.opts().max_payload,
@@ -271,6 +249,7 @@ impl Client {
             auth_deadline: tokio::time::Instant::now(),
             hello,
             expires: None,
+            auth_required,
             permissions_generation: 0,
             permissions: None,
             parser: ClientParser::new(limits),
@@ -280,147 +259,19 @@ impl Client {
             verbose: true,
             pedantic: true,
             no_responders: false,
-            pings_out: 0,
-            active: false,
-            ping_sent: None,
+            keepalive: Keepalive::default(),
             touched: Touched::default(),
         }
     }
 
-    async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) {
-        let broker = self.broker.clone();
-        let opts = broker.opts();
-        let ping_every = opts.ping_interval;
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    async fn run<R: AsyncRead + Unpin>(&mut self, reader: R) {
+        let opts = self.broker.opts();
+        let every = opts.ping_interval;
         self.auth_deadline = tokio::time::Instant::now() + opts.auth_timeout;
-        let auth_timer = tokio::time::sleep_until(self.auth_deadline);
-        tokio::pin!(auth_timer);
-        let auth_required = broker.auth().auth_required();
-        // Armed when an authenticator's grant says when the client's authorization ends.
-        let expiry = tokio::time::sleep(std::time::Duration::from_secs(365 * 86_400));
-        tokio::pin!(expiry);
-        let mut expiring = false;
-        let closing = self.conn.closing().clone();
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
-
-        loop {
-            if buf.capacity() - buf.len() < READ_SIZE / 4 {
-                buf.reserve(READ_SIZE);
-            }
-            tokio::select! {
-                biased;
-                _ = closing.cancelled() => break,
-                read = reader.read_buf(&mut buf) => match read {
-                    Ok(0) => {
-                        self.conn.close(ClosedReason::ClientClosed);
-                        break;
-                    }
-                    Ok(_) => {
-                        self.active = true;
-                        self.conn.touch();
-                        if self.parser.frame_len_hint().is_some_and(|n| buf.len() < n) {
-                            continue; // the rest of a large payload is still on its way
-                        }
-                        // Permissions changed at runtime: one load per read tells.
-                        let generation = self.conn.permissions_generation();
-                        if generation != self.permissions_generation {
-                            self.permissions_generation = generation;
-                            self.permissions =
-                                self.conn.permissions().map(|p| (p, PublishCache::new()));
-                        }
-                        let mut result = self.process(&mut buf);
-                        while result.is_ok() && self.pending_connect.is_some() {
-                            self.touched.flush();
-                            result = self.finish_pending_connect().await;
-                            if result.is_ok() && !buf.is_empty() {
-                                result = self.process(&mut buf);
-                            }
-                        }
-                        self.touched.flush();
-                        if let Err(close) = result {
-                            self.close(close);
-                            break;
-                        }
-                        if let Some(at) = self.expires.take() {
-                            expiry.as_mut().reset(at);
-                            expiring = true;
-                        }
-                        if !opts.no_fast_producer_stall {
-                            self.touched.stall(&closing).await;
-                        }
-                    }
-                    Err(e) => {
-                        trace!(cid = self.conn.cid, error = %e, "read error");
-                        self.conn.close(ClosedReason::ReadError);
-                        break;
-                    }
-                },
-                _ = ping.tick() => {
-                    if let Err(close) = self.ping_timer() {
-                        self.close(close);
-                        break;
-                    }
-                }
-                _ = &mut expiry, if expiring => {
-                    self.close(Close::err("User Authentication Expired", ClosedReason::AuthenticationExpired));
-                    break;
-                }
-                _ = &mut auth_timer, if auth_required && !self.connected => {
-                    self.close(Close::err("Authentication Timeout", ClosedReason::AuthenticationTimeout));
-                    break;
-                }
-            }
-        }
+        reader::read_loop(self, reader, every, every).await;
     }
 
-    /// Parses and handles every complete op in `buf`, keeping an incomplete tail.
-    fn process(&mut self, buf: &mut BytesMut) -> Result<(), Close> {
-        let chunk = buf.split().freeze();
-        let mut pos = 0;
-        let mut result = Ok(());
-        let (mut msgs, mut bytes) = (0u64, 0u64);
-        while pos < chunk.len() {
-            match self.parser.parse(&chunk[pos..]) {
-                Ok(Some((op, n))) => {
-                    pos += n;
-                    if let ClientOp::Pub(p) = &op {
-                        msgs += 1;
-                        bytes += p.data.len() as u64;
-                    }
-                    if let Err(close) = self.handle(op, &chunk) {
-                        result = Err(close);
-                        break;
-                    }
-                    if self.pending_connect.is_some() {
-                        break; // the rest waits for the CONNECT's verdict
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    result = Err(proto_close(&e));
-                    break;
-                }
-            }
-        }
-        if msgs > 0 {
-            self.conn.count_in(msgs, bytes);
-            self.broker.counters().add_in(msgs, bytes);
-            if let Some(account) = &self.account {
-                account.count_in(msgs, bytes);
-            }
-        }
-        if result.is_ok() && pos < chunk.len() {
-            let rest = &chunk[pos..];
-            let need = self.parser.frame_len_hint().unwrap_or(0).max(READ_SIZE);
-            buf.reserve(need);
-            buf.extend_from_slice(rest);
-        }
-        result
-    }
-
-    fn handle(&mut self, op: ClientOp<'_>, chunk: &Bytes) -> Result<(), Close> {
+    fn handle_op(&mut self, op: ClientOp<'_>, chunk: &Bytes) -> Result<(), Close> {
         match op {
             ClientOp::Pub(p) => self.with_account(|c, account| c.on_pub(account, p, chunk)),
             ClientOp::Sub {
@@ -445,10 +296,7 @@ impl Client {
             }
             ClientOp::Pong => {
                 self.bind_anonymous()?;
-                self.pings_out = 0;
-                if let Some(sent) = self.ping_sent.take() {
-                    self.conn.set_rtt(sent.elapsed());
-                }
+                self.keepalive.pong(&self.conn);
                 Ok(())
             }
             ClientOp::Connect(json) => self.on_connect(json),
@@ -913,7 +761,7 @@ impl Client {
     }
 
     /// The keepalive timer: PING an idle client, give up after max_pings_out unanswered.
-    fn ping_timer(&mut self) -> Result<(), Close> {
+    fn keepalive_tick(&mut self) -> Result<(), Close> {
         // Clients require PONG as the first reply to their CONNECT+PING handshake: like
         // nats-server, no keepalive PING goes out before that PONG, for up to 2 s.
         const MAX_WAIT_FOR_FIRST_PONG: std::time::Duration = std::time::Duration::from_secs(2);
@@ -922,19 +770,11 @@ impl Client {
         {
             return Ok(());
         }
-        if self.pings_out + 1 > self.broker.opts().max_pings_out {
-            return Err(Close::err(
-                "Stale Connection",
-                ClosedReason::StaleConnection,
-            ));
+        let max = self.broker.opts().max_pings_out;
+        if self.keepalive.tick(&self.conn, max, false)? {
+            self.push(|b| b.extend_from_slice(encode::PING));
+            self.touched.flush();
         }
-        if std::mem::take(&mut self.active) {
-            return Ok(());
-        }
-        self.pings_out += 1;
-        self.ping_sent = Some(std::time::Instant::now());
-        self.push(|b| b.extend_from_slice(encode::PING));
-        self.touched.flush();
         Ok(())
     }
 
@@ -955,13 +795,105 @@ impl Client {
     }
 
     /// Ends the connection: the `-ERR` (if any) is queued first so the writer flushes it.
-    fn close(&mut self, close: Close) {
-        if let Some(text) = close.err {
+    fn end(&mut self, close: Close) {
+        self.touched.flush();
+        if let Some(text) = &close.err {
             self.push_err(text);
             self.touched.flush();
         }
         debug!(cid = self.conn.cid, reason = %close.reason, "closing client connection");
         self.conn.close(close.reason);
+    }
+}
+
+impl Protocol for Client {
+    type Parser = ClientParser;
+
+    fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    fn parser(&mut self) -> &mut ClientParser {
+        &mut self.parser
+    }
+
+    fn keepalive(&mut self) -> &mut Keepalive {
+        &mut self.keepalive
+    }
+
+    #[inline]
+    fn handle(&mut self, op: ClientOp<'_>, chunk: &Bytes) -> Result<bool, Close> {
+        self.handle_op(op, chunk)?;
+        // The rest of the read waits for a pending CONNECT's verdict.
+        Ok(self.pending_connect.is_none())
+    }
+
+    fn parse_error(&self, e: &ProtoError) -> Close {
+        proto_close(e)
+    }
+
+    fn count_in(&mut self, msgs: u64, bytes: u64) {
+        self.conn.count_in(msgs, bytes);
+        self.broker.counters().add_in(msgs, bytes);
+        if let Some(account) = &self.account {
+            account.count_in(msgs, bytes);
+        }
+    }
+
+    /// Permissions swapped at runtime: one load per read tells.
+    fn before_read(&mut self) {
+        let generation = self.conn.permissions_generation();
+        if generation != self.permissions_generation {
+            self.permissions_generation = generation;
+            self.permissions = self.conn.permissions().map(|p| (p, PublishCache::new()));
+        }
+    }
+
+    async fn after_read(
+        &mut self,
+        buf: &mut BytesMut,
+        handled: Result<(), Close>,
+    ) -> Result<(), Close> {
+        let mut result = handled;
+        while result.is_ok() && self.pending_connect.is_some() {
+            self.touched.flush();
+            result = self.finish_pending_connect().await;
+            if result.is_ok() && !buf.is_empty() {
+                result = reader::process(self, buf);
+            }
+        }
+        self.touched.flush();
+        result?;
+        if !self.broker.opts().no_fast_producer_stall {
+            let closing = self.conn.closing().clone();
+            self.touched.stall(&closing).await;
+        }
+        Ok(())
+    }
+
+    fn ping_timer(&mut self) -> Result<(), Close> {
+        self.keepalive_tick()
+    }
+
+    fn deadline(&self) -> Option<(tokio::time::Instant, Close)> {
+        if self.auth_required && !self.connected {
+            let close = Close::err(
+                "Authentication Timeout",
+                ClosedReason::AuthenticationTimeout,
+            );
+            return Some((self.auth_deadline, close));
+        }
+        let close = || {
+            Close::err(
+                "User Authentication Expired",
+                ClosedReason::AuthenticationExpired,
+            )
+        };
+        self.expires.map(|at| (at, close()))
+    }
+
+    fn close(&mut self, close: Close) {
+        self.end(close);
     }
 }
 
@@ -975,7 +907,7 @@ fn proto_close(e: &ProtoError) -> Close {
     };
     Close {
         reason,
-        err: e.err_text(),
+        err: e.err_text().map(Into::into),
     }
 }
 

@@ -11,18 +11,17 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use starling_proto::{encode, Connect, Info, Limits, RouteConnect, RouteOp, RouteParser};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, trace, warn};
 
 use super::discovery::{dial_discovered, DialTarget};
 use super::routes::{url_host_port, RemoteSub, RouteLink, Routes};
 use crate::account::Account;
 use crate::broker::Broker;
+use crate::conn::reader::{self, Close, Keepalive, Protocol};
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
 use crate::delivery::{self, Msg, Touched};
 use crate::subscription::{OwnedSub, Subscription, Target};
-
-const READ_SIZE: usize = 64 * 1024;
 
 /// How a route connection ended, for its dialer.
 pub(crate) enum Outcome {
@@ -95,9 +94,11 @@ where
         connected: false,
         outcome: None,
         touched: Touched::default(),
-        pings_out: 0,
-        active: false,
-        ping_sent: None,
+        keepalive: Keepalive::default(),
+        parser: RouteParser::new(Limits {
+            max_control_line: opts.max_control_line,
+            max_payload: crate::options::MAX_PAYLOAD_CEILING,
+        }),
         last_account: None,
         unknown_accounts: HashSet::new(),
     };
@@ -130,10 +131,8 @@ struct Route {
     connected: bool,
     outcome: Option<Outcome>,
     touched: Touched,
-    pings_out: u32,
-    active: bool,
-    /// When our last unanswered PING went out (its PONG measures the round trip).
-    ping_sent: Option<std::time::Instant>,
+    keepalive: Keepalive,
+    parser: RouteParser,
     /// The account of the last routed message or interest: peers send runs of one account, so
     /// this saves the look-up by name for most of them.
     last_account: Option<Arc<Account>>,
@@ -141,96 +140,15 @@ struct Route {
     unknown_accounts: HashSet<Bytes>,
 }
 
-/// Why the reader stops.
-struct Stop(ClosedReason, Option<String>);
-
 impl Route {
-    async fn run<R: AsyncRead + Unpin>(&mut self, mut reader: R) {
+    async fn run<R: AsyncRead + Unpin>(&mut self, reader: R) {
         let every = self.broker.opts().ping_interval;
         // As nats-server: the first PING goes out after 1 s (it measures the RTT).
         let first = every.min(std::time::Duration::from_secs(1));
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let closing = self.conn.closing().clone();
-        let mut parser = RouteParser::new(Limits {
-            max_control_line: self.broker.opts().max_control_line,
-            max_payload: crate::options::MAX_PAYLOAD_CEILING,
-        });
-        let mut buf = BytesMut::with_capacity(READ_SIZE);
-        loop {
-            if buf.capacity() - buf.len() < READ_SIZE / 4 {
-                buf.reserve(READ_SIZE);
-            }
-            let stop = tokio::select! {
-                biased;
-                _ = closing.cancelled() => break,
-                read = reader.read_buf(&mut buf) => match read {
-                    Ok(0) => Some(Stop(ClosedReason::ClientClosed, None)),
-                    Err(_) => Some(Stop(ClosedReason::ReadError, None)),
-                    Ok(_) => {
-                        self.active = true;
-                        self.conn.touch();
-                        if parser.frame_len_hint().is_some_and(|n| buf.len() < n) {
-                            continue;
-                        }
-                        let r = self.process(&mut parser, &mut buf);
-                        self.touched.flush();
-                        r.err()
-                    }
-                },
-                _ = ping.tick() => self.ping_timer().err(),
-            };
-            if let Some(Stop(reason, err)) = stop {
-                if let Some(text) = err {
-                    self.conn.send(|b| encode::write_err(b, &text));
-                }
-                trace!(cid = self.conn.cid, %reason, "route closing");
-                self.conn.close(reason);
-                break;
-            }
-        }
+        reader::read_loop(self, reader, first, every).await;
     }
 
-    fn process(&mut self, parser: &mut RouteParser, buf: &mut BytesMut) -> Result<(), Stop> {
-        let chunk = buf.split().freeze();
-        let mut pos = 0;
-        let mut result = Ok(());
-        let (mut msgs, mut bytes) = (0u64, 0u64);
-        while pos < chunk.len() {
-            match parser.parse(&chunk[pos..]) {
-                Ok(Some((op, n))) => {
-                    pos += n;
-                    if let RouteOp::Msg(m) = &op {
-                        (msgs, bytes) = (msgs + 1, bytes + m.data.len() as u64);
-                    }
-                    if let Err(stop) = self.handle(op, &chunk) {
-                        result = Err(stop);
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(cid = self.conn.cid, error = %e, "route protocol error");
-                    result = Err(Stop(
-                        ClosedReason::ParseError,
-                        e.err_text().map(str::to_string),
-                    ));
-                    break;
-                }
-            }
-        }
-        if msgs > 0 {
-            self.conn.count_in(msgs, bytes);
-            self.broker.counters().add_in(msgs, bytes);
-        }
-        if result.is_ok() && pos < chunk.len() {
-            buf.reserve(parser.frame_len_hint().unwrap_or(0).max(READ_SIZE));
-            buf.extend_from_slice(&chunk[pos..]);
-        }
-        result
-    }
-
-    fn handle(&mut self, op: RouteOp<'_>, chunk: &Bytes) -> Result<(), Stop> {
+    fn handle_op(&mut self, op: RouteOp<'_>, chunk: &Bytes) -> Result<(), Close> {
         match op {
             RouteOp::Connect(json) => self.on_connect(json),
             RouteOp::Info(json) => self.on_info(json),
@@ -239,20 +157,17 @@ impl Route {
                 Ok(())
             }
             RouteOp::Pong => {
-                self.pings_out = 0;
-                if let Some(sent) = self.ping_sent.take() {
-                    self.conn.set_rtt(sent.elapsed());
-                }
+                self.keepalive.pong(&self.conn);
                 Ok(())
             }
             RouteOp::Ok => Ok(()),
             RouteOp::Err(text) => {
                 debug!(cid = self.conn.cid, error = %String::from_utf8_lossy(text), "route error from peer");
-                Err(Stop(ClosedReason::ParseError, None))
+                Err(Close::silent(ClosedReason::ParseError))
             }
             _ if self.link.is_none() => {
                 // Interest or messages before the handshake completed.
-                Err(Stop(ClosedReason::ProtocolViolation, None))
+                Err(Close::silent(ClosedReason::ProtocolViolation))
             }
             RouteOp::Sub(sub) => {
                 self.on_remote_sub(sub);
@@ -274,33 +189,33 @@ impl Route {
     }
 
     /// Listener side: the dialer introduces itself.
-    fn on_connect(&mut self, json: &[u8]) -> Result<(), Stop> {
+    fn on_connect(&mut self, json: &[u8]) -> Result<(), Close> {
         let routes = &self.routes;
         // A client that dialled the route port by mistake sends `lang`.
         if let Ok(client) = Connect::from_json(json) {
             if client.lang.is_some() {
-                return Err(Stop(
+                return Err(Close::err(
+                    "attempted to connect to route port",
                     ClosedReason::ProtocolViolation,
-                    Some("attempted to connect to route port".into()),
                 ));
             }
         }
         let connect =
-            RouteConnect::from_json(json).map_err(|_| Stop(ClosedReason::ParseError, None))?;
+            RouteConnect::from_json(json).map_err(|_| Close::silent(ClosedReason::ParseError))?;
         let config = routes.config();
         if let (Some(user), Some(pass)) = (&config.user, &config.password) {
             if !(crate::auth::credentials_match(connect.user.as_deref(), user)
                 & crate::auth::credentials_match(connect.pass.as_deref(), pass))
             {
-                return Err(Stop(
+                return Err(Close::err(
+                    "Authorization Violation",
                     ClosedReason::AuthenticationViolation,
-                    Some("Authorization Violation".into()),
                 ));
             }
         }
         if connect.name == self.broker.identity().server_id() {
             self.outcome = Some(Outcome::SelfRoute);
-            return Err(Stop(ClosedReason::ProtocolViolation, None));
+            return Err(Close::silent(ClosedReason::ProtocolViolation));
         }
         self.check_cluster_name(&connect.cluster, connect.cluster_dynamic, true)?;
         self.connected = true;
@@ -314,7 +229,7 @@ impl Route {
         theirs: &str,
         theirs_dynamic: bool,
         send_err: bool,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), Close> {
         let routes = &self.routes;
         let mine = routes.name();
         if theirs.is_empty() || theirs == mine {
@@ -331,11 +246,14 @@ impl Route {
         let err = send_err.then(|| {
             format!("Rejecting connection, cluster name \"{theirs}\" does not match \"{mine}\"")
         });
-        Err(Stop(ClosedReason::ProtocolViolation, err))
+        Err(Close {
+            reason: ClosedReason::ProtocolViolation,
+            err: err.map(Into::into),
+        })
     }
 
-    fn on_info(&mut self, json: &[u8]) -> Result<(), Stop> {
-        let info = Info::from_json(json).map_err(|_| Stop(ClosedReason::ParseError, None))?;
+    fn on_info(&mut self, json: &[u8]) -> Result<(), Close> {
+        let info = Info::from_json(json).map_err(|_| Close::silent(ClosedReason::ParseError))?;
         let routes = &self.routes;
         if let Some(link) = &self.link {
             if info.server_id != link.server_id {
@@ -354,12 +272,12 @@ impl Route {
         }
         if info.server_id == self.broker.identity().server_id() {
             self.outcome = Some(Outcome::SelfRoute);
-            return Err(Stop(ClosedReason::ProtocolViolation, None));
+            return Err(Close::silent(ClosedReason::ProtocolViolation));
         }
         if routes.config().user.is_some() && self.dial.is_none() && !self.connected {
-            return Err(Stop(
+            return Err(Close::err(
+                "Authorization Violation",
                 ClosedReason::AuthenticationViolation,
-                Some("Authorization Violation".into()),
             ));
         }
         let dynamic = info.cluster_dynamic;
@@ -388,7 +306,7 @@ impl Route {
                 // and re-dials if it drops too.
                 existing.adopt_dial(self.dial.clone());
                 self.outcome = Some(Outcome::Duplicate(existing));
-                Err(Stop(ClosedReason::DuplicateRoute, None))
+                Err(Close::silent(ClosedReason::DuplicateRoute))
             }
         }
     }
@@ -455,26 +373,69 @@ impl Route {
         }
     }
 
-    fn ping_timer(&mut self) -> Result<(), Stop> {
-        if self.pings_out + 1 > self.broker.opts().max_pings_out {
-            return Err(Stop(
-                ClosedReason::StaleConnection,
-                Some("Stale Connection".into()),
-            ));
+    fn push(&mut self, build: impl FnOnce(&mut BytesMut)) {
+        self.touched.push(&self.conn, build);
+    }
+}
+
+impl Protocol for Route {
+    type Parser = RouteParser;
+
+    fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    fn parser(&mut self) -> &mut RouteParser {
+        &mut self.parser
+    }
+
+    fn keepalive(&mut self) -> &mut Keepalive {
+        &mut self.keepalive
+    }
+
+    #[inline]
+    fn handle(&mut self, op: RouteOp<'_>, chunk: &Bytes) -> Result<bool, Close> {
+        self.handle_op(op, chunk).map(|()| true)
+    }
+
+    fn parse_error(&self, e: &starling_proto::ProtoError) -> Close {
+        debug!(cid = self.conn.cid, error = %e, "route protocol error");
+        Close {
+            reason: ClosedReason::ParseError,
+            err: e.err_text().map(Into::into),
         }
-        // Activity makes a PING unnecessary, unless the RTT is still unmeasured.
-        if std::mem::take(&mut self.active) && !self.conn.rtt().is_zero() {
-            return Ok(());
-        }
-        self.pings_out += 1;
-        self.ping_sent = Some(std::time::Instant::now());
-        self.push(|b| b.put_slice(encode::PING));
+    }
+
+    fn count_in(&mut self, msgs: u64, bytes: u64) {
+        self.conn.count_in(msgs, bytes);
+        self.broker.counters().add_in(msgs, bytes);
+    }
+
+    async fn after_read(
+        &mut self,
+        _buf: &mut BytesMut,
+        handled: Result<(), Close>,
+    ) -> Result<(), Close> {
         self.touched.flush();
+        handled
+    }
+
+    /// Activity makes a PING unnecessary, unless the RTT is still unmeasured.
+    fn ping_timer(&mut self) -> Result<(), Close> {
+        let max = self.broker.opts().max_pings_out;
+        if self.keepalive.tick(&self.conn, max, true)? {
+            self.push(|b| b.put_slice(encode::PING));
+            self.touched.flush();
+        }
         Ok(())
     }
 
-    fn push(&mut self, build: impl FnOnce(&mut BytesMut)) {
-        self.touched.push(&self.conn, build);
+    fn close(&mut self, close: Close) {
+        if let Some(text) = &close.err {
+            self.conn.send(|b| encode::write_err(b, text.as_ref()));
+        }
+        trace!(cid = self.conn.cid, reason = %close.reason, "route closing");
+        self.conn.close(close.reason);
     }
 }
 

@@ -12,6 +12,7 @@
 //! connection (`Broker::retire`), the one place every closed connection passes.
 
 pub(crate) mod outbound;
+pub(crate) mod reader;
 mod reason;
 mod writer;
 
