@@ -4,7 +4,6 @@
 //! one way a reader stops ([`Close`]). The client and route protocols are [`Protocol`]s on it;
 //! a leafnode protocol would be a third.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +19,17 @@ use super::{ClosedReason, Conn};
 pub(crate) const READ_SIZE: usize = 64 * 1024;
 
 /// Why a reader stops: the close reason, and the `-ERR` to send before closing, if any.
+/// Kept as small as it was before it was shared (24 bytes): every op handler returns it, and
+/// a larger `Result` costs the parse loop instructions per message; the text is boxed only
+/// on the (rare) error path.
 #[derive(Debug)]
 pub(crate) struct Close {
     pub(crate) reason: ClosedReason,
-    pub(crate) err: Option<Cow<'static, str>>,
+    pub(crate) err: Option<Box<str>>,
 }
 
 impl Close {
-    pub(crate) fn err(text: impl Into<Cow<'static, str>>, reason: ClosedReason) -> Self {
+    pub(crate) fn err(text: impl Into<Box<str>>, reason: ClosedReason) -> Self {
         Self {
             reason,
             err: Some(text.into()),
@@ -185,7 +187,10 @@ where
     }
 }
 
-/// Parses and handles every complete op in `buf`, keeping an incomplete tail.
+/// Parses and handles every complete op in `buf`, keeping an incomplete tail. Inlined into
+/// each caller: under callgrind (pubsub, 16 B) the client path costs 905 instructions per
+/// message this way, 920 as a call, 880 when the loop was the client's own.
+#[inline(always)]
 pub(crate) fn process<P: Protocol>(p: &mut P, buf: &mut BytesMut) -> Result<(), Close> {
     let chunk = buf.split().freeze();
     let mut pos = 0;
