@@ -26,7 +26,10 @@
 //!   `cluster/` (routes, interest per account, discovery), `events`, `stats` (counters).
 //! - `introspect`: read-only views of the broker for monitoring and the system account.
 //! - `conn/`: what every connection kind shares: [`ConnKind`], [`ClosedReason`], the outbound
-//!   queue (every append has one outcome path), the writer task.
+//!   queue (every append has one outcome path), the writer task, and the read side (`reader`:
+//!   one read loop, keepalive and close path that the client and route protocols plug into).
+//! - `transport/`: sockets for every listener: one accept loop, URL and `host:port` splitting,
+//!   the byte stream (TCP or TLS), TLS itself and what client certificates say (`cert`).
 //! - `client/`: the client protocol on a byte stream, and the in-process [`Client`].
 //! - `delivery`: the hot path from a published message to subscribers' queues.
 //! - `permissions`: users' publish/subscribe permissions, compiled into shared matchers.
