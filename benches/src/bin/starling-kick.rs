@@ -103,30 +103,10 @@ async fn one_round(conns: usize) -> Result<(Duration, Duration, Duration), Error
         .start()
         .await?;
     let addr = server.client_addr().ok_or("no client listener")?;
-    let mut clients = Vec::with_capacity(conns);
-    for _ in 0..conns {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\nPING\r\n")
-            .await?;
-        let got = read_until(&mut s, b"PONG\r\n").await?;
-        if !got.ends_with(b"PONG\r\n") {
-            return Err(format!("no PONG: {:?}", String::from_utf8_lossy(&got)).into());
-        }
-        clients.push(s);
-    }
+    let clients = log_in(addr, conns).await?;
     let mut events = server.events();
-    // Each client waits for its close on its own task, so they are all watched at once.
     let start = Instant::now();
-    let waiters: Vec<_> = clients
-        .into_iter()
-        .map(|mut s| {
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                timeout(LIMIT, s.read_to_end(&mut out)).await??;
-                Ok::<_, Error>((Instant::now(), out))
-            })
-        })
-        .collect();
+    let waiters = watch_closes(clients);
     let closed = server.remove_user("u")?.ok_or("no user u")?;
     let call = start.elapsed();
     if closed != conns {
@@ -227,29 +207,10 @@ async fn nats_round(bin: &str, conns: usize) -> Result<Duration, Error> {
     };
     std::thread::spawn(move || for _ in lines {});
     let result = async {
-        let mut clients = Vec::with_capacity(conns);
-        for _ in 0..conns {
-            let mut s = TcpStream::connect(addr).await?;
-            s.write_all(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\nPING\r\n")
-                .await?;
-            let got = read_until(&mut s, b"PONG\r\n").await?;
-            if !got.ends_with(b"PONG\r\n") {
-                return Err(format!("no PONG: {:?}", String::from_utf8_lossy(&got)).into());
-            }
-            clients.push(s);
-        }
+        let clients = log_in(addr, conns).await?;
         std::fs::write(&conf, users(false))?;
         let start = Instant::now();
-        let waiters: Vec<_> = clients
-            .into_iter()
-            .map(|mut s| {
-                tokio::spawn(async move {
-                    let mut out = Vec::new();
-                    timeout(LIMIT, s.read_to_end(&mut out)).await??;
-                    Ok::<_, Error>((Instant::now(), out))
-                })
-            })
-            .collect();
+        let waiters = watch_closes(clients);
         // SAFETY: kill(2) with a child's pid and SIGHUP has no memory effects.
         if unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) } != 0 {
             return Err("kill(SIGHUP) failed".into());
@@ -270,6 +231,40 @@ async fn nats_round(bin: &str, conns: usize) -> Result<Duration, Error> {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// N connections logged in as user `u` (each confirmed by PING/PONG).
+async fn log_in(addr: std::net::SocketAddr, n: usize) -> Result<Vec<TcpStream>, Error> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"CONNECT {\"verbose\":false,\"user\":\"u\",\"pass\":\"p\"}\r\nPING\r\n")
+            .await?;
+        let got = read_until(&mut s, b"PONG\r\n").await?;
+        if !got.ends_with(b"PONG\r\n") {
+            return Err(format!("no PONG: {:?}", String::from_utf8_lossy(&got)).into());
+        }
+        clients.push(s);
+    }
+    Ok(clients)
+}
+
+/// A client's wait for its close: when it saw it, and what it read before.
+type Watcher = tokio::task::JoinHandle<Result<(Instant, Vec<u8>), Error>>;
+
+/// Each client waits for its close on its own task, so they are all watched at once: when
+/// it saw the close, and what it read before.
+fn watch_closes(clients: Vec<TcpStream>) -> Vec<Watcher> {
+    clients
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                timeout(LIMIT, s.read_to_end(&mut out)).await??;
+                Ok::<_, Error>((Instant::now(), out))
+            })
+        })
+        .collect()
 }
 
 async fn read_until(s: &mut TcpStream, end: &[u8]) -> Result<Vec<u8>, Error> {

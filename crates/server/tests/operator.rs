@@ -129,6 +129,23 @@ impl World {
         ]
     }
 
+    /// An account C signed by the operator that refuses bearer tokens and has revoked
+    /// `revoked`'s tokens issued up to a minute from now.
+    fn strict_account(&self, revoked: &KeyPair) -> (KeyPair, String) {
+        let c = KeyPair::new_account();
+        let jwt = mint(
+            "account",
+            &c.public_key(),
+            json!({
+                "limits": {"disallow_bearer": true, "conn": -1, "subs": -1, "payload": -1},
+                "revocations": {revoked.public_key(): now() + 60},
+            }),
+            json!({}),
+            &self.op,
+        );
+        (c, jwt)
+    }
+
     async fn start(&self, accounts: &[String]) -> Server {
         let mut b = Server::builder()
             .listen("127.0.0.1:0")
@@ -219,19 +236,7 @@ async fn minted_accounts_are_isolated_and_user_permissions_apply() {
 async fn bearer_expired_revoked_unsigned_and_foreign_users_are_told_apart() {
     let w = World::new();
     let revoked = KeyPair::new_user();
-    // Account A again, now with a revocation and bearer tokens disallowed... in a second
-    // account C that only differs in that.
-    let c = KeyPair::new_account();
-    let c_jwt = mint(
-        "account",
-        &c.public_key(),
-        json!({
-            "limits": {"disallow_bearer": true, "conn": -1, "subs": -1, "payload": -1},
-            "revocations": {revoked.public_key(): now() + 60},
-        }),
-        json!({}),
-        &w.op,
-    );
+    let (c, c_jwt) = w.strict_account(&revoked);
     let [a_jwt, b_jwt] = w.accounts();
     let server = w.start(&[a_jwt, b_jwt, c_jwt]).await;
 
@@ -580,17 +585,7 @@ async fn operator_mode_answers_as_nats_server_does() {
 async fn minted_tokens_are_judged_as_nats_server_judges_them() {
     let w = World::new();
     let revoked = KeyPair::new_user();
-    let c = KeyPair::new_account();
-    let c_jwt = mint(
-        "account",
-        &c.public_key(),
-        json!({
-            "limits": {"disallow_bearer": true, "conn": -1, "subs": -1, "payload": -1},
-            "revocations": {revoked.public_key(): now() + 60},
-        }),
-        json!({}),
-        &w.op,
-    );
+    let (c, c_jwt) = w.strict_account(&revoked);
     let [a_jwt, b_jwt] = w.accounts();
     let dir = std::env::temp_dir().join(format!("starling-op-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
