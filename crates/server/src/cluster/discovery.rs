@@ -1,19 +1,20 @@
-//! How peers are found: the cluster listener, seed dialers (retried with backoff for ever),
-//! the discovery poll (seeds re-resolved, embedder sources), and one-shot dials of peers learned
-//! by gossip.
+//! How peers are found: the cluster listener, seed dialers (retried with `transport::dial`'s
+//! back-off for ever), the discovery poll (seeds re-resolved, embedder sources), and one-shot
+//! dials of peers learned by gossip.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use super::route::{self, Outcome};
 use crate::broker::Broker;
 use crate::transport;
 use crate::transport::addr::{parse_url, DEFAULT_ROUTE_PORT};
+use crate::transport::dial::{self, jitter, Backoff};
 
 /// nats-server's route dial timeout.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -146,7 +147,7 @@ async fn explicit_dialer(
     wanted: Arc<Mutex<HashSet<String>>>,
 ) {
     let routes = broker.routes().expect("a cluster");
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), MAX_BACKOFF);
     loop {
         if broker.lifecycle().is_shutting_down() {
             break;
@@ -157,7 +158,7 @@ async fn explicit_dialer(
                 break;
             }
             Outcome::Closed(_) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 RECONNECT_DELAY + jitter()
             }
             Outcome::Duplicate(existing) => {
@@ -173,9 +174,7 @@ async fn explicit_dialer(
                 if !is_seed(&broker, &target) && !wanted.lock().contains(&target.addr) {
                     break; // the discovery source no longer lists it
                 }
-                let d = backoff + jitter();
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                d
+                backoff.failed()
             }
         };
         tokio::select! {
@@ -251,21 +250,16 @@ pub(crate) fn dial_discovered(broker: &Arc<Broker>, addr: String) {
 
 async fn dial_once(broker: &Arc<Broker>, target: &DialTarget) -> Outcome {
     let stream = tokio::select! {
-        r = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(&target.addr)) => r,
+        r = dial::connect(&target.addr, DIAL_TIMEOUT) => r,
         _ = broker.lifecycle().shutting_down() => return Outcome::Failed,
     };
     let stream = match stream {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(s) => s,
+        Err(e) => {
             debug!(addr = %target.addr, error = %e, "route dial failed");
             return Outcome::Failed;
         }
-        Err(_) => {
-            debug!(addr = %target.addr, "route dial timed out");
-            return Outcome::Failed;
-        }
     };
-    let _ = stream.set_nodelay(true);
     let remote = stream.peer_addr().ok();
     let outcome = match broker.route_tls().cloned() {
         None => {
@@ -319,12 +313,6 @@ fn tls_name(broker: &Broker, addr: &str) -> String {
         .map(|u| u.host)
         .find(|h| h.parse::<std::net::IpAddr>().is_err())
         .unwrap_or(host)
-}
-
-/// 0–100 ms, as nats-server adds before re-dialling, so two servers that dropped opposite
-/// duplicate connections do not collide again.
-fn jitter() -> Duration {
-    Duration::from_millis(fastrand::u64(0..100))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub(crate) mod addr;
 #[cfg(feature = "tls")]
 pub(crate) mod cert;
+pub(crate) mod dial;
 #[cfg(feature = "tls")]
 mod stream;
 #[cfg(feature = "tls")]
