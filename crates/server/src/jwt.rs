@@ -271,6 +271,9 @@ pub struct User {
     /// The account the user belongs to when one of its signing keys signed the token.
     #[serde(default)]
     pub issuer_account: Option<String>,
+    /// `tags` (`key:value` strings a scoped template may use).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
 }
 
 /// An account signing key and, for a scoped key, the template its users get.
@@ -365,6 +368,9 @@ pub struct Account {
     /// Imports.
     #[serde(default, deserialize_with = "null_as_default")]
     pub imports: Vec<Import>,
+    /// `tags`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
 }
 
 impl Account {
@@ -425,6 +431,8 @@ struct Raw {
     v1_type: Option<String>,
     #[serde(default)]
     issuer_account: Option<String>,
+    #[serde(default)]
+    tags: Option<serde_json::Value>,
     #[serde(default)]
     nats: serde_json::Map<String, serde_json::Value>,
 }
@@ -499,10 +507,14 @@ fn decode<N: DeserializeOwned>(
     };
     key.verify(signed.as_bytes(), &signature)
         .map_err(|_| JwtError::Signature)?;
+    // v1 kept these beside the claims; v2 inside `nats`.
     if let Some(account) = raw.issuer_account.take() {
         raw.nats
             .entry("issuer_account")
             .or_insert(serde_json::Value::String(account));
+    }
+    if let Some(tags) = raw.tags.take() {
+        raw.nats.entry("tags").or_insert(tags);
     }
     let nats = serde_json::from_value(serde_json::Value::Object(raw.nats))
         .map_err(|e| JwtError::Malformed(e.to_string()))?;

@@ -284,6 +284,8 @@ impl JwtUsers {
                     );
                 }
                 limits = template.clone();
+                apply_templates(&mut limits, &user, claims)
+                    .map_err(|e| format!("User JWT generated invalid permissions: {e}"))?;
             }
         } else if user
             .nats
@@ -345,6 +347,118 @@ impl JwtUsers {
             },
         })
     }
+}
+
+/// Most subjects one templated entry may expand to (nats-server's limit).
+const MAX_TEMPLATE_EXPANSIONS: usize = 4096;
+
+/// A scoped signing key's template filled in for `user`, as nats-server's
+/// `processUserPermissionsTemplate`: `{{name()}}`, `{{subject()}}`, `{{account-name()}}`,
+/// `{{account-subject()}}`, `{{tag(x)}}` and `{{account-tag(x)}}` (every value of the `x:`
+/// tags, one subject per combination). An allow list that expands to nothing becomes a deny
+/// of `>`; a deny entry that cannot be filled in is an error.
+fn apply_templates(
+    limits: &mut UserLimits,
+    user: &Claims<jwt::User>,
+    account: &Claims<jwt::Account>,
+) -> Result<(), String> {
+    let p = &mut limits.permissions;
+    for list in [&mut p.subscribe, &mut p.publish] {
+        let had_allow = !list.allow.is_empty();
+        list.allow = expand(&list.allow, false, user, account)?;
+        list.deny = expand(&list.deny, true, user, account)?;
+        if had_allow && list.allow.is_empty() {
+            list.deny.push(">".into());
+        }
+    }
+    Ok(())
+}
+
+fn expand(
+    list: &[String],
+    fail_on_bad: bool,
+    user: &Claims<jwt::User>,
+    account: &Claims<jwt::Account>,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(list.len());
+    for entry in list {
+        let mut pieces: Vec<(String, Vec<String>)> = Vec::new();
+        let mut rest = entry.as_str();
+        while let Some(start) = rest.find("{{") {
+            let Some(len) = rest[start..].find("}}") else {
+                break;
+            };
+            let token = &rest[start..start + len + 2];
+            let op = token[2..token.len() - 2].trim();
+            let values = template_values(op, user, account)
+                .ok_or_else(|| format!("template operation in {entry:?}: {op:?} is not defined"))?;
+            let values = match values {
+                v if !v.is_empty() => v,
+                _ if fail_on_bad => {
+                    return Err(format!(
+                        "generated invalid subject {entry:?}: {op:?} is not defined"
+                    ))
+                }
+                _ => vec![" ".to_string()], // an invalid subject: dropped below
+            };
+            pieces.push((token.to_string(), values));
+            rest = &rest[start + len + 2..];
+        }
+        let mut subjects = vec![entry.clone()];
+        for (token, values) in &pieces {
+            if subjects.len().saturating_mul(values.len()) > MAX_TEMPLATE_EXPANSIONS {
+                return Err(format!(
+                    "template expansion exceeds limit: {MAX_TEMPLATE_EXPANSIONS}"
+                ));
+            }
+            subjects = subjects
+                .iter()
+                .flat_map(|s| values.iter().map(move |v| s.replace(token.as_str(), v)))
+                .collect();
+        }
+        for subject in subjects {
+            // A subscribe entry may name a queue after a space.
+            let subject_part = subject.split_once(' ').map_or(subject.as_str(), |(s, _)| s);
+            if starling_sublist::is_valid_subject(subject_part.as_bytes()) {
+                out.push(subject);
+            } else if fail_on_bad {
+                return Err("generated invalid subject".into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What one template operation stands for (`None`: not an operation nats-server knows).
+fn template_values(
+    op: &str,
+    user: &Claims<jwt::User>,
+    account: &Claims<jwt::Account>,
+) -> Option<Vec<String>> {
+    let lower = op.to_ascii_lowercase();
+    let tagged = |tags: &[String], key: &str| -> Vec<String> {
+        let prefix = format!("{}:", key.to_ascii_lowercase());
+        tags.iter()
+            .filter_map(|t| t.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    };
+    Some(match lower.as_str() {
+        "name()" => vec![user.name.clone()],
+        "subject()" => vec![user.subject.clone()],
+        "account-name()" => vec![account.name.clone()],
+        "account-subject()" => vec![user
+            .nats
+            .issuer_account
+            .clone()
+            .unwrap_or_else(|| account.subject.clone())],
+        _ if lower.starts_with("tag(") && lower.ends_with(')') => {
+            tagged(&user.nats.tags, &op[4..op.len() - 1])
+        }
+        _ if lower.starts_with("account-tag(") && lower.ends_with(')') => {
+            tagged(&account.nats.tags, &op[12..op.len() - 1])
+        }
+        _ => return None,
+    })
 }
 
 /// `src`: the peer's address must be in one of the CIDR blocks, if any are given.

@@ -691,3 +691,81 @@ async fn minted_tokens_are_judged_as_nats_server_judges_them() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scoped key's template filled in per user, as nats-server fills it: `{{name()}}`,
+/// `{{tag(x)}}` (one subject per value), `{{account-name()}}`; an unknown operation refuses
+/// the user.
+#[tokio::test]
+async fn scoped_templates_are_filled_in_per_user() {
+    let op = KeyPair::new_operator();
+    let acct = KeyPair::new_account();
+    let scope = KeyPair::new_account();
+    let bad_scope = KeyPair::new_account();
+    let acct_jwt = mint(
+        "account",
+        &acct.public_key(),
+        json!({
+            "signing_keys": [
+                {
+                    "kind": "user_scope",
+                    "key": scope.public_key(),
+                    "template": {"pub": {"allow": [
+                        "user.{{name()}}.>", "team.{{tag(team)}}", "acct.{{account-name()}}"
+                    ]}},
+                },
+                {
+                    "kind": "user_scope",
+                    "key": bad_scope.public_key(),
+                    "template": {"pub": {"allow": ["x.{{bogus()}}"]}},
+                },
+            ],
+        }),
+        json!({"name": "shop"}),
+        &op,
+    );
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .operator(operator(&op, json!({})))
+        .resolver_preload(acct_jwt)
+        .start()
+        .await
+        .unwrap();
+    let user = KeyPair::new_user();
+    let user_jwt = mint(
+        "user",
+        &user.public_key(),
+        json!({"issuer_account": acct.public_key(), "tags": ["team:red", "team:blue"]}),
+        json!({"name": "alice"}),
+        &scope,
+    );
+    let (mut raw, first) = raw_login(&server, &user_jwt, Some(&user)).await;
+    assert_eq!(first, "PONG");
+    raw.send("SUB > 1\r\nPUB user.alice.x 1\r\na\r\nPUB team.red 1\r\nb\r\nPUB team.blue 1\r\nc\r\nPUB acct.shop 1\r\nd\r\nPUB user.bob.x 1\r\ne\r\nPUB team.green 1\r\nf\r\n")
+        .await;
+    assert_eq!(
+        raw.until_pong().await,
+        vec![
+            "MSG user.alice.x 1 1",
+            "a",
+            "MSG team.red 1 1",
+            "b",
+            "MSG team.blue 1 1",
+            "c",
+            "MSG acct.shop 1 1",
+            "d",
+            "-ERR 'Permissions Violation for Publish to \"user.bob.x\"'",
+            "-ERR 'Permissions Violation for Publish to \"team.green\"'",
+        ]
+    );
+    let bad = mint(
+        "user",
+        &user.public_key(),
+        json!({"issuer_account": acct.public_key()}),
+        json!({}),
+        &bad_scope,
+    );
+    assert_eq!(
+        raw_login(&server, &bad, Some(&user)).await.1,
+        "-ERR 'Authorization Violation'"
+    );
+}
