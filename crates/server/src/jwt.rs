@@ -320,6 +320,10 @@ pub struct Export {
     /// `response_type`: `Singleton`, `Stream` or `Chunked`.
     #[serde(default)]
     pub response_type: Option<String>,
+    /// `account_token_position`: the (1-based) token of the subject where an importer must
+    /// put its own account's public key (0: none).
+    #[serde(default)]
+    pub account_token_position: usize,
 }
 
 /// An import in an account token.

@@ -130,8 +130,8 @@ fn account_config(
             .filter(|other| {
                 other.nats.imports.iter().any(|i| {
                     i.account == *me
-                        && i.subject == export.subject
-                        && activation_valid(i, export, claims, &other.subject)
+                        && imports_export(i, export, &other.subject)
+                        && activation_valid(i, claims, &other.subject)
                 })
             })
             .map(|other| other.subject.clone())
@@ -171,12 +171,12 @@ fn account_config(
             .nats
             .exports
             .iter()
-            .find(|e| e.subject == import.subject && e.kind == import.kind);
+            .find(|e| imports_export(import, e, me));
         let Some(export) = exported else {
             warn!(account = %me, exporter = %import.account, subject = %import.subject, "import of a subject the account does not export ignored");
             continue;
         };
-        if export.token_req && !activation_valid(import, export, exporter, me) {
+        if export.token_req && !activation_valid(import, exporter, me) {
             continue;
         }
         let local = import.local_subject.clone().or_else(|| import.to.clone());
@@ -203,13 +203,20 @@ fn account_config(
     a
 }
 
-/// Whether `import`'s activation token lets `importer` import `export` from `exporter`.
-fn activation_valid(
-    import: &jwt::Import,
-    export: &jwt::Export,
-    exporter: &Claims<jwt::Account>,
-    importer: &str,
-) -> bool {
+/// Whether `importer`'s `import` takes from `export`: the same kind, a subject within the
+/// export's, and the importer's own key where the export's `account_token_position` says.
+fn imports_export(import: &jwt::Import, export: &jwt::Export, importer: &str) -> bool {
+    let within = import.subject == export.subject
+        || starling_sublist::subject_matches(export.subject.as_bytes(), import.subject.as_bytes());
+    let token_ok = match export.account_token_position {
+        0 => true,
+        n => import.subject.split('.').nth(n - 1) == Some(importer),
+    };
+    import.kind == export.kind && within && token_ok
+}
+
+/// Whether `import`'s activation token lets `importer` import its subject from `exporter`.
+fn activation_valid(import: &jwt::Import, exporter: &Claims<jwt::Account>, importer: &str) -> bool {
     let Some(token) = import.token.as_deref() else {
         return false;
     };
@@ -224,7 +231,11 @@ fn activation_valid(
             .any(|k| k.key == activation.issuer);
     signer_ok
         && activation.subject == importer
-        && activation.nats.subject == export.subject
+        && (activation.nats.subject == import.subject
+            || starling_sublist::subject_matches(
+                activation.nats.subject.as_bytes(),
+                import.subject.as_bytes(),
+            ))
         && activation.check_time(SystemTime::now()).is_ok()
         && !exporter.nats.is_revoked(importer, activation.issued_at)
 }

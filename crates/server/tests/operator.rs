@@ -769,3 +769,66 @@ async fn scoped_templates_are_filled_in_per_user() {
         "-ERR 'Authorization Violation'"
     );
 }
+
+/// An export with `account_token_position`: each importer may import only the subjects that
+/// carry its own account key at that token (how the system account's per-account subjects are
+/// shared); an import naming another account's key is ignored.
+#[tokio::test]
+async fn account_token_position_limits_each_importer_to_its_own_subjects() {
+    let op = KeyPair::new_operator();
+    let (x, y, z) = (
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+    );
+    let x_jwt = mint(
+        "account",
+        &x.public_key(),
+        json!({"exports": [{"subject": "acct.*.events", "type": "stream", "account_token_position": 2}]}),
+        json!({}),
+        &op,
+    );
+    // An import of X's events under `named`'s key.
+    let import = |named: &KeyPair| {
+        json!({"imports": [{
+            "subject": format!("acct.{}.events", named.public_key()),
+            "account": x.public_key(),
+            "type": "stream",
+        }]})
+    };
+    let y_jwt = mint("account", &y.public_key(), import(&y), json!({}), &op);
+    // Z names Y's key: not its own.
+    let z_jwt = mint("account", &z.public_key(), import(&y), json!({}), &op);
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .operator(operator(&op, json!({})))
+        .resolver_preload(x_jwt)
+        .resolver_preload(y_jwt)
+        .resolver_preload(z_jwt)
+        .start()
+        .await
+        .unwrap();
+    let login = |account: &KeyPair| {
+        let user = KeyPair::new_user();
+        let jwt = Token::new_user(account.public_key(), user.public_key()).sign(account);
+        (user, jwt)
+    };
+    let (yu, yj) = login(&y);
+    let (zu, zj) = login(&z);
+    let (xu, xj) = login(&x);
+    let subject = format!("acct.{}.events", y.public_key());
+    let (mut ys, _) = raw_login(&server, &yj, Some(&yu)).await;
+    let (mut zs, _) = raw_login(&server, &zj, Some(&zu)).await;
+    for s in [&mut ys, &mut zs] {
+        s.send(&format!("SUB {subject} 1\r\n")).await;
+        assert!(s.until_pong().await.is_empty());
+    }
+    let (mut xs, _) = raw_login(&server, &xj, Some(&xu)).await;
+    xs.send(&format!("PUB {subject} 2\r\nhi\r\n")).await;
+    assert!(xs.until_pong().await.is_empty());
+    assert_eq!(
+        ys.until_pong().await,
+        vec![format!("MSG {subject} 1 2"), "hi".into()]
+    );
+    assert!(zs.until_pong().await.is_empty());
+}
