@@ -660,6 +660,31 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Tokens come from clients: whatever they are, decoding answers without panicking.
+        #[test]
+        fn any_token_is_answered_without_a_panic(
+            text in ".{0,200}",
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..120), 0..5),
+        ) {
+            let _ = decode_user(&text);
+            let _ = decode_operator(&text);
+            let encoded: Vec<String> = chunks.iter().map(|c| BASE64URL_NOPAD.encode(c)).collect();
+            let token = encoded.join(".");
+            let _ = decode_user(&token);
+            let _ = decode_account(&token);
+            // A real token with one byte changed.
+            let mut forged = V2_OPERATOR.as_bytes().to_vec();
+            if let Some(first) = chunks.first().and_then(|c| c.first()) {
+                let at = *first as usize % forged.len();
+                forged[at] = chunks[0].get(1).copied().unwrap_or(b'A');
+            }
+            let forged = String::from_utf8_lossy(&forged).into_owned();
+            // Any change to a signed token is refused.
+            proptest::prop_assert!(forged == V2_OPERATOR || decode_operator(&forged).is_err());
+        }
+    }
+
     #[test]
     fn revocations_and_time_windows() {
         let account = Account {
