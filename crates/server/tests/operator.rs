@@ -325,13 +325,7 @@ async fn scoped_signing_keys_impose_their_template() {
         json!({}),
         &op,
     );
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .operator(operator(&op, json!({})))
-        .resolver_preload(acct_jwt)
-        .start()
-        .await
-        .unwrap();
+    let server = trusting(&op, &[acct_jwt]).await;
     let user = KeyPair::new_user();
     let user_jwt = mint(
         "user",
@@ -474,6 +468,17 @@ async fn user_and_account_limits_from_the_jwts_apply() {
         tokio::time::timeout(WAIT, raw.until_eof()).await.unwrap(),
         vec!["-ERR 'Maximum Payload Violation'"]
     );
+}
+
+/// A broker trusting the self-signed operator `op`, with these account JWTs preloaded.
+async fn trusting(op: &KeyPair, accounts: &[String]) -> Server {
+    let mut b = Server::builder()
+        .listen("127.0.0.1:0")
+        .operator(operator(op, json!({})));
+    for a in accounts {
+        b = b.resolver_preload(a);
+    }
+    b.start().await.unwrap()
 }
 
 /// What a raw client sees after INFO when it sends `connect(nonce)` and a PING: every line up
@@ -723,13 +728,7 @@ async fn scoped_templates_are_filled_in_per_user() {
         json!({"name": "shop"}),
         &op,
     );
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .operator(operator(&op, json!({})))
-        .resolver_preload(acct_jwt)
-        .start()
-        .await
-        .unwrap();
+    let server = trusting(&op, &[acct_jwt]).await;
     let user = KeyPair::new_user();
     let user_jwt = mint(
         "user",
@@ -799,15 +798,7 @@ async fn account_token_position_limits_each_importer_to_its_own_subjects() {
     let y_jwt = mint("account", &y.public_key(), import(&y), json!({}), &op);
     // Z names Y's key: not its own.
     let z_jwt = mint("account", &z.public_key(), import(&y), json!({}), &op);
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .operator(operator(&op, json!({})))
-        .resolver_preload(x_jwt)
-        .resolver_preload(y_jwt)
-        .resolver_preload(z_jwt)
-        .start()
-        .await
-        .unwrap();
+    let server = trusting(&op, &[x_jwt, y_jwt, z_jwt]).await;
     let login = |account: &KeyPair| {
         let user = KeyPair::new_user();
         let jwt = Token::new_user(account.public_key(), user.public_key()).sign(account);

@@ -24,6 +24,18 @@ async fn tls_server(tls: TlsConfig) -> Server {
         .expect("server starts")
 }
 
+/// A client that reads the plaintext INFO and never starts its handshake is closed (after the
+/// TLS timeout) with `TLS Handshake Failure`.
+async fn stalled_client_fails_its_handshake(server: &Server) {
+    let mut events = server.events();
+    let (mut raw, _) = Raw::connect_info(server.client_addr().unwrap()).await;
+    assert!(raw.until_eof().await.is_empty());
+    assert_eq!(
+        closed_reason(&mut events).await,
+        ClosedReason::TlsHandshakeError
+    );
+}
+
 fn url(server: &Server) -> String {
     format!("tls://localhost:{}", server.client_addr().unwrap().port())
 }
@@ -93,13 +105,7 @@ async fn a_plaintext_client_is_closed_as_a_tls_handshake_failure() {
 
     // A client that never starts its handshake is closed after the TLS timeout.
     let server = tls_server(certs.server().timeout(Duration::from_millis(200))).await;
-    let mut events = server.events();
-    let (mut raw, _) = Raw::connect_info(server.client_addr().unwrap()).await;
-    assert!(raw.until_eof().await.is_empty());
-    assert_eq!(
-        closed_reason(&mut events).await,
-        ClosedReason::TlsHandshakeError
-    );
+    stalled_client_fails_its_handshake(&server).await;
 }
 
 #[tokio::test]
@@ -229,13 +235,7 @@ async fn the_auth_timer_starts_after_the_handshake() {
         .unwrap();
     // A client that stalls in the handshake runs into the TLS timeout, not the auth timeout:
     // the auth timer is not running yet.
-    let mut events = server.events();
-    let (mut raw, _) = Raw::connect_info(server.client_addr().unwrap()).await;
-    assert!(raw.until_eof().await.is_empty());
-    assert_eq!(
-        closed_reason(&mut events).await,
-        ClosedReason::TlsHandshakeError
-    );
+    stalled_client_fails_its_handshake(&server).await;
     let client = client_options(&certs)
         .user_and_password("u".into(), "p".into())
         .connect(url(&server))
