@@ -305,36 +305,36 @@ impl Credentials {
         Ok(None)
     }
 
-    /// Decides again about a connection from `addr` that presented `presented`: the chain,
-    /// then the configured users (a bcrypt comparison on a blocking thread). `None`: refused.
+    /// The whole decision about a connection from `addr` that presented `presented`: the
+    /// chain, then the configured users (a bcrypt comparison on a blocking thread). `Err`:
+    /// refused, and why (for the log and the event, never the client).
     pub(crate) async fn decide(
         &self,
         cid: u64,
         addr: Option<std::net::SocketAddr>,
         presented: &Presented,
         accounts: &Accounts,
-    ) -> Option<Verdict> {
+    ) -> Result<Verdict, String> {
         let (connect, nonce) = (&presented.connect, presented.nonce.as_deref());
         if self.has_chain() {
             let request = AuthRequest::new(cid, addr, connect, nonce, &presented.peer_certificates);
-            match self.ask_chain(request, accounts).await {
-                Ok(Some(verdict)) => return Some(verdict),
-                Ok(None) => {}
-                Err(_) => return None,
+            if let Some(verdict) = self.ask_chain(request, accounts).await? {
+                return Ok(verdict);
             }
         }
         let peer = Peer {
             ip: addr.map(|a| a.ip()),
             certificates: &presented.peer_certificates,
         };
-        match self.authenticate(connect, nonce, peer) {
+        let verdict = match self.authenticate(connect, nonce, peer) {
             Check::Allowed(verdict) => Some(verdict),
             Check::Denied => None,
             Check::Pending(check) => tokio::task::spawn_blocking(|| check.verify())
                 .await
                 .ok()
                 .flatten(),
-        }
+        };
+        verdict.ok_or_else(|| "invalid credentials".to_string())
     }
 
     /// The account of a client that does not authenticate (ops before CONNECT, CONNECT without

@@ -536,7 +536,7 @@ impl Broker {
                 conn.account().is_some_and(|a| Arc::ptr_eq(a, &v.account))
             };
             match verdict {
-                Some(v) if same_account(&v) => {
+                Ok(v) if same_account(&v) => {
                     let unchanged = match (conn.permissions(), &v.permissions) {
                         (Some(now), Some(new)) => now.compiled().same_as(new),
                         (None, None) => true,

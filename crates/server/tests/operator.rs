@@ -530,52 +530,33 @@ async fn operator_mode_answers_as_nats_server_does() {
         data_encoding::BASE64URL_NOPAD.encode(&k.sign(nonce.as_bytes()).unwrap())
     };
     let other = KeyPair::new_user();
+    // A CONNECT with `jwt`, signed (or not) by `key`.
+    let with = |verbose: bool, jwt: &str, key: Option<&KeyPair>| {
+        let (jwt, key) = (jwt.to_string(), key.cloned());
+        move |n: &str| {
+            let sig = key
+                .as_ref()
+                .map_or(String::new(), |k| format!(r#","sig":"{}""#, sign(k, n)));
+            format!(r#"{{"verbose":{verbose},"jwt":"{jwt}"{sig}}}"#)
+        }
+    };
     type ConnectFor<'a> = Box<dyn Fn(&str) -> String + 'a>;
     let cases: Vec<(&str, ConnectFor)> = vec![
         (
             "no credentials",
             Box::new(|_| r#"{"verbose":false}"#.to_string()),
         ),
-        (
-            "signed",
-            Box::new(|n| {
-                format!(
-                    r#"{{"verbose":false,"jwt":"{jwt}","sig":"{}"}}"#,
-                    sign(&key, n)
-                )
-            }),
-        ),
+        ("signed", Box::new(with(false, &jwt, Some(&key)))),
         (
             "signed by another key",
-            Box::new(|n| {
-                format!(
-                    r#"{{"verbose":false,"jwt":"{jwt}","sig":"{}"}}"#,
-                    sign(&other, n)
-                )
-            }),
+            Box::new(with(false, &jwt, Some(&other))),
         ),
-        (
-            "unsigned",
-            Box::new(|_| format!(r#"{{"verbose":false,"jwt":"{jwt}"}}"#)),
-        ),
+        ("unsigned", Box::new(with(false, &jwt, None))),
         (
             "not a jwt",
-            Box::new(|n| {
-                format!(
-                    r#"{{"verbose":false,"jwt":"eyJhbGciOi.x.y","sig":"{}"}}"#,
-                    sign(&key, n)
-                )
-            }),
+            Box::new(with(false, "eyJhbGciOi.x.y", Some(&key))),
         ),
-        (
-            "verbose",
-            Box::new(|n| {
-                format!(
-                    r#"{{"verbose":true,"jwt":"{jwt}","sig":"{}"}}"#,
-                    sign(&key, n)
-                )
-            }),
-        ),
+        ("verbose", Box::new(with(true, &jwt, Some(&key)))),
     ];
     for (name, connect) in &cases {
         let ours = session(starling.client_addr().unwrap(), connect).await;

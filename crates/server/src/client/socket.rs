@@ -16,7 +16,6 @@ use tracing::{debug, error};
 
 use crate::account::Account;
 use crate::auth::{tightest, Check, Peer, PendingCheck, Presented, UserLimits, Verdict};
-use crate::authenticator::AuthRequest;
 use crate::broker::Broker;
 use crate::conn::reader::{self, Close, Keepalive, Protocol};
 use crate::conn::{write_loop, ClosedReason, Conn, ConnKind};
@@ -429,40 +428,32 @@ impl Client {
                 ClosedReason::AuthenticationTimeout,
             )
         };
-        let check = match pending {
-            Pending::Bcrypt(check) => Check::Pending(check),
-            Pending::Chain => {
-                let broker = self.broker.clone();
-                let request = self.auth_request(&connect);
-                let asked = broker.auth().ask_chain(request, broker.accounts());
-                match tokio::time::timeout_at(deadline, asked)
-                    .await
-                    .map_err(timed_out)?
-                {
-                    Ok(Some(verdict)) => Check::Allowed(verdict),
-                    Ok(None) => broker.auth().authenticate(
-                        &connect,
-                        self.hello.nonce.as_deref(),
-                        self.peer(),
-                    ),
-                    Err(reason) => return Err(self.refuse(reason)),
-                }
-            }
-        };
-        let verdict = match check {
-            Check::Allowed(verdict) => Some(verdict),
-            Check::Denied => None,
-            Check::Pending(check) => {
+        let verdict = match pending {
+            Pending::Bcrypt(check) => {
                 tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(|| check.verify()))
                     .await
                     .map_err(timed_out)?
                     .ok()
                     .flatten()
+                    .ok_or_else(|| "invalid credentials".to_string())
+            }
+            // The chain, then the configured users: the same decision `Server::recheck` makes.
+            Pending::Chain => {
+                let broker = self.broker.clone();
+                let presented = self.presented(&connect);
+                let addr = self.conn.meta.lock().addr;
+                let decided =
+                    broker
+                        .auth()
+                        .decide(self.conn.cid, addr, &presented, broker.accounts());
+                tokio::time::timeout_at(deadline, decided)
+                    .await
+                    .map_err(timed_out)?
             }
         };
         match verdict {
-            Some(verdict) => self.admit(connect, verdict),
-            None => Err(self.refuse("invalid credentials".into())),
+            Ok(verdict) => self.admit(connect, verdict),
+            Err(reason) => Err(self.refuse(reason)),
         }
     }
 
@@ -474,15 +465,13 @@ impl Client {
         }
     }
 
-    /// What an authenticator sees of this client.
-    fn auth_request(&self, connect: &Connect) -> AuthRequest {
-        AuthRequest::new(
-            self.conn.cid,
-            self.conn.meta.lock().addr,
-            connect,
-            self.hello.nonce.as_deref(),
-            &self.hello.peer_certificates,
-        )
+    /// What the client presented at CONNECT, for deciding about it (now, and at a recheck).
+    fn presented(&self, connect: &Connect) -> Presented {
+        Presented {
+            connect: connect.clone(),
+            nonce: self.hello.nonce.clone(),
+            peer_certificates: self.hello.peer_certificates.clone(),
+        }
     }
 
     /// A refused CONNECT: logged and reported as an event, then `Authorization Violation`.
@@ -544,11 +533,7 @@ impl Client {
             meta.lang = connect.lang.clone();
             meta.version = connect.version.clone();
             meta.user = verdict.user.clone();
-            meta.presented = Some(Arc::new(Presented {
-                connect: connect.clone(),
-                nonce: self.hello.nonce.clone(),
-                peer_certificates: self.hello.peer_certificates.clone(),
-            }));
+            meta.presented = Some(Arc::new(self.presented(&connect)));
         }
         if self.conn.rtt().is_zero() {
             // As nats-server: the first estimate is the time from our INFO to the CONNECT.
