@@ -64,7 +64,7 @@ impl Broker {
         if auth.plaintext_passwords() {
             warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
-        let identity = Identity::new(opts.server_name.clone());
+        let identity = Identity::new(opts.server_name.clone(), opts.features);
         let lifecycle = Lifecycle::new();
         // The server's own subscriptions (imports, $SYS) belong to this connection: cid 0,
         // never registered, never listed.

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::account::config::{Account, User};
 use crate::cluster::Cluster;
 use crate::error::StartError;
+use crate::extension::{Extension, Extensions};
 use crate::options::{Auth, Options, MAX_PAYLOAD_CEILING};
 use crate::server::Server;
 
@@ -39,6 +40,7 @@ pub struct ServerBuilder {
     auth_timeout_set: bool,
     /// `system_account` was set (operator mode otherwise takes the operator's).
     system_account_set: bool,
+    extensions: Extensions,
 }
 
 impl ServerBuilder {
@@ -56,6 +58,15 @@ impl ServerBuilder {
     /// Serves clients on an already-bound listener.
     pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
         self.listener = Some(listener);
+        self
+    }
+
+    /// Adds a service that starts and stops with the server (JetStream is one: see
+    /// `starling-jetstream`). Extensions start in the order given, after the accounts exist and
+    /// before the client listener accepts; one that fails stops the start with
+    /// [`StartError::Extension`].
+    pub fn extension(mut self, extension: impl Extension) -> Self {
+        self.extensions.push(std::sync::Arc::new(extension));
         self
     }
 
@@ -441,7 +452,8 @@ impl ServerBuilder {
             route: route_tls,
             monitor: monitor_tls,
         };
-        let server = Server::launch(opts, listener, cluster, tls);
+        opts.features = self.extensions.features();
+        let server = Server::launch(opts, listener, cluster, tls, self.extensions).await?;
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
             crate::monitor::http::start(server.broker(), listener);

@@ -39,6 +39,15 @@ pub enum StartError {
     #[cfg(feature = "tls")]
     #[error("invalid TLS configuration: {0}")]
     Tls(#[from] crate::transport::tls::TlsError),
+    /// An extension (JetStream, say) could not start.
+    #[error("{name}: {source}")]
+    Extension {
+        /// The extension's name.
+        name: String,
+        /// Its error.
+        #[source]
+        source: crate::extension::ExtensionError,
+    },
     /// `start()` was called outside a tokio runtime.
     #[error("starling must be started inside a tokio runtime")]
     NoRuntime,
@@ -69,6 +78,9 @@ pub enum ClientError {
     /// The server has no account of that name.
     #[error("no such account")]
     UnknownAccount,
+    /// A header block is not one (`NATS/1.0` first, within the message).
+    #[error("invalid header block")]
+    InvalidHeaders,
 }
 
 /// Why an in-process request failed.

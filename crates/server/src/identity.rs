@@ -1,5 +1,6 @@
 //! Who this server is (id, name, start time, bound addresses) and the INFO it sends.
 
+use crate::extension::Features;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -35,6 +36,8 @@ pub(crate) struct Identity {
     monitor_addr: Mutex<Option<SocketAddr>>,
     /// Bumped whenever the cluster's client URLs change (async INFO to clients).
     urls_version: AtomicU64,
+    /// What extensions offer (JetStream).
+    features: Features,
 }
 
 /// What a client INFO says beyond the identity.
@@ -52,9 +55,10 @@ pub(crate) struct ClientInfo {
 }
 
 impl Identity {
-    pub(crate) fn new(server_name: Option<String>) -> Self {
+    pub(crate) fn new(server_name: Option<String>, features: Features) -> Self {
         let server_id = new_server_id();
         Self {
+            features,
             server_name: server_name.unwrap_or_else(|| server_id.clone()),
             server_id,
             start: SystemTime::now(),
@@ -66,6 +70,11 @@ impl Identity {
 
     pub(crate) fn server_id(&self) -> &str {
         &self.server_id
+    }
+
+    /// What the server's extensions offer.
+    pub(crate) fn features(&self) -> Features {
+        self.features
     }
 
     pub(crate) fn server_name(&self) -> &str {
@@ -135,6 +144,9 @@ impl Identity {
             ldm: c.lame_duck,
             cluster: c.cluster,
             connect_urls: c.connect_urls,
+            // Only clients hear of JetStream: a route peer that is nats-server must not take
+            // this server's JetStream for a member of its own.
+            jetstream: self.features.jetstream,
             ..self.base_info(c.max_payload)
         }
     }

@@ -38,6 +38,7 @@
 //!   monitoring endpoints (`/varz`, `/connz`, ...) and Prometheus `/metrics`.
 //! - `jwt`, `operator`: NATS JWTs read and verified; operator mode (trusted operators, the
 //!   MEMORY resolver, user JWT authentication).
+//! - `extension`: services that start and stop with the server on its public API (JetStream).
 //! - `error`: the embedding API's errors.
 #![warn(missing_docs)]
 
@@ -52,6 +53,7 @@ mod conn;
 mod delivery;
 mod error;
 mod events;
+mod extension;
 mod identity;
 mod introspect;
 pub mod jwt;
@@ -78,6 +80,7 @@ pub use cluster::{Cluster, Discovery, Peer, Seeds};
 pub use conn::{ClosedReason, ConnKind};
 pub use error::{AccountError, ClientError, RequestError, StartError};
 pub use events::{Event, EventStream};
+pub use extension::{Extension, ExtensionError, Features};
 pub use identity::{NATS_VERSION, STARLING_VERSION};
 pub use message::{Message, Subject};
 pub use options::{

@@ -47,6 +47,8 @@ impl Auth {
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub(crate) server_name: Option<String>,
+    /// What extensions offer (set by the builder from them).
+    pub(crate) features: crate::extension::Features,
     /// Client listener address; `None` = no TCP listener (in-process clients only).
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) client_advertise: Option<String>,
@@ -100,6 +102,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             server_name: None,
+            features: Default::default(),
             listen: None,
             client_advertise: None,
             max_payload: DEFAULT_MAX_PAYLOAD,

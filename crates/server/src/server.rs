@@ -13,8 +13,9 @@ use crate::broker::Broker;
 use crate::builder::ServerBuilder;
 use crate::client::inprocess::Client;
 use crate::conn::ClosedReason;
-use crate::error::{AccountError, ClientError};
+use crate::error::{AccountError, ClientError, StartError};
 use crate::events::{Event, EventStream};
+use crate::extension::Extensions;
 use crate::options::Options;
 use crate::stats::Stats;
 
@@ -81,12 +82,13 @@ impl Server {
         ServerBuilder::new()
     }
 
-    pub(crate) fn launch(
+    pub(crate) async fn launch(
         opts: Options,
         listener: Option<TcpListener>,
         cluster: Option<(crate::cluster::Cluster, TcpListener, String)>,
         tls: crate::transport::TlsSet,
-    ) -> Self {
+        extensions: Extensions,
+    ) -> Result<Self, StartError> {
         let (routes, cluster_listener) = match cluster {
             Some((config, l, advertise)) => {
                 let addr = l.local_addr().expect("bound listener has an address");
@@ -98,7 +100,11 @@ impl Server {
             None => (None, None),
         };
         let broker = Arc::new(Broker::new(opts, routes, tls));
-        if let Some(listener) = listener {
+        let server = Self {
+            _guard: Arc::new(DropGuard(broker.clone())),
+            broker: broker.clone(),
+        };
+        if let Some(listener) = &listener {
             let addr = listener.local_addr().ok();
             broker.identity().set_client_addr(addr);
             if let Some(addr) = addr {
@@ -117,9 +123,6 @@ impl Server {
                     );
                 }
             }
-            broker
-                .lifecycle()
-                .spawn(crate::client::accept(broker.clone(), listener));
         }
         if let (Some(routes), Some(l)) = (broker.routes(), cluster_listener) {
             info!(
@@ -135,12 +138,23 @@ impl Server {
         }
         broker.system().start(&broker);
         broker.accounts().start(&broker);
+        // Extensions recover their state before the first client is accepted.
+        for ext in extensions.iter() {
+            ext.start(server.clone())
+                .await
+                .map_err(|source| StartError::Extension {
+                    name: ext.name().to_string(),
+                    source,
+                })?;
+        }
+        if let Some(listener) = listener {
+            broker
+                .lifecycle()
+                .spawn(crate::client::accept(broker.clone(), listener));
+        }
         debug!(server_id = %broker.identity().server_id(), name = %broker.identity().server_name(), version = crate::identity::STARLING_VERSION, "server identity");
         info!("Server is ready");
-        Self {
-            _guard: Arc::new(DropGuard(broker.clone())),
-            broker,
-        }
+        Ok(server)
     }
 
     /// The broker behind this handle (the monitor's and the builder's way in).
@@ -197,6 +211,16 @@ impl Server {
         let global = self.broker.accounts().global().clone();
         // `$G` has no connection limit of its own, so this cannot fail.
         Client::new(self.broker.clone(), global).expect("$G takes any number of clients")
+    }
+
+    /// A new in-process client in `account` whose subscriptions stay on this server: cluster
+    /// peers never hear of them, so only messages published on this server reach them.
+    /// JetStream's handlers are such clients: a mixed cluster's nats-server nodes must not route
+    /// their clients' JetStream requests here, where a second JetStream would answer too.
+    pub fn local_client_in(&self, account: &str) -> Result<Client, ClientError> {
+        let client = self.client_in(account)?;
+        client.keep_interest_local();
+        Ok(client)
     }
 
     /// A new in-process client in account `account` (`"$G"` for the global account). Fails
@@ -373,6 +397,21 @@ impl Server {
             broker.events().emit(Event::Shutdown);
         }
         lifecycle.wait().await;
+    }
+
+    /// Runs `task` as one of the server's own tasks: [`Self::shutdown`] waits for it to end. For
+    /// extensions, whose work must finish (a store flushed) before the server is stopped.
+    /// After shutdown has begun the task is still run, and still waited for.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.broker.lifecycle().spawn(task);
+    }
+
+    /// Completes when shutdown begins (also at once if it has).
+    pub async fn shutting_down(&self) {
+        self.broker.lifecycle().shutting_down().await;
     }
 
     /// Whether every task of this server has ended (true after `shutdown().await`).

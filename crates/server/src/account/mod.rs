@@ -129,7 +129,7 @@ impl Account {
         queue: Option<&[u8]>,
     ) -> Result<SubHandle, SublistError> {
         let handle = self.sublist.insert(subject, queue, sub.clone())?;
-        if let Some(routes) = &self.routes {
+        if let Some(routes) = self.announced_to(sub) {
             routes.interest_changed(&self.name, subject, queue, 1);
         }
         Ok(handle)
@@ -139,10 +139,16 @@ impl Account {
     pub(crate) fn remove(&self, sub: &Subscription, handle: &SubHandle) {
         sub.mark_removed();
         if self.sublist.remove(handle).is_some() {
-            if let Some(routes) = &self.routes {
+            if let Some(routes) = self.announced_to(sub) {
                 routes.interest_changed(&self.name, handle.subject(), handle.queue(), -1);
             }
         }
+    }
+
+    /// The routes `sub`'s interest is announced to: none without a cluster, or when its
+    /// connection keeps its interest on this server.
+    fn announced_to(&self, sub: &Subscription) -> Option<&Arc<Routes>> {
+        self.routes.as_ref().filter(|_| !sub.conn.is_local_only())
     }
 
     /// Inserts a subscription peers must not hear of: a peer's own interest, or a server-side

@@ -147,7 +147,7 @@ impl System {
             id: view.server_id().to_string(),
             cluster: view.routes().map(|r| r.name()).unwrap_or_default(),
             ver: NATS_VERSION,
-            jetstream: false,
+            jetstream: broker.identity().features().jetstream,
             flags: 0,
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             time: rfc3339(SystemTime::now()),

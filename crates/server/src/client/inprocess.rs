@@ -140,6 +140,30 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Publishes a message in its wire form and tells whether anyone received it: `data` is the
+    /// `NATS/1.0` header block (its first `header_len` bytes, when there are headers) followed
+    /// by the payload, as a stored message or one received from a [`Subscriber`] keeps them.
+    /// Nothing is copied: subscribers get slices of `data`.
+    pub async fn publish_frame(
+        &self,
+        subject: impl AsRef<str>,
+        reply: Option<&str>,
+        header_len: Option<usize>,
+        data: Bytes,
+    ) -> Result<bool, ClientError> {
+        if let Some(n) = header_len {
+            if n > data.len() || !data.starts_with(b"NATS/1.0") {
+                return Err(ClientError::InvalidHeaders);
+            }
+        }
+        self.send(subject.as_ref(), reply, header_len, data).await
+    }
+
+    /// Keeps this client's interest on this server (see [`crate::Server::local_client_in`]).
+    pub(crate) fn keep_interest_local(&self) {
+        self.inner.conn.set_local_only(true);
+    }
+
     /// Routes one message; returns whether anyone got it.
     async fn send(
         &self,

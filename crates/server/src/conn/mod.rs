@@ -87,6 +87,8 @@ pub(crate) struct Conn {
     echo: AtomicBool,
     /// CONNECT's `headers`: HMSG may be sent (otherwise headers are stripped).
     headers: AtomicBool,
+    /// Its subscriptions stay on this server: cluster peers never hear of them.
+    local_only: AtomicBool,
     /// CONNECT's `protocol`: 1 = the client accepts asynchronous INFO updates.
     protocol: AtomicU8,
     /// The client answered its handshake PING: asynchronous INFOs may be pushed to it.
@@ -138,6 +140,7 @@ impl Conn {
             permissions_generation: AtomicU64::new(0),
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
+            local_only: AtomicBool::new(false),
             protocol: AtomicU8::new(0),
             info_ready: AtomicBool::new(false),
             urls_seen: AtomicU64::new(0),
@@ -339,6 +342,15 @@ impl Conn {
 
     pub(crate) fn set_headers(&self, yes: bool) {
         self.headers.store(yes, Ordering::Relaxed);
+    }
+
+    /// Whether its interest stays on this server (not announced to routes).
+    pub(crate) fn is_local_only(&self) -> bool {
+        self.local_only.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_local_only(&self, yes: bool) {
+        self.local_only.store(yes, Ordering::Relaxed);
     }
 
     /// CONNECT's `protocol` (1 = takes asynchronous INFOs).

@@ -1,0 +1,4 @@
+//! JetStream for Starling.
+#![warn(missing_docs)]
+
+pub mod store;

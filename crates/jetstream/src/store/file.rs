@@ -1,0 +1,1 @@
+//! `storage: file`: placeholder while the segmented log is written.
