@@ -1,4 +1,148 @@
-//! JetStream for Starling.
+//! JetStream for Starling: persistent streams on the broker's in-process clients.
+//!
+//! JetStream runs beside the broker, not inside it: in each account it serves, one in-process
+//! client subscribes `$JS.API.>` and answers the API as nats-server does, and each stream
+//! captures its subjects with a subscription of that client. Its interest stays on this server
+//! ([`starling_server::Server::local_client_in`]), so in a cluster it answers only its own
+//! clients.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use starling_jetstream::{JetStream, ServerBuilderExt};
+//!
+//! let server = starling_server::Server::builder()
+//!     .listen("127.0.0.1:4222")
+//!     .jetstream(JetStream::new().store_dir("/var/lib/app"))
+//!     .start()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `config`: [`JetStream`], the `jetstream {}` block as a builder.
+//! - `account`: JetStream in one account: its streams, their directories, recovery.
+//! - `stream`: one stream: capture, acknowledgements, limits.
+//! - `api/`: the `$JS.API` requests and their JSON.
+//! - [`store`]: where messages live ([`store::Store`], memory and file).
+//! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
 #![warn(missing_docs)]
 
+mod account;
+pub mod api;
+mod config;
 pub mod store;
+mod stream;
+mod time;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use starling_server::{BoxFuture, Extension, ExtensionError, Features, Server, ServerBuilder};
+use tracing::{info, warn};
+
+use account::JsAccount;
+pub use config::{JetStream, SyncPolicy, DEFAULT_SYNC_INTERVAL};
+
+/// `.jetstream(..)` on the server builder.
+pub trait ServerBuilderExt {
+    /// Runs JetStream in the server.
+    fn jetstream(self, config: JetStream) -> Self;
+}
+
+impl ServerBuilderExt for ServerBuilder {
+    fn jetstream(self, config: JetStream) -> Self {
+        self.extension(config)
+    }
+}
+
+impl Extension for JetStream {
+    fn name(&self) -> &str {
+        "jetstream"
+    }
+
+    fn features(&self, features: &mut Features) {
+        features.jetstream = true;
+    }
+
+    fn start(&self, server: Server) -> BoxFuture<'static, Result<(), ExtensionError>> {
+        let config = self.clone();
+        Box::pin(async move { start(server, config).await })
+    }
+}
+
+async fn start(server: Server, config: JetStream) -> Result<(), ExtensionError> {
+    info!("Starting JetStream");
+    match &config.store_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("store directory {}: {e}", dir.display()))?;
+            info!("  Store Directory: \"{}\"", dir.display());
+        }
+        None => warn!(
+            "JetStream has no store directory: file streams are refused (set store_dir); memory streams only"
+        ),
+    }
+    let accounts = if config.accounts.is_empty() {
+        vec![starling_server::GLOBAL_ACCOUNT.to_string()]
+    } else {
+        config.accounts.clone()
+    };
+    for name in accounts {
+        let js = JsAccount::start(&server, &name, &config).await?;
+        serve_api(&server, js, config.domain.as_deref()).await?;
+    }
+    info!("JetStream started");
+    Ok(())
+}
+
+/// Subscribes the account's API and answers it, one request at a time.
+async fn serve_api(
+    server: &Server,
+    js: Arc<JsAccount>,
+    domain: Option<&str>,
+) -> Result<(), ExtensionError> {
+    let client = js.client().clone();
+    let mut subs = vec![client.subscribe("$JS.API.>").await?];
+    let domain_prefix = domain.map(|d| format!("$JS.{d}.API."));
+    if let Some(prefix) = &domain_prefix {
+        subs.push(client.subscribe(format!("{prefix}>")).await?);
+    }
+    let mut requests = futures::stream::select_all(subs);
+    let at_shutdown = js.clone();
+    let server2 = server.clone();
+    server.spawn(async move {
+        loop {
+            let m = tokio::select! {
+                m = requests.next() => m,
+                () = server2.shutting_down() => None,
+            };
+            let Some(m) = m else { break };
+            let subject = m.subject.as_str();
+            let api = subject
+                .strip_prefix("$JS.API.")
+                .or_else(|| {
+                    domain_prefix
+                        .as_deref()
+                        .and_then(|p| subject.strip_prefix(p))
+                })
+                .unwrap_or_default()
+                .to_string();
+            let reply = api::handle(&js, &api, &m).await;
+            let Some(to) = m.reply.as_deref() else {
+                continue;
+            };
+            match reply {
+                api::Reply::Json(v) => {
+                    let body = serde_json::to_vec(&v).unwrap_or_default();
+                    let _ = client.publish(to, body).await;
+                }
+                api::Reply::Frame(header_len, data) => {
+                    let _ = client.publish_frame(to, None, Some(header_len), data).await;
+                }
+                api::Reply::None => {}
+            }
+        }
+        at_shutdown.sync_all();
+    });
+    Ok(())
+}

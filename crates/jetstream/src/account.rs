@@ -1,0 +1,373 @@
+//! JetStream in one account: its streams, where they live on disk, and the in-process client
+//! everything of the account's JetStream goes through.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use starling_server::{Client, Server};
+use tracing::{info, warn};
+
+use crate::api::error::ApiError;
+use crate::api::types::{Storage, StreamConfig};
+use crate::config::{JetStream, SyncPolicy};
+use crate::store::{MemoryStore, Store};
+use crate::stream::Stream;
+use crate::time::now_ns;
+
+/// What a file stream keeps beside its messages: `meta.json`.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    config: StreamConfig,
+    created: i64,
+}
+
+/// JetStream in one account.
+pub(crate) struct JsAccount {
+    name: String,
+    server: Server,
+    /// The account's JetStream client: API replies, capture, deliveries. Its interest stays on
+    /// this server.
+    client: Client,
+    /// `<store_dir>/jetstream/<account>/streams`, when file streams are possible.
+    dir: Option<PathBuf>,
+    streams: Mutex<BTreeMap<String, Arc<Stream>>>,
+    config: JetStream,
+    /// API requests served and refused (`$JS.API.INFO`'s `api`).
+    pub(crate) api_total: std::sync::atomic::AtomicU64,
+    pub(crate) api_errors: std::sync::atomic::AtomicU64,
+}
+
+impl JsAccount {
+    /// JetStream in `account`, with the streams found on disk recovered.
+    pub(crate) async fn start(
+        server: &Server,
+        account: &str,
+        config: &JetStream,
+    ) -> Result<Arc<Self>, starling_server::ExtensionError> {
+        let client = server
+            .local_client_in(account)
+            .map_err(|e| format!("account {account:?}: {e}"))?;
+        let dir = config
+            .store_dir
+            .as_ref()
+            .map(|d| d.join("jetstream").join(account).join("streams"));
+        let me = Arc::new(Self {
+            name: account.to_string(),
+            server: server.clone(),
+            client,
+            dir,
+            streams: Mutex::new(BTreeMap::new()),
+            config: config.clone(),
+            api_total: Default::default(),
+            api_errors: Default::default(),
+        });
+        me.recover().await?;
+        Ok(me)
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn server(&self) -> &Server {
+        &self.server
+    }
+
+    pub(crate) fn domain(&self) -> Option<&str> {
+        self.config.domain.as_deref()
+    }
+
+    pub(crate) fn stream(&self, name: &str) -> Option<Arc<Stream>> {
+        self.streams.lock().get(name).cloned()
+    }
+
+    pub(crate) fn streams(&self) -> Vec<Arc<Stream>> {
+        self.streams.lock().values().cloned().collect()
+    }
+
+    /// Opens every stream found under the account's directory.
+    async fn recover(&self) -> Result<(), starling_server::ExtensionError> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("reading {}: {e}", dir.display()).into()),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let meta_path = path.join("meta.json");
+            let meta: Meta = match std::fs::read(&meta_path) {
+                Ok(b) => serde_json::from_slice(&b)
+                    .map_err(|e| format!("{}: {e}", meta_path.display()))?,
+                // A stream whose creation did not finish: nothing was acknowledged in it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("{}: {e}", meta_path.display()).into()),
+            };
+            let started = std::time::Instant::now();
+            let (store, recovery) = open_file_store(&path.join("msgs"))?;
+            info!(
+                account = %self.name,
+                stream = %meta.config.name,
+                msgs = recovery.msgs,
+                last_seq = recovery.last_seq,
+                "  Restored {} messages for stream '{} > {}' in {:?}",
+                recovery.msgs,
+                self.name,
+                meta.config.name,
+                started.elapsed()
+            );
+            if recovery.truncated_bytes > 0 {
+                warn!(
+                    stream = %meta.config.name,
+                    "stream store had a torn tail: {} bytes truncated",
+                    recovery.truncated_bytes
+                );
+            }
+            let stream = Stream::new(
+                meta.config,
+                meta.created,
+                store,
+                Some(path),
+                self.config.sync,
+                self.config.domain.clone(),
+            );
+            stream.expire()?;
+            self.run(&stream).await.map_err(|e| e.description)?;
+        }
+        Ok(())
+    }
+
+    /// Creates a stream, or returns the existing one when its configuration is the same.
+    /// `Ok((stream, created))`.
+    pub(crate) async fn create_stream(
+        &self,
+        config: StreamConfig,
+    ) -> Result<(Arc<Stream>, bool), ApiError> {
+        config.validate()?;
+        if let Some(existing) = self.stream(&config.name) {
+            if existing.config() == config {
+                return Ok((existing, false));
+            }
+            return Err(ApiError::stream_name_exists());
+        }
+        self.check_overlap(&config, None)?;
+        let created = now_ns();
+        let (store, dir): (Box<dyn Store>, _) = match config.storage {
+            Storage::Memory => (Box::new(MemoryStore::new()), None),
+            Storage::File => {
+                let Some(root) = &self.dir else {
+                    return Err(ApiError::storage_resources());
+                };
+                let dir = root.join(&config.name);
+                write_meta(
+                    &dir,
+                    &Meta {
+                        config: config.clone(),
+                        created,
+                    },
+                )
+                .map_err(ApiError::internal)?;
+                let (store, _) = open_file_store(&dir.join("msgs")).map_err(ApiError::internal)?;
+                (store, Some(dir))
+            }
+        };
+        let stream = Stream::new(
+            config,
+            created,
+            store,
+            dir,
+            self.config.sync,
+            self.config.domain.clone(),
+        );
+        self.run(&stream).await?;
+        Ok((stream, true))
+    }
+
+    /// Registers a stream and starts its capture and timers.
+    async fn run(&self, stream: &Arc<Stream>) -> Result<(), ApiError> {
+        stream.start_capture(&self.server, &self.client).await?;
+        self.streams
+            .lock()
+            .insert(stream.name().to_string(), stream.clone());
+        let weak = Arc::downgrade(stream);
+        let server = self.server.clone();
+        let sync = self.config.sync;
+        self.server.spawn(async move {
+            maintain(weak, server, sync).await;
+        });
+        Ok(())
+    }
+
+    /// Applies a new configuration to a stream (STREAM.UPDATE).
+    pub(crate) async fn update_stream(
+        &self,
+        config: StreamConfig,
+    ) -> Result<Arc<Stream>, ApiError> {
+        config.validate()?;
+        let stream = self
+            .stream(&config.name)
+            .ok_or_else(ApiError::stream_not_found)?;
+        let old = stream.config();
+        if old.storage != config.storage {
+            return Err(ApiError::update_failed(
+                "stream configuration update can not change storage type",
+            ));
+        }
+        if old.retention != config.retention {
+            return Err(ApiError::update_failed(
+                "stream configuration update can not change retention policy",
+            ));
+        }
+        if old.sealed && !config.sealed {
+            return Err(ApiError::update_failed(
+                "stream configuration update can not unseal a sealed stream",
+            ));
+        }
+        if old.deny_delete && !config.deny_delete {
+            return Err(ApiError::update_failed(
+                "stream configuration update can not cancel deny message deletes",
+            ));
+        }
+        if old.deny_purge && !config.deny_purge {
+            return Err(ApiError::update_failed(
+                "stream configuration update can not cancel deny purge",
+            ));
+        }
+        self.check_overlap(&config, Some(&config.name))?;
+        if let Some(dir) = stream.dir() {
+            write_meta(
+                dir,
+                &Meta {
+                    config: config.clone(),
+                    created: stream.created(),
+                },
+            )
+            .map_err(ApiError::internal)?;
+        }
+        let resubscribe = old.subjects != config.subjects;
+        stream.set_config(config);
+        if resubscribe {
+            stream.stop_capture();
+            stream.start_capture(&self.server, &self.client).await?;
+        }
+        stream.expire().map_err(ApiError::internal)?;
+        Ok(stream)
+    }
+
+    /// Deletes a stream and everything it holds.
+    pub(crate) fn delete_stream(&self, name: &str) -> Result<(), ApiError> {
+        let stream = self
+            .streams
+            .lock()
+            .remove(name)
+            .ok_or_else(ApiError::stream_not_found)?;
+        stream.stop_capture();
+        if let Some(dir) = stream.dir() {
+            // The metadata first: a crash midway leaves no half-deleted stream to recover.
+            let _ = std::fs::remove_file(dir.join("meta.json"));
+        }
+        stream.store().delete().map_err(ApiError::internal)?;
+        if let Some(dir) = stream.dir() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+
+    fn check_overlap(&self, config: &StreamConfig, except: Option<&str>) -> Result<(), ApiError> {
+        for other in self.streams() {
+            if Some(other.name()) == except {
+                continue;
+            }
+            let theirs = other.config().subjects;
+            for a in &config.subjects {
+                for b in &theirs {
+                    if starling_sublist::subjects_collide(a.as_bytes(), b.as_bytes()) {
+                        return Err(ApiError::subjects_overlap());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every stream's writes durable (shutdown).
+    pub(crate) fn sync_all(&self) {
+        for s in self.streams() {
+            if let Err(e) = s.sync() {
+                warn!(stream = %s.name(), "sync at shutdown failed: {e}");
+            }
+        }
+    }
+}
+
+/// A stream's timers: `max_age` expiry once a second, and the `sync_interval` fsync.
+async fn maintain(stream: std::sync::Weak<Stream>, server: Server, sync: SyncPolicy) {
+    let mut expire = tokio::time::interval(Duration::from_secs(1));
+    let sync_every = match sync {
+        SyncPolicy::Interval(d) => d.max(Duration::from_millis(10)),
+        SyncPolicy::Always => Duration::from_secs(3600),
+    };
+    let mut fsync = tokio::time::interval(sync_every);
+    expire.tick().await;
+    fsync.tick().await;
+    loop {
+        tokio::select! {
+            _ = expire.tick() => {
+                let Some(s) = stream.upgrade() else { return };
+                if let Err(e) = s.expire() {
+                    warn!(stream = %s.name(), "expiry failed: {e}");
+                }
+            }
+            _ = fsync.tick() => {
+                let Some(s) = stream.upgrade() else { return };
+                let s2 = s.clone();
+                let _ = tokio::task::spawn_blocking(move || s2.sync()).await;
+            }
+            () = server.shutting_down() => {
+                if let Some(s) = stream.upgrade() {
+                    let _ = tokio::task::spawn_blocking(move || s.sync()).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// What opening a file store found.
+struct Recovered {
+    msgs: u64,
+    last_seq: u64,
+    truncated_bytes: u64,
+}
+
+/// Opens the file store in `dir`. (Placeholder until the file store lands: memory.)
+fn open_file_store(dir: &Path) -> Result<(Box<dyn Store>, Recovered), crate::store::StoreError> {
+    let _ = dir;
+    Ok((
+        Box::new(MemoryStore::new()),
+        Recovered {
+            msgs: 0,
+            last_seq: 0,
+            truncated_bytes: 0,
+        },
+    ))
+}
+
+/// Writes `meta.json` durably: to a temporary file, fsynced, renamed over the old one.
+fn write_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join("meta.json.tmp");
+    let body = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join("meta.json"))?;
+    std::fs::File::open(dir)?.sync_all()
+}

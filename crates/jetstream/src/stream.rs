@@ -1,0 +1,438 @@
+//! One stream: its configuration, its store, and the capture of what is published to its
+//! subjects.
+//!
+//! Capture runs as one task per stream. It takes every message the stream's subscription has
+//! received so far as one batch, checks and appends each to the store, hands the batch to the
+//! operating system in one write (and, with `sync_interval: always`, one fsync), and only then
+//! sends the publishers their acknowledgements: a `PubAck` always means the message is written.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::json;
+use starling_server::{Client, Message, Subscriber};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::api::error::ApiError;
+use crate::api::types::{Discard, PubAck, StreamConfig, StreamStateJson};
+use crate::config::SyncPolicy;
+use crate::store::{record_size, Store, StoreError};
+use crate::time::{now_ns, rfc3339};
+
+/// The most messages one capture batch takes before writing.
+const MAX_BATCH: usize = 1024;
+
+/// A stream at run time.
+pub(crate) struct Stream {
+    name: String,
+    config: Mutex<StreamConfig>,
+    /// When it was created (ns since the epoch).
+    created: i64,
+    store: Arc<Mutex<Box<dyn Store>>>,
+    /// The `Nats-Msg-Id`s seen within the duplicate window.
+    dedupe: Mutex<Dedupe>,
+    /// Where its configuration lives on disk (file streams).
+    dir: Option<PathBuf>,
+    /// Stops the running capture task (the stream is deleted or its subjects changed).
+    stop: Mutex<CancellationToken>,
+    sync: SyncPolicy,
+    domain: Option<String>,
+}
+
+/// The ids of recent publishes: id → sequence, and the order they expire in.
+#[derive(Default)]
+struct Dedupe {
+    ids: HashMap<Box<str>, u64>,
+    order: VecDeque<(i64, Box<str>)>,
+    /// The id of the last message stored, for `Nats-Expected-Last-Msg-Id`.
+    last: Option<Box<str>>,
+}
+
+impl Dedupe {
+    fn expire(&mut self, now: i64, window: i64) {
+        while let Some((t, _)) = self.order.front() {
+            if now - *t < window {
+                break;
+            }
+            if let Some((_, id)) = self.order.pop_front() {
+                self.ids.remove(&id);
+            }
+        }
+    }
+
+    fn insert(&mut self, id: &str, seq: u64, now: i64) {
+        let id: Box<str> = id.into();
+        self.ids.insert(id.clone(), seq);
+        self.order.push_back((now, id));
+    }
+}
+
+/// The outcome of one captured publish.
+enum Stored {
+    Seq(u64),
+    Duplicate(u64),
+}
+
+impl Stream {
+    pub(crate) fn new(
+        config: StreamConfig,
+        created: i64,
+        store: Box<dyn Store>,
+        dir: Option<PathBuf>,
+        sync: SyncPolicy,
+        domain: Option<String>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name: config.name.clone(),
+            config: Mutex::new(config),
+            created,
+            store: Arc::new(Mutex::new(store)),
+            dedupe: Mutex::new(Dedupe::default()),
+            dir,
+            stop: Mutex::new(CancellationToken::new()),
+            sync,
+            domain,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn config(&self) -> StreamConfig {
+        self.config.lock().clone()
+    }
+
+    pub(crate) fn set_config(&self, config: StreamConfig) {
+        *self.config.lock() = config;
+    }
+
+    pub(crate) fn dir(&self) -> Option<&PathBuf> {
+        self.dir.as_ref()
+    }
+
+    pub(crate) fn created(&self) -> i64 {
+        self.created
+    }
+
+    pub(crate) fn store(&self) -> parking_lot::MutexGuard<'_, Box<dyn Store>> {
+        self.store.lock()
+    }
+
+    /// The state as STREAM.INFO reports it.
+    pub(crate) fn state_json(&self, consumers: u64) -> StreamStateJson {
+        let st = self.store.lock().state();
+        let fresh = st.last_seq == 0 && st.msgs == 0;
+        StreamStateJson {
+            messages: st.msgs,
+            bytes: st.bytes,
+            first_seq: if fresh { 0 } else { st.first_seq },
+            first_ts: rfc3339(st.first_time),
+            last_seq: st.last_seq,
+            last_ts: rfc3339(st.last_time),
+            num_subjects: st.num_subjects,
+            num_deleted: st.num_deleted,
+            subjects: None,
+            consumer_count: consumers,
+        }
+    }
+
+    /// Starts capturing: subscribes to the stream's subjects with `client` and runs the
+    /// capture loop on the server.
+    pub(crate) async fn start_capture(
+        self: &Arc<Self>,
+        server: &starling_server::Server,
+        client: &Client,
+    ) -> Result<(), ApiError> {
+        let subjects = self.config.lock().subjects.clone();
+        let mut subs = Vec::new();
+        for s in &subjects {
+            subs.push(
+                client
+                    .subscribe(s)
+                    .await
+                    .map_err(|e| ApiError::internal(format!("capture {s}: {e}")))?,
+            );
+        }
+        let stream = self.clone();
+        let client = client.clone();
+        let stop = self.stop.lock().clone();
+        server.spawn(async move {
+            stream.capture(client, subs, stop).await;
+        });
+        Ok(())
+    }
+
+    /// Stops the capture task (before a delete or a change of subjects).
+    pub(crate) fn stop_capture(&self) {
+        std::mem::take(&mut *self.stop.lock()).cancel();
+    }
+
+    async fn capture(
+        self: Arc<Self>,
+        client: Client,
+        subs: Vec<Subscriber>,
+        stop: CancellationToken,
+    ) {
+        let mut merged = futures::stream::select_all(subs);
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            let first = tokio::select! {
+                m = merged.next() => m,
+                () = stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match merged.next().now_or_never() {
+                    Some(Some(m)) => batch.push(m),
+                    _ => break,
+                }
+            }
+            self.store_batch(&client, &mut batch).await;
+        }
+        debug!(stream = %self.name, "capture stopped");
+    }
+
+    /// Stores one batch and acknowledges it.
+    async fn store_batch(&self, client: &Client, batch: &mut Vec<Message>) {
+        let mut acks: Vec<(Bytes, Result<Stored, ApiError>)> = Vec::with_capacity(batch.len());
+        for m in batch.iter() {
+            let outcome = self.store_one(m);
+            if let Some(reply) = &m.reply {
+                acks.push((reply.as_bytes().clone(), outcome));
+            } else if let Err(e) = outcome {
+                debug!(stream = %self.name, "publish without reply refused: {e}");
+            }
+        }
+        batch.clear();
+        let written = match self.sync {
+            SyncPolicy::Always => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.lock().sync())
+                    .await
+                    .unwrap_or_else(|e| Err(StoreError::io("sync", std::io::Error::other(e))))
+            }
+            SyncPolicy::Interval(_) => self.store.lock().flush(),
+        };
+        if let Err(e) = &written {
+            warn!(stream = %self.name, "store write failed: {e}");
+        }
+        if self.config.lock().no_ack {
+            return;
+        }
+        for (reply, outcome) in acks {
+            let body = match (&written, outcome) {
+                (Err(e), _) => error_ack(&ApiError::store_failed(e)),
+                (Ok(()), Err(e)) => error_ack(&e),
+                (Ok(()), Ok(Stored::Seq(seq))) => self.ack(seq, false),
+                (Ok(()), Ok(Stored::Duplicate(seq))) => self.ack(seq, true),
+            };
+            let reply = std::str::from_utf8(&reply).unwrap_or_default();
+            let _ = client.publish(reply, body).await;
+        }
+    }
+
+    fn ack(&self, seq: u64, duplicate: bool) -> Bytes {
+        let ack = PubAck {
+            stream: &self.name,
+            seq,
+            domain: self.domain.as_deref(),
+            duplicate,
+        };
+        Bytes::from(serde_json::to_vec(&ack).unwrap_or_default())
+    }
+
+    /// Checks one publish against the stream's rules and appends it.
+    fn store_one(&self, m: &Message) -> Result<Stored, ApiError> {
+        let config = self.config.lock();
+        if config.sealed {
+            return Err(ApiError::sealed());
+        }
+        let now = now_ns();
+        let msg_id = m.header("Nats-Msg-Id").filter(|s| !s.is_empty());
+        let mut dedupe = self.dedupe.lock();
+        dedupe.expire(now, config.duplicate_window);
+        if let Some(id) = msg_id {
+            if let Some(seq) = dedupe.ids.get(id) {
+                return Ok(Stored::Duplicate(*seq));
+            }
+        }
+        if let Some(expected) = m.header("Nats-Expected-Stream") {
+            if expected != self.name {
+                return Err(ApiError::wrong_stream());
+            }
+        }
+        let mut store = self.store.lock();
+        let state = store.state();
+        if let Some(v) = m.header("Nats-Expected-Last-Sequence") {
+            let want: u64 = v.parse().map_err(|_| ApiError::bad_request())?;
+            if want != state.last_seq {
+                return Err(ApiError::wrong_last_sequence(state.last_seq));
+            }
+        }
+        if let Some(v) = m.header("Nats-Expected-Last-Subject-Sequence") {
+            let want: u64 = v.parse().map_err(|_| ApiError::bad_request())?;
+            let last = store
+                .subject_state(m.subject.as_bytes())
+                .map_or(0, |s| s.last);
+            if want != last {
+                return Err(ApiError::wrong_last_sequence(last));
+            }
+        }
+        if let Some(want) = m.header("Nats-Expected-Last-Msg-Id") {
+            let last = dedupe.last.as_deref().unwrap_or("");
+            if want != last {
+                return Err(ApiError::wrong_last_msg_id(last));
+            }
+        }
+        let rollup = m.header("Nats-Rollup");
+        if rollup.is_some() && !config.allow_rollup_hdrs {
+            return Err(ApiError::rollup_not_allowed());
+        }
+        // The stored form: the header block and payload back to back, as on the wire.
+        let (header_len, data) = match &m.headers {
+            Some(h) => {
+                let mut d = Vec::with_capacity(h.len() + m.payload.len());
+                d.extend_from_slice(h);
+                d.extend_from_slice(&m.payload);
+                (h.len(), Bytes::from(d))
+            }
+            None => (0, m.payload.clone()),
+        };
+        if config.max_msg_size >= 0 && data.len() as i64 > config.max_msg_size {
+            return Err(ApiError::message_too_large());
+        }
+        let subject = m.subject.as_bytes();
+        let size = record_size(subject.len(), data.len());
+        if config.discard == Discard::New {
+            if config.max_msgs > 0 && state.msgs as i64 >= config.max_msgs {
+                return Err(ApiError::store_failed("maximum messages exceeded"));
+            }
+            if config.max_bytes > 0 && (state.bytes + size) as i64 > config.max_bytes {
+                return Err(ApiError::store_failed("maximum bytes exceeded"));
+            }
+            if config.discard_new_per_subject && config.max_msgs_per_subject > 0 {
+                let n = store.subject_state(subject).map_or(0, |s| s.msgs);
+                if n as i64 >= config.max_msgs_per_subject {
+                    return Err(ApiError::store_failed(
+                        "maximum messages per subject exceeded",
+                    ));
+                }
+            }
+        }
+        let seq = store
+            .append(subject, header_len, &data, now)
+            .map_err(ApiError::store_failed)?;
+        if let Some(id) = msg_id {
+            dedupe.insert(id, seq, now);
+        }
+        dedupe.last = msg_id.map(Into::into);
+        match rollup {
+            Some("sub") => {
+                store
+                    .purge_subject(subject, Some(seq), None)
+                    .map_err(ApiError::store_failed)?;
+            }
+            Some("all") => {
+                store.compact(seq).map_err(ApiError::store_failed)?;
+            }
+            _ => {}
+        }
+        enforce_limits(&config, &mut **store, Some(subject), now)
+            .map_err(ApiError::store_failed)?;
+        Ok(Stored::Seq(seq))
+    }
+
+    /// Removes what `max_age` no longer allows; called on a timer.
+    pub(crate) fn expire(&self) -> Result<(), StoreError> {
+        let config = self.config.lock();
+        let mut store = self.store.lock();
+        enforce_limits(&config, &mut **store, None, now_ns())
+    }
+
+    /// Makes what is written durable (the `sync_interval` timer, shutdown).
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.store.lock().sync()
+    }
+
+    /// The JSON of a stored message for STREAM.MSG.GET.
+    pub(crate) fn message_json(m: &crate::store::StoredMsg) -> serde_json::Value {
+        use data_encoding::BASE64;
+        let mut v = json!({
+            "subject": m.subject_str(),
+            "seq": m.seq,
+        });
+        if let Some(h) = m.headers() {
+            v["hdrs"] = json!(BASE64.encode(h));
+        }
+        if !m.payload().is_empty() {
+            v["data"] = json!(BASE64.encode(m.payload()));
+        }
+        v["time"] = json!(rfc3339(m.time));
+        v
+    }
+}
+
+/// Removes what the limits no longer allow (discard old), after `subject` was appended.
+pub(crate) fn enforce_limits(
+    config: &StreamConfig,
+    store: &mut dyn Store,
+    subject: Option<&[u8]>,
+    now: i64,
+) -> Result<(), StoreError> {
+    if config.discard == Discard::Old || subject.is_none() {
+        if let (Some(subject), true) = (subject, config.max_msgs_per_subject > 0) {
+            while let Some(s) = store.subject_state(subject) {
+                if s.msgs as i64 <= config.max_msgs_per_subject {
+                    break;
+                }
+                store.remove(s.first)?;
+            }
+        }
+        while config.max_msgs > 0 && store.state().msgs as i64 > config.max_msgs {
+            let first = store.state().first_seq;
+            store.compact(first + 1)?;
+        }
+        while config.max_bytes > 0 && store.state().bytes as i64 > config.max_bytes {
+            let first = store.state().first_seq;
+            store.compact(first + 1)?;
+        }
+    } else if config.max_msgs_per_subject > 0 {
+        // discard new without the per-subject rule: the per-subject limit still drops old.
+        if let Some(subject) = subject {
+            while let Some(s) = store.subject_state(subject) {
+                if s.msgs as i64 <= config.max_msgs_per_subject {
+                    break;
+                }
+                store.remove(s.first)?;
+            }
+        }
+    }
+    if config.max_age > 0 {
+        let cutoff = now - config.max_age;
+        let st = store.state();
+        if st.msgs > 0 && st.first_time <= cutoff {
+            // Everything at or before the cutoff goes: find the first message after it.
+            let mut seq = st.first_seq;
+            while let Some(m) = store.load_next(seq, None)? {
+                if m.time > cutoff {
+                    break;
+                }
+                seq = m.seq + 1;
+            }
+            store.compact(seq)?;
+        }
+    }
+    Ok(())
+}
+
+/// A failed publish's acknowledgement.
+fn error_ack(e: &ApiError) -> Bytes {
+    Bytes::from(serde_json::to_vec(&json!({ "error": e })).unwrap_or_default())
+}

@@ -1,0 +1,268 @@
+//! Streams through async-nats's JetStream API against an embedded broker.
+
+use async_nats::header::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use starling_jetstream::{JetStream, ServerBuilderExt};
+use starling_server::Server;
+
+async fn broker(js: JetStream) -> (Server, jetstream::Context) {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .jetstream(js)
+        .start()
+        .await
+        .expect("broker starts");
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .expect("connects");
+    let info = raw_info(&server).await;
+    assert!(
+        info.contains(r#""jetstream":true"#),
+        "INFO says jetstream: {info}"
+    );
+    (server, jetstream::new(client))
+}
+
+/// The INFO line a new connection gets.
+async fn raw_info(server: &Server) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let sock = tokio::net::TcpStream::connect(server.client_addr().unwrap())
+        .await
+        .unwrap();
+    let mut line = String::new();
+    tokio::io::BufReader::new(sock)
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    line
+}
+
+fn memory(name: &str, subjects: &[&str]) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn publish_is_acknowledged_stored_and_readable() {
+    let (_server, js) = broker(JetStream::new()).await;
+    let mut s = js
+        .create_stream(memory("ORDERS", &["orders.>"]))
+        .await
+        .unwrap();
+    for i in 1..=3u64 {
+        let ack = js
+            .publish(format!("orders.{i}"), format!("order {i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(
+            (ack.stream.as_str(), ack.sequence, ack.duplicate),
+            ("ORDERS", i, false)
+        );
+    }
+    let info = s.info().await.unwrap();
+    assert_eq!(info.state.messages, 3);
+    assert_eq!(
+        (info.state.first_sequence, info.state.last_sequence),
+        (1, 3)
+    );
+    assert_eq!(info.config.storage, stream::StorageType::Memory);
+    let m = s.get_raw_message(2).await.unwrap();
+    assert_eq!(m.subject.as_str(), "orders.2");
+    assert_eq!(&m.payload[..], b"order 2");
+    let last = s.get_last_raw_message_by_subject("orders.3").await.unwrap();
+    assert_eq!(last.sequence, 3);
+    assert!(s.get_raw_message(9).await.is_err());
+    assert!(s.delete_message(2).await.unwrap());
+    let info = s.info().await.unwrap();
+    assert_eq!(info.state.messages, 2);
+    let purged = s.purge().await.unwrap();
+    assert_eq!(purged.purged, 2);
+    let info = s.info().await.unwrap();
+    assert_eq!((info.state.messages, info.state.first_sequence), (0, 4));
+    // The next publish continues the sequence.
+    let ack = js
+        .publish("orders.x", "again".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 4);
+}
+
+#[tokio::test]
+async fn stream_management_answers_as_nats_server() {
+    let (_server, js) = broker(JetStream::new()).await;
+    let created = js.create_stream(memory("A", &["a.>"])).await.unwrap();
+    // The same config again is fine; a different one is refused.
+    js.create_stream(memory("A", &["a.>"])).await.unwrap();
+    let err = js.create_stream(memory("A", &["other"])).await.unwrap_err();
+    assert!(err.to_string().contains("10058"), "{err}");
+    let err = js.create_stream(memory("B", &["a.b"])).await.unwrap_err();
+    assert!(err.to_string().contains("10065"), "overlap: {err}");
+    js.create_stream(memory("B", &["b"])).await.unwrap();
+    use futures::TryStreamExt;
+    let mut names: Vec<String> = js.stream_names().try_collect().await.unwrap();
+    names.sort();
+    assert_eq!(names, vec!["A".to_string(), "B".to_string()]);
+    let infos: Vec<_> = js.streams().try_collect().await.unwrap();
+    assert_eq!(infos.len(), 2);
+    // Update: new limits apply, storage type cannot change.
+    let mut config = created.cached_info().config.clone();
+    config.max_messages = 2;
+    js.update_stream(config.clone()).await.unwrap();
+    for i in 0..5 {
+        js.publish("a.x", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let info = js
+        .get_stream("A")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!((info.state.messages, info.state.first_sequence), (2, 4));
+    config.storage = stream::StorageType::File;
+    assert!(js.update_stream(config).await.is_err());
+    assert!(js.delete_stream("A").await.unwrap().success);
+    assert!(js.get_stream("A").await.is_err());
+    // A publish to a subject no stream captures: no responders, which async-nats reports.
+    let err = js
+        .publish("a.x", "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), PublishErrorKind::StreamNotFound);
+}
+
+#[tokio::test]
+async fn message_ids_deduplicate_and_expectations_are_checked() {
+    let (_server, js) = broker(JetStream::new()).await;
+    js.create_stream(memory("D", &["d.*"])).await.unwrap();
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", "one");
+    let first = js
+        .publish_with_headers("d.1", h.clone(), "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let again = js
+        .publish_with_headers("d.1", h, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!((first.sequence, first.duplicate), (1, false));
+    assert_eq!((again.sequence, again.duplicate), (1, true));
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Expected-Last-Sequence", "5");
+    let err = js
+        .publish_with_headers("d.2", h, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), PublishErrorKind::WrongLastSequence);
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Expected-Last-Subject-Sequence", "0");
+    js.publish_with_headers("d.2", h.clone(), "x".into())
+        .await
+        .unwrap()
+        .await
+        .expect("d.2 was empty");
+    let err = js
+        .publish_with_headers("d.2", h, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), PublishErrorKind::WrongLastSequence);
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Expected-Stream", "OTHER");
+    let err = js
+        .publish_with_headers("d.3", h, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), PublishErrorKind::Other, "{err}");
+    let info = js
+        .get_stream("D")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, 2);
+}
+
+#[tokio::test]
+async fn limits_discard_old_or_refuse_new() {
+    let (_server, js) = broker(JetStream::new()).await;
+    js.create_stream(stream::Config {
+        max_messages_per_subject: 2,
+        ..memory("KV", &["kv.>"])
+    })
+    .await
+    .unwrap();
+    for i in 0..5 {
+        js.publish("kv.a", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    js.publish("kv.b", "b".into()).await.unwrap().await.unwrap();
+    let mut kv = js.get_stream("KV").await.unwrap();
+    let info = kv.info().await.unwrap().clone();
+    assert_eq!((info.state.messages, info.state.subjects_count), (3, 2));
+    let last = kv.get_last_raw_message_by_subject("kv.a").await.unwrap();
+    assert_eq!(&last.payload[..], b"4");
+
+    js.create_stream(stream::Config {
+        max_messages: 2,
+        discard: stream::DiscardPolicy::New,
+        ..memory("NEW", &["new"])
+    })
+    .await
+    .unwrap();
+    js.publish("new", "1".into()).await.unwrap().await.unwrap();
+    js.publish("new", "2".into()).await.unwrap().await.unwrap();
+    let err = js
+        .publish("new", "3".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("maximum messages exceeded"),
+        "{err}"
+    );
+
+    js.create_stream(stream::Config {
+        max_message_size: 4,
+        ..memory("SMALL", &["small"])
+    })
+    .await
+    .unwrap();
+    let err = js
+        .publish("small", "12345".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("10054"), "{err}");
+}
