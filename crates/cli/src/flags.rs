@@ -57,6 +57,8 @@ enum Flag {
     NoAdvertise,
     /// `--connect_retries N`.
     ConnectRetries,
+    /// `-js` / `--jetstream`: JetStream on.
+    JetStream,
     /// `-sd DIR` / `--store_dir DIR`: JetStream's store directory.
     StoreDir,
     /// `--tls`: TLS on (or, `--tls=false`, off).
@@ -71,8 +73,6 @@ enum Flag {
     TlsVerify,
     /// A nats-server flag for a feature Starling lacks, harmless to ignore: a warning.
     Ignored(&'static str),
-    /// A nats-server flag for a feature Starling lacks, wrong to ignore: an error.
-    Unsupported(&'static str),
 }
 
 /// Every flag nats-server 2.9 has, with its names as `nats-server --help` lists them.
@@ -113,11 +113,7 @@ const FLAGS: &[(&[&str], Kind, Flag)] = &[
         Flag::Ignored("trace truncation"),
     ),
     (&["profile"], Kind::Int, Flag::Ignored("profiling")),
-    (
-        &["js", "jetstream"],
-        Kind::Bool,
-        Flag::Unsupported("JetStream"),
-    ),
+    (&["js", "jetstream"], Kind::Bool, Flag::JetStream),
     // Accepted without JetStream, as nats-server accepts it: client test harnesses (async-nats,
     // nats.py) pass `--store_dir` to every server they start.
     (&["sd", "store_dir"], Kind::Str, Flag::StoreDir),
@@ -191,14 +187,6 @@ pub(crate) enum FlagError {
         value: String,
         /// `parse error` or `value out of range`, as Go says; or what is wrong with a URL.
         reason: String,
-    },
-    /// A nats-server flag whose feature Starling does not have yet.
-    #[error("flag -{flag} is not supported by starling-server yet ({feature})")]
-    Unsupported {
-        /// The flag as written (without dashes).
-        flag: String,
-        /// The feature it belongs to.
-        feature: &'static str,
     },
     /// A leftover argument that is not `version` or `help`.
     #[error("unrecognized command: {0:?}")]
@@ -317,7 +305,16 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
         Flag::Signal => cli.signal = Some(v.string()),
         Flag::ClientAdvertise => s.client_advertise = Some(v.string()),
         Flag::PortsFileDir => s.ports_file_dir = Some(v.string().into()),
-        Flag::StoreDir => s.store_dir = Some(v.string().into()),
+        // As nats-server's ConfigureOptions: only `-js` (true) and a non-empty `-sd` override
+        // the file; `-js=false` does not turn off the file's JetStream.
+        Flag::JetStream if v.bool() => s.jetstream = Some(true),
+        Flag::JetStream => {}
+        Flag::StoreDir => {
+            let dir = v.string();
+            if !dir.is_empty() {
+                s.store_dir = Some(dir.into());
+            }
+        }
         // As nats-server: `--tls=false` turns TLS off and makes later --tls* flags no-ops;
         // any other --tls* flag replaces the file's tls block with the flags' own.
         Flag::Tls if !v.bool() => {
@@ -399,12 +396,6 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
         Flag::Ignored(feature) => cli.warnings.push(format!(
             "flag -{name} ignored: {feature} is not available in starling-server yet"
         )),
-        Flag::Unsupported(feature) => {
-            return Err(FlagError::Unsupported {
-                flag: name.to_string(),
-                feature,
-            })
-        }
     }
     Ok(())
 }
@@ -480,6 +471,10 @@ Logging Options:
     -DV                              Debug and trace
     -DVV                             Debug and verbose trace (same as -DV)
 
+JetStream Options:
+    -js, --jetstream                 Enable JetStream functionality
+    -sd, --store_dir <dir>           Set the storage directory
+
 Authorization Options:
         --user <user>                User required for connections
         --pass <password>            Password required for connections
@@ -506,10 +501,10 @@ Common Options:
         --help_tls                   TLS help
     -v, --version                    Show version
 
-Accepted and ignored for now (with a warning): -ms/--https_port, -s/--syslog,
+Accepted and ignored for now (with a warning): -s/--syslog,
 -r/--remote_syslog, --log_size_limit, --max_traced_msg_len, --profile.
-Accepted without JetStream, as nats-server does: -sd/--store_dir <dir>.
-Not supported yet (an error): JetStream (-js).
+JetStream without a store directory keeps memory streams only (nats-server would use a
+temporary directory); -sd/--store_dir without JetStream does nothing, as in nats-server.
 ";
 
 /// `starling-server --help_tls`: the names `tls { cipher_suites curve_preferences }` take.
@@ -719,9 +714,55 @@ mod tests {
         // A bool flag does not take the next argument: "false" is left over, as in Go.
         assert_eq!(err(&["-T", "false"]), "unrecognized command: \"false\"");
         assert_eq!(
-            err(&["-js"]),
-            "flag -js is not supported by starling-server yet (JetStream)"
+            err(&["-js=maybe"]),
+            "invalid boolean value \"maybe\" for -js: parse error"
         );
+    }
+
+    #[test]
+    fn jetstream_flags() {
+        for args in [
+            &["-js"][..],
+            &["--js"],
+            &["-jetstream"],
+            &["--jetstream"],
+            &["-js=true"],
+            &["--jetstream=1"],
+        ] {
+            let c = ok(args);
+            assert_eq!(c.settings.jetstream, Some(true), "{args:?}");
+            assert!(c.warnings.is_empty(), "{args:?}: {:?}", c.warnings);
+        }
+        // As nats-server: only a true -js overrides the file; -js=false leaves it alone.
+        assert_eq!(ok(&["-js=false"]).settings.jetstream, None);
+        assert_eq!(ok(&[]).settings.jetstream, None);
+        for args in [
+            &["-js", "-sd=/tmp/js"][..],
+            &["-sd", "/tmp/js", "--jetstream"],
+            &["--jetstream", "--store_dir", "/tmp/js"],
+            &["--store_dir=/tmp/js", "-js"],
+        ] {
+            let s = ok(args).settings;
+            assert_eq!(s.jetstream, Some(true), "{args:?}");
+            assert_eq!(s.store_dir, Some("/tmp/js".into()), "{args:?}");
+            let plan = s.jetstream().unwrap();
+            assert!(plan.config.is_some() && !plan.no_store_dir, "{args:?}");
+            assert_eq!(plan.accounts, ["$G"], "{args:?}");
+        }
+        // A bool flag: the next argument is not its value.
+        assert_eq!(err(&["-js", "true"]), "unrecognized command: \"true\"");
+        // An empty -sd does not override the file's store_dir (nats-server's rule).
+        assert_eq!(ok(&["-sd="]).settings.store_dir, None);
+        // Without a store dir: memory streams only, and a warning.
+        let plan = ok(&["-js"]).settings.jetstream().unwrap();
+        assert!(plan.config.is_some() && plan.no_store_dir);
+        // -sd alone does not turn JetStream on.
+        assert!(ok(&["-sd", "/tmp/js"])
+            .settings
+            .jetstream()
+            .unwrap()
+            .config
+            .is_none());
     }
 
     #[test]
@@ -931,12 +972,17 @@ mod tests {
     }
 
     #[test]
+    fn usage_lists_jetstream_as_nats_server_does() {
+        assert!(USAGE.contains(
+            "JetStream Options:\n    -js, --jetstream                 Enable JetStream functionality\n    -sd, --store_dir <dir>           Set the storage directory\n"
+        ));
+        assert!(!USAGE.contains("Not supported yet"));
+    }
+
+    #[test]
     fn usage_mentions_every_supported_flag() {
         for (names, _, flag) in FLAGS {
-            if matches!(
-                flag,
-                Flag::Ignored(_) | Flag::Unsupported(_) | Flag::HelpTls
-            ) {
+            if matches!(flag, Flag::Ignored(_) | Flag::HelpTls) {
                 continue;
             }
             for n in *names {

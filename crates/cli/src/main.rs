@@ -6,6 +6,7 @@
 //! starling-server -p 4222                 # listen on 0.0.0.0:4222
 //! starling-server -a 127.0.0.1 -p -1 -DV  # any free port, debug and trace logging
 //! starling-server -c server.conf -t       # check a config file
+//! starling-server -js -sd /var/lib/nats   # JetStream, streams under /var/lib/nats/jetstream
 //! starling-server -p -1 --cluster nats://127.0.0.1:6222 --routes nats://10.0.0.1:6222
 //! starling-server --signal ldm=4242       # lame duck the broker with PID 4242
 //! ```
@@ -13,7 +14,8 @@
 //! # Layout
 //! - `flags`: the command line, parsed as Go's `flag` package does; the help text.
 //! - `conf`: the nats-server configuration file syntax.
-//! - `settings`: what the flags and the file mean; flags over the file; the server builder.
+//! - `settings`: what the flags and the file mean; flags over the file; the server builder;
+//!   JetStream (`-js`, `jetstream {}`) as the `starling-jetstream` extension.
 //! - `cluster`: the cluster and route URLs of `--cluster`, `--routes` and `cluster {}`.
 //! - `logging`: the `tracing` subscriber that prints nats-server's log lines.
 //! - `signal`: the signals the broker traps, and `--signal` to send one.
@@ -127,6 +129,11 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
     if cli.test_config {
         let path = cli.config.ok_or(CliError::TestWithoutConfig)?;
         settings.validate()?;
+        let js = settings.jetstream()?;
+        warnings.extend(js.warnings);
+        if js.no_store_dir {
+            warnings.push(settings::NO_STORE_DIR.into());
+        }
         for w in &warnings {
             eprintln!("starling-server: warning: {w}");
         }
@@ -137,6 +144,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
         return Ok(());
     }
     let builder = settings.builder()?;
+    warnings.extend(settings.jetstream()?.warnings);
 
     let sink = logging::init(&LogConfig {
         debug: settings.debug.unwrap_or(false),

@@ -4,12 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use starling_jetstream::ServerBuilderExt;
 use starling_server::{Account, AccountError, Auth, Cluster, ServerBuilder, User};
 use thiserror::Error;
 
 mod accounts;
+mod jetstream;
 mod operator;
 mod tls;
+
+pub(crate) use jetstream::NO_STORE_DIR;
 
 pub(crate) use tls::TlsSettings;
 
@@ -74,9 +78,17 @@ pub(crate) struct Settings {
     /// `-ms` / `https_port` / `https`: the monitoring port over HTTPS (exclusive with
     /// [`Self::http_port`]).
     pub(crate) https_port: Option<i64>,
-    /// `-sd` / `--store_dir` / `store_dir`: JetStream's store directory. Accepted (and kept for
-    /// JetStream) without enabling anything, as nats-server accepts it without `-js`.
+    /// `-sd` / `--store_dir` / `store_dir` / `jetstream { store_dir }`: JetStream's store
+    /// directory. Accepted without JetStream, doing nothing then, as nats-server accepts it
+    /// without `-js`.
     pub(crate) store_dir: Option<PathBuf>,
+    /// `-js` / `jetstream: enabled` / `jetstream {}`: JetStream on (`Some(false)`: the file
+    /// turned it off; `-js=false` leaves it as the file says, as in nats-server).
+    pub(crate) jetstream: Option<bool>,
+    /// The `jetstream {}` block's limits, sync policy and domain.
+    pub(crate) jetstream_block: Option<jetstream::JetStreamSettings>,
+    /// `accounts { A: { jetstream } }`, for the accounts that have the key.
+    pub(crate) account_jetstream: Option<Vec<jetstream::AccountJetStream>>,
     /// `max_closed_clients`: closed connections kept for `/connz?state=closed`.
     pub(crate) max_closed_clients: Option<usize>,
     /// `--cluster URL` / `cluster.host`: the cluster listener's host (default `0.0.0.0`).
@@ -136,7 +148,8 @@ impl Settings {
             host, port, server_name, client_advertise, max_payload, max_control_line, max_pending,
             max_connections, max_subscriptions, ping_interval, ping_max, write_deadline, user,
             password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
-            logtime, log_file, pid_file, ports_file_dir, store_dir, http_host, http_port, https_port, max_closed_clients,
+            logtime, log_file, pid_file, ports_file_dir, store_dir, jetstream, jetstream_block,
+            account_jetstream, http_host, http_port, https_port, max_closed_clients,
             cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
             default_permissions, no_auth_user, system_account, no_system_account, tls,
@@ -268,6 +281,7 @@ impl Settings {
             }
         }
         // How accounts, users, exports and imports fit together: the server's own checks.
+        self.jetstream()?;
         self.with_accounts(starling_server::Server::builder())
             .check()
             .map_err(|e| match e {
@@ -377,6 +391,9 @@ impl Settings {
         }
         if let Some(v) = self.allow_non_tls {
             b = b.allow_non_tls(v);
+        }
+        if let Some(js) = self.jetstream()?.config {
+            b = b.jetstream(js);
         }
         Ok(self.with_accounts(b).auth(self.auth()?))
     }
@@ -538,11 +555,13 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
                 }
             }
             "accounts" => {
-                let accounts = cx.accounts(key, item, &mut user_names)?;
+                let mut jetstream = Vec::new();
+                let accounts = cx.accounts(key, item, &mut user_names, &mut jetstream)?;
                 if accounts.iter().any(|a| !a.users().is_empty()) {
                     users_at = users_at.or(Some((key, item)));
                 }
                 s.accounts = Some(accounts);
+                s.account_jetstream = Some(jetstream);
             }
             "no_auth_user" => s.no_auth_user = Some(cx.string(key, item)?),
             "system_account" => s.system_account = Some(cx.string(key, item)?),
@@ -561,7 +580,14 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "log_file" | "logfile" => s.log_file = Some(cx.string(key, item)?.into()),
             "pid_file" | "pidfile" => s.pid_file = Some(cx.string(key, item)?.into()),
             "ports_file_dir" => s.ports_file_dir = Some(cx.string(key, item)?.into()),
-            "store_dir" | "storedir" => s.store_dir = Some(cx.string(key, item)?.into()),
+            "store_dir" | "storedir" => {
+                // As nats-server: the block's store_dir and this one are one setting.
+                if s.store_dir.as_ref().is_some_and(|d| !d.as_os_str().is_empty()) {
+                    return Err(cx.invalid(key, item, "Duplicate 'store_dir' configuration"));
+                }
+                s.store_dir = Some(cx.string(key, item)?.into());
+            }
+            "jetstream" => cx.jetstream(key, item, s, &mut out.warnings)?,
             "http" => {
                 let (host, port) = cx.listen(key, item)?;
                 if host.is_some() {
@@ -640,7 +666,6 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "prof_port" => Ignored("this option"),
         "gateway" | "gateways" => Unsupported("gateways"),
         "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
-        "jetstream" => Unsupported("JetStream"),
         "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
         "nkeys" | "trusted" | "trusted_keys" | "authorization_callout" => {
@@ -1059,8 +1084,306 @@ mod tests {
         let c = load("store_dir: \"/var/lib/nats\"\n").unwrap();
         assert_eq!(c.settings.store_dir, Some("/var/lib/nats".into()));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-        let e = load("jetstream { store_dir: /x }").unwrap_err();
-        assert!(e.to_string().contains("JetStream"), "{e}");
+        // It does nothing without JetStream.
+        let plan = c.settings.jetstream().unwrap();
+        assert!(plan.config.is_none() && plan.warnings.is_empty() && !plan.no_store_dir);
+        assert!(c.settings.builder().is_ok());
+    }
+
+    /// The plan's JetStream, as its Debug shows it.
+    fn js_debug(s: &Settings) -> String {
+        format!("{:?}", s.jetstream().unwrap().config.expect("JetStream on"))
+    }
+
+    #[test]
+    fn jetstream_enabled_and_disabled_forms() {
+        for (text, want) in [
+            ("jetstream: enabled", Some(true)),
+            ("jetstream: enable", Some(true)),
+            ("jetstream: ENABLED", Some(true)),
+            ("jetstream: \"Enabled\"", Some(true)),
+            ("jetstream: true", Some(true)),
+            ("jetstream: on", Some(true)),
+            ("jetstream: disabled", Some(false)),
+            ("jetstream: disable", Some(false)),
+            ("jetstream: false", Some(false)),
+            ("jetstream {}", Some(true)),
+            ("jetstream { enabled: false }", Some(false)),
+            ("jetstream { enable: true }", Some(true)),
+            ("store_dir: /x", None),
+        ] {
+            let c = load(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.settings.jetstream, want, "{text}");
+            assert!(c.warnings.is_empty(), "{text}: {:?}", c.warnings);
+            let plan = c.settings.jetstream().unwrap();
+            assert_eq!(plan.config.is_some(), want == Some(true), "{text}");
+        }
+        let s = load("jetstream: enabled").unwrap().settings;
+        let plan = s.jetstream().unwrap();
+        assert_eq!(plan.accounts, ["$G"]);
+        assert!(plan.no_store_dir, "no store dir: memory streams only");
+        assert!(s.builder().is_ok());
+    }
+
+    #[test]
+    fn the_jetstream_block() {
+        let text = r#"
+            jetstream {
+                store_dir: "/var/lib/nats"
+                max_memory_store: 64MiB
+                max_file_store: 10GiB
+                sync_interval: "10s"
+                strict: true
+                domain: hub
+            }
+        "#;
+        let c = load(text).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let s = &c.settings;
+        assert_eq!(s.jetstream, Some(true));
+        assert_eq!(s.store_dir, Some("/var/lib/nats".into()));
+        let block = s.jetstream_block.clone().unwrap();
+        assert_eq!(block.max_memory, Some(64 << 20));
+        assert_eq!(block.max_file, Some(10 << 30));
+        assert_eq!(
+            block.sync,
+            Some(starling_jetstream::SyncPolicy::Interval(
+                Duration::from_secs(10)
+            ))
+        );
+        assert_eq!(block.strict, Some(true));
+        assert_eq!(block.domain.as_deref(), Some("hub"));
+        let js = js_debug(s);
+        for want in [
+            "store_dir: Some(\"/var/lib/nats\")",
+            "max_memory: Some(67108864)",
+            "max_file: Some(10737418240)",
+            "sync: Interval(10s)",
+            "domain: Some(\"hub\")",
+        ] {
+            assert!(js.contains(want), "{want}: {js}");
+        }
+        assert!(!s.jetstream().unwrap().no_store_dir);
+        assert!(s.builder().is_ok());
+
+        // The aliases, sizes as nats-server reads them, `sync: always`.
+        let s = load(
+            "jetstream { store: /a, max_mem_store: 1G, max_file: 512MB, sync: always, strict: false }",
+        )
+        .unwrap()
+        .settings;
+        let block = s.jetstream_block.clone().unwrap();
+        assert_eq!(s.store_dir, Some("/a".into()));
+        assert_eq!(block.max_memory, Some(1_000_000_000), "bare 1G is 10^9");
+        assert_eq!(block.max_file, Some(512 << 20));
+        assert_eq!(block.sync, Some(starling_jetstream::SyncPolicy::Always));
+        assert_eq!(block.strict, Some(false));
+        assert!(js_debug(&s).contains("sync: Always"));
+        let block = load(
+            "jetstream { storedir: /b, max_mem: \"2G\", max_file_store: 1048576, SYNC_INTERVAL: \"2m\" }",
+        )
+        .unwrap()
+        .settings
+        .jetstream_block
+        .unwrap();
+        assert_eq!(block.max_memory, Some(2 << 30), "a quoted 2G is 2 * 2^30");
+        assert_eq!(block.max_file, Some(1 << 20));
+        assert_eq!(
+            block.sync,
+            Some(starling_jetstream::SyncPolicy::Interval(
+                Duration::from_secs(120)
+            ))
+        );
+        for (text, want) in [
+            ("\"64K\"", 64 << 10),
+            ("\"3M\"", 3 << 20),
+            ("\"1T\"", 1 << 40),
+            ("\"\"", 0),
+            ("64KB", 64 << 10),
+            ("64k", 64_000),
+            ("-1", -1),
+        ] {
+            let block = load(&format!("jetstream {{ max_mem: {text} }}"))
+                .unwrap_or_else(|e| panic!("{text}: {e}"))
+                .settings
+                .jetstream_block
+                .unwrap();
+            assert_eq!(block.max_memory, Some(want), "{text}");
+        }
+        // A negative limit is the default; zero is a limit; a zero sync interval the default.
+        let s = load("jetstream { max_mem: -1, max_file: 0, sync_interval: \"0s\" }")
+            .unwrap()
+            .settings;
+        let js = js_debug(&s);
+        assert!(js.contains("max_memory: None"), "{js}");
+        assert!(js.contains("max_file: Some(0)"), "{js}");
+        assert!(js.contains("sync: Interval(120s)"), "{js}");
+        // A bare number of seconds, as nats-server reads it, with its warning.
+        let c = load("jetstream { sync_interval: 30 }").unwrap();
+        assert_eq!(
+            c.settings.jetstream_block.unwrap().sync,
+            Some(starling_jetstream::SyncPolicy::Interval(
+                Duration::from_secs(30)
+            ))
+        );
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn jetstream_block_errors_name_the_key_and_line() {
+        for (text, want) in [
+            (
+                "jetstream: maybe",
+                "test.conf:1:0: invalid value for \"jetstream\": Expected 'enabled' or 'disabled' for string value, got 'maybe'",
+            ),
+            (
+                "jetstream: 1",
+                "test.conf:1:0: invalid value for \"jetstream\": Expected map, bool or string to define JetStream, got integer",
+            ),
+            (
+                "jetstream {\n  max_mem: \"1GB\"\n}",
+                "test.conf:2:2: invalid value for \"jetstream.max_mem\": max_mem_store strconv.ParseInt: parsing \"1G\": invalid syntax",
+            ),
+            (
+                "jetstream {\n  max_file_store: \"10x\"\n}",
+                "test.conf:2:2: invalid value for \"jetstream.max_file_store\": max_file_store sizes defined as strings must end in K, M, G, T",
+            ),
+            (
+                "jetstream { max_file: true }",
+                "test.conf:1:12: invalid value for \"jetstream.max_file\": max_file_store must be int64 or string",
+            ),
+            (
+                "jetstream {\n  sync_interval: \"soon\"\n}",
+                "test.conf:2:2: invalid value for \"jetstream.sync_interval\": error parsing sync_interval: invalid duration \"soon\"",
+            ),
+            (
+                "jetstream { sync: true }",
+                "test.conf:1:12: invalid value for \"jetstream.sync\": expected a duration like \"2m\", got boolean",
+            ),
+            (
+                "jetstream { strict: \"yes\" }",
+                "invalid value for \"jetstream.strict\": Expected 'true' or 'false' for bool value, got 'yes'",
+            ),
+            (
+                "jetstream { enabled: \"no\" }",
+                "invalid value for \"jetstream.enabled\": expected true or false, got string",
+            ),
+            (
+                "jetstream { domain: \"a.b\" }",
+                "invalid value for \"jetstream.domain\": invalid domain name: may not contain ., * or >",
+            ),
+            (
+                "jetstream { store_dir: [1] }",
+                "invalid value for \"jetstream.store_dir\": expected a string, got array",
+            ),
+            (
+                "jetstream {\n  bogus: 1\n}",
+                "test.conf:2:2: unknown field \"jetstream.bogus\"",
+            ),
+            (
+                "jetstream { max_catchup: 1 }",
+                "unknown field \"jetstream.max_catchup\"",
+            ),
+            (
+                "store_dir: /a\njetstream {\n  store_dir: /b\n}",
+                "test.conf:3:2: invalid value for \"jetstream.store_dir\": Duplicate 'store_dir' configuration",
+            ),
+            (
+                "jetstream { store_dir: /b }\nstore_dir: /a",
+                "test.conf:2:0: invalid value for \"store_dir\": Duplicate 'store_dir' configuration",
+            ),
+            (
+                "jetstream { max_buffered_msgs: \"lots\" }",
+                "Expected a parseable size for \"max_buffered_msgs\", got lots",
+            ),
+            (
+                "jetstream { limits: 3 }",
+                "Expected a map to define JetStreamLimits, got integer",
+            ),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.starts_with("test.conf:"), "{text}: {e}");
+            assert!(e.contains(want), "{text}:\n{e}\nwanted: {want}");
+        }
+        // Encryption is refused, naming the key and its line.
+        for key in [
+            "key",
+            "ek",
+            "encryption_key",
+            "prev_key",
+            "prev_encryption_key",
+            "cipher",
+            "tpm",
+        ] {
+            let e = load(&format!("jetstream {{\n  store_dir: /a\n  {key}: x\n}}"))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "test.conf:3:2: \"jetstream.{key}\" is not supported by starling-server yet (JetStream encryption)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn jetstream_keys_starling_ignores_warn() {
+        let c = load(
+            r#"
+            jetstream {
+                max_buffered_msgs: 10000
+                max_buffered_size: 128MB
+                request_queue_limit: 1000
+                limits { max_ack_pending: 100 }
+                unique_tag: az
+                max_outstanding_catchup: "64M"
+                extension_hint: will_extend
+            }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.settings.jetstream, Some(true));
+        assert_eq!(c.warnings.len(), 7, "{:?}", c.warnings);
+        for (w, key) in c.warnings.iter().zip([
+            "max_buffered_msgs",
+            "max_buffered_size",
+            "request_queue_limit",
+            "limits",
+            "unique_tag",
+            "max_outstanding_catchup",
+            "extension_hint",
+        ]) {
+            assert!(w.contains(&format!("\"jetstream.{key}\" ignored")), "{w}");
+            assert!(w.starts_with("test.conf:"), "{w}");
+        }
+    }
+
+    #[test]
+    fn jetstream_flags_override_the_file() {
+        let file = load("jetstream: disabled\nstore_dir: /file")
+            .unwrap()
+            .settings;
+        let flags = crate::flags::parse(["-js", "-sd", "/flag"])
+            .unwrap()
+            .settings;
+        let s = file.clone().overlay(flags);
+        assert_eq!(s.jetstream, Some(true));
+        assert_eq!(s.store_dir, Some("/flag".into()));
+        assert!(js_debug(&s).contains("store_dir: Some(\"/flag\")"));
+        // -js=false leaves the file's choice, as in nats-server.
+        let on = load("jetstream { store_dir: /file, max_mem: 1K }")
+            .unwrap()
+            .settings;
+        let s = on.overlay(crate::flags::parse(["-js=false"]).unwrap().settings);
+        assert_eq!(s.jetstream, Some(true));
+        assert!(js_debug(&s).contains("max_memory: Some(1000)"));
+        assert!(file
+            .overlay(Settings::default())
+            .jetstream()
+            .unwrap()
+            .config
+            .is_none());
     }
 
     #[test]

@@ -487,13 +487,145 @@ fn unknown_flag_is_an_error_naming_it() {
         "{}",
         stderr(&out)
     );
-    let out = run(&["-js"]);
+    let out = run(&["-js=maybe"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("-js is not supported"),
+        stderr(&out).contains("invalid boolean value \"maybe\" for -js: parse error"),
         "{}",
         stderr(&out)
     );
+}
+
+/// Sends `$JS.API.INFO` (with `SUB`/`PING` first, so the reply's subscription is in place)
+/// and returns the reply's payload.
+fn js_account_info(client: &mut Raw) -> String {
+    client.send("SUB _INBOX.js 1\r\nPING\r\n");
+    assert_eq!(client.line(), "PONG\r\n");
+    client.send("PUB $JS.API.INFO _INBOX.js 0\r\n\r\n");
+    let msg = client.line();
+    assert!(msg.starts_with("MSG _INBOX.js 1 "), "{msg}");
+    let n: usize = msg.trim_end().rsplit(' ').next().unwrap().parse().unwrap();
+    String::from_utf8(client.payload(n)).unwrap()
+}
+
+#[test]
+fn jetstream_flags_start_jetstream() {
+    let dir = temp_dir("jetstream");
+    let sd = format!("-sd={}", path_str(&dir));
+    for args in [
+        vec!["-p", "-1", "-a", "127.0.0.1", "-js", "-sd", path_str(&dir)],
+        vec!["-p", "-1", "-a", "127.0.0.1", "--jetstream", sd.as_str()],
+        vec!["--store_dir", path_str(&dir), "--jetstream", "-p", "-1"],
+    ] {
+        let mut broker = Broker::start(&args);
+        let port = broker.wait_ready();
+        assert!(
+            !broker.seen.iter().any(|l| l.contains("[WRN]")),
+            "{args:?}: {:#?}",
+            broker.seen
+        );
+        let mut client = Raw::connect(port);
+        let info = client.line();
+        assert!(info.contains("\"jetstream\":true"), "{args:?}: {info}");
+        client.send("CONNECT {\"verbose\":false}\r\n");
+        let reply = js_account_info(&mut client);
+        assert!(
+            reply.contains("\"type\":\"io.nats.jetstream.api.v1.account_info_response\""),
+            "{args:?}: {reply}"
+        );
+        assert!(!reply.contains("\"error\""), "{args:?}: {reply}");
+    }
+    // Without -js, no JetStream: INFO says so and nothing answers the API.
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "-sd", path_str(&dir)]);
+    let port = broker.wait_ready();
+    let mut client = Raw::connect(port);
+    assert!(!client.line().contains("\"jetstream\":true"));
+}
+
+#[test]
+fn jetstream_without_a_store_dir_warns_and_starts() {
+    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "-js"]);
+    let port = broker.wait_ready();
+    assert!(
+        broker
+            .seen
+            .iter()
+            .any(|l| l.contains("[WRN]") && l.contains("no store directory")),
+        "{:#?}",
+        broker.seen
+    );
+    let mut client = Raw::connect(port);
+    assert!(client.line().contains("\"jetstream\":true"));
+    client.send("CONNECT {\"verbose\":false}\r\n");
+    let reply = js_account_info(&mut client);
+    assert!(
+        reply.contains("\"type\":\"io.nats.jetstream.api.v1.account_info_response\""),
+        "{reply}"
+    );
+}
+
+#[test]
+fn jetstream_from_the_config_file() {
+    let dir = temp_dir("jetstream-conf");
+    let conf = dir.join("js.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "jetstream {{\n  store_dir: \"{}\"\n  max_mem: 64MiB\n  max_file: 1GiB\n  \
+             sync_interval: always\n  domain: hub\n}}\n\
+             accounts {{\n  A: {{ jetstream: enabled, users: [{{user: a, password: a}}] }}\n  \
+             B: {{ users: [{{user: b, password: b}}] }}\n}}\n",
+            path_str(&dir.join("store"))
+        ),
+    )
+    .unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut broker = Broker::start(&["-c", path_str(&conf), "-p", "-1", "-a", "127.0.0.1"]);
+    let port = broker.wait_ready();
+    // A has JetStream, in the domain.
+    let mut a = login(port, Some(("a", "a")));
+    let reply = js_account_info(&mut a);
+    assert!(reply.contains("account_info_response"), "{reply}");
+    assert!(reply.contains("\"domain\":\"hub\""), "{reply}");
+    // B does not: nothing answers its API.
+    let mut b = login(port, Some(("b", "b")));
+    b.send("SUB _INBOX.js 1\r\nPUB $JS.API.INFO _INBOX.js 0\r\n\r\nPING\r\n");
+    assert_eq!(b.line(), "PONG\r\n");
+    assert!(dir.join("store").is_dir());
+}
+
+#[test]
+fn config_check_reports_jetstream_errors() {
+    let dir = temp_dir("jetstream-check");
+    let conf = dir.join("js.conf");
+    config_check_fails(
+        &conf,
+        "port: 4222\njetstream {\n  max_mem: \"lots\"\n}\n",
+        "js.conf:3:2: invalid value for \"jetstream.max_mem\"",
+    );
+    config_check_fails(
+        &conf,
+        "jetstream {\n  store_dir: /tmp\n  cipher: aes\n}\n",
+        "js.conf:3:2: \"jetstream.cipher\" is not supported by starling-server yet (JetStream encryption)",
+    );
+    config_check_fails(
+        &conf,
+        "jetstream {\n  sync_interval: \"sometimes\"\n}\n",
+        "js.conf:2:2: invalid value for \"jetstream.sync_interval\"",
+    );
+    config_check_fails(&conf, "jetstream: maybe\n", "js.conf:1:0:");
+    // A valid block without a store dir: valid, with the warning.
+    std::fs::write(&conf, "jetstream { max_mem: 1G, max_buffered_msgs: 10 }\n").unwrap();
+    let out = run(&["-c", path_str(&conf), "-t"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no store directory"), "{err}");
+    assert!(
+        err.contains("\"jetstream.max_buffered_msgs\" ignored"),
+        "{err}"
+    );
+    assert!(err.contains("is valid"), "{err}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::api::error::ApiError;
 use crate::api::types::{Storage, StreamConfig};
 use crate::config::{JetStream, SyncPolicy};
+use crate::store::file::{FileStore, FileStoreConfig};
 use crate::store::{MemoryStore, Store};
 use crate::stream::Stream;
 use crate::time::now_ns;
@@ -108,7 +109,7 @@ impl JsAccount {
                 Err(e) => return Err(format!("{}: {e}", meta_path.display()).into()),
             };
             let started = std::time::Instant::now();
-            let (store, recovery) = open_file_store(&path.join("msgs"))?;
+            let (store, recovery) = FileStore::open(FileStoreConfig::new(path.join("msgs")))?;
             info!(
                 account = %self.name,
                 stream = %meta.config.name,
@@ -120,17 +121,18 @@ impl JsAccount {
                 meta.config.name,
                 started.elapsed()
             );
-            if recovery.truncated_bytes > 0 {
+            if recovery.truncated_bytes > 0 || !recovery.lost.is_empty() {
                 warn!(
                     stream = %meta.config.name,
-                    "stream store had a torn tail: {} bytes truncated",
-                    recovery.truncated_bytes
+                    "stream store was damaged: {} bytes truncated, sequences lost: {:?}",
+                    recovery.truncated_bytes,
+                    recovery.lost
                 );
             }
             let stream = Stream::new(
                 meta.config,
                 meta.created,
-                store,
+                Box::new(store),
                 Some(path),
                 self.config.sync,
                 self.config.domain.clone(),
@@ -171,8 +173,9 @@ impl JsAccount {
                     },
                 )
                 .map_err(ApiError::internal)?;
-                let (store, _) = open_file_store(&dir.join("msgs")).map_err(ApiError::internal)?;
-                (store, Some(dir))
+                let (store, _) = FileStore::open(FileStoreConfig::new(dir.join("msgs")))
+                    .map_err(ApiError::internal)?;
+                (Box::new(store), Some(dir))
             }
         };
         let stream = Stream::new(
@@ -266,6 +269,9 @@ impl JsAccount {
             .remove(name)
             .ok_or_else(ApiError::stream_not_found)?;
         stream.stop_capture();
+        for c in stream.consumers() {
+            stream.remove_consumer(c.name());
+        }
         if let Some(dir) = stream.dir() {
             // The metadata first: a crash midway leaves no half-deleted stream to recover.
             let _ = std::fs::remove_file(dir.join("meta.json"));
@@ -335,26 +341,6 @@ async fn maintain(stream: std::sync::Weak<Stream>, server: Server, sync: SyncPol
             }
         }
     }
-}
-
-/// What opening a file store found.
-struct Recovered {
-    msgs: u64,
-    last_seq: u64,
-    truncated_bytes: u64,
-}
-
-/// Opens the file store in `dir`. (Placeholder until the file store lands: memory.)
-fn open_file_store(dir: &Path) -> Result<(Box<dyn Store>, Recovered), crate::store::StoreError> {
-    let _ = dir;
-    Ok((
-        Box::new(MemoryStore::new()),
-        Recovered {
-            msgs: 0,
-            last_seq: 0,
-            truncated_bytes: 0,
-        },
-    ))
 }
 
 /// Writes `meta.json` durably: to a temporary file, fsynced, renamed over the old one.

@@ -22,6 +22,7 @@
 //! - `config`: [`JetStream`], the `jetstream {}` block as a builder.
 //! - `account`: JetStream in one account: its streams, their directories, recovery.
 //! - `stream`: one stream: capture, acknowledgements, limits.
+//! - `consumer`: pull consumers: requests, deliveries, acks, redelivery.
 //! - `api/`: the `$JS.API` requests and their JSON.
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
@@ -30,6 +31,7 @@
 mod account;
 pub mod api;
 mod config;
+mod consumer;
 pub mod store;
 mod stream;
 mod time;

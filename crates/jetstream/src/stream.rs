@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 use crate::api::error::ApiError;
 use crate::api::types::{Discard, PubAck, StreamConfig, StreamStateJson};
 use crate::config::SyncPolicy;
+use crate::consumer::Consumer;
 use crate::store::{record_size, Store, StoreError};
 use crate::time::{now_ns, rfc3339};
 
@@ -42,6 +43,7 @@ pub(crate) struct Stream {
     stop: Mutex<CancellationToken>,
     sync: SyncPolicy,
     domain: Option<String>,
+    consumers: Mutex<std::collections::BTreeMap<String, Arc<Consumer>>>,
 }
 
 /// The ids of recent publishes: id → sequence, and the order they expire in.
@@ -97,6 +99,7 @@ impl Stream {
             stop: Mutex::new(CancellationToken::new()),
             sync,
             domain,
+            consumers: Mutex::new(Default::default()),
         })
     }
 
@@ -120,12 +123,31 @@ impl Stream {
         self.created
     }
 
+    pub(crate) fn consumer(&self, name: &str) -> Option<Arc<Consumer>> {
+        self.consumers.lock().get(name).cloned()
+    }
+
+    pub(crate) fn consumers(&self) -> Vec<Arc<Consumer>> {
+        self.consumers.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn add_consumer(&self, c: Arc<Consumer>) {
+        self.consumers.lock().insert(c.name().to_string(), c);
+    }
+
+    pub(crate) fn remove_consumer(&self, name: &str) -> Option<Arc<Consumer>> {
+        let c = self.consumers.lock().remove(name)?;
+        c.stop();
+        Some(c)
+    }
+
     pub(crate) fn store(&self) -> parking_lot::MutexGuard<'_, Box<dyn Store>> {
         self.store.lock()
     }
 
     /// The state as STREAM.INFO reports it.
-    pub(crate) fn state_json(&self, consumers: u64) -> StreamStateJson {
+    pub(crate) fn state_json(&self) -> StreamStateJson {
+        let consumers = self.consumers.lock().len() as u64;
         let st = self.store.lock().state();
         let fresh = st.last_seq == 0 && st.msgs == 0;
         StreamStateJson {
@@ -222,6 +244,9 @@ impl Stream {
         };
         if let Err(e) = &written {
             warn!(stream = %self.name, "store write failed: {e}");
+        }
+        for c in self.consumers() {
+            c.wake();
         }
         if self.config.lock().no_ack {
             return;

@@ -266,3 +266,51 @@ async fn limits_discard_old_or_refuse_new() {
         .unwrap_err();
     assert!(err.to_string().contains("10054"), "{err}");
 }
+
+#[tokio::test]
+async fn file_streams_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("starling-js-{}", fastrand::u64(..)));
+    let start = || async { broker(JetStream::new().store_dir(&dir)).await };
+    let (server, js) = start().await;
+    js.create_stream(stream::Config {
+        name: "LOG".into(),
+        subjects: vec!["log.>".into()],
+        max_messages_per_subject: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for i in 1..=10u64 {
+        let ack = js
+            .publish(format!("log.{}", i % 2), format!("line {i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.sequence, i);
+    }
+    server.shutdown().await;
+    drop(js);
+
+    let (server, js) = start().await;
+    let mut s = js.get_stream("LOG").await.expect("recovered");
+    let info = s.info().await.unwrap().clone();
+    assert_eq!(info.config.max_messages_per_subject, 3);
+    assert_eq!((info.state.messages, info.state.last_sequence), (6, 10));
+    let m = s.get_raw_message(10).await.unwrap();
+    assert_eq!(&m.payload[..], b"line 10");
+    assert!(
+        s.get_raw_message(2).await.is_err(),
+        "removed by the per-subject limit"
+    );
+    let ack = js
+        .publish("log.x", "after".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 11);
+    js.delete_stream("LOG").await.unwrap();
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

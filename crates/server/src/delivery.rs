@@ -38,7 +38,11 @@ pub(crate) const NO_RESPONDERS_HDR: &[u8] = b"NATS/1.0 503\r\n\r\n";
 /// One message being routed. Every slice lies inside `owner` when the message came from a
 /// socket, so payloads can be shared without copying.
 pub(crate) struct Msg<'a> {
+    /// The subject it is routed by.
     pub(crate) subject: &'a [u8],
+    /// The subject its receivers see: the routing subject, except for JetStream deliveries,
+    /// routed by their delivery subject and shown with the subject the message was stored under.
+    pub(crate) shown: &'a [u8],
     pub(crate) reply: Option<&'a [u8]>,
     pub(crate) header_len: Option<usize>,
     /// Headers (if any) followed by the payload.
@@ -61,6 +65,7 @@ impl<'a> Msg<'a> {
     ) -> Self {
         Self {
             subject,
+            shown: subject,
             reply,
             header_len,
             data,
@@ -68,6 +73,12 @@ impl<'a> Msg<'a> {
             queues: None,
             local: OnceCell::new(),
         }
+    }
+
+    /// A message routed by `subject` whose receivers see `shown` as its subject.
+    pub(crate) fn shown_as(mut self, shown: &'a [u8]) -> Self {
+        self.shown = shown;
+        self
     }
 
     /// A message received from a route, with the queue groups picked for us.
@@ -115,7 +126,7 @@ impl<'a> Msg<'a> {
                 None => (None, share(self.owner, self.data)),
             };
             Message {
-                subject: Subject::from_bytes(share(self.owner, self.subject)),
+                subject: Subject::from_bytes(share(self.owner, self.shown)),
                 reply: self
                     .reply
                     .map(|r| Subject::from_bytes(share(self.owner, r))),
@@ -559,8 +570,8 @@ impl Delivery<'_> {
         let conn = &sub.conn;
         let (header_len, data) = msg.wire_form(conn.wants_headers());
         let ctl = |b: &mut BytesMut| match header_len {
-            Some(h) => encode::write_hmsg(b, msg.subject, &sub.sid, msg.reply, h, data.len()),
-            None => encode::write_msg(b, msg.subject, &sub.sid, msg.reply, data.len()),
+            Some(h) => encode::write_hmsg(b, msg.shown, &sub.sid, msg.reply, h, data.len()),
+            None => encode::write_msg(b, msg.shown, &sub.sid, msg.reply, data.len()),
         };
         if data.len() <= INLINE_MAX && !conn.out_closed() {
             if let Some(staged) = touched.stage(conn) {
@@ -586,7 +597,7 @@ fn deliver_local(
     if conn.is_closed() {
         return false;
     }
-    let size = msg.subject.len() + msg.data.len();
+    let size = msg.shown.len() + msg.data.len();
     if !conn.reserve_local(size) {
         // The one outcome of going past the limit, as for a socket's queue.
         conn.close(crate::conn::ClosedReason::SlowConsumerPendingBytes);

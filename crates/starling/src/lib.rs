@@ -65,6 +65,9 @@
 //! - **TLS** ([`ServerBuilder::tls`] with a [`TlsConfig`]): rustls on the client listener,
 //!   plaintext INFO then upgrade as nats-server does, or the handshake first; client
 //!   certificates verified against a CA; [`Server::reload_certificates`] without a restart.
+//! - **JetStream** (feature `jetstream`, [`jetstream`]): streams in memory or in a file store,
+//!   publish acknowledgements, duplicates and expectations, limits; the JetStream API of
+//!   nats-server, so every client's JetStream works unchanged.
 //! - **Events** ([`Server::events`]): clients connecting and closing, peers joining and
 //!   leaving, slow consumers, lame duck.
 //! - **Good manners**: the library emits `tracing` events and never installs a subscriber,
@@ -113,6 +116,14 @@ pub use starling_server::{
     DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE,
     MAX_PAYLOAD_CEILING,
 };
+
+/// Extensions: services that start and stop with the server ([`ServerBuilder::extension`]).
+pub use starling_server::{Extension, ExtensionError, Features};
+
+/// JetStream (feature `jetstream`): persistent streams, served to every NATS client's JetStream
+/// API. `use starling::jetstream::ServerBuilderExt` gives `ServerBuilder::jetstream`.
+#[cfg(feature = "jetstream")]
+pub use starling_jetstream as jetstream;
 
 /// Payloads are `Bytes`: shared between publisher and subscribers, never copied.
 pub use bytes::Bytes;

@@ -1,5 +1,5 @@
 //! nats-server's account and user configuration: `accounts { NAME: { users, exports, imports,
-//! limits } }` (or the list form `accounts: [A, B]`), `authorization { users: [...] }`,
+//! limits, jetstream } }` (or the list form `accounts: [A, B]`), `authorization { users: [...] }`,
 //! `no_auth_user`, `system_account`. Read into the server crate's [`Account`] and [`User`]
 //! descriptions; errors name the key and its line, in nats-server's words where it has them.
 //!
@@ -15,6 +15,7 @@ use starling_server::{
     ServiceImport, StreamExport, StreamImport, SubjectPermission, User,
 };
 
+use super::jetstream::AccountJetStream;
 use super::{parse_go_duration, ConfigError, Cx};
 use crate::conf::{Item, Map, Pos, Value};
 
@@ -114,6 +115,7 @@ impl Cx<'_> {
         key: &str,
         item: &Item,
         seen: &mut UserNames,
+        jetstream: &mut Vec<AccountJetStream>,
     ) -> Result<Vec<Account>, ConfigError> {
         let mut accounts = Vec::new();
         let mut names: HashMap<String, ()> = HashMap::new();
@@ -139,8 +141,10 @@ impl Cx<'_> {
                     let Value::Map(block_map) = &block.value else {
                         return Err(self.invalid(key, block, "Expected map entries for accounts"));
                     };
-                    let account = self.account(&format!("{key}.{name}"), name, block_map, seen)?;
+                    let (account, js) =
+                        self.account(&format!("{key}.{name}"), name, block_map, seen)?;
                     add(name, block, &mut accounts, account)?;
+                    jetstream.extend(js);
                 }
             }
             _ => return Err(self.expected(key, item, "a map or list of accounts")),
@@ -148,15 +152,16 @@ impl Cx<'_> {
         Ok(accounts)
     }
 
-    /// One account's block.
+    /// One account's block, and its `jetstream` if it has one.
     fn account(
         &self,
         key: &str,
         name: &str,
         map: &Map,
         seen: &mut UserNames,
-    ) -> Result<Account, ConfigError> {
+    ) -> Result<(Account, Option<AccountJetStream>), ConfigError> {
         let mut account = Account::new(name);
+        let mut jetstream = None;
         for (k, v) in map.iter() {
             let full = format!("{key}.{k}");
             match k.to_ascii_lowercase().as_str() {
@@ -176,7 +181,7 @@ impl Cx<'_> {
                     }
                 }
                 "limits" => account = self.limits(&full, v, account)?,
-                "jetstream" => return Err(self.unsupported(&full, v, "JetStream")),
+                "jetstream" => jetstream = Some(self.account_jetstream(&full, name, v)?),
                 "nkey" => return Err(self.unsupported(&full, v, "account nkeys")),
                 "default_permissions" => {
                     account = account.default_permissions(self.permissions(&full, v)?)
@@ -188,7 +193,7 @@ impl Cx<'_> {
                 _ => return Err(self.unknown(full, v)),
             }
         }
-        Ok(account)
+        Ok((account, jetstream))
     }
 
     /// `permissions { publish|pub|import, subscribe|sub|export, allow_responses }`, as
@@ -864,13 +869,133 @@ mod tests {
         );
         assert!(err("accounts { A: { bogus: 1 } }").contains("unknown field \"accounts.A.bogus\""));
         assert!(err("accounts { A: 1 }").ends_with("Expected map entries for accounts"));
-        assert!(err("accounts { A: { jetstream: enabled } }").contains("not supported"));
+        assert_eq!(
+            err("accounts {\n  A: { jetstream: maybe } }"),
+            "test.conf:2:7: invalid value for \"accounts.A.jetstream\": \
+             Expected 'enabled' or 'disabled' for string value, got 'maybe'"
+        );
         assert!(err("accounts { A: { users: [{user: u, nkey: UABC}] } }")
             .contains("Not a valid public nkey for a user"));
         assert!(err("accounts { A: { limits: { max_cars: 1 } } }")
             .ends_with("Unknown field \"max_cars\" parsing account limits"));
         assert!(err("accounts { A: { imports: [1] } }")
             .contains("Import Items should be a map with type entry"));
+    }
+
+    #[test]
+    fn account_jetstream() {
+        let c = load(
+            r#"
+            jetstream { store_dir: "/tmp/js" }
+            accounts {
+              A: { jetstream: enabled, users: [{user: a, password: a}] }
+              B: { jetstream: true }
+              C: { jetstream: disabled }
+              D: { users: [{user: d, password: d}] }
+              E: { jetstream: { max_mem: 1G, max_file: 10GiB, max_streams: 10, max_consumers: 100 } }
+              F: { jetstream: {} }
+              G: { jetstream: ENABLE }
+            }
+            "#,
+        )
+        .unwrap();
+        let s = &c.settings;
+        let js = s.account_jetstream.as_ref().unwrap();
+        let enabled: Vec<_> = js.iter().map(|a| (a.account.as_str(), a.enabled)).collect();
+        assert_eq!(
+            enabled,
+            [
+                ("A", true),
+                ("B", true),
+                ("C", false),
+                ("E", true),
+                ("F", true),
+                ("G", true)
+            ]
+        );
+        // The block's limits are kept (not enforced yet).
+        let limits = js[3].limits.clone().unwrap();
+        assert_eq!(limits.max_memory, 1_000_000_000);
+        assert_eq!(limits.max_store, 10 << 30);
+        assert_eq!((limits.max_streams, limits.max_consumers), (10, 100));
+        assert_eq!(limits.max_ack_pending, -1);
+        assert_eq!(js[4].limits, Some(Default::default()));
+        let plan = s.jetstream().unwrap();
+        assert_eq!(plan.accounts, ["A", "B", "E", "F", "G"]);
+        assert!(plan.config.is_some());
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+        assert!(plan.warnings[0].contains("\"E\""), "{:?}", plan.warnings);
+        let debug = format!("{:?}", plan.config.unwrap());
+        assert!(
+            debug.contains("accounts: [\"A\", \"B\", \"E\", \"F\", \"G\"]"),
+            "{debug}"
+        );
+        s.validate().unwrap();
+        assert!(s.builder().is_ok());
+
+        // Accounts but none with JetStream: as nats-server, no account gets it ($G neither).
+        let s = load("jetstream: enabled\naccounts { A: { users: [{user: a}] } }")
+            .unwrap()
+            .settings;
+        let plan = s.jetstream().unwrap();
+        assert!(plan.config.is_none() && plan.accounts.is_empty());
+        assert!(
+            plan.warnings[0].contains("no configured account enables it"),
+            "{:?}",
+            plan.warnings
+        );
+        // Only the system account configured: the global account gets it, as in nats-server.
+        let s = load("jetstream: enabled\naccounts { SYS: {} }\nsystem_account: SYS")
+            .unwrap()
+            .settings;
+        assert_eq!(s.jetstream().unwrap().accounts, ["$G"]);
+        // The system account cannot have JetStream (nats-server refuses to start).
+        let s = load(
+            "jetstream: enabled\naccounts { SYS: { jetstream: enabled }, A: {} }\nsystem_account: SYS",
+        )
+        .unwrap()
+        .settings;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("jetstream can not be enabled on the system account"));
+        // An account's jetstream without the server's does nothing.
+        let s = load("accounts { A: { jetstream: enabled } }")
+            .unwrap()
+            .settings;
+        assert!(s.jetstream().unwrap().config.is_none());
+        s.validate().unwrap();
+        // -js turns the server's on.
+        let flags = crate::flags::parse(["-js"]).unwrap().settings;
+        assert_eq!(s.overlay(flags).jetstream().unwrap().accounts, ["A"]);
+
+        for (text, want) in [
+            (
+                "accounts { A: { jetstream: 1 } }",
+                "Expected map, bool or string to define JetStream, got integer",
+            ),
+            (
+                "accounts { A: { jetstream: { max_mem: \"1G\" } } }",
+                "invalid value for \"accounts.A.jetstream.max_mem\": Expected a parseable size for \"max_mem\", got 1G",
+            ),
+            (
+                "accounts { A: { jetstream: { max_bytes: 1 } } }",
+                "Expected a parseable bool for \"max_bytes\", got 1",
+            ),
+            (
+                "accounts { A: { jetstream: { cluster_traffic: other } } }",
+                "Expected 'system' or 'owner' string value for \"cluster_traffic\", got other",
+            ),
+            (
+                "accounts { A: { jetstream: { max_cars: 1 } } }",
+                "unknown field \"accounts.A.jetstream.max_cars\"",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.starts_with("test.conf:1:"), "{text}: {e}");
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: u16, err_code: u16, description: impl Into<String>) -> Self {
+    pub(crate) fn new(code: u16, err_code: u16, description: impl Into<String>) -> Self {
         Self {
             code,
             err_code,
@@ -29,6 +29,9 @@ impl ApiError {
     }
     pub(crate) fn no_message_found() -> Self {
         Self::new(404, 10037, "no message found")
+    }
+    pub(crate) fn consumer_not_found() -> Self {
+        Self::new(404, 10014, "consumer not found")
     }
     pub(crate) fn stream_name_exists() -> Self {
         Self::new(

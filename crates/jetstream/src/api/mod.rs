@@ -4,6 +4,7 @@
 //! - `types`: the request and response JSON.
 //! - `error`: nats-server's API errors.
 
+mod consumer;
 pub mod error;
 pub mod types;
 
@@ -22,9 +23,9 @@ use error::ApiError;
 use types::StreamConfig;
 
 /// Most names one STREAM.NAMES page holds (nats-server's `JSApiNamesLimit`).
-const NAMES_LIMIT: usize = 1024;
+pub(crate) const NAMES_LIMIT: usize = 1024;
 /// Most streams one STREAM.LIST page holds (nats-server's `JSApiListLimit`).
-const LIST_LIMIT: usize = 256;
+pub(crate) const LIST_LIMIT: usize = 256;
 
 /// What to send back for one request.
 pub(crate) enum Reply {
@@ -52,6 +53,17 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
         "STREAM.MSG.GET" => msg_get(js, rest, body),
         "STREAM.MSG.DELETE" => msg_delete(js, rest, body),
         "DIRECT.GET" => return direct_get(js, rest, body),
+        "CONSUMER.CREATE" | "CONSUMER.DURABLE.CREATE" => {
+            consumer::create(js, verb, rest, body).await
+        }
+        "CONSUMER.INFO" => consumer::info(js, rest),
+        "CONSUMER.DELETE" => consumer::delete(js, rest),
+        "CONSUMER.NAMES" => consumer::names(js, rest, body),
+        "CONSUMER.LIST" => consumer::list(js, rest, body),
+        "CONSUMER.MSG.NEXT" => match consumer::next(js, rest, m) {
+            Ok(()) => return Reply::None,
+            Err(e) => Err(e),
+        },
         _ => return Reply::None,
     };
     js.api_total.fetch_add(1, Ordering::Relaxed);
@@ -82,7 +94,14 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
 
 /// Splits `STREAM.CREATE.ORDERS` into the verb and what follows it.
 fn split_verb(api: &str) -> (&str, &str) {
-    const VERBS: [&str; 11] = [
+    const VERBS: [&str; 18] = [
+        "CONSUMER.DURABLE.CREATE",
+        "CONSUMER.MSG.NEXT",
+        "CONSUMER.CREATE",
+        "CONSUMER.INFO",
+        "CONSUMER.DELETE",
+        "CONSUMER.NAMES",
+        "CONSUMER.LIST",
         "STREAM.MSG.DELETE",
         "STREAM.MSG.GET",
         "STREAM.CREATE",
@@ -120,20 +139,26 @@ fn response_type(verb: &str) -> String {
         "STREAM.PURGE" => "stream_purge",
         "STREAM.MSG.GET" => "stream_msg_get",
         "STREAM.MSG.DELETE" => "stream_msg_delete",
+        "CONSUMER.CREATE" | "CONSUMER.DURABLE.CREATE" => "consumer_create",
+        "CONSUMER.INFO" => "consumer_info",
+        "CONSUMER.DELETE" => "consumer_delete",
+        "CONSUMER.NAMES" => "consumer_names",
+        "CONSUMER.LIST" => "consumer_list",
+        "CONSUMER.MSG.NEXT" => "consumer_getnext",
         _ => "unknown",
     };
     format!("io.nats.jetstream.api.v1.{name}_response")
 }
 
 /// Parses an optional JSON request body (empty means defaults).
-fn parse<'a, T: Deserialize<'a> + Default>(body: &'a [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<'a, T: Deserialize<'a> + Default>(body: &'a [u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(ApiError::invalid_json)
 }
 
-fn stream_of(js: &JsAccount, name: &str) -> Result<Arc<Stream>, ApiError> {
+pub(crate) fn stream_of(js: &JsAccount, name: &str) -> Result<Arc<Stream>, ApiError> {
     js.stream(name).ok_or_else(ApiError::stream_not_found)
 }
 
@@ -178,7 +203,7 @@ fn account_info(js: &JsAccount) -> Value {
 
 /// A stream's info: config, created, state, cluster, ts.
 fn info_of(js: &JsAccount, s: &Stream, subjects_filter: Option<&str>) -> Value {
-    let mut state = s.state_json(0);
+    let mut state = s.state_json();
     if let Some(filter) = subjects_filter {
         let store = s.store();
         let mut map = Map::new();

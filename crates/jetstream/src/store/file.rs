@@ -1,1 +1,1787 @@
-//! `storage: file`: placeholder while the segmented log is written.
+//! `storage: file`: a segmented append-only log, with the index in memory.
+//!
+//! The store's directory holds block files `00000001.blk`, `00000002.blk`, … Each starts with
+//! a 32 byte header and then holds records, appended and never rewritten; a new block starts
+//! when the current one would grow past `block_size`. All integers are little-endian.
+//!
+//! ```text
+//! block header: "SLBK" | version u32 | first_seq u64 | last_time i64 | 0u32 | crc32c u32
+//! record:       len u32 | kind u8 | seq u64 | time i64 | subject_len u16 | header_len u32
+//!               | subject | data (header block + payload) | crc32c u32
+//! ```
+//!
+//! `len` counts the whole record, `crc32c` covers everything before it. Kinds: a message, "delete
+//! seq N" and "compact below N": removals are tombstones, replayed on open. The header's
+//! `first_seq` and `last_time` are the store's next sequence and last time when the block was
+//! started, so the newest blocks alone tell where the sequence is even after every block that
+//! held messages has been unlinked. Message sequences in a block are contiguous from its
+//! `first_seq` (a compact past the end starts a new block).
+//!
+//! Only leading blocks are unlinked, once nothing in them is live and not before what follows
+//! them is on disk: their tombstones can only name sequences in themselves or before, so
+//! nothing comes back. Opening scans every block once; a torn or corrupt tail is truncated.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tracing::warn;
+
+use super::{record_size, subject_matches, Store, StoreError, StoreState, StoredMsg, SubjectState};
+
+/// The block size when none is given: 8 MiB.
+pub const DEFAULT_BLOCK_SIZE: u64 = 8 << 20;
+
+const MAGIC: [u8; 4] = *b"SLBK";
+const VERSION: u32 = 1;
+const BLOCK_HEADER: usize = 32;
+const REC_HEADER: usize = 27;
+const CRC_LEN: usize = 4;
+/// A record with no subject and no data: what a tombstone is.
+const MIN_RECORD: usize = REC_HEADER + CRC_LEN;
+/// Offsets in the index are `u32`: blocks (and so records) stay well below 4 GiB.
+const MAX_RECORD: usize = 1 << 30;
+const MAX_BLOCK_SIZE: u64 = 1 << 30;
+/// `append` hands the buffer to the OS early past this, so a large batch does not grow it.
+const FLUSH_AT: usize = 1 << 20;
+/// A buffer grown past this by one large batch is given back after the flush.
+const KEEP_BUF: usize = 4 << 20;
+
+const KIND_MSG: u8 = 1;
+const KIND_DELETE: u8 = 2;
+const KIND_COMPACT: u8 = 3;
+
+/// Where and how a [`FileStore`] keeps its blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileStoreConfig {
+    /// The store's directory (created if missing). Files other than `*.blk` are left alone.
+    pub dir: PathBuf,
+    /// How large a block file grows before the next one starts (a single larger record gets a
+    /// block of its own). Clamped to 1 GiB.
+    pub block_size: u64,
+}
+
+impl FileStoreConfig {
+    /// A store in `dir` with [`DEFAULT_BLOCK_SIZE`] blocks.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
+}
+
+/// What [`FileStore::open`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Messages held after recovery.
+    pub msgs: u64,
+    /// The last sequence recovered (the next append gets the one after it).
+    pub last_seq: u64,
+    /// Bytes cut from torn or corrupt block tails (and block files dropped for a bad header).
+    pub truncated_bytes: u64,
+    /// Sequences that a damaged block held or may have held and that are gone: the gap between
+    /// where a damaged block's good records end and where the next block starts. A damaged tail
+    /// of the last block is counted in `truncated_bytes` only (what it held is unreadable).
+    pub lost: Vec<RangeInclusive<u64>>,
+    /// Whether a state snapshot spared the scan. Always false: this store always scans.
+    pub used_snapshot: bool,
+}
+
+/// Where one sequence's record is. `len == 0`: not held.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    off: u32,
+    len: u32,
+    /// Index into [`FileStore::subjects`].
+    subj: u32,
+}
+
+/// One block file and the index of its messages.
+#[derive(Debug)]
+struct Block {
+    id: u64,
+    /// The sequence of `slots[0]`: the store's next sequence when the block was started.
+    first_seq: u64,
+    slots: Vec<Slot>,
+    /// Slots still held.
+    live: u64,
+    /// Its length with what is buffered.
+    len: u64,
+    /// How much of it the OS has; `len - flushed` bytes wait in the write buffer at `buf_at`.
+    flushed: u64,
+    buf_at: usize,
+    file: Option<File>,
+    /// Written since the last `sync_data`.
+    unsynced: bool,
+}
+
+impl Block {
+    /// One past the last sequence this block can hold a slot for.
+    fn end_seq(&self) -> u64 {
+        self.first_seq + self.slots.len() as u64
+    }
+}
+
+/// One subject held: the sequences on it, so `first` stays exact through removals.
+#[derive(Debug, Default)]
+struct Subject {
+    name: Bytes,
+    seqs: Seqs,
+}
+
+/// Marks a removed entry of [`Seqs`] (sequences stay below 2^63).
+const GONE: u64 = 1 << 63;
+
+/// One subject's sequences held, ascending. Appends push at the end (O(1), where a `BTreeSet`
+/// costs a descent); a removal marks its entry, marked entries leave the ends at once and the
+/// middle when they outnumber the live ones (amortised O(1)).
+#[derive(Debug, Default)]
+struct Seqs {
+    v: Vec<u64>,
+    /// `v[..head]` is all removed.
+    head: usize,
+    live: usize,
+}
+
+impl Seqs {
+    /// Adds `seq`, higher than every sequence added before.
+    fn push(&mut self, seq: u64) {
+        self.v.push(seq);
+        self.live += 1;
+    }
+
+    /// Where `seq` is or would be in `v`.
+    fn pos(&self, seq: u64) -> usize {
+        let live = &self.v[self.head..];
+        self.head
+            + live
+                .binary_search_by_key(&seq, |&s| s & !GONE)
+                .unwrap_or_else(|i| i)
+    }
+
+    fn remove(&mut self, seq: u64) -> bool {
+        let i = self.pos(seq);
+        if self.v.get(i) != Some(&seq) {
+            return false;
+        }
+        self.v[i] |= GONE;
+        self.live -= 1;
+        while self.v.last().is_some_and(|s| s & GONE != 0) {
+            self.v.pop();
+        }
+        while self.v.get(self.head).is_some_and(|s| s & GONE != 0) {
+            self.head += 1;
+        }
+        if self.live == 0 {
+            self.v = Vec::new();
+            self.head = 0;
+        } else if self.v.len() > 2 * self.live + 16 {
+            self.v.drain(..self.head);
+            self.v.retain(|s| s & GONE == 0);
+            self.head = 0;
+            if self.v.capacity() > 4 * self.v.len() {
+                self.v.shrink_to(2 * self.v.len());
+            }
+        }
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn first(&self) -> Option<u64> {
+        (self.live > 0).then(|| self.v[self.head])
+    }
+
+    fn last(&self) -> Option<u64> {
+        (self.live > 0).then(|| self.v[self.v.len() - 1])
+    }
+
+    /// The sequences held `>= seq`, ascending.
+    fn from(&self, seq: u64) -> impl Iterator<Item = u64> + '_ {
+        self.v[self.pos(seq)..]
+            .iter()
+            .copied()
+            .filter(|s| s & GONE == 0)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.from(0)
+    }
+}
+
+/// A stream kept in block files in a directory; see the module doc for the format.
+pub struct FileStore {
+    dir: PathBuf,
+    block_size: u64,
+    /// In order of id and of sequence; the last is the one written to.
+    blocks: VecDeque<Block>,
+    /// Records appended and not yet handed to the OS, of the last few blocks, in order.
+    buf: Vec<u8>,
+    /// By id; ids of subjects no longer held are reused (`free`).
+    subjects: Vec<Subject>,
+    by_name: HashMap<Bytes, u32>,
+    free: Vec<u32>,
+    /// The subject appended last: a run on one subject skips hashing it.
+    last_subj: u32,
+    msgs: u64,
+    bytes: u64,
+    /// Nothing below it is held; the lowest sequence held after every public call.
+    first: u64,
+    /// The time of `timed`, which is `first` after every public call.
+    first_time: i64,
+    timed: u64,
+    last_seq: u64,
+    last_time: i64,
+    /// Files were created or removed since the directory was last synced.
+    dir_unsynced: bool,
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("dir", &self.dir)
+            .field("blocks", &self.blocks.len())
+            .field("msgs", &self.msgs)
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A record's fixed header, read back.
+struct RecHead {
+    len: usize,
+    kind: u8,
+    seq: u64,
+    time: i64,
+    subj_len: usize,
+    hdr_len: usize,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    let mut a = [0; 2];
+    a.copy_from_slice(&b[at..at + 2]);
+    u16::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The fixed header at the start of `b` (at least [`REC_HEADER`] bytes).
+fn rec_head(b: &[u8]) -> RecHead {
+    RecHead {
+        len: u32_at(b, 0) as usize,
+        kind: b[4],
+        seq: u64_at(b, 5),
+        time: u64_at(b, 13) as i64,
+        subj_len: u16_at(b, 21) as usize,
+        hdr_len: u32_at(b, 23) as usize,
+    }
+}
+
+/// `rec` (exactly one record's bytes) if its checksum and lengths hold together.
+fn check_record(rec: &[u8]) -> Option<RecHead> {
+    if rec.len() < MIN_RECORD {
+        return None;
+    }
+    let h = rec_head(rec);
+    let body = rec.len() - CRC_LEN;
+    if h.len != rec.len() || crc32c::crc32c(&rec[..body]) != u32_at(rec, body) {
+        return None;
+    }
+    let fits = match h.kind {
+        KIND_MSG => REC_HEADER + h.subj_len <= body && h.hdr_len <= body - REC_HEADER - h.subj_len,
+        _ => h.subj_len == 0 && h.hdr_len == 0 && h.len == MIN_RECORD,
+    };
+    fits.then_some(h)
+}
+
+/// Appends a record to `buf`, encoded in place.
+fn encode(
+    buf: &mut Vec<u8>,
+    kind: u8,
+    seq: u64,
+    time: i64,
+    subject: &[u8],
+    hdr: usize,
+    data: &[u8],
+) {
+    let start = buf.len();
+    let len = MIN_RECORD + subject.len() + data.len();
+    buf.reserve(len);
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+    buf.push(kind);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&time.to_le_bytes());
+    buf.extend_from_slice(&(subject.len() as u16).to_le_bytes());
+    buf.extend_from_slice(&(hdr as u32).to_le_bytes());
+    buf.extend_from_slice(subject);
+    buf.extend_from_slice(data);
+    let crc = crc32c::crc32c(&buf[start..]);
+    buf.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// A block header read back: `Ok(None)` when torn (short, or zeros, or a bad checksum).
+fn block_header(b: &[u8]) -> Result<Option<(u64, i64)>, String> {
+    if b.len() < BLOCK_HEADER {
+        return Ok(None);
+    }
+    let h = &b[..BLOCK_HEADER];
+    if h[..4] != MAGIC {
+        // A file extended by a crash before its data landed reads as zeros.
+        return if h.iter().all(|&x| x == 0) {
+            Ok(None)
+        } else {
+            Err("not a block file (bad magic)".into())
+        };
+    }
+    if crc32c::crc32c(&h[..28]) != u32_at(h, 28) {
+        return Ok(None);
+    }
+    let version = u32_at(h, 4);
+    if version != VERSION {
+        return Err(format!("unknown block version {version}"));
+    }
+    let first_seq = u64_at(h, 8);
+    if first_seq == 0 {
+        return Err("block starts at sequence 0".into());
+    }
+    Ok(Some((first_seq, u64_at(h, 16) as i64)))
+}
+
+fn block_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:08}.blk"))
+}
+
+/// The block's file for reading, opened once and kept.
+fn read_handle<'a>(dir: &Path, b: &'a mut Block) -> Result<&'a File, StoreError> {
+    let f = match b.file.take() {
+        Some(f) => f,
+        None => {
+            let path = block_path(dir, b.id);
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?
+        }
+    };
+    Ok(b.file.insert(f))
+}
+
+/// The block's file for writing; created (with the directory, if a delete removed it) for its
+/// first write.
+fn write_handle<'a>(
+    dir: &Path,
+    b: &'a mut Block,
+    created: &mut bool,
+) -> Result<&'a File, StoreError> {
+    if b.file.is_some() || b.flushed > 0 {
+        return read_handle(dir, b);
+    }
+    {
+        let path = block_path(dir, b.id);
+        // create_new: ids only grow, so an existing file here is not ours to overwrite.
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        };
+        let f = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir).and_then(|()| open())
+            }
+            r => r,
+        }
+        .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
+        *created = true;
+        Ok(b.file.insert(f))
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(format!("syncing {}", dir.display()), e))
+}
+
+fn is_literal(filter: &[u8]) -> bool {
+    !filter.iter().any(|&b| b == b'*' || b == b'>')
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store in `config.dir`, recovering what is there: every
+    /// block is read once, in order, its records checked and its tombstones replayed. A torn
+    /// or corrupt record ends its block there (the file is truncated); see [`Recovery`].
+    pub fn open(config: FileStoreConfig) -> Result<(Self, Recovery), StoreError> {
+        let dir = config.dir;
+        fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let mut ids = Vec::new();
+        let entries = fs::read_dir(&dir)
+            .map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".blk")) else {
+                continue;
+            };
+            if !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(id) = stem.parse::<u64>() {
+                    ids.push(id);
+                }
+            }
+        }
+        ids.sort_unstable();
+
+        let mut store = Self {
+            dir,
+            block_size: config.block_size.clamp(BLOCK_HEADER as u64, MAX_BLOCK_SIZE),
+            blocks: VecDeque::new(),
+            buf: Vec::new(),
+            subjects: Vec::new(),
+            by_name: HashMap::new(),
+            free: Vec::new(),
+            last_subj: 0,
+            msgs: 0,
+            bytes: 0,
+            first: 0,
+            first_time: 0,
+            timed: 0,
+            last_seq: 0,
+            last_time: 0,
+            dir_unsynced: false,
+        };
+        let mut rec = Recovery::default();
+        let mut data = Vec::new();
+        for (k, &id) in ids.iter().enumerate() {
+            store.recover_block(id, k == 0, &mut data, &mut rec)?;
+        }
+        // Replay kept `first` a lower bound and `first_time` the time of `timed`.
+        store.fix_first()?;
+        if store.dir_unsynced {
+            // A removed torn block must stay removed before a new one can take its id.
+            sync_dir(&store.dir)?;
+            store.dir_unsynced = false;
+        }
+        store.reclaim()?;
+        rec.msgs = store.msgs;
+        rec.last_seq = store.last_seq;
+        Ok((store, rec))
+    }
+
+    /// Reads block `id` into the index (`data` is a reusable buffer).
+    fn recover_block(
+        &mut self,
+        id: u64,
+        first_file: bool,
+        data: &mut Vec<u8>,
+        rec: &mut Recovery,
+    ) -> Result<(), StoreError> {
+        let path = block_path(&self.dir, id);
+        let ctx = |what: &str| format!("{what} {}", path.display());
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(ctx("opening"), e))?;
+        data.clear();
+        file.read_to_end(data)
+            .map_err(|e| StoreError::io(ctx("reading"), e))?;
+        let header = block_header(data)
+            .map_err(|why| StoreError::Corrupt(format!("{}: {why}", path.display())))?;
+        let Some((first_seq, last_time)) = header else {
+            // Nothing in it can be placed: drop the file; the next block's start tells what
+            // was lost.
+            warn!(file = %path.display(), bytes = data.len(), "file store: dropping a block with a torn header");
+            rec.truncated_bytes += data.len() as u64;
+            drop(file);
+            fs::remove_file(&path).map_err(|e| StoreError::io(ctx("removing"), e))?;
+            self.dir_unsynced = true;
+            return Ok(());
+        };
+        if !first_file {
+            if first_seq <= self.last_seq {
+                return Err(StoreError::Corrupt(format!(
+                    "{} starts at sequence {first_seq}, not after {}",
+                    path.display(),
+                    self.last_seq
+                )));
+            }
+            if first_seq > self.last_seq + 1 {
+                rec.lost.push(self.last_seq + 1..=first_seq - 1);
+            }
+        }
+        self.last_seq = self.last_seq.max(first_seq - 1);
+        self.last_time = last_time;
+        self.blocks.push_back(Block {
+            id,
+            first_seq,
+            slots: Vec::new(),
+            live: 0,
+            len: BLOCK_HEADER as u64,
+            flushed: BLOCK_HEADER as u64,
+            buf_at: 0,
+            file: None,
+            unsynced: false,
+        });
+
+        let mut pos = BLOCK_HEADER;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            let len = if rest.len() >= MIN_RECORD {
+                u32_at(rest, 0) as usize
+            } else {
+                0
+            };
+            let Some(h) = (len >= MIN_RECORD && len <= rest.len())
+                .then(|| check_record(&rest[..len]))
+                .flatten()
+            else {
+                break;
+            };
+            match h.kind {
+                KIND_MSG => {
+                    // Contiguous in the block, and after everything before (a compact past the
+                    // end starts a new block for the next message).
+                    let b = self.blocks.back().expect("pushed above");
+                    if h.seq != b.end_seq() || h.seq != self.last_seq + 1 || h.seq >= GONE {
+                        break;
+                    }
+                    let subject = &rest[REC_HEADER..REC_HEADER + h.subj_len];
+                    self.index(subject, h.seq, h.time, pos as u32, len as u32);
+                }
+                KIND_DELETE => {
+                    self.kill(h.seq);
+                }
+                KIND_COMPACT => {
+                    self.kill_below(h.seq);
+                    self.last_seq = self.last_seq.max(h.seq.saturating_sub(1));
+                }
+                kind => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}: unknown record kind {kind} at {pos}",
+                        path.display()
+                    )));
+                }
+            }
+            pos += len;
+        }
+        if pos < data.len() {
+            let cut = (data.len() - pos) as u64;
+            warn!(file = %path.display(), at = pos, bytes = cut, "file store: truncating a torn or corrupt block tail");
+            rec.truncated_bytes += cut;
+            file.set_len(pos as u64)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| StoreError::io(ctx("truncating"), e))?;
+        }
+        // Only the newest block keeps its handle: older ones are opened when first read.
+        if let Some(prev) = self.blocks.iter_mut().rev().nth(1) {
+            prev.file = None;
+        }
+        let b = self.blocks.back_mut().expect("pushed above");
+        b.len = pos as u64;
+        b.flushed = pos as u64;
+        b.file = Some(file);
+        Ok(())
+    }
+
+    /// Adds a message (already written, at `off` in the last block) to the index.
+    fn index(&mut self, subject: &[u8], seq: u64, time: i64, off: u32, len: u32) {
+        let cached = self
+            .subjects
+            .get(self.last_subj as usize)
+            .is_some_and(|s| !s.seqs.is_empty() && s.name == subject);
+        let known = if cached {
+            Some(self.last_subj)
+        } else {
+            self.by_name.get(subject).copied()
+        };
+        let subj = match known {
+            Some(id) => id,
+            None => {
+                let name = Bytes::copy_from_slice(subject);
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.subjects[id as usize].name = name.clone();
+                        id
+                    }
+                    None => {
+                        self.subjects.push(Subject {
+                            name: name.clone(),
+                            seqs: Seqs::default(),
+                        });
+                        (self.subjects.len() - 1) as u32
+                    }
+                };
+                self.by_name.insert(name, id);
+                id
+            }
+        };
+        self.subjects[subj as usize].seqs.push(seq);
+        self.last_subj = subj;
+        let b = self.blocks.back_mut().expect("the caller made one");
+        b.slots.push(Slot { off, len, subj });
+        b.live += 1;
+        if self.msgs == 0 {
+            self.first = seq;
+            self.first_time = time;
+            self.timed = seq;
+        }
+        self.msgs += 1;
+        self.bytes += record_size(subject.len(), len as usize - MIN_RECORD - subject.len());
+        self.last_seq = seq;
+        self.last_time = time;
+    }
+
+    /// The block and slot of `seq`, if a block has a slot for it.
+    fn find(&self, seq: u64) -> Option<(usize, usize)> {
+        let i = self.blocks.partition_point(|b| b.end_seq() <= seq);
+        let b = self.blocks.get(i)?;
+        (b.first_seq <= seq).then(|| (i, (seq - b.first_seq) as usize))
+    }
+
+    /// The held slot of `seq`.
+    fn live(&self, seq: u64) -> Option<(usize, usize)> {
+        self.find(seq)
+            .filter(|&(bi, si)| self.blocks[bi].slots[si].len != 0)
+    }
+
+    /// The lowest sequence held `>= from`.
+    fn next_live(&self, from: u64) -> Option<u64> {
+        let i = self.blocks.partition_point(|b| b.end_seq() <= from);
+        self.blocks.range(i..).filter(|b| b.live > 0).find_map(|b| {
+            let start = from.saturating_sub(b.first_seq) as usize;
+            b.slots[start..]
+                .iter()
+                .position(|s| s.len != 0)
+                .map(|k| b.first_seq + (start + k) as u64)
+        })
+    }
+
+    /// Drops slot `si` of block `bi` from the index (not from disk); false if not held.
+    fn kill_at(&mut self, bi: usize, si: usize) -> bool {
+        let b = &mut self.blocks[bi];
+        let slot = b.slots[si];
+        if slot.len == 0 {
+            return false;
+        }
+        let seq = b.first_seq + si as u64;
+        b.slots[si].len = 0;
+        b.live -= 1;
+        let s = &mut self.subjects[slot.subj as usize];
+        let data_len = slot.len as usize - MIN_RECORD - s.name.len();
+        self.msgs -= 1;
+        self.bytes -= record_size(s.name.len(), data_len);
+        s.seqs.remove(seq);
+        if s.seqs.is_empty() {
+            let name = std::mem::take(&mut s.name);
+            self.by_name.remove(&name);
+            self.free.push(slot.subj);
+        }
+        true
+    }
+
+    fn kill(&mut self, seq: u64) -> bool {
+        self.find(seq).is_some_and(|(bi, si)| self.kill_at(bi, si))
+    }
+
+    /// Drops every held sequence below `seq` from the index; how many.
+    fn kill_below(&mut self, seq: u64) -> u64 {
+        let mut n = 0;
+        let mut i = self.blocks.partition_point(|b| b.end_seq() <= self.first);
+        while i < self.blocks.len() && self.blocks[i].first_seq < seq {
+            let b = &self.blocks[i];
+            if b.live > 0 {
+                let lo = self.first.saturating_sub(b.first_seq) as usize;
+                let hi = (seq - b.first_seq).min(b.slots.len() as u64) as usize;
+                for si in lo..hi {
+                    n += u64::from(self.kill_at(i, si));
+                }
+            }
+            i += 1;
+        }
+        self.first = self.first.max(seq);
+        n
+    }
+
+    /// Makes `first` (a lower bound after removals) the lowest sequence held again, and
+    /// `first_time` its time.
+    fn fix_first(&mut self) -> Result<(), StoreError> {
+        if self.msgs == 0 {
+            self.first = self.last_seq + 1;
+            self.first_time = 0;
+            self.timed = 0;
+            return Ok(());
+        }
+        if self.live(self.first).is_none() {
+            let Some(seq) = self.next_live(self.first) else {
+                return Err(StoreError::Corrupt("index lost its first message".into()));
+            };
+            self.first = seq;
+        }
+        if self.timed != self.first {
+            self.first_time = self.read_time(self.first)?;
+            self.timed = self.first;
+        }
+        Ok(())
+    }
+
+    /// The time of held message `seq`, from its record's fixed header only.
+    fn read_time(&mut self, seq: u64) -> Result<i64, StoreError> {
+        let Some((bi, si)) = self.live(seq) else {
+            return Ok(0);
+        };
+        let b = &mut self.blocks[bi];
+        let slot = b.slots[si];
+        let mut head = [0u8; REC_HEADER];
+        if u64::from(slot.off) >= b.flushed {
+            let at = b.buf_at + (u64::from(slot.off) - b.flushed) as usize;
+            head.copy_from_slice(&self.buf[at..at + REC_HEADER]);
+        } else {
+            read_handle(&self.dir, b)?
+                .read_exact_at(&mut head, u64::from(slot.off))
+                .map_err(|e| {
+                    StoreError::io(
+                        format!("reading {}", block_path(&self.dir, b.id).display()),
+                        e,
+                    )
+                })?;
+        }
+        let h = rec_head(&head);
+        if h.kind != KIND_MSG || h.seq != seq || h.len != slot.len as usize {
+            return Err(self.corrupt(bi, slot.off));
+        }
+        Ok(h.time)
+    }
+
+    fn corrupt(&self, bi: usize, off: u32) -> StoreError {
+        StoreError::Corrupt(format!(
+            "{}: bad record at {off}",
+            block_path(&self.dir, self.blocks[bi].id).display()
+        ))
+    }
+
+    /// Held message `seq`, from the write buffer or, checked, from its block file.
+    fn read(&mut self, seq: u64) -> Result<Option<StoredMsg>, StoreError> {
+        let Some((bi, si)) = self.live(seq) else {
+            return Ok(None);
+        };
+        let b = &mut self.blocks[bi];
+        let slot = b.slots[si];
+        let subject = self.subjects[slot.subj as usize].name.clone();
+        let len = slot.len as usize;
+        let (h, data) = if u64::from(slot.off) >= b.flushed {
+            let at = b.buf_at + (u64::from(slot.off) - b.flushed) as usize;
+            let rec = &self.buf[at..at + len];
+            let h = rec_head(rec);
+            let data = Bytes::copy_from_slice(&rec[REC_HEADER + h.subj_len..len - CRC_LEN]);
+            (h, data)
+        } else {
+            let mut rec = vec![0u8; len];
+            read_handle(&self.dir, b)?
+                .read_exact_at(&mut rec, u64::from(slot.off))
+                .map_err(|e| {
+                    StoreError::io(
+                        format!("reading {}", block_path(&self.dir, b.id).display()),
+                        e,
+                    )
+                })?;
+            let Some(h) = check_record(&rec) else {
+                return Err(self.corrupt(bi, slot.off));
+            };
+            let start = REC_HEADER + h.subj_len;
+            (h, Bytes::from(rec).slice(start..len - CRC_LEN))
+        };
+        if h.kind != KIND_MSG || h.seq != seq || h.subj_len != subject.len() {
+            return Err(self.corrupt(bi, slot.off));
+        }
+        Ok(Some(StoredMsg {
+            seq,
+            time: h.time,
+            subject,
+            header_len: h.hdr_len,
+            data,
+        }))
+    }
+
+    /// Makes the last block one that a record of `len` bytes (a message with `msg_seq`) goes
+    /// into, starting a new block when it would grow past `block_size` or when the message
+    /// would not be the next sequence of the current one.
+    fn room(&mut self, len: usize, msg_seq: Option<u64>) {
+        let roll = match self.blocks.back() {
+            None => true,
+            Some(b) => {
+                (b.len > BLOCK_HEADER as u64 && b.len + len as u64 > self.block_size)
+                    || msg_seq.is_some_and(|s| s != b.end_seq())
+            }
+        };
+        if roll {
+            let id = self.blocks.back().map_or(1, |b| b.id + 1);
+            let first_seq = self.last_seq + 1;
+            let buf_at = self.buf.len();
+            let mut h = [0u8; BLOCK_HEADER];
+            h[..4].copy_from_slice(&MAGIC);
+            h[4..8].copy_from_slice(&VERSION.to_le_bytes());
+            h[8..16].copy_from_slice(&first_seq.to_le_bytes());
+            h[16..24].copy_from_slice(&self.last_time.to_le_bytes());
+            let crc = crc32c::crc32c(&h[..28]);
+            h[28..].copy_from_slice(&crc.to_le_bytes());
+            self.buf.extend_from_slice(&h);
+            self.blocks.push_back(Block {
+                id,
+                first_seq,
+                slots: Vec::new(),
+                live: 0,
+                len: BLOCK_HEADER as u64,
+                flushed: 0,
+                buf_at,
+                file: None,
+                unsynced: false,
+            });
+        }
+        let b = self.blocks.back_mut().expect("made above");
+        if b.len == b.flushed {
+            b.buf_at = self.buf.len();
+        }
+    }
+
+    /// Writes a tombstone into the current block (buffered, like an append).
+    fn tombstone(&mut self, kind: u8, seq: u64) {
+        self.room(MIN_RECORD, None);
+        encode(&mut self.buf, kind, seq, 0, &[], 0, &[]);
+        let b = self.blocks.back_mut().expect("room made one");
+        b.len += MIN_RECORD as u64;
+    }
+
+    /// `sync_data` of every block written since the last sync, and the directory if files came
+    /// or went.
+    fn sync_files(&mut self) -> Result<(), StoreError> {
+        for b in self.blocks.iter_mut().filter(|b| b.unsynced) {
+            if let Some(f) = &b.file {
+                f.sync_data().map_err(|e| {
+                    StoreError::io(
+                        format!("syncing {}", block_path(&self.dir, b.id).display()),
+                        e,
+                    )
+                })?;
+            }
+            b.unsynced = false;
+        }
+        if self.dir_unsynced {
+            sync_dir(&self.dir)?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Unlinks leading blocks that hold nothing (never the last: it carries the sequence).
+    fn reclaim(&mut self) -> Result<(), StoreError> {
+        let dead = |blocks: &VecDeque<Block>| blocks.len() > 1 && blocks[0].live == 0;
+        if !dead(&self.blocks) {
+            return Ok(());
+        }
+        // What follows a dead block (its tombstones, the next header) must be durable before
+        // the block goes, or a power loss could bring back a store that forgot its sequence.
+        // Once per block, so cheap.
+        self.sync_files()?;
+        while dead(&self.blocks) {
+            let id = self.blocks[0].id;
+            self.blocks[0].file = None;
+            let path = block_path(&self.dir, id);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(format!("removing {}", path.display()), e)),
+            }
+            self.blocks.pop_front();
+            self.dir_unsynced = true;
+        }
+        Ok(())
+    }
+}
+
+impl Store for FileStore {
+    fn append(
+        &mut self,
+        subject: &[u8],
+        header_len: usize,
+        data: &[u8],
+        time: i64,
+    ) -> Result<u64, StoreError> {
+        let len = MIN_RECORD + subject.len() + data.len();
+        if subject.len() > usize::from(u16::MAX) || header_len > data.len() || len > MAX_RECORD {
+            return Err(StoreError::TooLarge);
+        }
+        let seq = self.last_seq + 1;
+        if seq >= GONE {
+            // Only a compact that far gets here; the index marks removals with the top bit.
+            return Err(StoreError::io(
+                "appending",
+                io::Error::new(io::ErrorKind::Unsupported, "sequences past 2^63"),
+            ));
+        }
+        self.room(len, Some(seq));
+        let off = self.blocks.back().expect("room made one").len;
+        encode(
+            &mut self.buf,
+            KIND_MSG,
+            seq,
+            time,
+            subject,
+            header_len,
+            data,
+        );
+        self.blocks.back_mut().expect("room made one").len += len as u64;
+        self.index(subject, seq, time, off as u32, len as u32);
+        if self.buf.len() > FLUSH_AT {
+            self.flush()?;
+        }
+        Ok(seq)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        // The blocks with buffered bytes are the last few; one write each, at its offset (so a
+        // failed flush can simply be retried).
+        let from = self
+            .blocks
+            .iter()
+            .rposition(|b| b.len == b.flushed)
+            .map_or(0, |i| i + 1);
+        let mut created = false;
+        let mut result = Ok(());
+        for b in self.blocks.range_mut(from..) {
+            let n = (b.len - b.flushed) as usize;
+            let at = b.buf_at;
+            let flushed = b.flushed;
+            let id = b.id;
+            let written = write_handle(&self.dir, b, &mut created).and_then(|f| {
+                f.write_all_at(&self.buf[at..at + n], flushed).map_err(|e| {
+                    StoreError::io(
+                        format!("writing {}", block_path(&self.dir, id).display()),
+                        e,
+                    )
+                })
+            });
+            if let Err(e) = written {
+                result = Err(e);
+                break;
+            }
+            b.flushed = b.len;
+            b.unsynced = true;
+        }
+        self.dir_unsynced |= created;
+        result?;
+        self.buf.clear();
+        if self.buf.capacity() > KEEP_BUF {
+            self.buf = Vec::new();
+        }
+        self.reclaim()
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.sync_files()
+    }
+
+    fn load(&mut self, seq: u64) -> Result<Option<StoredMsg>, StoreError> {
+        self.read(seq)
+    }
+
+    fn load_next(
+        &mut self,
+        seq: u64,
+        filter: Option<&[u8]>,
+    ) -> Result<Option<StoredMsg>, StoreError> {
+        let seq = seq.max(self.first);
+        let found = match filter {
+            None => self.next_live(seq),
+            Some(f) if is_literal(f) => self
+                .by_name
+                .get(f)
+                .and_then(|&id| self.subjects[id as usize].seqs.from(seq).next()),
+            Some(f) => {
+                let i = self.blocks.partition_point(|b| b.end_seq() <= seq);
+                self.blocks.range(i..).filter(|b| b.live > 0).find_map(|b| {
+                    let start = seq.saturating_sub(b.first_seq) as usize;
+                    b.slots[start..]
+                        .iter()
+                        .position(|s| {
+                            s.len != 0 && subject_matches(f, &self.subjects[s.subj as usize].name)
+                        })
+                        .map(|k| b.first_seq + (start + k) as u64)
+                })
+            }
+        };
+        match found {
+            Some(s) => self.read(s),
+            None => Ok(None),
+        }
+    }
+
+    fn load_last(&mut self, filter: &[u8]) -> Result<Option<StoredMsg>, StoreError> {
+        let last = if is_literal(filter) {
+            self.by_name
+                .get(filter)
+                .and_then(|&id| self.subjects[id as usize].seqs.last())
+        } else {
+            self.by_name
+                .iter()
+                .filter(|(s, _)| subject_matches(filter, s))
+                .filter_map(|(_, &id)| self.subjects[id as usize].seqs.last())
+                .max()
+        };
+        match last {
+            Some(s) => self.read(s),
+            None => Ok(None),
+        }
+    }
+
+    fn remove(&mut self, seq: u64) -> Result<bool, StoreError> {
+        if !self.kill(seq) {
+            return Ok(false);
+        }
+        self.tombstone(KIND_DELETE, seq);
+        self.fix_first()?;
+        Ok(true)
+    }
+
+    fn compact(&mut self, seq: u64) -> Result<u64, StoreError> {
+        let n = if self.msgs > 0 {
+            self.kill_below(seq)
+        } else {
+            0
+        };
+        let moves = seq > self.last_seq + 1;
+        if n > 0 || moves {
+            // Written before last_seq moves: a block started for the tombstone begins where the
+            // sequence was, so the next block's start shows no gap.
+            self.tombstone(KIND_COMPACT, seq);
+        }
+        if moves {
+            self.last_seq = seq - 1;
+        }
+        self.fix_first()?;
+        Ok(n)
+    }
+
+    fn purge_subject(
+        &mut self,
+        filter: &[u8],
+        up_to: Option<u64>,
+        keep: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut doomed: Vec<u64> = self
+            .by_name
+            .iter()
+            .filter(|(s, _)| subject_matches(filter, s))
+            .flat_map(|(_, &id)| self.subjects[id as usize].seqs.iter())
+            .filter(|s| up_to.is_none_or(|u| *s < u))
+            .collect();
+        doomed.sort_unstable();
+        if let Some(keep) = keep {
+            let n = doomed.len().saturating_sub(keep as usize);
+            doomed.truncate(n);
+        }
+        for &s in &doomed {
+            self.kill(s);
+            self.tombstone(KIND_DELETE, s);
+        }
+        self.fix_first()?;
+        Ok(doomed.len() as u64)
+    }
+
+    fn state(&self) -> StoreState {
+        let first_seq = if self.msgs == 0 {
+            self.last_seq + 1
+        } else {
+            self.first
+        };
+        StoreState {
+            msgs: self.msgs,
+            bytes: self.bytes,
+            first_seq,
+            first_time: self.first_time,
+            last_seq: self.last_seq,
+            last_time: self.last_time,
+            num_subjects: self.by_name.len() as u64,
+            num_deleted: if self.msgs == 0 {
+                0
+            } else {
+                self.last_seq - first_seq + 1 - self.msgs
+            },
+        }
+    }
+
+    fn subject_state(&self, subject: &[u8]) -> Option<SubjectState> {
+        let seqs = &self.subjects[*self.by_name.get(subject)? as usize].seqs;
+        Some(SubjectState {
+            msgs: seqs.len() as u64,
+            first: seqs.first()?,
+            last: seqs.last()?,
+        })
+    }
+
+    fn subjects(&self, filter: &[u8]) -> Vec<(Bytes, SubjectState)> {
+        self.by_name
+            .iter()
+            .filter(|(s, _)| subject_matches(filter, s))
+            .filter_map(|(s, &id)| {
+                let seqs = &self.subjects[id as usize].seqs;
+                Some((
+                    s.clone(),
+                    SubjectState {
+                        msgs: seqs.len() as u64,
+                        first: seqs.first()?,
+                        last: seqs.last()?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn num_pending(&mut self, seq: u64, filters: &[&[u8]]) -> u64 {
+        if !filters.is_empty() {
+            return self
+                .by_name
+                .iter()
+                .filter(|(s, _)| filters.iter().any(|f| subject_matches(f, s)))
+                .map(|(_, &id)| self.subjects[id as usize].seqs.from(seq).count() as u64)
+                .sum();
+        }
+        if seq <= self.first {
+            return self.msgs;
+        }
+        // Whole blocks by their live counts, the one holding `seq` slot by slot.
+        let i = self.blocks.partition_point(|b| b.end_seq() <= seq);
+        self.blocks
+            .range(i..)
+            .map(|b| {
+                if b.first_seq >= seq {
+                    b.live
+                } else {
+                    let start = (seq - b.first_seq) as usize;
+                    b.slots[start..].iter().filter(|s| s.len != 0).count() as u64
+                }
+            })
+            .sum()
+    }
+
+    fn delete(&mut self) -> Result<(), StoreError> {
+        // Afterwards an empty store, as a new one would be (its directory made again if written).
+        self.blocks.clear();
+        self.buf = Vec::new();
+        self.subjects.clear();
+        self.by_name.clear();
+        self.free.clear();
+        self.msgs = 0;
+        self.bytes = 0;
+        self.first = 1;
+        self.first_time = 0;
+        self.timed = 0;
+        self.last_seq = 0;
+        self.last_time = 0;
+        self.dir_unsynced = false;
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(
+                format!("removing {}", self.dir.display()),
+                e,
+            )),
+        }
+    }
+}
+
+impl Drop for FileStore {
+    /// Hands what is buffered to the OS, so a clean drop loses nothing (best effort: errors
+    /// cannot be reported here).
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{self, Opener};
+    use crate::store::MemoryStore;
+    use proptest::prelude::*;
+
+    /// A directory under the system's temporary one, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("starling-fs-{:016x}", fastrand::u64(..)));
+            fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn open(dir: &Path, block_size: u64) -> (FileStore, Recovery) {
+        FileStore::open(FileStoreConfig {
+            dir: dir.to_path_buf(),
+            block_size,
+        })
+        .unwrap()
+    }
+
+    /// The ids of the block files in `dir`.
+    fn blk_files(dir: &Path) -> Vec<u64> {
+        let mut ids: Vec<u64> = fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".blk")?.parse().ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    struct Harness {
+        root: TempDir,
+        block_size: u64,
+        n: u32,
+        dir: PathBuf,
+    }
+
+    impl Harness {
+        fn new(block_size: u64) -> Self {
+            let root = TempDir::new();
+            let dir = root.0.clone();
+            Self {
+                root,
+                block_size,
+                n: 0,
+                dir,
+            }
+        }
+    }
+
+    impl Opener for Harness {
+        fn fresh(&mut self) -> Box<dyn Store> {
+            self.n += 1;
+            self.dir = self.root.0.join(self.n.to_string());
+            Box::new(open(&self.dir, self.block_size).0)
+        }
+
+        fn reopen(&mut self, mut store: Box<dyn Store>) -> Box<dyn Store> {
+            store.flush().unwrap();
+            drop(store);
+            let (s, rec) = open(&self.dir, self.block_size);
+            assert_eq!((rec.truncated_bytes, rec.lost.len()), (0, 0), "{rec:?}");
+            Box::new(s)
+        }
+    }
+
+    #[test]
+    fn the_file_store_conforms() {
+        // 64 bytes: one message a block, so every check also rolls and unlinks blocks.
+        for block_size in [DEFAULT_BLOCK_SIZE, 4096, 64] {
+            let mut h = Harness::new(block_size);
+            conformance::run(&mut h);
+            // Each check ends with delete(): nothing is left behind.
+            for n in 1..=h.n {
+                assert!(!h.root.0.join(n.to_string()).exists());
+            }
+        }
+    }
+
+    fn subj(i: u64) -> String {
+        format!("t.{}", i % 3)
+    }
+
+    fn payload(i: u64) -> Vec<u8> {
+        format!("payload-{i:04}").into_bytes()
+    }
+
+    /// The length on disk of a record from `subj` and `payload`.
+    const REC: u64 = (MIN_RECORD + 3 + 12) as u64;
+
+    fn fill(dir: &Path, block_size: u64) {
+        let (mut s, _) = open(dir, block_size);
+        for i in 1..=50 {
+            assert_eq!(
+                s.append(subj(i).as_bytes(), 0, &payload(i), i as i64)
+                    .unwrap(),
+                i
+            );
+        }
+        s.flush().unwrap();
+        for i in 51..=60 {
+            s.append(subj(i).as_bytes(), 0, &payload(i), i as i64)
+                .unwrap();
+        }
+        s.flush().unwrap();
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    /// Flips a bit in the payload of message `seq` (written by [`fill`]).
+    fn corrupt(dir: &Path, seq: u64) {
+        let needle = payload(seq);
+        for id in blk_files(dir) {
+            let path = block_path(dir, id);
+            let mut bytes = fs::read(&path).unwrap();
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[at + 3] ^= 0x40;
+                fs::write(&path, bytes).unwrap();
+                return;
+            }
+        }
+        panic!("message {seq} not found");
+    }
+
+    fn assert_intact(s: &mut FileStore, seqs: impl IntoIterator<Item = u64>) {
+        for i in seqs {
+            let m = s.load(i).unwrap().unwrap_or_else(|| panic!("{i} lost"));
+            assert_eq!((m.seq, m.time, m.subject_str()), (i, i as i64, &*subj(i)));
+            assert_eq!(m.payload(), payload(i));
+        }
+    }
+
+    #[test]
+    fn a_torn_or_corrupt_tail_is_truncated_and_appends_continue() {
+        let t = TempDir::new();
+        let a = t.0.join("a");
+        fill(&a, DEFAULT_BLOCK_SIZE);
+        let b = t.0.join("b");
+        copy_dir(&a, &b);
+
+        // A torn write: the last record lacks its last 5 bytes.
+        let blk = block_path(&a, 1);
+        let len = fs::metadata(&blk).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&blk)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        let (mut s, rec) = open(&a, DEFAULT_BLOCK_SIZE);
+        assert_eq!((rec.msgs, rec.last_seq), (59, 59));
+        assert_eq!(rec.truncated_bytes, REC - 5);
+        assert!(rec.lost.is_empty());
+        assert_intact(&mut s, 1..=59);
+        assert_eq!(s.load(60).unwrap(), None);
+        assert_eq!(s.append(b"t.0", 0, b"after", 61).unwrap(), 60);
+        drop(s);
+        let (mut s, rec) = open(&a, DEFAULT_BLOCK_SIZE);
+        assert_eq!((rec.msgs, rec.truncated_bytes), (60, 0));
+        assert_intact(&mut s, 1..=59);
+        assert_eq!(s.load(60).unwrap().unwrap().payload(), b"after");
+
+        // One flipped bit in message 55: it and everything after it in the block go.
+        corrupt(&b, 55);
+        let (mut s, rec) = open(&b, DEFAULT_BLOCK_SIZE);
+        assert_eq!((rec.msgs, rec.last_seq), (54, 54));
+        assert_eq!(rec.truncated_bytes, 6 * REC);
+        assert_intact(&mut s, 1..=54);
+        assert_eq!(s.load(55).unwrap(), None);
+        assert_eq!(s.append(b"t.0", 0, b"after", 61).unwrap(), 55);
+        assert_eq!(s.state().last_seq, 55);
+    }
+
+    #[test]
+    fn a_corrupt_record_in_an_older_block_is_reported_lost() {
+        let t = TempDir::new();
+        // 256 bytes: 4 records a block, block 2 holds 5..=8.
+        let block_size = BLOCK_HEADER as u64 + 4 * REC;
+        fill(&t.0, block_size);
+        assert_eq!(blk_files(&t.0).len(), 15);
+        corrupt(&t.0, 6);
+        let (mut s, rec) = open(&t.0, block_size);
+        assert_eq!(rec.lost, vec![6..=8]);
+        assert_eq!(rec.truncated_bytes, 3 * REC);
+        assert_eq!((rec.msgs, rec.last_seq), (57, 60));
+        assert_intact(&mut s, (1..=5).chain(9..=60));
+        for i in 6..=8 {
+            assert_eq!(s.load(i).unwrap(), None);
+        }
+        let st = s.state();
+        assert_eq!((st.first_seq, st.num_deleted), (1, 3));
+        assert_eq!(s.append(b"t.0", 0, b"after", 61).unwrap(), 61);
+        drop(s);
+        let (mut s, rec) = open(&t.0, block_size);
+        assert_eq!((rec.msgs, rec.truncated_bytes), (58, 0));
+        assert_intact(&mut s, 9..=60);
+    }
+
+    #[test]
+    fn a_block_with_a_torn_header_is_dropped() {
+        let t = TempDir::new();
+        let block_size = BLOCK_HEADER as u64 + 4 * REC;
+        let (d, a) = (t.0.join("d"), t.0.join("a"));
+        fill(&d, block_size);
+        copy_dir(&d, &a);
+
+        // The newest block (57..=60) was being created: only part of its header landed.
+        OpenOptions::new()
+            .write(true)
+            .open(block_path(&d, 15))
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        let (mut s, rec) = open(&d, block_size);
+        assert_eq!((rec.msgs, rec.last_seq, rec.truncated_bytes), (56, 56, 10));
+        assert!(rec.lost.is_empty());
+        assert_intact(&mut s, 1..=56);
+        assert_eq!(s.append(b"t.0", 0, b"after", 61).unwrap(), 57);
+        s.flush().unwrap();
+        assert_eq!(blk_files(&d), (1..=15).collect::<Vec<_>>());
+        drop(s);
+        let (mut s, rec) = open(&d, block_size);
+        assert_eq!((rec.msgs, rec.last_seq, rec.truncated_bytes), (57, 57, 0));
+        assert_eq!(s.load(57).unwrap().unwrap().payload(), b"after");
+
+        // A damaged header in an older block: its messages (9..=12) are lost, the rest stays.
+        let path = block_path(&a, 3);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[9] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let (mut s, rec) = open(&a, block_size);
+        assert_eq!(rec.lost, vec![9..=12]);
+        assert_eq!((rec.msgs, rec.last_seq), (56, 60));
+        assert_intact(&mut s, (1..=8).chain(13..=60));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn blocks_roll_over_and_dead_leading_blocks_are_unlinked() {
+        let t = TempDir::new();
+        let dir = &t.0;
+        let (mut s, _) = open(dir, 4096);
+        let data = [7u8; 100];
+        for i in 1..=200u64 {
+            s.append(b"b", 0, &data, i as i64).unwrap();
+        }
+        s.flush().unwrap();
+        // 132 byte records: 30 to a 4 KiB block.
+        assert_eq!(blk_files(dir), (1..=7).collect::<Vec<_>>());
+        for f in blk_files(dir) {
+            assert!(fs::metadata(block_path(dir, f)).unwrap().len() <= 4096);
+        }
+        let starts: Vec<u64> = s.blocks.iter().map(|b| b.first_seq).collect();
+        assert_eq!(starts, vec![1, 31, 61, 91, 121, 151, 181]);
+
+        // Compacting into block 3 unlinks blocks 1 and 2.
+        assert_eq!(s.compact(61).unwrap(), 60);
+        s.flush().unwrap();
+        assert_eq!(blk_files(dir), (3..=7).collect::<Vec<_>>());
+        // Emptying block 3 one by one unlinks it too; an empty block 5 stays (block 4 is live,
+        // and block 5's tombstones are needed until it goes).
+        for q in 61..=90 {
+            assert!(s.remove(q).unwrap());
+        }
+        for q in 121..=150 {
+            assert!(s.remove(q).unwrap());
+        }
+        s.flush().unwrap();
+        // 60 tombstones (31 bytes each) rolled the log into block 8.
+        assert_eq!(blk_files(dir), (4..=8).collect::<Vec<_>>());
+        let before = s.state();
+        assert_eq!(
+            (before.msgs, before.first_seq, before.num_deleted),
+            (80, 91, 30)
+        );
+        drop(s);
+
+        let (mut s, rec) = open(dir, 4096);
+        assert_eq!((rec.msgs, rec.last_seq, rec.truncated_bytes), (80, 200, 0));
+        assert_eq!(s.state(), before);
+        assert_eq!(s.load(91).unwrap().unwrap().data, &data[..]);
+        assert_eq!(s.load(130).unwrap(), None);
+        assert_eq!(s.num_pending(100, &[]), 71);
+        // Removing block 4's messages unlinks it and the empty block 5 behind it.
+        for q in 91..=120 {
+            assert!(s.remove(q).unwrap());
+        }
+        s.flush().unwrap();
+        assert_eq!(blk_files(dir), vec![6, 7, 8]);
+
+        // A compact past the end keeps only the last block, then the next append's block.
+        assert_eq!(s.compact(1000).unwrap(), 50);
+        s.flush().unwrap();
+        assert_eq!(blk_files(dir), vec![8]);
+        assert_eq!(s.append(b"b", 0, b"x", 1000).unwrap(), 1000);
+        s.flush().unwrap();
+        assert_eq!(blk_files(dir), vec![9]);
+        drop(s);
+        let (mut s, rec) = open(dir, 4096);
+        assert_eq!((rec.msgs, rec.last_seq), (1, 1000));
+        let st = s.state();
+        assert_eq!(
+            (st.first_seq, st.first_time, st.last_time),
+            (1000, 1000, 1000)
+        );
+        assert_eq!(s.append(b"b", 0, b"y", 1001).unwrap(), 1001);
+    }
+
+    #[test]
+    fn an_empty_store_keeps_its_sequence_when_all_blocks_that_held_messages_go() {
+        let t = TempDir::new();
+        // 64 bytes: each record gets a block of its own, tombstones too.
+        let (mut s, _) = open(&t.0, 64);
+        for i in 1..=5u64 {
+            s.append(b"a", 0, b"x", i as i64).unwrap();
+        }
+        for q in 1..=5 {
+            s.remove(q).unwrap();
+        }
+        s.flush().unwrap();
+        assert_eq!(blk_files(&t.0).len(), 1);
+        drop(s);
+        let (mut s, rec) = open(&t.0, 64);
+        assert_eq!((rec.msgs, rec.last_seq), (0, 5));
+        assert_eq!(s.state().last_time, 5);
+        assert_eq!(s.append(b"a", 0, b"x", 6).unwrap(), 6);
+    }
+
+    #[test]
+    fn a_drop_without_flush_persists_and_sync_succeeds() {
+        let t = TempDir::new();
+        {
+            let (mut s, _) = open(&t.0, DEFAULT_BLOCK_SIZE);
+            for i in 1..=3u64 {
+                s.append(subj(i).as_bytes(), 0, &payload(i), i as i64)
+                    .unwrap();
+            }
+            assert!(s.remove(2).unwrap());
+        }
+        let (mut s, rec) = open(&t.0, DEFAULT_BLOCK_SIZE);
+        assert_eq!((rec.msgs, rec.last_seq), (2, 3));
+        assert_intact(&mut s, [1, 3]);
+        assert_eq!(s.load(2).unwrap(), None);
+        s.append(subj(4).as_bytes(), 0, &payload(4), 4).unwrap();
+        s.sync().unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.compact(3).unwrap(), 1);
+        s.sync().unwrap();
+        drop(s);
+        let (mut s, rec) = open(&t.0, DEFAULT_BLOCK_SIZE);
+        assert_eq!((rec.msgs, rec.last_seq), (2, 4));
+        assert_intact(&mut s, [3, 4]);
+        s.delete().unwrap();
+        assert!(!t.0.exists());
+    }
+
+    #[test]
+    fn oversized_messages_are_refused() {
+        let t = TempDir::new();
+        let (mut s, _) = open(&t.0, DEFAULT_BLOCK_SIZE);
+        let long = vec![b'a'; 70_000];
+        assert!(matches!(
+            s.append(&long, 0, b"", 1),
+            Err(StoreError::TooLarge)
+        ));
+        assert!(matches!(
+            s.append(b"a", 5, b"x", 1),
+            Err(StoreError::TooLarge)
+        ));
+        assert_eq!(s.append(b"a", 0, b"x", 1).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_foreign_file_is_corrupt_not_truncated() {
+        let t = TempDir::new();
+        fs::write(block_path(&t.0, 1), b"this is not a block file at all, no").unwrap();
+        let r = FileStore::open(FileStoreConfig::new(&t.0));
+        assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Append {
+            subj: usize,
+            len: usize,
+            hdr: bool,
+        },
+        Remove(u16),
+        Compact {
+            at: u16,
+            past: bool,
+        },
+        Purge {
+            filter: usize,
+            up_to: Option<u16>,
+            keep: Option<u8>,
+        },
+        Flush,
+        Reopen,
+    }
+
+    const SUBJECTS: [&str; 4] = ["a", "b.x", "b.y", "c.x"];
+    const FILTERS: [&str; 5] = ["a", "b.*", "b.>", ">", "c.x"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0..SUBJECTS.len(), 0..40usize, any::<bool>())
+                .prop_map(|(subj, len, hdr)| Op::Append { subj, len, hdr }),
+            3 => any::<u16>().prop_map(Op::Remove),
+            1 => (any::<u16>(), proptest::bool::weighted(0.2))
+                .prop_map(|(at, past)| Op::Compact { at, past }),
+            1 => (0..FILTERS.len(), proptest::option::of(any::<u16>()), proptest::option::of(0..4u8))
+                .prop_map(|(filter, up_to, keep)| Op::Purge { filter, up_to, keep }),
+            1 => Just(Op::Flush),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn agree(f: &mut FileStore, m: &mut MemoryStore) {
+        let st = m.state();
+        assert_eq!(f.state(), st);
+        for q in 0..=st.last_seq + 1 {
+            assert_eq!(f.load(q).unwrap(), m.load(q).unwrap(), "load {q}");
+        }
+        for s in SUBJECTS {
+            assert_eq!(
+                f.subject_state(s.as_bytes()),
+                m.subject_state(s.as_bytes()),
+                "{s}"
+            );
+        }
+        let mut fs_ = f.subjects(b">");
+        let mut ms = m.subjects(b">");
+        fs_.sort_by(|a, b| a.0.cmp(&b.0));
+        ms.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(fs_, ms);
+        let mid = (st.first_seq + st.last_seq) / 2;
+        for filter in FILTERS {
+            let fl = filter.as_bytes();
+            assert_eq!(
+                f.load_last(fl).unwrap(),
+                m.load_last(fl).unwrap(),
+                "{filter}"
+            );
+            assert_eq!(
+                f.load_next(mid, Some(fl)).unwrap(),
+                m.load_next(mid, Some(fl)).unwrap()
+            );
+            assert_eq!(f.num_pending(mid, &[fl]), m.num_pending(mid, &[fl]));
+        }
+        assert_eq!(
+            f.load_next(mid, None).unwrap(),
+            m.load_next(mid, None).unwrap()
+        );
+        for q in [0, st.first_seq, mid, st.last_seq, st.last_seq + 1] {
+            assert_eq!(f.num_pending(q, &[]), m.num_pending(q, &[]), "pending {q}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn seqs_agree_with_a_btree_set(ops in proptest::collection::vec((any::<bool>(), 0..80u64), 1..400)) {
+            let mut s = Seqs::default();
+            let mut b = std::collections::BTreeSet::new();
+            let mut next = 1;
+            for (push, x) in ops {
+                if push {
+                    s.push(next);
+                    b.insert(next);
+                    next += 1 + x % 3;
+                } else {
+                    let q = x * next / 80;
+                    prop_assert_eq!(s.remove(q), b.remove(&q));
+                }
+                prop_assert_eq!(s.len(), b.len());
+                prop_assert_eq!(s.first(), b.first().copied());
+                prop_assert_eq!(s.last(), b.last().copied());
+                let mid = next / 2;
+                prop_assert!(s.from(mid).eq(b.range(mid..).copied()));
+                prop_assert!(s.iter().eq(b.iter().copied()));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_file_store_agrees_with_the_memory_store(
+            ops in proptest::collection::vec(op(), 1..60),
+            block_size in prop_oneof![Just(64u64), Just(200), Just(1024), Just(DEFAULT_BLOCK_SIZE)],
+        ) {
+            let t = TempDir::new();
+            let (mut f, _) = open(&t.0, block_size);
+            let mut m = MemoryStore::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                let time = i as i64 + 1;
+                let span = m.state().last_seq + 2;
+                match op {
+                    Op::Append { subj, len, hdr } => {
+                        let h = b"NATS/1.0\r\nK: v\r\n\r\n";
+                        let mut data = if hdr { h.to_vec() } else { Vec::new() };
+                        data.extend((0..len).map(|k| (k + i) as u8));
+                        let hl = if hdr { h.len() } else { 0 };
+                        let s = SUBJECTS[subj].as_bytes();
+                        prop_assert_eq!(f.append(s, hl, &data, time).unwrap(), m.append(s, hl, &data, time).unwrap());
+                    }
+                    Op::Remove(q) => {
+                        let q = u64::from(q) % span;
+                        prop_assert_eq!(f.remove(q).unwrap(), m.remove(q).unwrap());
+                    }
+                    Op::Compact { at, past } => {
+                        let q = if past { span + u64::from(at % 50) } else { u64::from(at) % span };
+                        prop_assert_eq!(f.compact(q).unwrap(), m.compact(q).unwrap());
+                    }
+                    Op::Purge { filter, up_to, keep } => {
+                        let fl = FILTERS[filter].as_bytes();
+                        let up_to = up_to.map(|u| u64::from(u) % (span + 1));
+                        let keep = keep.map(u64::from);
+                        prop_assert_eq!(
+                            f.purge_subject(fl, up_to, keep).unwrap(),
+                            m.purge_subject(fl, up_to, keep).unwrap()
+                        );
+                    }
+                    Op::Flush => f.flush().unwrap(),
+                    Op::Reopen => {
+                        drop(f);
+                        let (g, rec) = open(&t.0, block_size);
+                        prop_assert_eq!((rec.truncated_bytes, rec.lost.len()), (0, 0));
+                        f = g;
+                    }
+                }
+                agree(&mut f, &mut m);
+            }
+            drop(f);
+            let (mut f, _) = open(&t.0, block_size);
+            agree(&mut f, &mut m);
+        }
+    }
+}

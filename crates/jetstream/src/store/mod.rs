@@ -3,7 +3,7 @@
 //! remove, and the store keeps that safely and answers by sequence and by subject.
 //!
 //! - [`memory`]: in memory (`storage: memory`).
-//! - [`file`]: a segmented append-only log on disk (`storage: file`).
+//! - [`file`](mod@file): a segmented append-only log on disk (`storage: file`).
 //!
 //! Writes are grouped: [`Store::append`] may only buffer, [`Store::flush`] hands everything
 //! appended to the operating system (one write for the batch), and [`Store::sync`] also makes
@@ -15,6 +15,7 @@ pub mod memory;
 
 use bytes::Bytes;
 
+pub use file::FileStore;
 pub use memory::MemoryStore;
 
 /// One stored message.

@@ -99,7 +99,7 @@ impl Client {
         subject: impl AsRef<str>,
         payload: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
-        self.send(subject.as_ref(), None, None, payload.into())
+        self.send(subject.as_ref(), None, None, None, payload.into())
             .await
             .map(|_| ())
     }
@@ -111,9 +111,15 @@ impl Client {
         reply: impl AsRef<str>,
         payload: impl Into<Bytes>,
     ) -> Result<(), ClientError> {
-        self.send(subject.as_ref(), Some(reply.as_ref()), None, payload.into())
-            .await
-            .map(|_| ())
+        self.send(
+            subject.as_ref(),
+            None,
+            Some(reply.as_ref()),
+            None,
+            payload.into(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Publishes with headers, given as `(name, value)` pairs.
@@ -135,9 +141,15 @@ impl Client {
         block.put_slice(b"\r\n");
         let header_len = block.len();
         block.put_slice(&payload);
-        self.send(subject.as_ref(), None, Some(header_len), block.freeze())
-            .await
-            .map(|_| ())
+        self.send(
+            subject.as_ref(),
+            None,
+            None,
+            Some(header_len),
+            block.freeze(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Publishes a message in its wire form and tells whether anyone received it: `data` is the
@@ -156,7 +168,30 @@ impl Client {
                 return Err(ClientError::InvalidHeaders);
             }
         }
-        self.send(subject.as_ref(), reply, header_len, data).await
+        self.send(subject.as_ref(), None, reply, header_len, data)
+            .await
+    }
+
+    /// Delivers a message in its wire form to the subscribers of `to`, who see it with
+    /// `subject` as its subject (JetStream delivers a stored message to a consumer's inbox this
+    /// way, as nats-server does). Otherwise as [`Self::publish_frame`].
+    pub async fn deliver_frame(
+        &self,
+        to: &str,
+        subject: &str,
+        reply: Option<&str>,
+        header_len: Option<usize>,
+        data: Bytes,
+    ) -> Result<bool, ClientError> {
+        if let Some(n) = header_len {
+            if n > data.len() || !data.starts_with(b"NATS/1.0") {
+                return Err(ClientError::InvalidHeaders);
+            }
+        }
+        if !is_valid_literal_subject(subject.as_bytes()) {
+            return Err(ClientError::InvalidSubject);
+        }
+        self.send(to, Some(subject), reply, header_len, data).await
     }
 
     /// Keeps this client's interest on this server (see [`crate::Server::local_client_in`]).
@@ -168,6 +203,7 @@ impl Client {
     async fn send(
         &self,
         subject: &str,
+        shown: Option<&str>,
         reply: Option<&str>,
         header_len: Option<usize>,
         data: Bytes,
@@ -196,7 +232,8 @@ impl Client {
                 header_len,
                 &data,
                 &data,
-            );
+            )
+            .shown_as(shown.unwrap_or(subject).as_bytes());
             delivery::publish(
                 &inner.broker,
                 &inner.account,
@@ -300,7 +337,7 @@ impl Client {
         let mut sub = self.add_subscription(&inbox, None)?;
         sub.unsubscribe_after(1);
         let delivered = self
-            .send(subject.as_ref(), Some(&inbox), None, payload.into())
+            .send(subject.as_ref(), None, Some(&inbox), None, payload.into())
             .await?;
         if !delivered {
             return Err(RequestError::NoResponders);

@@ -1,0 +1,223 @@
+//! The `CONSUMER.*` requests.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use starling_server::Message;
+
+use super::error::ApiError;
+use super::{parse, stream_of, LIST_LIMIT, NAMES_LIMIT};
+use crate::account::JsAccount;
+use crate::api::types::valid_name;
+use crate::consumer::{info_json, Consumer, ConsumerConfig};
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    #[serde(default)]
+    stream_name: String,
+    config: ConsumerConfig,
+    #[serde(default)]
+    action: String,
+}
+
+/// `CONSUMER.CREATE.<stream>[.<name>[.<filter>]]` and `CONSUMER.DURABLE.CREATE.<stream>.<durable>`.
+pub(crate) async fn create(
+    js: &JsAccount,
+    verb: &str,
+    rest: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let req: CreateRequest = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let mut parts = rest.splitn(3, '.');
+    let stream_name = parts.next().unwrap_or_default();
+    let subject_name = parts.next().filter(|n| !n.is_empty());
+    let subject_filter = parts.next();
+    if !req.stream_name.is_empty() && req.stream_name != stream_name {
+        return Err(ApiError::new(
+            400,
+            10056,
+            "stream name in subject does not match request",
+        ));
+    }
+    let stream = stream_of(js, stream_name)?;
+    let mut config = req.config;
+    let durable = config.durable_name.clone().filter(|d| !d.is_empty());
+    let name = match (verb, subject_name) {
+        ("CONSUMER.DURABLE.CREATE", Some(n)) => {
+            if durable.as_deref().is_some_and(|d| d != n) {
+                return Err(ApiError::new(
+                    400,
+                    10017,
+                    "consumer name in subject does not match durable name in request",
+                ));
+            }
+            config.durable_name = Some(n.to_string());
+            n.to_string()
+        }
+        (_, Some(n)) => {
+            if let Some(cfg_name) = config.name.as_deref().filter(|c| !c.is_empty()) {
+                if cfg_name != n {
+                    return Err(ApiError::new(
+                        400,
+                        10017,
+                        "consumer name in subject does not match durable name in request",
+                    ));
+                }
+            }
+            if durable.as_deref().is_some_and(|d| d != n) {
+                return Err(ApiError::new(
+                    400,
+                    10017,
+                    "consumer name in subject does not match durable name in request",
+                ));
+            }
+            if let Some(f) = subject_filter {
+                if config.filter_subject.as_deref() != Some(f) {
+                    return Err(ApiError::new(
+                        400,
+                        10131,
+                        "consumer create request did not match filtered subject from create subject",
+                    ));
+                }
+            }
+            n.to_string()
+        }
+        (_, None) => {
+            if durable.is_some() {
+                return Err(ApiError::new(
+                    400,
+                    10020,
+                    "consumer expected to be ephemeral but a durable name was set in request",
+                ));
+            }
+            match config.name.clone().filter(|n| !n.is_empty()) {
+                Some(n) => n,
+                None => ephemeral_name(),
+            }
+        }
+    };
+    if !valid_name(&name) {
+        return Err(ApiError::new(
+            400,
+            10103,
+            "consumer name can not contain path separators",
+        ));
+    }
+    let is_durable = config
+        .durable_name
+        .as_deref()
+        .is_some_and(|d| !d.is_empty());
+    if config.name.as_deref().is_none_or(str::is_empty) {
+        config.name = Some(name.clone());
+    }
+    config.fill_defaults(is_durable);
+    if config.deliver_subject.is_some() {
+        return Err(ApiError::new(
+            400,
+            10011,
+            "push consumers are not supported by this server yet",
+        ));
+    }
+    if let Some(existing) = stream.consumer(&name) {
+        // The same configuration again, whatever the action: nats-server answers with the
+        // consumer as it is.
+        if existing.config() == &config {
+            return Ok(info_json(&existing, &stream, js.server().server_name()));
+        }
+        if req.action == "create" {
+            return Err(ApiError::new(400, 10148, "consumer already exists"));
+        }
+        return Err(ApiError::new(
+            400,
+            10012,
+            "consumer configuration update is not supported yet",
+        ));
+    }
+    if req.action == "update" {
+        return Err(ApiError::new(400, 10149, "consumer does not exist"));
+    }
+    let consumer = Consumer::new(&stream, name, config)?;
+    consumer.start(js.server(), js.client()).await?;
+    stream.add_consumer(consumer.clone());
+    Ok(info_json(&consumer, &stream, js.server().server_name()))
+}
+
+/// nats-server names ephemeral consumers with 8 random characters.
+fn ephemeral_name() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::getrandom(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn consumer_of(
+    js: &JsAccount,
+    rest: &str,
+) -> Result<(Arc<crate::stream::Stream>, Arc<Consumer>), ApiError> {
+    let (s, c) = rest.split_once('.').ok_or_else(ApiError::bad_request)?;
+    let stream = stream_of(js, s)?;
+    let consumer = stream
+        .consumer(c)
+        .ok_or_else(ApiError::consumer_not_found)?;
+    Ok((stream, consumer))
+}
+
+pub(crate) fn info(js: &JsAccount, rest: &str) -> Result<Value, ApiError> {
+    let (stream, c) = consumer_of(js, rest)?;
+    Ok(info_json(&c, &stream, js.server().server_name()))
+}
+
+pub(crate) fn delete(js: &JsAccount, rest: &str) -> Result<Value, ApiError> {
+    let (stream, c) = consumer_of(js, rest)?;
+    stream.remove_consumer(c.name());
+    Ok(json!({ "success": true }))
+}
+
+#[derive(Deserialize, Default)]
+struct Page {
+    #[serde(default)]
+    offset: usize,
+}
+
+pub(crate) fn names(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let page: Page = parse(body)?;
+    let stream = stream_of(js, rest)?;
+    let all = stream.consumers();
+    let names: Vec<&str> = all
+        .iter()
+        .skip(page.offset)
+        .take(NAMES_LIMIT)
+        .map(|c| c.name())
+        .collect();
+    Ok(
+        json!({ "total": all.len(), "offset": page.offset, "limit": NAMES_LIMIT, "consumers": names }),
+    )
+}
+
+pub(crate) fn list(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let page: Page = parse(body)?;
+    let stream = stream_of(js, rest)?;
+    let all = stream.consumers();
+    let infos: Vec<Value> = all
+        .iter()
+        .skip(page.offset)
+        .take(LIST_LIMIT)
+        .map(|c| info_json(c, &stream, js.server().server_name()))
+        .collect();
+    Ok(
+        json!({ "total": all.len(), "offset": page.offset, "limit": LIST_LIMIT, "consumers": infos }),
+    )
+}
+
+/// `CONSUMER.MSG.NEXT.<stream>.<consumer>`: queued; the consumer answers on the reply.
+pub(crate) fn next(js: &JsAccount, rest: &str, m: &Message) -> Result<(), ApiError> {
+    let (_, c) = consumer_of(js, rest)?;
+    let Some(reply) = m.reply.as_deref() else {
+        return Ok(());
+    };
+    c.request_next(reply, &m.payload)
+}

@@ -1,0 +1,837 @@
+//! Consumers: a cursor over a stream with acknowledgements. This module holds pull consumers:
+//! `CONSUMER.MSG.NEXT` requests wait in a queue and are filled in order; every delivery's reply
+//! subject is its ack subject (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer
+//! seq>.<time>.<pending>`), and what is not acknowledged within `ack_wait` is delivered again,
+//! up to `max_deliver` times.
+//!
+//! One task per consumer does all of it: it wakes when the stream stores a message, when a
+//! request or an ack arrives, or when a deadline (an ack wait, a request's expiry) passes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use starling_server::{Client, Message, Server};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::api::error::ApiError;
+use crate::api::types::{Nanos, Retention};
+use crate::stream::Stream;
+use crate::time::{now_ns, rfc3339};
+
+/// nats-server's default `ack_wait`: 30 s.
+const DEFAULT_ACK_WAIT: Nanos = 30_000_000_000;
+/// nats-server's default `max_ack_pending` for acknowledged consumers.
+const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+/// nats-server's default `max_waiting` for pull consumers.
+const DEFAULT_MAX_WAITING: i64 = 512;
+/// nats-server's default `inactive_threshold` for ephemeral consumers: 5 s.
+const DEFAULT_INACTIVE: Nanos = 5_000_000_000;
+
+/// `deliver_policy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverPolicy {
+    /// From the first message.
+    #[default]
+    All,
+    /// From the last message.
+    Last,
+    /// Only messages stored from now on.
+    New,
+    /// From `opt_start_seq`.
+    ByStartSequence,
+    /// From `opt_start_time`.
+    ByStartTime,
+    /// The last message of each subject, then everything new.
+    LastPerSubject,
+}
+
+/// `ack_policy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckPolicy {
+    /// Nothing is acknowledged.
+    None,
+    /// An ack acknowledges everything up to it.
+    All,
+    /// Each message is acknowledged on its own.
+    #[default]
+    Explicit,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+fn is_none_str(s: &Option<String>) -> bool {
+    s.as_deref().is_none_or(str::is_empty)
+}
+
+/// A consumer's configuration (nats-server's `ConsumerConfig`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerConfig {
+    /// The durable name (durable consumers).
+    #[serde(default, skip_serializing_if = "is_none_str")]
+    pub durable_name: Option<String>,
+    /// The consumer's name.
+    #[serde(default, skip_serializing_if = "is_none_str")]
+    pub name: Option<String>,
+    /// A description.
+    #[serde(default, skip_serializing_if = "is_none_str")]
+    pub description: Option<String>,
+    /// Where delivery starts.
+    #[serde(default)]
+    pub deliver_policy: DeliverPolicy,
+    /// With `by_start_sequence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_seq: Option<u64>,
+    /// With `by_start_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    /// How deliveries are acknowledged.
+    #[serde(default)]
+    pub ack_policy: AckPolicy,
+    /// How long an unacknowledged delivery waits before it is delivered again (ns).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ack_wait: Nanos,
+    /// Most deliveries of one message; -1 = unlimited.
+    #[serde(default)]
+    pub max_deliver: i64,
+    /// Only messages on this subject.
+    #[serde(default, skip_serializing_if = "is_none_str")]
+    pub filter_subject: Option<String>,
+    /// Only messages on these subjects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_subjects: Option<Vec<String>>,
+    /// `instant` or `original`.
+    #[serde(default = "instant")]
+    pub replay_policy: String,
+    /// Most waiting pull requests.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_waiting: i64,
+    /// Most unacknowledged deliveries.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
+    /// Deliver headers only, with `Nats-Msg-Size`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub headers_only: bool,
+    /// Removed after this long without requests (ns).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inactive_threshold: Nanos,
+    /// Redelivery delays, per attempt (ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Vec<Nanos>>,
+    /// A push consumer's delivery subject.
+    #[serde(default, skip_serializing_if = "is_none_str")]
+    pub deliver_subject: Option<String>,
+    /// Replicas (0 = the stream's).
+    #[serde(default)]
+    pub num_replicas: i64,
+    /// Everything else the client sent, echoed back.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn instant() -> String {
+    "instant".into()
+}
+
+impl ConsumerConfig {
+    /// nats-server's defaults (`setConsumerConfigDefaults`).
+    pub(crate) fn fill_defaults(&mut self, durable: bool) {
+        if self.max_deliver == 0 {
+            self.max_deliver = -1;
+        }
+        if self.ack_policy != AckPolicy::None {
+            if self.ack_wait == 0 {
+                self.ack_wait = DEFAULT_ACK_WAIT;
+            }
+            if self.max_ack_pending == 0 {
+                self.max_ack_pending = DEFAULT_MAX_ACK_PENDING;
+            }
+        }
+        if self.deliver_subject.is_none() && self.max_waiting == 0 {
+            self.max_waiting = DEFAULT_MAX_WAITING;
+        }
+        if !durable && self.inactive_threshold == 0 {
+            self.inactive_threshold = DEFAULT_INACTIVE;
+        }
+        if self.replay_policy.is_empty() {
+            self.replay_policy = instant();
+        }
+    }
+
+    /// The subjects this consumer takes (empty = all of the stream).
+    pub(crate) fn filters(&self) -> Vec<String> {
+        match (&self.filter_subject, &self.filter_subjects) {
+            (Some(f), _) if !f.is_empty() => vec![f.clone()],
+            (_, Some(fs)) => fs.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One waiting pull request.
+struct Request {
+    reply: String,
+    batch: u64,
+    max_bytes: u64,
+    expires: Option<Instant>,
+    no_wait: bool,
+    /// Delivered to this request so far.
+    sent: u64,
+}
+
+/// A delivery awaiting its ack.
+struct Pending {
+    consumer_seq: u64,
+    deliveries: u64,
+    deadline: Instant,
+}
+
+/// What a consumer has delivered and what is acknowledged.
+struct State {
+    /// The next stream sequence to look at for a first delivery.
+    next: u64,
+    /// The last consumer sequence given out, and the stream sequence of it.
+    delivered_consumer: u64,
+    delivered_stream: u64,
+    ack_floor_consumer: u64,
+    ack_floor_stream: u64,
+    pending: BTreeMap<u64, Pending>,
+    /// Stream sequences to deliver again, first come first.
+    redeliver: BTreeSet<u64>,
+    /// Stream sequences to deliver first, before `next` (`last_per_subject`).
+    initial: BTreeSet<u64>,
+    /// Deliveries done more than once.
+    redelivered: u64,
+    waiting: VecDeque<Request>,
+    last_active: i64,
+}
+
+/// A consumer at run time.
+pub(crate) struct Consumer {
+    name: String,
+    stream: Weak<Stream>,
+    config: ConsumerConfig,
+    filters: Vec<String>,
+    created: i64,
+    state: Mutex<State>,
+    wake: Notify,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// A consumer's JSON view (`ConsumerInfo`).
+pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
+    let st = c.state.lock();
+    let pending = c.num_pending(stream, st.next);
+    json!({
+        "stream_name": stream.name(),
+        "name": c.name,
+        "created": rfc3339(c.created),
+        "config": c.config,
+        "delivered": { "consumer_seq": st.delivered_consumer, "stream_seq": st.delivered_stream },
+        "ack_floor": { "consumer_seq": st.ack_floor_consumer, "stream_seq": st.ack_floor_stream },
+        "num_ack_pending": st.pending.len(),
+        "num_redelivered": st.redelivered,
+        "num_waiting": st.waiting.len(),
+        "num_pending": pending,
+        "cluster": { "leader": leader },
+        "ts": rfc3339(now_ns()),
+    })
+}
+
+impl Consumer {
+    /// A consumer of `stream` starting where `config.deliver_policy` says.
+    pub(crate) fn new(
+        stream: &Arc<Stream>,
+        name: String,
+        config: ConsumerConfig,
+    ) -> Result<Arc<Self>, ApiError> {
+        let filters = config.filters();
+        let (start, initial) = start_seq(stream, &config, &filters)?;
+        let floor = initial.first().copied().unwrap_or(start).saturating_sub(1);
+        Ok(Arc::new(Self {
+            name,
+            stream: Arc::downgrade(stream),
+            filters,
+            created: now_ns(),
+            state: Mutex::new(State {
+                next: start,
+                delivered_consumer: 0,
+                delivered_stream: floor,
+                ack_floor_consumer: 0,
+                ack_floor_stream: floor,
+                pending: BTreeMap::new(),
+                redeliver: BTreeSet::new(),
+                initial,
+                redelivered: 0,
+                waiting: VecDeque::new(),
+                last_active: now_ns(),
+            }),
+            config,
+            wake: Notify::new(),
+            stop: tokio_util::sync::CancellationToken::new(),
+        }))
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// Something changed: new messages, a request, an ack.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops its task (the consumer or its stream is deleted).
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    fn num_pending(&self, stream: &Stream, from: u64) -> u64 {
+        let filters: Vec<&[u8]> = self.filters.iter().map(|f| f.as_bytes()).collect();
+        stream.store().num_pending(from, &filters)
+    }
+
+    /// Runs the consumer: subscribes its ack subject and serves requests until stopped.
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        server: &Server,
+        client: &Client,
+    ) -> Result<(), ApiError> {
+        let Some(stream) = self.stream.upgrade() else {
+            return Err(ApiError::stream_not_found());
+        };
+        let ack_subject = format!("$JS.ACK.{}.{}.>", stream.name(), self.name);
+        let acks = client
+            .subscribe(&ack_subject)
+            .await
+            .map_err(|e| ApiError::internal(format!("ack subscription: {e}")))?;
+        let me = self.clone();
+        let client = client.clone();
+        server.spawn(async move { me.run(client, acks).await });
+        Ok(())
+    }
+
+    /// A `CONSUMER.MSG.NEXT` request.
+    pub(crate) fn request_next(&self, reply: &str, body: &[u8]) -> Result<(), ApiError> {
+        #[derive(Deserialize, Default)]
+        struct Next {
+            #[serde(default)]
+            batch: u64,
+            #[serde(default)]
+            expires: i64,
+            #[serde(default)]
+            no_wait: bool,
+            #[serde(default)]
+            max_bytes: u64,
+        }
+        let trimmed = body.trim_ascii();
+        let next: Next = if trimmed.is_empty() {
+            Next::default()
+        } else if trimmed.iter().all(u8::is_ascii_digit) {
+            Next {
+                batch: std::str::from_utf8(trimmed)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1),
+                ..Next::default()
+            }
+        } else {
+            serde_json::from_slice(trimmed).map_err(ApiError::invalid_json)?
+        };
+        let mut st = self.state.lock();
+        st.last_active = now_ns();
+        if self.config.max_waiting > 0 && st.waiting.len() as i64 >= self.config.max_waiting {
+            drop(st);
+            return Err(ApiError::internal("Exceeded MaxWaiting"));
+        }
+        st.waiting.push_back(Request {
+            reply: reply.to_string(),
+            batch: next.batch.max(1),
+            max_bytes: next.max_bytes,
+            expires: (next.expires > 0)
+                .then(|| Instant::now() + Duration::from_nanos(next.expires as u64)),
+            no_wait: next.no_wait,
+            sent: 0,
+        });
+        drop(st);
+        self.wake();
+        Ok(())
+    }
+
+    async fn run(self: Arc<Self>, client: Client, mut acks: starling_server::Subscriber) {
+        loop {
+            let deadline = self.pump(&client).await;
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = sleep => {}
+                m = acks.next() => match m {
+                    Some(m) => self.on_ack(&client, &m).await,
+                    None => break,
+                },
+                () = self.stop.cancelled() => break,
+            }
+        }
+        debug!(consumer = %self.name, "consumer stopped");
+    }
+
+    /// Handles one message on the ack subject.
+    async fn on_ack(&self, client: &Client, m: &Message) {
+        let tokens: Vec<&str> = m.subject.split('.').collect();
+        // v1: $JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>; v2 has two more
+        // tokens (domain, account hash) after $JS.ACK.
+        let at = match tokens.len() {
+            9 => 4,
+            n if n >= 11 => 6,
+            _ => return,
+        };
+        let Ok(sseq) = tokens[at + 1].parse::<u64>() else {
+            return;
+        };
+        let body = m.payload.trim_ascii();
+        let (verb, arg) = match body.iter().position(|b| b.is_ascii_whitespace()) {
+            Some(i) => (&body[..i], body[i..].trim_ascii()),
+            None => (body, &b""[..]),
+        };
+        let stream = self.stream.upgrade();
+        {
+            let mut st = self.state.lock();
+            st.last_active = now_ns();
+            match verb {
+                b"" | b"+ACK" | b"+OK" => self.ack(&mut st, sseq, stream.as_deref()),
+                b"+NXT" => {
+                    self.ack(&mut st, sseq, stream.as_deref());
+                }
+                b"-NAK" => {
+                    let delay = parse_nak_delay(arg);
+                    if let Some(p) = st.pending.get_mut(&sseq) {
+                        match delay {
+                            Some(d) => p.deadline = Instant::now() + d,
+                            None => {
+                                p.deadline = Instant::now();
+                            }
+                        }
+                    }
+                }
+                b"+WPI" => {
+                    let wait = self.ack_wait(1);
+                    if let Some(p) = st.pending.get_mut(&sseq) {
+                        p.deadline = Instant::now() + wait;
+                    }
+                }
+                b"+TERM" => {
+                    st.pending.remove(&sseq);
+                    st.redeliver.remove(&sseq);
+                    Self::move_floor(&mut st);
+                }
+                _ => {}
+            }
+        }
+        if verb == b"+NXT" {
+            if let Some(reply) = &m.reply {
+                let _ = self.request_next(reply, arg);
+            }
+        } else if let Some(reply) = &m.reply {
+            // async-nats's double ack waits for this empty reply.
+            let _ = client.publish(reply.as_str(), Bytes::new()).await;
+        }
+        self.wake();
+    }
+
+    fn ack(&self, st: &mut State, sseq: u64, stream: Option<&Stream>) {
+        let acked: Vec<u64> = match self.config.ack_policy {
+            AckPolicy::None => return,
+            AckPolicy::Explicit => st.pending.remove(&sseq).map(|_| sseq).into_iter().collect(),
+            AckPolicy::All => {
+                let keys: Vec<u64> = st.pending.range(..=sseq).map(|(k, _)| *k).collect();
+                for k in &keys {
+                    st.pending.remove(k);
+                }
+                keys
+            }
+        };
+        for s in &acked {
+            st.redeliver.remove(s);
+        }
+        Self::move_floor(st);
+        if let Some(stream) = stream {
+            if stream.config().retention == Retention::WorkQueue {
+                let mut store = stream.store();
+                for s in acked {
+                    let _ = store.remove(s);
+                }
+                let _ = store.flush();
+            }
+        }
+    }
+
+    /// The ack floor: everything delivered below the oldest pending delivery.
+    fn move_floor(st: &mut State) {
+        match st.pending.iter().next() {
+            Some((sseq, p)) => {
+                st.ack_floor_stream = sseq.saturating_sub(1);
+                st.ack_floor_consumer = p.consumer_seq.saturating_sub(1);
+            }
+            None => {
+                st.ack_floor_stream = st.delivered_stream;
+                st.ack_floor_consumer = st.delivered_consumer;
+            }
+        }
+    }
+
+    fn ack_wait(&self, deliveries: u64) -> Duration {
+        if let Some(b) = self.config.backoff.as_ref().filter(|b| !b.is_empty()) {
+            let i = (deliveries as usize).saturating_sub(1).min(b.len() - 1);
+            return Duration::from_nanos(b[i].max(0) as u64);
+        }
+        Duration::from_nanos(self.config.ack_wait.max(0) as u64)
+    }
+
+    /// Fills waiting requests with what there is; returns the next deadline to wake at.
+    async fn pump(&self, client: &Client) -> Option<Instant> {
+        let stream = self.stream.upgrade()?;
+        loop {
+            let now = Instant::now();
+            // What to send, worked out under the lock; sent after it.
+            let mut out: Vec<Out> = Vec::new();
+            let deadline;
+            {
+                let mut st = self.state.lock();
+                // Ack waits that passed: deliver again (or give up at max_deliver).
+                let due: Vec<u64> = st
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.deadline <= now)
+                    .map(|(s, _)| *s)
+                    .collect();
+                for s in due {
+                    let over = self.config.max_deliver > 0
+                        && st.pending[&s].deliveries as i64 >= self.config.max_deliver;
+                    if over {
+                        st.pending.remove(&s);
+                        Self::move_floor(&mut st);
+                    } else {
+                        st.redeliver.insert(s);
+                        if let Some(p) = st.pending.get_mut(&s) {
+                            // Not due again until it is delivered again.
+                            p.deadline = now + Duration::from_secs(3600 * 24 * 365);
+                        }
+                    }
+                }
+                // Requests that expired.
+                while let Some(pos) = st
+                    .waiting
+                    .iter()
+                    .position(|r| r.expires.is_some_and(|e| e <= now))
+                {
+                    let r = st.waiting.remove(pos).expect("position is in range");
+                    out.push(Out::Status(r.reply, 408, "Request Timeout"));
+                }
+                while let Some(req) = st.waiting.front() {
+                    let no_wait = req.no_wait;
+                    let ack_full = self.config.ack_policy != AckPolicy::None
+                        && self.config.max_ack_pending > 0
+                        && st_pending_len(&st) as i64 >= self.config.max_ack_pending;
+                    let found = if ack_full {
+                        None
+                    } else {
+                        self.next_message(&stream, &mut st)
+                    };
+                    let st2 = &mut st;
+                    let req = st2.waiting.front_mut().expect("front exists");
+                    match found {
+                        Some((m, redelivery)) => {
+                            let size = (m.subject.len() + m.data.len()) as u64;
+                            if req.max_bytes > 0 && req.sent > 0 && size > req.max_bytes {
+                                let r = st2.waiting.pop_front().expect("front exists");
+                                out.push(Out::Status(
+                                    r.reply,
+                                    409,
+                                    "Message Size Exceeds MaxBytes",
+                                ));
+                                // Put the message back for the next request.
+                                st2.redeliver.insert(m.seq);
+                                continue;
+                            }
+                            let deliveries = self.record_delivery(st2, &m, redelivery, now);
+                            let pending = self.num_pending(&stream, st2.next);
+                            let ack = format!(
+                                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+                                stream.name(),
+                                self.name,
+                                deliveries,
+                                m.seq,
+                                st2.pending
+                                    .get(&m.seq)
+                                    .map_or(st2.delivered_consumer, |p| p.consumer_seq),
+                                m.time,
+                                pending
+                            );
+                            let req = st2.waiting.front_mut().expect("front exists");
+                            req.sent += 1;
+                            if req.max_bytes > 0 {
+                                req.max_bytes = req.max_bytes.saturating_sub(size).max(1);
+                            }
+                            let done = req.sent >= req.batch;
+                            out.push(Out::Msg(req.reply.clone(), m, ack));
+                            if done {
+                                st2.waiting.pop_front();
+                            }
+                        }
+                        None => {
+                            if no_wait {
+                                let r = st2.waiting.pop_front().expect("front exists");
+                                if r.sent == 0 {
+                                    out.push(Out::Status(r.reply, 404, "No Messages"));
+                                } else {
+                                    out.push(Out::Status(r.reply, 408, "Request Timeout"));
+                                }
+                                continue;
+                            }
+                            break;
+                        }
+                    }
+                }
+                deadline = st
+                    .pending
+                    .values()
+                    .map(|p| p.deadline)
+                    .chain(st.waiting.iter().filter_map(|r| r.expires))
+                    .min();
+            }
+            if out.is_empty() {
+                return deadline;
+            }
+            for o in out {
+                match o {
+                    Out::Msg(to, m, ack) => {
+                        let (header_len, data) = if self.config.headers_only {
+                            headers_only(&m)
+                        } else {
+                            ((m.header_len > 0).then_some(m.header_len), m.data.clone())
+                        };
+                        let _ = client
+                            .deliver_frame(&to, m.subject_str(), Some(&ack), header_len, data)
+                            .await;
+                    }
+                    Out::Status(to, code, text) => {
+                        let block = format!("NATS/1.0 {code} {text}\r\n\r\n");
+                        let len = block.len();
+                        let _ = client
+                            .publish_frame(&to, None, Some(len), Bytes::from(block))
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next message to deliver: a due redelivery first, else the next new one.
+    fn next_message(
+        &self,
+        stream: &Stream,
+        st: &mut State,
+    ) -> Option<(crate::store::StoredMsg, bool)> {
+        let mut store = stream.store();
+        while let Some(seq) = st.redeliver.pop_first() {
+            if let Ok(Some(m)) = store.load(seq) {
+                return Some((m, true));
+            }
+            st.pending.remove(&seq);
+        }
+        while let Some(seq) = st.initial.pop_first() {
+            if let Ok(Some(m)) = store.load(seq) {
+                return Some((m, false));
+            }
+        }
+        let filters: Vec<&[u8]> = self.filters.iter().map(|f| f.as_bytes()).collect();
+        let found = match filters.as_slice() {
+            [] => store.load_next(st.next, None),
+            [one] => store.load_next(st.next, Some(one)),
+            many => {
+                // The first of each filter's next message.
+                let mut best: Option<crate::store::StoredMsg> = None;
+                for f in many {
+                    if let Ok(Some(m)) = store.load_next(st.next, Some(f)) {
+                        if best.as_ref().is_none_or(|b| m.seq < b.seq) {
+                            best = Some(m);
+                        }
+                    }
+                }
+                Ok(best)
+            }
+        };
+        let m = found.ok().flatten()?;
+        st.next = m.seq + 1;
+        Some((m, false))
+    }
+
+    /// Notes a delivery; returns how many times this message has now been delivered.
+    fn record_delivery(
+        &self,
+        st: &mut State,
+        m: &crate::store::StoredMsg,
+        redelivery: bool,
+        now: Instant,
+    ) -> u64 {
+        if redelivery {
+            st.redelivered += 1;
+            let wait = {
+                let p = st.pending.get(&m.seq);
+                self.ack_wait(p.map_or(1, |p| p.deliveries + 1))
+            };
+            if let Some(p) = st.pending.get_mut(&m.seq) {
+                p.deliveries += 1;
+                p.deadline = now + wait;
+                return p.deliveries;
+            }
+            return 1;
+        }
+        st.delivered_consumer += 1;
+        st.delivered_stream = m.seq;
+        if self.config.ack_policy == AckPolicy::None {
+            st.ack_floor_consumer = st.delivered_consumer;
+            st.ack_floor_stream = m.seq;
+        } else {
+            st.pending.insert(
+                m.seq,
+                Pending {
+                    consumer_seq: st.delivered_consumer,
+                    deliveries: 1,
+                    deadline: now + self.ack_wait(1),
+                },
+            );
+        }
+        1
+    }
+}
+
+fn st_pending_len(st: &State) -> usize {
+    st.pending.len()
+}
+
+enum Out {
+    Msg(String, crate::store::StoredMsg, String),
+    Status(String, u16, &'static str),
+}
+
+/// The header block of `m` with `Nats-Msg-Size`, and no payload (`headers_only`).
+fn headers_only(m: &crate::store::StoredMsg) -> (Option<usize>, Bytes) {
+    let mut block = String::from("NATS/1.0\r\n");
+    if let Some(h) = m.headers() {
+        for line in String::from_utf8_lossy(h).split("\r\n").skip(1) {
+            if !line.is_empty() {
+                block.push_str(line);
+                block.push_str("\r\n");
+            }
+        }
+    }
+    block.push_str(&format!("Nats-Msg-Size: {}\r\n\r\n", m.payload().len()));
+    let len = block.len();
+    (Some(len), Bytes::from(block))
+}
+
+/// `-NAK 10s` or `-NAK {"delay": ns}`.
+fn parse_nak_delay(arg: &[u8]) -> Option<Duration> {
+    if arg.is_empty() {
+        return None;
+    }
+    if arg.starts_with(b"{") {
+        let v: Value = serde_json::from_slice(arg).ok()?;
+        return v["delay"]
+            .as_i64()
+            .map(|n| Duration::from_nanos(n.max(0) as u64));
+    }
+    let s = std::str::from_utf8(arg).ok()?;
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.')?);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// Where a new consumer starts, from its deliver policy: the first new sequence to look at, and
+/// sequences to deliver before it.
+fn start_seq(
+    stream: &Stream,
+    c: &ConsumerConfig,
+    filters: &[String],
+) -> Result<(u64, BTreeSet<u64>), ApiError> {
+    let mut store = stream.store();
+    let st = store.state();
+    if c.deliver_policy == DeliverPolicy::LastPerSubject {
+        let patterns = if filters.is_empty() {
+            vec![">".to_string()]
+        } else {
+            filters.to_vec()
+        };
+        let lasts: BTreeSet<u64> = patterns
+            .iter()
+            .flat_map(|f| store.subjects(f.as_bytes()))
+            .map(|(_, s)| s.last)
+            .collect();
+        return Ok((st.last_seq + 1, lasts));
+    }
+    let start = match c.deliver_policy {
+        DeliverPolicy::All => st.first_seq.max(1),
+        DeliverPolicy::New => st.last_seq + 1,
+        DeliverPolicy::Last => {
+            let last = if filters.is_empty() {
+                Some(st.last_seq)
+            } else {
+                filters
+                    .iter()
+                    .filter_map(|f| store.load_last(f.as_bytes()).ok().flatten().map(|m| m.seq))
+                    .max()
+            };
+            last.filter(|s| *s > 0).unwrap_or(st.last_seq + 1)
+        }
+        DeliverPolicy::ByStartSequence => c
+            .opt_start_seq
+            .ok_or_else(|| ApiError::invalid_config("consumer delivery policy is deliver by start sequence, but optional start sequence is not set"))?
+            .max(1),
+        DeliverPolicy::ByStartTime => {
+            let t = c
+                .opt_start_time
+                .as_deref()
+                .and_then(crate::time::parse_rfc3339)
+                .ok_or_else(|| ApiError::invalid_config("consumer delivery policy is deliver by start time, but optional start time is not set"))?;
+            let mut seq = st.first_seq.max(1);
+            while let Ok(Some(m)) = store.load_next(seq, None) {
+                if m.time >= t {
+                    break;
+                }
+                seq = m.seq + 1;
+            }
+            seq
+        }
+        DeliverPolicy::LastPerSubject => unreachable!("handled above"),
+    };
+    Ok((start, BTreeSet::new()))
+}

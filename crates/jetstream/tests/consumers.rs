@@ -1,0 +1,243 @@
+//! Pull consumers through async-nats's JetStream API against an embedded broker.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use futures::StreamExt;
+use starling_jetstream::{JetStream, ServerBuilderExt};
+use starling_server::Server;
+
+async fn with_stream(n: u64) -> (Server, jetstream::Context, stream::Stream) {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .jetstream(JetStream::new())
+        .start()
+        .await
+        .expect("broker starts");
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let s = js
+        .create_stream(stream::Config {
+            name: "EVENTS".into(),
+            subjects: vec!["events.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 1..=n {
+        let subject = format!("events.{}", if i % 2 == 0 { "even" } else { "odd" });
+        js.publish(subject, format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    (server, js, s)
+}
+
+fn payloads(msgs: &[jetstream::Message]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn fetch_ack_and_the_ack_floor() {
+    let (_server, _js, s) = with_stream(10).await;
+    let c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("worker".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = c.fetch().max_messages(4).messages().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = batch.next().await {
+        got.push(m.unwrap());
+    }
+    assert_eq!(payloads(&got), ["1", "2", "3", "4"]);
+    let info = got[3].info().unwrap();
+    assert_eq!(
+        (info.stream_sequence, info.consumer_sequence, info.pending),
+        (4, 4, 6)
+    );
+    assert_eq!(
+        got[0].subject.as_str(),
+        "events.odd",
+        "the stored subject is shown"
+    );
+    for m in &got[..2] {
+        m.double_ack().await.expect("double ack is answered");
+    }
+    let mut c2 = c.clone();
+    let info = c2.info().await.unwrap();
+    assert_eq!(info.num_ack_pending, 2);
+    assert_eq!(info.ack_floor.stream_sequence, 2);
+    assert_eq!(info.delivered.stream_sequence, 4);
+    assert_eq!(info.num_pending, 6);
+    // The rest, and then nothing: a fetch of an empty consumer ends at once.
+    let rest: Vec<_> = c
+        .fetch()
+        .max_messages(100)
+        .messages()
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(rest.len(), 6);
+    let none: Vec<_> = c
+        .fetch()
+        .max_messages(5)
+        .messages()
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(none.is_empty());
+    // The consumer is listed and can be deleted.
+    use futures::TryStreamExt;
+    let names: Vec<String> = s.consumer_names().try_collect().await.unwrap();
+    assert_eq!(names, vec!["worker".to_string()]);
+    assert!(s.delete_consumer("worker").await.unwrap().success);
+    assert!(s
+        .get_consumer::<consumer::pull::Config>("worker")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn nak_and_ack_wait_redeliver_term_does_not() {
+    let (_server, _js, s) = with_stream(3).await;
+    let c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("r".into()),
+            ack_wait: Duration::from_millis(300),
+            max_deliver: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // One message per request, so that what a NAK redelivers comes next.
+    let one = || async {
+        c.batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap()
+            .next()
+            .await
+            .expect("a message")
+            .unwrap()
+    };
+    let first = one().await;
+    first.ack_with(AckKind::Nak(None)).await.unwrap();
+    let again = one().await;
+    assert_eq!(
+        again.info().unwrap().stream_sequence,
+        1,
+        "a NAK redelivers at once"
+    );
+    assert_eq!(again.info().unwrap().delivered, 2);
+    again.ack().await.unwrap();
+    let second = one().await;
+    assert_eq!(second.info().unwrap().stream_sequence, 2);
+    second.ack_with(AckKind::Term).await.unwrap();
+    let third = one().await;
+    assert_eq!(third.info().unwrap().stream_sequence, 3);
+    // Not acked: back after ack_wait.
+    let later = one().await;
+    assert_eq!(later.info().unwrap().stream_sequence, 3);
+    assert_eq!(later.info().unwrap().delivered, 2);
+    later.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn deliver_policies_and_filters() {
+    let (_server, js, s) = with_stream(6).await;
+    let fetch_all = |c: consumer::PullConsumer| async move {
+        let msgs: Vec<_> = c
+            .fetch()
+            .max_messages(50)
+            .messages()
+            .await
+            .unwrap()
+            .map(|m| m.unwrap())
+            .collect()
+            .await;
+        payloads(&msgs)
+    };
+    let make = |config: consumer::pull::Config| {
+        let s = s.clone();
+        async move { s.create_consumer(config).await.unwrap() }
+    };
+    let even = make(consumer::pull::Config {
+        filter_subject: "events.even".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(fetch_all(even).await, ["2", "4", "6"]);
+    let last = make(consumer::pull::Config {
+        deliver_policy: consumer::DeliverPolicy::Last,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(fetch_all(last).await, ["6"]);
+    let per_subject = make(consumer::pull::Config {
+        deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(fetch_all(per_subject).await, ["5", "6"]);
+    let from = make(consumer::pull::Config {
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: 4 },
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(fetch_all(from).await, ["4", "5", "6"]);
+    let new = make(consumer::pull::Config {
+        deliver_policy: consumer::DeliverPolicy::New,
+        ..Default::default()
+    })
+    .await;
+    js.publish("events.odd", "7".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(fetch_all(new).await, ["7"]);
+    let info = s.clone().info().await.unwrap().clone();
+    assert_eq!(info.state.consumer_count, 5);
+}
+
+#[tokio::test]
+async fn a_waiting_pull_gets_messages_published_later() {
+    let (_server, js, s) = with_stream(0).await;
+    let c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("later".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = c.messages().await.unwrap();
+    let publisher = tokio::spawn(async move {
+        for i in 0..20 {
+            js.publish("events.x", format!("{i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    for i in 0..20 {
+        let m = msgs.next().await.unwrap().unwrap();
+        assert_eq!(m.payload, format!("{i}"));
+        m.ack().await.unwrap();
+    }
+    publisher.await.unwrap();
+}
