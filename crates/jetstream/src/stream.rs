@@ -253,14 +253,20 @@ impl Stream {
         }
         for (reply, outcome) in acks {
             let body = match (&written, outcome) {
-                (Err(e), _) => error_ack(&ApiError::store_failed(e)),
-                (Ok(()), Err(e)) => error_ack(&e),
+                (Err(e), _) => self.error_ack(&ApiError::store_failed(e)),
+                (Ok(()), Err(e)) => self.error_ack(&e),
                 (Ok(()), Ok(Stored::Seq(seq))) => self.ack(seq, false),
                 (Ok(()), Ok(Stored::Duplicate(seq))) => self.ack(seq, true),
             };
             let reply = std::str::from_utf8(&reply).unwrap_or_default();
             let _ = client.publish(reply, body).await;
         }
+    }
+
+    /// A failed publish's acknowledgement, as nats-server sends it: the error, the stream, seq 0.
+    fn error_ack(&self, e: &ApiError) -> Bytes {
+        let body = json!({ "error": e, "stream": self.name, "seq": 0 });
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
     }
 
     fn ack(&self, seq: u64, duplicate: bool) -> Bytes {
@@ -455,9 +461,4 @@ pub(crate) fn enforce_limits(
         }
     }
     Ok(())
-}
-
-/// A failed publish's acknowledgement.
-fn error_ack(e: &ApiError) -> Bytes {
-    Bytes::from(serde_json::to_vec(&json!({ "error": e })).unwrap_or_default())
 }
