@@ -70,6 +70,10 @@ impl JsAccount {
         Ok(me)
     }
 
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }

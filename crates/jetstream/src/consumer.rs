@@ -131,6 +131,15 @@ pub struct ConsumerConfig {
     /// A push consumer's delivery subject.
     #[serde(default, skip_serializing_if = "is_none_str")]
     pub deliver_subject: Option<String>,
+    /// A push consumer delivers only to this queue group.
+    #[serde(default, skip_serializing_if = "is_none_str")]
+    pub deliver_group: Option<String>,
+    /// A push consumer asks its subscriber to keep up (status 100 flow control requests).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flow_control: bool,
+    /// A push consumer sends a status 100 heartbeat when idle this long (ns).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub idle_heartbeat: Nanos,
     /// Replicas (0 = the stream's).
     #[serde(default)]
     pub num_replicas: i64,
@@ -187,6 +196,11 @@ struct Request {
     no_wait: bool,
     /// Delivered to this request so far.
     sent: u64,
+    /// Send a heartbeat when idle this long.
+    heartbeat: Option<Duration>,
+    next_heartbeat: Instant,
+    /// The push consumer's standing "request": its delivery subject, never filled.
+    push: bool,
 }
 
 /// A delivery awaiting its ack.
@@ -214,11 +228,29 @@ struct State {
     redelivered: u64,
     waiting: VecDeque<Request>,
     last_active: i64,
+    /// A flow-control request not answered yet (push): delivery waits for its reply.
+    flow_control: Option<String>,
+    /// Bytes delivered since the last flow-control request.
+    since_flow_control: u64,
+    /// The messages left to deliver, kept up to date instead of counted per delivery.
+    pending_count: Option<PendingCount>,
+    /// Since when an ephemeral consumer has had no one to deliver to.
+    idle_since: Option<Instant>,
+}
+
+/// `num_pending`, counted once and then adjusted: minus each first delivery, plus what the
+/// stream appended since it was last looked at. A removal from the stream counts it again.
+struct PendingCount {
+    value: u64,
+    last_seq: u64,
+    msgs: u64,
 }
 
 /// A consumer at run time.
 pub(crate) struct Consumer {
     name: String,
+    server: Server,
+    account: String,
     stream: Weak<Stream>,
     config: ConsumerConfig,
     filters: Vec<String>,
@@ -230,9 +262,11 @@ pub(crate) struct Consumer {
 
 /// A consumer's JSON view (`ConsumerInfo`).
 pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
-    let st = c.state.lock();
-    let pending = c.num_pending(stream, st.next);
-    json!({
+    let mut st = c.state.lock();
+    let pending = c.num_pending(stream, &mut st);
+    let push = c.config.deliver_subject.is_some();
+    let waiting = st.waiting.iter().filter(|r| !r.push).count();
+    let mut v = json!({
         "stream_name": stream.name(),
         "name": c.name,
         "created": rfc3339(c.created),
@@ -241,11 +275,15 @@ pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
         "ack_floor": { "consumer_seq": st.ack_floor_consumer, "stream_seq": st.ack_floor_stream },
         "num_ack_pending": st.pending.len(),
         "num_redelivered": st.redelivered,
-        "num_waiting": st.waiting.len(),
+        "num_waiting": waiting,
         "num_pending": pending,
         "cluster": { "leader": leader },
         "ts": rfc3339(now_ns()),
-    })
+    });
+    if push && c.push_bound() {
+        v["push_bound"] = json!(true);
+    }
+    v
 }
 
 impl Consumer {
@@ -254,12 +292,32 @@ impl Consumer {
         stream: &Arc<Stream>,
         name: String,
         config: ConsumerConfig,
+        server: Server,
+        account: String,
     ) -> Result<Arc<Self>, ApiError> {
         let filters = config.filters();
         let (start, initial) = start_seq(stream, &config, &filters)?;
         let floor = initial.first().copied().unwrap_or(start).saturating_sub(1);
+        let mut waiting = VecDeque::new();
+        if let Some(to) = config.deliver_subject.clone() {
+            let heartbeat = (config.idle_heartbeat > 0)
+                .then(|| Duration::from_nanos(config.idle_heartbeat as u64));
+            waiting.push_back(Request {
+                reply: to,
+                batch: u64::MAX,
+                max_bytes: 0,
+                expires: None,
+                no_wait: false,
+                sent: 0,
+                heartbeat,
+                next_heartbeat: Instant::now() + heartbeat.unwrap_or_default(),
+                push: true,
+            });
+        }
         Ok(Arc::new(Self {
             name,
+            server,
+            account,
             stream: Arc::downgrade(stream),
             filters,
             created: now_ns(),
@@ -273,8 +331,12 @@ impl Consumer {
                 redeliver: BTreeSet::new(),
                 initial,
                 redelivered: 0,
-                waiting: VecDeque::new(),
+                waiting,
                 last_active: now_ns(),
+                flow_control: None,
+                since_flow_control: 0,
+                pending_count: None,
+                idle_since: None,
             }),
             config,
             wake: Notify::new(),
@@ -300,9 +362,38 @@ impl Consumer {
         self.stop.cancel();
     }
 
-    fn num_pending(&self, stream: &Stream, from: u64) -> u64 {
+    /// Messages left to deliver (from `st.next`), exact.
+    fn num_pending(&self, stream: &Stream, st: &mut State) -> u64 {
         let filters: Vec<&[u8]> = self.filters.iter().map(|f| f.as_bytes()).collect();
-        stream.store().num_pending(from, &filters)
+        let mut store = stream.store();
+        let now = store.state();
+        let recount = match &st.pending_count {
+            None => true,
+            // Fewer messages than were there plus what was appended: something was removed.
+            Some(c) => now.msgs < c.msgs + now.last_seq.saturating_sub(c.last_seq),
+        };
+        let count = if recount {
+            PendingCount {
+                value: store.num_pending(st.next, &filters),
+                last_seq: now.last_seq,
+                msgs: now.msgs,
+            }
+        } else {
+            let c = st.pending_count.take().expect("checked above");
+            let added = if now.last_seq > c.last_seq {
+                store.num_pending(c.last_seq + 1, &filters)
+            } else {
+                0
+            };
+            PendingCount {
+                value: c.value + added,
+                last_seq: now.last_seq,
+                msgs: now.msgs,
+            }
+        };
+        let v = count.value;
+        st.pending_count = Some(count);
+        v + st.initial.len() as u64
     }
 
     /// Runs the consumer: subscribes its ack subject and serves requests until stopped.
@@ -319,9 +410,14 @@ impl Consumer {
             .subscribe(&ack_subject)
             .await
             .map_err(|e| ApiError::internal(format!("ack subscription: {e}")))?;
+        let fc_subject = format!("$JS.FC.{}.{}.>", stream.name(), self.name);
+        let fcs = client
+            .subscribe(&fc_subject)
+            .await
+            .map_err(|e| ApiError::internal(format!("flow control subscription: {e}")))?;
         let me = self.clone();
         let client = client.clone();
-        server.spawn(async move { me.run(client, acks).await });
+        server.spawn(async move { me.run(client, acks, fcs).await });
         Ok(())
     }
 
@@ -337,6 +433,11 @@ impl Consumer {
             no_wait: bool,
             #[serde(default)]
             max_bytes: u64,
+            #[serde(default)]
+            idle_heartbeat: i64,
+        }
+        if self.config.deliver_subject.is_some() {
+            return Err(ApiError::new(409, 10139, "Consumer is push based"));
         }
         let trimmed = body.trim_ascii();
         let next: Next = if trimmed.is_empty() {
@@ -366,13 +467,23 @@ impl Consumer {
                 .then(|| Instant::now() + Duration::from_nanos(next.expires as u64)),
             no_wait: next.no_wait,
             sent: 0,
+            heartbeat: (next.idle_heartbeat > 0)
+                .then(|| Duration::from_nanos(next.idle_heartbeat as u64)),
+            next_heartbeat: Instant::now()
+                + Duration::from_nanos(next.idle_heartbeat.max(0) as u64),
+            push: false,
         });
         drop(st);
         self.wake();
         Ok(())
     }
 
-    async fn run(self: Arc<Self>, client: Client, mut acks: starling_server::Subscriber) {
+    async fn run(
+        self: Arc<Self>,
+        client: Client,
+        mut acks: starling_server::Subscriber,
+        mut fcs: starling_server::Subscriber,
+    ) {
         loop {
             let deadline = self.pump(&client).await;
             let sleep = async {
@@ -386,6 +497,10 @@ impl Consumer {
                 () = sleep => {}
                 m = acks.next() => match m {
                     Some(m) => self.on_ack(&client, &m).await,
+                    None => break,
+                },
+                m = fcs.next() => match m {
+                    Some(m) => self.flow_control_answered(m.subject.as_str()),
                     None => break,
                 },
                 () = self.stop.cancelled() => break,
@@ -506,37 +621,19 @@ impl Consumer {
         Duration::from_nanos(self.config.ack_wait.max(0) as u64)
     }
 
-    /// Fills waiting requests with what there is; returns the next deadline to wake at.
+    /// Fills waiting requests with what there is, sends heartbeats and expiries; returns the next
+    /// deadline to wake at.
     async fn pump(&self, client: &Client) -> Option<Instant> {
         let stream = self.stream.upgrade()?;
         loop {
             let now = Instant::now();
             // What to send, worked out under the lock; sent after it.
             let mut out: Vec<Out> = Vec::new();
-            let deadline;
+            let mut deadline: Option<Instant> = None;
+            let mut retire = false;
             {
                 let mut st = self.state.lock();
-                // Ack waits that passed: deliver again (or give up at max_deliver).
-                let due: Vec<u64> = st
-                    .pending
-                    .iter()
-                    .filter(|(_, p)| p.deadline <= now)
-                    .map(|(s, _)| *s)
-                    .collect();
-                for s in due {
-                    let over = self.config.max_deliver > 0
-                        && st.pending[&s].deliveries as i64 >= self.config.max_deliver;
-                    if over {
-                        st.pending.remove(&s);
-                        Self::move_floor(&mut st);
-                    } else {
-                        st.redeliver.insert(s);
-                        if let Some(p) = st.pending.get_mut(&s) {
-                            // Not due again until it is delivered again.
-                            p.deadline = now + Duration::from_secs(3600 * 24 * 365);
-                        }
-                    }
-                }
+                self.redeliveries_due(&mut st, now);
                 // Requests that expired.
                 while let Some(pos) = st
                     .waiting
@@ -544,105 +641,249 @@ impl Consumer {
                     .position(|r| r.expires.is_some_and(|e| e <= now))
                 {
                     let r = st.waiting.remove(pos).expect("position is in range");
-                    out.push(Out::Status(r.reply, 408, "Request Timeout"));
+                    out.push(Out::Status(r.reply, 408, "Request Timeout", None));
                 }
-                while let Some(req) = st.waiting.front() {
-                    let no_wait = req.no_wait;
-                    let ack_full = self.config.ack_policy != AckPolicy::None
-                        && self.config.max_ack_pending > 0
-                        && st_pending_len(&st) as i64 >= self.config.max_ack_pending;
-                    let found = if ack_full {
-                        None
+                let bound = self.push_bound();
+                self.fill(&stream, &mut st, now, bound, &mut out, &mut deadline);
+                // Heartbeats of idle requests (and of a push consumer's subscriber).
+                let stalled = st.flow_control.clone();
+                let (lc, ls) = (st.delivered_consumer, st.delivered_stream);
+                for r in st.waiting.iter_mut() {
+                    let Some(hb) = r.heartbeat else { continue };
+                    if r.push && !bound {
+                        continue;
+                    }
+                    if r.next_heartbeat <= now {
+                        let mut extra =
+                            format!("Nats-Last-Consumer: {lc}\r\nNats-Last-Stream: {ls}\r\n");
+                        if let Some(fc) = stalled.as_deref().filter(|_| r.push) {
+                            extra.push_str(&format!("Nats-Consumer-Stalled: {fc}\r\n"));
+                        }
+                        out.push(Out::Status(
+                            r.reply.clone(),
+                            100,
+                            "Idle Heartbeat",
+                            Some(extra),
+                        ));
+                        r.next_heartbeat = now + hb;
+                    }
+                    deadline = min_some(deadline, Some(r.next_heartbeat));
+                }
+                // An ephemeral consumer nobody uses goes after its inactive threshold.
+                if self.config.durable_name.is_none() && self.config.inactive_threshold > 0 {
+                    let idle = if self.config.deliver_subject.is_some() {
+                        !bound
                     } else {
-                        self.next_message(&stream, &mut st)
+                        st.waiting.is_empty()
                     };
-                    let st2 = &mut st;
-                    let req = st2.waiting.front_mut().expect("front exists");
-                    match found {
-                        Some((m, redelivery)) => {
-                            let size = (m.subject.len() + m.data.len()) as u64;
-                            if req.max_bytes > 0 && req.sent > 0 && size > req.max_bytes {
-                                let r = st2.waiting.pop_front().expect("front exists");
-                                out.push(Out::Status(
-                                    r.reply,
-                                    409,
-                                    "Message Size Exceeds MaxBytes",
-                                ));
-                                // Put the message back for the next request.
-                                st2.redeliver.insert(m.seq);
-                                continue;
-                            }
-                            let deliveries = self.record_delivery(st2, &m, redelivery, now);
-                            let pending = self.num_pending(&stream, st2.next);
-                            let ack = format!(
-                                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
-                                stream.name(),
-                                self.name,
-                                deliveries,
-                                m.seq,
-                                st2.pending
-                                    .get(&m.seq)
-                                    .map_or(st2.delivered_consumer, |p| p.consumer_seq),
-                                m.time,
-                                pending
-                            );
-                            let req = st2.waiting.front_mut().expect("front exists");
-                            req.sent += 1;
-                            if req.max_bytes > 0 {
-                                req.max_bytes = req.max_bytes.saturating_sub(size).max(1);
-                            }
-                            let done = req.sent >= req.batch;
-                            out.push(Out::Msg(req.reply.clone(), m, ack));
-                            if done {
-                                st2.waiting.pop_front();
-                            }
+                    if idle {
+                        let since = *st.idle_since.get_or_insert(now);
+                        let until =
+                            since + Duration::from_nanos(self.config.inactive_threshold as u64);
+                        if until <= now {
+                            retire = true;
                         }
-                        None => {
-                            if no_wait {
-                                let r = st2.waiting.pop_front().expect("front exists");
-                                if r.sent == 0 {
-                                    out.push(Out::Status(r.reply, 404, "No Messages"));
-                                } else {
-                                    out.push(Out::Status(r.reply, 408, "Request Timeout"));
-                                }
-                                continue;
-                            }
-                            break;
-                        }
+                        deadline = min_some(deadline, Some(until));
+                    } else {
+                        st.idle_since = None;
                     }
                 }
-                deadline = st
-                    .pending
-                    .values()
-                    .map(|p| p.deadline)
-                    .chain(st.waiting.iter().filter_map(|r| r.expires))
-                    .min();
+                deadline = min_some(
+                    deadline,
+                    st.pending
+                        .values()
+                        .map(|p| p.deadline)
+                        .chain(st.waiting.iter().filter_map(|r| r.expires))
+                        .min(),
+                );
+            }
+            if retire {
+                debug!(consumer = %self.name, "ephemeral consumer inactive: deleted");
+                stream.remove_consumer(&self.name);
+                return None;
             }
             if out.is_empty() {
                 return deadline;
             }
-            for o in out {
-                match o {
-                    Out::Msg(to, m, ack) => {
-                        let (header_len, data) = if self.config.headers_only {
-                            headers_only(&m)
-                        } else {
-                            ((m.header_len > 0).then_some(m.header_len), m.data.clone())
-                        };
-                        let _ = client
-                            .deliver_frame(&to, m.subject_str(), Some(&ack), header_len, data)
-                            .await;
-                    }
-                    Out::Status(to, code, text) => {
-                        let block = format!("NATS/1.0 {code} {text}\r\n\r\n");
-                        let len = block.len();
-                        let _ = client
-                            .publish_frame(&to, None, Some(len), Bytes::from(block))
-                            .await;
-                    }
+            self.send(client, out).await;
+        }
+    }
+
+    /// Ack waits that passed: deliver again, or give up at `max_deliver`.
+    fn redeliveries_due(&self, st: &mut State, now: Instant) {
+        let due: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in due {
+            let over = self.config.max_deliver > 0
+                && st.pending[&s].deliveries as i64 >= self.config.max_deliver;
+            if over {
+                st.pending.remove(&s);
+                Self::move_floor(st);
+            } else {
+                st.redeliver.insert(s);
+                if let Some(p) = st.pending.get_mut(&s) {
+                    // Not due again until it is delivered again.
+                    p.deadline = now + Duration::from_secs(3600 * 24 * 365);
                 }
             }
         }
+    }
+
+    /// Whether a push consumer's delivery subject has a subscriber (`push_bound`).
+    fn push_bound(&self) -> bool {
+        self.config
+            .deliver_subject
+            .as_deref()
+            .is_some_and(|d| self.server.has_interest_in(&self.account, d))
+    }
+
+    /// Gives waiting requests the messages there are.
+    fn fill(
+        &self,
+        stream: &Stream,
+        st: &mut State,
+        now: Instant,
+        bound: bool,
+        out: &mut Vec<Out>,
+        deadline: &mut Option<Instant>,
+    ) {
+        while let Some(req) = st.waiting.front() {
+            let (no_wait, push) = (req.no_wait, req.push);
+            if push && (!bound || st.flow_control.is_some()) {
+                if !bound {
+                    // Interest is looked at again shortly: a subscriber may come.
+                    *deadline = min_some(*deadline, Some(now + PUSH_INTEREST_POLL));
+                }
+                return;
+            }
+            let ack_full = self.config.ack_policy != AckPolicy::None
+                && self.config.max_ack_pending > 0
+                && st.pending.len() as i64 >= self.config.max_ack_pending;
+            let found = if ack_full {
+                None
+            } else {
+                self.next_message(stream, st)
+            };
+            let Some((m, redelivery)) = found else {
+                if no_wait {
+                    let r = st.waiting.pop_front().expect("front exists");
+                    let (code, text) = if r.sent == 0 {
+                        (404, "No Messages")
+                    } else {
+                        (408, "Request Timeout")
+                    };
+                    out.push(Out::Status(r.reply, code, text, None));
+                    continue;
+                }
+                return;
+            };
+            let size = (m.subject.len() + m.data.len()) as u64;
+            let req = st.waiting.front_mut().expect("front exists");
+            if req.max_bytes > 0 && req.sent > 0 && size > req.max_bytes {
+                let r = st.waiting.pop_front().expect("front exists");
+                out.push(Out::Status(
+                    r.reply,
+                    409,
+                    "Message Size Exceeds MaxBytes",
+                    None,
+                ));
+                // The message waits for the next request.
+                st.redeliver.insert(m.seq);
+                continue;
+            }
+            let deliveries = self.record_delivery(st, &m, redelivery, now);
+            let pending = self.num_pending(stream, st);
+            let cseq = st
+                .pending
+                .get(&m.seq)
+                .map_or(st.delivered_consumer, |p| p.consumer_seq);
+            let ack = format!(
+                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+                stream.name(),
+                self.name,
+                deliveries,
+                m.seq,
+                cseq,
+                m.time,
+                pending
+            );
+            let req = st.waiting.front_mut().expect("front exists");
+            req.sent += 1;
+            if let Some(hb) = req.heartbeat {
+                req.next_heartbeat = now + hb;
+            }
+            if req.max_bytes > 0 {
+                req.max_bytes = req.max_bytes.saturating_sub(size).max(1);
+            }
+            let done = req.sent >= req.batch;
+            let to = req.reply.clone();
+            out.push(Out::Msg(to.clone(), m, ack));
+            if done {
+                st.waiting.pop_front();
+            }
+            if push && self.config.flow_control {
+                st.since_flow_control += size;
+                if st.since_flow_control >= FLOW_CONTROL_WINDOW {
+                    let fc = format!(
+                        "$JS.FC.{}.{}.{}",
+                        stream.name(),
+                        self.name,
+                        &crate::api::random_token()[..4]
+                    );
+                    st.since_flow_control = 0;
+                    st.flow_control = Some(fc.clone());
+                    out.push(Out::FlowControl(to, fc));
+                }
+            }
+        }
+    }
+
+    /// Sends what [`Self::pump`] worked out.
+    async fn send(&self, client: &Client, out: Vec<Out>) {
+        for o in out {
+            match o {
+                Out::Msg(to, m, ack) => {
+                    let (header_len, data) = if self.config.headers_only {
+                        headers_only(&m)
+                    } else {
+                        ((m.header_len > 0).then_some(m.header_len), m.data.clone())
+                    };
+                    let _ = client
+                        .deliver_frame(&to, m.subject_str(), Some(&ack), header_len, data)
+                        .await;
+                }
+                Out::Status(to, code, text, extra) => {
+                    let block = format!(
+                        "NATS/1.0 {code} {text}\r\n{}\r\n",
+                        extra.unwrap_or_default()
+                    );
+                    let len = block.len();
+                    let _ = client
+                        .publish_frame(&to, None, Some(len), Bytes::from(block))
+                        .await;
+                }
+                Out::FlowControl(to, fc) => {
+                    let block = "NATS/1.0 100 FlowControl Request\r\n\r\n";
+                    let _ = client
+                        .publish_frame(&to, Some(&fc), Some(block.len()), Bytes::from(block))
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// The subscriber answered a flow-control request.
+    pub(crate) fn flow_control_answered(&self, subject: &str) {
+        let mut st = self.state.lock();
+        if st.flow_control.as_deref() == Some(subject) {
+            st.flow_control = None;
+        }
+        drop(st);
+        self.wake();
     }
 
     /// The next message to deliver: a due redelivery first, else the next new one.
@@ -682,6 +923,9 @@ impl Consumer {
         };
         let m = found.ok().flatten()?;
         st.next = m.seq + 1;
+        if let Some(c) = &mut st.pending_count {
+            c.value = c.value.saturating_sub(1);
+        }
         Some((m, false))
     }
 
@@ -725,13 +969,26 @@ impl Consumer {
     }
 }
 
-fn st_pending_len(st: &State) -> usize {
-    st.pending.len()
+/// How often a push consumer without a subscriber looks for one.
+const PUSH_INTEREST_POLL: Duration = Duration::from_millis(50);
+/// Bytes a push consumer with flow control delivers between flow-control requests.
+const FLOW_CONTROL_WINDOW: u64 = 256 * 1024;
+
+fn min_some(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
+/// What one pass of the consumer sends.
 enum Out {
+    /// A delivery: to, the message, its ack subject.
     Msg(String, crate::store::StoredMsg, String),
-    Status(String, u16, &'static str),
+    /// A status: to, code, text, extra header lines.
+    Status(String, u16, &'static str, Option<String>),
+    /// A flow-control request: to, the subject the answer goes to.
+    FlowControl(String, String),
 }
 
 /// The header block of `m` with `Nats-Msg-Size`, and no payload (`headers_only`).

@@ -112,13 +112,6 @@ pub(crate) async fn create(
         config.name = Some(name.clone());
     }
     config.fill_defaults(is_durable);
-    if config.deliver_subject.is_some() {
-        return Err(ApiError::new(
-            400,
-            10011,
-            "push consumers are not supported by this server yet",
-        ));
-    }
     if let Some(existing) = stream.consumer(&name) {
         // The same configuration again, whatever the action: nats-server answers with the
         // consumer as it is.
@@ -137,7 +130,13 @@ pub(crate) async fn create(
     if req.action == "update" {
         return Err(ApiError::new(400, 10149, "consumer does not exist"));
     }
-    let consumer = Consumer::new(&stream, name, config)?;
+    let consumer = Consumer::new(
+        &stream,
+        name,
+        config,
+        js.server().clone(),
+        js.name().to_string(),
+    )?;
     consumer.start(js.server(), js.client()).await?;
     stream.add_consumer(consumer.clone());
     Ok(info_json(&consumer, &stream, js.server().server_name()))
@@ -145,13 +144,7 @@ pub(crate) async fn create(
 
 /// nats-server names ephemeral consumers with 8 random characters.
 fn ephemeral_name() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 8];
-    let _ = getrandom::getrandom(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    super::random_token()
 }
 
 fn consumer_of(

@@ -525,3 +525,15 @@ fn status(code: u16, text: &str) -> Reply {
     let block = format!("NATS/1.0 {code} {text}\r\n\r\n");
     Reply::Frame(block.len(), Bytes::from(block))
 }
+
+/// Eight random characters from `[A-Za-z0-9]` (ephemeral consumer names, flow-control
+/// subjects), as nats-server makes them.
+pub(crate) fn random_token() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::getrandom(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
