@@ -137,12 +137,59 @@ impl JsAccount {
                 meta.config,
                 meta.created,
                 Box::new(store),
-                Some(path),
+                Some(path.clone()),
                 self.config.sync,
                 self.config.domain.clone(),
             );
             stream.expire()?;
             self.run(&stream).await.map_err(|e| e.description)?;
+            self.recover_consumers(&stream, &path).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens the durable consumers a stream kept on disk.
+    async fn recover_consumers(
+        &self,
+        stream: &Arc<Stream>,
+        dir: &Path,
+    ) -> Result<(), starling_server::ExtensionError> {
+        let entries = match std::fs::read_dir(dir.join("obs")) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{}: {e}", dir.display()).into()),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let meta: ConsumerMeta = match std::fs::read(path.join("meta.json")) {
+                Ok(b) => {
+                    serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+            };
+            let name = meta.config.durable_name.clone().unwrap_or_default();
+            let consumer = crate::consumer::Consumer::new(
+                stream,
+                name,
+                meta.config,
+                self.server.clone(),
+                self.name.clone(),
+                meta.created,
+            )
+            .map_err(|e| e.description)?;
+            match std::fs::read(path.join("state.json")) {
+                Ok(b) => consumer.restore(
+                    serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?,
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+            }
+            consumer
+                .start(&self.server, &self.client)
+                .await
+                .map_err(|e| e.description)?;
+            stream.add_consumer(consumer);
         }
         Ok(())
     }
@@ -347,17 +394,41 @@ async fn maintain(stream: std::sync::Weak<Stream>, server: Server, sync: SyncPol
     }
 }
 
-/// Writes `meta.json` durably: to a temporary file, fsynced, renamed over the old one.
+/// Writes a stream's `meta.json` durably.
 fn write_meta(dir: &Path, meta: &Meta) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join("meta.json.tmp");
     let body = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+    write_durably(dir, "meta.json", &body, true)
+}
+
+/// Replaces `dir/name` with `body` all at once: written to a temporary file, renamed over the
+/// old one, so a crash leaves the old or the new, never half of either. With `fsync`, also
+/// durable against a power loss.
+pub(crate) fn write_durably(
+    dir: &Path,
+    name: &str,
+    body: &[u8],
+    fsync: bool,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
+        f.write_all(body)?;
+        if fsync {
+            f.sync_all()?;
+        }
     }
-    std::fs::rename(&tmp, dir.join("meta.json"))?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::rename(&tmp, dir.join(name))?;
+    if fsync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// What a durable consumer keeps beside its state: `obs/<name>/meta.json`.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ConsumerMeta {
+    pub(crate) config: crate::consumer::ConsumerConfig,
+    pub(crate) created: i64,
 }

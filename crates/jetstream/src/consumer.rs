@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use starling_server::{Client, Message, Server};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::api::error::ApiError;
 use crate::api::types::{Nanos, Retention};
@@ -236,6 +236,39 @@ struct State {
     pending_count: Option<PendingCount>,
     /// Since when an ephemeral consumer has had no one to deliver to.
     idle_since: Option<Instant>,
+    /// Changed since it was last saved.
+    dirty: bool,
+}
+
+/// What a durable consumer keeps on disk (`state.json`): enough to go on after a restart
+/// without an ack floor ahead of what was acknowledged. Deliveries made after the last save
+/// are made again (at least once).
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct SavedState {
+    delivered_consumer: u64,
+    delivered_stream: u64,
+    ack_floor_consumer: u64,
+    ack_floor_stream: u64,
+    /// Unacknowledged deliveries: stream seq, consumer seq, deliveries.
+    pending: Vec<(u64, u64, u64)>,
+    redelivered: u64,
+}
+
+impl SavedState {
+    fn of(st: &State) -> Self {
+        Self {
+            delivered_consumer: st.delivered_consumer,
+            delivered_stream: st.delivered_stream,
+            ack_floor_consumer: st.ack_floor_consumer,
+            ack_floor_stream: st.ack_floor_stream,
+            pending: st
+                .pending
+                .iter()
+                .map(|(s, p)| (*s, p.consumer_seq, p.deliveries))
+                .collect(),
+            redelivered: st.redelivered,
+        }
+    }
 }
 
 /// `num_pending`, counted once and then adjusted: minus each first delivery, plus what the
@@ -258,6 +291,10 @@ pub(crate) struct Consumer {
     state: Mutex<State>,
     wake: Notify,
     stop: tokio_util::sync::CancellationToken,
+    /// Where a durable consumer of a file stream keeps its state (`obs/<name>`).
+    dir: Option<std::path::PathBuf>,
+    /// Saves are fsynced (`sync_interval: always`).
+    sync_always: bool,
 }
 
 /// A consumer's JSON view (`ConsumerInfo`).
@@ -294,6 +331,7 @@ impl Consumer {
         config: ConsumerConfig,
         server: Server,
         account: String,
+        created: i64,
     ) -> Result<Arc<Self>, ApiError> {
         let filters = config.filters();
         let (start, initial) = start_seq(stream, &config, &filters)?;
@@ -320,7 +358,7 @@ impl Consumer {
             account,
             stream: Arc::downgrade(stream),
             filters,
-            created: now_ns(),
+            created,
             state: Mutex::new(State {
                 next: start,
                 delivered_consumer: 0,
@@ -337,19 +375,63 @@ impl Consumer {
                 since_flow_control: 0,
                 pending_count: None,
                 idle_since: None,
+                dirty: true,
             }),
+            dir: stream.consumer_dir(&config),
+            sync_always: stream.syncs_always(),
             config,
             wake: Notify::new(),
             stop: tokio_util::sync::CancellationToken::new(),
         }))
     }
 
+    /// Puts back what a durable consumer saved before a restart: deliveries not acknowledged
+    /// then are delivered again after their ack wait.
+    pub(crate) fn restore(&self, saved: SavedState) {
+        let mut st = self.state.lock();
+        let wait = self.ack_wait(1);
+        let now = Instant::now();
+        st.delivered_consumer = saved.delivered_consumer;
+        st.delivered_stream = saved.delivered_stream;
+        st.ack_floor_consumer = saved.ack_floor_consumer;
+        st.ack_floor_stream = saved.ack_floor_stream;
+        st.next = saved.delivered_stream + 1;
+        st.initial.clear();
+        st.redelivered = saved.redelivered;
+        st.pending = saved
+            .pending
+            .into_iter()
+            .map(|(s, c, d)| {
+                (
+                    s,
+                    Pending {
+                        consumer_seq: c,
+                        deliveries: d,
+                        deadline: now + wait,
+                    },
+                )
+            })
+            .collect();
+        st.pending_count = None;
+        st.dirty = false;
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
+    /// When it was created (ns since the epoch).
+    pub(crate) fn created(&self) -> i64 {
+        self.created
+    }
+
     pub(crate) fn config(&self) -> &ConsumerConfig {
         &self.config
+    }
+
+    /// Where it keeps its state, if on disk.
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
     }
 
     /// Something changed: new messages, a request, an ack.
@@ -484,8 +566,16 @@ impl Consumer {
         mut acks: starling_server::Subscriber,
         mut fcs: starling_server::Subscriber,
     ) {
+        let mut last_save = Instant::now();
         loop {
             let deadline = self.pump(&client).await;
+            // Deliveries are saved now and then: after a crash, those made since are made again.
+            if last_save.elapsed() >= SAVE_INTERVAL {
+                last_save = Instant::now();
+                if let Err(e) = self.save() {
+                    warn!(consumer = %self.name, "consumer state not saved: {e}");
+                }
+            }
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -496,7 +586,16 @@ impl Consumer {
                 () = self.wake.notified() => {}
                 () = sleep => {}
                 m = acks.next() => match m {
-                    Some(m) => self.on_ack(&client, &m).await,
+                    Some(m) => {
+                        let mut batch = vec![m];
+                        while batch.len() < 1024 {
+                            match futures::FutureExt::now_or_never(acks.next()) {
+                                Some(Some(m)) => batch.push(m),
+                                _ => break,
+                            }
+                        }
+                        self.on_acks(&client, &batch).await;
+                    }
                     None => break,
                 },
                 m = fcs.next() => match m {
@@ -506,70 +605,104 @@ impl Consumer {
                 () = self.stop.cancelled() => break,
             }
         }
+        if let Err(e) = self.save() {
+            warn!(consumer = %self.name, "consumer state not saved at stop: {e}");
+        }
         debug!(consumer = %self.name, "consumer stopped");
     }
 
-    /// Handles one message on the ack subject.
-    async fn on_ack(&self, client: &Client, m: &Message) {
+    /// Handles a batch of messages on the ack subject: applies them all, makes the new state
+    /// durable once, and only then answers the acks that asked for an answer (a double ack is a
+    /// promise that the ack is kept).
+    async fn on_acks(&self, client: &Client, batch: &[Message]) {
+        let mut answers = Vec::new();
+        let mut nexts = Vec::new();
+        for m in batch {
+            if let Some(next) = self.apply_ack(m) {
+                nexts.push(next);
+            } else if let Some(reply) = &m.reply {
+                answers.push(reply.clone());
+            }
+        }
+        if let Err(e) = self.save() {
+            // Not answered: the client's double ack fails rather than promising what may be
+            // lost.
+            warn!(consumer = %self.name, "consumer state not saved: {e}");
+            answers.clear();
+        }
+        for reply in answers {
+            // async-nats's double ack waits for this empty reply.
+            let _ = client.publish(reply.as_str(), Bytes::new()).await;
+        }
+        for (reply, body) in nexts {
+            let _ = self.request_next(&reply, &body);
+        }
+        self.wake();
+    }
+
+    /// Applies one ack; a `+NXT` with a reply returns the pull request it carries.
+    fn apply_ack(&self, m: &Message) -> Option<(String, Vec<u8>)> {
         let tokens: Vec<&str> = m.subject.split('.').collect();
         // v1: $JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>; v2 has two more
         // tokens (domain, account hash) after $JS.ACK.
         let at = match tokens.len() {
             9 => 4,
             n if n >= 11 => 6,
-            _ => return,
+            _ => return None,
         };
-        let Ok(sseq) = tokens[at + 1].parse::<u64>() else {
-            return;
-        };
+        let sseq = tokens[at + 1].parse::<u64>().ok()?;
         let body = m.payload.trim_ascii();
         let (verb, arg) = match body.iter().position(|b| b.is_ascii_whitespace()) {
             Some(i) => (&body[..i], body[i..].trim_ascii()),
             None => (body, &b""[..]),
         };
         let stream = self.stream.upgrade();
-        {
+        let mut st = self.state.lock();
+        st.last_active = now_ns();
+        st.dirty = true;
+        match verb {
+            b"" | b"+ACK" | b"+OK" => self.ack(&mut st, sseq, stream.as_deref()),
+            b"+NXT" => {
+                self.ack(&mut st, sseq, stream.as_deref());
+                if let Some(reply) = &m.reply {
+                    return Some((reply.to_string(), arg.to_vec()));
+                }
+            }
+            b"-NAK" => {
+                let delay = parse_nak_delay(arg).unwrap_or_default();
+                if let Some(p) = st.pending.get_mut(&sseq) {
+                    p.deadline = Instant::now() + delay;
+                }
+            }
+            b"+WPI" => {
+                let wait = self.ack_wait(1);
+                if let Some(p) = st.pending.get_mut(&sseq) {
+                    p.deadline = Instant::now() + wait;
+                }
+            }
+            b"+TERM" => {
+                st.pending.remove(&sseq);
+                st.redeliver.remove(&sseq);
+                Self::move_floor(&mut st);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Writes the consumer's state, when it is kept on disk and has changed.
+    fn save(&self) -> std::io::Result<()> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let saved = {
             let mut st = self.state.lock();
-            st.last_active = now_ns();
-            match verb {
-                b"" | b"+ACK" | b"+OK" => self.ack(&mut st, sseq, stream.as_deref()),
-                b"+NXT" => {
-                    self.ack(&mut st, sseq, stream.as_deref());
-                }
-                b"-NAK" => {
-                    let delay = parse_nak_delay(arg);
-                    if let Some(p) = st.pending.get_mut(&sseq) {
-                        match delay {
-                            Some(d) => p.deadline = Instant::now() + d,
-                            None => {
-                                p.deadline = Instant::now();
-                            }
-                        }
-                    }
-                }
-                b"+WPI" => {
-                    let wait = self.ack_wait(1);
-                    if let Some(p) = st.pending.get_mut(&sseq) {
-                        p.deadline = Instant::now() + wait;
-                    }
-                }
-                b"+TERM" => {
-                    st.pending.remove(&sseq);
-                    st.redeliver.remove(&sseq);
-                    Self::move_floor(&mut st);
-                }
-                _ => {}
+            if !st.dirty {
+                return Ok(());
             }
-        }
-        if verb == b"+NXT" {
-            if let Some(reply) = &m.reply {
-                let _ = self.request_next(reply, arg);
-            }
-        } else if let Some(reply) = &m.reply {
-            // async-nats's double ack waits for this empty reply.
-            let _ = client.publish(reply.as_str(), Bytes::new()).await;
-        }
-        self.wake();
+            st.dirty = false;
+            SavedState::of(&st)
+        };
+        let body = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+        crate::account::write_durably(dir, "state.json", &body, self.sync_always)
     }
 
     fn ack(&self, st: &mut State, sseq: u64, stream: Option<&Stream>) {
@@ -950,6 +1083,7 @@ impl Consumer {
             }
             return 1;
         }
+        st.dirty = true;
         st.delivered_consumer += 1;
         st.delivered_stream = m.seq;
         if self.config.ack_policy == AckPolicy::None {
@@ -969,6 +1103,8 @@ impl Consumer {
     }
 }
 
+/// How often deliveries (not acks: those are saved at once) are saved.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a push consumer without a subscriber looks for one.
 const PUSH_INTEREST_POLL: Duration = Duration::from_millis(50);
 /// Bytes a push consumer with flow control delivers between flow-control requests.

@@ -119,6 +119,27 @@ impl Stream {
         self.dir.as_ref()
     }
 
+    /// Where a consumer with `config` keeps its state: durable consumers of file streams do
+    /// (`obs/<name>` in the stream's directory), unless they ask for memory storage.
+    pub(crate) fn consumer_dir(&self, config: &crate::consumer::ConsumerConfig) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        let name = config.durable_name.as_deref().filter(|d| !d.is_empty())?;
+        if config
+            .extra
+            .get("mem_storage")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+        {
+            return None;
+        }
+        Some(dir.join("obs").join(name))
+    }
+
+    /// Whether writes are fsynced before they are acknowledged.
+    pub(crate) fn syncs_always(&self) -> bool {
+        self.sync == SyncPolicy::Always
+    }
+
     pub(crate) fn created(&self) -> i64 {
         self.created
     }
@@ -135,9 +156,14 @@ impl Stream {
         self.consumers.lock().insert(c.name().to_string(), c);
     }
 
+    /// Removes a consumer, and what it kept on disk.
     pub(crate) fn remove_consumer(&self, name: &str) -> Option<Arc<Consumer>> {
         let c = self.consumers.lock().remove(name)?;
         c.stop();
+        if let Some(dir) = c.dir() {
+            let _ = std::fs::remove_file(dir.join("meta.json"));
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Some(c)
     }
 

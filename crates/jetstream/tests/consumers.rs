@@ -241,3 +241,83 @@ async fn a_waiting_pull_gets_messages_published_later() {
     }
     publisher.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_durable_consumer_keeps_its_acks_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("starling-js-c-{}", fastrand::u64(..)));
+    let start = || async {
+        let server = Server::builder()
+            .listen("127.0.0.1:0")
+            .jetstream(JetStream::new().store_dir(&dir))
+            .start()
+            .await
+            .expect("broker starts");
+        let client = async_nats::connect(server.client_url().unwrap())
+            .await
+            .unwrap();
+        (server, jetstream::new(client))
+    };
+    let (server, js) = start().await;
+    let s = js
+        .create_stream(stream::Config {
+            name: "JOBS".into(),
+            subjects: vec!["jobs".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 1..=10 {
+        js.publish("jobs", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("w".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<_> = c
+        .fetch()
+        .max_messages(6)
+        .messages()
+        .await
+        .unwrap()
+        .map(|m| m.unwrap())
+        .collect()
+        .await;
+    // 1..=4 acknowledged with a reply (the server promised to keep them); 5 and 6 not.
+    for m in &got[..4] {
+        m.double_ack().await.unwrap();
+    }
+    server.shutdown().await;
+    drop(js);
+
+    let (server, js) = start().await;
+    let mut c: consumer::PullConsumer = js
+        .get_stream("JOBS")
+        .await
+        .unwrap()
+        .get_consumer("w")
+        .await
+        .expect("the durable consumer is back");
+    let info = c.info().await.unwrap().clone();
+    assert_eq!(info.ack_floor.stream_sequence, 4);
+    assert_eq!(info.num_ack_pending, 2, "5 and 6 await their acks");
+    let next: Vec<_> = c
+        .fetch()
+        .max_messages(4)
+        .messages()
+        .await
+        .unwrap()
+        .map(|m| m.unwrap())
+        .collect()
+        .await;
+    assert_eq!(payloads(&next), ["7", "8", "9", "10"]);
+    js.delete_stream("JOBS").await.unwrap();
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -136,7 +136,16 @@ pub(crate) async fn create(
         config,
         js.server().clone(),
         js.name().to_string(),
+        crate::time::now_ns(),
     )?;
+    if let Some(dir) = consumer.dir() {
+        let meta = crate::account::ConsumerMeta {
+            config: consumer.config().clone(),
+            created: consumer.created(),
+        };
+        let body = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
+        crate::account::write_durably(dir, "meta.json", &body, true).map_err(ApiError::internal)?;
+    }
     consumer.start(js.server(), js.client()).await?;
     stream.add_consumer(consumer.clone());
     Ok(info_json(&consumer, &stream, js.server().server_name()))
