@@ -238,6 +238,8 @@ struct State {
     idle_since: Option<Instant>,
     /// Changed since it was last saved.
     dirty: bool,
+    /// Acked and not yet checked against the other consumers (interest retention).
+    interest_acked: Vec<u64>,
 }
 
 /// What a durable consumer keeps on disk (`state.json`): enough to go on after a restart
@@ -376,6 +378,7 @@ impl Consumer {
                 pending_count: None,
                 idle_since: None,
                 dirty: true,
+                interest_acked: Vec::new(),
             }),
             dir: stream.consumer_dir(&config),
             sync_always: stream.syncs_always(),
@@ -624,6 +627,12 @@ impl Consumer {
                 answers.push(reply.clone());
             }
         }
+        let acked = self.take_interest_acked();
+        if !acked.is_empty() {
+            if let Some(stream) = self.stream.upgrade() {
+                stream.release_interest(&acked);
+            }
+        }
         if let Err(e) = self.save() {
             // Not answered: the client's double ack fails rather than promising what may be
             // lost.
@@ -728,8 +737,34 @@ impl Consumer {
                     let _ = store.remove(s);
                 }
                 let _ = store.flush();
+            } else if stream.config().retention == Retention::Interest {
+                st.interest_acked.extend(acked);
             }
         }
+    }
+
+    /// Whether this consumer is done with stream sequence `seq` on `subject`: it does not want
+    /// it, or delivered it and needs no ack for it or has its ack (interest retention).
+    pub(crate) fn is_done_with(&self, seq: u64, subject: &[u8]) -> bool {
+        if !self.wants(subject) {
+            return true;
+        }
+        let st = self.state.lock();
+        seq < st.next && !st.pending.contains_key(&seq) && !st.initial.contains(&seq)
+    }
+
+    /// Whether this consumer takes messages on `subject`.
+    pub(crate) fn wants(&self, subject: &[u8]) -> bool {
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| crate::store::subject_matches(f.as_bytes(), subject))
+    }
+
+    /// The sequences acked since the last call (interest retention checks them).
+    fn take_interest_acked(&self) -> Vec<u64> {
+        std::mem::take(&mut self.state.lock().interest_acked)
     }
 
     /// The ack floor: everything delivered below the oldest pending delivery.

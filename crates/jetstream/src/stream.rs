@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::error::ApiError;
-use crate::api::types::{Discard, PubAck, StreamConfig, StreamStateJson};
+use crate::api::types::{Discard, PubAck, Retention, StreamConfig, StreamStateJson};
 use crate::config::SyncPolicy;
 use crate::consumer::Consumer;
 use crate::store::{record_size, Store, StoreError};
@@ -133,6 +133,29 @@ impl Stream {
             return None;
         }
         Some(dir.join("obs").join(name))
+    }
+
+    /// Interest retention: removes each of `seqs` that every consumer is done with.
+    pub(crate) fn release_interest(&self, seqs: &[u64]) {
+        let consumers = self.consumers();
+        let mut done = Vec::new();
+        for &seq in seqs {
+            let subject = match self.store.lock().load(seq) {
+                Ok(Some(m)) => m.subject,
+                _ => continue,
+            };
+            if consumers.iter().all(|c| c.is_done_with(seq, &subject)) {
+                done.push(seq);
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        let mut store = self.store.lock();
+        for seq in done {
+            let _ = store.remove(seq);
+        }
+        let _ = store.flush();
     }
 
     /// Whether writes are fsynced before they are acknowledged.
@@ -403,6 +426,12 @@ impl Stream {
         }
         enforce_limits(&config, &mut **store, Some(subject), now)
             .map_err(ApiError::store_failed)?;
+        if config.retention == Retention::Interest
+            && !self.consumers.lock().values().any(|c| c.wants(subject))
+        {
+            // Nobody is interested: acknowledged, and not kept (as nats-server does).
+            store.remove(seq).map_err(ApiError::store_failed)?;
+        }
         Ok(Stored::Seq(seq))
     }
 

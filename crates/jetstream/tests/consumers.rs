@@ -321,3 +321,80 @@ async fn a_durable_consumer_keeps_its_acks_across_a_restart() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn interest_and_work_queue_retention_remove_what_is_acknowledged() {
+    let (_server, js, _) = with_stream(0).await;
+    for (name, retention) in [
+        ("INTEREST", stream::RetentionPolicy::Interest),
+        ("WORK", stream::RetentionPolicy::WorkQueue),
+    ] {
+        let s = js
+            .create_stream(stream::Config {
+                name: name.into(),
+                subjects: vec![format!("{name}.>")],
+                retention,
+                storage: stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if retention == stream::RetentionPolicy::Interest {
+            // Nobody interested yet: acknowledged, not kept.
+            js.publish(format!("{name}.early"), "x".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert_eq!(s.clone().info().await.unwrap().state.messages, 0);
+        }
+        let a: consumer::PullConsumer = s
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("a".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let b: Option<consumer::PullConsumer> = if retention == stream::RetentionPolicy::Interest {
+            Some(
+                s.create_consumer(consumer::pull::Config {
+                    durable_name: Some("b".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            )
+        } else {
+            None
+        };
+        for i in 0..3 {
+            js.publish(format!("{name}.x"), format!("{i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let take = |c: consumer::PullConsumer| async move {
+            let msgs: Vec<_> = c
+                .fetch()
+                .max_messages(10)
+                .messages()
+                .await
+                .unwrap()
+                .map(|m| m.unwrap())
+                .collect()
+                .await;
+            for m in &msgs {
+                m.double_ack().await.unwrap();
+            }
+            msgs.len()
+        };
+        assert_eq!(take(a).await, 3);
+        let left = s.clone().info().await.unwrap().state.messages;
+        if let Some(b) = b {
+            assert_eq!(left, 3, "b has not acked yet");
+            assert_eq!(take(b).await, 3);
+        }
+        assert_eq!(s.clone().info().await.unwrap().state.messages, 0, "{name}");
+    }
+}
