@@ -92,3 +92,37 @@ impl JetStream {
         self
     }
 }
+
+impl JetStream {
+    /// The bytes memory streams may hold: `max_memory`, else 75 % of the machine's memory (as
+    /// nats-server; 256 MiB when it cannot be read).
+    pub(crate) fn memory_limit(&self) -> u64 {
+        self.max_memory.unwrap_or_else(|| {
+            let total = std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|m| {
+                    let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+                    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                    Some(kb * 1024)
+                })
+                .unwrap_or(256 << 20 << 2);
+            total / 4 * 3
+        })
+    }
+
+    /// The bytes file streams may hold: `max_file`, else 75 % of the disk space free at the
+    /// store directory (as nats-server; 1 TiB when it cannot be read); 0 without a store.
+    pub(crate) fn file_limit(&self) -> u64 {
+        if let Some(max) = self.max_file {
+            return max;
+        }
+        let Some(dir) = &self.store_dir else { return 0 };
+        free_space(dir).map_or(1 << 40, |free| free / 4 * 3)
+    }
+}
+
+/// The bytes free for an unprivileged user on the file system holding `dir`.
+fn free_space(dir: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}

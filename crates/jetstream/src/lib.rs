@@ -24,6 +24,7 @@
 //! - `stream`: one stream: capture, acknowledgements, limits.
 //! - `consumer`: pull consumers: requests, deliveries, acks, redelivery.
 //! - `api/`: the `$JS.API` requests and their JSON.
+//! - `monitor`: `/jsz`, the `jetstream` section of `/varz`, `/metrics` families.
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ mod account;
 pub mod api;
 mod config;
 mod consumer;
+mod monitor;
 pub mod store;
 mod stream;
 mod time;
@@ -89,12 +91,36 @@ async fn start(server: Server, config: JetStream) -> Result<(), ExtensionError> 
     } else {
         config.accounts.clone()
     };
+    let mut started = Vec::new();
     for name in accounts {
         let js = JsAccount::start(&server, &name, &config).await?;
-        serve_api(&server, js, config.domain.as_deref()).await?;
+        serve_api(&server, js.clone(), config.domain.as_deref()).await?;
+        started.push(js);
     }
+    let (max_memory, max_storage) = (config.memory_limit(), config.file_limit());
+    info!("  Max Memory:      {}", human(max_memory));
+    info!("  Max Storage:     {}", human(max_storage));
+    server.add_monitoring(Arc::new(monitor::JsMonitor {
+        server_id: server.server_id().to_string(),
+        config,
+        accounts: started,
+        max_memory,
+        max_storage,
+    }));
     info!("JetStream started");
     Ok(())
+}
+
+/// Bytes as nats-server logs them (`1.00 GB`).
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.2} {}", UNITS[i])
 }
 
 /// Subscribes the account's API and answers it, one request at a time.

@@ -314,3 +314,68 @@ async fn file_streams_survive_a_restart() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn jsz_varz_and_metrics_report_jetstream() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .monitor("127.0.0.1:0")
+        .jetstream(JetStream::new().max_memory(1 << 30))
+        .start()
+        .await
+        .unwrap();
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    js.create_stream(memory("M", &["m"])).await.unwrap();
+    js.publish("m", "x".into()).await.unwrap().await.unwrap();
+    let get = |path: &'static str| {
+        let addr = server.monitor_addr().unwrap();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).await.unwrap();
+            body.split_once("\r\n\r\n").unwrap().1.to_string()
+        }
+    };
+    let jsz: serde_json::Value = serde_json::from_str(&get("/jsz?streams=true").await).unwrap();
+    for key in [
+        "memory",
+        "storage",
+        "reserved_memory",
+        "reserved_storage",
+        "accounts",
+        "ha_assets",
+        "api",
+        "server_id",
+        "now",
+        "config",
+        "limits",
+        "streams",
+        "consumers",
+        "messages",
+        "bytes",
+        "total",
+        "account_details",
+    ] {
+        assert!(jsz.get(key).is_some(), "/jsz has {key}: {jsz}");
+    }
+    assert_eq!(jsz["config"]["max_memory"], 1 << 30);
+    assert_eq!(
+        (jsz["streams"].as_u64(), jsz["messages"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(jsz["account_details"][0]["stream_detail"][0]["name"], "M");
+    let varz: serde_json::Value = serde_json::from_str(&get("/varz").await).unwrap();
+    assert_eq!(varz["jetstream"]["stats"]["accounts"], 1);
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics.contains("starling_jetstream_stream_messages{account=\"$G\",stream=\"M\"} 1"),
+        "{metrics}"
+    );
+}

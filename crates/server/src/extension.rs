@@ -39,6 +39,29 @@ pub trait Extension: Send + Sync + 'static {
     fn start(&self, server: Server) -> BoxFuture<'static, Result<(), ExtensionError>>;
 }
 
+/// What an extension shows in monitoring: endpoints of its own (JetStream's `/jsz`), a section
+/// of `/varz`, and families in `/metrics`. Registered with [`Server::add_monitoring`]; served
+/// over HTTP and to the system account's `$SYS.REQ.SERVER.PING.<X>` requests alike.
+pub trait Monitoring: Send + Sync + 'static {
+    /// The JSON of endpoint `path` (`"/jsz"`) for these query parameters, or `None` when the
+    /// path is not this extension's. An `Err` is answered as nats-server answers a bad request.
+    fn endpoint(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Option<Result<serde_json::Value, String>>;
+
+    /// Its section of `/varz`: the key (`"jetstream"`) and the value.
+    fn varz(&self) -> Option<(&'static str, serde_json::Value)> {
+        None
+    }
+
+    /// Appends Prometheus text (`# HELP`, `# TYPE` and samples) to `/metrics`.
+    fn metrics(&self, out: &mut String) {
+        let _ = out;
+    }
+}
+
 /// The extensions given to one builder.
 #[derive(Clone, Default)]
 pub(crate) struct Extensions(Vec<Arc<dyn Extension>>);

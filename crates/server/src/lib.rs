@@ -80,7 +80,7 @@ pub use cluster::{Cluster, Discovery, Peer, Seeds};
 pub use conn::{ClosedReason, ConnKind};
 pub use error::{AccountError, ClientError, RequestError, StartError};
 pub use events::{Event, EventStream};
-pub use extension::{Extension, ExtensionError, Features};
+pub use extension::{Extension, ExtensionError, Features, Monitoring};
 pub use identity::{NATS_VERSION, STARLING_VERSION};
 pub use message::{Message, Subject};
 pub use options::{

@@ -409,6 +409,11 @@ impl Server {
         self.broker.lifecycle().spawn(task);
     }
 
+    /// Adds what an extension shows in monitoring (see [`crate::Monitoring`]).
+    pub fn add_monitoring(&self, monitoring: Arc<dyn crate::Monitoring>) {
+        self.broker.monitor().add_extension(monitoring);
+    }
+
     /// Completes when shutdown begins (also at once if it has).
     pub async fn shutting_down(&self) {
         self.broker.lifecycle().shutting_down().await;

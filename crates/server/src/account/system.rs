@@ -45,6 +45,8 @@ const ENDPOINTS: &[(&str, Endpoint)] = &[
     ("ACCOUNTZ", Endpoint::Monitor("/accountz")),
     ("LEAFZ", Endpoint::Monitor("/leafz")),
     ("GATEWAYZ", Endpoint::Monitor("/gatewayz")),
+    // Served by the JetStream extension when there is one.
+    ("JSZ", Endpoint::Monitor("/jsz")),
     ("STATSZ", Endpoint::Statsz),
     ("IDZ", Endpoint::Idz),
 ];

@@ -363,6 +363,9 @@ pub(super) fn metrics(mon: &Monitor<'_>, _query: &Query) -> Handled {
     for (path, n) in mon.req_stats() {
         m.sample("starling_http_requests_total", &[("path", &path)], n);
     }
+    for e in mon.state.extensions() {
+        e.metrics(&mut m.0);
+    }
 
     Ok(Reply::Other {
         content_type: CONTENT_TYPE,

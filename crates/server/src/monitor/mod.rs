@@ -53,6 +53,29 @@ pub(crate) struct MonitorState {
     /// HTTP requests served per endpoint (`http_req_stats` in `/varz`).
     req_stats: Mutex<BTreeMap<&'static str, u64>>,
     cpu: Mutex<process::CpuSampler>,
+    /// What extensions show (JetStream's `/jsz`).
+    extensions: Mutex<Vec<std::sync::Arc<dyn crate::Monitoring>>>,
+}
+
+impl MonitorState {
+    pub(crate) fn add_extension(&self, m: std::sync::Arc<dyn crate::Monitoring>) {
+        self.extensions.lock().push(m);
+    }
+
+    fn extensions(&self) -> Vec<std::sync::Arc<dyn crate::Monitoring>> {
+        self.extensions.lock().clone()
+    }
+
+    /// An extension's answer for `path`.
+    fn extension_endpoint(
+        &self,
+        path: &str,
+        query: &Query,
+    ) -> Option<Result<serde_json::Value, String>> {
+        self.extensions()
+            .iter()
+            .find_map(|e| e.endpoint(path, &query.0))
+    }
 }
 
 /// One request's context: the broker's view, the monitor's state, and how to write JSON.
@@ -115,7 +138,22 @@ fn route(path: &str) -> Option<(&'static str, Handler)> {
 #[cfg(feature = "monitor")]
 /// Answers an HTTP request for `path` (`None`: no such endpoint), counting it.
 pub(crate) fn answer_http(view: View<'_>, path: &str, query: Option<&str>) -> Option<Answer> {
-    let (counted, handler) = route(path)?;
+    let Some((counted, handler)) = route(path) else {
+        let parsed = Query::parse(query);
+        let state = view.monitor();
+        return match state.extension_endpoint(path, &parsed)? {
+            Ok(v) => Some(Answer {
+                status: 200,
+                content_type: "application/json",
+                body: serde_json::to_vec_pretty(&v).unwrap_or_default(),
+            }),
+            Err(text) => Some(Answer {
+                status: 400,
+                content_type: "text/plain; charset=utf-8",
+                body: text.into_bytes(),
+            }),
+        };
+    };
     let state = view.monitor();
     *state.req_stats.lock().entry(counted).or_insert(0) += 1;
     let query = Query::parse(query);
@@ -164,7 +202,14 @@ pub(crate) fn json_for(
     path: &str,
     params: Vec<(String, String)>,
 ) -> Result<Vec<u8>, String> {
-    let (_, handler) = route(path).ok_or_else(|| format!("unknown endpoint {path}"))?;
+    let Some((_, handler)) = route(path) else {
+        let query = Query(params);
+        return match view.monitor().extension_endpoint(path, &query) {
+            Some(Ok(v)) => serde_json::to_vec(&v).map_err(|e| e.to_string()),
+            Some(Err(text)) => Err(text),
+            None => Err(format!("unknown endpoint {path}")),
+        };
+    };
     let mon = Monitor {
         view,
         state: view.monitor(),

@@ -56,7 +56,7 @@ struct Varz {
     leaf: Empty,
     mqtt: Empty,
     websocket: Empty,
-    jetstream: Empty,
+    jetstream: serde_json::Value,
     /// Seconds.
     #[serde(serialize_with = "go_float")]
     tls_timeout: f64,
@@ -154,7 +154,12 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         leaf: Empty {},
         mqtt: Empty {},
         websocket: Empty {},
-        jetstream: Empty {},
+        jetstream: mon
+            .state
+            .extensions()
+            .iter()
+            .find_map(|e| e.varz().filter(|(k, _)| *k == "jetstream").map(|(_, v)| v))
+            .unwrap_or_else(|| serde_json::json!({})),
         tls_timeout: tls_timeout(view),
         write_deadline: nanos(opts.write_deadline),
         start: rfc3339(stats.start),
