@@ -240,6 +240,8 @@ struct State {
     dirty: bool,
     /// Acked and not yet checked against the other consumers (interest retention).
     interest_acked: Vec<u64>,
+    /// Advisories to publish: what happened, and (stream seq, consumer seq, deliveries).
+    advisories: Vec<(crate::events::Delivery, (u64, u64, u64))>,
 }
 
 /// What a durable consumer keeps on disk (`state.json`): enough to go on after a restart
@@ -379,6 +381,7 @@ impl Consumer {
                 idle_since: None,
                 dirty: true,
                 interest_acked: Vec::new(),
+                advisories: Vec::new(),
             }),
             dir: stream.consumer_dir(&config),
             sync_always: stream.syncs_always(),
@@ -572,6 +575,7 @@ impl Consumer {
         let mut last_save = Instant::now();
         loop {
             let deadline = self.pump(&client).await;
+            self.publish_advisories(&client).await;
             // Deliveries are saved now and then: after a crash, those made since are made again.
             if last_save.elapsed() >= SAVE_INTERVAL {
                 last_save = Instant::now();
@@ -646,7 +650,30 @@ impl Consumer {
         for (reply, body) in nexts {
             let _ = self.request_next(&reply, &body);
         }
+        self.publish_advisories(client).await;
         self.wake();
+    }
+
+    /// Publishes the delivery advisories gathered since the last call.
+    async fn publish_advisories(&self, client: &Client) {
+        let pending = std::mem::take(&mut self.state.lock().advisories);
+        if pending.is_empty() {
+            return;
+        }
+        let Some(stream) = self.stream.upgrade() else {
+            return;
+        };
+        for (what, figures) in pending {
+            crate::events::delivery(
+                client,
+                stream.name(),
+                &self.name,
+                what,
+                figures,
+                stream.domain(),
+            )
+            .await;
+        }
     }
 
     /// Applies one ack; a `+NXT` with a reply returns the pull request it carries.
@@ -681,6 +708,8 @@ impl Consumer {
                 let delay = parse_nak_delay(arg).unwrap_or_default();
                 if let Some(p) = st.pending.get_mut(&sseq) {
                     p.deadline = Instant::now() + delay;
+                    let figures = (sseq, p.consumer_seq, p.deliveries);
+                    st.advisories.push((crate::events::Delivery::Nak, figures));
                 }
             }
             b"+WPI" => {
@@ -690,7 +719,12 @@ impl Consumer {
                 }
             }
             b"+TERM" => {
-                st.pending.remove(&sseq);
+                if let Some(p) = st.pending.remove(&sseq) {
+                    let reason = String::from_utf8_lossy(arg).into_owned();
+                    let figures = (sseq, p.consumer_seq, p.deliveries);
+                    st.advisories
+                        .push((crate::events::Delivery::Terminated(reason), figures));
+                }
                 st.redeliver.remove(&sseq);
                 Self::move_floor(&mut st);
             }
@@ -889,7 +923,11 @@ impl Consumer {
             let over = self.config.max_deliver > 0
                 && st.pending[&s].deliveries as i64 >= self.config.max_deliver;
             if over {
-                st.pending.remove(&s);
+                if let Some(p) = st.pending.remove(&s) {
+                    let figures = (s, p.consumer_seq, p.deliveries);
+                    st.advisories
+                        .push((crate::events::Delivery::MaxDeliveries, figures));
+                }
                 Self::move_floor(st);
             } else {
                 st.redeliver.insert(s);

@@ -24,6 +24,7 @@
 //! - `stream`: one stream: capture, acknowledgements, limits.
 //! - `consumer`: pull consumers: requests, deliveries, acks, redelivery.
 //! - `api/`: the `$JS.API` requests and their JSON.
+//! - `events`: advisories on `$JS.EVENT.ADVISORY.>`.
 //! - `monitor`: `/jsz`, the `jetstream` section of `/varz`, `/metrics` families.
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
@@ -33,6 +34,7 @@ mod account;
 pub mod api;
 mod config;
 mod consumer;
+mod events;
 mod monitor;
 pub mod store;
 mod stream;

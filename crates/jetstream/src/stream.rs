@@ -158,6 +158,11 @@ impl Stream {
         let _ = store.flush();
     }
 
+    /// The JetStream domain, if any.
+    pub(crate) fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
     /// Whether writes are fsynced before they are acknowledged.
     pub(crate) fn syncs_always(&self) -> bool {
         self.sync == SyncPolicy::Always

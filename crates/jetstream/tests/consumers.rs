@@ -398,3 +398,76 @@ async fn interest_and_work_queue_retention_remove_what_is_acknowledged() {
         assert_eq!(s.clone().info().await.unwrap().state.messages, 0, "{name}");
     }
 }
+
+#[tokio::test]
+async fn advisories_tell_of_streams_consumers_and_deliveries() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .jetstream(JetStream::new())
+        .start()
+        .await
+        .unwrap();
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    let mut events = client.subscribe("$JS.EVENT.ADVISORY.>").await.unwrap();
+    client.flush().await.unwrap();
+    let js = jetstream::new(client.clone());
+    let s = js
+        .create_stream(stream::Config {
+            name: "ADV".into(),
+            subjects: vec!["adv".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    js.publish("adv", "x".into()).await.unwrap().await.unwrap();
+    let c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("c".into()),
+            max_deliver: 1,
+            ack_wait: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let m = c
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .unwrap()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    m.ack_with(AckKind::Nak(None)).await.unwrap();
+    js.delete_stream("ADV").await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("advisories arrive")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
+        assert!(v["id"].is_string() && v["timestamp"].is_string(), "{v}");
+        seen.push((
+            e.subject.to_string(),
+            v["type"].as_str().unwrap().to_string(),
+        ));
+    }
+    let subjects: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "$JS.EVENT.ADVISORY.STREAM.CREATED.ADV",
+            "$JS.EVENT.ADVISORY.CONSUMER.CREATED.ADV.c",
+            "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.ADV.c",
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ADV.c",
+            "$JS.EVENT.ADVISORY.STREAM.DELETED.ADV",
+        ]
+    );
+    assert_eq!(seen[2].1, "io.nats.jetstream.advisory.v1.nak");
+    assert_eq!(seen[3].1, "io.nats.jetstream.advisory.v1.max_deliver");
+}

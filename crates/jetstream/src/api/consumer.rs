@@ -11,6 +11,7 @@ use super::{parse, stream_of, LIST_LIMIT, NAMES_LIMIT};
 use crate::account::JsAccount;
 use crate::api::types::valid_name;
 use crate::consumer::{info_json, Consumer, ConsumerConfig};
+use crate::events::{self, Action};
 
 #[derive(Deserialize)]
 struct CreateRequest {
@@ -148,6 +149,14 @@ pub(crate) async fn create(
     }
     consumer.start(js.server(), js.client()).await?;
     stream.add_consumer(consumer.clone());
+    events::consumer_action(
+        js.client(),
+        stream.name(),
+        consumer.name(),
+        Action::Create,
+        js.domain(),
+    )
+    .await;
     Ok(info_json(&consumer, &stream, js.server().server_name()))
 }
 
@@ -173,9 +182,17 @@ pub(crate) fn info(js: &JsAccount, rest: &str) -> Result<Value, ApiError> {
     Ok(info_json(&c, &stream, js.server().server_name()))
 }
 
-pub(crate) fn delete(js: &JsAccount, rest: &str) -> Result<Value, ApiError> {
+pub(crate) async fn delete(js: &JsAccount, rest: &str) -> Result<Value, ApiError> {
     let (stream, c) = consumer_of(js, rest)?;
     stream.remove_consumer(c.name());
+    events::consumer_action(
+        js.client(),
+        stream.name(),
+        c.name(),
+        Action::Delete,
+        js.domain(),
+    )
+    .await;
     Ok(json!({ "success": true }))
 }
 

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use starling_server::Message;
 
 use crate::account::JsAccount;
+use crate::events::{self, Action};
 use crate::stream::Stream;
 use crate::time::{now_ns, rfc3339};
 use error::ApiError;
@@ -46,7 +47,7 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
         "STREAM.CREATE" => stream_create(js, rest, body).await,
         "STREAM.UPDATE" => stream_update(js, rest, body).await,
         "STREAM.INFO" => stream_info(js, rest, body),
-        "STREAM.DELETE" => stream_delete(js, rest),
+        "STREAM.DELETE" => stream_delete(js, rest).await,
         "STREAM.NAMES" => stream_names(js, body),
         "STREAM.LIST" => stream_list(js, body),
         "STREAM.PURGE" => stream_purge(js, rest, body),
@@ -57,7 +58,7 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
             consumer::create(js, verb, rest, body).await
         }
         "CONSUMER.INFO" => consumer::info(js, rest),
-        "CONSUMER.DELETE" => consumer::delete(js, rest),
+        "CONSUMER.DELETE" => consumer::delete(js, rest).await,
         "CONSUMER.NAMES" => consumer::names(js, rest, body),
         "CONSUMER.LIST" => consumer::list(js, rest, body),
         "CONSUMER.MSG.NEXT" => match consumer::next(js, rest, m) {
@@ -238,6 +239,7 @@ async fn stream_create(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value,
     let mut v = info_of(js, &stream, None);
     if created {
         v["did_create"] = json!(true);
+        events::stream_action(js.client(), name, Action::Create, js.domain()).await;
     }
     Ok(v)
 }
@@ -248,6 +250,7 @@ async fn stream_update(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value,
         return Err(ApiError::stream_name_mismatch());
     }
     let stream = js.update_stream(config).await?;
+    events::stream_action(js.client(), name, Action::Modify, js.domain()).await;
     Ok(info_of(js, &stream, None))
 }
 
@@ -278,8 +281,9 @@ fn stream_info(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value, ApiErro
     Ok(Value::Object(out))
 }
 
-fn stream_delete(js: &JsAccount, name: &str) -> Result<Value, ApiError> {
+async fn stream_delete(js: &JsAccount, name: &str) -> Result<Value, ApiError> {
     js.delete_stream(name)?;
+    events::stream_action(js.client(), name, Action::Delete, js.domain()).await;
     Ok(json!({ "success": true }))
 }
 
