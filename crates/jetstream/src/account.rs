@@ -18,6 +18,7 @@ use crate::store::file::{FileStore, FileStoreConfig};
 use crate::store::{MemoryStore, Store};
 use crate::stream::Stream;
 use crate::time::now_ns;
+use crate::usage::Usage;
 
 /// What a file stream keeps beside its messages: `meta.json`.
 #[derive(Serialize, Deserialize)]
@@ -37,6 +38,7 @@ pub(crate) struct JsAccount {
     dir: Option<PathBuf>,
     streams: Mutex<BTreeMap<String, Arc<Stream>>>,
     config: JetStream,
+    usage: Arc<Usage>,
     /// API requests served and refused (`$JS.API.INFO`'s `api`).
     pub(crate) api_total: std::sync::atomic::AtomicU64,
     pub(crate) api_errors: std::sync::atomic::AtomicU64,
@@ -48,6 +50,7 @@ impl JsAccount {
         server: &Server,
         account: &str,
         config: &JetStream,
+        usage: Arc<Usage>,
     ) -> Result<Arc<Self>, starling_server::ExtensionError> {
         let client = server
             .local_client_in(account)
@@ -63,6 +66,7 @@ impl JsAccount {
             dir,
             streams: Mutex::new(BTreeMap::new()),
             config: config.clone(),
+            usage,
             api_total: Default::default(),
             api_errors: Default::default(),
         });
@@ -72,6 +76,10 @@ impl JsAccount {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     pub(crate) fn client(&self) -> &Client {
@@ -140,7 +148,13 @@ impl JsAccount {
                 Some(path.clone()),
                 self.config.sync,
                 self.config.domain.clone(),
+                self.usage.clone(),
             );
+            if stream.config().max_bytes > 0 {
+                // What was reserved before the restart is reserved again, even past the limit.
+                let c = stream.config();
+                let _ = self.usage.reserve(c.storage, c.max_bytes as u64);
+            }
             stream.expire()?;
             self.run(&stream).await.map_err(|e| e.description)?;
             self.recover_consumers(&stream, &path).await?;
@@ -208,6 +222,10 @@ impl JsAccount {
             return Err(ApiError::stream_name_exists());
         }
         self.check_overlap(&config, None)?;
+        if config.max_bytes > 0 {
+            self.usage
+                .reserve(config.storage, config.max_bytes as u64)?;
+        }
         let created = now_ns();
         let (store, dir): (Box<dyn Store>, _) = match config.storage {
             Storage::Memory => (Box::new(MemoryStore::new()), None),
@@ -236,6 +254,7 @@ impl JsAccount {
             dir,
             self.config.sync,
             self.config.domain.clone(),
+            self.usage.clone(),
         );
         self.run(&stream).await?;
         Ok((stream, true))
@@ -292,6 +311,19 @@ impl JsAccount {
             ));
         }
         self.check_overlap(&config, Some(&config.name))?;
+        if old.max_bytes != config.max_bytes {
+            if old.max_bytes > 0 {
+                self.usage.release(old.storage, old.max_bytes as u64);
+            }
+            if config.max_bytes > 0 {
+                if let Err(e) = self.usage.reserve(config.storage, config.max_bytes as u64) {
+                    if old.max_bytes > 0 {
+                        let _ = self.usage.reserve(old.storage, old.max_bytes as u64);
+                    }
+                    return Err(e);
+                }
+            }
+        }
         if let Some(dir) = stream.dir() {
             write_meta(
                 dir,
@@ -309,6 +341,7 @@ impl JsAccount {
             stream.start_capture(&self.server, &self.client).await?;
         }
         stream.expire().map_err(ApiError::internal)?;
+        stream.recount();
         Ok(stream)
     }
 
@@ -328,6 +361,11 @@ impl JsAccount {
             let _ = std::fs::remove_file(dir.join("meta.json"));
         }
         stream.store().delete().map_err(ApiError::internal)?;
+        stream.recount();
+        let c = stream.config();
+        if c.max_bytes > 0 {
+            self.usage.release(c.storage, c.max_bytes as u64);
+        }
         if let Some(dir) = stream.dir() {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -771,6 +771,8 @@ impl Consumer {
                     let _ = store.remove(s);
                 }
                 let _ = store.flush();
+                drop(store);
+                stream.recount();
             } else if stream.config().retention == Retention::Interest {
                 st.interest_acked.extend(acked);
             }

@@ -27,6 +27,7 @@
 //! - `events`: advisories on `$JS.EVENT.ADVISORY.>`.
 //! - `monitor`: `/jsz`, the `jetstream` section of `/varz`, `/metrics` families.
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
+//! - `usage`: bytes held and reserved against `max_memory_store` / `max_file_store`.
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
 #![warn(missing_docs)]
 
@@ -39,6 +40,7 @@ mod monitor;
 pub mod store;
 mod stream;
 mod time;
+mod usage;
 
 use std::sync::Arc;
 
@@ -93,13 +95,14 @@ async fn start(server: Server, config: JetStream) -> Result<(), ExtensionError> 
     } else {
         config.accounts.clone()
     };
+    let (max_memory, max_storage) = (config.memory_limit(), config.file_limit());
+    let usage = Arc::new(usage::Usage::new(max_memory, max_storage));
     let mut started = Vec::new();
     for name in accounts {
-        let js = JsAccount::start(&server, &name, &config).await?;
+        let js = JsAccount::start(&server, &name, &config, usage.clone()).await?;
         serve_api(&server, js.clone(), config.domain.as_deref()).await?;
         started.push(js);
     }
-    let (max_memory, max_storage) = (config.memory_limit(), config.file_limit());
     info!("  Max Memory:      {}", human(max_memory));
     info!("  Max Storage:     {}", human(max_storage));
     server.add_monitoring(Arc::new(monitor::JsMonitor {

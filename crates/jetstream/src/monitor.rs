@@ -81,11 +81,15 @@ impl JsMonitor {
     }
 
     fn stats_json(&self, t: &Totals) -> Value {
+        let (reserved_memory, reserved_storage) = self
+            .accounts
+            .first()
+            .map_or((0, 0), |a| a.usage().reserved());
         json!({
             "memory": t.memory,
             "storage": t.storage,
-            "reserved_memory": 0,
-            "reserved_storage": 0,
+            "reserved_memory": reserved_memory,
+            "reserved_storage": reserved_storage,
             "accounts": self.accounts.len(),
             "ha_assets": 0,
             "api": { "level": 1, "total": t.api_total, "errors": t.api_errors },

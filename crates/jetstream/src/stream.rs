@@ -24,6 +24,7 @@ use crate::config::SyncPolicy;
 use crate::consumer::Consumer;
 use crate::store::{record_size, Store, StoreError};
 use crate::time::{now_ns, rfc3339};
+use crate::usage::Usage;
 
 /// The most messages one capture batch takes before writing.
 const MAX_BATCH: usize = 1024;
@@ -44,6 +45,10 @@ pub(crate) struct Stream {
     sync: SyncPolicy,
     domain: Option<String>,
     consumers: Mutex<std::collections::BTreeMap<String, Arc<Consumer>>>,
+    /// What all streams hold, against the server's limits.
+    usage: Arc<Usage>,
+    /// The bytes of this stream counted in `usage` (0 for a stream with a reservation).
+    counted: std::sync::atomic::AtomicU64,
 }
 
 /// The ids of recent publishes: id → sequence, and the order they expire in.
@@ -88,8 +93,15 @@ impl Stream {
         dir: Option<PathBuf>,
         sync: SyncPolicy,
         domain: Option<String>,
+        usage: Arc<Usage>,
     ) -> Arc<Self> {
+        let held = store.state().bytes;
+        let storage = config.storage;
+        let reserved = config.max_bytes.max(0) as u64;
+        usage.moved(storage, 0, if reserved > 0 { 0 } else { held });
         Arc::new(Self {
+            usage,
+            counted: std::sync::atomic::AtomicU64::new(if reserved > 0 { 0 } else { held }),
             name: config.name.clone(),
             config: Mutex::new(config),
             created,
@@ -156,6 +168,23 @@ impl Stream {
             let _ = store.remove(seq);
         }
         let _ = store.flush();
+        drop(store);
+        self.recount();
+    }
+
+    /// Tells `usage` what the stream holds now (after appends and removals).
+    pub(crate) fn recount(&self) {
+        let (storage, reserved) = {
+            let c = self.config.lock();
+            (c.storage, c.max_bytes > 0)
+        };
+        let now = if reserved {
+            0
+        } else {
+            self.store.lock().state().bytes
+        };
+        let old = self.counted.swap(now, std::sync::atomic::Ordering::Relaxed);
+        self.usage.moved(storage, old, now);
     }
 
     /// The JetStream domain, if any.
@@ -299,6 +328,7 @@ impl Stream {
         if let Err(e) = &written {
             warn!(stream = %self.name, "store write failed: {e}");
         }
+        self.recount();
         for c in self.consumers() {
             c.wake();
         }
@@ -411,6 +441,8 @@ impl Stream {
                 }
             }
         }
+        self.usage
+            .check(config.storage, size, config.max_bytes > 0)?;
         let seq = store
             .append(subject, header_len, &data, now)
             .map_err(ApiError::store_failed)?;
@@ -442,9 +474,13 @@ impl Stream {
 
     /// Removes what `max_age` no longer allows; called on a timer.
     pub(crate) fn expire(&self) -> Result<(), StoreError> {
-        let config = self.config.lock();
-        let mut store = self.store.lock();
-        enforce_limits(&config, &mut **store, None, now_ns())
+        {
+            let config = self.config.lock();
+            let mut store = self.store.lock();
+            enforce_limits(&config, &mut **store, None, now_ns())?;
+        }
+        self.recount();
+        Ok(())
     }
 
     /// Makes what is written durable (the `sync_interval` timer, shutdown).

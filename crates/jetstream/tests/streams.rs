@@ -379,3 +379,40 @@ async fn jsz_varz_and_metrics_report_jetstream() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_memory_limit_refuses_publishes_and_reservations_past_it() {
+    let (_server, js) = broker(JetStream::new().max_memory(4096)).await;
+    js.create_stream(memory("FULL", &["full"])).await.unwrap();
+    let payload = bytes::Bytes::from(vec![b'x'; 1000]);
+    // Each takes 1,034 bytes: three fit in 4,096, a fourth does not.
+    for _ in 0..3 {
+        js.publish("full", payload.clone())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let err = js
+        .publish("full", payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("insufficient memory resources"),
+        "{err}"
+    );
+    // A stream that reserves more than is left is refused.
+    let err = js
+        .create_stream(stream::Config {
+            max_bytes: 1 << 20,
+            ..memory("BIG", &["big"])
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("10028"), "{err}");
+    // Purging gives the room back.
+    js.get_stream("FULL").await.unwrap().purge().await.unwrap();
+    js.publish("full", payload).await.unwrap().await.unwrap();
+}

@@ -94,6 +94,9 @@ impl ApiError {
     pub(crate) fn delete_failed(what: impl std::fmt::Display) -> Self {
         Self::new(500, 10057, format!("{what}"))
     }
+    pub(crate) fn memory_resources() -> Self {
+        Self::new(500, 10028, "insufficient memory resources available")
+    }
     pub(crate) fn storage_resources() -> Self {
         Self::new(500, 10047, "insufficient storage resources available")
     }

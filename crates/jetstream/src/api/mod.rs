@@ -176,8 +176,8 @@ fn account_info(js: &JsAccount) -> Value {
     let mut v = json!({
         "memory": memory,
         "storage": storage,
-        "reserved_memory": 0,
-        "reserved_storage": 0,
+        "reserved_memory": js.usage().reserved().0,
+        "reserved_storage": js.usage().reserved().1,
         "streams": streams.len(),
         "consumers": 0,
         "limits": {
@@ -399,6 +399,8 @@ fn stream_purge(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value, ApiErr
     }
     .map_err(ApiError::internal)?;
     store.flush().map_err(ApiError::internal)?;
+    drop(store);
+    s.recount();
     Ok(json!({ "success": true, "purged": purged }))
 }
 
@@ -457,6 +459,8 @@ fn msg_delete(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value, ApiError
         return Err(ApiError::delete_failed("no message found"));
     }
     store.flush().map_err(ApiError::internal)?;
+    drop(store);
+    s.recount();
     Ok(json!({ "success": true }))
 }
 
