@@ -283,14 +283,20 @@ struct PendingCount {
     msgs: u64,
 }
 
+/// A consumer's configuration, and its filters worked out once.
+pub(crate) struct Settings {
+    pub(crate) config: ConsumerConfig,
+    filters: Vec<String>,
+}
+
 /// A consumer at run time.
 pub(crate) struct Consumer {
     name: String,
     server: Server,
     account: String,
     stream: Weak<Stream>,
-    config: ConsumerConfig,
-    filters: Vec<String>,
+    /// The configuration and the filters it gives, swapped whole by an update.
+    settings: arc_swap::ArcSwap<Settings>,
     created: i64,
     state: Mutex<State>,
     wake: Notify,
@@ -305,13 +311,14 @@ pub(crate) struct Consumer {
 pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
     let mut st = c.state.lock();
     let pending = c.num_pending(stream, &mut st);
-    let push = c.config.deliver_subject.is_some();
+    let settings = c.settings.load();
+    let push = settings.config.deliver_subject.is_some();
     let waiting = st.waiting.iter().filter(|r| !r.push).count();
     let mut v = json!({
         "stream_name": stream.name(),
         "name": c.name,
         "created": rfc3339(c.created),
-        "config": c.config,
+        "config": settings.config,
         "delivered": { "consumer_seq": st.delivered_consumer, "stream_seq": st.delivered_stream },
         "ack_floor": { "consumer_seq": st.ack_floor_consumer, "stream_seq": st.ack_floor_stream },
         "num_ack_pending": st.pending.len(),
@@ -339,6 +346,11 @@ impl Consumer {
     ) -> Result<Arc<Self>, ApiError> {
         let filters = config.filters();
         let (start, initial) = start_seq(stream, &config, &filters)?;
+        if config.deliver_subject.is_none() && config.idle_heartbeat > 0 {
+            return Err(ApiError::invalid_config(
+                "consumer idle heartbeat requires a push based consumer",
+            ));
+        }
         let floor = initial.first().copied().unwrap_or(start).saturating_sub(1);
         let mut waiting = VecDeque::new();
         if let Some(to) = config.deliver_subject.clone() {
@@ -361,7 +373,6 @@ impl Consumer {
             server,
             account,
             stream: Arc::downgrade(stream),
-            filters,
             created,
             state: Mutex::new(State {
                 next: start,
@@ -385,7 +396,7 @@ impl Consumer {
             }),
             dir: stream.consumer_dir(&config),
             sync_always: stream.syncs_always(),
-            config,
+            settings: arc_swap::ArcSwap::from_pointee(Settings { config, filters }),
             wake: Notify::new(),
             stop: tokio_util::sync::CancellationToken::new(),
         }))
@@ -431,8 +442,58 @@ impl Consumer {
         self.created
     }
 
-    pub(crate) fn config(&self) -> &ConsumerConfig {
-        &self.config
+    /// Its configuration now.
+    pub(crate) fn config(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// Applies a new configuration, where nats-server allows the change (its errors).
+    pub(crate) fn update(&self, config: ConsumerConfig) -> Result<(), ApiError> {
+        let old = self.config();
+        let old = &old.config;
+        let refuse = |what: &str| Err(ApiError::new(500, 10012, what));
+        if old.deliver_policy != config.deliver_policy {
+            return refuse("deliver policy can not be updated");
+        }
+        if old.opt_start_seq != config.opt_start_seq {
+            return refuse("start sequence can not be updated");
+        }
+        if old.opt_start_time != config.opt_start_time {
+            return refuse("start time can not be updated");
+        }
+        if old.ack_policy != config.ack_policy {
+            return refuse("ack policy can not be updated");
+        }
+        if old.replay_policy != config.replay_policy {
+            return refuse("replay policy can not be updated");
+        }
+        if old.idle_heartbeat != config.idle_heartbeat {
+            return refuse("heart beats can not be updated");
+        }
+        if old.flow_control != config.flow_control {
+            return refuse("flow control can not be updated");
+        }
+        if old.deliver_subject != config.deliver_subject {
+            return match (&old.deliver_subject, &config.deliver_subject) {
+                (None, _) => refuse("can not update pull consumer to push based"),
+                (_, None) => refuse("can not update push consumer to pull based"),
+                _ => refuse("deliver subject can not be updated"),
+            };
+        }
+        if old.max_waiting != config.max_waiting {
+            return refuse("max waiting can not be updated");
+        }
+        if old.extra.get("mem_storage") != config.extra.get("mem_storage") {
+            return refuse("storage type can not be updated");
+        }
+        let filters = config.filters();
+        self.settings.store(Arc::new(Settings { config, filters }));
+        let mut st = self.state.lock();
+        st.pending_count = None;
+        st.dirty = true;
+        drop(st);
+        self.wake();
+        Ok(())
     }
 
     /// Where it keeps its state, if on disk.
@@ -452,7 +513,8 @@ impl Consumer {
 
     /// Messages left to deliver (from `st.next`), exact.
     fn num_pending(&self, stream: &Stream, st: &mut State) -> u64 {
-        let filters: Vec<&[u8]> = self.filters.iter().map(|f| f.as_bytes()).collect();
+        let settings = self.settings.load();
+        let filters: Vec<&[u8]> = settings.filters.iter().map(|f| f.as_bytes()).collect();
         let mut store = stream.store();
         let now = store.state();
         let recount = match &st.pending_count {
@@ -524,7 +586,7 @@ impl Consumer {
             #[serde(default)]
             idle_heartbeat: i64,
         }
-        if self.config.deliver_subject.is_some() {
+        if self.settings.load().config.deliver_subject.is_some() {
             return Err(ApiError::new(409, 10139, "Consumer is push based"));
         }
         let trimmed = body.trim_ascii();
@@ -543,7 +605,9 @@ impl Consumer {
         };
         let mut st = self.state.lock();
         st.last_active = now_ns();
-        if self.config.max_waiting > 0 && st.waiting.len() as i64 >= self.config.max_waiting {
+        if self.settings.load().config.max_waiting > 0
+            && st.waiting.len() as i64 >= self.settings.load().config.max_waiting
+        {
             drop(st);
             return Err(ApiError::internal("Exceeded MaxWaiting"));
         }
@@ -749,7 +813,7 @@ impl Consumer {
     }
 
     fn ack(&self, st: &mut State, sseq: u64, stream: Option<&Stream>) {
-        let acked: Vec<u64> = match self.config.ack_policy {
+        let acked: Vec<u64> = match self.settings.load().config.ack_policy {
             AckPolicy::None => return,
             AckPolicy::Explicit => st.pending.remove(&sseq).map(|_| sseq).into_iter().collect(),
             AckPolicy::All => {
@@ -791,8 +855,9 @@ impl Consumer {
 
     /// Whether this consumer takes messages on `subject`.
     pub(crate) fn wants(&self, subject: &[u8]) -> bool {
-        self.filters.is_empty()
-            || self
+        let settings = self.settings.load();
+        settings.filters.is_empty()
+            || settings
                 .filters
                 .iter()
                 .any(|f| crate::store::subject_matches(f.as_bytes(), subject))
@@ -818,11 +883,18 @@ impl Consumer {
     }
 
     fn ack_wait(&self, deliveries: u64) -> Duration {
-        if let Some(b) = self.config.backoff.as_ref().filter(|b| !b.is_empty()) {
+        if let Some(b) = self
+            .settings
+            .load()
+            .config
+            .backoff
+            .as_ref()
+            .filter(|b| !b.is_empty())
+        {
             let i = (deliveries as usize).saturating_sub(1).min(b.len() - 1);
             return Duration::from_nanos(b[i].max(0) as u64);
         }
-        Duration::from_nanos(self.config.ack_wait.max(0) as u64)
+        Duration::from_nanos(self.settings.load().config.ack_wait.max(0) as u64)
     }
 
     /// Fills waiting requests with what there is, sends heartbeats and expiries; returns the next
@@ -874,16 +946,20 @@ impl Consumer {
                     deadline = min_some(deadline, Some(r.next_heartbeat));
                 }
                 // An ephemeral consumer nobody uses goes after its inactive threshold.
-                if self.config.durable_name.is_none() && self.config.inactive_threshold > 0 {
-                    let idle = if self.config.deliver_subject.is_some() {
+                if self.settings.load().config.durable_name.is_none()
+                    && self.settings.load().config.inactive_threshold > 0
+                {
+                    let idle = if self.settings.load().config.deliver_subject.is_some() {
                         !bound
                     } else {
                         st.waiting.is_empty()
                     };
                     if idle {
                         let since = *st.idle_since.get_or_insert(now);
-                        let until =
-                            since + Duration::from_nanos(self.config.inactive_threshold as u64);
+                        let until = since
+                            + Duration::from_nanos(
+                                self.settings.load().config.inactive_threshold as u64,
+                            );
                         if until <= now {
                             retire = true;
                         }
@@ -922,8 +998,8 @@ impl Consumer {
             .map(|(s, _)| *s)
             .collect();
         for s in due {
-            let over = self.config.max_deliver > 0
-                && st.pending[&s].deliveries as i64 >= self.config.max_deliver;
+            let over = self.settings.load().config.max_deliver > 0
+                && st.pending[&s].deliveries as i64 >= self.settings.load().config.max_deliver;
             if over {
                 if let Some(p) = st.pending.remove(&s) {
                     let figures = (s, p.consumer_seq, p.deliveries);
@@ -943,7 +1019,9 @@ impl Consumer {
 
     /// Whether a push consumer's delivery subject has a subscriber (`push_bound`).
     fn push_bound(&self) -> bool {
-        self.config
+        self.settings
+            .load()
+            .config
             .deliver_subject
             .as_deref()
             .is_some_and(|d| self.server.has_interest_in(&self.account, d))
@@ -968,9 +1046,9 @@ impl Consumer {
                 }
                 return;
             }
-            let ack_full = self.config.ack_policy != AckPolicy::None
-                && self.config.max_ack_pending > 0
-                && st.pending.len() as i64 >= self.config.max_ack_pending;
+            let ack_full = self.settings.load().config.ack_policy != AckPolicy::None
+                && self.settings.load().config.max_ack_pending > 0
+                && st.pending.len() as i64 >= self.settings.load().config.max_ack_pending;
             let found = if ack_full {
                 None
             } else {
@@ -1033,7 +1111,7 @@ impl Consumer {
             if done {
                 st.waiting.pop_front();
             }
-            if push && self.config.flow_control {
+            if push && self.settings.load().config.flow_control {
                 st.since_flow_control += size;
                 if st.since_flow_control >= FLOW_CONTROL_WINDOW {
                     let fc = format!(
@@ -1055,7 +1133,7 @@ impl Consumer {
         for o in out {
             match o {
                 Out::Msg(to, m, ack) => {
-                    let (header_len, data) = if self.config.headers_only {
+                    let (header_len, data) = if self.settings.load().config.headers_only {
                         headers_only(&m)
                     } else {
                         ((m.header_len > 0).then_some(m.header_len), m.data.clone())
@@ -1112,7 +1190,8 @@ impl Consumer {
                 return Some((m, false));
             }
         }
-        let filters: Vec<&[u8]> = self.filters.iter().map(|f| f.as_bytes()).collect();
+        let settings = self.settings.load();
+        let filters: Vec<&[u8]> = settings.filters.iter().map(|f| f.as_bytes()).collect();
         let found = match filters.as_slice() {
             [] => store.load_next(st.next, None),
             [one] => store.load_next(st.next, Some(one)),
@@ -1161,7 +1240,7 @@ impl Consumer {
         st.dirty = true;
         st.delivered_consumer += 1;
         st.delivered_stream = m.seq;
-        if self.config.ack_policy == AckPolicy::None {
+        if self.settings.load().config.ack_policy == AckPolicy::None {
             st.ack_floor_consumer = st.delivered_consumer;
             st.ack_floor_stream = m.seq;
         } else {

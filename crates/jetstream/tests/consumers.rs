@@ -471,3 +471,45 @@ async fn advisories_tell_of_streams_consumers_and_deliveries() {
     assert_eq!(seen[2].1, "io.nats.jetstream.advisory.v1.nak");
     assert_eq!(seen[3].1, "io.nats.jetstream.advisory.v1.max_deliver");
 }
+
+#[tokio::test]
+async fn a_consumer_update_changes_what_may_change_and_refuses_the_rest() {
+    let (_server, _js, s) = with_stream(3).await;
+    let config = consumer::pull::Config {
+        durable_name: Some("u".into()),
+        ack_wait: Duration::from_secs(10),
+        ..Default::default()
+    };
+    s.create_consumer(config.clone()).await.unwrap();
+    let mut changed = s
+        .update_consumer(consumer::pull::Config {
+            ack_wait: Duration::from_secs(20),
+            description: Some("slower".into()),
+            ..config.clone()
+        })
+        .await
+        .expect("ack_wait may change");
+    let info = changed.info().await.unwrap();
+    assert_eq!(info.config.ack_wait, Duration::from_secs(20));
+    assert_eq!(info.config.description.as_deref(), Some("slower"));
+    let err = s
+        .update_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::New,
+            ..config.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("deliver policy can not be updated"),
+        "{err}"
+    );
+    let err = s
+        .create_consumer_strict(consumer::pull::Config {
+            ack_wait: Duration::from_secs(30),
+            ..config
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("consumer already exists"), "{err}");
+}

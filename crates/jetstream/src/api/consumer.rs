@@ -116,17 +116,23 @@ pub(crate) async fn create(
     if let Some(existing) = stream.consumer(&name) {
         // The same configuration again, whatever the action: nats-server answers with the
         // consumer as it is.
-        if existing.config() == &config {
+        if existing.config().config == config {
             return Ok(info_json(&existing, &stream, js.server().server_name()));
         }
         if req.action == "create" {
             return Err(ApiError::new(400, 10148, "consumer already exists"));
         }
-        return Err(ApiError::new(
-            400,
-            10012,
-            "consumer configuration update is not supported yet",
-        ));
+        existing.update(config)?;
+        save_meta(&existing)?;
+        events::consumer_action(
+            js.client(),
+            stream.name(),
+            existing.name(),
+            Action::Modify,
+            js.domain(),
+        )
+        .await;
+        return Ok(info_json(&existing, &stream, js.server().server_name()));
     }
     if req.action == "update" {
         return Err(ApiError::new(400, 10149, "consumer does not exist"));
@@ -139,14 +145,7 @@ pub(crate) async fn create(
         js.name().to_string(),
         crate::time::now_ns(),
     )?;
-    if let Some(dir) = consumer.dir() {
-        let meta = crate::account::ConsumerMeta {
-            config: consumer.config().clone(),
-            created: consumer.created(),
-        };
-        let body = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
-        crate::account::write_durably(dir, "meta.json", &body, true).map_err(ApiError::internal)?;
-    }
+    save_meta(&consumer)?;
     consumer.start(js.server(), js.client()).await?;
     stream.add_consumer(consumer.clone());
     events::consumer_action(
@@ -158,6 +157,19 @@ pub(crate) async fn create(
     )
     .await;
     Ok(info_json(&consumer, &stream, js.server().server_name()))
+}
+
+/// Writes a durable consumer's `meta.json`, when it keeps one.
+fn save_meta(consumer: &Consumer) -> Result<(), ApiError> {
+    let Some(dir) = consumer.dir() else {
+        return Ok(());
+    };
+    let meta = crate::account::ConsumerMeta {
+        config: consumer.config().config.clone(),
+        created: consumer.created(),
+    };
+    let body = serde_json::to_vec_pretty(&meta).map_err(ApiError::internal)?;
+    crate::account::write_durably(dir, "meta.json", &body, true).map_err(ApiError::internal)
 }
 
 /// nats-server names ephemeral consumers with 8 random characters.
