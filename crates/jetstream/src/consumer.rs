@@ -240,6 +240,8 @@ struct State {
     dirty: bool,
     /// Acked and not yet checked against the other consumers (interest retention).
     interest_acked: Vec<u64>,
+    /// `replay_policy: original`: when the first message went out, and when it was stored.
+    replay_base: Option<(Instant, i64)>,
     /// Advisories to publish: what happened, and (stream seq, consumer seq, deliveries).
     advisories: Vec<(crate::events::Delivery, (u64, u64, u64))>,
 }
@@ -392,6 +394,7 @@ impl Consumer {
                 idle_since: None,
                 dirty: true,
                 interest_acked: Vec::new(),
+                replay_base: None,
                 advisories: Vec::new(),
             }),
             dir: stream.consumer_dir(&config),
@@ -1054,6 +1057,22 @@ impl Consumer {
             } else {
                 self.next_message(stream, st)
             };
+            // `replay_policy: original`: a new message goes out as long after the first as it
+            // was stored after it.
+            if let Some((m, false)) = &found {
+                if self.settings.load().config.replay_policy == "original" {
+                    let (start, first) = *st.replay_base.get_or_insert((now, m.time));
+                    let due = start + Duration::from_nanos((m.time - first).max(0) as u64);
+                    if due > now {
+                        st.next = m.seq;
+                        if let Some(c) = &mut st.pending_count {
+                            c.value += 1;
+                        }
+                        *deadline = min_some(*deadline, Some(due));
+                        return;
+                    }
+                }
+            }
             let Some((m, redelivery)) = found else {
                 if no_wait {
                     let r = st.waiting.pop_front().expect("front exists");

@@ -513,3 +513,71 @@ async fn a_consumer_update_changes_what_may_change_and_refuses_the_rest() {
         .unwrap_err();
     assert!(err.to_string().contains("consumer already exists"), "{err}");
 }
+
+#[tokio::test]
+async fn work_queue_streams_refuse_overlapping_consumers() {
+    let (_server, js, _) = with_stream(0).await;
+    let s = js
+        .create_stream(stream::Config {
+            name: "WQ".into(),
+            subjects: vec!["wq.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pull = |filter: &str| consumer::pull::Config {
+        durable_name: Some(filter.replace(['.', '>', '*'], "_")),
+        filter_subject: filter.into(),
+        ..Default::default()
+    };
+    s.create_consumer(pull("wq.a")).await.unwrap();
+    s.create_consumer(pull("wq.b")).await.unwrap();
+    let err = s.create_consumer(pull("wq.>")).await.unwrap_err();
+    assert!(err.to_string().contains("not unique"), "{err}");
+    let err = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("none".into()),
+            filter_subject: "wq.c".into(),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("explicit ack"), "{err}");
+}
+
+#[tokio::test]
+async fn replay_original_keeps_the_stored_spacing() {
+    let (_server, js, s) = with_stream(0).await;
+    js.publish("events.a", "1".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    js.publish("events.a", "2".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            replay_policy: consumer::ReplayPolicy::Original,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = c.messages().await.unwrap();
+    let first = msgs.next().await.unwrap().unwrap();
+    let at = std::time::Instant::now();
+    first.ack().await.unwrap();
+    let second = msgs.next().await.unwrap().unwrap();
+    assert_eq!(&second.payload[..], b"2");
+    assert!(
+        at.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        at.elapsed()
+    );
+}

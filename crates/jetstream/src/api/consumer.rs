@@ -137,6 +137,9 @@ pub(crate) async fn create(
     if req.action == "update" {
         return Err(ApiError::new(400, 10149, "consumer does not exist"));
     }
+    if stream.config().retention == crate::api::types::Retention::WorkQueue {
+        work_queue_rules(&stream, &config)?;
+    }
     let consumer = Consumer::new(
         &stream,
         name,
@@ -157,6 +160,53 @@ pub(crate) async fn create(
     )
     .await;
     Ok(info_json(&consumer, &stream, js.server().server_name()))
+}
+
+/// What nats-server requires of a consumer of a work-queue stream: explicit acks, deliver all,
+/// and no two consumers that could take the same message.
+fn work_queue_rules(
+    stream: &crate::stream::Stream,
+    config: &ConsumerConfig,
+) -> Result<(), ApiError> {
+    use crate::api::types::{AckPolicy, DeliverPolicy};
+    if config.ack_policy != AckPolicy::Explicit {
+        return Err(ApiError::new(
+            400,
+            10098,
+            "workqueue stream requires explicit ack",
+        ));
+    }
+    if config.deliver_policy != DeliverPolicy::All {
+        return Err(ApiError::new(
+            400,
+            10101,
+            "consumer must be deliver all on workqueue stream",
+        ));
+    }
+    let mine = config.filters();
+    for other in stream.consumers() {
+        let theirs = other.config().config.filters();
+        if mine.is_empty() || theirs.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10099,
+                "multiple non-filtered consumers not allowed on workqueue stream",
+            ));
+        }
+        let overlap = mine.iter().any(|a| {
+            theirs
+                .iter()
+                .any(|b| starling_sublist::subjects_collide(a.as_bytes(), b.as_bytes()))
+        });
+        if overlap {
+            return Err(ApiError::new(
+                400,
+                10100,
+                "filtered consumer not unique on workqueue stream",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes a durable consumer's `meta.json`, when it keeps one.
