@@ -247,6 +247,17 @@ impl JsAccount {
                 (Box::new(store), Some(dir))
             }
         };
+        let mut store = store;
+        // `first_seq`: the stream starts there.
+        if let Some(first) = config
+            .extra
+            .get("first_seq")
+            .and_then(serde_json::Value::as_u64)
+        {
+            if first > 1 {
+                store.compact(first).map_err(ApiError::internal)?;
+            }
+        }
         let stream = Stream::new(
             config,
             created,

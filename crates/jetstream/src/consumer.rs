@@ -159,6 +159,10 @@ impl ConsumerConfig {
             self.max_deliver = -1;
         }
         if self.ack_policy != AckPolicy::None {
+            // With a backoff, the first wait is its first step (nats-server).
+            if let Some(first) = self.backoff.as_ref().and_then(|b| b.first()) {
+                self.ack_wait = *first;
+            }
             if self.ack_wait == 0 {
                 self.ack_wait = DEFAULT_ACK_WAIT;
             }
@@ -240,6 +244,9 @@ struct State {
     dirty: bool,
     /// Acked and not yet checked against the other consumers (interest retention).
     interest_acked: Vec<u64>,
+    /// When the last delivery and the last ack happened (ns since the epoch; 0 = never).
+    last_delivery: i64,
+    last_ack: i64,
     /// `replay_policy: original`: when the first message went out, and when it was stored.
     replay_base: Option<(Instant, i64)>,
     /// Advisories to publish: what happened, and (stream seq, consumer seq, deliveries).
@@ -321,8 +328,14 @@ pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
         "name": c.name,
         "created": rfc3339(c.created),
         "config": settings.config,
-        "delivered": { "consumer_seq": st.delivered_consumer, "stream_seq": st.delivered_stream },
-        "ack_floor": { "consumer_seq": st.ack_floor_consumer, "stream_seq": st.ack_floor_stream },
+        "delivered": with_last_active(
+            json!({ "consumer_seq": st.delivered_consumer, "stream_seq": st.delivered_stream }),
+            st.last_delivery,
+        ),
+        "ack_floor": with_last_active(
+            json!({ "consumer_seq": st.ack_floor_consumer, "stream_seq": st.ack_floor_stream }),
+            st.last_ack,
+        ),
         "num_ack_pending": st.pending.len(),
         "num_redelivered": st.redelivered,
         "num_waiting": waiting,
@@ -395,6 +408,8 @@ impl Consumer {
                 dirty: true,
                 interest_acked: Vec::new(),
                 replay_base: None,
+                last_delivery: 0,
+                last_ack: 0,
                 advisories: Vec::new(),
             }),
             dir: stream.consumer_dir(&config),
@@ -574,8 +589,9 @@ impl Consumer {
         Ok(())
     }
 
-    /// A `CONSUMER.MSG.NEXT` request.
-    pub(crate) fn request_next(&self, reply: &str, body: &[u8]) -> Result<(), ApiError> {
+    /// A `CONSUMER.MSG.NEXT` request. A refusal is a status (code and text) for the reply
+    /// subject, as nats-server answers pull requests.
+    pub(crate) fn request_next(&self, reply: &str, body: &[u8]) -> Result<(), (u16, String)> {
         #[derive(Deserialize, Default)]
         struct Next {
             #[serde(default)]
@@ -590,7 +606,7 @@ impl Consumer {
             idle_heartbeat: i64,
         }
         if self.settings.load().config.deliver_subject.is_some() {
-            return Err(ApiError::new(409, 10139, "Consumer is push based"));
+            return Err((409, "Consumer is push based".into()));
         }
         let trimmed = body.trim_ascii();
         let next: Next = if trimmed.is_empty() {
@@ -603,16 +619,30 @@ impl Consumer {
                     .unwrap_or(1),
                 ..Next::default()
             }
+        } else if trimmed.starts_with(b"{") {
+            serde_json::from_slice(trimmed).map_err(|e| (400, format!("Bad Request - {e}")))?
         } else {
-            serde_json::from_slice(trimmed).map_err(ApiError::invalid_json)?
+            Next {
+                batch: 1,
+                ..Next::default()
+            }
         };
+        if next.idle_heartbeat > 0 && next.idle_heartbeat.saturating_mul(2) > next.expires {
+            return Err((400, "Bad Request - heartbeat value too large".into()));
+        }
         let mut st = self.state.lock();
         st.last_active = now_ns();
-        if self.settings.load().config.max_waiting > 0
-            && st.waiting.len() as i64 >= self.settings.load().config.max_waiting
-        {
-            drop(st);
-            return Err(ApiError::internal("Exceeded MaxWaiting"));
+        if next.no_wait && next.expires <= 0 && self.nothing_to_deliver(&mut st) {
+            return Err((404, "No Messages".into()));
+        }
+        let max_waiting = self.settings.load().config.max_waiting;
+        if max_waiting > 0 && st.waiting.len() as i64 >= max_waiting {
+            // A request with heartbeats waits for them to go missing instead (nats-server).
+            return if next.idle_heartbeat > 0 {
+                Ok(())
+            } else {
+                Err((409, "Exceeded MaxWaiting".into()))
+            };
         }
         st.waiting.push_back(Request {
             reply: reply.to_string(),
@@ -631,6 +661,14 @@ impl Consumer {
         drop(st);
         self.wake();
         Ok(())
+    }
+
+    /// Whether nothing is there to deliver now (no redelivery, nothing new).
+    fn nothing_to_deliver(&self, st: &mut State) -> bool {
+        let Some(stream) = self.stream.upgrade() else {
+            return true;
+        };
+        st.redeliver.is_empty() && st.initial.is_empty() && self.num_pending(&stream, st) == 0
     }
 
     async fn run(
@@ -715,7 +753,13 @@ impl Consumer {
             let _ = client.publish(reply.as_str(), Bytes::new()).await;
         }
         for (reply, body) in nexts {
-            let _ = self.request_next(&reply, &body);
+            if let Err((code, text)) = self.request_next(&reply, &body) {
+                let block = format!("NATS/1.0 {code} {text}\r\n\r\n");
+                let len = block.len();
+                let _ = client
+                    .publish_frame(&reply, None, Some(len), Bytes::from(block))
+                    .await;
+            }
         }
         self.publish_advisories(client).await;
         self.wake();
@@ -829,6 +873,9 @@ impl Consumer {
         };
         for s in &acked {
             st.redeliver.remove(s);
+        }
+        if !acked.is_empty() {
+            st.last_ack = now_ns();
         }
         Self::move_floor(st);
         if let Some(stream) = stream {
@@ -1049,14 +1096,17 @@ impl Consumer {
                 }
                 return;
             }
+            if !push && !self.server.has_interest_in(&self.account, &req.reply) {
+                // Nobody listens on the reply any more: the request is dropped, not filled
+                // (nats-server checks the same), so a later request gets the message.
+                st.waiting.pop_front();
+                continue;
+            }
             let ack_full = self.settings.load().config.ack_policy != AckPolicy::None
                 && self.settings.load().config.max_ack_pending > 0
                 && st.pending.len() as i64 >= self.settings.load().config.max_ack_pending;
-            let found = if ack_full {
-                None
-            } else {
-                self.next_message(stream, st)
-            };
+            // At max_ack_pending only redeliveries go out: they do not add to what is pending.
+            let found = self.next_message(stream, st, !ack_full);
             // `replay_policy: original`: a new message goes out as long after the first as it
             // was stored after it.
             if let Some((m, false)) = &found {
@@ -1074,7 +1124,11 @@ impl Consumer {
                 }
             }
             let Some((m, redelivery)) = found else {
-                if no_wait {
+                let waits = st
+                    .waiting
+                    .front()
+                    .is_some_and(|r| r.expires.is_some() && r.sent == 0);
+                if no_wait && !waits {
                     let r = st.waiting.pop_front().expect("front exists");
                     let (code, text) = if r.sent == 0 {
                         (404, "No Messages")
@@ -1196,6 +1250,7 @@ impl Consumer {
         &self,
         stream: &Stream,
         st: &mut State,
+        new_too: bool,
     ) -> Option<(crate::store::StoredMsg, bool)> {
         let mut store = stream.store();
         while let Some(seq) = st.redeliver.pop_first() {
@@ -1203,6 +1258,9 @@ impl Consumer {
                 return Some((m, true));
             }
             st.pending.remove(&seq);
+        }
+        if !new_too {
+            return None;
         }
         while let Some(seq) = st.initial.pop_first() {
             if let Ok(Some(m)) = store.load(seq) {
@@ -1257,6 +1315,7 @@ impl Consumer {
             return 1;
         }
         st.dirty = true;
+        st.last_delivery = now_ns();
         st.delivered_consumer += 1;
         st.delivered_stream = m.seq;
         if self.settings.load().config.ack_policy == AckPolicy::None {
@@ -1274,6 +1333,14 @@ impl Consumer {
         }
         1
     }
+}
+
+/// `last_active` on a sequence pair, when something happened (nats-server omits it otherwise).
+fn with_last_active(mut v: Value, at: i64) -> Value {
+    if at > 0 {
+        v["last_active"] = json!(rfc3339(at));
+    }
+    v
 }
 
 /// How often deliveries (not acks: those are saved at once) are saved.

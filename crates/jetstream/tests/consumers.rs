@@ -581,3 +581,64 @@ async fn replay_original_keeps_the_stored_spacing() {
         at.elapsed()
     );
 }
+
+#[tokio::test]
+async fn statuses_for_refused_pulls_and_redelivery_at_max_ack_pending() {
+    let (server, _js, s) = with_stream(5).await;
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    // A consumer or stream that does not exist: no responders, as from nats-server.
+    let err = client
+        .request("$JS.API.CONSUMER.MSG.NEXT.EVENTS.nope", "".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+    let err = client
+        .request("$JS.API.DIRECT.GET.NOPE", r#"{"seq":1}"#.into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+    // A heartbeat too large for the request's expiry is a 400 status.
+    let c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("m".into()),
+            max_ack_pending: 2,
+            ack_wait: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reply = client
+        .request(
+            "$JS.API.CONSUMER.MSG.NEXT.EVENTS.m",
+            r#"{"batch":1,"idle_heartbeat":1000000000}"#.into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status.map(|s| s.as_u16()), Some(400));
+    // At max_ack_pending, what is not acked still comes back after ack_wait.
+    let first: Vec<_> = c
+        .fetch()
+        .max_messages(5)
+        .messages()
+        .await
+        .unwrap()
+        .map(|m| m.unwrap().info().unwrap().stream_sequence)
+        .collect()
+        .await;
+    assert_eq!(first, [1, 2], "only max_ack_pending go out");
+    let again = c
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.info().unwrap().stream_sequence, 1);
+    assert_eq!(again.info().unwrap().delivered, 2);
+}

@@ -216,7 +216,8 @@ impl Server {
     /// A new in-process client in `account` whose subscriptions stay on this server: cluster
     /// peers never hear of them, so only messages published on this server reach them.
     /// JetStream's handlers are such clients: a mixed cluster's nats-server nodes must not route
-    /// their clients' JetStream requests here, where a second JetStream would answer too.
+    /// their clients' JetStream requests here, where a second JetStream would answer too. Being
+    /// the server's own, what they publish is not held to `max_payload`.
     pub fn local_client_in(&self, account: &str) -> Result<Client, ClientError> {
         let client = self.client_in(account)?;
         client.keep_interest_local();

@@ -159,7 +159,12 @@ pub(crate) async fn create(
         js.domain(),
     )
     .await;
-    Ok(info_json(&consumer, &stream, js.server().server_name()))
+    let mut v = info_json(&consumer, &stream, js.server().server_name());
+    // A create's reply has no `cluster` (nats-server's), unlike CONSUMER.INFO's.
+    if let Value::Object(o) = &mut v {
+        o.remove("cluster");
+    }
+    Ok(v)
 }
 
 /// What nats-server requires of a consumer of a work-queue stream: explicit acks, deliver all,
@@ -294,11 +299,13 @@ pub(crate) fn list(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, Api
     )
 }
 
-/// `CONSUMER.MSG.NEXT.<stream>.<consumer>`: queued; the consumer answers on the reply.
-pub(crate) fn next(js: &JsAccount, rest: &str, m: &Message) -> Result<(), ApiError> {
-    let (_, c) = consumer_of(js, rest)?;
-    let Some(reply) = m.reply.as_deref() else {
-        return Ok(());
+/// `CONSUMER.MSG.NEXT.<stream>.<consumer>`: queued; the consumer answers on the reply. A
+/// refused request is answered with a status; a consumer that does not exist with `503`, as
+/// nats-server's missing subscription answers.
+pub(crate) fn next(js: &JsAccount, rest: &str, m: &Message) -> Option<(u16, String)> {
+    let Ok((_, c)) = consumer_of(js, rest) else {
+        return Some((503, String::new()));
     };
-    c.request_next(reply, &m.payload)
+    let reply = m.reply.as_deref()?;
+    c.request_next(reply, &m.payload).err()
 }

@@ -61,10 +61,12 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
         "CONSUMER.DELETE" => consumer::delete(js, rest).await,
         "CONSUMER.NAMES" => consumer::names(js, rest, body),
         "CONSUMER.LIST" => consumer::list(js, rest, body),
-        "CONSUMER.MSG.NEXT" => match consumer::next(js, rest, m) {
-            Ok(()) => return Reply::None,
-            Err(e) => Err(e),
-        },
+        "CONSUMER.MSG.NEXT" => {
+            return match consumer::next(js, rest, m) {
+                None => Reply::None,
+                Some((code, text)) => status(code, &text),
+            };
+        }
         _ => return Reply::None,
     };
     js.api_total.fetch_add(1, Ordering::Relaxed);
@@ -202,13 +204,20 @@ fn account_info(js: &JsAccount) -> Value {
     v
 }
 
-/// A stream's info: config, created, state, cluster, ts.
-fn info_of(js: &JsAccount, s: &Stream, subjects_filter: Option<&str>) -> Value {
+/// Most subjects one STREAM.INFO page lists (nats-server's `JSMaxSubjectDetails`).
+const SUBJECTS_LIMIT: usize = 100_000;
+
+/// A stream's info: config, created, state, cluster, ts; with `subjects_filter`, the page of
+/// subjects from `offset` and how many there are in all.
+fn info_of(js: &JsAccount, s: &Stream, subjects_filter: Option<(&str, usize)>) -> (Value, usize) {
     let mut state = s.state_json();
-    if let Some(filter) = subjects_filter {
-        let store = s.store();
+    let mut total = 0;
+    if let Some((filter, offset)) = subjects_filter {
+        let mut subjects = s.store().subjects(filter.as_bytes());
+        total = subjects.len();
+        subjects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut map = Map::new();
-        for (subject, st) in store.subjects(filter.as_bytes()) {
+        for (subject, st) in subjects.into_iter().skip(offset).take(SUBJECTS_LIMIT) {
             map.insert(
                 String::from_utf8_lossy(&subject).into_owned(),
                 json!(st.msgs),
@@ -218,13 +227,14 @@ fn info_of(js: &JsAccount, s: &Stream, subjects_filter: Option<&str>) -> Value {
             state.subjects = Some(map);
         }
     }
-    json!({
+    let v = json!({
         "config": s.config(),
         "created": rfc3339(s.created()),
         "state": state,
         "cluster": { "leader": js.server().server_name() },
         "ts": rfc3339(now_ns()),
-    })
+    });
+    (v, total)
 }
 
 async fn stream_create(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value, ApiError> {
@@ -236,7 +246,11 @@ async fn stream_create(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value,
         return Err(ApiError::stream_name_mismatch());
     }
     let (stream, created) = js.create_stream(config).await?;
-    let mut v = info_of(js, &stream, None);
+    let (mut v, _) = info_of(js, &stream, None);
+    // A create's reply has no `cluster` (nats-server's), unlike STREAM.INFO's.
+    if let Value::Object(o) = &mut v {
+        o.remove("cluster");
+    }
     if created {
         v["did_create"] = json!(true);
         events::stream_action(js.client(), name, Action::Create, js.domain()).await;
@@ -251,7 +265,7 @@ async fn stream_update(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value,
     }
     let stream = js.update_stream(config).await?;
     events::stream_action(js.client(), name, Action::Modify, js.domain()).await;
-    Ok(info_of(js, &stream, None))
+    Ok(info_of(js, &stream, None).0)
 }
 
 #[derive(Deserialize, Default)]
@@ -262,19 +276,24 @@ struct InfoRequest {
     #[allow(dead_code)]
     deleted_details: bool,
     #[serde(default)]
-    #[allow(dead_code)]
     offset: usize,
 }
 
 fn stream_info(js: &JsAccount, name: &str, body: &[u8]) -> Result<Value, ApiError> {
     let req: InfoRequest = parse(body)?;
     let s = stream_of(js, name)?;
-    let mut v = info_of(js, &s, req.subjects_filter.as_deref());
-    let total = v["state"]["subjects"].as_object().map_or(0, Map::len);
+    let filter = req.subjects_filter.as_deref().filter(|f| !f.is_empty());
+    let (mut v, total) = info_of(js, &s, filter.map(|f| (f, req.offset)));
     let mut out = Map::new();
     out.insert("total".into(), json!(total));
-    out.insert("offset".into(), json!(0));
-    out.insert("limit".into(), json!(if total > 0 { 100_000 } else { 0 }));
+    out.insert(
+        "offset".into(),
+        json!(if filter.is_some() { req.offset } else { 0 }),
+    );
+    out.insert(
+        "limit".into(),
+        json!(if filter.is_some() { SUBJECTS_LIMIT } else { 0 }),
+    );
     if let Value::Object(o) = &mut v {
         out.append(o);
     }
@@ -334,7 +353,7 @@ fn stream_list(js: &JsAccount, body: &[u8]) -> Result<Value, ApiError> {
         .iter()
         .skip(req.offset)
         .take(LIST_LIMIT)
-        .map(|s| info_of(js, s, None))
+        .map(|s| info_of(js, s, None).0)
         .collect();
     Ok(json!({
         "total": all.len(),
@@ -472,7 +491,8 @@ fn direct_get(js: &JsAccount, rest: &str, body: &[u8]) -> Reply {
         None => (rest, None),
     };
     let Some(s) = js.stream(name).filter(|s| s.config().allow_direct) else {
-        return Reply::None;
+        // No stream serves it: what nats-server's missing subscription answers.
+        return status(503, "");
     };
     let req = match subject {
         // `DIRECT.GET.<stream>.<subject>`: the last message on that subject.
@@ -530,7 +550,11 @@ fn direct_get(js: &JsAccount, rest: &str, body: &[u8]) -> Reply {
 
 /// A header-only status reply.
 fn status(code: u16, text: &str) -> Reply {
-    let block = format!("NATS/1.0 {code} {text}\r\n\r\n");
+    let block = if text.is_empty() {
+        format!("NATS/1.0 {code}\r\n\r\n")
+    } else {
+        format!("NATS/1.0 {code} {text}\r\n\r\n")
+    };
     Reply::Frame(block.len(), Bytes::from(block))
 }
 

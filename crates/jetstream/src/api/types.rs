@@ -147,7 +147,13 @@ impl StreamConfig {
 
     /// nats-server's defaults (`checkStreamCfg`).
     fn fill_defaults(&mut self) {
-        if self.subjects.is_empty() && !self.extra.contains_key("mirror") {
+        let sourced = self.extra.get("mirror").is_some_and(|m| !m.is_null())
+            || self
+                .extra
+                .get("sources")
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty());
+        if self.subjects.is_empty() && !sourced {
             self.subjects.push(self.name.clone());
         }
         if self.duplicate_window == 0 {
@@ -193,8 +199,26 @@ impl StreamConfig {
             return Err(ApiError::invalid_stream_name());
         }
         if self.num_replicas > 1 {
-            return Err(ApiError::invalid_config(
+            return Err(ApiError::new(
+                500,
+                10074,
                 "replicas > 1 not supported in non-clustered mode",
+            ));
+        }
+        if self.discard_new_per_subject
+            && (self.discard != Discard::New || self.max_msgs_per_subject <= 0)
+        {
+            let text = if self.discard != Discard::New {
+                "discard new per subject requires discard new policy to be set"
+            } else {
+                "discard new per subject requires max msgs per subject > 0"
+            };
+            return Err(ApiError::invalid_config(text));
+        }
+        let has_mirror = self.extra.get("mirror").is_some_and(|m| !m.is_null());
+        if self.extra.get("mirror_direct").and_then(Value::as_bool) == Some(true) && !has_mirror {
+            return Err(ApiError::invalid_config(
+                "stream has no mirror but does have mirror direct",
             ));
         }
         if self.max_age != 0 && self.max_age < 100_000_000 {

@@ -221,7 +221,10 @@ impl Client {
             .account
             .max_payload()
             .unwrap_or(inner.broker.opts().max_payload);
-        if data.len() - header_len.unwrap_or(0) > max_payload {
+        // The server's own clients (JetStream's, see `Server::local_client_in`) answer with
+        // what they hold, which may be larger (a stream's info listing its subjects), as
+        // nats-server's internal clients do.
+        if data.len() - header_len.unwrap_or(0) > max_payload && !inner.conn.is_local_only() {
             return Err(ClientError::MaxPayload);
         }
         let mut touched = Touched::default();
