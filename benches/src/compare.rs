@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::conn::connect;
 use crate::error::{BenchError, Result};
+use crate::js::JsServer;
 use crate::report::{self, RunResult};
 use crate::scenario::{self, Config, Scenario};
 use crate::tls::TlsFiles;
@@ -63,6 +64,8 @@ pub struct Contender {
     pub config: Option<String>,
     /// Its client listener uses TLS, and so do the clients.
     pub tls: bool,
+    /// Runs JetStream (in a fresh store directory per process).
+    pub jetstream: Option<JsServer>,
 }
 
 impl CompareConfig {
@@ -105,6 +108,7 @@ impl CompareConfig {
             bin: bin.clone(),
             config,
             tls,
+            jetstream: scenario.jetstream(),
         };
         if self.versus_plaintext {
             [
@@ -152,6 +156,8 @@ pub struct ServerProcess {
     keep_log: Cell<bool>,
     /// Its config file, removed on drop.
     config: Option<PathBuf>,
+    /// Its JetStream store directory, removed on drop.
+    store_dir: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -165,11 +171,12 @@ impl Contender {
     /// Starts this side (one node, or two clustered nodes when `cluster`); `tls` holds the
     /// certificate files when this side uses TLS.
     pub fn start(&self, cluster: bool, tls: Option<&TlsFiles>) -> Result<Deployment> {
-        Deployment::start(
+        Deployment::start_with(
             &self.bin,
             cluster,
             self.config.as_deref(),
             tls.filter(|_| self.tls),
+            self.jetstream,
         )
     }
 }
@@ -183,6 +190,9 @@ impl Drop for ServerProcess {
         }
         if let Some(c) = &self.config {
             let _ = std::fs::remove_file(c);
+        }
+        if let Some(d) = &self.store_dir {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
@@ -204,20 +214,60 @@ pub fn start_server(
     config: Option<&str>,
     tls: Option<&TlsFiles>,
 ) -> Result<ServerProcess> {
+    start_server_with(bin, port, extra, config, tls, None)
+}
+
+/// [`start_server`], with JetStream when `js` is given: a fresh store directory (removed
+/// with the process) given by `-js -sd DIR`, or by a `jetstream {}` block appended to the
+/// config file for `sync_interval: always`.
+pub fn start_server_with(
+    bin: &PathBuf,
+    port: u16,
+    extra: &[String],
+    config: Option<&str>,
+    tls: Option<&TlsFiles>,
+    js: Option<JsServer>,
+) -> Result<ServerProcess> {
     let name = bin.file_name().unwrap_or_default().to_string_lossy();
-    let config_file = match config {
+    let mut extra = extra.to_vec();
+    let mut config = config.map(str::to_string);
+    let store_dir = match js {
+        Some(mode) => {
+            let dir = std::env::temp_dir().join(format!(
+                "starling-bench-{}-{name}-{port}.js",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| BenchError::io(format!("creating {}", dir.display()), e))?;
+            let text = dir.display().to_string();
+            extra.extend(mode.flags(&text));
+            if let Some(block) = mode.config_block(&text) {
+                config = Some(format!("{}\n{block}", config.unwrap_or_default()));
+            }
+            Some(dir)
+        }
+        None => None,
+    };
+    // Removes the store directory if the server never gets going.
+    let cleanup = |e: BenchError| {
+        if let Some(d) = &store_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        e
+    };
+    let config_file = match config.as_deref() {
         Some(text) => {
             let path = std::env::temp_dir().join(format!(
                 "starling-bench-{}-{name}-{port}.conf",
                 std::process::id()
             ));
             std::fs::write(&path, text)
-                .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+                .map_err(|e| cleanup(BenchError::io(format!("writing {}", path.display()), e)))?;
             Some(path)
         }
         None => None,
     };
-    let mut extra = extra.to_vec();
     if let Some(t) = tls {
         extra.extend(t.server_flags());
     }
@@ -249,7 +299,12 @@ pub fn start_server(
         .stdout(file)
         .stderr(file2)
         .spawn()
-        .map_err(|e| BenchError::io(format!("starting {}", bin.display()), e))?;
+        .map_err(|e| {
+            if let Some(c) = &config_file {
+                let _ = std::fs::remove_file(c);
+            }
+            cleanup(BenchError::io(format!("starting {}", bin.display()), e))
+        })?;
     let mut proc = ServerProcess {
         pid: child.id(),
         child,
@@ -260,6 +315,7 @@ pub fn start_server(
         log,
         keep_log: Cell::new(false),
         config: config_file,
+        store_dir,
     };
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -302,9 +358,21 @@ impl Deployment {
         config: Option<&str>,
         tls: Option<&TlsFiles>,
     ) -> Result<Self> {
+        Self::start_with(bin, cluster, config, tls, None)
+    }
+
+    /// [`Self::start`], with JetStream on every node when `js` is given (each with its own
+    /// fresh store directory).
+    pub fn start_with(
+        bin: &PathBuf,
+        cluster: bool,
+        config: Option<&str>,
+        tls: Option<&TlsFiles>,
+        js: Option<JsServer>,
+    ) -> Result<Self> {
         if !cluster {
             return Ok(Self {
-                a: start_server(bin, free_port()?, &[], config, tls)?,
+                a: start_server_with(bin, free_port()?, &[], config, tls, js)?,
                 b: None,
             });
         }
@@ -319,8 +387,8 @@ impl Deployment {
                 "bench".into(),
             ]
         };
-        let a = start_server(bin, free_port()?, &flags(ca, cb), config, tls)?;
-        let b = start_server(bin, free_port()?, &flags(cb, ca), config, tls)?;
+        let a = start_server_with(bin, free_port()?, &flags(ca, cb), config, tls, js)?;
+        let b = start_server_with(bin, free_port()?, &flags(cb, ca), config, tls, js)?;
         Ok(Self { a, b: Some(b) })
     }
 
@@ -353,6 +421,8 @@ impl Deployment {
 pub struct ScenarioRuns {
     /// The scenario.
     pub scenario: Scenario,
+    /// Its parameters, for JetStream scenarios ([`Scenario::detail`]; empty otherwise).
+    pub detail: String,
     /// The two sides' labels (`starling`, `nats-server` unless comparing accounts).
     pub labels: [String; 2],
     /// Whether each side's clients used TLS.
@@ -372,6 +442,11 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
         None
     };
     let tls = tls_files.as_ref();
+    if cfg.account.is_some() && cfg.scenarios.iter().any(|s| s.jetstream().is_some()) {
+        return Err(BenchError::Usage(
+            "the JetStream scenarios run in the global account: drop --account".into(),
+        ));
+    }
     let mut out = Vec::new();
     for &scenario in &cfg.scenarios {
         let base = Config {
@@ -392,6 +467,7 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
         }
         let mut runs = ScenarioRuns {
             scenario,
+            detail: scenario.detail(&base),
             labels: sides.clone().map(|s| s.label),
             tls: sides.clone().map(|s| s.tls),
             starling: Vec::new(),
@@ -521,6 +597,9 @@ fn figure_names(scenario: Scenario) -> (&'static str, &'static str) {
         Scenario::Subs | Scenario::Accounts => ("subs/s", "server cpu/sub"),
         Scenario::ReqRep => ("requests/s", "server cpu/request"),
         Scenario::Handshake => ("connects/s", "server cpu/connect"),
+        Scenario::JsPub | Scenario::JsPubSync => ("acked pubs/s", "server cpu/pub"),
+        Scenario::KvPut => ("puts/s", "server cpu/put"),
+        Scenario::KvGet => ("gets/s", "server cpu/get"),
         _ => ("msgs/s", "server cpu/msg"),
     }
 }
@@ -572,10 +651,10 @@ pub fn table(runs: &[ScenarioRuns]) -> String {
         for (i, (name, get, fmt)) in figs.into_iter().enumerate() {
             let (a, b) = (get(&s), get(&n));
             rows.push(vec![
-                if i == 0 {
-                    r.scenario.name().into()
-                } else {
-                    String::new()
+                match i {
+                    0 => r.scenario.name().into(),
+                    1 if !r.detail.is_empty() => format!("  ({})", r.detail),
+                    _ => String::new(),
                 },
                 name.into(),
                 a.map_or_else(dash, fmt),
@@ -599,6 +678,7 @@ pub fn json_lines(runs: &[ScenarioRuns]) -> Vec<Value> {
             let m = Medians::of(rs);
             out.push(json!({
                 "scenario": r.scenario.name(),
+                "detail": r.detail,
                 "server": label,
                 "tls": tls,
                 "rounds": rs.len(),

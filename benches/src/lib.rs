@@ -11,6 +11,8 @@
 //! - `reqrep`, `subs`, `accounts`, `handshake`: the request/reply, many-subscriptions,
 //!   many-accounts and connection set-up scenarios (and the server configurations accounts
 //!   need).
+//! - `js`: the JetStream scenarios (acknowledged publishes, pull consumers, replay, KV) and
+//!   their checks ([`js::PubAckCheck`], [`js::DeliveryCheck`], [`js::GetCheck`]).
 //! - `tls`: the certificate `compare --tls` generates and what `tls://` clients trust.
 //! - `scenario`: [`Scenario`], [`Config`] and [`run`], one scenario against one server.
 //! - `procstat`: server CPU time and RSS from `/proc`.
@@ -25,6 +27,7 @@ pub mod conn;
 mod error;
 pub mod flow;
 pub mod handshake;
+pub mod js;
 pub mod procstat;
 pub mod report;
 pub mod reqrep;

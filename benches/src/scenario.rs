@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::{BenchError, Result};
 use crate::flow::{Flow, PubPlan, SubPlan};
+use crate::js::{self, JsServer, Storage};
 use crate::procstat::{self, ProcSample};
 use crate::report::RunResult;
 use crate::{accounts, handshake, reqrep, subs};
@@ -37,6 +38,18 @@ pub enum Scenario {
     /// K connector threads open and close connections: handshakes per second (with TLS
     /// under `--tls`). Not part of `all`.
     Handshake,
+    /// JetStream: publishes awaiting their PubAck, at most `--in-flight` at a time.
+    JsPub,
+    /// [`Self::JsPub`] on a file stream with the server's `sync_interval: always`.
+    JsPubSync,
+    /// JetStream: a pre-filled stream consumed by a durable pull consumer, every message acked.
+    JsConsume,
+    /// JetStream: a pre-filled stream replayed by an `ack_policy: none` pull consumer.
+    JsReplay,
+    /// JetStream key-value: puts (publishes to `$KV.bench.<key>` awaiting their PubAck).
+    KvPut,
+    /// JetStream key-value: direct gets of the last value of a key.
+    KvGet,
 }
 
 impl Scenario {
@@ -57,7 +70,25 @@ impl Scenario {
 
     /// Scenarios that `all` leaves out (it stays what earlier figures were measured with);
     /// they run when named.
-    pub const EXTRA: [Self; 1] = [Self::Handshake];
+    pub const EXTRA: [Self; 7] = [
+        Self::Handshake,
+        Self::JsPub,
+        Self::JsPubSync,
+        Self::JsConsume,
+        Self::JsReplay,
+        Self::KvPut,
+        Self::KvGet,
+    ];
+
+    /// The JetStream scenarios (`js` on the command line).
+    pub const JETSTREAM: [Self; 6] = [
+        Self::JsPub,
+        Self::JsPubSync,
+        Self::JsConsume,
+        Self::JsReplay,
+        Self::KvPut,
+        Self::KvGet,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -74,6 +105,12 @@ impl Scenario {
             Self::Route => "route",
             Self::Accounts => "accounts",
             Self::Handshake => "handshake",
+            Self::JsPub => "js-pub",
+            Self::JsPubSync => "js-pub-sync",
+            Self::JsConsume => "js-consume",
+            Self::JsReplay => "js-replay",
+            Self::KvPut => "kv-put",
+            Self::KvGet => "kv-get",
         }
     }
 
@@ -89,15 +126,48 @@ impl Scenario {
         })
     }
 
-    /// Parses `all` (every scenario but [`Self::EXTRA`]) or a comma-separated list.
+    /// Parses `all` (every scenario but [`Self::EXTRA`]) or a comma-separated list, in which
+    /// `js` stands for every JetStream scenario.
     pub fn parse_list(s: &str) -> Result<Vec<Self>> {
         if s == "all" {
             return Ok(Self::ALL.to_vec());
         }
-        s.split(',')
-            .filter(|x| !x.is_empty())
-            .map(|x| Self::parse(x.trim()))
-            .collect()
+        let mut out = Vec::new();
+        for x in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            if x == "js" {
+                out.extend(Self::JETSTREAM);
+            } else {
+                out.push(Self::parse(x)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How the server must run JetStream for this scenario; `None` for core NATS scenarios.
+    pub fn jetstream(self) -> Option<JsServer> {
+        match self {
+            Self::JsPubSync => Some(JsServer::SyncAlways),
+            Self::JsPub | Self::JsConsume | Self::JsReplay | Self::KvPut | Self::KvGet => {
+                Some(JsServer::Enabled)
+            }
+            _ => None,
+        }
+    }
+
+    /// The parameters a JetStream scenario's figures depend on, for reports (empty for the
+    /// others): storage, window or batch, message count.
+    pub fn detail(self, cfg: &Config) -> String {
+        let storage = cfg.storage.name();
+        match self {
+            Self::JsPub => format!("{storage}, {} in flight", cfg.in_flight),
+            Self::JsPubSync => format!("file, sync always, {} in flight", cfg.in_flight),
+            Self::JsConsume => format!("{storage}, {} msgs, batch {}", cfg.msgs, cfg.batch),
+            Self::JsReplay => format!("{storage}, {} msgs, batch {}", cfg.msgs, cfg.replay_batch),
+            Self::KvPut | Self::KvGet => {
+                format!("{storage}, {} keys, {} in flight", cfg.keys, cfg.in_flight)
+            }
+            _ => String::new(),
+        }
     }
 
     /// Needs two clustered servers (`url2`).
@@ -159,6 +229,19 @@ pub struct Config {
     pub accounts: usize,
     /// Subscriptions per account for `accounts`.
     pub subs_per_account: usize,
+    /// JetStream publishes (`js-pub`, `kv-put`) and direct gets (`kv-get`) awaiting their
+    /// reply at once.
+    pub in_flight: usize,
+    /// Storage of the JetStream scenarios' streams (`js-pub-sync`: always file).
+    pub storage: Storage,
+    /// Messages pre-filled and consumed by `js-consume` and `js-replay`.
+    pub msgs: u64,
+    /// Pull batch of `js-consume`.
+    pub batch: usize,
+    /// Pull batch of `js-replay`.
+    pub replay_batch: usize,
+    /// Keys of `kv-put` and `kv-get`.
+    pub keys: usize,
 }
 
 impl Default for Config {
@@ -181,6 +264,12 @@ impl Default for Config {
             max_msgs: None,
             accounts: 1000,
             subs_per_account: 10,
+            in_flight: 256,
+            storage: Storage::File,
+            msgs: 200_000,
+            batch: 500,
+            replay_batch: 10_000,
+            keys: 1000,
         }
     }
 }
@@ -205,6 +294,16 @@ impl Config {
         {
             return Err(BenchError::Usage(
                 "--k, --concurrency, --subs, --subjects and --accounts must be positive".into(),
+            ));
+        }
+        if self.in_flight == 0
+            || self.msgs == 0
+            || self.batch == 0
+            || self.replay_batch == 0
+            || self.keys == 0
+        {
+            return Err(BenchError::Usage(
+                "--in-flight, --msgs, --batch, --replay-batch and --keys must be positive".into(),
             ));
         }
         if self.scenario.needs_cluster() && self.url2.is_none() {
@@ -275,9 +374,16 @@ impl Config {
                     queue: None,
                 }],
             ),
-            Scenario::ReqRep | Scenario::Subs | Scenario::Accounts | Scenario::Handshake => {
-                return None
-            }
+            Scenario::ReqRep
+            | Scenario::Subs
+            | Scenario::Accounts
+            | Scenario::Handshake
+            | Scenario::JsPub
+            | Scenario::JsPubSync
+            | Scenario::JsConsume
+            | Scenario::JsReplay
+            | Scenario::KvPut
+            | Scenario::KvGet => return None,
         };
         Some(Flow {
             pubs,
@@ -316,6 +422,7 @@ pub fn run(cfg: &Config) -> Result<RunResult> {
         Ok(())
     };
     let mut keep_open = None;
+    let mut after_sample: Option<Vec<ProcSample>> = None;
     match cfg.scenario {
         Scenario::ReqRep => {
             let r = reqrep::run(cfg, &mut sample_before)?;
@@ -345,6 +452,18 @@ pub fn run(cfg: &Config) -> Result<RunResult> {
             result.elapsed = r.elapsed;
             keep_open = Some(r.conns);
         }
+        s if s.jetstream().is_some() => {
+            let sample_after = || -> Result<()> {
+                if !pids.is_empty() {
+                    after_sample = Some(procstat::sample_all(&pids)?);
+                }
+                Ok(())
+            };
+            let r = js::run(cfg, &mut sample_before, sample_after)?;
+            result.published = r.published;
+            result.delivered = r.delivered;
+            result.elapsed = r.elapsed;
+        }
         _ => {
             let flow = cfg.flow().expect("a streaming scenario");
             let o = flow.run(sample_before)?;
@@ -354,7 +473,10 @@ pub fn run(cfg: &Config) -> Result<RunResult> {
         }
     }
     if !pids.is_empty() {
-        let after = procstat::sample_all(&pids)?;
+        let after = match after_sample {
+            Some(a) => a,
+            None => procstat::sample_all(&pids)?,
+        };
         result.server_cpu_ns = Some(procstat::cpu_delta(&before, &after));
         result.rss_before = Some(before.iter().map(|s| s.rss_bytes).sum());
         result.rss_after = Some(after.iter().map(|s| s.rss_bytes).sum());

@@ -187,3 +187,75 @@ fn tls_modes_connect_every_client_over_tls() {
         (true.into(), false.into())
     );
 }
+
+/// nats-server 2.15 (`scripts/install-deps.sh` puts it in `target/tools`): the JetStream
+/// scenarios need `sync_interval: always`, which 2.9 does not have.
+fn reference_2_15() -> Option<std::path::PathBuf> {
+    let bin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/nats-server-2.15");
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "nats-server 2.15 is missing in CI (scripts/install-deps.sh installs it)"
+    );
+    eprintln!(
+        "skipping: target/tools/nats-server-2.15 not installed (run scripts/install-deps.sh)"
+    );
+    None
+}
+
+/// Every JetStream scenario through `compare`: each server process gets JetStream in a fresh
+/// store directory (`-js -sd`, or a config file with `sync_interval: always`), every check
+/// passes against nats-server 2.15, and the directories are gone afterwards.
+#[test]
+fn compare_runs_the_jetstream_scenarios() {
+    let Some(bin) = reference_2_15() else { return };
+    let base = Config {
+        duration: Duration::from_millis(300),
+        size: 32,
+        in_flight: 64,
+        msgs: 2000,
+        batch: 100,
+        replay_batch: 1000,
+        keys: 20,
+        ..Config::default()
+    };
+    let scenarios = Scenario::parse_list("js").unwrap();
+    let mut cfg = CompareConfig::new(base, scenarios.clone());
+    cfg.rounds = 2;
+    cfg.starling_bin = bin.clone();
+    cfg.nats_bin = bin;
+    let runs = compare::run(&cfg, |_| {}).expect("compare runs the JetStream scenarios");
+    assert_eq!(runs.len(), scenarios.len());
+    for r in &runs {
+        assert!(!r.detail.is_empty(), "{}", r.scenario);
+        for x in r.starling.iter().chain(&r.nats) {
+            assert!(
+                x.delivered > 0 && x.server_cpu_ns.is_some(),
+                "{}",
+                r.scenario
+            );
+            assert_eq!(x.delivered, x.published, "{}", r.scenario);
+        }
+    }
+    let table = compare::table(&runs);
+    for figure in [
+        "acked pubs/s",
+        "puts/s",
+        "gets/s",
+        "(file, sync always, 64 in flight)",
+    ] {
+        assert!(table.contains(figure), "{figure}: {table}");
+    }
+    let prefix = format!("starling-bench-{}-", std::process::id());
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // Other tests of this process start servers too: only store directories count.
+        .filter(|n| n.starts_with(&prefix) && n.ends_with(".js"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -22,6 +22,8 @@ USAGE:
 SCENARIOS:
   pub pubsub pubsub-headers fanout fanin queue wildcard reqrep subs route accounts
   handshake (not part of `all`: name it)
+  js-pub js-pub-sync js-consume js-replay kv-put kv-get (JetStream; not part of `all`;
+  `js` names them all)
 
   accounts: N accounts (config file with users u<i>/p<i>), one client per account making
   M subscriptions; reports server RSS growth per account and per subscription.
@@ -33,6 +35,25 @@ SCENARIOS:
   handshake: K connector threads open connections one after another, each doing the
   full handshake (TCP connect, INFO, TLS under --tls, CONNECT, PING/PONG) and closing it;
   reports connects/s and server CPU per connection.
+
+  JetStream (the server needs -js; `compare` starts each server with -js -sd and a fresh
+  store directory, or for js-pub-sync a config file with `jetstream { store_dir: ..,
+  sync_interval: always }`). Each round creates the stream through $JS.API.STREAM.CREATE
+  and deletes it at the end. Every reply is checked; a lost, repeated or reordered
+  acknowledgement, delivery or value fails the run.
+  js-pub        publishes to stream BENCH (bench.js.>) with at most --in-flight awaiting
+                their PubAck for --duration; publish i must get seq i+1, in order.
+                Reports acked publishes/s and server CPU per publish.
+  js-pub-sync   js-pub on a file stream with the server's sync_interval: always.
+  js-consume    pre-fills --msgs (not timed), then a durable pull consumer (ack explicit,
+                max_ack_pending 4 x batch) fetches batches of --batch (expires 5s, two
+                requests in flight) and acks each with +ACK; stream seqs 1..N in order,
+                each delivered once; the consumer's ack floor must reach N.
+  js-replay     the same with an ephemeral ack_policy none consumer, --replay-batch.
+  kv-put        KV_bench ($KV.bench.>, max_msgs_per_subject 1, allow_direct): puts over
+                --keys keys, --in-flight awaiting their PubAck. Reports puts/s.
+  kv-get        every key put once (not timed), then $JS.API.DIRECT.GET.KV_bench.<subject>
+                with --in-flight outstanding; subject, sequence and value are checked.
 
 COMMON FLAGS:
   --size BYTES          payload size, 16 .. 64KiB (default 128)
@@ -46,6 +67,13 @@ COMMON FLAGS:
   --accounts N          accounts for `accounts` (default 1000)
   --subs-per-account N  subscriptions per account for `accounts` (default 10)
   --json FILE           write JSON lines to FILE (default: stdout after the table)
+  --max-msgs N          stop each publisher after N messages (also js-pub, kv-put, kv-get)
+  --in-flight N         JetStream publishes / direct gets awaiting a reply (default 256)
+  --storage file|memory JetStream stream storage (default file; js-pub-sync: file)
+  --msgs N              messages pre-filled for js-consume and js-replay (default 200000)
+  --batch N             js-consume pull batch (default 500)
+  --replay-batch N      js-replay pull batch (default 10000)
+  --keys N              kv-put / kv-get keys (default 1000)
 
 RUN FLAGS:
   --url URL             server (default nats://127.0.0.1:4222)
@@ -95,7 +123,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("starling-bench: {e}");
             if e.is_sequence() {
-                eprintln!("starling-bench: the run is INVALID: messages were lost, duplicated or reordered");
+                eprintln!("starling-bench: the run is INVALID: messages (or their acknowledgements) were lost, duplicated or reordered");
             }
             ExitCode::FAILURE
         }
@@ -134,6 +162,25 @@ fn common(args: &mut Args) -> Result<Config> {
     }
     if let Some(v) = args.get("subs-per-account")? {
         cfg.subs_per_account = v;
+    }
+    cfg.max_msgs = args.get("max-msgs")?;
+    if let Some(v) = args.get("in-flight")? {
+        cfg.in_flight = v;
+    }
+    if let Some(v) = args.str("storage") {
+        cfg.storage = starling_benches::js::Storage::parse(&v)?;
+    }
+    if let Some(v) = args.get("msgs")? {
+        cfg.msgs = v;
+    }
+    if let Some(v) = args.get("batch")? {
+        cfg.batch = v;
+    }
+    if let Some(v) = args.get("replay-batch")? {
+        cfg.replay_batch = v;
+    }
+    if let Some(v) = args.get("keys")? {
+        cfg.keys = v;
     }
     Ok(cfg)
 }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::api::error::ApiError;
 use crate::api::types::{Storage, StreamConfig};
-use crate::config::{JetStream, SyncPolicy};
+use crate::config::{AccountLimits, JetStream, SyncPolicy};
 use crate::store::file::{FileStore, FileStoreConfig};
 use crate::store::{MemoryStore, Store};
 use crate::stream::Stream;
@@ -38,7 +38,9 @@ pub(crate) struct JsAccount {
     dir: Option<PathBuf>,
     streams: Mutex<BTreeMap<String, Arc<Stream>>>,
     config: JetStream,
+    /// The account's usage (within the server's).
     usage: Arc<Usage>,
+    limits: AccountLimits,
     /// API requests served and refused (`$JS.API.INFO`'s `api`).
     pub(crate) api_total: std::sync::atomic::AtomicU64,
     pub(crate) api_errors: std::sync::atomic::AtomicU64,
@@ -50,8 +52,15 @@ impl JsAccount {
         server: &Server,
         account: &str,
         config: &JetStream,
-        usage: Arc<Usage>,
+        server_usage: Arc<Usage>,
+        limits: AccountLimits,
     ) -> Result<Arc<Self>, starling_server::ExtensionError> {
+        let cap = |n: i64| if n < 0 { u64::MAX } else { n as u64 };
+        let usage = Arc::new(Usage::within(
+            server_usage,
+            cap(limits.max_memory),
+            cap(limits.max_storage),
+        ));
         let client = server
             .local_client_in(account)
             .map_err(|e| format!("account {account:?}: {e}"))?;
@@ -67,6 +76,7 @@ impl JsAccount {
             streams: Mutex::new(BTreeMap::new()),
             config: config.clone(),
             usage,
+            limits,
             api_total: Default::default(),
             api_errors: Default::default(),
         });
@@ -80,6 +90,10 @@ impl JsAccount {
 
     pub(crate) fn usage(&self) -> &Usage {
         &self.usage
+    }
+
+    pub(crate) fn limits(&self) -> &AccountLimits {
+        &self.limits
     }
 
     pub(crate) fn client(&self) -> &Client {
@@ -222,6 +236,7 @@ impl JsAccount {
             return Err(ApiError::stream_name_exists());
         }
         self.check_overlap(&config, None)?;
+        self.check_limits(&config)?;
         if config.max_bytes > 0 {
             self.usage
                 .reserve(config.storage, config.max_bytes as u64)?;
@@ -379,6 +394,37 @@ impl JsAccount {
         }
         if let Some(dir) = stream.dir() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+
+    /// The account's limits on a new stream (nats-server's codes).
+    fn check_limits(&self, config: &StreamConfig) -> Result<(), ApiError> {
+        let l = &self.limits;
+        if l.max_streams >= 0 && self.streams.lock().len() as i64 >= l.max_streams {
+            return Err(ApiError::new(
+                400,
+                10027,
+                "maximum number of streams reached",
+            ));
+        }
+        if l.max_bytes_required && config.max_bytes <= 0 {
+            return Err(ApiError::new(
+                400,
+                10113,
+                "account requires a stream config to have max bytes set",
+            ));
+        }
+        let per_stream = match config.storage {
+            Storage::Memory => l.memory_max_stream_bytes,
+            Storage::File => l.storage_max_stream_bytes,
+        };
+        if per_stream > 0 && config.max_bytes > per_stream {
+            return Err(ApiError::new(
+                400,
+                10122,
+                "stream max bytes exceeds account limit max stream bytes",
+            ));
         }
         Ok(())
     }

@@ -44,7 +44,44 @@ pub struct JetStream {
     pub(crate) max_file: Option<u64>,
     pub(crate) sync: SyncPolicy,
     pub(crate) domain: Option<String>,
-    pub(crate) accounts: Vec<String>,
+    pub(crate) accounts: Vec<(String, AccountLimits)>,
+}
+
+/// An account's JetStream limits (nats-server's account `jetstream { ... }`); -1 = unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccountLimits {
+    /// The bytes the account's memory streams may hold.
+    pub max_memory: i64,
+    /// The bytes the account's file streams may hold.
+    pub max_storage: i64,
+    /// Most streams.
+    pub max_streams: i64,
+    /// Most consumers.
+    pub max_consumers: i64,
+    /// Most `max_ack_pending` a consumer may ask for.
+    pub max_ack_pending: i64,
+    /// Most `max_bytes` a memory stream may ask for.
+    pub memory_max_stream_bytes: i64,
+    /// Most `max_bytes` a file stream may ask for.
+    pub storage_max_stream_bytes: i64,
+    /// Every stream must set `max_bytes`.
+    pub max_bytes_required: bool,
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        Self {
+            max_memory: -1,
+            max_storage: -1,
+            max_streams: -1,
+            max_consumers: -1,
+            max_ack_pending: -1,
+            memory_max_stream_bytes: -1,
+            storage_max_stream_bytes: -1,
+            max_bytes_required: false,
+        }
+    }
 }
 
 impl JetStream {
@@ -87,8 +124,18 @@ impl JetStream {
 
     /// Enables JetStream in `account` (nats-server's account `jetstream: enabled`). Without any,
     /// JetStream serves the global account `$G`.
-    pub fn account(mut self, account: impl Into<String>) -> Self {
-        self.accounts.push(account.into());
+    pub fn account(self, account: impl Into<String>) -> Self {
+        self.account_with_limits(account, AccountLimits::default())
+    }
+
+    /// Enables JetStream in `account` within `limits` (nats-server's account
+    /// `jetstream { max_memory max_store max_streams max_consumers ... }`).
+    pub fn account_with_limits(
+        mut self,
+        account: impl Into<String>,
+        limits: AccountLimits,
+    ) -> Self {
+        self.accounts.push((account.into(), limits));
         self
     }
 }

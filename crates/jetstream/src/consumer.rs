@@ -314,6 +314,10 @@ pub(crate) struct Consumer {
     dir: Option<std::path::PathBuf>,
     /// Saves are fsynced (`sync_interval: always`).
     sync_always: bool,
+    /// Taken by a save for its write and by [`Self::remove_files`].
+    saving: Mutex<()>,
+    /// Its files are gone: saves do nothing.
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// A consumer's JSON view (`ConsumerInfo`).
@@ -414,6 +418,8 @@ impl Consumer {
             }),
             dir: stream.consumer_dir(&config),
             sync_always: stream.syncs_always(),
+            saving: Mutex::new(()),
+            removed: Default::default(),
             settings: arc_swap::ArcSwap::from_pointee(Settings { config, filters }),
             wake: Notify::new(),
             stop: tokio_util::sync::CancellationToken::new(),
@@ -679,13 +685,18 @@ impl Consumer {
     ) {
         let mut last_save = Instant::now();
         loop {
-            let deadline = self.pump(&client).await;
+            let mut deadline = self.pump(&client).await;
             self.publish_advisories(&client).await;
-            // Deliveries are saved now and then: after a crash, those made since are made again.
-            if last_save.elapsed() >= SAVE_INTERVAL {
-                last_save = Instant::now();
-                if let Err(e) = self.save() {
-                    warn!(consumer = %self.name, "consumer state not saved: {e}");
+            // Deliveries and plain acks are saved at most every SAVE_INTERVAL: after a crash,
+            // what happened since is done again (redelivered), never skipped.
+            if self.dir.is_some() && self.state.lock().dirty {
+                if last_save.elapsed() >= SAVE_INTERVAL {
+                    last_save = Instant::now();
+                    if let Err(e) = self.save() {
+                        warn!(consumer = %self.name, "consumer state not saved: {e}");
+                    }
+                } else {
+                    deadline = min_some(deadline, Some(last_save + SAVE_INTERVAL));
                 }
             }
             let sleep = async {
@@ -742,11 +753,15 @@ impl Consumer {
                 stream.release_interest(&acked);
             }
         }
-        if let Err(e) = self.save() {
-            // Not answered: the client's double ack fails rather than promising what may be
-            // lost.
-            warn!(consumer = %self.name, "consumer state not saved: {e}");
-            answers.clear();
+        // A double ack is a promise: the state is saved before it is answered. Plain acks wait
+        // for the next periodic save.
+        if !answers.is_empty() {
+            if let Err(e) = self.save() {
+                // Not answered: the client's double ack fails rather than being promised what
+                // may be lost.
+                warn!(consumer = %self.name, "consumer state not saved: {e}");
+                answers.clear();
+            }
         }
         for reply in answers {
             // async-nats's double ack waits for this empty reply.
@@ -847,6 +862,11 @@ impl Consumer {
     /// Writes the consumer's state, when it is kept on disk and has changed.
     fn save(&self) -> std::io::Result<()> {
         let Some(dir) = &self.dir else { return Ok(()) };
+        // Held across the write: a delete waits for it, then nothing is written after.
+        let _saving = self.saving.lock();
+        if self.removed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let saved = {
             let mut st = self.state.lock();
             if !st.dirty {
@@ -857,6 +877,17 @@ impl Consumer {
         };
         let body = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
         crate::account::write_durably(dir, "state.json", &body, self.sync_always)
+    }
+
+    /// Deletes what it keeps on disk, for good: no save comes after.
+    pub(crate) fn remove_files(&self) {
+        let _saving = self.saving.lock();
+        self.removed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_file(dir.join("meta.json"));
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     fn ack(&self, st: &mut State, sseq: u64, stream: Option<&Stream>) {
@@ -1343,8 +1374,8 @@ fn with_last_active(mut v: Value, at: i64) -> Value {
     v
 }
 
-/// How often deliveries (not acks: those are saved at once) are saved.
-const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often deliveries and plain acks are saved (double acks are saved before their answer).
+const SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// How often a push consumer without a subscriber looks for one.
 const PUSH_INTEREST_POLL: Duration = Duration::from_millis(50);
 /// Bytes a push consumer with flow control delivers between flow-control requests.

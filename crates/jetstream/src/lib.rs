@@ -49,7 +49,7 @@ use starling_server::{BoxFuture, Extension, ExtensionError, Features, Server, Se
 use tracing::{info, warn};
 
 use account::JsAccount;
-pub use config::{JetStream, SyncPolicy, DEFAULT_SYNC_INTERVAL};
+pub use config::{AccountLimits, JetStream, SyncPolicy, DEFAULT_SYNC_INTERVAL};
 
 /// `.jetstream(..)` on the server builder.
 pub trait ServerBuilderExt {
@@ -91,15 +91,18 @@ async fn start(server: Server, config: JetStream) -> Result<(), ExtensionError> 
         ),
     }
     let accounts = if config.accounts.is_empty() {
-        vec![starling_server::GLOBAL_ACCOUNT.to_string()]
+        vec![(
+            starling_server::GLOBAL_ACCOUNT.to_string(),
+            AccountLimits::default(),
+        )]
     } else {
         config.accounts.clone()
     };
     let (max_memory, max_storage) = (config.memory_limit(), config.file_limit());
     let usage = Arc::new(usage::Usage::new(max_memory, max_storage));
     let mut started = Vec::new();
-    for name in accounts {
-        let js = JsAccount::start(&server, &name, &config, usage.clone()).await?;
+    for (name, limits) in accounts {
+        let js = JsAccount::start(&server, &name, &config, usage.clone(), limits).await?;
         serve_api(&server, js.clone(), config.domain.as_deref()).await?;
         started.push(js);
     }

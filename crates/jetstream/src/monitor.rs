@@ -84,7 +84,7 @@ impl JsMonitor {
         let (reserved_memory, reserved_storage) = self
             .accounts
             .first()
-            .map_or((0, 0), |a| a.usage().reserved());
+            .map_or((0, 0), |a| a.usage().server().reserved());
         json!({
             "memory": t.memory,
             "storage": t.storage,

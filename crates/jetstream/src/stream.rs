@@ -217,10 +217,7 @@ impl Stream {
     pub(crate) fn remove_consumer(&self, name: &str) -> Option<Arc<Consumer>> {
         let c = self.consumers.lock().remove(name)?;
         c.stop();
-        if let Some(dir) = c.dir() {
-            let _ = std::fs::remove_file(dir.join("meta.json"));
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        c.remove_files();
         Some(c)
     }
 

@@ -1,6 +1,7 @@
-//! What all streams hold together, against `max_memory_store` and `max_file_store`: a publish
-//! that would go past the limit of its storage is refused (nats-server's 10028 / 10047), and so
-//! is a stream whose `max_bytes` cannot be reserved.
+//! What streams hold together, against limits: the server's `max_memory_store` and
+//! `max_file_store`, and an account's own `max_memory` / `max_store`. A publish that would go past
+//! a limit of its storage is refused (nats-server's 10028 / 10047), and so is a stream whose
+//! `max_bytes` cannot be reserved. An account's usage counts into the server's (its parent).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +17,8 @@ pub(crate) struct Usage {
     file: AtomicU64,
     reserved_memory: AtomicU64,
     reserved_file: AtomicU64,
+    /// The server's usage, when this is an account's.
+    parent: Option<std::sync::Arc<Self>>,
 }
 
 impl Usage {
@@ -27,6 +30,15 @@ impl Usage {
             file: AtomicU64::new(0),
             reserved_memory: AtomicU64::new(0),
             reserved_file: AtomicU64::new(0),
+            parent: None,
+        }
+    }
+
+    /// An account's usage within the server's `parent`.
+    pub(crate) fn within(parent: std::sync::Arc<Self>, max_memory: u64, max_file: u64) -> Self {
+        Self {
+            parent: Some(parent),
+            ..Self::new(max_memory, max_file)
         }
     }
 
@@ -56,11 +68,17 @@ impl Usage {
             return Ok(());
         }
         let (used, res, max) = self.of(storage);
-        let total = used.load(Ordering::Relaxed) + res.load(Ordering::Relaxed) + bytes;
+        let total = used
+            .load(Ordering::Relaxed)
+            .saturating_add(res.load(Ordering::Relaxed))
+            .saturating_add(bytes);
         if total > max {
             return Err(Self::exceeded(storage));
         }
-        Ok(())
+        match &self.parent {
+            Some(p) => p.check(storage, bytes, false),
+            None => Ok(()),
+        }
     }
 
     /// A stream's held bytes moved from `old` to `new` (streams with `max_bytes` count in their
@@ -75,13 +93,24 @@ impl Usage {
                 Ordering::Relaxed,
             );
         }
+        if let Some(p) = &self.parent {
+            p.moved(storage, old, new);
+        }
     }
 
     /// Reserves a stream's `max_bytes`.
     pub(crate) fn reserve(&self, storage: Storage, bytes: u64) -> Result<(), ApiError> {
         let (used, res, max) = self.of(storage);
-        if used.load(Ordering::Relaxed) + res.load(Ordering::Relaxed) + bytes > max {
+        if used
+            .load(Ordering::Relaxed)
+            .saturating_add(res.load(Ordering::Relaxed))
+            .saturating_add(bytes)
+            > max
+        {
             return Err(Self::exceeded(storage));
+        }
+        if let Some(p) = &self.parent {
+            p.reserve(storage, bytes)?;
         }
         res.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
@@ -91,6 +120,14 @@ impl Usage {
     pub(crate) fn release(&self, storage: Storage, bytes: u64) {
         let (_, res, _) = self.of(storage);
         res.fetch_sub(bytes.min(res.load(Ordering::Relaxed)), Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.release(storage, bytes);
+        }
+    }
+
+    /// The server's usage, for an account's.
+    pub(crate) fn server(&self) -> &Self {
+        self.parent.as_deref().unwrap_or(self)
     }
 
     /// Reserved bytes, per storage (`reserved_memory`, `reserved_storage`).

@@ -416,3 +416,50 @@ async fn the_memory_limit_refuses_publishes_and_reservations_past_it() {
     js.get_stream("FULL").await.unwrap().purge().await.unwrap();
     js.publish("full", payload).await.unwrap().await.unwrap();
 }
+
+#[tokio::test]
+async fn account_limits_cap_streams_consumers_and_bytes() {
+    let mut limits = starling_jetstream::AccountLimits::default();
+    limits.max_streams = 1;
+    limits.max_consumers = 1;
+    limits.max_memory = 2048;
+    let (_server, js) = broker(JetStream::new().account_with_limits("$G", limits)).await;
+    let info = js.query_account().await.unwrap();
+    assert_eq!(
+        (info.limits.max_streams, info.limits.max_consumers),
+        (Some(1), Some(1))
+    );
+    let s = js.create_stream(memory("ONE", &["one"])).await.unwrap();
+    let err = js.create_stream(memory("TWO", &["two"])).await.unwrap_err();
+    assert!(
+        err.to_string().contains("maximum number of streams"),
+        "{err}"
+    );
+    s.create_consumer(jetstream::consumer::pull::Config {
+        durable_name: Some("a".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = s
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("b".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("maximum consumers"), "{err}");
+    let payload = bytes::Bytes::from(vec![b'x'; 1000]);
+    js.publish("one", payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let err = js
+        .publish("one", payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("insufficient memory"), "{err}");
+}

@@ -913,7 +913,7 @@ mod tests {
                 ("G", true)
             ]
         );
-        // The block's limits are kept (not enforced yet).
+        // The block's limits are kept and given to JetStream.
         let limits = js[3].limits.clone().unwrap();
         assert_eq!(limits.max_memory, 1_000_000_000);
         assert_eq!(limits.max_store, 10 << 30);
@@ -923,11 +923,16 @@ mod tests {
         let plan = s.jetstream().unwrap();
         assert_eq!(plan.accounts, ["A", "B", "E", "F", "G"]);
         assert!(plan.config.is_some());
-        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
-        assert!(plan.warnings[0].contains("\"E\""), "{:?}", plan.warnings);
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
         let debug = format!("{:?}", plan.config.unwrap());
+        for name in ["A", "B", "E", "F", "G"] {
+            assert!(
+                debug.contains(&format!("(\"{name}\", AccountLimits")),
+                "{debug}"
+            );
+        }
         assert!(
-            debug.contains("accounts: [\"A\", \"B\", \"E\", \"F\", \"G\"]"),
+            debug.contains("max_streams: 10, max_consumers: 100"),
             "{debug}"
         );
         s.validate().unwrap();

@@ -36,11 +36,8 @@ pub(crate) struct AccountJetStream {
     pub(crate) limits: Option<AccountJetStreamLimits>,
 }
 
-/// An account's JetStream limits (`-1` = unlimited, as nats-server has them).
-///
-/// Parsed and checked as nats-server parses them, but NOT ENFORCED YET: starling-jetstream has
-/// no per-account limits; JetStream in the account is bounded by the server's
-/// `max_memory_store` / `max_file_store` only.
+/// An account's JetStream limits (`-1` = unlimited, as nats-server has them), as the config
+/// file gives them; `cluster_traffic` is kept but has no effect on a single server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct AccountJetStreamLimits {
     /// `max_memory` / `max_mem` / `mem` / `memory`.
@@ -61,6 +58,22 @@ pub(crate) struct AccountJetStreamLimits {
     pub(crate) max_ack_pending: i64,
     /// `cluster_traffic`: `system` or `owner`.
     pub(crate) cluster_traffic: Option<String>,
+}
+
+impl AccountJetStreamLimits {
+    /// The limits JetStream enforces.
+    fn to_limits(&self) -> starling_jetstream::AccountLimits {
+        let mut l = starling_jetstream::AccountLimits::default();
+        l.max_memory = self.max_memory;
+        l.max_storage = self.max_store;
+        l.max_streams = self.max_streams;
+        l.max_consumers = self.max_consumers;
+        l.max_ack_pending = self.max_ack_pending;
+        l.memory_max_stream_bytes = self.memory_max_stream_bytes;
+        l.storage_max_stream_bytes = self.store_max_stream_bytes;
+        l.max_bytes_required = self.max_bytes_required;
+        l
+    }
 }
 
 impl Default for AccountJetStreamLimits {
@@ -165,13 +178,10 @@ impl Settings {
                         .into(),
                 ));
             }
-            if a.limits.as_ref().is_some_and(|l| *l != Default::default()) {
-                plan.warnings.push(format!(
-                    "account {:?}: its JetStream limits are not enforced by starling-server yet",
-                    a.account
-                ));
-            }
-            js = js.account(&a.account);
+            js = match &a.limits {
+                Some(l) => js.account_with_limits(&a.account, l.to_limits()),
+                None => js.account(&a.account),
+            };
             plan.accounts.push(a.account.clone());
         }
         if plan.accounts.is_empty() {

@@ -137,6 +137,23 @@ pub(crate) async fn create(
     if req.action == "update" {
         return Err(ApiError::new(400, 10149, "consumer does not exist"));
     }
+    let limits = js.limits();
+    if limits.max_consumers >= 0 {
+        let all: usize = js.streams().iter().map(|s| s.consumers().len()).sum();
+        if all as i64 >= limits.max_consumers {
+            return Err(ApiError::new(400, 10026, "maximum consumers limit reached"));
+        }
+    }
+    if limits.max_ack_pending > 0 && config.max_ack_pending > limits.max_ack_pending {
+        return Err(ApiError::new(
+            400,
+            10121,
+            format!(
+                "consumer max ack pending exceeds system limit of {}",
+                limits.max_ack_pending
+            ),
+        ));
+    }
     if stream.config().retention == crate::api::types::Retention::WorkQueue {
         work_queue_rules(&stream, &config)?;
     }
