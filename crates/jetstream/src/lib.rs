@@ -22,6 +22,8 @@
 //! - `config`: [`JetStream`], the `jetstream {}` block as a builder.
 //! - `account`: JetStream in one account: its streams, their directories, recovery.
 //! - `stream`: one stream: capture, acknowledgements, limits.
+//! - `replication`: the seam for replicated streams (a stream's leader, and what must hold a
+//!   batch before it is acknowledged); only the local, single-replica kind exists.
 //! - `consumer`: pull consumers: requests, deliveries, acks, redelivery.
 //! - `api/`: the `$JS.API` requests and their JSON.
 //! - `events`: advisories on `$JS.EVENT.ADVISORY.>`.
@@ -37,6 +39,7 @@ mod config;
 mod consumer;
 mod events;
 mod monitor;
+mod replication;
 pub mod store;
 mod stream;
 mod time;

@@ -22,6 +22,7 @@ use crate::api::error::ApiError;
 use crate::api::types::{Discard, PubAck, Retention, StreamConfig, StreamStateJson};
 use crate::config::SyncPolicy;
 use crate::consumer::Consumer;
+use crate::replication::{Batch, Local, Replica};
 use crate::store::{record_size, Store, StoreError};
 use crate::time::{now_ns, rfc3339};
 use crate::usage::Usage;
@@ -47,6 +48,8 @@ pub(crate) struct Stream {
     consumers: Mutex<std::collections::BTreeMap<String, Arc<Consumer>>>,
     /// What all streams hold, against the server's limits.
     usage: Arc<Usage>,
+    /// Where its writes must be before they are acknowledged (see `replication`).
+    replica: Box<dyn Replica>,
     /// The bytes of this stream counted in `usage` (0 for a stream with a reservation).
     counted: std::sync::atomic::AtomicU64,
 }
@@ -100,6 +103,7 @@ impl Stream {
         let reserved = config.max_bytes.max(0) as u64;
         usage.moved(storage, 0, if reserved > 0 { 0 } else { held });
         Arc::new(Self {
+            replica: Box::new(Local),
             usage,
             counted: std::sync::atomic::AtomicU64::new(if reserved > 0 { 0 } else { held }),
             name: config.name.clone(),
@@ -185,6 +189,11 @@ impl Stream {
         };
         let old = self.counted.swap(now, std::sync::atomic::Ordering::Relaxed);
         self.usage.moved(storage, old, now);
+    }
+
+    /// Whether this server leads the stream (always, until streams are replicated).
+    pub(crate) fn is_leader(&self) -> bool {
+        self.replica.is_leader()
     }
 
     /// The JetStream domain, if any.
@@ -303,6 +312,7 @@ impl Stream {
 
     /// Stores one batch and acknowledges it.
     async fn store_batch(&self, client: &Client, batch: &mut Vec<Message>) {
+        let first_seq = self.store.lock().state().last_seq + 1;
         let mut acks: Vec<(Bytes, Result<Stored, ApiError>)> = Vec::with_capacity(batch.len());
         for m in batch.iter() {
             let outcome = self.store_one(m);
@@ -313,6 +323,7 @@ impl Stream {
             }
         }
         batch.clear();
+        let last = self.store.lock().state().last_seq;
         let written = match self.sync {
             SyncPolicy::Always => {
                 let store = self.store.clone();
@@ -322,6 +333,13 @@ impl Stream {
             }
             SyncPolicy::Interval(_) => self.store.lock().flush(),
         };
+        // Written here; committed once the replicas hold it (with one replica, at once).
+        let written = written.and_then(|()| {
+            self.replica.commit(Batch {
+                first: first_seq,
+                last,
+            })
+        });
         if let Err(e) = &written {
             warn!(stream = %self.name, "store write failed: {e}");
         }

@@ -227,13 +227,16 @@ fn info_of(js: &JsAccount, s: &Stream, subjects_filter: Option<(&str, usize)>) -
             state.subjects = Some(map);
         }
     }
-    let v = json!({
+    let mut v = json!({
         "config": s.config(),
         "created": rfc3339(s.created()),
         "state": state,
-        "cluster": { "leader": js.server().server_name() },
+        "cluster": {},
         "ts": rfc3339(now_ns()),
     });
+    if s.is_leader() {
+        v["cluster"]["leader"] = json!(js.server().server_name());
+    }
     (v, total)
 }
 
