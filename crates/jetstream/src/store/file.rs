@@ -128,6 +128,144 @@ impl Block {
     }
 }
 
+/// How much of a block one read-ahead brings in.
+const READ_AHEAD: usize = 128 << 10;
+/// A read this far past the last one (or past the end of a chunk) counts as sequential. A
+/// reader skipping more (a sparse filter) copies more per message through a chunk than one
+/// `pread` of its record costs.
+const READ_GAP: u64 = 8 << 10;
+/// Records larger than this are read alone.
+const READ_ALONE: usize = READ_AHEAD / 4;
+/// Chunks kept per store: one per reader walking the store at its own position.
+const READ_CHUNKS: usize = 4;
+
+/// Flushed bytes of a block, read ahead for a sequential reader. Flushed bytes never change
+/// (records are appended, never rewritten; only recovery truncates, before any read), so a
+/// chunk stays valid as long as its block exists.
+#[derive(Debug, Default)]
+struct Chunk {
+    block: u64,
+    /// Where in the block file `buf` starts.
+    off: u64,
+    buf: Vec<u8>,
+    /// When it was last used, in [`ReadCache::tick`]s.
+    used: u64,
+}
+
+impl Chunk {
+    fn end(&self) -> u64 {
+        self.off + self.buf.len() as u64
+    }
+}
+
+/// Read-ahead for sequential readers (consumers, replays): a record read from a file soon
+/// after one just before it in the same block brings in the next [`READ_AHEAD`] bytes, and
+/// the reads that follow are served from them (still checked). Random reads go to the file
+/// alone. At most [`READ_CHUNKS`] chunks, given back when their block goes.
+#[derive(Debug, Default)]
+struct ReadCache {
+    chunks: Vec<Chunk>,
+    /// Where the last few reads that went to the file alone were: (block id, offset).
+    recent: [Option<(u64, u64)>; READ_CHUNKS],
+    next_recent: usize,
+    tick: u64,
+}
+
+impl ReadCache {
+    /// The bytes of the record at `off` (`len` bytes, all flushed) of block `b`, from a chunk
+    /// (read ahead now if this read follows another); `None` when it should be read alone.
+    fn record(
+        &mut self,
+        dir: &Path,
+        b: &mut Block,
+        off: u64,
+        len: usize,
+    ) -> Result<Option<&[u8]>, StoreError> {
+        self.tick += 1;
+        let end = off + len as u64;
+        let id = b.id;
+        let i = match self
+            .chunks
+            .iter()
+            .position(|c| c.block == id && c.off <= off && end <= c.end())
+        {
+            Some(i) => i,
+            None => {
+                if len > READ_ALONE {
+                    return Ok(None);
+                }
+                let follows = |at: u64| at < off && off - at <= READ_GAP;
+                let i = if let Some(i) = self
+                    .chunks
+                    .iter()
+                    .position(|c| c.block == id && c.off < off && off <= c.end() + READ_GAP)
+                {
+                    i
+                } else if let Some(r) = self
+                    .recent
+                    .iter()
+                    .position(|r| r.is_some_and(|(rb, at)| rb == id && follows(at)))
+                {
+                    self.recent[r] = None;
+                    if self.chunks.len() < READ_CHUNKS {
+                        self.chunks.push(Chunk::default());
+                        self.chunks.len() - 1
+                    } else {
+                        let lru = self.chunks.iter().enumerate().min_by_key(|(_, c)| c.used);
+                        lru.map_or(0, |(i, _)| i)
+                    }
+                } else {
+                    self.recent[self.next_recent] = Some((id, off));
+                    self.next_recent = (self.next_recent + 1) % READ_CHUNKS;
+                    return Ok(None);
+                };
+                let n = (b.flushed - off).min(READ_AHEAD as u64) as usize;
+                let c = &mut self.chunks[i];
+                c.buf.resize(n, 0);
+                c.block = id;
+                c.off = off;
+                let read = read_handle(dir, b)?.read_exact_at(&mut c.buf, off);
+                if let Err(e) = read {
+                    c.buf.clear();
+                    return Err(StoreError::io(
+                        format!("reading {}", block_path(dir, id).display()),
+                        e,
+                    ));
+                }
+                i
+            }
+        };
+        let c = &mut self.chunks[i];
+        c.used = self.tick;
+        let at = (off - c.off) as usize;
+        Ok(Some(&c.buf[at..at + len]))
+    }
+
+    /// The bytes at `off..off + len` of block `id` if a chunk holds them (no read-ahead).
+    fn peek(&self, id: u64, off: u64, len: usize) -> Option<&[u8]> {
+        let c = self
+            .chunks
+            .iter()
+            .find(|c| c.block == id && c.off <= off && off + len as u64 <= c.end())?;
+        let at = (off - c.off) as usize;
+        Some(&c.buf[at..at + len])
+    }
+
+    /// Gives back the chunks of blocks below `id` (they were unlinked).
+    fn forget_below(&mut self, id: u64) {
+        self.chunks.retain(|c| c.block >= id);
+        for r in &mut self.recent {
+            if r.is_some_and(|(b, _)| b < id) {
+                *r = None;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// One subject held: the sequences on it, so `first` stays exact through removals.
 #[derive(Debug, Default)]
 struct Subject {
@@ -136,13 +274,13 @@ struct Subject {
 }
 
 /// Marks a removed entry of [`Seqs`] (sequences stay below 2^63).
-const GONE: u64 = 1 << 63;
+pub(super) const GONE: u64 = 1 << 63;
 
 /// One subject's sequences held, ascending. Appends push at the end (O(1), where a `BTreeSet`
 /// costs a descent); a removal marks its entry, marked entries leave the ends at once and the
 /// middle when they outnumber the live ones (amortised O(1)).
 #[derive(Debug, Default)]
-struct Seqs {
+pub(super) struct Seqs {
     v: Vec<u64>,
     /// `v[..head]` is all removed.
     head: usize,
@@ -151,7 +289,7 @@ struct Seqs {
 
 impl Seqs {
     /// Adds `seq`, higher than every sequence added before.
-    fn push(&mut self, seq: u64) {
+    pub(super) fn push(&mut self, seq: u64) {
         self.v.push(seq);
         self.live += 1;
     }
@@ -165,7 +303,7 @@ impl Seqs {
                 .unwrap_or_else(|i| i)
     }
 
-    fn remove(&mut self, seq: u64) -> bool {
+    pub(super) fn remove(&mut self, seq: u64) -> bool {
         let i = self.pos(seq);
         if self.v.get(i) != Some(&seq) {
             return false;
@@ -192,32 +330,48 @@ impl Seqs {
         true
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.live
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.live == 0
     }
 
-    fn first(&self) -> Option<u64> {
+    pub(super) fn first(&self) -> Option<u64> {
         (self.live > 0).then(|| self.v[self.head])
     }
 
-    fn last(&self) -> Option<u64> {
+    pub(super) fn last(&self) -> Option<u64> {
         (self.live > 0).then(|| self.v[self.v.len() - 1])
     }
 
     /// The sequences held `>= seq`, ascending.
-    fn from(&self, seq: u64) -> impl Iterator<Item = u64> + '_ {
+    pub(super) fn from(&self, seq: u64) -> impl Iterator<Item = u64> + '_ {
         self.v[self.pos(seq)..]
             .iter()
             .copied()
             .filter(|s| s & GONE == 0)
     }
 
-    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(super) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.from(0)
+    }
+
+    /// How many sequences held are `>= seq`: O(1) without holes inside, else a count of the
+    /// shorter side.
+    pub(super) fn count_from(&self, seq: u64) -> usize {
+        let i = self.pos(seq);
+        let after = self.v.len() - i;
+        if self.v.len() - self.head == self.live {
+            return after;
+        }
+        let gone = |s: &[u64]| s.iter().filter(|&&s| s & GONE != 0).count();
+        if i - self.head < after {
+            self.live - (i - self.head - gone(&self.v[self.head..i]))
+        } else {
+            after - gone(&self.v[i..])
+        }
     }
 }
 
@@ -246,6 +400,10 @@ pub struct FileStore {
     last_time: i64,
     /// Files were created or removed since the directory was last synced.
     dir_unsynced: bool,
+    /// Read-ahead for sequential readers.
+    cache: ReadCache,
+    /// Which subjects match the filters `load_next` was asked for lately.
+    memo: FilterMemo,
 }
 
 impl fmt::Debug for FileStore {
@@ -427,7 +585,131 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io(format!("syncing {}", dir.display()), e))
 }
 
-fn is_literal(filter: &[u8]) -> bool {
+/// Filters remembered by a [`FilterMemo`]: one per consumer reading at a time.
+const MEMO_FILTERS: usize = 4;
+
+/// The subjects (by id) that match each of the last few wildcard filters asked for, so that a
+/// consumer's `load_next` matches each subject once, not each message, and can ask only the
+/// matching subjects' sequences.
+#[derive(Debug, Default)]
+pub(super) struct FilterMemo {
+    memos: Vec<Matching>,
+    next: usize,
+}
+
+/// One filter's subjects in a [`FilterMemo`].
+#[derive(Debug)]
+pub(super) struct Matching {
+    filter: Vec<u8>,
+    /// Per subject id: [`MATCH`] (and in `ids`), [`STALE`] (in `ids`, no longer matching) or 0.
+    state: Vec<u8>,
+    /// The ids that match, and some that did (some may name no subject held now).
+    ids: Vec<u32>,
+    stale: usize,
+}
+
+const MATCH: u8 = 1;
+const STALE: u8 = 2;
+
+impl Matching {
+    /// Whether subject `id` matches.
+    pub(super) fn matches(&self, id: u32) -> bool {
+        self.state.get(id as usize) == Some(&MATCH)
+    }
+
+    /// The ids that match (some may name no subject held now).
+    pub(super) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ids.iter().copied().filter(|&id| self.matches(id))
+    }
+
+    /// How many ids match.
+    pub(super) fn len(&self) -> usize {
+        self.ids.len() - self.stale
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn set(&mut self, id: u32, to: bool) {
+        let i = id as usize;
+        if i >= self.state.len() {
+            self.state.resize(i + 1, 0);
+        }
+        match (self.state[i], to) {
+            (0, true) => {
+                self.ids.push(id);
+                self.state[i] = MATCH;
+            }
+            (STALE, true) => {
+                self.stale -= 1;
+                self.state[i] = MATCH;
+            }
+            (MATCH, false) => {
+                self.stale += 1;
+                self.state[i] = STALE;
+                if self.stale > self.ids.len() / 2 {
+                    let state = &mut self.state;
+                    self.ids.retain(|&id| {
+                        let s = &mut state[id as usize];
+                        if *s == STALE {
+                            *s = 0;
+                        }
+                        *s == MATCH
+                    });
+                    self.stale = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl FilterMemo {
+    /// The subjects matching `filter`, worked out from `names` (every subject held, with its
+    /// id) if it is not one of the last few asked for.
+    pub(super) fn get<'n>(
+        &mut self,
+        filter: &[u8],
+        names: impl Iterator<Item = (u32, &'n [u8])>,
+    ) -> &Matching {
+        if let Some(i) = self.memos.iter().position(|m| m.filter == filter) {
+            return &self.memos[i];
+        }
+        let mut m = Matching {
+            filter: filter.to_vec(),
+            state: Vec::new(),
+            ids: Vec::new(),
+            stale: 0,
+        };
+        for (id, name) in names {
+            if subject_matches(filter, name) {
+                m.set(id, true);
+            }
+        }
+        let i = if self.memos.len() < MEMO_FILTERS {
+            self.memos.push(m);
+            self.memos.len() - 1
+        } else {
+            let i = self.next;
+            self.next = (i + 1) % MEMO_FILTERS;
+            self.memos[i] = m;
+            i
+        };
+        &self.memos[i]
+    }
+
+    /// Subject id `id` now names `name`.
+    pub(super) fn named(&mut self, id: u32, name: &[u8]) {
+        for m in &mut self.memos {
+            let to = subject_matches(&m.filter, name);
+            m.set(id, to);
+        }
+    }
+}
+
+/// Whether `filter` has no wildcards.
+pub(super) fn is_literal(filter: &[u8]) -> bool {
     !filter.iter().any(|&b| b == b'*' || b == b'>')
 }
 
@@ -474,6 +756,8 @@ impl FileStore {
             last_seq: 0,
             last_time: 0,
             dir_unsynced: false,
+            cache: ReadCache::default(),
+            memo: FilterMemo::default(),
         };
         let mut rec = Recovery::default();
         let mut data = Vec::new();
@@ -637,6 +921,7 @@ impl FileStore {
                         (self.subjects.len() - 1) as u32
                     }
                 };
+                self.memo.named(id, subject);
                 self.by_name.insert(name, id);
                 id
             }
@@ -680,6 +965,55 @@ impl FileStore {
                 .position(|s| s.len != 0)
                 .map(|k| b.first_seq + (start + k) as u64)
         })
+    }
+
+    /// The lowest sequence held `>= seq` on a subject matching `filter`: from the subject's
+    /// sequences for a literal; for wildcards by a scan of the slots while that is cheaper than
+    /// asking every subject held, then from the subjects that match.
+    fn next_match(&mut self, seq: u64, filter: &[u8]) -> Option<u64> {
+        if is_literal(filter) {
+            let id = *self.by_name.get(filter)?;
+            return self.subjects[id as usize].seqs.from(seq).next();
+        }
+        let subjects = &self.subjects;
+        let held = subjects
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.seqs.is_empty())
+            .map(|(id, s)| (id as u32, &s.name[..]));
+        let m = self.memo.get(filter, held);
+        if m.is_empty() {
+            return None;
+        }
+        // A scan of the slots while that is cheaper than asking each matching subject.
+        let mut budget = (m.len() * 8).max(16);
+        let mut from = seq;
+        let i = self.blocks.partition_point(|b| b.end_seq() <= seq);
+        'scan: for b in self.blocks.range(i..) {
+            if b.live == 0 {
+                from = from.max(b.end_seq());
+                continue;
+            }
+            let start = seq.saturating_sub(b.first_seq) as usize;
+            for (k, s) in b.slots[start..].iter().enumerate() {
+                let q = b.first_seq + (start + k) as u64;
+                if budget == 0 {
+                    from = q;
+                    break 'scan;
+                }
+                budget -= 1;
+                if s.len != 0 && m.matches(s.subj) {
+                    return Some(q);
+                }
+            }
+            from = from.max(b.end_seq());
+        }
+        if budget > 0 {
+            return None;
+        }
+        m.ids()
+            .filter_map(|id| subjects[id as usize].seqs.from(from).next())
+            .min()
     }
 
     /// Drops slot `si` of block `bi` from the index (not from disk); false if not held.
@@ -761,6 +1095,8 @@ impl FileStore {
         if u64::from(slot.off) >= b.flushed {
             let at = b.buf_at + (u64::from(slot.off) - b.flushed) as usize;
             head.copy_from_slice(&self.buf[at..at + REC_HEADER]);
+        } else if let Some(h) = self.cache.peek(b.id, u64::from(slot.off), REC_HEADER) {
+            head.copy_from_slice(h);
         } else {
             read_handle(&self.dir, b)?
                 .read_exact_at(&mut head, u64::from(slot.off))
@@ -799,6 +1135,18 @@ impl FileStore {
             let rec = &self.buf[at..at + len];
             let h = rec_head(rec);
             let data = Bytes::copy_from_slice(&rec[REC_HEADER + h.subj_len..len - CRC_LEN]);
+            (h, data)
+        } else if let Some(rec) = self.cache.record(&self.dir, b, u64::from(slot.off), len)? {
+            // Copied out: a message kept by a caller must not keep the whole chunk alive.
+            let checked = check_record(rec).map(|h| {
+                (
+                    Bytes::copy_from_slice(&rec[REC_HEADER + h.subj_len..len - CRC_LEN]),
+                    h,
+                )
+            });
+            let Some((data, h)) = checked else {
+                return Err(self.corrupt(bi, slot.off));
+            };
             (h, data)
         } else {
             let mut rec = vec![0u8; len];
@@ -920,6 +1268,9 @@ impl FileStore {
             self.blocks.pop_front();
             self.dir_unsynced = true;
         }
+        if let Some(b) = self.blocks.front() {
+            self.cache.forget_below(b.id);
+        }
         Ok(())
     }
 }
@@ -1019,22 +1370,7 @@ impl Store for FileStore {
         let seq = seq.max(self.first);
         let found = match filter {
             None => self.next_live(seq),
-            Some(f) if is_literal(f) => self
-                .by_name
-                .get(f)
-                .and_then(|&id| self.subjects[id as usize].seqs.from(seq).next()),
-            Some(f) => {
-                let i = self.blocks.partition_point(|b| b.end_seq() <= seq);
-                self.blocks.range(i..).filter(|b| b.live > 0).find_map(|b| {
-                    let start = seq.saturating_sub(b.first_seq) as usize;
-                    b.slots[start..]
-                        .iter()
-                        .position(|s| {
-                            s.len != 0 && subject_matches(f, &self.subjects[s.subj as usize].name)
-                        })
-                        .map(|k| b.first_seq + (start + k) as u64)
-                })
-            }
+            Some(f) => self.next_match(seq, f),
         };
         match found {
             Some(s) => self.read(s),
@@ -1169,7 +1505,7 @@ impl Store for FileStore {
                 .by_name
                 .iter()
                 .filter(|(s, _)| filters.iter().any(|f| subject_matches(f, s)))
-                .map(|(_, &id)| self.subjects[id as usize].seqs.from(seq).count() as u64)
+                .map(|(_, &id)| self.subjects[id as usize].seqs.count_from(seq) as u64)
                 .sum();
         }
         if seq <= self.first {
@@ -1193,6 +1529,9 @@ impl Store for FileStore {
     fn delete(&mut self) -> Result<(), StoreError> {
         // Afterwards an empty store, as a new one would be (its directory made again if written).
         self.blocks.clear();
+        // Block ids start again at 1, subject ids at 0.
+        self.cache.clear();
+        self.memo = FilterMemo::default();
         self.buf = Vec::new();
         self.subjects.clear();
         self.by_name.clear();
@@ -1704,6 +2043,103 @@ mod tests {
         }
     }
 
+    #[test]
+    fn sequential_readers_read_ahead_and_the_cache_follows_the_blocks() {
+        let t = TempDir::new();
+        let (mut s, _) = open(&t.0, 64 << 10);
+        let body = |i: u64, tag: u8| vec![tag.wrapping_add(i as u8); (i as usize * 37) % 700];
+        for i in 1..=3000u64 {
+            s.append(subj(i).as_bytes(), 0, &body(i, 0), i as i64)
+                .unwrap();
+            if i % 250 == 0 {
+                s.flush().unwrap();
+            }
+        }
+        // Two readers at their own positions, a random read now and then, the last 500 still
+        // in the write buffer.
+        let (mut a, mut b) = (1u64, 1500u64);
+        for k in 0..1500u64 {
+            for q in [&mut a, &mut b] {
+                let m = s.load_next(*q, None).unwrap().unwrap();
+                assert_eq!((m.seq, m.data.to_vec()), (*q, body(*q, 0)));
+                *q += 1;
+            }
+            if k % 7 == 0 {
+                let r = 1 + (k * 7919) % 3000;
+                assert_eq!(s.load(r).unwrap().unwrap().data, body(r, 0));
+            }
+        }
+        assert!(!s.cache.chunks.is_empty() && s.cache.chunks.len() <= READ_CHUNKS);
+        for c in &s.cache.chunks {
+            assert!(c.buf.len() <= READ_AHEAD);
+        }
+        // Filtered, with a literal and with a wildcard.
+        for f in [&b"t.1"[..], b"t.*"] {
+            let mut q = 0;
+            let mut n = 0;
+            while let Some(m) = s.load_next(q, Some(f)).unwrap() {
+                assert_eq!(m.data, body(m.seq, 0));
+                q = m.seq + 1;
+                n += 1;
+            }
+            assert_eq!(n, if f == b"t.1" { 1000 } else { 3000 });
+        }
+        // Unlinked blocks take their chunks with them.
+        s.compact(2000).unwrap();
+        s.flush().unwrap();
+        let first = s.blocks[0].id;
+        assert!(first > 1);
+        assert!(s.cache.chunks.iter().all(|c| c.block >= first));
+        for q in 2000..=3000 {
+            assert_eq!(s.load_next(q, None).unwrap().unwrap().data, body(q, 0));
+        }
+        // After a delete the block ids start again: nothing cached may answer for them.
+        s.delete().unwrap();
+        for i in 1..=3000u64 {
+            s.append(subj(i).as_bytes(), 0, &body(i, 1), i as i64)
+                .unwrap();
+        }
+        s.flush().unwrap();
+        for q in (1..=3000).rev().chain(1..=3000) {
+            assert_eq!(s.load_next(q, None).unwrap().unwrap().data, body(q, 1));
+        }
+    }
+
+    #[test]
+    fn the_filter_memo_follows_renamed_subject_ids() {
+        let mut memo = FilterMemo::default();
+        let names: Vec<String> = (0..10).map(|i| format!("a.{i}")).collect();
+        let held = || {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i as u32, n.as_bytes()))
+        };
+        assert_eq!(memo.get(b"a.*", held()).len(), 10);
+        assert_eq!(memo.get(b"b.>", held()).len(), 0);
+        // Ids given to other subjects, some matching each filter.
+        for id in 0..8u32 {
+            memo.named(id, if id % 2 == 0 { b"b.x" } else { b"a.y" });
+        }
+        memo.named(10, b"b.y.z");
+        let ids = |memo: &mut FilterMemo, f: &[u8]| {
+            let mut v: Vec<u32> = memo.get(f, std::iter::empty()).ids().collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(ids(&mut memo, b"a.*"), vec![1, 3, 5, 7, 8, 9]);
+        assert_eq!(ids(&mut memo, b"b.>"), vec![0, 2, 4, 6, 10]);
+        let m = memo.get(b"a.*", std::iter::empty());
+        assert!(m.matches(9) && !m.matches(10) && !m.matches(0) && m.len() == 6);
+        memo.named(0, b"a.z");
+        assert_eq!(ids(&mut memo, b"a.*"), vec![0, 1, 3, 5, 7, 8, 9]);
+        // A fifth filter replaces the oldest.
+        for f in [&b"c.*"[..], b"d.*", b"e.*"] {
+            memo.get(f, std::iter::empty());
+        }
+        assert_eq!(memo.get(b"a.*", held()).len(), 10);
+    }
+
     proptest! {
         #[test]
         fn seqs_agree_with_a_btree_set(ops in proptest::collection::vec((any::<bool>(), 0..80u64), 1..400)) {
@@ -1724,6 +2160,9 @@ mod tests {
                 prop_assert_eq!(s.last(), b.last().copied());
                 let mid = next / 2;
                 prop_assert!(s.from(mid).eq(b.range(mid..).copied()));
+                for q in [0, mid / 2, mid, mid + mid / 2, next] {
+                    prop_assert_eq!(s.count_from(q), b.range(q..).count());
+                }
                 prop_assert!(s.iter().eq(b.iter().copied()));
             }
         }

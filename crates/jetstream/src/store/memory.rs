@@ -1,22 +1,66 @@
-//! `storage: memory`: messages in a map by sequence, an index of sequences per subject.
+//! `storage: memory`: messages in a deque by sequence, an index of sequences per subject.
+//!
+//! Appends push at the back of a `VecDeque` (slot `seq - base`); a removal leaves a hole,
+//! holes leave the front at once. When holes come to outnumber the messages (a key-value
+//! bucket keeping one old key at the front while the rest churn), the front's messages move
+//! to a `BTreeMap` so that memory stays proportional to what is held. Each subject is interned
+//! once and keeps its sequences in a sorted `Vec` ([`Seqs`]): an append is one allocation (the
+//! data copy) and a few pushes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
-use super::{subject_matches, Store, StoreError, StoreState, StoredMsg, SubjectState};
+use super::file::{is_literal, FilterMemo, Seqs, GONE};
+use super::{record_size, subject_matches, Store, StoreError, StoreState, StoredMsg, SubjectState};
+
+/// Holes the deque may hold beyond one per message before its front moves to the map (few
+/// in tests, so that they move often).
+const SLACK: usize = if cfg!(test) { 8 } else { 1024 };
+/// Capacity the deque keeps however little it holds.
+const KEEP_CAP: usize = 256;
+
+/// One message held (its sequence is where it is kept).
+#[derive(Debug)]
+struct Entry {
+    time: i64,
+    data: Bytes,
+    header_len: u32,
+    /// Index into [`MemoryStore::subjects`].
+    subj: u32,
+}
+
+/// One subject held, with its sequences.
+#[derive(Debug, Default)]
+struct Subject {
+    name: Bytes,
+    seqs: Seqs,
+}
 
 /// A stream kept in memory. Lost when the process ends.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    msgs: BTreeMap<u64, StoredMsg>,
-    /// The sequences held per subject.
-    subjects: HashMap<Bytes, BTreeSet<u64>>,
+    /// The messages from `base` on: `dense[i]` is sequence `base + i`. Its front is held;
+    /// when not empty, `base + dense.len()` is the next sequence.
+    dense: VecDeque<Option<Entry>>,
+    base: u64,
+    /// `Some` entries in `dense`.
+    dense_live: usize,
+    /// Messages below `base`, moved out of a `dense` that was mostly holes.
+    sparse: BTreeMap<u64, Entry>,
+    /// By id; ids of subjects no longer held are reused (`free`).
+    subjects: Vec<Subject>,
+    by_name: HashMap<Bytes, u32>,
+    free: Vec<u32>,
+    /// The subject appended last: a run on one subject skips hashing it.
+    last_subj: u32,
     bytes: u64,
     last_seq: u64,
     last_time: i64,
     /// The sequence the stream starts at when empty (moved by a compact past the end).
     start: u64,
+    /// Which subjects match the filters `load_next` was asked for lately.
+    memo: FilterMemo,
 }
 
 impl MemoryStore {
@@ -28,17 +72,184 @@ impl MemoryStore {
         }
     }
 
-    fn take(&mut self, seq: u64) -> Option<StoredMsg> {
-        let msg = self.msgs.remove(&seq)?;
-        self.bytes -= msg.stored_size();
-        if let Some(seqs) = self.subjects.get_mut(&msg.subject) {
-            seqs.remove(&seq);
-            if seqs.is_empty() {
-                self.subjects.remove(&msg.subject);
+    fn msgs(&self) -> u64 {
+        (self.sparse.len() + self.dense_live) as u64
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        if seq < self.base {
+            self.sparse.get(&seq)
+        } else {
+            let i = usize::try_from(seq - self.base).ok()?;
+            self.dense.get(i)?.as_ref()
+        }
+    }
+
+    fn msg(&self, seq: u64, e: &Entry) -> StoredMsg {
+        StoredMsg {
+            seq,
+            time: e.time,
+            subject: self.subjects[e.subj as usize].name.clone(),
+            header_len: e.header_len as usize,
+            data: e.data.clone(),
+        }
+    }
+
+    fn load_at(&self, seq: u64) -> Option<StoredMsg> {
+        self.entry(seq).map(|e| self.msg(seq, e))
+    }
+
+    /// The messages held from `seq` on, ascending.
+    fn iter_from(&self, seq: u64) -> impl Iterator<Item = (u64, &Entry)> + '_ {
+        iter_from(&self.sparse, &self.dense, self.base, seq)
+    }
+
+    /// The ids of the subjects held that match `filter`.
+    fn matching<'a>(&'a self, filter: &'a [u8]) -> impl Iterator<Item = &'a Subject> + 'a {
+        let literal = is_literal(filter).then(|| self.by_name.get(filter));
+        let one = literal
+            .flatten()
+            .map(|&id| &self.subjects[id as usize])
+            .into_iter();
+        let all = literal
+            .is_none()
+            .then(|| {
+                self.subjects
+                    .iter()
+                    .filter(move |s| !s.seqs.is_empty() && subject_matches(filter, &s.name))
+            })
+            .into_iter()
+            .flatten();
+        one.chain(all)
+    }
+
+    /// The lowest sequence held `>= seq` on a subject matching `filter`: from the subject's
+    /// sequences for a literal; for wildcards by a scan while that is cheaper than asking each
+    /// matching subject, then from them.
+    fn next_match(&mut self, seq: u64, filter: &[u8]) -> Option<u64> {
+        if is_literal(filter) {
+            let id = *self.by_name.get(filter)?;
+            return self.subjects[id as usize].seqs.from(seq).next();
+        }
+        let subjects = &self.subjects;
+        let held = subjects
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.seqs.is_empty())
+            .map(|(id, s)| (id as u32, &s.name[..]));
+        let m = self.memo.get(filter, held);
+        if m.is_empty() {
+            return None;
+        }
+        let mut from = seq;
+        let mut left = (m.len() * 8).max(16);
+        for (s, e) in iter_from(&self.sparse, &self.dense, self.base, seq) {
+            if left == 0 {
+                break;
+            }
+            left -= 1;
+            if m.matches(e.subj) {
+                return Some(s);
+            }
+            from = s + 1;
+        }
+        if left > 0 {
+            return None;
+        }
+        m.ids()
+            .filter_map(|id| subjects[id as usize].seqs.from(from).next())
+            .min()
+    }
+
+    /// Takes message `seq` out of the messages and the index.
+    fn take(&mut self, seq: u64) -> bool {
+        let e = if seq < self.base {
+            self.sparse.remove(&seq)
+        } else {
+            let e = usize::try_from(seq - self.base)
+                .ok()
+                .and_then(|i| self.dense.get_mut(i))
+                .and_then(Option::take);
+            if e.is_some() {
+                self.dense_live -= 1;
+                self.tidy();
+            }
+            e
+        };
+        match e {
+            Some(e) => {
+                self.release(seq, e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops removed message `seq` from the subject index and the byte count.
+    fn release(&mut self, seq: u64, e: Entry) {
+        let s = &mut self.subjects[e.subj as usize];
+        self.bytes -= record_size(s.name.len(), e.data.len());
+        s.seqs.remove(seq);
+        if s.seqs.is_empty() {
+            let name = std::mem::take(&mut s.name);
+            self.by_name.remove(&name);
+            self.free.push(e.subj);
+        }
+    }
+
+    /// After removals from `dense`: holes leave its front; a front that is mostly holes moves
+    /// its messages to `sparse`; unused capacity goes back.
+    fn tidy(&mut self) {
+        loop {
+            match self.dense.front() {
+                Some(None) => {
+                    self.dense.pop_front();
+                    self.base += 1;
+                }
+                Some(Some(_)) if self.dense.len() > 2 * self.dense_live + SLACK => {
+                    if let Some(Some(e)) = self.dense.pop_front() {
+                        self.sparse.insert(self.base, e);
+                        self.dense_live -= 1;
+                    }
+                    self.base += 1;
+                }
+                _ => break,
             }
         }
-        Some(msg)
+        if self.dense_live == 0 {
+            self.dense.clear();
+        }
+        let cap = self.dense.capacity();
+        if cap > KEEP_CAP && cap > 4 * self.dense.len() {
+            self.dense.shrink_to((2 * self.dense.len()).max(KEEP_CAP));
+        }
     }
+
+    fn first(&self) -> Option<(u64, &Entry)> {
+        match self.sparse.first_key_value() {
+            Some((&s, e)) => Some((s, e)),
+            None => self.dense.front()?.as_ref().map(|e| (self.base, e)),
+        }
+    }
+}
+
+/// The messages held from `seq` on, ascending, of `sparse` and `dense` (from `base`).
+fn iter_from<'a>(
+    sparse: &'a BTreeMap<u64, Entry>,
+    dense: &'a VecDeque<Option<Entry>>,
+    base: u64,
+    seq: u64,
+) -> impl Iterator<Item = (u64, &'a Entry)> + 'a {
+    let skip = usize::try_from(seq.saturating_sub(base))
+        .unwrap_or(usize::MAX)
+        .min(dense.len());
+    let base = base + skip as u64;
+    sparse.range(seq..).map(|(&s, e)| (s, e)).chain(
+        dense
+            .range(skip..)
+            .enumerate()
+            .filter_map(move |(k, e)| e.as_ref().map(|e| (base + k as u64, e))),
+    )
 }
 
 impl Store for MemoryStore {
@@ -49,22 +260,59 @@ impl Store for MemoryStore {
         data: &[u8],
         time: i64,
     ) -> Result<u64, StoreError> {
+        if header_len > data.len() || u32::try_from(header_len).is_err() {
+            return Err(StoreError::TooLarge);
+        }
         let seq = self.last_seq.max(self.start - 1) + 1;
-        // Copied: the publisher's buffer (often a whole socket read) must not stay alive.
-        let subject = match self.subjects.get_key_value(subject) {
-            Some((k, _)) => k.clone(),
-            None => Bytes::copy_from_slice(subject),
+        if seq >= GONE {
+            // Only a compact that far gets here; the index marks removals with the top bit.
+            return Err(StoreError::io(
+                "appending",
+                std::io::Error::new(std::io::ErrorKind::Unsupported, "sequences past 2^63"),
+            ));
+        }
+        let cached = self
+            .subjects
+            .get(self.last_subj as usize)
+            .is_some_and(|s| !s.seqs.is_empty() && s.name == subject);
+        let subj = if cached {
+            self.last_subj
+        } else if let Some(&id) = self.by_name.get(subject) {
+            id
+        } else {
+            // Copied: the publisher's buffer (often a whole socket read) must not stay alive.
+            let name = Bytes::copy_from_slice(subject);
+            let id = match self.free.pop() {
+                Some(id) => {
+                    self.subjects[id as usize].name = name.clone();
+                    id
+                }
+                None => {
+                    self.subjects.push(Subject {
+                        name: name.clone(),
+                        seqs: Seqs::default(),
+                    });
+                    (self.subjects.len() - 1) as u32
+                }
+            };
+            self.memo.named(id, subject);
+            self.by_name.insert(name, id);
+            id
         };
-        let msg = StoredMsg {
-            seq,
+        if self.dense.is_empty() {
+            self.base = seq;
+        }
+        debug_assert_eq!(self.base + self.dense.len() as u64, seq);
+        self.dense.push_back(Some(Entry {
             time,
-            subject: subject.clone(),
-            header_len,
             data: Bytes::copy_from_slice(data),
-        };
-        self.bytes += msg.stored_size();
-        self.msgs.insert(seq, msg);
-        self.subjects.entry(subject).or_default().insert(seq);
+            header_len: header_len as u32,
+            subj,
+        }));
+        self.dense_live += 1;
+        self.subjects[subj as usize].seqs.push(seq);
+        self.last_subj = subj;
+        self.bytes += record_size(subject.len(), data.len());
         self.last_seq = seq;
         self.last_time = time;
         Ok(seq)
@@ -79,7 +327,7 @@ impl Store for MemoryStore {
     }
 
     fn load(&mut self, seq: u64) -> Result<Option<StoredMsg>, StoreError> {
-        Ok(self.msgs.get(&seq).cloned())
+        Ok(self.load_at(seq))
     }
 
     fn load_next(
@@ -87,38 +335,48 @@ impl Store for MemoryStore {
         seq: u64,
         filter: Option<&[u8]>,
     ) -> Result<Option<StoredMsg>, StoreError> {
-        Ok(self
-            .msgs
-            .range(seq..)
-            .map(|(_, m)| m)
-            .find(|m| filter.is_none_or(|f| subject_matches(f, &m.subject)))
-            .cloned())
+        Ok(match filter {
+            None => self.iter_from(seq).next().map(|(s, e)| self.msg(s, e)),
+            Some(f) => self.next_match(seq, f).and_then(|s| self.load_at(s)),
+        })
     }
 
     fn load_last(&mut self, filter: &[u8]) -> Result<Option<StoredMsg>, StoreError> {
-        let last = self
-            .subjects
-            .iter()
-            .filter(|(s, _)| subject_matches(filter, s))
-            .filter_map(|(_, seqs)| seqs.last().copied())
-            .max();
-        Ok(last.and_then(|seq| self.msgs.get(&seq).cloned()))
+        let last = self.matching(filter).filter_map(|s| s.seqs.last()).max();
+        Ok(last.and_then(|seq| self.load_at(seq)))
     }
 
     fn remove(&mut self, seq: u64) -> Result<bool, StoreError> {
-        Ok(self.take(seq).is_some())
+        Ok(self.take(seq))
     }
 
     fn compact(&mut self, seq: u64) -> Result<u64, StoreError> {
-        let doomed: Vec<u64> = self.msgs.range(..seq).map(|(s, _)| *s).collect();
-        for s in &doomed {
-            self.take(*s);
+        let mut n = 0;
+        while let Some(entry) = self.sparse.first_entry() {
+            if *entry.key() >= seq {
+                break;
+            }
+            let (s, e) = entry.remove_entry();
+            self.release(s, e);
+            n += 1;
         }
+        while self.base < seq {
+            let Some(e) = self.dense.pop_front() else {
+                break;
+            };
+            if let Some(e) = e {
+                self.dense_live -= 1;
+                self.release(self.base, e);
+                n += 1;
+            }
+            self.base += 1;
+        }
+        self.tidy();
         if seq > self.last_seq + 1 {
             self.start = seq;
             self.last_seq = seq - 1;
         }
-        Ok(doomed.len() as u64)
+        Ok(n)
     }
 
     fn purge_subject(
@@ -128,10 +386,8 @@ impl Store for MemoryStore {
         keep: Option<u64>,
     ) -> Result<u64, StoreError> {
         let mut doomed: Vec<u64> = self
-            .subjects
-            .iter()
-            .filter(|(s, _)| subject_matches(filter, s))
-            .flat_map(|(_, seqs)| seqs.iter().copied())
+            .matching(filter)
+            .flat_map(|s| s.seqs.iter())
             .filter(|s| up_to.is_none_or(|u| *s < u))
             .collect();
         doomed.sort_unstable();
@@ -146,17 +402,17 @@ impl Store for MemoryStore {
     }
 
     fn state(&self) -> StoreState {
-        let first = self.msgs.first_key_value();
-        let msgs = self.msgs.len() as u64;
-        let first_seq = first.map_or(self.last_seq.max(self.start - 1) + 1, |(s, _)| *s);
+        let first = self.first();
+        let msgs = self.msgs();
+        let first_seq = first.map_or(self.last_seq.max(self.start - 1) + 1, |(s, _)| s);
         StoreState {
             msgs,
             bytes: self.bytes,
             first_seq,
-            first_time: first.map_or(0, |(_, m)| m.time),
+            first_time: first.map_or(0, |(_, e)| e.time),
             last_seq: self.last_seq,
             last_time: self.last_time,
-            num_subjects: self.subjects.len() as u64,
+            num_subjects: self.by_name.len() as u64,
             num_deleted: if msgs == 0 {
                 0
             } else {
@@ -166,25 +422,23 @@ impl Store for MemoryStore {
     }
 
     fn subject_state(&self, subject: &[u8]) -> Option<SubjectState> {
-        let seqs = self.subjects.get(subject)?;
+        let seqs = &self.subjects[*self.by_name.get(subject)? as usize].seqs;
         Some(SubjectState {
             msgs: seqs.len() as u64,
-            first: *seqs.first()?,
-            last: *seqs.last()?,
+            first: seqs.first()?,
+            last: seqs.last()?,
         })
     }
 
     fn subjects(&self, filter: &[u8]) -> Vec<(Bytes, SubjectState)> {
-        self.subjects
-            .iter()
-            .filter(|(s, _)| subject_matches(filter, s))
-            .filter_map(|(s, seqs)| {
+        self.matching(filter)
+            .filter_map(|s| {
                 Some((
-                    s.clone(),
+                    s.name.clone(),
                     SubjectState {
-                        msgs: seqs.len() as u64,
-                        first: *seqs.first()?,
-                        last: *seqs.last()?,
+                        msgs: s.seqs.len() as u64,
+                        first: s.seqs.first()?,
+                        last: s.seqs.last()?,
                     },
                 ))
             })
@@ -192,14 +446,44 @@ impl Store for MemoryStore {
     }
 
     fn num_pending(&mut self, seq: u64, filters: &[&[u8]]) -> u64 {
-        if filters.is_empty() {
-            return self.msgs.range(seq..).count() as u64;
+        if !filters.is_empty() {
+            if filters.iter().all(|f| is_literal(f)) {
+                let mut ids: Vec<u32> = filters
+                    .iter()
+                    .filter_map(|f| self.by_name.get(*f).copied())
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                return ids
+                    .iter()
+                    .map(|&id| self.subjects[id as usize].seqs.count_from(seq) as u64)
+                    .sum();
+            }
+            return self
+                .subjects
+                .iter()
+                .filter(|s| {
+                    !s.seqs.is_empty() && filters.iter().any(|f| subject_matches(f, &s.name))
+                })
+                .map(|s| s.seqs.count_from(seq) as u64)
+                .sum();
         }
-        self.subjects
-            .iter()
-            .filter(|(s, _)| filters.iter().any(|f| subject_matches(f, s)))
-            .map(|(_, seqs)| seqs.range(seq..).count() as u64)
-            .sum()
+        if self.first().is_none_or(|(first, _)| seq <= first) {
+            return self.msgs();
+        }
+        if seq < self.base {
+            return (self.sparse.range(seq..).count() + self.dense_live) as u64;
+        }
+        // Count the shorter side of `seq` in the deque.
+        let i = usize::try_from(seq - self.base)
+            .unwrap_or(usize::MAX)
+            .min(self.dense.len());
+        let n = if i < self.dense.len() / 2 {
+            self.dense_live - self.dense.range(..i).filter(|e| e.is_some()).count()
+        } else {
+            self.dense.range(i..).filter(|e| e.is_some()).count()
+        };
+        n as u64
     }
 
     fn delete(&mut self) -> Result<(), StoreError> {
@@ -211,6 +495,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     struct Memory;
 
@@ -226,5 +511,231 @@ mod tests {
     #[test]
     fn the_memory_store_conforms() {
         crate::store::conformance::run(&mut Memory);
+    }
+
+    #[test]
+    fn a_front_kept_by_one_old_message_moves_to_the_map() {
+        let mut s = MemoryStore::new();
+        s.append(b"kv.old", 0, b"x", 1).unwrap();
+        // Key "kv.new" is rewritten 10,000 times, keeping one revision.
+        let mut prev = None;
+        for i in 2..=10_001u64 {
+            let q = s.append(b"kv.new", 0, b"y", i as i64).unwrap();
+            if let Some(p) = prev {
+                assert!(s.remove(p).unwrap());
+            }
+            prev = Some(q);
+        }
+        assert!(
+            s.dense.len() <= 2 * s.dense_live + SLACK,
+            "{}",
+            s.dense.len()
+        );
+        assert_eq!(s.sparse.len(), 1);
+        let st = s.state();
+        assert_eq!((st.msgs, st.first_seq, st.last_seq), (2, 1, 10_001));
+        assert_eq!(st.num_deleted, 9_999);
+        assert_eq!(s.load(1).unwrap().unwrap().payload(), b"x");
+        assert_eq!(s.load_next(2, None).unwrap().unwrap().seq, 10_001);
+        assert_eq!(s.load_next(0, Some(b"kv.*")).unwrap().unwrap().seq, 1);
+        assert_eq!(s.load_next(2, Some(b"kv.*")).unwrap().unwrap().seq, 10_001);
+        assert_eq!(s.num_pending(0, &[]), 2);
+        assert_eq!(s.num_pending(2, &[]), 1);
+        assert_eq!(s.num_pending(0, &[b"kv.>"]), 2);
+        assert_eq!(s.num_pending(2, &[b"kv.old", b"kv.new"]), 1);
+        assert_eq!(s.compact(2).unwrap(), 1);
+        assert!(s.sparse.is_empty());
+        assert_eq!(s.state().first_seq, 10_001);
+        assert!(s.remove(10_001).unwrap());
+        assert!(s.dense.is_empty() && s.dense.capacity() <= KEEP_CAP);
+        assert_eq!(s.append(b"a", 0, b"z", 1).unwrap(), 10_002);
+        assert_eq!(s.state().first_seq, 10_002);
+    }
+
+    #[test]
+    fn wildcard_loads_past_many_non_matching_messages() {
+        let mut s = MemoryStore::new();
+        for i in 0..10_000u64 {
+            let subj = format!("t.{}", i % 500);
+            s.append(subj.as_bytes(), 0, b"x", i as i64).unwrap();
+        }
+        let mut got = Vec::new();
+        let mut q = 0;
+        while let Some(m) = s.load_next(q, Some(b"t.7.>")).unwrap() {
+            got.push(m.seq);
+            q = m.seq + 1;
+        }
+        assert!(got.is_empty());
+        while let Some(m) = s.load_next(q, Some(b"t.*")).unwrap() {
+            got.push(m.seq);
+            q = m.seq + 1;
+            if got.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(got, vec![1, 2, 3]);
+        got.clear();
+        q = 0;
+        while let Some(m) = s.load_next(q, Some(b"t.7")).unwrap() {
+            got.push(m.seq);
+            q = m.seq + 1;
+        }
+        assert_eq!(got, (0..20).map(|k| 8 + 500 * k).collect::<Vec<u64>>());
+    }
+
+    /// What a memory store must answer, kept the simple way.
+    #[derive(Default)]
+    struct Model {
+        msgs: BTreeMap<u64, StoredMsg>,
+        next: u64,
+        last_time: i64,
+    }
+
+    impl Model {
+        fn matching(&self, filter: &[u8]) -> impl Iterator<Item = &StoredMsg> + '_ {
+            let filter = filter.to_vec();
+            self.msgs
+                .values()
+                .filter(move |m| subject_matches(&filter, &m.subject))
+        }
+    }
+
+    const SUBJECTS: [&str; 5] = ["a", "b.x", "b.y", "c.x", "c.y.z"];
+    const FILTERS: [&str; 6] = ["a", "b.*", "b.>", ">", "c.x", "*.y"];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Append(usize),
+        Remove(u16),
+        Compact(u16),
+        Purge(usize, Option<u16>, Option<u8>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            10 => (0..SUBJECTS.len()).prop_map(Op::Append),
+            8 => any::<u16>().prop_map(Op::Remove),
+            1 => any::<u16>().prop_map(Op::Compact),
+            1 => (0..FILTERS.len(), proptest::option::of(any::<u16>()), proptest::option::of(0..4u8))
+                .prop_map(|(f, u, k)| Op::Purge(f, u, k)),
+        ]
+    }
+
+    fn agree(s: &mut MemoryStore, m: &Model) -> Result<(), TestCaseError> {
+        let st = s.state();
+        let first = m.msgs.first_key_value();
+        prop_assert_eq!(st.msgs, m.msgs.len() as u64);
+        prop_assert_eq!(st.first_seq, first.map_or(m.next, |(q, _)| *q));
+        prop_assert_eq!(st.first_time, first.map_or(0, |(_, x)| x.time));
+        prop_assert_eq!((st.last_seq, st.last_time), (m.next - 1, m.last_time));
+        let bytes: u64 = m.msgs.values().map(StoredMsg::stored_size).sum();
+        prop_assert_eq!(st.bytes, bytes);
+        prop_assert!(s.dense.len() <= 2 * s.dense_live + SLACK + 1);
+        let hi = m.next + 1;
+        for q in 0..=hi {
+            prop_assert_eq!(s.load(q).unwrap(), m.msgs.get(&q).cloned());
+        }
+        for q in [
+            0,
+            st.first_seq,
+            (st.first_seq + hi) / 2,
+            hi.saturating_sub(3),
+            hi,
+        ] {
+            prop_assert_eq!(
+                s.load_next(q, None).unwrap(),
+                m.msgs.range(q..).next().map(|(_, x)| x.clone())
+            );
+            prop_assert_eq!(s.num_pending(q, &[]), m.msgs.range(q..).count() as u64);
+            for f in FILTERS {
+                let fl = f.as_bytes();
+                let want = m.matching(fl).find(|x| x.seq >= q).cloned();
+                prop_assert_eq!(s.load_next(q, Some(fl)).unwrap(), want, "{} {}", f, q);
+                let n = m.matching(fl).filter(|x| x.seq >= q).count() as u64;
+                prop_assert_eq!(s.num_pending(q, &[fl]), n);
+            }
+            let two: [&[u8]; 2] = [b"a", b"c.x"];
+            let n = m
+                .msgs
+                .range(q..)
+                .filter(|(_, x)| two.contains(&&x.subject[..]))
+                .count() as u64;
+            prop_assert_eq!(s.num_pending(q, &two), n);
+        }
+        for f in FILTERS {
+            let fl = f.as_bytes();
+            prop_assert_eq!(s.load_last(fl).unwrap(), m.matching(fl).last().cloned());
+        }
+        for subj in SUBJECTS {
+            let on: Vec<u64> = m.matching(subj.as_bytes()).map(|x| x.seq).collect();
+            let want = (!on.is_empty()).then(|| SubjectState {
+                msgs: on.len() as u64,
+                first: on[0],
+                last: on[on.len() - 1],
+            });
+            prop_assert_eq!(s.subject_state(subj.as_bytes()), want);
+        }
+        prop_assert_eq!(st.num_subjects, s.subjects(b">").len() as u64);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_memory_store_agrees_with_a_simple_model(ops in proptest::collection::vec(op(), 1..300)) {
+            let mut s = MemoryStore::new();
+            let mut m = Model { next: 1, ..Model::default() };
+            for (i, op) in ops.into_iter().enumerate() {
+                let span = m.next + 1;
+                match op {
+                    Op::Append(k) => {
+                        let subj = SUBJECTS[k].as_bytes();
+                        let data = format!("d{i}").into_bytes();
+                        let q = s.append(subj, 1, &data, i as i64).unwrap();
+                        prop_assert_eq!(q, m.next);
+                        m.msgs.insert(q, StoredMsg {
+                            seq: q,
+                            time: i as i64,
+                            subject: Bytes::copy_from_slice(subj),
+                            header_len: 1,
+                            data: data.into(),
+                        });
+                        m.next += 1;
+                        m.last_time = i as i64;
+                    }
+                    Op::Remove(q) => {
+                        // Mostly near the end, so holes pile up behind an old front.
+                        let q = m.next.saturating_sub(1 + u64::from(q) % 8.min(span));
+                        let q = if i % 5 == 0 { u64::from(q as u16) % span } else { q };
+                        prop_assert_eq!(s.remove(q).unwrap(), m.msgs.remove(&q).is_some());
+                    }
+                    Op::Compact(q) => {
+                        let q = u64::from(q) % (span + 5);
+                        let n = m.msgs.range(..q).count() as u64;
+                        m.msgs.retain(|&k, _| k >= q);
+                        m.next = m.next.max(q);
+                        prop_assert_eq!(s.compact(q).unwrap(), n);
+                    }
+                    Op::Purge(f, up_to, keep) => {
+                        let fl = FILTERS[f].as_bytes();
+                        let up_to = up_to.map(|u| u64::from(u) % (span + 1));
+                        let mut doomed: Vec<u64> = m
+                            .matching(fl)
+                            .map(|x| x.seq)
+                            .filter(|q| up_to.is_none_or(|u| *q < u))
+                            .collect();
+                        if let Some(k) = keep {
+                            doomed.truncate(doomed.len().saturating_sub(k as usize));
+                        }
+                        for q in &doomed {
+                            m.msgs.remove(q);
+                        }
+                        prop_assert_eq!(s.purge_subject(fl, up_to, keep.map(u64::from)).unwrap(), doomed.len() as u64);
+                    }
+                }
+                agree(&mut s, &m)?;
+            }
+        }
     }
 }
