@@ -337,6 +337,28 @@ impl JsAccount {
             ));
         }
         self.check_overlap(&config, Some(&config.name))?;
+        // New consumer limits may not be below what an existing consumer has.
+        let limit = config
+            .extra
+            .get("consumer_limits")
+            .and_then(|l| l.get("max_ack_pending"))
+            .and_then(serde_json::Value::as_i64)
+            .filter(|l| *l > 0);
+        if let Some(limit) = limit {
+            let over: Vec<String> = stream
+                .consumers()
+                .iter()
+                .filter(|c| c.config().config.max_ack_pending > limit)
+                .map(|c| c.name().to_string())
+                .collect();
+            if !over.is_empty() {
+                return Err(ApiError::new(
+                    500,
+                    10069,
+                    format!("change to limits violates consumers: {}", over.join(", ")),
+                ));
+            }
+        }
         if old.max_bytes != config.max_bytes {
             if old.max_bytes > 0 {
                 self.usage.release(old.storage, old.max_bytes as u64);

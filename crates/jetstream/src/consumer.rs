@@ -365,6 +365,13 @@ impl Consumer {
     ) -> Result<Arc<Self>, ApiError> {
         let filters = config.filters();
         let (start, initial) = start_seq(stream, &config, &filters)?;
+        if config.flow_control && config.idle_heartbeat <= 0 {
+            return Err(ApiError::new(
+                400,
+                10108,
+                "consumer with flow control also needs heartbeats",
+            ));
+        }
         if config.deliver_subject.is_none() && config.idle_heartbeat > 0 {
             return Err(ApiError::invalid_config(
                 "consumer idle heartbeat requires a push based consumer",
@@ -554,8 +561,10 @@ impl Consumer {
             }
         } else {
             let c = st.pending_count.take().expect("checked above");
+            // Appended since: those at or after the next to deliver (first deliveries of
+            // messages appended since were never in the count).
             let added = if now.last_seq > c.last_seq {
-                store.num_pending(c.last_seq + 1, &filters)
+                store.num_pending((c.last_seq + 1).max(st.next), &filters)
             } else {
                 0
             };
@@ -1146,7 +1155,7 @@ impl Consumer {
                     let due = start + Duration::from_nanos((m.time - first).max(0) as u64);
                     if due > now {
                         st.next = m.seq;
-                        if let Some(c) = &mut st.pending_count {
+                        if let Some(c) = st.pending_count.as_mut().filter(|c| m.seq <= c.last_seq) {
                             c.value += 1;
                         }
                         *deadline = min_some(*deadline, Some(due));
@@ -1318,7 +1327,8 @@ impl Consumer {
         };
         let m = found.ok().flatten()?;
         st.next = m.seq + 1;
-        if let Some(c) = &mut st.pending_count {
+        // Counted only if it was there when the count was last brought up to date.
+        if let Some(c) = st.pending_count.as_mut().filter(|c| m.seq <= c.last_seq) {
             c.value = c.value.saturating_sub(1);
         }
         Some((m, false))

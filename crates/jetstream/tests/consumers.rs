@@ -642,3 +642,47 @@ async fn statuses_for_refused_pulls_and_redelivery_at_max_ack_pending() {
     assert_eq!(again.info().unwrap().stream_sequence, 1);
     assert_eq!(again.info().unwrap().delivered, 2);
 }
+
+#[tokio::test]
+async fn pending_is_exact_for_messages_published_after_the_consumer() {
+    let (_server, js, s) = with_stream(0).await;
+    let mut c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("early".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        js.publish("events.x", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let got: Vec<_> = c
+        .fetch()
+        .max_messages(2)
+        .messages()
+        .await
+        .unwrap()
+        .map(|m| m.unwrap().info().unwrap().pending)
+        .collect()
+        .await;
+    assert_eq!(
+        got,
+        [4, 3],
+        "pending as each delivery's ack subject tells it"
+    );
+    assert_eq!(c.info().await.unwrap().num_pending, 3);
+    // With flow control, a push consumer needs heartbeats (nats-server's rule).
+    let err = s
+        .create_consumer(consumer::push::Config {
+            deliver_subject: "fc.inbox".into(),
+            flow_control: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("also needs heartbeats"), "{err}");
+}

@@ -263,7 +263,12 @@ fn consumer_of(
 
 pub(crate) fn info(js: &JsAccount, rest: &str) -> Result<Value, ApiError> {
     let (stream, c) = consumer_of(js, rest)?;
-    Ok(info_json(&c, &stream, js.server().server_name()))
+    let mut v = info_json(&c, &stream, js.server().server_name());
+    // A single server's CONSUMER.INFO has no `cluster` (nats-server's), unlike STREAM.INFO's.
+    if let Value::Object(o) = &mut v {
+        o.remove("cluster");
+    }
+    Ok(v)
 }
 
 pub(crate) async fn delete(js: &JsAccount, rest: &str) -> Result<Value, ApiError> {
