@@ -16,7 +16,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use starling_server::{Client, Message, Server};
+use starling_server::{Client, Frame, Message, Server};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -1243,35 +1243,59 @@ impl Consumer {
 
     /// Sends what [`Self::pump`] worked out.
     async fn send(&self, client: &Client, out: Vec<Out>) {
-        for o in out {
-            match o {
-                Out::Msg(to, m, ack) => {
-                    let (header_len, data) = if self.settings.load().config.headers_only {
-                        headers_only(&m)
-                    } else {
-                        ((m.header_len > 0).then_some(m.header_len), m.data.clone())
-                    };
-                    let _ = client
-                        .deliver_frame(&to, m.subject_str(), Some(&ack), header_len, data)
-                        .await;
-                }
+        let headers_only = self.settings.load().config.headers_only;
+        let mut i = 0;
+        while i < out.len() {
+            // A run of deliveries goes as one batch: one hand-over and one wake-up per receiver.
+            let run = out[i..]
+                .iter()
+                .take_while(|o| matches!(o, Out::Msg(..)))
+                .count();
+            if run > 0 {
+                let frames: Vec<Frame<'_>> = out[i..i + run]
+                    .iter()
+                    .filter_map(|o| match o {
+                        Out::Msg(to, m, ack) => {
+                            let (header_len, data) = if headers_only {
+                                headers_only_frame(m)
+                            } else {
+                                ((m.header_len > 0).then_some(m.header_len), m.data.clone())
+                            };
+                            Some(Frame {
+                                to,
+                                subject: m.subject_str(),
+                                reply: Some(ack),
+                                header_len,
+                                data,
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let _ = client.deliver_frames(&frames).await;
+                i += run;
+                continue;
+            }
+            match &out[i] {
                 Out::Status(to, code, text, extra) => {
                     let block = format!(
                         "NATS/1.0 {code} {text}\r\n{}\r\n",
-                        extra.unwrap_or_default()
+                        extra.as_deref().unwrap_or_default()
                     );
                     let len = block.len();
                     let _ = client
-                        .publish_frame(&to, None, Some(len), Bytes::from(block))
+                        .publish_frame(to, None, Some(len), Bytes::from(block))
                         .await;
                 }
                 Out::FlowControl(to, fc) => {
                     let block = "NATS/1.0 100 FlowControl Request\r\n\r\n";
                     let _ = client
-                        .publish_frame(&to, Some(&fc), Some(block.len()), Bytes::from(block))
+                        .publish_frame(to, Some(fc), Some(block.len()), Bytes::from(block))
                         .await;
                 }
+                Out::Msg(..) => unreachable!("runs of deliveries are sent above"),
             }
+            i += 1;
         }
     }
 
@@ -1409,7 +1433,7 @@ enum Out {
 }
 
 /// The header block of `m` with `Nats-Msg-Size`, and no payload (`headers_only`).
-fn headers_only(m: &crate::store::StoredMsg) -> (Option<usize>, Bytes) {
+fn headers_only_frame(m: &crate::store::StoredMsg) -> (Option<usize>, Bytes) {
     let mut block = String::from("NATS/1.0\r\n");
     if let Some(h) = m.headers() {
         for line in String::from_utf8_lossy(h).split("\r\n").skip(1) {

@@ -350,16 +350,33 @@ impl Stream {
         if self.config.lock().no_ack {
             return;
         }
-        for (reply, outcome) in acks {
-            let body = match (&written, outcome) {
-                (Err(e), _) => self.error_ack(&ApiError::store_failed(e)),
-                (Ok(()), Err(e)) => self.error_ack(&e),
-                (Ok(()), Ok(Stored::Seq(seq))) => self.ack(seq, false),
-                (Ok(()), Ok(Stored::Duplicate(seq))) => self.ack(seq, true),
-            };
-            let reply = std::str::from_utf8(&reply).unwrap_or_default();
-            let _ = client.publish(reply, body).await;
-        }
+        let bodies: Vec<(Bytes, Bytes)> = acks
+            .into_iter()
+            .map(|(reply, outcome)| {
+                let body = match (&written, outcome) {
+                    (Err(e), _) => self.error_ack(&ApiError::store_failed(e)),
+                    (Ok(()), Err(e)) => self.error_ack(&e),
+                    (Ok(()), Ok(Stored::Seq(seq))) => self.ack(seq, false),
+                    (Ok(()), Ok(Stored::Duplicate(seq))) => self.ack(seq, true),
+                };
+                (reply, body)
+            })
+            .collect();
+        // All of the batch's acks in one hand-over: one wake-up per publisher's connection.
+        let frames: Vec<starling_server::Frame<'_>> = bodies
+            .iter()
+            .filter_map(|(reply, body)| {
+                let reply = std::str::from_utf8(reply).ok()?;
+                Some(starling_server::Frame {
+                    to: reply,
+                    subject: reply,
+                    reply: None,
+                    header_len: None,
+                    data: body.clone(),
+                })
+            })
+            .collect();
+        let _ = client.deliver_frames(&frames).await;
     }
 
     /// A failed publish's acknowledgement, as nats-server sends it: the error, the stream, seq 0.

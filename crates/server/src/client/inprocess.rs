@@ -194,6 +194,63 @@ impl Client {
         self.send(to, Some(subject), reply, header_len, data).await
     }
 
+    /// Delivers several messages as [`Self::deliver_frame`] would, as one batch: every
+    /// receiving connection gets them in one hand-over and one wake-up, as the messages of one
+    /// socket read do. Returns how many were received by anyone. A JetStream consumer hands over
+    /// a pull request's batch this way.
+    pub async fn deliver_frames(&self, frames: &[Frame<'_>]) -> Result<usize, ClientError> {
+        let inner = &*self.inner;
+        if inner.conn.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        for f in frames {
+            if let Some(n) = f.header_len {
+                if n > f.data.len() || !f.data.starts_with(b"NATS/1.0") {
+                    return Err(ClientError::InvalidHeaders);
+                }
+            }
+            if !is_valid_literal_subject(f.to.as_bytes())
+                || !is_valid_literal_subject(f.subject.as_bytes())
+                || f.reply
+                    .is_some_and(|r| r.is_empty() || r.contains(char::is_whitespace))
+            {
+                return Err(ClientError::InvalidSubject);
+            }
+        }
+        let mut touched = Touched::default();
+        let (mut delivered, mut bytes) = (0, 0u64);
+        for f in frames {
+            let msg = Msg::new(
+                f.to.as_bytes(),
+                f.reply.map(str::as_bytes),
+                f.header_len,
+                &f.data,
+                &f.data,
+            )
+            .shown_as(f.subject.as_bytes());
+            if delivery::publish(
+                &inner.broker,
+                &inner.account,
+                &inner.conn,
+                &msg,
+                &mut touched,
+            ) {
+                delivered += 1;
+            }
+            bytes += f.data.len() as u64;
+        }
+        let n = frames.len() as u64;
+        inner.conn.count_in(n, bytes);
+        inner.broker.counters().add_in(n, bytes);
+        inner.account.count_in(n, bytes);
+        touched.flush();
+        if !inner.broker.opts().no_fast_producer_stall {
+            touched.stall(inner.conn.closing()).await;
+        }
+        tokio::task::consume_budget().await;
+        Ok(delivered)
+    }
+
     /// Keeps this client's interest on this server (see [`crate::Server::local_client_in`]).
     pub(crate) fn keep_interest_local(&self) {
         self.inner.conn.set_local_only(true);
@@ -373,6 +430,22 @@ impl Client {
     pub fn is_closed(&self) -> bool {
         self.inner.conn.is_closed()
     }
+}
+
+/// One message for [`Client::deliver_frames`]: routed by `to`, seen with `subject`, the header
+/// block (its first `header_len` bytes) and payload in `data`.
+#[derive(Clone, Debug)]
+pub struct Frame<'a> {
+    /// The subject it is routed by (a consumer's inbox).
+    pub to: &'a str,
+    /// The subject its receivers see.
+    pub subject: &'a str,
+    /// Its reply subject (an ack subject).
+    pub reply: Option<&'a str>,
+    /// The length of the header block at the start of `data`, if any.
+    pub header_len: Option<usize>,
+    /// The header block and the payload.
+    pub data: Bytes,
 }
 
 /// A subscription's messages, as a `Stream`. Dropping it unsubscribes. The stream ends once
