@@ -290,6 +290,8 @@ struct PendingCount {
     value: u64,
     last_seq: u64,
     msgs: u64,
+    /// The stream's version it was brought up to date at.
+    version: u64,
 }
 
 /// A consumer's configuration, and its filters worked out once.
@@ -544,6 +546,11 @@ impl Consumer {
 
     /// Messages left to deliver (from `st.next`), exact.
     fn num_pending(&self, stream: &Stream, st: &mut State) -> u64 {
+        // Nothing changed in the stream since the count: it stands (deliveries adjust it).
+        let version = stream.version();
+        if let Some(c) = st.pending_count.as_ref().filter(|c| c.version == version) {
+            return c.value + st.initial.len() as u64;
+        }
         let settings = self.settings.load();
         let filters: Vec<&[u8]> = settings.filters.iter().map(|f| f.as_bytes()).collect();
         let mut store = stream.store();
@@ -558,6 +565,7 @@ impl Consumer {
                 value: store.num_pending(st.next, &filters),
                 last_seq: now.last_seq,
                 msgs: now.msgs,
+                version,
             }
         } else {
             let c = st.pending_count.take().expect("checked above");
@@ -572,6 +580,7 @@ impl Consumer {
                 value: c.value + added,
                 last_seq: now.last_seq,
                 msgs: now.msgs,
+                version,
             }
         };
         let v = count.value;
@@ -1200,15 +1209,10 @@ impl Consumer {
                 .pending
                 .get(&m.seq)
                 .map_or(st.delivered_consumer, |p| p.consumer_seq);
-            let ack = format!(
-                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+            let ack = ack_subject(
                 stream.name(),
-                self.name,
-                deliveries,
-                m.seq,
-                cseq,
-                m.time,
-                pending
+                &self.name,
+                [deliveries, m.seq, cseq, m.time.max(0) as u64, pending],
             );
             let req = st.waiting.front_mut().expect("front exists");
             req.sent += 1;
@@ -1398,6 +1402,22 @@ impl Consumer {
         }
         1
     }
+}
+
+/// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`
+/// (v1), written without `format!`'s machinery: it is made for every delivery.
+fn ack_subject(stream: &str, consumer: &str, numbers: [u64; 5]) -> String {
+    let mut s = String::with_capacity(16 + stream.len() + consumer.len() + 5 * 20);
+    s.push_str("$JS.ACK.");
+    s.push_str(stream);
+    s.push('.');
+    s.push_str(consumer);
+    let mut buf = itoa::Buffer::new();
+    for n in numbers {
+        s.push('.');
+        s.push_str(buf.format(n));
+    }
+    s
 }
 
 /// `last_active` on a sequence pair, when something happened (nats-server omits it otherwise).

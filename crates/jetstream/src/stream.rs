@@ -50,6 +50,8 @@ pub(crate) struct Stream {
     usage: Arc<Usage>,
     /// Where its writes must be before they are acknowledged (see `replication`).
     replica: Box<dyn Replica>,
+    /// See [`Self::version`].
+    version: std::sync::atomic::AtomicU64,
     /// The bytes of this stream counted in `usage` (0 for a stream with a reservation).
     counted: std::sync::atomic::AtomicU64,
 }
@@ -104,6 +106,7 @@ impl Stream {
         usage.moved(storage, 0, if reserved > 0 { 0 } else { held });
         Arc::new(Self {
             replica: Box::new(Local),
+            version: std::sync::atomic::AtomicU64::new(0),
             usage,
             counted: std::sync::atomic::AtomicU64::new(if reserved > 0 { 0 } else { held }),
             name: config.name.clone(),
@@ -189,6 +192,14 @@ impl Stream {
         };
         let old = self.counted.swap(now, std::sync::atomic::Ordering::Relaxed);
         self.usage.moved(storage, old, now);
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Bumped after every change to what the stream holds (appends, removals): a consumer whose
+    /// count was made at this version needs no new look at the store.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether this server leads the stream (always, until streams are replicated).
