@@ -4,7 +4,7 @@
 //! holes leave the front at once. When holes come to outnumber the messages (a key-value
 //! bucket keeping one old key at the front while the rest churn), the front's messages move
 //! to a `BTreeMap` so that memory stays proportional to what is held. Each subject is interned
-//! once and keeps its sequences in a sorted `Vec` ([`Seqs`]): an append is one allocation (the
+//! once and keeps its sequences in a sorted `Vec` (`Seqs`): an append is one allocation (the
 //! data copy) and a few pushes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
