@@ -30,6 +30,7 @@
 //! - `monitor`: `/jsz`, the `jetstream` section of `/varz`, `/metrics` families.
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `usage`: bytes held and reserved against `max_memory_store` / `max_file_store`.
+//! - `transform`: subject transforms (`republish`).
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
 #![warn(missing_docs)]
 
@@ -43,6 +44,7 @@ mod replication;
 pub mod store;
 mod stream;
 mod time;
+mod transform;
 mod usage;
 
 use std::sync::Arc;

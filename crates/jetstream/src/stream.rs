@@ -25,6 +25,7 @@ use crate::consumer::Consumer;
 use crate::replication::{Batch, Local, Replica};
 use crate::store::{record_size, Store, StoreError};
 use crate::time::{now_ns, rfc3339};
+use crate::transform::Transform;
 use crate::usage::Usage;
 
 /// The most messages one capture batch takes before writing.
@@ -48,6 +49,8 @@ pub(crate) struct Stream {
     consumers: Mutex<std::collections::BTreeMap<String, Arc<Consumer>>>,
     /// What all streams hold, against the server's limits.
     usage: Arc<Usage>,
+    /// `republish`: the transform to the destination, and whether only headers go.
+    republish: Mutex<Option<(Transform, bool)>>,
     /// Where its writes must be before they are acknowledged (see `replication`).
     replica: Box<dyn Replica>,
     /// See [`Self::version`].
@@ -90,6 +93,14 @@ enum Stored {
     Duplicate(u64),
 }
 
+/// A stored message's copy for `republish`: where it goes, its header block's length, and
+/// headers + payload.
+struct Republished {
+    subject: String,
+    header_len: usize,
+    data: Bytes,
+}
+
 impl Stream {
     pub(crate) fn new(
         config: StreamConfig,
@@ -104,7 +115,9 @@ impl Stream {
         let storage = config.storage;
         let reserved = config.max_bytes.max(0) as u64;
         usage.moved(storage, 0, if reserved > 0 { 0 } else { held });
+        let republish = Mutex::new(republish_of(&config));
         Arc::new(Self {
+            republish,
             replica: Box::new(Local),
             version: std::sync::atomic::AtomicU64::new(0),
             usage,
@@ -131,6 +144,7 @@ impl Stream {
     }
 
     pub(crate) fn set_config(&self, config: StreamConfig) {
+        *self.republish.lock() = republish_of(&config);
         *self.config.lock() = config;
     }
 
@@ -325,8 +339,9 @@ impl Stream {
     async fn store_batch(&self, client: &Client, batch: &mut Vec<Message>) {
         let first_seq = self.store.lock().state().last_seq + 1;
         let mut acks: Vec<(Bytes, Result<Stored, ApiError>)> = Vec::with_capacity(batch.len());
+        let mut republished = Vec::new();
         for m in batch.iter() {
-            let outcome = self.store_one(m);
+            let outcome = self.store_one(m, &mut republished);
             if let Some(reply) = &m.reply {
                 acks.push((reply.as_bytes().clone(), outcome));
             } else if let Err(e) = outcome {
@@ -373,6 +388,20 @@ impl Stream {
                 (reply, body)
             })
             .collect();
+        // Republished copies go out once the batch is written, before its acks.
+        if written.is_ok() && !republished.is_empty() {
+            let frames: Vec<starling_server::Frame<'_>> = republished
+                .iter()
+                .map(|r| starling_server::Frame {
+                    to: &r.subject,
+                    subject: &r.subject,
+                    reply: None,
+                    header_len: Some(r.header_len),
+                    data: r.data.clone(),
+                })
+                .collect();
+            let _ = client.deliver_frames(&frames).await;
+        }
         // All of the batch's acks in one hand-over: one wake-up per publisher's connection.
         let frames: Vec<starling_server::Frame<'_>> = bodies
             .iter()
@@ -407,7 +436,11 @@ impl Stream {
     }
 
     /// Checks one publish against the stream's rules and appends it.
-    fn store_one(&self, m: &Message) -> Result<Stored, ApiError> {
+    fn store_one(
+        &self,
+        m: &Message,
+        republished: &mut Vec<Republished>,
+    ) -> Result<Stored, ApiError> {
         let config = self.config.lock();
         if config.sealed {
             return Err(ApiError::sealed());
@@ -486,9 +519,24 @@ impl Stream {
         }
         self.usage
             .check(config.storage, size, config.max_bytes > 0)?;
+        // The subject's last sequence before this one (`Nats-Last-Sequence` of a republish).
+        let last_on_subject = store.subject_state(subject).map_or(0, |s| s.last);
         let seq = store
             .append(subject, header_len, &data, now)
             .map_err(ApiError::store_failed)?;
+        if let Some((transform, headers_only)) = self.republish.lock().as_ref() {
+            if let Some(to) = transform.apply(m.subject.as_str()) {
+                republished.push(republish_copy(
+                    &self.name,
+                    m,
+                    seq,
+                    now,
+                    last_on_subject,
+                    to,
+                    *headers_only,
+                ));
+            }
+        }
         if let Some(id) = msg_id {
             dedupe.insert(id, seq, now);
         }
@@ -600,4 +648,52 @@ pub(crate) fn enforce_limits(
         }
     }
     Ok(())
+}
+
+/// The transform of a configuration's `republish` (checked valid at create and update).
+fn republish_of(config: &StreamConfig) -> Option<(Transform, bool)> {
+    let (src, dest, headers_only) = config.republish_spec()?;
+    Transform::new(&src, &dest).ok().map(|t| (t, headers_only))
+}
+
+/// A stored message as `republish` sends it: its own headers, then `Nats-Stream`,
+/// `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`, `Nats-Last-Sequence` (and
+/// `Nats-Msg-Size` with headers only), as nats-server writes them.
+fn republish_copy(
+    stream: &str,
+    m: &Message,
+    seq: u64,
+    time: i64,
+    last_on_subject: u64,
+    to: String,
+    headers_only: bool,
+) -> Republished {
+    let mut block = String::from("NATS/1.0\r\n");
+    if let Some(h) = &m.headers {
+        for line in String::from_utf8_lossy(h).split("\r\n").skip(1) {
+            if !line.is_empty() {
+                block.push_str(line);
+                block.push_str("\r\n");
+            }
+        }
+    }
+    block.push_str(&format!(
+        "Nats-Stream: {stream}\r\nNats-Subject: {}\r\nNats-Sequence: {seq}\r\nNats-Time-Stamp: {}\r\nNats-Last-Sequence: {last_on_subject}\r\n",
+        m.subject.as_str(),
+        rfc3339(time)
+    ));
+    if headers_only {
+        block.push_str(&format!("Nats-Msg-Size: {}\r\n", m.payload.len()));
+    }
+    block.push_str("\r\n");
+    let header_len = block.len();
+    let mut data = block.into_bytes();
+    if !headers_only {
+        data.extend_from_slice(&m.payload);
+    }
+    Republished {
+        subject: to,
+        header_len,
+        data: Bytes::from(data),
+    }
 }

@@ -173,3 +173,72 @@ async fn objects_are_put_and_read_back() {
     store.delete("blob.bin").await.unwrap();
     assert!(store.get("blob.bin").await.is_err());
 }
+
+#[tokio::test]
+async fn republish_sends_a_copy_with_the_stream_headers() {
+    let (_server, client, js) = broker().await;
+    let mut copies = client.subscribe("repub.>").await.unwrap();
+    client.flush().await.unwrap();
+    js.create_stream(stream::Config {
+        name: "R".into(),
+        subjects: vec!["r.>".into()],
+        storage: stream::StorageType::Memory,
+        republish: Some(stream::Republish {
+            source: "r.>".into(),
+            destination: "repub.>".into(),
+            headers_only: false,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for i in 1..=2 {
+        js.publish("r.a", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for (seq, last) in [("1", "0"), ("2", "1")] {
+        let m = tokio::time::timeout(Duration::from_secs(5), copies.next())
+            .await
+            .expect("a copy arrives")
+            .unwrap();
+        assert_eq!(m.subject.as_str(), "repub.a", "what the source's > matched");
+        let h = m.headers.expect("headers");
+        assert_eq!(
+            h.get(async_nats::header::NATS_STREAM).map(|v| v.as_str()),
+            Some("R")
+        );
+        assert_eq!(
+            h.get(async_nats::header::NATS_SUBJECT).map(|v| v.as_str()),
+            Some("r.a")
+        );
+        assert_eq!(
+            h.get(async_nats::header::NATS_SEQUENCE).map(|v| v.as_str()),
+            Some(seq)
+        );
+        assert_eq!(
+            h.get(async_nats::header::NATS_LAST_SEQUENCE)
+                .map(|v| v.as_str()),
+            Some(last)
+        );
+        assert_eq!(m.payload, seq);
+    }
+    // A destination the stream itself captures would loop: refused.
+    let err = js
+        .create_stream(stream::Config {
+            name: "LOOP".into(),
+            subjects: vec!["loop.>".into()],
+            storage: stream::StorageType::Memory,
+            republish: Some(stream::Republish {
+                source: ">".into(),
+                destination: "loop.x.>".into(),
+                headers_only: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forms a cycle"), "{err}");
+}

@@ -215,6 +215,22 @@ impl StreamConfig {
             };
             return Err(ApiError::invalid_config(text));
         }
+        if let Some((src, dest, _)) = self.republish_spec() {
+            if crate::transform::Transform::new(&src, &dest).is_err() {
+                return Err(ApiError::invalid_config(format!(
+                    "stream configuration for republish with transform from '{src}' to '{dest}' not valid"
+                )));
+            }
+            if self
+                .subjects
+                .iter()
+                .any(|s| starling_sublist::subjects_collide(s.as_bytes(), dest.as_bytes()))
+            {
+                return Err(ApiError::invalid_config(
+                    "stream configuration for republish destination forms a cycle",
+                ));
+            }
+        }
         let has_mirror = self.extra.get("mirror").is_some_and(|m| !m.is_null());
         if self.extra.get("mirror_direct").and_then(Value::as_bool) == Some(true) && !has_mirror {
             return Err(ApiError::invalid_config(
@@ -252,6 +268,22 @@ impl StreamConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl StreamConfig {
+    /// `republish`: source (default `>`), destination, headers only.
+    pub(crate) fn republish_spec(&self) -> Option<(String, String, bool)> {
+        let r = self.extra.get("republish")?;
+        let dest = r.get("dest")?.as_str()?.to_string();
+        let src = r
+            .get("src")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(">")
+            .to_string();
+        let headers_only = r.get("headers_only").and_then(Value::as_bool) == Some(true);
+        Some((src, dest, headers_only))
     }
 }
 
