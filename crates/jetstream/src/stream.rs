@@ -49,6 +49,8 @@ pub(crate) struct Stream {
     consumers: Mutex<std::collections::BTreeMap<String, Arc<Consumer>>>,
     /// What all streams hold, against the server's limits.
     usage: Arc<Usage>,
+    /// `subject_transform`: what a captured subject is stored as.
+    subject_transform: Mutex<Option<Transform>>,
     /// `republish`: the transform to the destination, and whether only headers go.
     republish: Mutex<Option<(Transform, bool)>>,
     /// Where its writes must be before they are acknowledged (see `replication`).
@@ -116,8 +118,10 @@ impl Stream {
         let reserved = config.max_bytes.max(0) as u64;
         usage.moved(storage, 0, if reserved > 0 { 0 } else { held });
         let republish = Mutex::new(republish_of(&config));
+        let subject_transform = Mutex::new(subject_transform_of(&config));
         Arc::new(Self {
             republish,
+            subject_transform,
             replica: Box::new(Local),
             version: std::sync::atomic::AtomicU64::new(0),
             usage,
@@ -145,6 +149,7 @@ impl Stream {
 
     pub(crate) fn set_config(&self, config: StreamConfig) {
         *self.republish.lock() = republish_of(&config);
+        *self.subject_transform.lock() = subject_transform_of(&config);
         *self.config.lock() = config;
     }
 
@@ -442,6 +447,13 @@ impl Stream {
         republished: &mut Vec<Republished>,
     ) -> Result<Stored, ApiError> {
         let config = self.config.lock();
+        // `subject_transform`: the message is stored (and checked) under the new subject.
+        let transformed = self
+            .subject_transform
+            .lock()
+            .as_ref()
+            .and_then(|t| t.apply(m.subject.as_str()));
+        let stored_subject = transformed.as_deref().unwrap_or(m.subject.as_str());
         if config.sealed {
             return Err(ApiError::sealed());
         }
@@ -470,7 +482,7 @@ impl Stream {
         if let Some(v) = m.header("Nats-Expected-Last-Subject-Sequence") {
             let want: u64 = v.parse().map_err(|_| ApiError::bad_request())?;
             let last = store
-                .subject_state(m.subject.as_bytes())
+                .subject_state(stored_subject.as_bytes())
                 .map_or(0, |s| s.last);
             if want != last {
                 return Err(ApiError::wrong_last_sequence(last));
@@ -499,7 +511,7 @@ impl Stream {
         if config.max_msg_size >= 0 && data.len() as i64 > config.max_msg_size {
             return Err(ApiError::message_too_large());
         }
-        let subject = m.subject.as_bytes();
+        let subject = stored_subject.as_bytes();
         let size = record_size(subject.len(), data.len());
         if config.discard == Discard::New {
             if config.max_msgs > 0 && state.msgs as i64 >= config.max_msgs {
@@ -525,13 +537,12 @@ impl Stream {
             .append(subject, header_len, &data, now)
             .map_err(ApiError::store_failed)?;
         if let Some((transform, headers_only)) = self.republish.lock().as_ref() {
-            if let Some(to) = transform.apply(m.subject.as_str()) {
+            if let Some(to) = transform.apply(stored_subject) {
                 republished.push(republish_copy(
                     &self.name,
+                    stored_subject,
                     m,
-                    seq,
-                    now,
-                    last_on_subject,
+                    (seq, now, last_on_subject),
                     to,
                     *headers_only,
                 ));
@@ -650,21 +661,27 @@ pub(crate) fn enforce_limits(
     Ok(())
 }
 
+/// The transform of a configuration's `subject_transform` (checked valid at create and update).
+fn subject_transform_of(config: &StreamConfig) -> Option<Transform> {
+    let (src, dest) = config.subject_transform_spec()?;
+    Transform::new(&src, &dest).ok()
+}
+
 /// The transform of a configuration's `republish` (checked valid at create and update).
 fn republish_of(config: &StreamConfig) -> Option<(Transform, bool)> {
     let (src, dest, headers_only) = config.republish_spec()?;
     Transform::new(&src, &dest).ok().map(|t| (t, headers_only))
 }
 
-/// A stored message as `republish` sends it: its own headers, then `Nats-Stream`,
+/// A stored message (its stored subject; seq, time, and the subject's previous seq) as
+/// `republish` sends it: its own headers, then `Nats-Stream`,
 /// `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`, `Nats-Last-Sequence` (and
 /// `Nats-Msg-Size` with headers only), as nats-server writes them.
 fn republish_copy(
     stream: &str,
+    subject: &str,
     m: &Message,
-    seq: u64,
-    time: i64,
-    last_on_subject: u64,
+    (seq, time, last_on_subject): (u64, i64, u64),
     to: String,
     headers_only: bool,
 ) -> Republished {
@@ -679,7 +696,7 @@ fn republish_copy(
     }
     block.push_str(&format!(
         "Nats-Stream: {stream}\r\nNats-Subject: {}\r\nNats-Sequence: {seq}\r\nNats-Time-Stamp: {}\r\nNats-Last-Sequence: {last_on_subject}\r\n",
-        m.subject.as_str(),
+        subject,
         rfc3339(time)
     ));
     if headers_only {

@@ -463,3 +463,27 @@ async fn account_limits_cap_streams_consumers_and_bytes() {
         .unwrap_err();
     assert!(err.to_string().contains("insufficient memory"), "{err}");
 }
+
+#[tokio::test]
+async fn a_subject_transform_stores_under_the_new_subject() {
+    let (_server, js) = broker(JetStream::new()).await;
+    let mut s = js
+        .create_stream(stream::Config {
+            subject_transform: Some(stream::SubjectTransform {
+                source: "in.*.*".into(),
+                destination: "out.$2.$1".into(),
+            }),
+            ..memory("T", &["in.>"])
+        })
+        .await
+        .unwrap();
+    js.publish("in.eu.42", "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let m = s.get_raw_message(1).await.unwrap();
+    assert_eq!(m.subject.as_str(), "out.42.eu");
+    let info = s.info().await.unwrap();
+    assert_eq!(info.state.messages, 1);
+}

@@ -215,6 +215,13 @@ impl StreamConfig {
             };
             return Err(ApiError::invalid_config(text));
         }
+        if let Some((src, dest)) = self.subject_transform_spec() {
+            if crate::transform::Transform::new(&src, &dest).is_err() {
+                return Err(ApiError::invalid_config(format!(
+                    "stream configuration for subject transform from '{src}' to '{dest}' not valid"
+                )));
+            }
+        }
         if let Some((src, dest, _)) = self.republish_spec() {
             if crate::transform::Transform::new(&src, &dest).is_err() {
                 return Err(ApiError::invalid_config(format!(
@@ -272,6 +279,19 @@ impl StreamConfig {
 }
 
 impl StreamConfig {
+    /// `subject_transform`: source (default `>`) and destination.
+    pub(crate) fn subject_transform_spec(&self) -> Option<(String, String)> {
+        let t = self.extra.get("subject_transform")?;
+        let dest = t.get("dest")?.as_str()?.to_string();
+        let src = t
+            .get("src")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(">")
+            .to_string();
+        Some((src, dest))
+    }
+
     /// `republish`: source (default `>`), destination, headers only.
     pub(crate) fn republish_spec(&self) -> Option<(String, String, bool)> {
         let r = self.extra.get("republish")?;
