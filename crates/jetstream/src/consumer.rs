@@ -244,6 +244,8 @@ struct State {
     dirty: bool,
     /// Acked and not yet checked against the other consumers (interest retention).
     interest_acked: Vec<u64>,
+    /// Paused until then (ns since the epoch; 0 = not paused): `CONSUMER.PAUSE`.
+    paused_until: i64,
     /// When the last delivery and the last ack happened (ns since the epoch; 0 = never).
     last_delivery: i64,
     last_ack: i64,
@@ -326,6 +328,7 @@ pub(crate) struct Consumer {
 pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
     let mut st = c.state.lock();
     let pending = c.num_pending(stream, &mut st);
+    let remaining = st.paused_until - now_ns();
     let settings = c.settings.load();
     let push = settings.config.deliver_subject.is_some();
     let waiting = st.waiting.iter().filter(|r| !r.push).count();
@@ -351,6 +354,10 @@ pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
     });
     if push && c.push_bound() {
         v["push_bound"] = json!(true);
+    }
+    if remaining > 0 {
+        v["paused"] = json!(true);
+        v["pause_remaining"] = json!(remaining);
     }
     v
 }
@@ -421,6 +428,13 @@ impl Consumer {
                 dirty: true,
                 interest_acked: Vec::new(),
                 replay_base: None,
+                paused_until: config
+                    .extra
+                    .get("pause_until")
+                    .and_then(Value::as_str)
+                    .and_then(crate::time::parse_rfc3339)
+                    .filter(|t| *t > now_ns())
+                    .unwrap_or(0),
                 last_delivery: 0,
                 last_ack: 0,
                 advisories: Vec::new(),
@@ -897,6 +911,28 @@ impl Consumer {
         crate::account::write_durably(dir, "state.json", &body, self.sync_always)
     }
 
+    /// `CONSUMER.PAUSE`: pauses deliveries until `until` (ns since the epoch), or resumes them
+    /// (`None`, or a time passed). Returns the time it is paused until, 0 when not paused.
+    pub(crate) fn pause(&self, until: Option<i64>) -> i64 {
+        let until = until.filter(|t| *t > now_ns()).unwrap_or(0);
+        let mut config = self.settings.load().config.clone();
+        if until > 0 {
+            config
+                .extra
+                .insert("pause_until".into(), json!(rfc3339(until)));
+        } else {
+            config.extra.remove("pause_until");
+        }
+        let filters = config.filters();
+        self.settings.store(Arc::new(Settings { config, filters }));
+        let mut st = self.state.lock();
+        st.paused_until = until;
+        st.dirty = true;
+        drop(st);
+        self.wake();
+        until
+    }
+
     /// Deletes what it keeps on disk, for good: no save comes after.
     pub(crate) fn remove_files(&self) {
         let _saving = self.saving.lock();
@@ -1136,6 +1172,12 @@ impl Consumer {
         out: &mut Vec<Out>,
         deadline: &mut Option<Instant>,
     ) {
+        let paused = st.paused_until - now_ns();
+        if paused > 0 {
+            // Paused: nothing goes out until then (requests wait, or expire).
+            *deadline = min_some(*deadline, Some(now + Duration::from_nanos(paused as u64)));
+            return;
+        }
         while let Some(req) = st.waiting.front() {
             let (no_wait, push) = (req.no_wait, req.push);
             if push && (!bound || st.flow_control.is_some()) {

@@ -686,3 +686,42 @@ async fn pending_is_exact_for_messages_published_after_the_consumer() {
         .unwrap_err();
     assert!(err.to_string().contains("also needs heartbeats"), "{err}");
 }
+
+#[tokio::test]
+async fn a_paused_consumer_delivers_nothing_until_it_is_resumed() {
+    let (_server, _js, s) = with_stream(3).await;
+    let mut c: consumer::PullConsumer = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("p".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!c.info().await.unwrap().paused);
+    let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+    let paused = s.pause_consumer("p", until).await.unwrap();
+    assert!(paused.paused);
+    assert!(c.info().await.unwrap().paused);
+    let none: Vec<_> = c
+        .fetch()
+        .max_messages(3)
+        .expires(Duration::from_millis(300))
+        .messages()
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(none.is_empty(), "paused: nothing is delivered");
+    let resumed = s.resume_consumer("p").await.unwrap();
+    assert!(!resumed.paused);
+    assert!(!c.info().await.unwrap().paused);
+    let some: Vec<_> = c
+        .fetch()
+        .max_messages(3)
+        .messages()
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(some.len(), 3);
+}

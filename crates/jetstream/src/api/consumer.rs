@@ -331,3 +331,29 @@ pub(crate) fn next(js: &JsAccount, rest: &str, m: &Message) -> Option<(u16, Stri
     let reply = m.reply.as_deref()?;
     c.request_next(reply, &m.payload).err()
 }
+
+/// `CONSUMER.PAUSE.<stream>.<consumer>`: `{"pause_until": <time>}` pauses deliveries until then;
+/// no time (or one passed) resumes them.
+pub(crate) fn pause(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, ApiError> {
+    #[derive(Deserialize, Default)]
+    struct PauseRequest {
+        #[serde(default)]
+        pause_until: Option<String>,
+    }
+    let req: PauseRequest = parse(body)?;
+    let (_, c) = consumer_of(js, rest)?;
+    let until = match req.pause_until.as_deref() {
+        None => None,
+        Some(t) => Some(
+            crate::time::parse_rfc3339(t)
+                .ok_or_else(|| ApiError::invalid_json(format!("bad pause_until {t:?}")))?,
+        ),
+    };
+    let until = c.pause(until);
+    save_meta(&c)?;
+    let mut v = json!({ "paused": until > 0, "pause_until": crate::time::rfc3339(until) });
+    if until > 0 {
+        v["pause_remaining"] = json!(until - crate::time::now_ns());
+    }
+    Ok(v)
+}

@@ -59,6 +59,7 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
         }
         "CONSUMER.INFO" => consumer::info(js, rest),
         "CONSUMER.DELETE" => consumer::delete(js, rest).await,
+        "CONSUMER.PAUSE" => consumer::pause(js, rest, body),
         "CONSUMER.NAMES" => consumer::names(js, rest, body),
         "CONSUMER.LIST" => consumer::list(js, rest, body),
         "CONSUMER.MSG.NEXT" => {
@@ -97,7 +98,8 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
 
 /// Splits `STREAM.CREATE.ORDERS` into the verb and what follows it.
 fn split_verb(api: &str) -> (&str, &str) {
-    const VERBS: [&str; 18] = [
+    const VERBS: [&str; 19] = [
+        "CONSUMER.PAUSE",
         "CONSUMER.DURABLE.CREATE",
         "CONSUMER.MSG.NEXT",
         "CONSUMER.CREATE",
@@ -147,6 +149,7 @@ fn response_type(verb: &str) -> String {
         "CONSUMER.DELETE" => "consumer_delete",
         "CONSUMER.NAMES" => "consumer_names",
         "CONSUMER.LIST" => "consumer_list",
+        "CONSUMER.PAUSE" => "consumer_pause",
         "CONSUMER.MSG.NEXT" => "consumer_getnext",
         _ => "unknown",
     };
