@@ -321,6 +321,11 @@ impl JsAccount {
                 "stream configuration update can not change retention policy",
             ));
         }
+        if old.allow_msg_ttl && !config.allow_msg_ttl {
+            return Err(ApiError::invalid_config(
+                "message TTL status can not be disabled",
+            ));
+        }
         if old.sealed && !config.sealed {
             return Err(ApiError::update_failed(
                 "stream configuration update can not unseal a sealed stream",
@@ -480,17 +485,36 @@ impl JsAccount {
 
 /// A stream's timers: `max_age` expiry once a second, and the `sync_interval` fsync.
 async fn maintain(stream: std::sync::Weak<Stream>, server: Server, sync: SyncPolicy) {
-    let mut expire = tokio::time::interval(Duration::from_secs(1));
     let sync_every = match sync {
         SyncPolicy::Interval(d) => d.max(Duration::from_millis(10)),
         SyncPolicy::Always => Duration::from_secs(3600),
     };
     let mut fsync = tokio::time::interval(sync_every);
-    expire.tick().await;
     fsync.tick().await;
+    // The deadline the next expiry is for, and the one the last expiry was for.
+    let mut expired_at = None;
     loop {
+        // Expiry runs when the oldest message's `max_age` or the earliest TTL comes due, and
+        // at least every second (a TTL published meanwhile may be due sooner).
+        // A deadline that expiry left where it was (a `Nats-TTL: never` message is the oldest)
+        // waits the second too, rather than spinning.
+        let wake = {
+            let Some(s) = stream.upgrade() else { return };
+            let soon = tokio::time::Instant::now() + Duration::from_secs(1);
+            let planned = s.next_expiry();
+            let wake = planned
+                .filter(|t| Some(*t) != expired_at)
+                .map(|t| {
+                    let wait = t.saturating_sub(now_ns()).max(0) as u64;
+                    tokio::time::Instant::now() + Duration::from_nanos(wait)
+                })
+                .map_or(soon, |t| t.min(soon));
+            (wake, planned)
+        };
+        let (wake, planned) = wake;
         tokio::select! {
-            _ = expire.tick() => {
+            () = tokio::time::sleep_until(wake) => {
+                expired_at = planned;
                 let Some(s) = stream.upgrade() else { return };
                 if let Err(e) = s.expire() {
                     warn!(stream = %s.name(), "expiry failed: {e}");

@@ -31,6 +31,7 @@
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `usage`: bytes held and reserved against `max_memory_store` / `max_file_store`.
 //! - `transform`: subject transforms (`republish`).
+//! - `ttl`: per-message TTLs (`Nats-TTL`) and subject delete markers.
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
 #![warn(missing_docs)]
 
@@ -45,6 +46,7 @@ pub mod store;
 mod stream;
 mod time;
 mod transform;
+mod ttl;
 mod usage;
 
 use std::sync::Arc;

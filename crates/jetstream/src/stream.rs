@@ -26,6 +26,7 @@ use crate::replication::{Batch, Local, Replica};
 use crate::store::{record_size, Store, StoreError};
 use crate::time::{now_ns, rfc3339};
 use crate::transform::Transform;
+use crate::ttl::{self, Deadlines, Ttl};
 use crate::usage::Usage;
 
 /// The most messages one capture batch takes before writing.
@@ -59,6 +60,8 @@ pub(crate) struct Stream {
     version: std::sync::atomic::AtomicU64,
     /// The bytes of this stream counted in `usage` (0 for a stream with a reservation).
     counted: std::sync::atomic::AtomicU64,
+    /// When the messages with a `Nats-TTL` expire.
+    deadlines: Mutex<Deadlines>,
 }
 
 /// The ids of recent publishes: id → sequence, and the order they expire in.
@@ -113,6 +116,12 @@ impl Stream {
         domain: Option<String>,
         usage: Arc<Usage>,
     ) -> Arc<Self> {
+        let mut store = store;
+        let deadlines = if config.allow_msg_ttl {
+            ttl_deadlines(&mut *store, &config.name)
+        } else {
+            Deadlines::default()
+        };
         let held = store.state().bytes;
         let storage = config.storage;
         let reserved = config.max_bytes.max(0) as u64;
@@ -136,6 +145,7 @@ impl Stream {
             sync,
             domain,
             consumers: Mutex::new(Default::default()),
+            deadlines: Mutex::new(deadlines),
         })
     }
 
@@ -498,8 +508,27 @@ impl Stream {
         if rollup.is_some() && !config.allow_rollup_hdrs {
             return Err(ApiError::rollup_not_allowed());
         }
+        let mut msg_ttl = match m.header(ttl::TTL_HEADER) {
+            Some(v) => ttl::parse(v)?,
+            None => Ttl::Seconds(0),
+        };
+        if msg_ttl != Ttl::Seconds(0) && !config.allow_msg_ttl {
+            return Err(ApiError::message_ttl_disabled());
+        }
+        // With markers, a TTL is at least the marker's (nats-server: a shorter one could expire
+        // a subject's message while its marker still stands, and the next marker be missed).
+        // One message per subject cannot meet its own marker.
+        let marker_secs = config.subject_delete_marker_ttl / 1_000_000_000;
+        let mut raised_headers = None;
+        if let Ttl::Seconds(secs) = msg_ttl {
+            if secs > 0 && secs < marker_secs && config.max_msgs_per_subject != 1 {
+                msg_ttl = Ttl::Seconds(marker_secs);
+                raised_headers = m.headers.as_deref().map(|h| ttl::with_ttl(h, marker_secs));
+            }
+        }
         // The stored form: the header block and payload back to back, as on the wire.
-        let (header_len, data) = match &m.headers {
+        let headers = raised_headers.as_deref().or(m.headers.as_deref());
+        let (header_len, data) = match headers {
             Some(h) => {
                 let mut d = Vec::with_capacity(h.len() + m.payload.len());
                 d.extend_from_slice(h);
@@ -548,6 +577,10 @@ impl Stream {
                 ));
             }
         }
+        let mut deadlines = self.deadlines.lock();
+        if let Ttl::Seconds(secs @ 1..) = msg_ttl {
+            deadlines.insert(seq, now, secs);
+        }
         if let Some(id) = msg_id {
             dedupe.insert(id, seq, now);
         }
@@ -563,7 +596,7 @@ impl Stream {
             }
             _ => {}
         }
-        enforce_limits(&config, &mut **store, Some(subject), now)
+        enforce_limits(&config, &mut **store, Some(subject), now, &mut deadlines)
             .map_err(ApiError::store_failed)?;
         if config.retention == Retention::Interest
             && !self.consumers.lock().values().any(|c| c.wants(subject))
@@ -574,15 +607,43 @@ impl Stream {
         Ok(Stored::Seq(seq))
     }
 
-    /// Removes what `max_age` no longer allows; called on a timer.
+    /// Removes what `max_age` and the messages' TTLs no longer allow, leaving subject delete
+    /// markers where the stream asks for them; called on a timer.
     pub(crate) fn expire(&self) -> Result<(), StoreError> {
-        {
+        let marked = {
             let config = self.config.lock();
             let mut store = self.store.lock();
-            enforce_limits(&config, &mut **store, None, now_ns())?;
-        }
+            let mut deadlines = self.deadlines.lock();
+            let now = now_ns();
+            let last = store.state().last_seq;
+            enforce_limits(&config, &mut **store, None, now, &mut deadlines)?;
+            let due = deadlines.take_due(now);
+            expire_each(&config, &mut **store, &due, now, &mut deadlines)?;
+            let marked = store.state().last_seq != last;
+            if marked {
+                store.flush()?;
+            }
+            marked
+        };
         self.recount();
+        if marked {
+            for c in self.consumers() {
+                c.wake();
+            }
+        }
         Ok(())
+    }
+
+    /// When [`Self::expire`] next has work: the oldest message's `max_age`, or the earliest
+    /// TTL (ns since the epoch).
+    pub(crate) fn next_expiry(&self) -> Option<i64> {
+        let max_age = self.config.lock().max_age;
+        let by_age = (max_age > 0)
+            .then(|| self.store.lock().state())
+            .filter(|st| st.msgs > 0)
+            .map(|st| st.first_time.saturating_add(max_age));
+        let by_ttl = self.deadlines.lock().next();
+        by_age.into_iter().chain(by_ttl).min()
     }
 
     /// Makes what is written durable (the `sync_interval` timer, shutdown).
@@ -614,6 +675,7 @@ pub(crate) fn enforce_limits(
     store: &mut dyn Store,
     subject: Option<&[u8]>,
     now: i64,
+    deadlines: &mut Deadlines,
 ) -> Result<(), StoreError> {
     if config.discard == Discard::Old || subject.is_none() {
         if let (Some(subject), true) = (subject, config.max_msgs_per_subject > 0) {
@@ -646,7 +708,7 @@ pub(crate) fn enforce_limits(
     if config.max_age > 0 {
         let cutoff = now - config.max_age;
         let st = store.state();
-        if st.msgs > 0 && st.first_time <= cutoff {
+        if st.msgs > 0 && st.first_time <= cutoff && !config.allow_msg_ttl {
             // Everything at or before the cutoff goes: find the first message after it.
             let mut seq = st.first_seq;
             while let Some(m) = store.load_next(seq, None)? {
@@ -656,9 +718,74 @@ pub(crate) fn enforce_limits(
                 seq = m.seq + 1;
             }
             store.compact(seq)?;
+        } else if st.msgs > 0 && st.first_time <= cutoff {
+            // With TTLs, `never` outlives `max_age`, and markers may replace what goes.
+            let mut seq = st.first_seq;
+            let mut due = Vec::new();
+            while let Some(m) = store.load_next(seq, None)? {
+                if m.time > cutoff {
+                    break;
+                }
+                seq = m.seq + 1;
+                if ttl::of_headers(m.headers()) != Some(Ttl::Never) {
+                    due.push(m.seq);
+                }
+            }
+            expire_each(config, store, &due, now, deadlines)?;
         }
     }
     Ok(())
+}
+
+/// Removes the expired messages `seqs` (ascending). With `subject_delete_marker_ttl`, the last
+/// message of a subject (unless it is a marker itself) is replaced by a marker: appended with
+/// `Nats-Rollup: sub`, which removes the subject's older messages.
+fn expire_each(
+    config: &StreamConfig,
+    store: &mut dyn Store,
+    seqs: &[u64],
+    now: i64,
+    deadlines: &mut Deadlines,
+) -> Result<(), StoreError> {
+    let marker_secs = config.subject_delete_marker_ttl / 1_000_000_000;
+    for &seq in seqs {
+        if marker_secs <= 0 {
+            store.remove(seq)?;
+            continue;
+        }
+        let Some(m) = store.load(seq)? else { continue };
+        let last = store.subject_state(&m.subject).is_some_and(|s| s.msgs == 1);
+        if last && !ttl::is_marker(m.headers()) {
+            let marker = ttl::marker_headers(marker_secs);
+            let marker_seq = store.append(&m.subject, marker.len(), &marker, now)?;
+            store.purge_subject(&m.subject, Some(marker_seq), None)?;
+            deadlines.insert(marker_seq, now, marker_secs);
+        } else {
+            store.remove(seq)?;
+        }
+    }
+    Ok(())
+}
+
+/// The deadlines of a recovered stream's messages with a TTL (their headers hold it).
+fn ttl_deadlines(store: &mut dyn Store, stream: &str) -> Deadlines {
+    let mut deadlines = Deadlines::default();
+    let mut seq = store.state().first_seq;
+    loop {
+        match store.load_next(seq, None) {
+            Ok(Some(m)) => {
+                if let Some(Ttl::Seconds(secs)) = ttl::of_headers(m.headers()) {
+                    deadlines.insert(m.seq, m.time, secs);
+                }
+                seq = m.seq + 1;
+            }
+            Ok(None) => return deadlines,
+            Err(e) => {
+                warn!(%stream, "reading message TTLs failed at {seq}: {e}");
+                return deadlines;
+            }
+        }
+    }
 }
 
 /// The transform of a configuration's `subject_transform` (checked valid at create and update).

@@ -67,6 +67,12 @@ impl ApiError {
     pub(crate) fn message_too_large() -> Self {
         Self::new(400, 10054, "message size exceeds maximum allowed")
     }
+    pub(crate) fn message_ttl_invalid() -> Self {
+        Self::new(400, 10165, "invalid per-message TTL")
+    }
+    pub(crate) fn message_ttl_disabled() -> Self {
+        Self::new(400, 10166, "per-message TTL is disabled")
+    }
     pub(crate) fn store_failed(what: impl std::fmt::Display) -> Self {
         Self::new(503, 10077, format!("{what}"))
     }

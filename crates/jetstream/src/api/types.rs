@@ -56,6 +56,10 @@ fn minus_one() -> i64 {
 fn one() -> i64 {
     1
 }
+fn is_no_time(n: &Nanos) -> bool {
+    *n == 0
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -126,6 +130,13 @@ pub struct StreamConfig {
     /// Publishes are not acknowledged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub no_ack: bool,
+    /// `Nats-TTL` headers are honoured (nats-server 2.11).
+    #[serde(default)]
+    pub allow_msg_ttl: bool,
+    /// The TTL of the marker left when age or a TTL removes a subject's last message, in
+    /// nanoseconds; 0 = no markers.
+    #[serde(default, skip_serializing_if = "is_no_time")]
+    pub subject_delete_marker_ttl: Nanos,
     /// User metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
@@ -169,9 +180,14 @@ impl StreamConfig {
             ("compression", Value::from("none")),
             ("mirror_direct", Value::from(false)),
             ("consumer_limits", Value::Object(Map::new())),
-            ("allow_msg_ttl", Value::from(false)),
         ] {
             self.extra.entry(k).or_insert(v);
+        }
+        // Markers need TTLs (their own) and roll-ups (they replace the subject's messages).
+        if self.subject_delete_marker_ttl > 0 {
+            self.allow_msg_ttl = true;
+            self.allow_rollup_hdrs = true;
+            self.deny_purge = false;
         }
         if self.max_msgs == 0 {
             self.max_msgs = -1;
@@ -250,6 +266,22 @@ impl StreamConfig {
         if self.duplicate_window < 0 {
             return Err(ApiError::invalid_config(
                 "duplicates window can not be negative",
+            ));
+        }
+        if self.subject_delete_marker_ttl > 0 {
+            if self.subject_delete_marker_ttl < 1_000_000_000 {
+                return Err(ApiError::invalid_config(
+                    "subject delete marker TTL must be at least 1 second",
+                ));
+            }
+            if has_mirror {
+                return Err(ApiError::invalid_config(
+                    "subject delete markers forbidden on mirrors",
+                ));
+            }
+        } else if self.subject_delete_marker_ttl < 0 {
+            return Err(ApiError::invalid_config(
+                "subject delete marker TTL must not be negative",
             ));
         }
         if self.deny_purge && self.allow_rollup_hdrs {
