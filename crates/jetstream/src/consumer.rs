@@ -1172,6 +1172,11 @@ impl Consumer {
         out: &mut Vec<Out>,
         deadline: &mut Option<Instant>,
     ) {
+        let settings = self.settings.load();
+        let config = &settings.config;
+        // Whether the front request's requester still listens: looked up once per request and
+        // fill, not once per message (a sublist lookup each).
+        let mut front_checked = false;
         let paused = st.paused_until - now_ns();
         if paused > 0 {
             // Paused: nothing goes out until then (requests wait, or expire).
@@ -1187,21 +1192,24 @@ impl Consumer {
                 }
                 return;
             }
-            if !push && !self.server.has_interest_in(&self.account, &req.reply) {
-                // Nobody listens on the reply any more: the request is dropped, not filled
-                // (nats-server checks the same), so a later request gets the message.
-                st.waiting.pop_front();
-                continue;
+            if !push && !front_checked {
+                if !self.server.has_interest_in(&self.account, &req.reply) {
+                    // Nobody listens on the reply any more: the request is dropped, not filled
+                    // (nats-server checks the same), so a later request gets the message.
+                    st.waiting.pop_front();
+                    continue;
+                }
+                front_checked = true;
             }
-            let ack_full = self.settings.load().config.ack_policy != AckPolicy::None
-                && self.settings.load().config.max_ack_pending > 0
-                && st.pending.len() as i64 >= self.settings.load().config.max_ack_pending;
+            let ack_full = config.ack_policy != AckPolicy::None
+                && config.max_ack_pending > 0
+                && st.pending.len() as i64 >= config.max_ack_pending;
             // At max_ack_pending only redeliveries go out: they do not add to what is pending.
             let found = self.next_message(stream, st, !ack_full);
             // `replay_policy: original`: a new message goes out as long after the first as it
             // was stored after it.
             if let Some((m, false)) = &found {
-                if self.settings.load().config.replay_policy == "original" {
+                if config.replay_policy == "original" {
                     let (start, first) = *st.replay_base.get_or_insert((now, m.time));
                     let due = start + Duration::from_nanos((m.time - first).max(0) as u64);
                     if due > now {
@@ -1220,6 +1228,7 @@ impl Consumer {
                     .front()
                     .is_some_and(|r| r.expires.is_some() && r.sent == 0);
                 if no_wait && !waits {
+                    front_checked = false;
                     let r = st.waiting.pop_front().expect("front exists");
                     let (code, text) = if r.sent == 0 {
                         (404, "No Messages")
@@ -1234,6 +1243,7 @@ impl Consumer {
             let size = (m.subject.len() + m.data.len()) as u64;
             let req = st.waiting.front_mut().expect("front exists");
             if req.max_bytes > 0 && req.sent > 0 && size > req.max_bytes {
+                front_checked = false;
                 let r = st.waiting.pop_front().expect("front exists");
                 out.push(Out::Status(
                     r.reply,
@@ -1265,12 +1275,12 @@ impl Consumer {
                 req.max_bytes = req.max_bytes.saturating_sub(size).max(1);
             }
             let done = req.sent >= req.batch;
-            let to = req.reply.clone();
-            out.push(Out::Msg(to.clone(), m, ack));
+            out.push(Out::Msg(req.reply.clone(), m, ack));
             if done {
+                front_checked = false;
                 st.waiting.pop_front();
             }
-            if push && self.settings.load().config.flow_control {
+            if push && config.flow_control {
                 st.since_flow_control += size;
                 if st.since_flow_control >= FLOW_CONTROL_WINDOW {
                     let fc = format!(
@@ -1281,7 +1291,11 @@ impl Consumer {
                     );
                     st.since_flow_control = 0;
                     st.flow_control = Some(fc.clone());
-                    out.push(Out::FlowControl(to, fc));
+                    // To the subscriber of the delivery just pushed.
+                    if let Some(Out::Msg(to, ..)) = out.last() {
+                        let to = to.clone();
+                        out.push(Out::FlowControl(to, fc));
+                    }
                 }
             }
         }
