@@ -481,6 +481,65 @@ fn kv_get_scenario(
     })
 }
 
+/// `recover`: creates the file stream `BENCH` at `cfg.url` and fills it with `n` messages of
+/// `cfg.size` bytes, every PubAck checked, then confirms the count with STREAM.INFO.
+pub fn fill_file_stream(cfg: &Config, n: u64) -> Result<()> {
+    let cfg = Config {
+        scenario: Scenario::JsReplay,
+        storage: Storage::File,
+        ..cfg.clone()
+    };
+    let mut api = Api::connect(&cfg)?;
+    let (stream, config) = stream_config(&cfg);
+    api.delete_stream(stream, true)?;
+    api.request(
+        &format!("$JS.API.STREAM.CREATE.{stream}"),
+        config.to_string().as_bytes(),
+    )?;
+    prefill(&cfg, stream, n, |_, out| {
+        out.extend_from_slice(SUBJECT.as_bytes())
+    })?;
+    let info = api.request(&format!("$JS.API.STREAM.INFO.{stream}"), b"")?;
+    if info["state"]["messages"] != n || info["state"]["last_seq"] != n {
+        return Err(BenchError::Sequence(format!(
+            "{n} PubAcks received, but STREAM.INFO.{stream} reports {}",
+            info["state"]
+        )));
+    }
+    Ok(())
+}
+
+/// `recover`: waits until the (restarted) server at `cfg.url` answers STREAM.INFO for
+/// `BENCH`; returns its `messages` and `last_seq` then. Connection refusals, "no responders"
+/// (JetStream not up yet) and errors are retried until `deadline`.
+pub fn await_stream(cfg: &Config, deadline: Instant) -> Result<(u64, u64)> {
+    let subject = format!("$JS.API.STREAM.INFO.{STREAM}");
+    let mut api: Option<Api> = None;
+    loop {
+        let answer = match api.as_mut() {
+            Some(a) => a.request(&subject, b""),
+            None => Api::connect(cfg).and_then(|a| api.insert(a).request(&subject, b"")),
+        };
+        match answer {
+            Ok(info) => {
+                let state = &info["state"];
+                return Ok((
+                    state["messages"].as_u64().unwrap_or(0),
+                    state["last_seq"].as_u64().unwrap_or(0),
+                ));
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context("waiting for the stream after the restart"))
+            }
+            // Not up yet: ask again shortly, on a new connection.
+            Err(_) => {
+                api = None;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// Publishes `n` messages with acks checked, untimed (`subject(i)` names publish `i`'s
 /// subject).
 fn prefill(

@@ -18,6 +18,7 @@
 //! - `procstat`: server CPU time and RSS from `/proc`.
 //! - `report`: [`RunResult`], tables and JSON lines.
 //! - `compare`: starts Starling and nats-server and runs scenarios against both, alternately.
+//! - `recover`: disk per message and the time back after `kill -9`, for a file stream on both.
 //! - `args`: the hand-written command-line parser of the binary.
 
 pub mod accounts;
@@ -29,6 +30,7 @@ pub mod flow;
 pub mod handshake;
 pub mod js;
 pub mod procstat;
+pub mod recover;
 pub mod report;
 pub mod reqrep;
 mod scenario;

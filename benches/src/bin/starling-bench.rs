@@ -18,6 +18,10 @@ USAGE:
   starling-bench compare [--scenarios all|a,b,c] [--rounds 3] [flags]
   starling-bench config --scenario accounts [--accounts N]   print the config file the
                         scenario's server needs (for `run` against a server you start)
+  starling-bench recover [--msgs N] [--size B] [--rounds 3] [--cold]
+                        a file stream of N messages on Starling and on nats-server: disk
+                        per message after kill -9, and the time from the restart's spawn
+                        to STREAM.INFO answering (--cold: page cache dropped first, root)
 
 SCENARIOS:
   pub pubsub pubsub-headers fanout fanin queue wildcard reqrep subs route accounts
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         "run" => Args::parse(argv).and_then(run_cmd),
         "compare" => Args::parse(argv).and_then(compare_cmd),
         "config" => Args::parse(argv).and_then(config_cmd),
+        "recover" => Args::parse(argv).and_then(recover_cmd),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -268,6 +273,27 @@ fn compare_cmd(mut args: Args) -> Result<()> {
         .map(ToString::to_string)
         .collect();
     write_json(json.as_deref(), &lines)
+}
+
+fn recover_cmd(mut args: Args) -> Result<()> {
+    use starling_benches::recover::{self, RecoverConfig};
+    let base = common(&mut args)?;
+    let defaults = CompareConfig::new(base.clone(), Vec::new());
+    let cfg = RecoverConfig {
+        msgs: base.msgs,
+        rounds: args.get("rounds")?.unwrap_or(3),
+        bins: [
+            args.str("starling-bin")
+                .map_or(defaults.starling_bin, Into::into),
+            args.str("nats-bin").map_or(defaults.nats_bin, Into::into),
+        ],
+        cold: args.get("cold")?.unwrap_or(false),
+        base,
+    };
+    args.finish()?;
+    let runs = recover::run(&cfg, |line| eprintln!("{line}"))?;
+    print!("{}", recover::table(&runs));
+    Ok(())
 }
 
 fn write_json(path: Option<&str>, lines: &[String]) -> Result<()> {
