@@ -259,3 +259,49 @@ fn compare_runs_the_jetstream_scenarios() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn recover_measures_disk_and_the_restart_on_both_sides() {
+    use starling_benches::recover::{self, RecoverConfig};
+    let Some(bin) = reference() else { return };
+    let cfg = RecoverConfig {
+        base: Config {
+            size: 64,
+            ..Config::default()
+        },
+        msgs: 2000,
+        rounds: 1,
+        bins: [bin.clone().into(), bin.into()],
+        cold: false,
+    };
+    let mut progress = Vec::new();
+    let runs = recover::run(&cfg, |line| progress.push(line)).expect("recover runs");
+    assert_eq!(progress.len(), 2, "{progress:?}");
+    for r in runs.iter().flatten() {
+        assert_eq!(
+            r.recovered, 2000,
+            "every message is back after kill -9: {r:?}"
+        );
+        assert!(r.disk_bytes > 2000 * 64, "the payloads are on disk: {r:?}");
+        assert!(r.recovery > Duration::ZERO);
+    }
+    let table = recover::table(&runs);
+    for row in [
+        "disk per msg",
+        "kill -9 to STREAM.INFO",
+        "messages after restart",
+    ] {
+        assert!(table.contains(row), "{table}");
+    }
+    // The store directories go with the run.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("starling-bench-recover-{}-", std::process::id()))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
