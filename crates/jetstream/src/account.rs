@@ -514,7 +514,8 @@ async fn maintain(stream: std::sync::Weak<Stream>, server: Server, sync: SyncPol
         let (wake, planned) = wake;
         tokio::select! {
             () = tokio::time::sleep_until(wake) => {
-                expired_at = planned;
+                // Woken by the one-second cap before the deadline: not stuck on it.
+                expired_at = planned.filter(|t| *t <= now_ns());
                 let Some(s) = stream.upgrade() else { return };
                 if let Err(e) = s.expire() {
                     warn!(stream = %s.name(), "expiry failed: {e}");

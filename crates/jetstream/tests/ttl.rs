@@ -264,3 +264,22 @@ async fn ttls_survive_a_restart() {
     assert!(s.get_raw_message(1).await.is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_ttl_expires_on_time_not_at_the_next_second() {
+    // Expiry sleeps until the earliest deadline, and at most a second: a deadline that falls
+    // just after a one-second wake must not wait for the wake after it.
+    let (_server, js) = broker(JetStream::new()).await;
+    let mut s = js.create_stream(config("ONTIME", &["o.>"])).await.unwrap();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let published = tokio::time::Instant::now();
+        publish_with(&js, "o.1", "2").await.unwrap();
+        assert_eq!(until_messages(&mut s, 0, Duration::from_secs(4)).await, 0);
+        let took = published.elapsed();
+        assert!(
+            took < Duration::from_millis(2600),
+            "round {round}: a 2 s TTL took {took:?}"
+        );
+    }
+}
