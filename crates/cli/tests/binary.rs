@@ -221,7 +221,7 @@ fn random_port_info_and_quit_signal() {
         "nats-server ends INFO with a space: {info}"
     );
     assert!(info.contains(&format!("\"port\":{port}")), "{info}");
-    assert!(info.contains("\"version\":\"2.10.0\""), "{info}");
+    assert!(info.contains("\"version\":\"2.11.0\""), "{info}");
     client.send("CONNECT {\"verbose\":false}\r\nPING\r\n");
     assert_eq!(client.line(), "PONG\r\n");
 
@@ -636,7 +636,7 @@ fn version_and_help() {
     assert_eq!(
         text,
         format!(
-            "starling-server: v{} (nats 2.10.0)\n",
+            "starling-server: v{} (nats 2.11.0)\n",
             env!("CARGO_PKG_VERSION")
         )
     );

@@ -9,9 +9,11 @@ use parking_lot::Mutex;
 use starling_proto::Info;
 
 /// The NATS server version whose behaviour Starling implements. Clients gate features on
-/// INFO `version` (headers need >= 2.2; many client tests skip below 2.10), so it is this,
-/// not Starling's own crate version (which goes in `starling_version`, see DESIGN.md).
-pub const NATS_VERSION: &str = "2.10.0";
+/// INFO `version` (headers need >= 2.2; many client tests skip below 2.10; per-message TTLs,
+/// consumer pause and priority groups below 2.11), so it is this, not Starling's own crate
+/// version (which goes in `starling_version`, see DESIGN.md). 2.11: JetStream has what 2.11
+/// added that clients gate on (`Nats-TTL`, markers, pause, priority groups).
+pub const NATS_VERSION: &str = "2.11.0";
 
 /// Starling's own version.
 pub const STARLING_VERSION: &str = env!("CARGO_PKG_VERSION");
