@@ -11,28 +11,14 @@ pub(crate) fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// `ns` since the epoch as Go's `time.RFC3339Nano` in UTC; 0 is Go's zero time.
+/// `ns` since the epoch as Go's `time.RFC3339Nano` in UTC (the server's
+/// [`starling_server::gotime::rfc3339`]); 0 is Go's zero time.
 pub(crate) fn rfc3339(ns: i64) -> String {
     if ns == 0 {
         return "0001-01-01T00:00:00Z".to_string();
     }
-    let secs = ns.div_euclid(1_000_000_000);
-    let frac = ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    if frac > 0 {
-        let f = format!(".{frac:09}");
-        out.push_str(f.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    let t = UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+    starling_server::gotime::rfc3339(t)
 }
 
 /// Parses RFC 3339 (any offset, optional fraction) into nanoseconds since the epoch.
@@ -74,7 +60,8 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1_000_000_000 + frac)
 }
 
-/// The inverse of [`civil_from_days`].
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`,
+/// the inverse of the server's formatting).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -83,20 +70,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -65,20 +65,11 @@ pub(crate) fn is_marker(headers: Option<&[u8]>) -> bool {
 pub(crate) fn marker_headers(ttl_secs: i64) -> Vec<u8> {
     format!(
         "NATS/1.0\r\n{MARKER_REASON}: MaxAge\r\n{TTL_HEADER}: {}\r\nNats-Rollup: sub\r\n\r\n",
-        go_seconds(ttl_secs.max(0))
+        starling_server::gotime::go_duration(
+            std::time::Duration::from_secs(ttl_secs.max(0) as u64)
+        )
     )
     .into_bytes()
-}
-
-/// Whole seconds as Go's `time.Duration` prints them (`2s`, `1m0s`, `1h0m5s`), as the marker's
-/// `Nats-TTL` reads on nats-server.
-fn go_seconds(secs: i64) -> String {
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
 }
 
 /// `block` with its `Nats-TTL` set to `secs`.
@@ -217,8 +208,9 @@ mod tests {
         assert!(is_marker(Some(b"NATS/1.0\r\nKV-Operation: PURGE\r\n\r\n")));
         assert!(!is_marker(Some(b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n")));
         assert!(!is_marker(None));
-        assert_eq!(go_seconds(61), "1m1s");
-        assert_eq!(go_seconds(3600), "1h0m0s");
+        assert!(std::str::from_utf8(&marker_headers(3600))
+            .unwrap()
+            .contains("Nats-TTL: 1h0m0s\r\n"));
         let raised = with_ttl(b"NATS/1.0\r\nA: b\r\nNats-TTL: 1\r\n\r\n", 5);
         assert_eq!(raised, b"NATS/1.0\r\nA: b\r\nNats-TTL: 5\r\n\r\n");
     }

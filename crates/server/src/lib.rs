@@ -54,6 +54,7 @@ mod delivery;
 mod error;
 mod events;
 mod extension;
+pub mod gotime;
 mod identity;
 mod introspect;
 pub mod jwt;

@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use crate::account::config::{Latency, ResponseType, Sampling};
 
-use super::format::rfc3339;
 use super::subsz::Figures;
 use super::{now, BadRequest, Handled, Monitor, Query};
+use crate::gotime::rfc3339;
 
 #[derive(Serialize)]
 struct Accountz {

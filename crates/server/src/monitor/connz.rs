@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::format::{go_duration, is_zero, rfc3339, uptime};
+use super::format::{is_zero, uptime};
 use super::{page, BadRequest, Handled, Monitor, Query};
 use crate::conn::{Conn, ConnKind, ConnMeta};
+use crate::gotime::{go_duration, rfc3339};
 use crate::registry::{sid_order, ClosedConn};
 
 #[derive(Serialize)]

@@ -1,52 +1,10 @@
-//! How nats-server writes times, durations and numbers in its monitoring JSON (it is a Go
-//! program): RFC 3339 times with trimmed nanoseconds, Go duration strings (`"184µs"`,
-//! `"1m2.5s"`), nats-server's own uptime strings (`"1d2h3m4s"`), floats without a trailing
-//! `.0`.
+//! How nats-server writes numbers in its monitoring JSON (it is a Go program): its own uptime
+//! strings (`"1d2h3m4s"`), floats without a trailing `.0`. Times and Go durations are in
+//! [`crate::gotime`].
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serializer;
-
-/// A time as Go's `time.RFC3339Nano` writes it in UTC: `2026-11-23T11:13:22.50727416Z`
-/// (trailing zeros of the fraction dropped, no fraction at all when it is zero).
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let d = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    let secs = d.as_secs();
-    let nanos = d.subsec_nanos();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, day) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 /// nats-server's uptime format (used for `uptime` and `idle`): whole seconds, with minutes,
 /// hours, days and years as they become non-zero: `"7s"`, `"1m2s"`, `"3h0m5s"`,
@@ -74,47 +32,6 @@ pub(crate) fn uptime(d: Duration) -> String {
     }
 }
 
-/// A duration as Go's `time.Duration.String()` writes it (used for `rtt`): `"0s"`, `"750ns"`,
-/// `"184µs"`, `"2.525468ms"`, `"1.5s"`, `"1m2.5s"`, `"2h0m0s"`.
-pub(crate) fn go_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".into();
-    }
-    if ns < 1_000 {
-        return format!("{ns}ns");
-    }
-    if ns < 1_000_000 {
-        return format!("{}µs", decimal(ns, 1_000));
-    }
-    if ns < 1_000_000_000 {
-        return format!("{}ms", decimal(ns, 1_000_000));
-    }
-    let total_secs = ns / 1_000_000_000;
-    let frac = ns % 1_000_000_000;
-    let (h, m, s) = (total_secs / 3600, total_secs / 60 % 60, total_secs % 60);
-    let secs = decimal(u128::from(s as u32) * 1_000_000_000 + frac, 1_000_000_000);
-    if h > 0 {
-        format!("{h}h{m}m{secs}s")
-    } else if m > 0 {
-        format!("{m}m{secs}s")
-    } else {
-        format!("{secs}s")
-    }
-}
-
-/// `value / unit` with the fraction's trailing zeros dropped.
-fn decimal(value: u128, unit: u128) -> String {
-    let whole = value / unit;
-    let frac = value % unit;
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let width = unit.ilog10() as usize;
-    let digits = format!("{frac:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
-
 /// Serializes an `f64` as Go's encoding/json does for the values we produce: whole numbers
 /// without a fraction (`2`, not `2.0`), others in their shortest form.
 pub(crate) fn go_float<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -137,15 +54,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_as_go_writes_them() {
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_432_402, 507_274_160);
-        assert_eq!(rfc3339(t), "2026-11-23T11:13:22.50727416Z");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // leap day
-        assert_eq!(rfc3339(t), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-    }
-
-    #[test]
     fn uptimes_as_nats_server_writes_them() {
         assert_eq!(uptime(Duration::from_millis(999)), "0s");
         assert_eq!(uptime(Duration::from_secs(7)), "7s");
@@ -153,18 +61,6 @@ mod tests {
         assert_eq!(uptime(Duration::from_secs(3605)), "1h0m5s");
         assert_eq!(uptime(Duration::from_secs(2 * 86_400 + 3600)), "2d1h0m0s");
         assert_eq!(uptime(Duration::from_secs(366 * 86_400)), "1y1d0h0m0s");
-    }
-
-    #[test]
-    fn durations_as_go_writes_them() {
-        assert_eq!(go_duration(Duration::ZERO), "0s");
-        assert_eq!(go_duration(Duration::from_nanos(750)), "750ns");
-        assert_eq!(go_duration(Duration::from_micros(184)), "184µs");
-        assert_eq!(go_duration(Duration::from_nanos(539_120)), "539.12µs");
-        assert_eq!(go_duration(Duration::from_nanos(2_525_468)), "2.525468ms");
-        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(go_duration(Duration::from_millis(62_500)), "1m2.5s");
-        assert_eq!(go_duration(Duration::from_secs(7200)), "2h0m0s");
     }
 
     #[test]

@@ -39,7 +39,8 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 
-pub(crate) use format::{go_float, rfc3339};
+pub(crate) use crate::gotime::rfc3339;
+pub(crate) use format::go_float;
 
 use crate::introspect::View;
 

@@ -7,9 +7,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::connz::SubDetail;
-use super::format::{go_duration, rfc3339, uptime};
+use super::format::uptime;
 use super::{Handled, Monitor, Query};
 use crate::cluster::RouteLink;
+use crate::gotime::{go_duration, rfc3339};
 use crate::stats::RouteStats;
 
 #[derive(Serialize)]

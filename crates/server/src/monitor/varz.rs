@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::format::{go_float, is_zero, rfc3339, uptime};
+use super::format::{go_float, is_zero, uptime};
 use super::{process, Handled, Monitor, Query};
+use crate::gotime::rfc3339;
 use crate::identity::{NATS_VERSION, STARLING_VERSION};
 use crate::introspect::View;
 
