@@ -487,3 +487,40 @@ async fn a_subject_transform_stores_under_the_new_subject() {
     let info = s.info().await.unwrap();
     assert_eq!(info.state.messages, 1);
 }
+
+#[tokio::test]
+async fn keys_of_features_starling_lacks_are_dropped_not_echoed() {
+    // Starling speaks 2.11: 2.12's atomic batches, counters, schedules and async persistence
+    // are dropped as a 2.11 server drops keys it does not know, so no client believes them on.
+    let (server, _js) = broker(JetStream::new()).await;
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "name": "NEW",
+        "subjects": ["new.>"],
+        "storage": "memory",
+        "allow_atomic": true,
+        "allow_msg_counter": true,
+        "allow_msg_schedules": true,
+        "persist_mode": "async",
+        "metadata": {"kept": "yes"},
+    });
+    let reply = client
+        .request("$JS.API.STREAM.CREATE.NEW", body.to_string().into())
+        .await
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    let config = &info["config"];
+    assert_eq!(config["name"], "NEW", "{info}");
+    for key in [
+        "allow_atomic",
+        "allow_msg_counter",
+        "allow_msg_schedules",
+        "persist_mode",
+    ] {
+        assert!(config.get(key).is_none(), "{key} echoed: {config}");
+    }
+    assert_eq!(config["metadata"]["kept"], "yes");
+    assert_eq!(config["allow_msg_ttl"], false);
+}

@@ -64,6 +64,14 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Stream configuration keys of nats-server 2.12 that Starling (speaking 2.11) does not know.
+const UNSUPPORTED_2_12: [&str; 4] = [
+    "allow_atomic",
+    "allow_msg_counter",
+    "allow_msg_schedules",
+    "persist_mode",
+];
+
 /// A stream's configuration (nats-server's `StreamConfig`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamConfig {
@@ -158,6 +166,12 @@ impl StreamConfig {
 
     /// nats-server's defaults (`checkStreamCfg`).
     fn fill_defaults(&mut self) {
+        // What 2.12 added and Starling does not do (atomic batches, counters, schedules, async
+        // persistence) is dropped, as a 2.11 server that does not know the keys drops them:
+        // echoed back, they would tell a client the feature is on.
+        for k in UNSUPPORTED_2_12 {
+            self.extra.remove(k);
+        }
         let sourced = self.extra.get("mirror").is_some_and(|m| !m.is_null())
             || self
                 .extra
