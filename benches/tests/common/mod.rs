@@ -1,4 +1,6 @@
-//! Embedded Starling brokers for the load tool's tests.
+//! Embedded Starling brokers for the load tool's tests, and a fault-injecting proxy.
+
+pub(crate) mod proxy;
 
 use std::time::Duration;
 
