@@ -1,5 +1,7 @@
 //! Embedded Starling brokers for the load tool's tests, and a fault-injecting proxy.
 
+// Not every test binary that includes `common` uses the proxy.
+#[allow(dead_code)]
 pub(crate) mod proxy;
 
 use std::time::Duration;
