@@ -568,8 +568,13 @@ impl Consumer {
         }
         crate::priority::validate(&config)?;
         let filters = config.filters();
+        let pinned = config.priority_policy == PriorityPolicy::PinnedClient;
         self.settings.store(Arc::new(Settings { config, filters }));
         let mut st = self.state.lock();
+        if !pinned {
+            // No longer a pinned consumer: nobody stays pinned.
+            st.pin = None;
+        }
         st.pending_count = None;
         st.dirty = true;
         drop(st);

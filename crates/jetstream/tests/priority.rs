@@ -465,3 +465,64 @@ async fn reset_starts_a_consumer_again_at_a_sequence() {
     let v = api(&client, "CONSUMER.RESET.S.nope", json!({"seq": 2})).await;
     assert_eq!(err_code(&v), Some(10014), "{v}");
 }
+
+#[tokio::test]
+async fn priority_settings_survive_a_restart_and_a_reset_is_saved() {
+    let dir = std::env::temp_dir().join(format!("starling-js-prio-{}", fastrand::u64(..)));
+    let start = || async {
+        let server = Server::builder()
+            .listen("127.0.0.1:0")
+            .jetstream(JetStream::new().store_dir(&dir))
+            .start()
+            .await
+            .expect("broker starts");
+        let client = async_nats::connect(server.client_url().unwrap())
+            .await
+            .unwrap();
+        (server, client)
+    };
+    let (server, client) = start().await;
+    let v = api(
+        &client,
+        "STREAM.CREATE.S",
+        json!({"name": "S", "subjects": ["s.>"]}),
+    )
+    .await;
+    assert!(v.get("error").is_none(), "{v}");
+    publish_from(&client, 0, 4).await;
+    let v = consumer(
+        &client,
+        "p",
+        json!({"priority_policy": "pinned_client", "priority_groups": ["A", "B"],
+               "priority_timeout": 5_000_000_000u64}),
+    )
+    .await;
+    assert!(v.get("error").is_none(), "{v}");
+    let v = api(&client, "CONSUMER.RESET.S.p", json!({"seq": 3})).await;
+    assert_eq!(v["reset_seq"], json!(3), "{v}");
+    server.shutdown().await;
+    drop(client);
+
+    let (server, client) = start().await;
+    let v = api(&client, "CONSUMER.INFO.S.p", Value::Null).await;
+    assert_eq!(
+        v["config"]["priority_policy"],
+        json!("pinned_client"),
+        "{v}"
+    );
+    assert_eq!(v["config"]["priority_groups"], json!(["A", "B"]));
+    assert_eq!(v["config"]["priority_timeout"], json!(5_000_000_000u64));
+    assert_eq!(v["ack_floor"]["stream_seq"], json!(2), "the reset was kept");
+    assert_eq!(v["num_pending"], json!(2));
+    let mut sub = pull(
+        &client,
+        "p",
+        json!({"batch": 1, "group": "B", "expires": 5_000_000_000u64}),
+    )
+    .await;
+    let m = next(&mut sub).await;
+    assert_eq!(m.payload, "2");
+    assert!(pin_id(&m).is_some(), "pinned anew after the restart");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
