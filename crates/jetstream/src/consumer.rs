@@ -146,13 +146,25 @@ pub struct ConsumerConfig {
     #[serde(default)]
     pub num_replicas: i64,
     /// The priority groups pull requests name (`group`), with a `priority_policy`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::priority::nullable"
+    )]
     pub priority_groups: Vec<String>,
     /// How requests of the priority groups are served.
-    #[serde(default, skip_serializing_if = "PriorityPolicy::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "PriorityPolicy::is_none",
+        deserialize_with = "crate::priority::nullable"
+    )]
     pub priority_policy: PriorityPolicy,
     /// `pinned_client`: the pin is dropped after this long without a request renewing it (ns).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "crate::priority::nullable"
+    )]
     pub priority_timeout: Nanos,
     /// Everything else the client sent, echoed back.
     #[serde(flatten)]

@@ -136,7 +136,7 @@ pub(crate) struct PullGroup {
 }
 
 /// A value, or its default for `null`.
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de> + Default,
@@ -283,6 +283,20 @@ mod tests {
             id: id.into(),
             priority: 0,
         }
+    }
+
+    #[test]
+    fn null_priority_fields_are_left_out() {
+        let c: ConsumerConfig = serde_json::from_str(
+            r#"{"priority_groups":null,"priority_policy":null,"priority_timeout":null}"#,
+        )
+        .unwrap();
+        assert!(c.priority_groups.is_empty() && c.priority_policy.is_none());
+        let p: ConsumerConfig =
+            serde_json::from_str(r#"{"priority_policy":"pinned_client","priority_groups":["A"]}"#)
+                .unwrap();
+        assert_eq!(p.priority_policy, PriorityPolicy::PinnedClient);
+        assert!(validate(&p).is_ok());
     }
 
     #[test]
