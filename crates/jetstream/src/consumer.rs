@@ -23,6 +23,8 @@ use tracing::{debug, warn};
 
 use crate::api::error::ApiError;
 use crate::api::types::{Nanos, Retention};
+pub use crate::priority::PriorityPolicy;
+use crate::priority::{Choice, Pin, PinEvent, PullGroup};
 use crate::stream::Stream;
 use crate::time::{now_ns, rfc3339};
 
@@ -143,6 +145,27 @@ pub struct ConsumerConfig {
     /// Replicas (0 = the stream's).
     #[serde(default)]
     pub num_replicas: i64,
+    /// The priority groups pull requests name (`group`), with a `priority_policy`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::priority::nullable"
+    )]
+    pub priority_groups: Vec<String>,
+    /// How requests of the priority groups are served.
+    #[serde(
+        default,
+        skip_serializing_if = "PriorityPolicy::is_none",
+        deserialize_with = "crate::priority::nullable"
+    )]
+    pub priority_policy: PriorityPolicy,
+    /// `pinned_client`: the pin is dropped after this long without a request renewing it (ns).
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero",
+        deserialize_with = "crate::priority::nullable"
+    )]
+    pub priority_timeout: Nanos,
     /// Everything else the client sent, echoed back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -179,6 +202,9 @@ impl ConsumerConfig {
         if self.replay_policy.is_empty() {
             self.replay_policy = instant();
         }
+        if self.priority_policy == PriorityPolicy::PinnedClient && self.priority_timeout == 0 {
+            self.priority_timeout = crate::priority::DEFAULT_PINNED_TTL;
+        }
     }
 
     /// The subjects this consumer takes (empty = all of the stream).
@@ -205,6 +231,8 @@ struct Request {
     next_heartbeat: Instant,
     /// The push consumer's standing "request": its delivery subject, never filled.
     push: bool,
+    /// Its priority-group fields (every JSON request has them).
+    group: Option<PullGroup>,
 }
 
 /// A delivery awaiting its ack.
@@ -253,6 +281,10 @@ struct State {
     replay_base: Option<(Instant, i64)>,
     /// Advisories to publish: what happened, and (stream seq, consumer seq, deliveries).
     advisories: Vec<(crate::events::Delivery, (u64, u64, u64))>,
+    /// `pinned_client`: the client pinned now. Not saved: a restart pins anew (nats-server).
+    pin: Option<Pin>,
+    /// Pin changes to advise.
+    pin_events: Vec<PinEvent>,
 }
 
 /// What a durable consumer keeps on disk (`state.json`): enough to go on after a restart
@@ -359,6 +391,15 @@ pub(crate) fn info_json(c: &Consumer, stream: &Stream, leader: &str) -> Value {
         v["paused"] = json!(true);
         v["pause_remaining"] = json!(remaining);
     }
+    // nats-server reports the first group only, and a zero time when nobody is pinned.
+    if let Some(group) = settings.config.priority_groups.first() {
+        let mut g = json!({ "group": group, "pinned_ts": "0001-01-01T00:00:00Z" });
+        if let Some(pin) = &st.pin {
+            g["pinned_client_id"] = json!(pin.id);
+            g["pinned_ts"] = json!(rfc3339(pin.since));
+        }
+        v["priority_groups"] = json!([g]);
+    }
     v
 }
 
@@ -373,6 +414,7 @@ impl Consumer {
         created: i64,
     ) -> Result<Arc<Self>, ApiError> {
         let filters = config.filters();
+        crate::priority::validate(&config)?;
         let (start, initial) = start_seq(stream, &config, &filters)?;
         if config.flow_control && config.idle_heartbeat <= 0 {
             return Err(ApiError::new(
@@ -401,6 +443,7 @@ impl Consumer {
                 heartbeat,
                 next_heartbeat: Instant::now() + heartbeat.unwrap_or_default(),
                 push: true,
+                group: None,
             });
         }
         Ok(Arc::new(Self {
@@ -438,6 +481,8 @@ impl Consumer {
                 last_delivery: 0,
                 last_ack: 0,
                 advisories: Vec::new(),
+                pin: None,
+                pin_events: Vec::new(),
             }),
             dir: stream.consumer_dir(&config),
             sync_always: stream.syncs_always(),
@@ -533,9 +578,15 @@ impl Consumer {
         if old.extra.get("mem_storage") != config.extra.get("mem_storage") {
             return refuse("storage type can not be updated");
         }
+        crate::priority::validate(&config)?;
         let filters = config.filters();
+        let pinned = config.priority_policy == PriorityPolicy::PinnedClient;
         self.settings.store(Arc::new(Settings { config, filters }));
         let mut st = self.state.lock();
+        if !pinned {
+            // No longer a pinned consumer: nobody stays pinned.
+            st.pin = None;
+        }
         st.pending_count = None;
         st.dirty = true;
         drop(st);
@@ -642,6 +693,9 @@ impl Consumer {
             max_bytes: u64,
             #[serde(default)]
             idle_heartbeat: i64,
+            /// Priority-group fields: present (maybe empty) on every JSON request.
+            #[serde(flatten)]
+            group: PullGroup,
         }
         if self.settings.load().config.deliver_subject.is_some() {
             return Err((409, "Consumer is push based".into()));
@@ -668,8 +722,23 @@ impl Consumer {
         if next.idle_heartbeat > 0 && next.idle_heartbeat.saturating_mul(2) > next.expires {
             return Err((400, "Bad Request - heartbeat value too large".into()));
         }
+        // A JSON request always has its group fields, empty when not sent (nats-server's).
+        let group = if trimmed.starts_with(b"{") {
+            Some(next.group)
+        } else {
+            None
+        };
+        let settings = self.settings.load();
         let mut st = self.state.lock();
         st.last_active = now_ns();
+        let renews =
+            crate::priority::check_request(&settings.config, group.as_ref(), st.pin.as_ref())?;
+        if renews {
+            // The pinned client asks again: its pin lasts another `priority_timeout`.
+            if let Some(pin) = st.pin.as_mut() {
+                pin.expires = Instant::now() + pinned_ttl(&settings.config);
+            }
+        }
         if next.no_wait && next.expires <= 0 && self.nothing_to_deliver(&mut st) {
             return Err((404, "No Messages".into()));
         }
@@ -682,20 +751,34 @@ impl Consumer {
                 Err((409, "Exceeded MaxWaiting".into()))
             };
         }
-        st.waiting.push_back(Request {
-            reply: reply.to_string(),
-            batch: next.batch.max(1),
-            max_bytes: next.max_bytes,
-            expires: (next.expires > 0)
-                .then(|| Instant::now() + Duration::from_nanos(next.expires as u64)),
-            no_wait: next.no_wait,
-            sent: 0,
-            heartbeat: (next.idle_heartbeat > 0)
-                .then(|| Duration::from_nanos(next.idle_heartbeat as u64)),
-            next_heartbeat: Instant::now()
-                + Duration::from_nanos(next.idle_heartbeat.max(0) as u64),
-            push: false,
-        });
+        // `prioritized`: after every request of the same or a lower number, before the rest.
+        let at = if settings.config.priority_policy == PriorityPolicy::Prioritized {
+            let rank = crate::priority::rank(group.as_ref());
+            st.waiting
+                .iter()
+                .position(|r| crate::priority::rank(r.group.as_ref()) > rank)
+                .unwrap_or(st.waiting.len())
+        } else {
+            st.waiting.len()
+        };
+        st.waiting.insert(
+            at,
+            Request {
+                reply: reply.to_string(),
+                batch: next.batch.max(1),
+                max_bytes: next.max_bytes,
+                expires: (next.expires > 0)
+                    .then(|| Instant::now() + Duration::from_nanos(next.expires as u64)),
+                no_wait: next.no_wait,
+                sent: 0,
+                heartbeat: (next.idle_heartbeat > 0)
+                    .then(|| Duration::from_nanos(next.idle_heartbeat as u64)),
+                next_heartbeat: Instant::now()
+                    + Duration::from_nanos(next.idle_heartbeat.max(0) as u64),
+                push: false,
+                group,
+            },
+        );
         drop(st);
         self.wake();
         Ok(())
@@ -814,13 +897,30 @@ impl Consumer {
 
     /// Publishes the delivery advisories gathered since the last call.
     async fn publish_advisories(&self, client: &Client) {
-        let pending = std::mem::take(&mut self.state.lock().advisories);
-        if pending.is_empty() {
+        let (pending, pins) = {
+            let mut st = self.state.lock();
+            (
+                std::mem::take(&mut st.advisories),
+                std::mem::take(&mut st.pin_events),
+            )
+        };
+        if pending.is_empty() && pins.is_empty() {
             return;
         }
         let Some(stream) = self.stream.upgrade() else {
             return;
         };
+        for what in pins {
+            crate::events::pin(
+                client,
+                &self.account,
+                stream.name(),
+                &self.name,
+                what,
+                stream.domain(),
+            )
+            .await;
+        }
         for (what, figures) in pending {
             crate::events::delivery(
                 client,
@@ -1045,6 +1145,19 @@ impl Consumer {
             {
                 let mut st = self.state.lock();
                 self.redeliveries_due(&mut st, now);
+                // A pin nobody renewed within `priority_timeout` goes; the next request takes it.
+                match &st.pin {
+                    Some(p) if p.expires <= now => {
+                        let group = p.group.clone();
+                        st.pin = None;
+                        st.pin_events.push(PinEvent::Unpinned {
+                            group,
+                            reason: "timeout",
+                        });
+                    }
+                    Some(p) => deadline = min_some(deadline, Some(p.expires)),
+                    None => {}
+                }
                 // Requests that expired.
                 while let Some(pos) = st
                     .waiting
@@ -1152,6 +1265,139 @@ impl Consumer {
         }
     }
 
+    /// Which waiting request gets the next message, under the consumer's priority policy.
+    fn choose_request(&self, stream: &Stream, st: &mut State, ack_full: bool) -> Choice {
+        let policy = self.settings.load().config.priority_policy;
+        if policy.is_none() {
+            return Choice::Serve(0);
+        }
+        let redelivery = !st.redeliver.is_empty();
+        let pending = self.num_pending(stream, st);
+        // With nothing to deliver no pin is given and no request is passed over: the first
+        // request is the one a no-wait answer or an expiry concerns.
+        if !redelivery && (ack_full || (st.initial.is_empty() && pending == 0)) {
+            return Choice::Serve(0);
+        }
+        // Left to deliver, counting the one about to go (nats-server's `npc + 1`; a
+        // redelivery is not in `num_pending`).
+        let left = pending + u64::from(redelivery);
+        crate::priority::choose(
+            policy,
+            st.waiting.iter().map(|r| r.group.as_ref()),
+            st.pin.as_ref(),
+            left,
+            st.pending.len(),
+        )
+    }
+
+    /// Pins the client of waiting request `i` (it gets the id with its messages). A request
+    /// without a group is served without pinning, as nats-server serves it. Returns whether
+    /// it was pinned.
+    fn pin(&self, st: &mut State, i: usize, now: Instant) -> bool {
+        let ttl = pinned_ttl(&self.settings.load().config);
+        let Some(g) = st.waiting[i].group.as_mut().filter(|g| !g.group.is_empty()) else {
+            return false;
+        };
+        let id = crate::priority::new_pin_id();
+        // The request now carries the pin: the rest of its batch goes to it too.
+        g.id = id.clone();
+        let group = g.group.clone();
+        st.pin = Some(Pin {
+            id: id.clone(),
+            group: group.clone(),
+            since: now_ns(),
+            expires: now + ttl,
+        });
+        st.pin_events.push(PinEvent::Pinned { group, id });
+        true
+    }
+
+    /// `CONSUMER.UNPIN`: drops the pin of `group`, so that the next request takes it.
+    pub(crate) fn unpin(&self, group: &str) -> Result<(), ApiError> {
+        if !self
+            .settings
+            .load()
+            .config
+            .priority_groups
+            .iter()
+            .any(|g| g == group)
+        {
+            return Err(crate::priority::unknown_group());
+        }
+        let mut st = self.state.lock();
+        st.pin = None;
+        // Advised whether or not someone was pinned (nats-server's).
+        st.pin_events.push(PinEvent::Unpinned {
+            group: group.to_string(),
+            reason: "admin",
+        });
+        drop(st);
+        self.wake();
+        Ok(())
+    }
+
+    /// `CONSUMER.RESET`: starts the consumer again at stream sequence `seq` (0: just after its
+    /// ack floor), forgetting every delivery not acknowledged. Returns the sequence it starts
+    /// at. A sequence before where the deliver policy starts is refused (nats-server's rules).
+    pub(crate) fn reset(&self, seq: u64) -> Result<u64, ApiError> {
+        let stream = self
+            .stream
+            .upgrade()
+            .ok_or_else(ApiError::stream_not_found)?;
+        let settings = self.settings.load_full();
+        let config = &settings.config;
+        let invalid = |why: &str| ApiError::new(400, 10204, format!("invalid reset: {why}"));
+        let floor = self.state.lock().ack_floor_stream;
+        let seq = if seq == 0 {
+            floor + 1
+        } else {
+            match config.deliver_policy {
+                DeliverPolicy::All => seq,
+                DeliverPolicy::ByStartSequence => {
+                    if seq < config.opt_start_seq.unwrap_or(0) {
+                        return Err(invalid("below start seq"));
+                    }
+                    seq
+                }
+                DeliverPolicy::ByStartTime => {
+                    let (first, _) = start_seq(&stream, config, &settings.filters)?;
+                    if seq < first {
+                        return Err(invalid("below start time"));
+                    }
+                    seq
+                }
+                _ => return Err(invalid("not allowed")),
+            }
+        }
+        .max(1);
+        let mut st = self.state.lock();
+        // What this consumer no longer holds back (interest retention): its deliveries not
+        // acknowledged and what it skips. Bounded: a far jump ahead is not walked in full.
+        const MOST_RELEASED: u64 = 1 << 20;
+        let mut released: Vec<u64> = st.pending.keys().copied().filter(|s| *s < seq).collect();
+        released.extend((st.next..seq).take(MOST_RELEASED as usize));
+        st.pending.clear();
+        st.redeliver.clear();
+        st.initial.clear();
+        st.next = seq;
+        st.delivered_consumer = 0;
+        st.delivered_stream = seq - 1;
+        st.ack_floor_consumer = 0;
+        st.ack_floor_stream = seq - 1;
+        st.redelivered = 0;
+        st.last_delivery = 0;
+        st.last_ack = 0;
+        st.replay_base = None;
+        st.pending_count = None;
+        st.dirty = true;
+        drop(st);
+        if stream.config().retention == Retention::Interest && !released.is_empty() {
+            stream.release_interest(&released);
+        }
+        self.wake();
+        Ok(seq)
+    }
+
     /// Whether a push consumer's delivery subject has a subscriber (`push_bound`).
     fn push_bound(&self) -> bool {
         self.settings
@@ -1174,16 +1420,41 @@ impl Consumer {
     ) {
         let settings = self.settings.load();
         let config = &settings.config;
-        // Whether the front request's requester still listens: looked up once per request and
+        // The request whose requester was last seen listening: looked up once per request and
         // fill, not once per message (a sublist lookup each).
-        let mut front_checked = false;
+        let mut checked: Option<String> = None;
         let paused = st.paused_until - now_ns();
         if paused > 0 {
             // Paused: nothing goes out until then (requests wait, or expire).
             *deadline = min_some(*deadline, Some(now + Duration::from_nanos(paused as u64)));
             return;
         }
-        while let Some(req) = st.waiting.front() {
+        while !st.waiting.is_empty() {
+            let ack_full = config.ack_policy != AckPolicy::None
+                && config.max_ack_pending > 0
+                && st.pending.len() as i64 >= config.max_ack_pending;
+            // Which request the next message goes to: the first, unless a priority policy
+            // says otherwise.
+            let mut pinned_now = false;
+            let i = match self.choose_request(stream, st, ack_full) {
+                Choice::Serve(j) => j,
+                Choice::Pin(j) => {
+                    pinned_now = self.pin(st, j, now);
+                    j
+                }
+                Choice::WrongPin(j) => {
+                    let r = st.waiting.remove(j).expect("chosen from the queue");
+                    out.push(Out::Status(
+                        r.reply.clone(),
+                        423,
+                        "Nats-Wrong-Pin-Id",
+                        Some(r.pending_headers()),
+                    ));
+                    continue;
+                }
+                Choice::Wait => return,
+            };
+            let req = &st.waiting[i];
             let (no_wait, push) = (req.no_wait, req.push);
             if push && (!bound || st.flow_control.is_some()) {
                 if !bound {
@@ -1192,18 +1463,15 @@ impl Consumer {
                 }
                 return;
             }
-            if !push && !front_checked {
+            if !push && checked.as_deref() != Some(req.reply.as_str()) {
                 if !self.server.has_interest_in(&self.account, &req.reply) {
                     // Nobody listens on the reply any more: the request is dropped, not filled
                     // (nats-server checks the same), so a later request gets the message.
-                    st.waiting.pop_front();
+                    st.waiting.remove(i);
                     continue;
                 }
-                front_checked = true;
+                checked = Some(req.reply.clone());
             }
-            let ack_full = config.ack_policy != AckPolicy::None
-                && config.max_ack_pending > 0
-                && st.pending.len() as i64 >= config.max_ack_pending;
             // At max_ack_pending only redeliveries go out: they do not add to what is pending.
             let found = self.next_message(stream, st, !ack_full);
             // `replay_policy: original`: a new message goes out as long after the first as it
@@ -1225,11 +1493,10 @@ impl Consumer {
             let Some((m, redelivery)) = found else {
                 let waits = st
                     .waiting
-                    .front()
+                    .get(i)
                     .is_some_and(|r| r.expires.is_some() && r.sent == 0);
                 if no_wait && !waits {
-                    front_checked = false;
-                    let r = st.waiting.pop_front().expect("front exists");
+                    let r = st.waiting.remove(i).expect("chosen from the queue");
                     let (code, text) = if r.sent == 0 {
                         (404, "No Messages")
                     } else {
@@ -1241,10 +1508,13 @@ impl Consumer {
                 return;
             };
             let size = (m.subject.len() + m.data.len()) as u64;
-            let req = st.waiting.front_mut().expect("front exists");
+            let req = &st.waiting[i];
             if req.max_bytes > 0 && req.sent > 0 && size > req.max_bytes {
-                front_checked = false;
-                let r = st.waiting.pop_front().expect("front exists");
+                let r = st.waiting.remove(i).expect("chosen from the queue");
+                if pinned_now {
+                    // Pinned for a delivery that did not happen: the next request may take it.
+                    st.pin = None;
+                }
                 out.push(Out::Status(
                     r.reply,
                     409,
@@ -1266,7 +1536,9 @@ impl Consumer {
                 &self.name,
                 [deliveries, m.seq, cseq, m.time.max(0) as u64, pending],
             );
-            let req = st.waiting.front_mut().expect("front exists");
+            let pin_id = (config.priority_policy == PriorityPolicy::PinnedClient)
+                .then(|| st.pin.as_ref().map(|p| p.id.clone()).unwrap_or_default());
+            let req = &mut st.waiting[i];
             req.sent += 1;
             if let Some(hb) = req.heartbeat {
                 req.next_heartbeat = now + hb;
@@ -1275,10 +1547,9 @@ impl Consumer {
                 req.max_bytes = req.max_bytes.saturating_sub(size).max(1);
             }
             let done = req.sent >= req.batch;
-            out.push(Out::Msg(req.reply.clone(), m, ack));
+            out.push(Out::Msg(req.reply.clone(), m, ack, pin_id));
             if done {
-                front_checked = false;
-                st.waiting.pop_front();
+                st.waiting.remove(i);
             }
             if push && config.flow_control {
                 st.since_flow_control += size;
@@ -1315,12 +1586,16 @@ impl Consumer {
                 let frames: Vec<Frame<'_>> = out[i..i + run]
                     .iter()
                     .filter_map(|o| match o {
-                        Out::Msg(to, m, ack) => {
-                            let (header_len, data) = if headers_only {
+                        Out::Msg(to, m, ack, pin) => {
+                            let (mut header_len, mut data) = if headers_only {
                                 headers_only_frame(m)
                             } else {
                                 ((m.header_len > 0).then_some(m.header_len), m.data.clone())
                             };
+                            if let Some(id) = pin {
+                                (header_len, data) =
+                                    with_header(header_len, &data, "Nats-Pin-Id", id);
+                            }
                             Some(Frame {
                                 to,
                                 subject: m.subject_str(),
@@ -1460,6 +1735,27 @@ impl Consumer {
     }
 }
 
+/// How long a pin lasts without a request renewing it.
+fn pinned_ttl(config: &ConsumerConfig) -> Duration {
+    let ns = if config.priority_timeout > 0 {
+        config.priority_timeout
+    } else {
+        crate::priority::DEFAULT_PINNED_TTL
+    };
+    Duration::from_nanos(ns as u64)
+}
+
+impl Request {
+    /// `Nats-Pending-Messages` / `Nats-Pending-Bytes`: what the request still wanted.
+    fn pending_headers(&self) -> String {
+        format!(
+            "Nats-Pending-Messages: {}\r\nNats-Pending-Bytes: {}\r\n",
+            self.batch.saturating_sub(self.sent),
+            self.max_bytes
+        )
+    }
+}
+
 /// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`
 /// (v1), written without `format!`'s machinery: it is made for every delivery.
 fn ack_subject(stream: &str, consumer: &str, numbers: [u64; 5]) -> String {
@@ -1501,11 +1797,34 @@ fn min_some(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// What one pass of the consumer sends.
 enum Out {
     /// A delivery: to, the message, its ack subject.
-    Msg(String, crate::store::StoredMsg, String),
+    Msg(String, crate::store::StoredMsg, String, Option<String>),
     /// A status: to, code, text, extra header lines.
     Status(String, u16, &'static str, Option<String>),
     /// A flow-control request: to, the subject the answer goes to.
     FlowControl(String, String),
+}
+
+/// A message (`header_len` bytes of headers, then the payload) with one more header line.
+fn with_header(
+    header_len: Option<usize>,
+    data: &Bytes,
+    name: &str,
+    value: &str,
+) -> (Option<usize>, Bytes) {
+    let (headers, payload) = match header_len {
+        // The block ends with its blank line: the new line goes before it.
+        Some(h) if h >= 4 && h <= data.len() => (&data[..h - 2], &data[h..]),
+        _ => (&b"NATS/1.0\r\n"[..], &data[..]),
+    };
+    let mut out = Vec::with_capacity(headers.len() + name.len() + value.len() + 6 + payload.len());
+    out.extend_from_slice(headers);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    let len = out.len();
+    out.extend_from_slice(payload);
+    (Some(len), Bytes::from(out))
 }
 
 /// The header block of `m` with `Nats-Msg-Size`, and no payload (`headers_only`).

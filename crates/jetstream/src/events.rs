@@ -140,3 +140,39 @@ pub(crate) async fn delivery(
     )
     .await;
 }
+
+/// `$JS.EVENT.ADVISORY.CONSUMER.{PINNED,UNPINNED}.<stream>.<consumer>`: a priority group's pin
+/// changed.
+pub(crate) async fn pin(
+    client: &Client,
+    account: &str,
+    stream: &str,
+    consumer: &str,
+    what: crate::priority::PinEvent,
+    domain: Option<&str>,
+) {
+    use crate::priority::PinEvent;
+    let (prefix, kind, mut fields) = match what {
+        PinEvent::Pinned { group, id } => (
+            "PINNED",
+            "io.nats.jetstream.advisory.v1.consumer_group_pinned",
+            json!({ "group": group, "pinned_id": id }),
+        ),
+        PinEvent::Unpinned { group, reason } => (
+            "UNPINNED",
+            "io.nats.jetstream.advisory.v1.consumer_group_unpinned",
+            json!({ "group": group, "reason": reason }),
+        ),
+    };
+    fields["account"] = json!(account);
+    fields["stream"] = json!(stream);
+    fields["consumer"] = json!(consumer);
+    publish(
+        client,
+        format!("$JS.EVENT.ADVISORY.CONSUMER.{prefix}.{stream}.{consumer}"),
+        kind,
+        fields,
+        domain,
+    )
+    .await;
+}

@@ -24,7 +24,9 @@
 //! - `stream`: one stream: capture, acknowledgements, limits.
 //! - `replication`: the seam for replicated streams (a stream's leader, and what must hold a
 //!   batch before it is acknowledged); only the local, single-replica kind exists.
-//! - `consumer`: pull consumers: requests, deliveries, acks, redelivery.
+//! - `consumer`: pull consumers: requests, deliveries, acks, redelivery, reset.
+//! - `priority`: priority groups of pull consumers (`overflow`, `pinned_client`,
+//!   `prioritized`): which waiting request gets the next message.
 //! - `api/`: the `$JS.API` requests and their JSON.
 //! - `events`: advisories on `$JS.EVENT.ADVISORY.>`.
 //! - `monitor`: `/jsz`, the `jetstream` section of `/varz`, `/metrics` families.
@@ -41,6 +43,7 @@ mod config;
 mod consumer;
 mod events;
 mod monitor;
+mod priority;
 mod replication;
 pub mod store;
 mod stream;

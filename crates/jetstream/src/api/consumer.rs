@@ -357,3 +357,44 @@ pub(crate) fn pause(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, Ap
     }
     Ok(v)
 }
+
+/// `CONSUMER.UNPIN.<stream>.<consumer>`: `{"group": <name>}` drops that group's pinned client.
+pub(crate) fn unpin(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, ApiError> {
+    #[derive(Deserialize, Default)]
+    struct UnpinRequest {
+        #[serde(default)]
+        group: String,
+    }
+    // nats-server checks the request before it looks for the consumer.
+    let req: UnpinRequest = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    if req.group.is_empty() {
+        return Err(ApiError::invalid_json("consumer group not specified"));
+    }
+    if !crate::priority::valid_group_name(&req.group) {
+        return Err(crate::priority::invalid_group_name());
+    }
+    let (_, c) = consumer_of(js, rest)?;
+    c.unpin(&req.group)?;
+    Ok(json!({}))
+}
+
+/// `CONSUMER.RESET.<stream>.<consumer>`: `{"seq": n}` starts the consumer again at stream
+/// sequence `n`; no sequence, just after its ack floor. Answers with the consumer's info and
+/// `reset_seq`.
+pub(crate) fn reset(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, ApiError> {
+    #[derive(Deserialize, Default)]
+    struct ResetRequest {
+        #[serde(default)]
+        seq: u64,
+    }
+    let req: ResetRequest = parse(body)?;
+    let (stream, c) = consumer_of(js, rest)?;
+    let seq = c.reset(req.seq)?;
+    let mut v = info_json(&c, &stream, js.server().server_name());
+    // As CONSUMER.INFO's on a single server: no `cluster`.
+    if let Value::Object(o) = &mut v {
+        o.remove("cluster");
+    }
+    v["reset_seq"] = json!(seq);
+    Ok(v)
+}

@@ -60,6 +60,8 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
         "CONSUMER.INFO" => consumer::info(js, rest),
         "CONSUMER.DELETE" => consumer::delete(js, rest).await,
         "CONSUMER.PAUSE" => consumer::pause(js, rest, body),
+        "CONSUMER.UNPIN" => consumer::unpin(js, rest, body),
+        "CONSUMER.RESET" => consumer::reset(js, rest, body),
         "CONSUMER.NAMES" => consumer::names(js, rest, body),
         "CONSUMER.LIST" => consumer::list(js, rest, body),
         "CONSUMER.MSG.NEXT" => {
@@ -98,8 +100,10 @@ pub(crate) async fn handle(js: &Arc<JsAccount>, api: &str, m: &Message) -> Reply
 
 /// Splits `STREAM.CREATE.ORDERS` into the verb and what follows it.
 fn split_verb(api: &str) -> (&str, &str) {
-    const VERBS: [&str; 19] = [
+    const VERBS: [&str; 21] = [
         "CONSUMER.PAUSE",
+        "CONSUMER.UNPIN",
+        "CONSUMER.RESET",
         "CONSUMER.DURABLE.CREATE",
         "CONSUMER.MSG.NEXT",
         "CONSUMER.CREATE",
@@ -150,6 +154,8 @@ fn response_type(verb: &str) -> String {
         "CONSUMER.NAMES" => "consumer_names",
         "CONSUMER.LIST" => "consumer_list",
         "CONSUMER.PAUSE" => "consumer_pause",
+        "CONSUMER.UNPIN" => "consumer_unpin",
+        "CONSUMER.RESET" => "consumer_reset",
         "CONSUMER.MSG.NEXT" => "consumer_getnext",
         _ => "unknown",
     };

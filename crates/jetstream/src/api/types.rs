@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-pub use crate::consumer::{AckPolicy, ConsumerConfig, DeliverPolicy};
+pub use crate::consumer::{AckPolicy, ConsumerConfig, DeliverPolicy, PriorityPolicy};
 
 /// A duration in nanoseconds, as JetStream's JSON has them.
 pub type Nanos = i64;
