@@ -7,7 +7,7 @@
 //! One task per consumer does all of it: it wakes when the stream stores a message, when a
 //! request or an ack arrives, or when a deadline (an ack wait, a request's expiry) passes.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ pub use crate::priority::PriorityPolicy;
 use crate::priority::{Choice, Pin, PinEvent, PullGroup};
 use crate::stream::Stream;
 use crate::time::{now_ns, rfc3339};
+use crate::unacked::Unacked;
 
 /// nats-server's default `ack_wait`: 30 s.
 const DEFAULT_ACK_WAIT: Nanos = 30_000_000_000;
@@ -235,13 +236,6 @@ struct Request {
     group: Option<PullGroup>,
 }
 
-/// A delivery awaiting its ack.
-struct Pending {
-    consumer_seq: u64,
-    deliveries: u64,
-    deadline: Instant,
-}
-
 /// What a consumer has delivered and what is acknowledged.
 struct State {
     /// The next stream sequence to look at for a first delivery.
@@ -251,7 +245,8 @@ struct State {
     delivered_stream: u64,
     ack_floor_consumer: u64,
     ack_floor_stream: u64,
-    pending: BTreeMap<u64, Pending>,
+    /// Deliveries awaiting their ack, by sequence and by deadline.
+    pending: Unacked,
     /// Stream sequences to deliver again, first come first.
     redeliver: BTreeSet<u64>,
     /// Stream sequences to deliver first, before `next` (`last_per_subject`).
@@ -311,7 +306,7 @@ impl SavedState {
             pending: st
                 .pending
                 .iter()
-                .map(|(s, p)| (*s, p.consumer_seq, p.deliveries))
+                .map(|(s, p)| (s, p.consumer_seq, p.deliveries))
                 .collect(),
             redelivered: st.redelivered,
         }
@@ -458,7 +453,7 @@ impl Consumer {
                 delivered_stream: floor,
                 ack_floor_consumer: 0,
                 ack_floor_stream: floor,
-                pending: BTreeMap::new(),
+                pending: Unacked::default(),
                 redeliver: BTreeSet::new(),
                 initial,
                 redelivered: 0,
@@ -507,20 +502,10 @@ impl Consumer {
         st.next = saved.delivered_stream + 1;
         st.initial.clear();
         st.redelivered = saved.redelivered;
-        st.pending = saved
-            .pending
-            .into_iter()
-            .map(|(s, c, d)| {
-                (
-                    s,
-                    Pending {
-                        consumer_seq: c,
-                        deliveries: d,
-                        deadline: now + wait,
-                    },
-                )
-            })
-            .collect();
+        st.pending.clear();
+        for (s, c, d) in saved.pending {
+            st.pending.insert(s, c, d, now + wait);
+        }
         st.pending_count = None;
         st.dirty = false;
     }
@@ -964,20 +949,17 @@ impl Consumer {
             }
             b"-NAK" => {
                 let delay = parse_nak_delay(arg).unwrap_or_default();
-                if let Some(p) = st.pending.get_mut(&sseq) {
-                    p.deadline = Instant::now() + delay;
+                if let Some(p) = st.pending.reschedule(sseq, Instant::now() + delay) {
                     let figures = (sseq, p.consumer_seq, p.deliveries);
                     st.advisories.push((crate::events::Delivery::Nak, figures));
                 }
             }
             b"+WPI" => {
                 let wait = self.ack_wait(1);
-                if let Some(p) = st.pending.get_mut(&sseq) {
-                    p.deadline = Instant::now() + wait;
-                }
+                st.pending.reschedule(sseq, Instant::now() + wait);
             }
             b"+TERM" => {
-                if let Some(p) = st.pending.remove(&sseq) {
+                if let Some(p) = st.pending.remove(sseq) {
                     let reason = String::from_utf8_lossy(arg).into_owned();
                     let figures = (sseq, p.consumer_seq, p.deliveries);
                     st.advisories
@@ -1047,14 +1029,8 @@ impl Consumer {
     fn ack(&self, st: &mut State, sseq: u64, stream: Option<&Stream>) {
         let acked: Vec<u64> = match self.settings.load().config.ack_policy {
             AckPolicy::None => return,
-            AckPolicy::Explicit => st.pending.remove(&sseq).map(|_| sseq).into_iter().collect(),
-            AckPolicy::All => {
-                let keys: Vec<u64> = st.pending.range(..=sseq).map(|(k, _)| *k).collect();
-                for k in &keys {
-                    st.pending.remove(k);
-                }
-                keys
-            }
+            AckPolicy::Explicit => st.pending.remove(sseq).map(|_| sseq).into_iter().collect(),
+            AckPolicy::All => st.pending.remove_through(sseq),
         };
         for s in &acked {
             st.redeliver.remove(s);
@@ -1085,7 +1061,7 @@ impl Consumer {
             return true;
         }
         let st = self.state.lock();
-        seq < st.next && !st.pending.contains_key(&seq) && !st.initial.contains(&seq)
+        seq < st.next && !st.pending.contains(seq) && !st.initial.contains(&seq)
     }
 
     /// Whether this consumer takes messages on `subject`.
@@ -1105,7 +1081,7 @@ impl Consumer {
 
     /// The ack floor: everything delivered below the oldest pending delivery.
     fn move_floor(st: &mut State) {
-        match st.pending.iter().next() {
+        match st.pending.first() {
             Some((sseq, p)) => {
                 st.ack_floor_stream = sseq.saturating_sub(1);
                 st.ack_floor_consumer = p.consumer_seq.saturating_sub(1);
@@ -1219,8 +1195,8 @@ impl Consumer {
                 deadline = min_some(
                     deadline,
                     st.pending
-                        .values()
-                        .map(|p| p.deadline)
+                        .next_deadline()
+                        .into_iter()
                         .chain(st.waiting.iter().filter_map(|r| r.expires))
                         .min(),
                 );
@@ -1239,28 +1215,23 @@ impl Consumer {
 
     /// Ack waits that passed: deliver again, or give up at `max_deliver`.
     fn redeliveries_due(&self, st: &mut State, now: Instant) {
-        let due: Vec<u64> = st
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in due {
-            let over = self.settings.load().config.max_deliver > 0
-                && st.pending[&s].deliveries as i64 >= self.settings.load().config.max_deliver;
+        let max_deliver = self.settings.load().config.max_deliver;
+        for s in st.pending.take_due(now) {
+            let over = max_deliver > 0
+                && st
+                    .pending
+                    .get(s)
+                    .is_some_and(|p| p.deliveries as i64 >= max_deliver);
             if over {
-                if let Some(p) = st.pending.remove(&s) {
+                if let Some(p) = st.pending.remove(s) {
                     let figures = (s, p.consumer_seq, p.deliveries);
                     st.advisories
                         .push((crate::events::Delivery::MaxDeliveries, figures));
                 }
                 Self::move_floor(st);
             } else {
+                // Off the schedule until it goes out again.
                 st.redeliver.insert(s);
-                if let Some(p) = st.pending.get_mut(&s) {
-                    // Not due again until it is delivered again.
-                    p.deadline = now + Duration::from_secs(3600 * 24 * 365);
-                }
             }
         }
     }
@@ -1374,7 +1345,12 @@ impl Consumer {
         // What this consumer no longer holds back (interest retention): its deliveries not
         // acknowledged and what it skips. Bounded: a far jump ahead is not walked in full.
         const MOST_RELEASED: u64 = 1 << 20;
-        let mut released: Vec<u64> = st.pending.keys().copied().filter(|s| *s < seq).collect();
+        let mut released: Vec<u64> = st
+            .pending
+            .iter()
+            .map(|(s, _)| s)
+            .filter(|s| *s < seq)
+            .collect();
         released.extend((st.next..seq).take(MOST_RELEASED as usize));
         st.pending.clear();
         st.redeliver.clear();
@@ -1529,7 +1505,7 @@ impl Consumer {
             let pending = self.num_pending(stream, st);
             let cseq = st
                 .pending
-                .get(&m.seq)
+                .get(m.seq)
                 .map_or(st.delivered_consumer, |p| p.consumer_seq);
             let ack = ack_subject(
                 stream.name(),
@@ -1656,7 +1632,7 @@ impl Consumer {
             if let Ok(Some(m)) = store.load(seq) {
                 return Some((m, true));
             }
-            st.pending.remove(&seq);
+            st.pending.remove(seq);
         }
         if !new_too {
             return None;
@@ -1704,15 +1680,10 @@ impl Consumer {
         if redelivery {
             st.redelivered += 1;
             let wait = {
-                let p = st.pending.get(&m.seq);
+                let p = st.pending.get(m.seq);
                 self.ack_wait(p.map_or(1, |p| p.deliveries + 1))
             };
-            if let Some(p) = st.pending.get_mut(&m.seq) {
-                p.deliveries += 1;
-                p.deadline = now + wait;
-                return p.deliveries;
-            }
-            return 1;
+            return st.pending.redelivered(m.seq, now + wait).unwrap_or(1);
         }
         st.dirty = true;
         st.last_delivery = now_ns();
@@ -1722,14 +1693,8 @@ impl Consumer {
             st.ack_floor_consumer = st.delivered_consumer;
             st.ack_floor_stream = m.seq;
         } else {
-            st.pending.insert(
-                m.seq,
-                Pending {
-                    consumer_seq: st.delivered_consumer,
-                    deliveries: 1,
-                    deadline: now + self.ack_wait(1),
-                },
-            );
+            let (cseq, deadline) = (st.delivered_consumer, now + self.ack_wait(1));
+            st.pending.insert(m.seq, cseq, 1, deadline);
         }
         1
     }

@@ -33,6 +33,7 @@
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `usage`: bytes held and reserved against `max_memory_store` / `max_file_store`.
 //! - `transform`: subject transforms (`republish`).
+//! - `unacked`: a consumer's deliveries awaiting their ack, by sequence and by deadline.
 //! - `ttl`: per-message TTLs (`Nats-TTL`) and subject delete markers.
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
 #![warn(missing_docs)]
@@ -50,6 +51,7 @@ mod stream;
 mod time;
 mod transform;
 mod ttl;
+mod unacked;
 mod usage;
 
 use std::sync::Arc;
