@@ -30,6 +30,8 @@
 //! - `monitor`: `/jsz`, the `jetstream` section of `/varz`, `/metrics` families.
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `usage`: bytes held and reserved against `max_memory_store` / `max_file_store`.
+//! - `source`: mirrors and sources: pulling another stream's messages through an origin
+//!   consumer, resuming, their info.
 //! - `transform`: subject transforms (`republish`).
 //! - `time`: nanoseconds and RFC 3339 as JetStream's JSON has them.
 #![warn(missing_docs)]
@@ -41,6 +43,7 @@ mod consumer;
 mod events;
 mod monitor;
 mod replication;
+mod source;
 pub mod store;
 mod stream;
 mod time;

@@ -240,6 +240,7 @@ fn info_of(js: &JsAccount, s: &Stream, subjects_filter: Option<(&str, usize)>) -
     if s.is_leader() {
         v["cluster"]["leader"] = json!(js.server().server_name());
     }
+    crate::source::info(s, &mut v);
     (v, total)
 }
 
@@ -496,7 +497,17 @@ fn direct_get(js: &JsAccount, rest: &str, body: &[u8]) -> Reply {
         Some((n, s)) => (n, Some(s)),
         None => (rest, None),
     };
-    let Some(s) = js.stream(name).filter(|s| s.config().allow_direct) else {
+    let served = js.stream(name).filter(|s| s.config().allow_direct);
+    // `mirror_direct`: a mirror answers for its origin when the origin is not here (another
+    // account or domain), as nats-server's mirrors join the origin's DIRECT.GET.
+    let served = served.or_else(|| {
+        js.streams().into_iter().find(|s| {
+            let c = s.config();
+            c.extra.get("mirror_direct").and_then(Value::as_bool) == Some(true)
+                && crate::source::mirror_of(&c).is_some_and(|m| m.name == name)
+        })
+    });
+    let Some(s) = served else {
         // No stream serves it: what nats-server's missing subscription answers.
         return status(503, "");
     };

@@ -244,6 +244,7 @@ impl StreamConfig {
                 "stream has no mirror but does have mirror direct",
             ));
         }
+        crate::source::validate(self)?;
         if self.max_age != 0 && self.max_age < 100_000_000 {
             return Err(ApiError::invalid_config("max age needs to be >= 100ms"));
         }
