@@ -374,3 +374,69 @@ async fn a_file_source_resumes_from_its_headers_after_a_restart() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_mirror_reaches_its_origin_through_an_external_api_prefix() {
+    let (server, js) = broker(JetStream::new().domain("HUB")).await;
+    js.create_stream(stream::Config {
+        allow_direct: true,
+        ..config("KV_TEST", &["$KV.TEST.>"], stream::StorageType::Memory)
+    })
+    .await
+    .unwrap();
+    publish(&js, "$KV.TEST.name", "derek").await;
+    publish(&js, "$KV.TEST.age", "22").await;
+    let mut mirror = mirror_of("KV_MIRROR", "KV_TEST", stream::StorageType::Memory);
+    if let Some(m) = mirror.mirror.as_mut() {
+        m.external = Some(stream::External {
+            api_prefix: "$JS.HUB.API".into(),
+            delivery_prefix: None,
+        });
+    }
+    mirror.mirror_direct = true;
+    mirror.allow_direct = true;
+    let mirror = js.create_stream(mirror).await.unwrap();
+    until(&js, "KV_MIRROR", "2 messages", |i| {
+        state(i, "messages") == 2
+    })
+    .await;
+    let info = raw_info(&js, "KV_MIRROR").await;
+    assert_eq!(info["mirror"]["external"]["api"], "$JS.HUB.API", "{info}");
+    assert_eq!(info["config"]["mirror_direct"], true, "{info}");
+    let m = mirror
+        .direct_get_last_for_subject("$KV.TEST.name")
+        .await
+        .unwrap();
+    assert_eq!(&m.payload[..], b"derek");
+    // With its origin gone from here, the mirror answers the origin's DIRECT.GET.
+    js.delete_stream("KV_TEST").await.unwrap();
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    let m = client
+        .request("$JS.API.DIRECT.GET.KV_TEST.$KV.TEST.age", "".into())
+        .await
+        .unwrap();
+    assert_eq!(&m.payload[..], b"22");
+    let headers = m.headers.expect("direct get headers");
+    assert_eq!(
+        headers
+            .get(async_nats::header::NATS_STREAM)
+            .unwrap()
+            .as_str(),
+        "KV_MIRROR"
+    );
+    // An external API prefix nobody answers: the mirror reports why it is not pulling.
+    let mut lost = mirror_of("LOST", "KV_TEST", stream::StorageType::Memory);
+    if let Some(m) = lost.mirror.as_mut() {
+        m.external = Some(stream::External {
+            api_prefix: "$JS.NOWHERE.API".into(),
+            delivery_prefix: None,
+        });
+    }
+    js.create_stream(lost).await.unwrap();
+    until(&js, "LOST", "a setup error", |i| {
+        i["mirror"]["error"]["err_code"].as_u64() == Some(10029)
+    })
+    .await;
+}
