@@ -210,6 +210,40 @@ fn short_hash(s: &str) -> String {
         .collect()
 }
 
+/// Writes `mirror` and `sources` back as nats-server keeps them: empty fields left out, a
+/// null or empty one removed. What does not parse is left for [`validate`] to refuse.
+pub(crate) fn normalize(config: &mut StreamConfig) {
+    match config.extra.get("mirror") {
+        Some(Value::Null) => {
+            config.extra.remove("mirror");
+        }
+        Some(v) => {
+            if let Ok(spec) = serde_json::from_value::<SourceSpec>(v.clone()) {
+                if let Ok(v) = serde_json::to_value(spec) {
+                    config.extra.insert("mirror".into(), v);
+                }
+            }
+        }
+        None => {}
+    }
+    match config.extra.get("sources") {
+        Some(Value::Null) => {
+            config.extra.remove("sources");
+        }
+        Some(Value::Array(a)) if a.is_empty() => {
+            config.extra.remove("sources");
+        }
+        Some(v) => {
+            if let Ok(specs) = serde_json::from_value::<Vec<SourceSpec>>(v.clone()) {
+                if let Ok(v) = serde_json::to_value(specs) {
+                    config.extra.insert("sources".into(), v);
+                }
+            }
+        }
+        None => {}
+    }
+}
+
 /// The `mirror` of a configuration, if any.
 pub(crate) fn mirror_of(config: &StreamConfig) -> Option<SourceSpec> {
     let v = config.extra.get("mirror").filter(|v| !v.is_null())?;
@@ -263,13 +297,6 @@ pub(crate) fn validate(config: &StreamConfig) -> Result<(), ApiError> {
                 400,
                 10031,
                 "stream mirrors can not also contain other sources",
-            ));
-        }
-        if m.opt_start_seq > 0 && m.opt_start_time.is_some() {
-            return Err(ApiError::new(
-                400,
-                10032,
-                "stream mirrors can not have both start seq and start time configured",
             ));
         }
         if !m.filter_subject.is_empty() && !m.subject_transforms.is_empty() {
@@ -495,6 +522,10 @@ pub(crate) fn info(stream: &Stream, v: &mut Value) {
         }
         if let Some(e) = &l.spec.external {
             o["external"] = json!(e);
+        }
+        if !l.mirror && st.sseq > 0 {
+            // 2.15 tells a source's last origin sequence.
+            o["seq"] = json!(st.sseq);
         }
         o
     };

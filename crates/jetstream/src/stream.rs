@@ -251,6 +251,17 @@ impl Stream {
         self.consumers.lock().values().cloned().collect()
     }
 
+    /// The consumers users see: not the `direct` ones mirrors and sources make (nats-server
+    /// leaves those out of listings, counts and limits).
+    pub(crate) fn public_consumers(&self) -> Vec<Arc<Consumer>> {
+        self.consumers
+            .lock()
+            .values()
+            .filter(|c| !c.config().config.is_direct())
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn add_consumer(&self, c: Arc<Consumer>) {
         self.consumers.lock().insert(c.name().to_string(), c);
     }
@@ -269,7 +280,7 @@ impl Stream {
 
     /// The state as STREAM.INFO reports it.
     pub(crate) fn state_json(&self) -> StreamStateJson {
-        let consumers = self.consumers.lock().len() as u64;
+        let consumers = self.public_consumers().len() as u64;
         let st = self.store.lock().state();
         let fresh = st.last_seq == 0 && st.msgs == 0;
         StreamStateJson {

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
 use serde_json::Value;
 use starling_jetstream::{JetStream, ServerBuilderExt};
 use starling_server::Server;
@@ -83,7 +84,10 @@ fn state(info: &Value, key: &str) -> u64 {
 
 #[tokio::test]
 async fn a_mirror_holds_every_message_at_the_origins_sequence() {
-    let (_server, js) = broker(JetStream::new()).await;
+    let (server, js) = broker(JetStream::new()).await;
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
     let mut origin = js
         .create_stream(config("ORIGIN", &["orders.>"], stream::StorageType::Memory))
         .await
@@ -148,13 +152,19 @@ async fn a_mirror_holds_every_message_at_the_origins_sequence() {
     let err = js.create_stream(bad).await.unwrap_err();
     assert!(err.to_string().contains("10031"), "{err}");
 
-    // Deleting the mirror deletes its consumer on the origin.
+    // The mirror's consumer on the origin is not one users see (nats-server's `direct`)...
+    assert_eq!(origin.info().await.unwrap().state.consumer_count, 0);
+    // ... and deleting the mirror deletes it.
+    let mut deleted = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.DELETED.ORIGIN.*")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
     js.delete_stream("MIRROR").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while origin.info().await.unwrap().state.consumer_count > 0 {
-        assert!(Instant::now() < deadline, "origin consumer left behind");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(10), deleted.next())
+        .await
+        .expect("the origin consumer is deleted")
+        .unwrap();
 }
 
 #[tokio::test]

@@ -184,7 +184,7 @@ fn account_info(js: &JsAccount) -> Value {
         "reserved_memory": js.usage().reserved().0,
         "reserved_storage": js.usage().reserved().1,
         "streams": streams.len(),
-        "consumers": streams.iter().map(|s| s.consumers().len()).sum::<usize>(),
+        "consumers": streams.iter().map(|s| s.public_consumers().len()).sum::<usize>(),
         "limits": {
             "max_memory": js.limits().max_memory,
             "max_storage": js.limits().max_storage,

@@ -59,6 +59,9 @@ fn one() -> i64 {
 fn is_false(b: &bool) -> bool {
     !*b
 }
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
 
 /// A stream's configuration (nats-server's `StreamConfig`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,8 +72,8 @@ pub struct StreamConfig {
     /// A description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The subjects it captures.
-    #[serde(default)]
+    /// The subjects it captures (none for a mirror).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
     /// What keeps messages.
     #[serde(default)]
@@ -102,8 +105,9 @@ pub struct StreamConfig {
     /// Replicas (1 on a single server).
     #[serde(default = "one")]
     pub num_replicas: i64,
-    /// How long `Nats-Msg-Id`s are remembered, in nanoseconds.
-    #[serde(default)]
+    /// How long `Nats-Msg-Id`s are remembered, in nanoseconds (0 for mirrors and sources
+    /// unless set).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub duplicate_window: Nanos,
     /// `Nats-Rollup` is honoured.
     #[serde(default)]
@@ -141,6 +145,7 @@ impl StreamConfig {
             return Err(ApiError::invalid_json("unexpected end of JSON input"));
         }
         let mut c: Self = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+        crate::source::normalize(&mut c);
         c.fill_defaults();
         Ok(c)
     }
@@ -156,7 +161,8 @@ impl StreamConfig {
         if self.subjects.is_empty() && !sourced {
             self.subjects.push(self.name.clone());
         }
-        if self.duplicate_window == 0 {
+        // A mirror or a stream with sources deduplicates only when asked to (nats-server's).
+        if self.duplicate_window == 0 && !sourced {
             self.duplicate_window = DEFAULT_DUPLICATE_WINDOW;
         }
         if self.max_age > 0 && self.duplicate_window > self.max_age {
