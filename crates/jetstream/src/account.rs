@@ -509,6 +509,11 @@ impl JsAccount {
         Ok(())
     }
 
+    /// Has waiting mirrors and sources try again now (the API they ask through is up).
+    pub(crate) fn wake_sources(&self) {
+        self.created.notify_waiters();
+    }
+
     /// Makes every stream's writes durable (shutdown).
     pub(crate) fn sync_all(&self) {
         for s in self.streams() {

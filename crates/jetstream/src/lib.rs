@@ -112,6 +112,8 @@ async fn start(server: Server, config: JetStream) -> Result<(), ExtensionError> 
     for (name, limits) in accounts {
         let js = JsAccount::start(&server, &name, &config, usage.clone(), limits).await?;
         serve_api(&server, js.clone(), config.domain.as_deref()).await?;
+        // Recovered mirrors and sources asked before the API was served.
+        js.wake_sources();
         started.push(js);
     }
     info!("  Max Memory:      {}", human(max_memory));

@@ -450,3 +450,92 @@ async fn a_mirror_reaches_its_origin_through_an_external_api_prefix() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_kv_bucket_mirrored_through_an_external_prefix_reads_the_origins_keys() {
+    use async_nats::jetstream::kv;
+    let (_server, js) = broker(JetStream::new().domain("HUB")).await;
+    let origin = js
+        .create_key_value(kv::Config {
+            bucket: "TEST".into(),
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    origin.put("name", "derek".into()).await.unwrap();
+    origin.put("age", "22".into()).await.unwrap();
+    origin.put("name", "ivan".into()).await.unwrap();
+    js.create_key_value(kv::Config {
+        bucket: "MIRROR".into(),
+        storage: stream::StorageType::Memory,
+        mirror: Some(stream::Source {
+            name: "TEST".into(),
+            external: Some(stream::External {
+                api_prefix: "$JS.HUB.API".into(),
+                delivery_prefix: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stream = js.get_stream("KV_MIRROR").await.unwrap();
+    assert!(stream.cached_info().config.mirror_direct);
+    until(&js, "KV_MIRROR", "3 revisions", |i| {
+        state(i, "last_seq") == 3
+    })
+    .await;
+    let local = js.get_key_value("MIRROR").await.unwrap();
+    assert_eq!(
+        local.get("name").await.unwrap().as_deref(),
+        Some(&b"ivan"[..])
+    );
+    assert_eq!(local.get("age").await.unwrap().as_deref(), Some(&b"22"[..]));
+    let e = local.entry("name").await.unwrap().unwrap();
+    assert_eq!(e.revision, 3);
+}
+
+#[tokio::test]
+async fn a_mirror_and_a_source_keep_up_through_flow_control() {
+    let (_server, js) = broker(JetStream::new()).await;
+    js.create_stream(config("BULK", &["bulk.>"], stream::StorageType::Memory))
+        .await
+        .unwrap();
+    js.create_stream(mirror_of("BULK_M", "BULK", stream::StorageType::Memory))
+        .await
+        .unwrap();
+    js.create_stream(stream::Config {
+        name: "BULK_S".into(),
+        storage: stream::StorageType::Memory,
+        sources: Some(vec![stream::Source {
+            name: "BULK".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // 2 MB: many times the origin consumer's flow control window.
+    let payload = bytes::Bytes::from(vec![b'x'; 1024]);
+    let mut acks = Vec::new();
+    for i in 0..2000 {
+        acks.push(
+            js.publish(format!("bulk.{}", i % 10), payload.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    for name in ["BULK_M", "BULK_S"] {
+        until(&js, name, "2000 messages", |i| {
+            state(i, "messages") == 2000 && state(i, "last_seq") == 2000
+        })
+        .await;
+    }
+    let info = raw_info(&js, "BULK_M").await;
+    assert_eq!(info["mirror"]["lag"], 0, "{info}");
+}
