@@ -2009,6 +2009,27 @@ mod tests {
     }
 
     #[test]
+    fn skipped_sequences_are_not_reported_lost() {
+        // A skip starts the next block past a gap; recovery must not take that for damage.
+        let dir = TempDir::new();
+        let (mut s, _) = open(&dir.0, 256);
+        s.append(b"a", 0, b"1", 1).unwrap();
+        s.skip_to(10).unwrap();
+        assert_eq!(s.append(b"a", 0, b"10", 2).unwrap(), 10);
+        s.skip_to(20).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let (mut s, rec) = open(&dir.0, 256);
+        assert!(rec.lost.is_empty(), "{rec:?}");
+        assert_eq!((rec.msgs, rec.last_seq), (2, 19));
+        assert_eq!(s.append(b"a", 0, b"20", 3).unwrap(), 20);
+        drop(s);
+        let (_, rec) = open(&dir.0, 256);
+        assert!(rec.lost.is_empty(), "{rec:?}");
+        assert_eq!((rec.msgs, rec.last_seq), (3, 20));
+    }
+
+    #[test]
     fn a_torn_or_corrupt_tail_is_truncated_and_appends_continue() {
         let t = TempDir::new();
         let a = t.0.join("a");
@@ -2482,6 +2503,8 @@ mod tests {
             up_to: Option<u16>,
             keep: Option<u8>,
         },
+        /// `skip_to` this far past the next sequence (0: to it, a no-op), or back.
+        Skip(u16),
         Flush,
         Reopen,
     }
@@ -2498,6 +2521,7 @@ mod tests {
                 .prop_map(|(at, past)| Op::Compact { at, past }),
             1 => (0..FILTERS.len(), proptest::option::of(any::<u16>()), proptest::option::of(0..4u8))
                 .prop_map(|(filter, up_to, keep)| Op::Purge { filter, up_to, keep }),
+            2 => (0..3000u16).prop_map(Op::Skip),
             1 => Just(Op::Flush),
             1 => Just(Op::Reopen),
         ]
@@ -2708,6 +2732,12 @@ mod tests {
                             f.purge_subject(fl, up_to, keep).unwrap(),
                             m.purge_subject(fl, up_to, keep).unwrap()
                         );
+                    }
+                    Op::Skip(n) => {
+                        // Mostly short gaps (holes in the memory store's deque), some long.
+                        let q = if n % 7 == 0 { span / 2 } else { span - 1 + u64::from(n % 40) * u64::from(n / 1000 + 1) };
+                        f.skip_to(q).unwrap();
+                        m.skip_to(q).unwrap();
                     }
                     Op::Flush => f.flush().unwrap(),
                     Op::Reopen => {
