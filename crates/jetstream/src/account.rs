@@ -234,6 +234,7 @@ impl JsAccount {
         config: StreamConfig,
     ) -> Result<(Arc<Stream>, bool), ApiError> {
         config.validate()?;
+        self.check_origins(&config)?;
         let mut config = config;
         self.inherit_mirror_direct(&mut config);
         if let Some(existing) = self.stream(&config.name) {
@@ -295,6 +296,36 @@ impl JsAccount {
         Ok((stream, true))
     }
 
+    /// A mirror or source must take the largest message its origin (when in this account)
+    /// may hold (nats-server's 10030 and 10046).
+    fn check_origins(&self, config: &StreamConfig) -> Result<(), ApiError> {
+        if config.max_msg_size <= 0 {
+            return Ok(());
+        }
+        let too_small = |spec: &crate::source::SourceSpec| {
+            spec.external.is_none()
+                && self.stream(&spec.name).is_some_and(|o| {
+                    let theirs = o.config().max_msg_size;
+                    theirs > 0 && config.max_msg_size < theirs
+                })
+        };
+        if crate::source::mirror_of(config).is_some_and(|m| too_small(&m)) {
+            return Err(ApiError::new(
+                400,
+                10030,
+                "stream mirror must have max message size >= source",
+            ));
+        }
+        if crate::source::sources_of(config).iter().any(too_small) {
+            return Err(ApiError::new(
+                400,
+                10046,
+                "stream source must have max message size >= target",
+            ));
+        }
+        Ok(())
+    }
+
     /// A mirror of a stream in this account serves DIRECT.GET as its origin does (nats-server
     /// sets `mirror_direct` from the origin's `allow_direct`).
     fn inherit_mirror_direct(&self, config: &mut StreamConfig) {
@@ -336,6 +367,7 @@ impl JsAccount {
         let stream = self
             .stream(&config.name)
             .ok_or_else(ApiError::stream_not_found)?;
+        self.check_origins(&config)?;
         let old = stream.config();
         // A mirror stays what it is; removing it (promoting the mirror) is allowed.
         let mirror = crate::source::mirror_of(&config);

@@ -585,6 +585,14 @@ impl Stream {
                 return Err(ApiError::wrong_last_msg_id(last));
             }
         }
+        if checked && m.header("Nats-Stream-Source").is_some() {
+            // Only a source writes it: a publish carrying it would confuse where sources resume.
+            return Err(ApiError::new(
+                400,
+                10227,
+                "message stream source header is not allowed",
+            ));
+        }
         let rollup = m.header("Nats-Rollup");
         if rollup.is_some() && !config.allow_rollup_hdrs && checked {
             return Err(ApiError::rollup_not_allowed());

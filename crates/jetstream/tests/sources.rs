@@ -152,6 +152,22 @@ async fn a_mirror_holds_every_message_at_the_origins_sequence() {
     let err = js.create_stream(bad).await.unwrap_err();
     assert!(err.to_string().contains("10031"), "{err}");
 
+    // A mirror must take the origin's largest message.
+    js.create_stream(stream::Config {
+        max_message_size: 1000,
+        ..config("BIGMSG", &["big"], stream::StorageType::Memory)
+    })
+    .await
+    .unwrap();
+    let err = js
+        .create_stream(stream::Config {
+            max_message_size: 10,
+            ..mirror_of("SMALL", "BIGMSG", stream::StorageType::Memory)
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("10030"), "{err}");
+
     // The mirror's consumer on the origin is not one users see (nats-server's `direct`)...
     assert_eq!(origin.info().await.unwrap().state.consumer_count, 0);
     // ... and deleting the mirror deletes it.
@@ -325,6 +341,17 @@ async fn sources_from_two_streams_with_filters_and_transforms() {
     until(&js, "ALL", "5 messages", |i| state(i, "messages") == 5).await;
     let last = all.get_raw_message(5).await.unwrap();
     assert_eq!(&last.payload[..], b"a5");
+
+    // Only sourcing writes Nats-Stream-Source.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Stream-Source", "A 9 > > a.keep");
+    let err = js
+        .publish_with_headers("local", headers, "forged".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("10227"), "{err}");
 
     // Duplicate sources are refused.
     let dup = stream::Source {
