@@ -750,7 +750,10 @@ async fn session(link: &Link, stream: &Arc<Stream>, client: &Client) -> Ended {
         let mut controls = Vec::new();
         for m in msgs {
             if is_control(&m) {
-                controls.push(m);
+                // Answered once what came before it is stored; a heartbeat is checked against
+                // the deliveries before it, not those after it in the same batch.
+                let dseq = link.state.lock().dseq;
+                controls.push((m, dseq));
                 continue;
             }
             let Some(ack) = AckInfo::parse(m.reply.as_ref().map_or("", |r| r.as_str())) else {
@@ -815,8 +818,8 @@ async fn session(link: &Link, stream: &Arc<Stream>, client: &Client) -> Ended {
         if retry {
             return Ended::Retry { failed: false };
         }
-        for m in controls {
-            if let Some(r) = control(link, client, &m).await {
+        for (m, dseq) in controls {
+            if let Some(r) = control(client, &m, dseq).await {
                 return r;
             }
         }
@@ -913,14 +916,13 @@ fn is_control(m: &Message) -> bool {
             .is_some_and(|h| h.starts_with(b"NATS/1.0 100 "))
 }
 
-/// Answers a flow control request, checks a heartbeat: `Some` when the consumer must be
-/// replaced (the heartbeat says a delivery was missed).
-async fn control(link: &Link, client: &Client, m: &Message) -> Option<Ended> {
+/// Answers a flow control request, checks a heartbeat against `dseq`, the last delivery
+/// before it: `Some` when the consumer must be replaced (the heartbeat says one was missed).
+async fn control(client: &Client, m: &Message, dseq: u64) -> Option<Ended> {
     if let Some(reply) = &m.reply {
         let _ = client.publish(reply.as_str(), Bytes::new()).await;
         return None;
     }
-    let dseq = link.state.lock().dseq;
     if let Some(last) = m
         .header("Nats-Last-Consumer")
         .and_then(|v| v.parse::<u64>().ok())
