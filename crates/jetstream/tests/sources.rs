@@ -64,7 +64,8 @@ async fn raw_info(js: &jetstream::Context, stream: &str) -> Value {
 
 /// Polls STREAM.INFO until `done` holds (a deadline, not a sleep, is the synchronisation).
 async fn until(js: &jetstream::Context, stream: &str, what: &str, done: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Past the 5 s a mirror waits for a silent origin consumer before replacing it.
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let info = raw_info(js, stream).await;
         if done(&info) {
@@ -565,4 +566,36 @@ async fn a_mirror_and_a_source_keep_up_through_flow_control() {
     }
     let info = raw_info(&js, "BULK_M").await;
     assert_eq!(info["mirror"]["lag"], 0, "{info}");
+}
+
+#[tokio::test]
+async fn a_mirror_replaces_a_lost_origin_consumer_and_resumes() {
+    let (_server, js) = broker(JetStream::new()).await;
+    js.create_stream(config("GONE", &["gone"], stream::StorageType::Memory))
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        publish(&js, "gone", &format!("m{i}")).await;
+    }
+    js.create_stream(mirror_of("KEEP", "GONE", stream::StorageType::Memory))
+        .await
+        .unwrap();
+    until(&js, "KEEP", "3 messages", |i| state(i, "messages") == 3).await;
+    // The origin goes, and its consumer with it: the mirror hears nothing more, gives up on
+    // the consumer, and makes a new one on the origin that took its place.
+    js.delete_stream("GONE").await.unwrap();
+    js.create_stream(stream::Config {
+        first_sequence: Some(4),
+        ..config("GONE", &["gone"], stream::StorageType::Memory)
+    })
+    .await
+    .unwrap();
+    assert_eq!(publish(&js, "gone", "m4").await, 4);
+    assert_eq!(publish(&js, "gone", "m5").await, 5);
+    until(&js, "KEEP", "5 messages", |i| {
+        state(i, "messages") == 5 && state(i, "last_seq") == 5
+    })
+    .await;
+    let keep = js.get_stream("KEEP").await.unwrap();
+    assert_eq!(&keep.get_raw_message(5).await.unwrap().payload[..], b"m5");
 }
