@@ -44,6 +44,8 @@ pub(crate) struct JsAccount {
     /// API requests served and refused (`$JS.API.INFO`'s `api`).
     pub(crate) api_total: std::sync::atomic::AtomicU64,
     pub(crate) api_errors: std::sync::atomic::AtomicU64,
+    /// Notified when a stream is created: mirrors and sources waiting for it try again.
+    created: Arc<tokio::sync::Notify>,
 }
 
 impl JsAccount {
@@ -79,6 +81,7 @@ impl JsAccount {
             limits,
             api_total: Default::default(),
             api_errors: Default::default(),
+            created: Default::default(),
         });
         me.recover().await?;
         Ok(me)
@@ -172,6 +175,8 @@ impl JsAccount {
             stream.expire()?;
             self.run(&stream).await.map_err(|e| e.description)?;
             self.recover_consumers(&stream, &path).await?;
+            crate::source::start(&stream, &self.server, &self.client, &self.created);
+            self.created.notify_waiters();
         }
         Ok(())
     }
@@ -229,6 +234,9 @@ impl JsAccount {
         config: StreamConfig,
     ) -> Result<(Arc<Stream>, bool), ApiError> {
         config.validate()?;
+        self.check_origins(&config)?;
+        let mut config = config;
+        self.inherit_mirror_direct(&mut config);
         if let Some(existing) = self.stream(&config.name) {
             if existing.config() == config {
                 return Ok((existing, false));
@@ -283,7 +291,56 @@ impl JsAccount {
             self.usage.clone(),
         );
         self.run(&stream).await?;
+        crate::source::start(&stream, &self.server, &self.client, &self.created);
+        self.created.notify_waiters();
         Ok((stream, true))
+    }
+
+    /// A mirror or source must take the largest message its origin (when in this account)
+    /// may hold (nats-server's 10030 and 10046).
+    fn check_origins(&self, config: &StreamConfig) -> Result<(), ApiError> {
+        if config.max_msg_size <= 0 {
+            return Ok(());
+        }
+        let too_small = |spec: &crate::source::SourceSpec| {
+            spec.external.is_none()
+                && self.stream(&spec.name).is_some_and(|o| {
+                    let theirs = o.config().max_msg_size;
+                    theirs > 0 && config.max_msg_size < theirs
+                })
+        };
+        if crate::source::mirror_of(config).is_some_and(|m| too_small(&m)) {
+            return Err(ApiError::new(
+                400,
+                10030,
+                "stream mirror must have max message size >= source",
+            ));
+        }
+        if crate::source::sources_of(config).iter().any(too_small) {
+            return Err(ApiError::new(
+                400,
+                10046,
+                "stream source must have max message size >= target",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A mirror of a stream in this account serves DIRECT.GET as its origin does (nats-server
+    /// sets `mirror_direct` from the origin's `allow_direct`).
+    fn inherit_mirror_direct(&self, config: &mut StreamConfig) {
+        let Some(m) = crate::source::mirror_of(config) else {
+            return;
+        };
+        if m.external.is_some() {
+            return;
+        }
+        if let Some(origin) = self.stream(&m.name) {
+            config.extra.insert(
+                "mirror_direct".into(),
+                serde_json::Value::Bool(origin.config().allow_direct),
+            );
+        }
     }
 
     /// Registers a stream and starts its capture and timers.
@@ -310,7 +367,19 @@ impl JsAccount {
         let stream = self
             .stream(&config.name)
             .ok_or_else(ApiError::stream_not_found)?;
+        self.check_origins(&config)?;
         let old = stream.config();
+        // A mirror stays what it is; removing it (promoting the mirror) is allowed.
+        let mirror = crate::source::mirror_of(&config);
+        if mirror.is_some() && mirror != crate::source::mirror_of(&old) {
+            return Err(ApiError::new(
+                400,
+                10055,
+                "stream mirror configuration can not be updated",
+            ));
+        }
+        let resource_links = mirror.is_some() != crate::source::mirror_of(&old).is_some()
+            || crate::source::sources_of(&config) != crate::source::sources_of(&old);
         if old.storage != config.storage {
             return Err(ApiError::update_failed(
                 "stream configuration update can not change storage type",
@@ -393,6 +462,9 @@ impl JsAccount {
             stream.stop_capture();
             stream.start_capture(&self.server, &self.client).await?;
         }
+        if resource_links {
+            crate::source::start(&stream, &self.server, &self.client, &self.created);
+        }
         stream.expire().map_err(ApiError::internal)?;
         stream.recount();
         Ok(stream)
@@ -406,6 +478,7 @@ impl JsAccount {
             .remove(name)
             .ok_or_else(ApiError::stream_not_found)?;
         stream.stop_capture();
+        crate::source::stop(&stream);
         for c in stream.consumers() {
             stream.remove_consumer(c.name());
         }
@@ -471,6 +544,11 @@ impl JsAccount {
             }
         }
         Ok(())
+    }
+
+    /// Has waiting mirrors and sources try again now (the API they ask through is up).
+    pub(crate) fn wake_sources(&self) {
+        self.created.notify_waiters();
     }
 
     /// Makes every stream's writes durable (shutdown).

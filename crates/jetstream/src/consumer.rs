@@ -177,6 +177,11 @@ fn instant() -> String {
 }
 
 impl ConsumerConfig {
+    /// `direct`: a mirror's or source's consumer, left out of what users see.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.extra.get("direct").and_then(Value::as_bool) == Some(true)
+    }
+
     /// nats-server's defaults (`setConsumerConfigDefaults`).
     pub(crate) fn fill_defaults(&mut self, durable: bool) {
         if self.max_deliver == 0 {

@@ -32,6 +32,8 @@
 //! - `monitor`: `/jsz`, the `jetstream` section of `/varz`, `/metrics` families.
 //! - [`store`]: where messages live ([`store::Store`], memory and file).
 //! - `usage`: bytes held and reserved against `max_memory_store` / `max_file_store`.
+//! - `source`: mirrors and sources: pulling another stream's messages through an origin
+//!   consumer, resuming, their info.
 //! - `transform`: subject transforms (`republish`).
 //! - `unacked`: a consumer's deliveries awaiting their ack, by sequence and by deadline.
 //! - `ttl`: per-message TTLs (`Nats-TTL`) and subject delete markers.
@@ -46,6 +48,7 @@ mod events;
 mod monitor;
 mod priority;
 mod replication;
+mod source;
 pub mod store;
 mod stream;
 mod time;
@@ -116,6 +119,8 @@ async fn start(server: Server, config: JetStream) -> Result<(), ExtensionError> 
     for (name, limits) in accounts {
         let js = JsAccount::start(&server, &name, &config, usage.clone(), limits).await?;
         serve_api(&server, js.clone(), config.domain.as_deref()).await?;
+        // Recovered mirrors and sources asked before the API was served.
+        js.wake_sources();
         started.push(js);
     }
     info!("  Max Memory:      {}", human(max_memory));

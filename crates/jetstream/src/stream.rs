@@ -62,6 +62,8 @@ pub(crate) struct Stream {
     counted: std::sync::atomic::AtomicU64,
     /// When the messages with a `Nats-TTL` expire.
     deadlines: Mutex<Deadlines>,
+    /// Its mirror or sources, pulling from their origins (see `source`).
+    pub(crate) sourcing: crate::source::Sourcing,
 }
 
 /// The ids of recent publishes: id → sequence, and the order they expire in.
@@ -146,6 +148,7 @@ impl Stream {
             domain,
             consumers: Mutex::new(Default::default()),
             deadlines: Mutex::new(deadlines),
+            sourcing: Default::default(),
         })
     }
 
@@ -258,6 +261,17 @@ impl Stream {
         self.consumers.lock().values().cloned().collect()
     }
 
+    /// The consumers users see: not the `direct` ones mirrors and sources make (nats-server
+    /// leaves those out of listings, counts and limits).
+    pub(crate) fn public_consumers(&self) -> Vec<Arc<Consumer>> {
+        self.consumers
+            .lock()
+            .values()
+            .filter(|c| !c.config().config.is_direct())
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn add_consumer(&self, c: Arc<Consumer>) {
         self.consumers.lock().insert(c.name().to_string(), c);
     }
@@ -276,7 +290,7 @@ impl Stream {
 
     /// The state as STREAM.INFO reports it.
     pub(crate) fn state_json(&self) -> StreamStateJson {
-        let consumers = self.consumers.lock().len() as u64;
+        let consumers = self.public_consumers().len() as u64;
         let st = self.store.lock().state();
         let fresh = st.last_seq == 0 && st.msgs == 0;
         StreamStateJson {
@@ -356,7 +370,7 @@ impl Stream {
         let mut acks: Vec<(Bytes, Result<Stored, ApiError>)> = Vec::with_capacity(batch.len());
         let mut republished = Vec::new();
         for m in batch.iter() {
-            let outcome = self.store_one(m, &mut republished);
+            let outcome = self.store_one(m, None, &mut republished);
             if let Some(reply) = &m.reply {
                 acks.push((reply.as_bytes().clone(), outcome));
             } else if let Err(e) = outcome {
@@ -450,46 +464,123 @@ impl Stream {
         Bytes::from(serde_json::to_vec(&ack).unwrap_or_default())
     }
 
-    /// Checks one publish against the stream's rules and appends it.
+    /// Stores messages pulled from a mirror's or a source's origin (`source`), in order, and
+    /// writes them as one batch. With `Some((seq, time))` a (mirror's) message goes at exactly
+    /// the origin's sequence, with the origin's time. Stops at the first message refused:
+    /// returns how many were stored (a duplicate counts as stored) and the refusal, if any.
+    pub(crate) async fn store_sourced(
+        &self,
+        client: &Client,
+        batch: &[(Message, Option<(u64, i64)>)],
+    ) -> (usize, Option<ApiError>) {
+        let mut republished = Vec::new();
+        let mut done = 0;
+        let mut refused = None;
+        for (m, at) in batch {
+            match self.store_one(m, Some(*at), &mut republished) {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        if done == 0 {
+            return (0, refused);
+        }
+        let written = match self.sync {
+            SyncPolicy::Always => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.lock().sync())
+                    .await
+                    .unwrap_or_else(|e| Err(StoreError::io("sync", std::io::Error::other(e))))
+            }
+            SyncPolicy::Interval(_) => self.store.lock().flush(),
+        };
+        self.recount();
+        for c in self.consumers() {
+            c.wake();
+        }
+        if let Err(e) = written {
+            warn!(stream = %self.name, "store write failed: {e}");
+            return (0, Some(ApiError::store_failed(e)));
+        }
+        let frames: Vec<starling_server::Frame<'_>> = republished
+            .iter()
+            .map(|r| starling_server::Frame {
+                to: &r.subject,
+                subject: &r.subject,
+                reply: None,
+                header_len: Some(r.header_len),
+                data: r.data.clone(),
+            })
+            .collect();
+        if !frames.is_empty() {
+            let _ = client.deliver_frames(&frames).await;
+        }
+        (done, refused)
+    }
+
+    /// Checks one publish against the stream's rules and appends it. `sourced`: it comes from
+    /// a mirror's or a source's origin, which checked it already (no `Nats-Expected-*` checks,
+    /// no `subject_transform` of this stream); `Some(Some((seq, time)))` for a mirror's, which
+    /// goes at that sequence with that time and is not deduplicated (the sequences must stay
+    /// the origin's).
     fn store_one(
         &self,
         m: &Message,
+        sourced: Option<Option<(u64, i64)>>,
         republished: &mut Vec<Republished>,
     ) -> Result<Stored, ApiError> {
         let config = self.config.lock();
         // `subject_transform`: the message is stored (and checked) under the new subject.
-        let transformed = self
-            .subject_transform
-            .lock()
-            .as_ref()
-            .and_then(|t| t.apply(m.subject.as_str()));
+        let transformed = if sourced.is_some() {
+            None
+        } else {
+            self.subject_transform
+                .lock()
+                .as_ref()
+                .and_then(|t| t.apply(m.subject.as_str()))
+        };
         let stored_subject = transformed.as_deref().unwrap_or(m.subject.as_str());
         if config.sealed {
             return Err(ApiError::sealed());
         }
-        let now = now_ns();
+        let mirrored = sourced.flatten();
+        let now = mirrored.map_or_else(now_ns, |(_, t)| t);
         let msg_id = m.header("Nats-Msg-Id").filter(|s| !s.is_empty());
         let mut dedupe = self.dedupe.lock();
-        dedupe.expire(now, config.duplicate_window);
-        if let Some(id) = msg_id {
+        dedupe.expire(now_ns(), config.duplicate_window);
+        if let (Some(id), None) = (msg_id, mirrored) {
             if let Some(seq) = dedupe.ids.get(id) {
                 return Ok(Stored::Duplicate(*seq));
             }
         }
-        if let Some(expected) = m.header("Nats-Expected-Stream") {
+        let checked = sourced.is_none();
+        if let Some(expected) = m.header("Nats-Expected-Stream").filter(|_| checked) {
             if expected != self.name {
                 return Err(ApiError::wrong_stream());
             }
         }
         let mut store = self.store.lock();
+        if let Some((seq, _)) = mirrored {
+            // The origin's gaps (deleted or expired messages) are gaps here too.
+            store.skip_to(seq).map_err(ApiError::store_failed)?;
+            if store.state().last_seq + 1 != seq {
+                return Err(ApiError::store_failed("last sequence mismatch"));
+            }
+        }
         let state = store.state();
-        if let Some(v) = m.header("Nats-Expected-Last-Sequence") {
+        if let Some(v) = m.header("Nats-Expected-Last-Sequence").filter(|_| checked) {
             let want: u64 = v.parse().map_err(|_| ApiError::bad_request())?;
             if want != state.last_seq {
                 return Err(ApiError::wrong_last_sequence(state.last_seq));
             }
         }
-        if let Some(v) = m.header("Nats-Expected-Last-Subject-Sequence") {
+        if let Some(v) = m
+            .header("Nats-Expected-Last-Subject-Sequence")
+            .filter(|_| checked)
+        {
             let want: u64 = v.parse().map_err(|_| ApiError::bad_request())?;
             let last = store
                 .subject_state(stored_subject.as_bytes())
@@ -498,14 +589,22 @@ impl Stream {
                 return Err(ApiError::wrong_last_sequence(last));
             }
         }
-        if let Some(want) = m.header("Nats-Expected-Last-Msg-Id") {
+        if let Some(want) = m.header("Nats-Expected-Last-Msg-Id").filter(|_| checked) {
             let last = dedupe.last.as_deref().unwrap_or("");
             if want != last {
                 return Err(ApiError::wrong_last_msg_id(last));
             }
         }
+        if checked && m.header("Nats-Stream-Source").is_some() {
+            // Only a source writes it: a publish carrying it would confuse where sources resume.
+            return Err(ApiError::new(
+                400,
+                10227,
+                "message stream source header is not allowed",
+            ));
+        }
         let rollup = m.header("Nats-Rollup");
-        if rollup.is_some() && !config.allow_rollup_hdrs {
+        if rollup.is_some() && !config.allow_rollup_hdrs && checked {
             return Err(ApiError::rollup_not_allowed());
         }
         let mut msg_ttl = match m.header(ttl::TTL_HEADER) {
@@ -513,7 +612,11 @@ impl Stream {
             None => Ttl::Seconds(0),
         };
         if msg_ttl != Ttl::Seconds(0) && !config.allow_msg_ttl {
-            return Err(ApiError::message_ttl_disabled());
+            // A sourced message keeps its header; only a stream with TTLs acts on it.
+            if checked {
+                return Err(ApiError::message_ttl_disabled());
+            }
+            msg_ttl = Ttl::Seconds(0);
         }
         // With markers, a TTL is at least the marker's (nats-server: a shorter one could expire
         // a subject's message while its marker still stands, and the next marker be missed).
@@ -585,7 +688,8 @@ impl Stream {
             dedupe.insert(id, seq, now);
         }
         dedupe.last = msg_id.map(Into::into);
-        match rollup {
+        // A sourced roll-up purges here only where roll-ups are allowed.
+        match rollup.filter(|_| config.allow_rollup_hdrs) {
             Some("sub") => {
                 store
                     .purge_subject(subject, Some(seq), None)

@@ -139,7 +139,11 @@ pub(crate) async fn create(
     }
     let limits = js.limits();
     if limits.max_consumers >= 0 {
-        let all: usize = js.streams().iter().map(|s| s.consumers().len()).sum();
+        let all: usize = js
+            .streams()
+            .iter()
+            .map(|s| s.public_consumers().len())
+            .sum();
         if all as i64 >= limits.max_consumers {
             return Err(ApiError::new(400, 10026, "maximum consumers limit reached"));
         }
@@ -206,7 +210,7 @@ fn work_queue_rules(
         ));
     }
     let mine = config.filters();
-    for other in stream.consumers() {
+    for other in stream.public_consumers() {
         let theirs = other.config().config.filters();
         if mine.is_empty() || theirs.is_empty() {
             return Err(ApiError::new(
@@ -294,7 +298,7 @@ struct Page {
 pub(crate) fn names(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, ApiError> {
     let page: Page = parse(body)?;
     let stream = stream_of(js, rest)?;
-    let all = stream.consumers();
+    let all = stream.public_consumers();
     let names: Vec<&str> = all
         .iter()
         .skip(page.offset)
@@ -309,7 +313,7 @@ pub(crate) fn names(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, Ap
 pub(crate) fn list(js: &JsAccount, rest: &str, body: &[u8]) -> Result<Value, ApiError> {
     let page: Page = parse(body)?;
     let stream = stream_of(js, rest)?;
-    let all = stream.consumers();
+    let all = stream.public_consumers();
     let infos: Vec<Value> = all
         .iter()
         .skip(page.offset)

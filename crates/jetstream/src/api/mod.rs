@@ -190,7 +190,7 @@ fn account_info(js: &JsAccount) -> Value {
         "reserved_memory": js.usage().reserved().0,
         "reserved_storage": js.usage().reserved().1,
         "streams": streams.len(),
-        "consumers": streams.iter().map(|s| s.consumers().len()).sum::<usize>(),
+        "consumers": streams.iter().map(|s| s.public_consumers().len()).sum::<usize>(),
         "limits": {
             "max_memory": js.limits().max_memory,
             "max_storage": js.limits().max_storage,
@@ -246,6 +246,7 @@ fn info_of(js: &JsAccount, s: &Stream, subjects_filter: Option<(&str, usize)>) -
     if s.is_leader() {
         v["cluster"]["leader"] = json!(js.server().server_name());
     }
+    crate::source::info(s, &mut v);
     (v, total)
 }
 
@@ -502,7 +503,17 @@ fn direct_get(js: &JsAccount, rest: &str, body: &[u8]) -> Reply {
         Some((n, s)) => (n, Some(s)),
         None => (rest, None),
     };
-    let Some(s) = js.stream(name).filter(|s| s.config().allow_direct) else {
+    let served = js.stream(name).filter(|s| s.config().allow_direct);
+    // `mirror_direct`: a mirror answers for its origin when the origin is not here (another
+    // account or domain), as nats-server's mirrors join the origin's DIRECT.GET.
+    let served = served.or_else(|| {
+        js.streams().into_iter().find(|s| {
+            let c = s.config();
+            c.extra.get("mirror_direct").and_then(Value::as_bool) == Some(true)
+                && crate::source::mirror_of(&c).is_some_and(|m| m.name == name)
+        })
+    });
+    let Some(s) = served else {
         // No stream serves it: what nats-server's missing subscription answers.
         return status(503, "");
     };

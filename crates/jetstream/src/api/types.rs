@@ -63,6 +63,9 @@ fn is_no_time(n: &Nanos) -> bool {
 fn is_false(b: &bool) -> bool {
     !*b
 }
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
 
 /// Stream configuration keys of nats-server 2.12 that Starling (speaking 2.11) does not know.
 const UNSUPPORTED_2_12: [&str; 4] = [
@@ -81,8 +84,8 @@ pub struct StreamConfig {
     /// A description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The subjects it captures.
-    #[serde(default)]
+    /// The subjects it captures (none for a mirror).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
     /// What keeps messages.
     #[serde(default)]
@@ -114,8 +117,9 @@ pub struct StreamConfig {
     /// Replicas (1 on a single server).
     #[serde(default = "one")]
     pub num_replicas: i64,
-    /// How long `Nats-Msg-Id`s are remembered, in nanoseconds.
-    #[serde(default)]
+    /// How long `Nats-Msg-Id`s are remembered, in nanoseconds (0 for mirrors and sources
+    /// unless set).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub duplicate_window: Nanos,
     /// `Nats-Rollup` is honoured.
     #[serde(default)]
@@ -160,6 +164,7 @@ impl StreamConfig {
             return Err(ApiError::invalid_json("unexpected end of JSON input"));
         }
         let mut c: Self = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+        crate::source::normalize(&mut c);
         c.fill_defaults();
         Ok(c)
     }
@@ -181,7 +186,8 @@ impl StreamConfig {
         if self.subjects.is_empty() && !sourced {
             self.subjects.push(self.name.clone());
         }
-        if self.duplicate_window == 0 {
+        // A mirror or a stream with sources deduplicates only when asked to (nats-server's).
+        if self.duplicate_window == 0 && !sourced {
             self.duplicate_window = DEFAULT_DUPLICATE_WINDOW;
         }
         if self.max_age > 0 && self.duplicate_window > self.max_age {
@@ -274,6 +280,7 @@ impl StreamConfig {
                 "stream has no mirror but does have mirror direct",
             ));
         }
+        crate::source::validate(self)?;
         if self.max_age != 0 && self.max_age < 100_000_000 {
             return Err(ApiError::invalid_config("max age needs to be >= 100ms"));
         }

@@ -18,6 +18,7 @@ pub(crate) fn run(o: &mut dyn Opener) {
     removals_keep_sequences(o);
     compact_and_purge(o);
     subjects_and_pending(o);
+    skips_keep_what_is_held(o);
 }
 
 fn again(store: Box<dyn Store>, o: &mut dyn Opener) -> Box<dyn Store> {
@@ -169,5 +170,53 @@ fn subjects_and_pending(o: &mut dyn Opener) {
     assert_eq!(s.num_pending(1, &[b"kv.1"]), 6);
     assert_eq!(s.num_pending(12, &[b"kv.1", b"kv.2"]), 7);
     assert_eq!(s.num_pending(31, &[b">"]), 0);
+    s.delete().unwrap();
+}
+
+/// `skip_to`: a mirror's gaps. What is held stays, the skipped sequences count as deleted,
+/// the next append lands at the new sequence, and all of it survives a restart.
+fn skips_keep_what_is_held(o: &mut dyn Opener) {
+    let mut s = o.fresh();
+    // Skipping on an empty store moves its start.
+    s.skip_to(3).unwrap();
+    let mut s = again(s, o);
+    let st = s.state();
+    assert_eq!((st.msgs, st.first_seq, st.last_seq), (0, 3, 2));
+    assert_eq!(s.append(b"a", 0, b"3", 3).unwrap(), 3);
+    assert_eq!(s.append(b"a", 0, b"4", 4).unwrap(), 4);
+    // A short gap, then a long one (past any in-place holes), then one not persisted by an
+    // append before the restart.
+    s.skip_to(6).unwrap();
+    assert_eq!(s.append(b"b", 0, b"6", 6).unwrap(), 6);
+    s.skip_to(100_000).unwrap();
+    let mut s = again(s, o);
+    let st = s.state();
+    assert_eq!(
+        (st.msgs, st.first_seq, st.last_seq, st.num_deleted),
+        (3, 3, 99_999, 99_994)
+    );
+    assert_eq!(s.append(b"a", 0, b"big", 7).unwrap(), 100_000);
+    // Skipping backwards, or to the next sequence, changes nothing.
+    s.skip_to(50).unwrap();
+    s.skip_to(100_001).unwrap();
+    assert_eq!(s.append(b"c", 0, b"next", 8).unwrap(), 100_001);
+    let mut s = again(s, o);
+    let held: Vec<u64> = [1, 2, 3, 4, 5, 6, 7, 99_999, 100_000, 100_001]
+        .into_iter()
+        .filter_map(|q| s.load(q).unwrap().map(|m| m.seq))
+        .collect();
+    assert_eq!(held, vec![3, 4, 6, 100_000, 100_001]);
+    assert_eq!(s.load_next(5, None).unwrap().unwrap().seq, 6);
+    assert_eq!(s.load_next(7, None).unwrap().unwrap().seq, 100_000);
+    assert_eq!(s.load_last(b"a").unwrap().unwrap().payload(), b"big");
+    assert_eq!(s.num_pending(4, &[]), 4);
+    // Removing what is held around the gaps works as anywhere else.
+    assert!(s.remove(3).unwrap());
+    assert!(s.remove(100_000).unwrap());
+    let mut s = again(s, o);
+    let st = s.state();
+    assert_eq!((st.msgs, st.first_seq, st.last_seq), (3, 4, 100_001));
+    assert_eq!(s.compact(100_001).unwrap(), 2);
+    assert_eq!(s.state().first_seq, 100_001);
     s.delete().unwrap();
 }

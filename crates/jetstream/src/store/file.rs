@@ -17,7 +17,8 @@
 //! `len` counts the whole record (below 256 MiB), `crc32c` covers everything before it; for a
 //! message it starts from the message's sequence (its 8 bytes, then the record), so a record
 //! only checks out at its own sequence. Kinds: 1 a message without headers, 2 one with headers,
-//! 3 "delete seq N", 4 "compact below N": removals are tombstones, replayed on open. A message's
+//! 3 "delete seq N", 4 "compact below N", 5 "the next sequence is N" (a skip: nothing
+//! removed): removals and skips are tombstones, replayed on open. A message's
 //! sequence is not written: message sequences in a block are contiguous from its `first_seq`
 //! (a compact past the end starts a new block), so it is the header's `first_seq` plus the
 //! messages before it in the block. Its time is kept as the difference from the header's
@@ -79,6 +80,8 @@ const KIND_MSG: u8 = 1;
 const KIND_MSG_HDR: u8 = 2;
 const KIND_DELETE: u8 = 3;
 const KIND_COMPACT: u8 = 4;
+/// "The next sequence is N" (a mirror's gap): moves the sequence, removes nothing.
+const KIND_SKIP: u8 = 5;
 
 /// Where and how a [`FileStore`] keeps its blocks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -605,7 +608,7 @@ fn check_tombstone(rec: &[u8]) -> Option<(u8, u64)> {
     }
     let (kind, len) = tag(rec);
     let body = TOMBSTONE - CRC_LEN;
-    let sound = (kind == KIND_DELETE || kind == KIND_COMPACT)
+    let sound = matches!(kind, KIND_DELETE | KIND_COMPACT | KIND_SKIP)
         && len == TOMBSTONE
         && crc32c::crc32c(&rec[..body]) == u32_at(rec, body);
     sound.then(|| (kind, u64_at(rec, TAG)))
@@ -1115,12 +1118,14 @@ impl FileStore {
                     let data_len = h.data().len();
                     self.index(subject, seq, h.time, pos as u32, h.slot_len(), data_len);
                 }
-                KIND_DELETE | KIND_COMPACT => {
+                KIND_DELETE | KIND_COMPACT | KIND_SKIP => {
                     let Some((kind, seq)) = check_tombstone(rec) else {
                         break;
                     };
                     if kind == KIND_DELETE {
                         self.kill(seq);
+                    } else if kind == KIND_SKIP {
+                        self.last_seq = self.last_seq.max(seq.saturating_sub(1));
                     } else {
                         self.kill_below(seq);
                         self.last_seq = self.last_seq.max(seq.saturating_sub(1));
@@ -1692,6 +1697,23 @@ impl Store for FileStore {
         Ok(n)
     }
 
+    fn skip_to(&mut self, seq: u64) -> Result<(), StoreError> {
+        if seq <= self.last_seq + 1 {
+            return Ok(());
+        }
+        if seq >= GONE {
+            return Err(StoreError::io(
+                "skipping",
+                io::Error::new(io::ErrorKind::Unsupported, "sequences past 2^63"),
+            ));
+        }
+        // Written before last_seq moves (as a compact's), so the block it lands in still
+        // starts where the sequence was; the next append starts a block at `seq`.
+        self.tombstone(KIND_SKIP, seq);
+        self.last_seq = seq - 1;
+        Ok(())
+    }
+
     fn purge_subject(
         &mut self,
         filter: &[u8],
@@ -1984,6 +2006,27 @@ mod tests {
             assert_eq!((m.seq, m.time, m.subject_str()), (i, i as i64, &*subj(i)));
             assert_eq!(m.payload(), payload(i));
         }
+    }
+
+    #[test]
+    fn skipped_sequences_are_not_reported_lost() {
+        // A skip starts the next block past a gap; recovery must not take that for damage.
+        let dir = TempDir::new();
+        let (mut s, _) = open(&dir.0, 256);
+        s.append(b"a", 0, b"1", 1).unwrap();
+        s.skip_to(10).unwrap();
+        assert_eq!(s.append(b"a", 0, b"10", 2).unwrap(), 10);
+        s.skip_to(20).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let (mut s, rec) = open(&dir.0, 256);
+        assert!(rec.lost.is_empty(), "{rec:?}");
+        assert_eq!((rec.msgs, rec.last_seq), (2, 19));
+        assert_eq!(s.append(b"a", 0, b"20", 3).unwrap(), 20);
+        drop(s);
+        let (_, rec) = open(&dir.0, 256);
+        assert!(rec.lost.is_empty(), "{rec:?}");
+        assert_eq!((rec.msgs, rec.last_seq), (3, 20));
     }
 
     #[test]
@@ -2460,6 +2503,8 @@ mod tests {
             up_to: Option<u16>,
             keep: Option<u8>,
         },
+        /// `skip_to` this far past the next sequence (0: to it, a no-op), or back.
+        Skip(u16),
         Flush,
         Reopen,
     }
@@ -2476,6 +2521,7 @@ mod tests {
                 .prop_map(|(at, past)| Op::Compact { at, past }),
             1 => (0..FILTERS.len(), proptest::option::of(any::<u16>()), proptest::option::of(0..4u8))
                 .prop_map(|(filter, up_to, keep)| Op::Purge { filter, up_to, keep }),
+            2 => (0..3000u16).prop_map(Op::Skip),
             1 => Just(Op::Flush),
             1 => Just(Op::Reopen),
         ]
@@ -2686,6 +2732,12 @@ mod tests {
                             f.purge_subject(fl, up_to, keep).unwrap(),
                             m.purge_subject(fl, up_to, keep).unwrap()
                         );
+                    }
+                    Op::Skip(n) => {
+                        // Mostly short gaps (holes in the memory store's deque), some long.
+                        let q = if n % 7 == 0 { span / 2 } else { span - 1 + u64::from(n % 40) * u64::from(n / 1000 + 1) };
+                        f.skip_to(q).unwrap();
+                        m.skip_to(q).unwrap();
                     }
                     Op::Flush => f.flush().unwrap(),
                     Op::Reopen => {

@@ -379,6 +379,43 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
+    fn skip_to(&mut self, seq: u64) -> Result<(), StoreError> {
+        let next = self.last_seq.max(self.start - 1) + 1;
+        if seq <= next {
+            return Ok(());
+        }
+        if seq >= GONE {
+            return Err(StoreError::io(
+                "skipping",
+                std::io::Error::new(std::io::ErrorKind::Unsupported, "sequences past 2^63"),
+            ));
+        }
+        let gap = seq - next;
+        if !self.dense.is_empty() {
+            if gap <= (self.dense.len() + SLACK) as u64 {
+                // A short gap: holes in the deque, as removals leave (amortised by `tidy`).
+                self.dense.extend((0..gap).map(|_| None));
+                self.tidy();
+            } else {
+                // A long one would cost a hole per sequence: what is held moves to the map,
+                // and the deque starts again at `seq`.
+                let base = self.base;
+                for (i, e) in std::mem::take(&mut self.dense).into_iter().enumerate() {
+                    if let Some(e) = e {
+                        self.sparse.insert(base + i as u64, e);
+                    }
+                }
+                self.dense_live = 0;
+            }
+        }
+        if self.dense.is_empty() {
+            self.base = seq;
+        }
+        self.start = self.start.max(seq);
+        self.last_seq = seq - 1;
+        Ok(())
+    }
+
     fn purge_subject(
         &mut self,
         filter: &[u8],

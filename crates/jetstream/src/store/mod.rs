@@ -172,6 +172,12 @@ pub trait Store: Send {
     /// `seq` if that is higher (a purge to a sequence moves the stream's start there).
     fn compact(&mut self, seq: u64) -> Result<u64, StoreError>;
 
+    /// Moves the next sequence to `seq` when that is past `last_seq + 1`, keeping everything
+    /// held: `last_seq` becomes `seq - 1` and the sequences in between are never used (they
+    /// count as deleted). A mirror stores each message at its origin's sequence, so the
+    /// origin's gaps become gaps here. Persistent stores keep the move across a restart.
+    fn skip_to(&mut self, seq: u64) -> Result<(), StoreError>;
+
     /// Removes messages whose subject matches `filter` (a subject with wildcards): with
     /// `up_to`, only those with a sequence below it; with `keep`, all but the newest `keep`
     /// matching messages. Returns how many were removed (STREAM.PURGE with a filter).
