@@ -4,27 +4,15 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures::StreamExt;
-use starling_jetstream::{JetStream, ServerBuilderExt};
+mod common;
+
+use starling_jetstream::JetStream;
 use starling_server::Server;
 
 async fn with_stream(n: u64) -> (Server, jetstream::Context, stream::Stream) {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .jetstream(JetStream::new())
-        .start()
-        .await
-        .expect("broker starts");
-    let client = async_nats::connect(server.client_url().unwrap())
-        .await
-        .unwrap();
-    let js = jetstream::new(client);
+    let (server, js) = common::broker(JetStream::new()).await;
     let s = js
-        .create_stream(stream::Config {
-            name: "EVENTS".into(),
-            subjects: vec!["events.>".into()],
-            storage: stream::StorageType::Memory,
-            ..Default::default()
-        })
+        .create_stream(common::memory("EVENTS", &["events.>"]))
         .await
         .unwrap();
     for i in 1..=n {
@@ -244,19 +232,8 @@ async fn a_waiting_pull_gets_messages_published_later() {
 
 #[tokio::test]
 async fn a_durable_consumer_keeps_its_acks_across_a_restart() {
-    let dir = std::env::temp_dir().join(format!("starling-js-c-{}", fastrand::u64(..)));
-    let start = || async {
-        let server = Server::builder()
-            .listen("127.0.0.1:0")
-            .jetstream(JetStream::new().store_dir(&dir))
-            .start()
-            .await
-            .expect("broker starts");
-        let client = async_nats::connect(server.client_url().unwrap())
-            .await
-            .unwrap();
-        (server, jetstream::new(client))
-    };
+    let dir = common::scratch_dir("c");
+    let start = || async { common::broker(JetStream::new().store_dir(&dir)).await };
     let (server, js) = start().await;
     let s = js
         .create_stream(stream::Config {
@@ -401,15 +378,7 @@ async fn interest_and_work_queue_retention_remove_what_is_acknowledged() {
 
 #[tokio::test]
 async fn advisories_tell_of_streams_consumers_and_deliveries() {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .jetstream(JetStream::new())
-        .start()
-        .await
-        .unwrap();
-    let client = async_nats::connect(server.client_url().unwrap())
-        .await
-        .unwrap();
+    let (_server, client) = common::broker_and_client(JetStream::new()).await;
     let mut events = client.subscribe("$JS.EVENT.ADVISORY.>").await.unwrap();
     client.flush().await.unwrap();
     let js = jetstream::new(client.clone());

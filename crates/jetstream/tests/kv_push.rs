@@ -4,32 +4,21 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use futures::{StreamExt, TryStreamExt};
-use starling_jetstream::{JetStream, ServerBuilderExt};
+mod common;
+
+use starling_jetstream::JetStream;
 use starling_server::Server;
 use tokio::io::AsyncReadExt;
 
 async fn broker() -> (Server, async_nats::Client, jetstream::Context) {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .jetstream(JetStream::new())
-        .start()
-        .await
-        .expect("broker starts");
-    let client = async_nats::connect(server.client_url().unwrap())
-        .await
-        .unwrap();
+    let (server, client) = common::broker_and_client(JetStream::new()).await;
     let js = jetstream::new(client.clone());
     (server, client, js)
 }
 
 async fn memory_stream(js: &jetstream::Context, n: u64) -> stream::Stream {
     let s = js
-        .create_stream(stream::Config {
-            name: "P".into(),
-            subjects: vec!["p.>".into()],
-            storage: stream::StorageType::Memory,
-            ..Default::default()
-        })
+        .create_stream(common::memory("P", &["p.>"]))
         .await
         .unwrap();
     for i in 1..=n {

@@ -7,20 +7,14 @@ use std::time::Duration;
 use async_nats::{Client, Message, Subscriber};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use starling_jetstream::{JetStream, ServerBuilderExt};
+mod common;
+
+use starling_jetstream::JetStream;
 use starling_server::Server;
 
 /// A broker with stream `S` on `s.>`, holding `n` messages, and a client of it.
 async fn with_stream(n: u64) -> (Server, Client) {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .jetstream(JetStream::new())
-        .start()
-        .await
-        .expect("broker starts");
-    let client = async_nats::connect(server.client_url().unwrap())
-        .await
-        .unwrap();
+    let (server, client) = common::broker_and_client(JetStream::new()).await;
     let v = api(
         &client,
         "STREAM.CREATE.S",
@@ -468,19 +462,8 @@ async fn reset_starts_a_consumer_again_at_a_sequence() {
 
 #[tokio::test]
 async fn priority_settings_survive_a_restart_and_a_reset_is_saved() {
-    let dir = std::env::temp_dir().join(format!("starling-js-prio-{}", fastrand::u64(..)));
-    let start = || async {
-        let server = Server::builder()
-            .listen("127.0.0.1:0")
-            .jetstream(JetStream::new().store_dir(&dir))
-            .start()
-            .await
-            .expect("broker starts");
-        let client = async_nats::connect(server.client_url().unwrap())
-            .await
-            .unwrap();
-        (server, client)
-    };
+    let dir = common::scratch_dir("prio");
+    let start = || async { common::broker_and_client(JetStream::new().store_dir(&dir)).await };
     let (server, client) = start().await;
     let v = api(
         &client,

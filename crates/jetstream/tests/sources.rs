@@ -5,33 +5,13 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use serde_json::Value;
-use starling_jetstream::{JetStream, ServerBuilderExt};
-use starling_server::Server;
+mod common;
 
-async fn broker(js: JetStream) -> (Server, jetstream::Context) {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .jetstream(js)
-        .start()
-        .await
-        .expect("broker starts");
-    let client = async_nats::connect(server.client_url().unwrap())
-        .await
-        .expect("connects");
-    (server, jetstream::new(client))
-}
-
-fn temp_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("starling-src-{}", fastrand::u64(..)))
-}
+use common::{broker, publish};
+use starling_jetstream::JetStream;
 
 fn config(name: &str, subjects: &[&str], storage: stream::StorageType) -> stream::Config {
-    stream::Config {
-        name: name.into(),
-        subjects: subjects.iter().map(|s| s.to_string()).collect(),
-        storage,
-        ..Default::default()
-    }
+    common::stream_config(name, subjects, storage)
 }
 
 fn mirror_of(name: &str, origin: &str, storage: stream::StorageType) -> stream::Config {
@@ -44,15 +24,6 @@ fn mirror_of(name: &str, origin: &str, storage: stream::StorageType) -> stream::
         }),
         ..Default::default()
     }
-}
-
-async fn publish(js: &jetstream::Context, subject: &str, payload: &str) -> u64 {
-    js.publish(subject.to_string(), payload.to_string().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .sequence
 }
 
 /// STREAM.INFO as raw JSON (the `error` of a mirror's info is not in async-nats's type).
@@ -186,7 +157,7 @@ async fn a_mirror_holds_every_message_at_the_origins_sequence() {
 
 #[tokio::test]
 async fn a_file_mirror_resumes_after_a_restart_without_duplicates() {
-    let dir = temp_dir();
+    let dir = common::scratch_dir("src");
     let start = || async { broker(JetStream::new().store_dir(&dir)).await };
     let (server, js) = start().await;
     let origin = js
@@ -373,7 +344,7 @@ async fn sources_from_two_streams_with_filters_and_transforms() {
 
 #[tokio::test]
 async fn a_file_source_resumes_from_its_headers_after_a_restart() {
-    let dir = temp_dir();
+    let dir = common::scratch_dir("src");
     let start = || async { broker(JetStream::new().store_dir(&dir)).await };
     let (server, js) = start().await;
     js.create_stream(config("IN", &["in.>"], stream::StorageType::File))

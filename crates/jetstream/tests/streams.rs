@@ -2,25 +2,20 @@
 
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+mod common;
+
+use common::memory;
 use starling_jetstream::{JetStream, ServerBuilderExt};
 use starling_server::Server;
 
 async fn broker(js: JetStream) -> (Server, jetstream::Context) {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .jetstream(js)
-        .start()
-        .await
-        .expect("broker starts");
-    let client = async_nats::connect(server.client_url().unwrap())
-        .await
-        .expect("connects");
+    let (server, js) = common::broker(js).await;
     let info = raw_info(&server).await;
     assert!(
         info.contains(r#""jetstream":true"#),
         "INFO says jetstream: {info}"
     );
-    (server, jetstream::new(client))
+    (server, js)
 }
 
 /// The INFO line a new connection gets.
@@ -35,15 +30,6 @@ async fn raw_info(server: &Server) -> String {
         .await
         .unwrap();
     line
-}
-
-fn memory(name: &str, subjects: &[&str]) -> stream::Config {
-    stream::Config {
-        name: name.into(),
-        subjects: subjects.iter().map(|s| s.to_string()).collect(),
-        storage: stream::StorageType::Memory,
-        ..Default::default()
-    }
 }
 
 #[tokio::test]
@@ -269,7 +255,7 @@ async fn limits_discard_old_or_refuse_new() {
 
 #[tokio::test]
 async fn file_streams_survive_a_restart() {
-    let dir = std::env::temp_dir().join(format!("starling-js-{}", fastrand::u64(..)));
+    let dir = common::scratch_dir("streams");
     let start = || async { broker(JetStream::new().store_dir(&dir)).await };
     let (server, js) = start().await;
     js.create_stream(stream::Config {

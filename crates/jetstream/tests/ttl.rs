@@ -6,29 +6,15 @@ use std::time::Duration;
 use async_nats::header::{HeaderMap, NATS_MARKER_REASON, NATS_MESSAGE_TTL};
 use async_nats::jetstream::context::Publish;
 use async_nats::jetstream::{self, kv, stream};
-use starling_jetstream::{JetStream, ServerBuilderExt};
-use starling_server::Server;
+mod common;
 
-async fn broker(js: JetStream) -> (Server, jetstream::Context) {
-    let server = Server::builder()
-        .listen("127.0.0.1:0")
-        .jetstream(js)
-        .start()
-        .await
-        .expect("broker starts");
-    let client = async_nats::connect(server.client_url().unwrap())
-        .await
-        .expect("connects");
-    (server, jetstream::new(client))
-}
+use common::broker;
+use starling_jetstream::JetStream;
 
 fn config(name: &str, subjects: &[&str]) -> stream::Config {
     stream::Config {
-        name: name.into(),
-        subjects: subjects.iter().map(|s| s.to_string()).collect(),
-        storage: stream::StorageType::Memory,
         allow_message_ttl: true,
-        ..Default::default()
+        ..common::memory(name, subjects)
     }
 }
 
@@ -245,7 +231,7 @@ async fn kv_keys_with_a_ttl_expire_and_purges_with_a_ttl_go_in_turn() {
 
 #[tokio::test]
 async fn ttls_survive_a_restart() {
-    let dir = std::env::temp_dir().join(format!("starling-js-ttl-{}", fastrand::u64(..)));
+    let dir = common::scratch_dir("ttl");
     let file = |name: &str| stream::Config {
         storage: stream::StorageType::File,
         ..config(name, &["r.>"])
