@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
-use super::file::{is_literal, FilterMemo, Seqs, GONE};
+use super::index::{is_literal, FilterMemo, Seqs, Subject, GONE};
 use super::{record_size, subject_matches, Store, StoreError, StoreState, StoredMsg, SubjectState};
 
 /// Holes the deque may hold beyond one per message before its front moves to the map (few
@@ -28,13 +28,6 @@ struct Entry {
     header_len: u32,
     /// Index into [`MemoryStore::subjects`].
     subj: u32,
-}
-
-/// One subject held, with its sequences.
-#[derive(Debug, Default)]
-struct Subject {
-    name: Bytes,
-    seqs: Seqs,
 }
 
 /// A stream kept in memory. Lost when the process ends.

@@ -4,6 +4,7 @@
 //!
 //! - [`memory`]: in memory (`storage: memory`).
 //! - [`file`](mod@file): a segmented append-only log on disk (`storage: file`).
+//! - `index`: what both keep per subject (its sequences) and per consumer filter.
 //!
 //! Writes are grouped: [`Store::append`] may only buffer, [`Store::flush`] hands everything
 //! appended to the operating system (one write for the batch), and [`Store::sync`] also makes
@@ -11,6 +12,7 @@
 //! `sync_interval: always`) that covers it.
 
 pub mod file;
+mod index;
 pub mod memory;
 
 use bytes::Bytes;
