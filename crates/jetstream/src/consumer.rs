@@ -225,7 +225,8 @@ impl ConsumerConfig {
 
 /// One waiting pull request.
 struct Request {
-    reply: String,
+    /// Where its deliveries go: shared by every delivery made to it, so that none allocates it.
+    reply: Arc<str>,
     batch: u64,
     max_bytes: u64,
     expires: Option<Instant>,
@@ -434,7 +435,7 @@ impl Consumer {
             let heartbeat = (config.idle_heartbeat > 0)
                 .then(|| Duration::from_nanos(config.idle_heartbeat as u64));
             waiting.push_back(Request {
-                reply: to,
+                reply: to.into(),
                 batch: u64::MAX,
                 max_bytes: 0,
                 expires: None,
@@ -754,7 +755,7 @@ impl Consumer {
         st.waiting.insert(
             at,
             Request {
-                reply: reply.to_string(),
+                reply: reply.into(),
                 batch: next.batch.max(1),
                 max_bytes: next.max_bytes,
                 expires: (next.expires > 0)
@@ -1403,7 +1404,7 @@ impl Consumer {
         let config = &settings.config;
         // The request whose requester was last seen listening: looked up once per request and
         // fill, not once per message (a sublist lookup each).
-        let mut checked: Option<String> = None;
+        let mut checked: Option<Arc<str>> = None;
         let paused = st.paused_until - now_ns();
         if paused > 0 {
             // Paused: nothing goes out until then (requests wait, or expire).
@@ -1444,7 +1445,7 @@ impl Consumer {
                 }
                 return;
             }
-            if !push && checked.as_deref() != Some(req.reply.as_str()) {
+            if !push && !checked.as_ref().is_some_and(|c| Arc::ptr_eq(c, &req.reply)) {
                 if !self.server.has_interest_in(&self.account, &req.reply) {
                     // Nobody listens on the reply any more: the request is dropped, not filled
                     // (nats-server checks the same), so a later request gets the message.
@@ -1767,11 +1768,11 @@ fn min_some(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// What one pass of the consumer sends.
 enum Out {
     /// A delivery: to, the message, its ack subject.
-    Msg(String, crate::store::StoredMsg, String, Option<String>),
+    Msg(Arc<str>, crate::store::StoredMsg, String, Option<String>),
     /// A status: to, code, text, extra header lines.
-    Status(String, u16, &'static str, Option<String>),
+    Status(Arc<str>, u16, &'static str, Option<String>),
     /// A flow-control request: to, the subject the answer goes to.
-    FlowControl(String, String),
+    FlowControl(Arc<str>, String),
 }
 
 /// A message (`header_len` bytes of headers, then the payload) with one more header line.
