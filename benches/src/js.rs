@@ -935,11 +935,11 @@ impl PubAckCheck {
 /// seq>.<consumer seq>.<ts>.<pending>`, or the 12-token form with a domain and an account hash
 /// after `$JS.ACK`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AckInfo {
+pub struct AckInfo<'a> {
     /// The stream.
-    pub stream: String,
+    pub stream: &'a str,
     /// The consumer.
-    pub consumer: String,
+    pub consumer: &'a str,
     /// How many times this message has been delivered.
     pub delivered: u64,
     /// Stream sequence.
@@ -948,22 +948,28 @@ pub struct AckInfo {
     pub consumer_seq: u64,
 }
 
-impl AckInfo {
-    /// Parses an ack subject.
-    pub fn parse(reply: &[u8]) -> Option<Self> {
+impl<'a> AckInfo<'a> {
+    /// Parses an ack subject. Borrowed and without allocating: it runs for every delivery, and
+    /// a replay's client must not be slower than the server it measures.
+    pub fn parse(reply: &'a [u8]) -> Option<Self> {
         let s = std::str::from_utf8(reply).ok()?;
-        let t: Vec<&str> = s.split('.').collect();
-        if t.len() < 9 || t[0] != "$JS" || t[1] != "ACK" {
+        let mut t = [""; 12];
+        let mut len = 0;
+        for token in s.split('.') {
+            *t.get_mut(len)? = token;
+            len += 1;
+        }
+        if len < 9 || t[0] != "$JS" || t[1] != "ACK" {
             return None;
         }
-        let at = if t.len() == 9 { 2 } else { 4 };
-        if t.len() < at + 7 {
+        let at = if len == 9 { 2 } else { 4 };
+        if len < at + 7 {
             return None;
         }
-        let n = |i: usize| t[at + i].parse::<u64>().ok();
+        let n = |i: usize| parse_u64(t[at + i].as_bytes());
         Some(Self {
-            stream: t[at].into(),
-            consumer: t[at + 1].into(),
+            stream: t[at],
+            consumer: t[at + 1],
             delivered: n(2)?,
             stream_seq: n(3)?,
             consumer_seq: n(4)?,
@@ -1169,10 +1175,10 @@ mod tests {
     #[test]
     fn ack_subjects_in_both_forms() {
         let a = AckInfo::parse(b"$JS.ACK.S.C.1.5.4.1700000000.10").unwrap();
-        assert_eq!((a.stream.as_str(), a.consumer.as_str()), ("S", "C"));
+        assert_eq!((a.stream, a.consumer), ("S", "C"));
         assert_eq!((a.delivered, a.stream_seq, a.consumer_seq), (1, 5, 4));
         let b = AckInfo::parse(b"$JS.ACK.dom.HASH.S.C.2.5.4.1700000000.10.tok").unwrap();
-        assert_eq!((b.stream.as_str(), b.delivered, b.stream_seq), ("S", 2, 5));
+        assert_eq!((b.stream, b.delivered, b.stream_seq), ("S", 2, 5));
         assert!(AckInfo::parse(b"$JS.ACK.S.C.1.x.4.1.1").is_none());
     }
 
