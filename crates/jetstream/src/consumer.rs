@@ -1405,7 +1405,9 @@ impl Consumer {
         // The request whose requester was last seen listening: looked up once per request and
         // fill, not once per message (a sublist lookup each).
         let mut checked: Option<Arc<str>> = None;
-        let paused = st.paused_until - now_ns();
+        // The wall clock once per fill, not per delivery.
+        let wall = now_ns();
+        let paused = st.paused_until - wall;
         if paused > 0 {
             // Paused: nothing goes out until then (requests wait, or expire).
             *deadline = min_some(*deadline, Some(now + Duration::from_nanos(paused as u64)));
@@ -1512,7 +1514,7 @@ impl Consumer {
                 st.redeliver.insert(m.seq);
                 continue;
             }
-            let deliveries = self.record_delivery(st, &m, redelivery, now);
+            let deliveries = self.record_delivery(st, &m, redelivery, (now, wall));
             let pending = self.num_pending(stream, st);
             let cseq = st
                 .pending
@@ -1687,7 +1689,7 @@ impl Consumer {
         st: &mut State,
         m: &crate::store::StoredMsg,
         redelivery: bool,
-        now: Instant,
+        (now, wall): (Instant, i64),
     ) -> u64 {
         if redelivery {
             st.redelivered += 1;
@@ -1698,7 +1700,7 @@ impl Consumer {
             return st.pending.redelivered(m.seq, now + wait).unwrap_or(1);
         }
         st.dirty = true;
-        st.last_delivery = now_ns();
+        st.last_delivery = wall;
         st.delivered_consumer += 1;
         st.delivered_stream = m.seq;
         if self.settings.load().config.ack_policy == AckPolicy::None {
