@@ -199,7 +199,10 @@ struct Chunk {
     block: u64,
     /// Where in the block file `buf` starts.
     off: u64,
-    buf: Vec<u8>,
+    /// Shared with the messages read from it: a read hands out a slice, not a copy. A chunk
+    /// that is replaced stays allocated while such a message lives, which is only as long as
+    /// its delivery takes.
+    buf: Bytes,
     /// When it was last used, in [`ReadCache::tick`]s.
     used: u64,
 }
@@ -232,7 +235,7 @@ impl ReadCache {
         b: &mut Block,
         off: u64,
         len: usize,
-    ) -> Result<Option<&[u8]>, StoreError> {
+    ) -> Result<Option<Bytes>, StoreError> {
         self.tick += 1;
         let end = off + len as u64;
         let id = b.id;
@@ -273,24 +276,25 @@ impl ReadCache {
                 };
                 let n = (b.flushed - off).min(READ_AHEAD as u64) as usize;
                 let c = &mut self.chunks[i];
-                c.buf.resize(n, 0);
+                // A new buffer each time: the old one may still back messages read from it.
+                let mut buf = vec![0u8; n];
+                c.buf = Bytes::new();
                 c.block = id;
                 c.off = off;
-                let read = read_handle(dir, b)?.read_exact_at(&mut c.buf, off);
-                if let Err(e) = read {
-                    c.buf.clear();
+                if let Err(e) = read_handle(dir, b)?.read_exact_at(&mut buf, off) {
                     return Err(StoreError::io(
                         format!("reading {}", block_path(dir, id).display()),
                         e,
                     ));
                 }
+                c.buf = Bytes::from(buf);
                 i
             }
         };
         let c = &mut self.chunks[i];
         c.used = self.tick;
         let at = (off - c.off) as usize;
-        Ok(Some(&c.buf[at..at + len]))
+        Ok(Some(c.buf.slice(at..at + len)))
     }
 
     /// The bytes at `off..off + len` of block `id` if a chunk holds them (no read-ahead).
@@ -1180,9 +1184,7 @@ impl FileStore {
             let data = Bytes::copy_from_slice(&rec[h.data()]);
             (h, data)
         } else if let Some(rec) = self.cache.record(&self.dir, b, off, len)? {
-            // Copied out: a message kept by a caller must not keep the whole chunk alive.
-            let checked =
-                check_msg(rec, base_time, seq).map(|h| (Bytes::copy_from_slice(&rec[h.data()]), h));
+            let checked = check_msg(&rec, base_time, seq).map(|h| (rec.slice(h.data()), h));
             let Some((data, h)) = checked else {
                 return Err(self.corrupt(bi, slot.off));
             };
