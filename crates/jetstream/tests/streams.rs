@@ -510,3 +510,77 @@ async fn keys_of_features_starling_lacks_are_dropped_not_echoed() {
     assert_eq!(config["metadata"]["kept"], "yes");
     assert_eq!(config["allow_msg_ttl"], false);
 }
+
+#[tokio::test]
+async fn a_burst_past_max_pending_never_takes_jetstream_down() {
+    // The JetStream client is the server's own: when publishes outrun the store by more than
+    // max_pending, the excess is refused (the publisher gets no PubAck and may retry), and
+    // JetStream stays up; nothing acknowledged is lost.
+    let dir = common::scratch_dir("burst");
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .max_pending(128 * 1024)
+        .max_payload(64 * 1024)
+        .jetstream(
+            JetStream::new()
+                .store_dir(&dir)
+                .sync(starling_jetstream::SyncPolicy::Always),
+        )
+        .start()
+        .await
+        .expect("broker starts");
+    let client = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    let mut js = jetstream::new(client);
+    // A refused publish gets no PubAck: give up on it sooner than async-nats's default.
+    js.set_timeout(std::time::Duration::from_secs(2));
+    let mut s = js
+        .create_stream(stream::Config {
+            storage: stream::StorageType::File,
+            ..memory("BURST", &["burst.>"])
+        })
+        .await
+        .unwrap();
+    let payload = bytes::Bytes::from(vec![7u8; 16 * 1024]);
+    let mut pending = Vec::new();
+    for i in 0..800u32 {
+        let ack = js
+            .publish(format!("burst.{i}"), payload.clone())
+            .await
+            .unwrap();
+        pending.push(ack);
+    }
+    let mut acked = Vec::new();
+    for ack in pending {
+        if let Ok(a) = ack.await {
+            acked.push(a.sequence);
+        }
+    }
+    assert!(!acked.is_empty(), "some of the burst is stored");
+    assert!(
+        acked.len() < 800,
+        "the burst went past max_pending and some of it was refused"
+    );
+    // Still up: it answers, stores and acknowledges.
+    let info = s.info().await.expect("JetStream still answers");
+    assert!(
+        info.state.messages >= acked.len() as u64,
+        "{} acked, {} held",
+        acked.len(),
+        info.state.messages
+    );
+    for seq in &acked {
+        s.get_raw_message(*seq)
+            .await
+            .expect("every acked message is held");
+    }
+    let after = js
+        .publish("burst.after", "x".into())
+        .await
+        .unwrap()
+        .await
+        .expect("a later publish is acknowledged");
+    assert!(after.sequence > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

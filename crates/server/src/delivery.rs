@@ -599,6 +599,21 @@ fn deliver_local(
     }
     let size = msg.shown.len() + msg.data.len();
     if !conn.reserve_local(size) {
+        if conn.is_local_only() {
+            // The server's own client (JetStream's) is never closed as a slow consumer: that
+            // would take JetStream down for the account. What is past its limit is refused
+            // instead, as if nobody listened (a publisher gets no PubAck, or a 503, and may
+            // try again), and memory stays bounded.
+            let refused = conn.count_local_refused();
+            if refused == 1 || refused % 10_000 == 0 {
+                tracing::warn!(
+                    cid = conn.cid,
+                    refused,
+                    "server-side client at max_pending: messages refused"
+                );
+            }
+            return false;
+        }
         // The one outcome of going past the limit, as for a socket's queue.
         conn.close(crate::conn::ClosedReason::SlowConsumerPendingBytes);
         return false;

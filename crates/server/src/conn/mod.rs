@@ -89,6 +89,8 @@ pub(crate) struct Conn {
     headers: AtomicBool,
     /// Its subscriptions stay on this server: cluster peers never hear of them.
     local_only: AtomicBool,
+    /// Messages a local-only (server-side) client refused at its `max_pending`.
+    local_refused: AtomicU64,
     /// CONNECT's `protocol`: 1 = the client accepts asynchronous INFO updates.
     protocol: AtomicU8,
     /// The client answered its handshake PING: asynchronous INFOs may be pushed to it.
@@ -141,6 +143,7 @@ impl Conn {
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
             local_only: AtomicBool::new(false),
+            local_refused: AtomicU64::new(0),
             protocol: AtomicU8::new(0),
             info_ready: AtomicBool::new(false),
             urls_seen: AtomicU64::new(0),
@@ -417,6 +420,12 @@ impl Conn {
         } else {
             true
         }
+    }
+
+    /// Counts a message a local-only client refused at its `max_pending`; returns how many it
+    /// has refused, this one included.
+    pub(crate) fn count_local_refused(&self) -> u64 {
+        self.local_refused.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Gives back `size` bytes of the in-process budget (taken by the subscriber, or undelivered).
