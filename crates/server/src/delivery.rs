@@ -605,7 +605,7 @@ fn deliver_local(
             // instead, as if nobody listened (a publisher gets no PubAck, or a 503, and may
             // try again), and memory stays bounded.
             let refused = conn.count_local_refused();
-            if refused == 1 || refused % 10_000 == 0 {
+            if refused == 1 || refused.is_multiple_of(10_000) {
                 tracing::warn!(
                     cid = conn.cid,
                     refused,
