@@ -76,7 +76,7 @@ pub use account::config::{
 };
 pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
-pub use client::inprocess::{Client, Frame, Subscriber, DEFAULT_REQUEST_TIMEOUT};
+pub use client::inprocess::{Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT};
 pub use cluster::{Cluster, Discovery, Peer, Seeds};
 pub use conn::{ClosedReason, ConnKind};
 pub use error::{AccountError, ClientError, RequestError, StartError};

@@ -93,8 +93,8 @@ pub use starling_server::{
     ServerBuilder, StartError, Stats, Subject, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT, NATS_VERSION, STARLING_VERSION,
 };
-/// The in-process client and its subscriptions.
-pub use starling_server::{Client, Subscriber};
+/// The in-process client, its subscriptions, and how [`Client::request_many`] gathers replies.
+pub use starling_server::{Client, Gather, Subscriber};
 /// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
 /// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
 pub use starling_server::{Cluster, Discovery, Peer, Seeds};

@@ -24,6 +24,83 @@ use crate::subscription::{OwnedSub, Subscription, Target};
 /// How long [`Client::request`] waits by default (async-nats uses the same).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// When [`Client::request_many`] stops gathering replies (the strategies of the NATS "request
+/// many" pattern, ADR-47). Several may be set; the first one met ends the gathering.
+///
+/// ```
+/// use std::time::Duration;
+/// use starling_server::Gather;
+///
+/// // Everyone who answers within 200 ms, at most 16, stopping early if replies pause 20 ms.
+/// let gather = Gather::within(Duration::from_millis(200))
+///     .max_replies(16)
+///     .stall(Duration::from_millis(20));
+/// # let _ = gather;
+/// ```
+#[derive(Clone)]
+pub struct Gather {
+    max_wait: Duration,
+    max_replies: Option<usize>,
+    stall: Option<Duration>,
+    sentinel: Option<Sentinel>,
+}
+
+/// Says whether a reply ends a [`Gather`].
+type Sentinel = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
+
+impl Gather {
+    /// Gathers until `max_wait` after the request has gone out.
+    pub fn within(max_wait: Duration) -> Self {
+        Self {
+            max_wait,
+            max_replies: None,
+            stall: None,
+            sentinel: None,
+        }
+    }
+
+    /// Stops after `n` replies.
+    pub fn max_replies(mut self, n: usize) -> Self {
+        self.max_replies = Some(n);
+        self
+    }
+
+    /// Stops when no reply has come for `gap` since the last one (once one has come).
+    pub fn stall(mut self, gap: Duration) -> Self {
+        self.stall = Some(gap);
+        self
+    }
+
+    /// Stops at the first reply `is_end` says is the end; that reply is not returned.
+    pub fn sentinel(mut self, is_end: impl Fn(&Message) -> bool + Send + Sync + 'static) -> Self {
+        self.sentinel = Some(Arc::new(is_end));
+        self
+    }
+
+    /// Stops at an empty reply without headers, the sentinel ADR-47 names.
+    pub fn until_empty(self) -> Self {
+        self.sentinel(|m| m.payload.is_empty() && m.headers.is_none())
+    }
+}
+
+impl Default for Gather {
+    /// As long as a single request waits ([`DEFAULT_REQUEST_TIMEOUT`]), with no other limit.
+    fn default() -> Self {
+        Self::within(DEFAULT_REQUEST_TIMEOUT)
+    }
+}
+
+impl std::fmt::Debug for Gather {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gather")
+            .field("max_wait", &self.max_wait)
+            .field("max_replies", &self.max_replies)
+            .field("stall", &self.stall)
+            .field("sentinel", &self.sentinel.is_some())
+            .finish()
+    }
+}
+
 /// An in-process client of a [`crate::Server`]. Cheap to clone; the connection closes when the
 /// last clone is dropped.
 #[derive(Clone)]
@@ -408,6 +485,61 @@ impl Client {
             Ok(None) => Err(ClientError::Closed.into()),
             Err(_) => Err(RequestError::TimedOut),
         }
+    }
+
+    /// Sends one request and gathers the replies of everyone who answers (the broadcast-query
+    /// pattern: every instance of a service replies), until `gather` says stop: its time
+    /// limit, its count, a pause between replies, or a sentinel reply (not returned). Fails
+    /// fast with [`RequestError::NoResponders`] when nobody is subscribed; otherwise returns
+    /// what arrived, which may be nothing if no one answered in time.
+    pub async fn request_many(
+        &self,
+        subject: impl AsRef<str>,
+        payload: impl Into<Bytes>,
+        gather: Gather,
+    ) -> Result<Vec<Message>, RequestError> {
+        let inbox = self.new_inbox();
+        let mut sub = self.add_subscription(&inbox, None)?;
+        if let Some(n) = gather.max_replies {
+            // The sentinel, if any, counts as one more.
+            sub.unsubscribe_after(n as u64 + u64::from(gather.sentinel.is_some()));
+        }
+        let delivered = self
+            .send(subject.as_ref(), None, Some(&inbox), None, payload.into())
+            .await?;
+        if !delivered {
+            return Err(RequestError::NoResponders);
+        }
+        let end = tokio::time::Instant::now() + gather.max_wait;
+        let mut replies = Vec::new();
+        loop {
+            if gather.max_replies.is_some_and(|n| replies.len() >= n) {
+                break;
+            }
+            let mut until = end;
+            if let (Some(stall), false) = (gather.stall, replies.is_empty()) {
+                until = until.min(tokio::time::Instant::now() + stall);
+            }
+            match tokio::time::timeout_at(until, sub.next()).await {
+                Ok(Some(m)) if m.status() == Some(503) => {
+                    if replies.is_empty() {
+                        return Err(RequestError::NoResponders);
+                    }
+                    break;
+                }
+                Ok(Some(m)) if gather.sentinel.as_ref().is_some_and(|s| s(&m)) => break,
+                Ok(Some(m)) => replies.push(m),
+                Ok(None) => {
+                    if self.inner.conn.is_closed() {
+                        return Err(ClientError::Closed.into());
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        sub.unsubscribe();
+        Ok(replies)
     }
 
     /// Completes once everything published so far has been handed to its subscribers'
