@@ -1,6 +1,7 @@
-//! `Client::request_many`: one request, every responder's reply, gathered until a count, a
-//! time limit, a pause or a sentinel; in-process and socket responders, on one node and
-//! across a cluster.
+//! Services on the in-process client. `Client::request_many` sends one request and gathers
+//! every responder's reply, until a count, a time limit, a pause or a sentinel; the responders
+//! are in-process and socket clients, on one node and across a cluster. Trace headers pass
+//! both ways between socket and in-process clients.
 
 mod common;
 
@@ -210,4 +211,43 @@ async fn responders_on_other_nodes_of_a_cluster_answer_too() {
             payloads(&replies)
         );
     }
+}
+
+// Headers both ways through the in-process API: trace context from a socket requester reaches
+// an in-process responder, and its reply carries it back untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_headers_pass_between_a_socket_requester_and_an_in_process_responder() {
+    let server = common::start().await;
+    let svc = server.client();
+    let mut requests = svc.subscribe("svc.traced").await.unwrap();
+    let responder = svc.clone();
+    tokio::spawn(async move {
+        while let Some(m) = requests.next().await {
+            let trace = m.header("traceparent").unwrap_or("missing").to_string();
+            let state = m.header("tracestate").unwrap_or("missing").to_string();
+            responder
+                .publish_with_headers(
+                    m.reply.unwrap().as_str(),
+                    &[("traceparent", &trace), ("tracestate", &state)],
+                    m.payload,
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let nc = async_nats::connect(server.client_url().unwrap())
+        .await
+        .unwrap();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", traceparent);
+    headers.insert("tracestate", "congo=t61rcWkgMzE");
+    let reply = nc
+        .request_with_headers("svc.traced", headers, "payload".into())
+        .await
+        .unwrap();
+    let got = reply.headers.expect("the reply has headers");
+    assert_eq!(got.get("traceparent").unwrap().as_str(), traceparent);
+    assert_eq!(got.get("tracestate").unwrap().as_str(), "congo=t61rcWkgMzE");
+    assert_eq!(reply.payload, "payload");
 }
