@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use starling_jetstream::ServerBuilderExt;
+use starling_server::gotime::parse_duration;
 use starling_server::{Account, AccountError, Auth, Cluster, ServerBuilder, User};
 use thiserror::Error;
 
@@ -751,7 +752,7 @@ impl Cx<'_> {
         warnings: &mut Vec<String>,
     ) -> Result<Duration, ConfigError> {
         match &item.value {
-            Value::Str(s) => parse_go_duration(s).map_err(|reason| self.invalid(key, item, reason)),
+            Value::Str(s) => parse_duration(s).map_err(|e| self.invalid(key, item, e.to_string())),
             Value::Int(n) => {
                 let secs =
                     u64::try_from(*n).map_err(|_| self.invalid(key, item, "negative duration"))?;
@@ -1001,56 +1002,6 @@ pub(crate) fn parse_size(s: &str) -> Option<i64> {
         return Some(n);
     }
     n.checked_mul(conf::size_multiplier(suffix)?)
-}
-
-/// Parses a Go duration string: a sequence of decimal numbers, each with an optional fraction
-/// and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), e.g. `"300ms"`, `"1.5h"`, `"2h45m"`.
-pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}");
-    let mut s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.starts_with('-') {
-        return Err(format!("negative duration {text:?}"));
-    }
-    s = s.strip_prefix('+').unwrap_or(s);
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total: f64 = 0.0;
-    while !s.is_empty() {
-        let num_len = s
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
-        let num = &s[..num_len];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(bad());
-        }
-        let value: f64 = num.parse().map_err(|_| bad())?;
-        s = &s[num_len..];
-        let unit_len = s
-            .char_indices()
-            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
-            .map_or(s.len(), |(i, _)| i);
-        let nanos_per = match &s[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(format!("missing unit in duration {text:?}")),
-            u => return Err(format!("unknown unit {u:?} in duration {text:?}")),
-        };
-        total += value * nanos_per;
-        s = &s[unit_len..];
-    }
-    if !total.is_finite() || total > u64::MAX as f64 {
-        return Err(format!("duration {text:?} is too large"));
-    }
-    Ok(Duration::from_nanos(total.round() as u64))
 }
 
 /// A duration the way Go prints one (`30s`, `2m0s`, `1.5s`), for messages.
@@ -1964,38 +1915,6 @@ mod tests {
             "invalid lame_duck_duration of 6s, minimum is 30 seconds"
         );
         assert_eq!(Settings::default().listen_addr().unwrap(), "0.0.0.0:4222");
-    }
-
-    #[test]
-    fn go_durations() {
-        let ok = [
-            ("0", 0),
-            ("10s", 10_000),
-            ("2m", 120_000),
-            ("1h30m", 5_400_000),
-            ("1.5s", 1500),
-            ("300ms", 300),
-            ("2h45m30.5s", 9_930_500),
-            ("+5s", 5000),
-        ];
-        for (s, ms) in ok {
-            assert_eq!(parse_go_duration(s), Ok(Duration::from_millis(ms)), "{s}");
-        }
-        assert_eq!(parse_go_duration("10us"), Ok(Duration::from_micros(10)));
-        assert_eq!(parse_go_duration("7ns"), Ok(Duration::from_nanos(7)));
-        for s in [
-            "",
-            "s",
-            "10",
-            "1x",
-            "-1s",
-            "1..2s",
-            ".s",
-            "1e9s",
-            "99999999999999999999h",
-        ] {
-            assert!(parse_go_duration(s).is_err(), "{s}");
-        }
     }
 
     #[test]

@@ -33,11 +33,15 @@ pub(crate) fn parse(value: &str) -> Result<Ttl, ApiError> {
     if value.eq_ignore_ascii_case("never") {
         return Ok(Ttl::Never);
     }
-    if let Some(ns) = go_duration_ns(value) {
-        if ns < 1_000_000_000 {
+    // A negative Go duration is one too, and under a second like `0`: invalid either way.
+    if value.starts_with('-') {
+        return Err(ApiError::message_ttl_invalid());
+    }
+    if let Ok(d) = starling_server::gotime::parse_duration(value) {
+        if d < std::time::Duration::from_secs(1) {
             return Err(ApiError::message_ttl_invalid());
         }
-        return Ok(Ttl::Seconds(ns / 1_000_000_000));
+        return Ok(Ttl::Seconds(d.as_secs() as i64));
     }
     match value.parse::<i64>() {
         Ok(s) if s >= 0 => Ok(Ttl::Seconds(s)),
@@ -100,50 +104,6 @@ fn header_value<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
         let (k, v) = line.split_once(':')?;
         (k.trim() == name).then(|| v.trim())
     })
-}
-
-/// A Go duration (`time.ParseDuration`: `1h2m3.5s`, `300ms`, `-1s`) in nanoseconds; `None`
-/// when it is not one (a bare number without a unit is not, except `0`). Written here because
-/// it is this one header's syntax and no crate parses Go's exact grammar.
-fn go_duration_ns(s: &str) -> Option<i64> {
-    let (negative, mut rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    if total > i64::MAX as f64 {
-        return None;
-    }
-    let ns = total as i64;
-    Some(if negative { -ns } else { ns })
 }
 
 /// When the messages with a TTL expire: (deadline in ns since the epoch, sequence).

@@ -1,6 +1,7 @@
 //! Times and durations as Go writes them, which is how nats-server's JSON (monitoring, system
 //! events, JetStream) has them: `time.RFC3339Nano` in UTC and `time.Duration.String()`.
-//! Public so that extensions (JetStream) write the same forms as the server.
+//! Public so that extensions (JetStream) and the binary's config read and write the same forms
+//! as the server.
 
 use std::time::{Duration, SystemTime};
 
@@ -86,6 +87,86 @@ fn decimal(value: u128, unit: u128) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
+/// Why [`parse_duration`] refused a text (nats-server's wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a Go duration at all.
+    #[error("invalid duration {0:?}")]
+    Invalid(String),
+    /// Negative.
+    #[error("negative duration {0:?}")]
+    Negative(String),
+    /// A number without a unit (other than `0`).
+    #[error("missing unit in duration {0:?}")]
+    MissingUnit(String),
+    /// A unit Go does not know.
+    #[error("unknown unit {unit:?} in duration {text:?}")]
+    UnknownUnit {
+        /// The unit.
+        unit: String,
+        /// The whole text.
+        text: String,
+    },
+    /// More than a `Duration` holds.
+    #[error("duration {0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Parses a Go duration string: a sequence of decimal numbers, each with an optional fraction
+/// and a unit (`ns`, `us`/`µs`, `ms`, `s`, `m`, `h`), e.g. `"300ms"`, `"1.5h"`, `"2h45m"`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError::Invalid(text.to_string());
+    let mut s = text.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.starts_with('-') {
+        return Err(DurationError::Negative(text.to_string()));
+    }
+    s = s.strip_prefix('+').unwrap_or(s);
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total: f64 = 0.0;
+    while !s.is_empty() {
+        let num_len = s
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        let num = &s[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(bad());
+        }
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        s = &s[num_len..];
+        let unit_len = s
+            .char_indices()
+            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
+            .map_or(s.len(), |(i, _)| i);
+        let nanos_per = match &s[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(DurationError::MissingUnit(text.to_string())),
+            u => {
+                return Err(DurationError::UnknownUnit {
+                    unit: u.to_string(),
+                    text: text.to_string(),
+                })
+            }
+        };
+        total += value * nanos_per;
+        s = &s[unit_len..];
+    }
+    if !total.is_finite() || total > u64::MAX as f64 {
+        return Err(DurationError::TooLarge(text.to_string()));
+    }
+    Ok(Duration::from_nanos(total.round() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +190,37 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_millis(62_500)), "1m2.5s");
         assert_eq!(go_duration(Duration::from_secs(7200)), "2h0m0s");
+    }
+
+    #[test]
+    fn go_durations() {
+        let ok = [
+            ("0", 0),
+            ("10s", 10_000),
+            ("2m", 120_000),
+            ("1h30m", 5_400_000),
+            ("1.5s", 1500),
+            ("300ms", 300),
+            ("2h45m30.5s", 9_930_500),
+            ("+5s", 5000),
+        ];
+        for (s, ms) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        assert_eq!(parse_duration("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
+        for s in [
+            "",
+            "s",
+            "10",
+            "1x",
+            "-1s",
+            "1..2s",
+            ".s",
+            "1e9s",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
     }
 }

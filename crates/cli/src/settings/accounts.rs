@@ -16,8 +16,9 @@ use starling_server::{
 };
 
 use super::jetstream::AccountJetStream;
-use super::{parse_go_duration, ConfigError, Cx};
+use super::{ConfigError, Cx};
 use crate::conf::{Item, Map, Pos, Value};
+use starling_server::gotime::parse_duration;
 
 /// nats-server reads an empty subject list as no list at all: `allow: []` allows everything.
 fn with_allow(sp: SubjectPermission, allow: Vec<String>) -> SubjectPermission {
@@ -345,7 +346,7 @@ impl Cx<'_> {
                         Some(rest) => (true, rest),
                         None => (false, text.as_str()),
                     };
-                    let ttl = parse_go_duration(text).map_err(|e| {
+                    let ttl = parse_duration(text).map_err(|e| {
                         self.invalid(&full, v, format!("error parsing expires: {e}"))
                     })?;
                     rp = rp.expires((!negative || ttl.is_zero()).then_some(ttl));
@@ -423,7 +424,7 @@ impl Cx<'_> {
                             ),
                         ));
                     };
-                    let d: Duration = parse_go_duration(s).map_err(|_| {
+                    let d: Duration = parse_duration(s).map_err(|_| {
                         self.invalid(
                             &full,
                             v,

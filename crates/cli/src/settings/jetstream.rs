@@ -6,8 +6,9 @@
 use starling_jetstream::{JetStream, SyncPolicy, DEFAULT_SYNC_INTERVAL};
 use starling_server::{DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT};
 
-use super::{parse_go_duration, ConfigError, Cx, Settings, SettingsError};
+use super::{ConfigError, Cx, Settings, SettingsError};
 use crate::conf::{Item, Value};
+use starling_server::gotime::parse_duration;
 
 /// The `jetstream {}` block, without `store_dir` (kept in [`Settings::store_dir`], which the
 /// top-level key and `-sd` also set) and `enabled` (kept in [`Settings::jetstream`]).
@@ -272,7 +273,7 @@ impl Cx<'_> {
                     block.sync = Some(match &v.value {
                         Value::Str(t) if t.eq_ignore_ascii_case("always") => SyncPolicy::Always,
                         Value::Str(t) => {
-                            let d = parse_go_duration(t).map_err(|e| {
+                            let d = parse_duration(t).map_err(|e| {
                                 self.invalid(&name, v, format!("error parsing {k}: {e}"))
                             })?;
                             sync_interval(d)

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use starling_server::{HandshakeFirst, TlsConfig, TlsVersion, DEFAULT_HANDSHAKE_FIRST_FALLBACK};
 
-use super::{parse_go_duration, ConfigError, Cx, SettingsError};
+use super::{ConfigError, Cx, SettingsError};
 use crate::conf::{Item, Value};
+use starling_server::gotime::parse_duration;
 
 /// A `tls {}` block or the `--tls*` flags, as given.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,7 +237,7 @@ impl Cx<'_> {
             Value::Float(f) if *f >= 0.0 && f.is_finite() && *f < 1e9 => {
                 Ok(Duration::from_secs_f64(*f))
             }
-            Value::Str(s) => parse_go_duration(s).map_err(|e| {
+            Value::Str(s) => parse_duration(s).map_err(|e| {
                 self.invalid(name, v, format!("error parsing tls config, 'timeout' {e}"))
             }),
             _ => Err(wrong()),
@@ -254,7 +255,7 @@ impl Cx<'_> {
                 "auto" | "auto_fallback" => {
                     Ok(HandshakeFirst::Fallback(DEFAULT_HANDSHAKE_FIRST_FALLBACK))
                 }
-                _ => parse_go_duration(s)
+                _ => parse_duration(s)
                     .map(HandshakeFirst::Fallback)
                     .map_err(|_| {
                         self.invalid(
