@@ -418,18 +418,8 @@ impl Stream {
             })
             .collect();
         // Republished copies go out once the batch is written, before its acks.
-        if written.is_ok() && !republished.is_empty() {
-            let frames: Vec<starling_server::Frame<'_>> = republished
-                .iter()
-                .map(|r| starling_server::Frame {
-                    to: &r.subject,
-                    subject: &r.subject,
-                    reply: None,
-                    header_len: Some(r.header_len),
-                    data: r.data.clone(),
-                })
-                .collect();
-            let _ = client.deliver_frames(&frames).await;
+        if written.is_ok() {
+            send_republished(client, &republished).await;
         }
         // All of the batch's acks in one hand-over: one wake-up per publisher's connection.
         let frames: Vec<starling_server::Frame<'_>> = bodies
@@ -505,19 +495,7 @@ impl Stream {
             warn!(stream = %self.name, "store write failed: {e}");
             return (0, Some(ApiError::store_failed(e)));
         }
-        let frames: Vec<starling_server::Frame<'_>> = republished
-            .iter()
-            .map(|r| starling_server::Frame {
-                to: &r.subject,
-                subject: &r.subject,
-                reply: None,
-                header_len: Some(r.header_len),
-                data: r.data.clone(),
-            })
-            .collect();
-        if !frames.is_empty() {
-            let _ = client.deliver_frames(&frames).await;
-        }
+        send_republished(client, &republished).await;
         (done, refused)
     }
 
@@ -890,6 +868,24 @@ fn ttl_deadlines(store: &mut dyn Store, stream: &str) -> Deadlines {
             }
         }
     }
+}
+
+/// Sends a written batch's `republish` copies, in one hand-over.
+async fn send_republished(client: &Client, republished: &[Republished]) {
+    if republished.is_empty() {
+        return;
+    }
+    let frames: Vec<starling_server::Frame<'_>> = republished
+        .iter()
+        .map(|r| starling_server::Frame {
+            to: &r.subject,
+            subject: &r.subject,
+            reply: None,
+            header_len: Some(r.header_len),
+            data: r.data.clone(),
+        })
+        .collect();
+    let _ = client.deliver_frames(&frames).await;
 }
 
 /// The transform of a configuration's `subject_transform` (checked valid at create and update).

@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tracing::warn;
 
-use super::index::{is_literal, FilterMemo, Seqs, Subject, GONE};
+use super::index::{held_matching, is_literal, FilterMemo, Seqs, Subject, GONE};
 use super::{record_size, subject_matches, Store, StoreError, StoreState, StoredMsg, SubjectState};
 
 /// The block size when none is given: 8 MiB.
@@ -1017,12 +1017,7 @@ impl FileStore {
             return self.subjects[id as usize].seqs.from(seq).next();
         }
         let subjects = &self.subjects;
-        let held = subjects
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.seqs.is_empty())
-            .map(|(id, s)| (id as u32, &s.name[..]));
-        let m = self.memo.get(filter, held);
+        let m = held_matching(&mut self.memo, subjects, filter);
         if m.is_empty() {
             return None;
         }

@@ -238,6 +238,20 @@ impl FilterMemo {
     }
 }
 
+/// The subjects (by id) matching wildcard `filter` among those of `subjects` still held.
+pub(super) fn held_matching<'m>(
+    memo: &'m mut FilterMemo,
+    subjects: &[Subject],
+    filter: &[u8],
+) -> &'m Matching {
+    let held = subjects
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.seqs.is_empty())
+        .map(|(id, s)| (id as u32, &s.name[..]));
+    memo.get(filter, held)
+}
+
 /// Whether `filter` has no wildcards.
 pub(super) fn is_literal(filter: &[u8]) -> bool {
     !filter.iter().any(|&b| b == b'*' || b == b'>')

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 
-use super::index::{is_literal, FilterMemo, Seqs, Subject, GONE};
+use super::index::{held_matching, is_literal, FilterMemo, Seqs, Subject, GONE};
 use super::{record_size, subject_matches, Store, StoreError, StoreState, StoredMsg, SubjectState};
 
 /// Holes the deque may hold beyond one per message before its front moves to the map (few
@@ -125,12 +125,7 @@ impl MemoryStore {
             return self.subjects[id as usize].seqs.from(seq).next();
         }
         let subjects = &self.subjects;
-        let held = subjects
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.seqs.is_empty())
-            .map(|(id, s)| (id as u32, &s.name[..]));
-        let m = self.memo.get(filter, held);
+        let m = held_matching(&mut self.memo, subjects, filter);
         if m.is_empty() {
             return None;
         }
