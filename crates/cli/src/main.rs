@@ -124,6 +124,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
         }
         None => (Settings::default(), Vec::new()),
     };
+    let flag_settings = cli.settings.clone();
     let settings = file_settings.overlay(cli.settings);
     warnings.extend(cli.warnings);
     if cli.test_config {
@@ -161,7 +162,25 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
         .thread_name("starling")
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
-    let result = runtime.block_on(serve(builder, &settings, program, sink));
+    // SIGHUP: the file read again, the flags over it again, as nats-server reloads.
+    let config_path = cli.config.clone();
+    let jetstream_at_start = format!("{:?}", settings.jetstream()?.config);
+    let reread = move || -> Result<starling_server::Config, CliError> {
+        let file = match &config_path {
+            Some(path) => settings::load_config(path)?.settings,
+            None => Settings::default(),
+        };
+        let settings = file.overlay(flag_settings.clone());
+        settings.validate()?;
+        let jetstream = format!("{:?}", settings.jetstream()?.config);
+        if jetstream != jetstream_at_start {
+            return Err(CliError::Io(
+                "config reload not supported for jetstream: restart the server to change it".into(),
+            ));
+        }
+        Ok(settings.config()?)
+    };
+    let result = runtime.block_on(serve(builder, &settings, program, sink, reread));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -172,6 +191,7 @@ async fn serve(
     settings: &Settings,
     program: &str,
     sink: LogSink,
+    reread: impl Fn() -> Result<starling_server::Config, CliError>,
 ) -> Result<(), CliError> {
     // Before the server starts: a signal sent as soon as it is ready must find a handler.
     let mut signals =
@@ -230,7 +250,15 @@ async fn serve(
                     lame_duck = Some(Box::pin(async move { server.lame_duck().await }));
                 }
             }
-            Trapped::Reload => warn!("reload not supported yet"),
+            Trapped::Reload => {
+                let reloaded = match reread() {
+                    Ok(config) => server.reload(config).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = reloaded {
+                    error!("Failed to reload server configuration: {e}");
+                }
+            }
             Trapped::Reopen => match sink.reopen() {
                 Ok(true) => info!("Reopened log file"),
                 Ok(false) => info!("No log file to reopen"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use starling_jetstream::ServerBuilderExt;
 use starling_server::gotime::parse_duration;
-use starling_server::{Account, AccountError, Auth, Cluster, ServerBuilder, User};
+use starling_server::{Account, AccountError, Auth, Cluster, Config, Monitor, ServerBuilder, User};
 use thiserror::Error;
 
 mod accounts;
@@ -265,31 +265,21 @@ impl Settings {
         Ok(Some(cluster))
     }
 
-    /// The checks nats-server makes before starting, on the merged settings.
+    /// The checks nats-server makes before starting, on the merged settings: the server's
+    /// own ([`ServerBuilder::check`]), on the configuration these settings give.
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        self.listen_addr()?;
-        self.monitor_addr()?;
-        self.auth()?;
-        self.cluster()?;
-        // As nats-server's -t: the certificate and key are read and must match.
-        if let Some(tls) = self.tls_config()? {
-            tls.check()
-                .map_err(|e| SettingsError::Invalid(format!("error parsing tls config: {e}")))?;
-        }
-        if let Some(d) = self.lame_duck_duration {
-            if d < Duration::from_secs(30) {
-                return Err(SettingsError::LameDuckDuration(format_duration(d)));
-            }
-        }
-        // How accounts, users, exports and imports fit together: the server's own checks.
         self.jetstream()?;
-        self.with_accounts(starling_server::Server::builder())
+        starling_server::Server::builder()
+            .config(self.config()?)
             .check()
             .map_err(|e| match e {
                 starling_server::StartError::Account(e @ AccountError::InvalidPermission(_)) => {
                     SettingsError::Invalid(format!("invalid permissions: {e}"))
                 }
                 starling_server::StartError::Account(e) => SettingsError::Accounts(e),
+                starling_server::StartError::Tls(e) => {
+                    SettingsError::Invalid(format!("error parsing tls config: {e}"))
+                }
                 other => SettingsError::Invalid(other.to_string()),
             })
     }
@@ -302,101 +292,60 @@ impl Settings {
         }
     }
 
-    /// `builder` with the accounts, users and system account the settings give.
-    fn with_accounts(&self, mut b: ServerBuilder) -> ServerBuilder {
-        for user in self.users.iter().flatten() {
-            b = b.user(user.clone());
-        }
-        if let Some(p) = &self.default_permissions {
-            b = b.default_permissions(p.clone());
-        }
-        for account in self.accounts.iter().flatten() {
-            b = b.account(account.clone());
-        }
-        if let Some(u) = &self.no_auth_user {
-            b = b.no_auth_user(u.clone());
-        }
-        if let Some(name) = &self.system_account {
-            b = b.system_account(name.clone());
-        }
-        if self.no_system_account == Some(true) {
-            b = b.no_system_account();
-        }
-        for jwt in self.operators.iter().flatten() {
-            b = b.operator(jwt.clone());
-        }
-        for (key, jwt) in self.resolver_preload.iter().flatten() {
-            b = b.resolver_preload_as(key.clone(), jwt.clone());
-        }
-        b
-    }
-
-    /// A builder configured with these settings.
-    pub(crate) fn builder(&self) -> Result<ServerBuilder, SettingsError> {
-        self.validate()?;
-        let mut b = starling_server::Server::builder().listen(self.listen_addr()?);
-        if let Some(v) = &self.server_name {
-            b = b.server_name(v.clone());
-        }
-        if let Some(v) = &self.client_advertise {
-            b = b.client_advertise(v.clone());
-        }
-        if let Some(v) = self.max_payload {
-            b = b.max_payload(v);
-        }
-        if let Some(v) = self.max_control_line {
-            b = b.max_control_line(v);
-        }
-        if let Some(v) = self.max_pending {
-            b = b.max_pending(v);
-        }
-        if let Some(v) = self.max_connections {
-            b = b.max_connections(v);
-        }
-        if let Some(v) = self.max_subscriptions {
-            b = b.max_subscriptions(v);
-        }
-        if let Some(v) = self.ping_interval {
-            b = b.ping_interval(v);
-        }
-        if let Some(v) = self.ping_max {
-            b = b.max_pings_out(v);
-        }
-        if let Some(v) = self.write_deadline {
-            b = b.write_deadline(v);
-        }
-        if let Some(v) = self.auth_timeout {
-            b = b.auth_timeout(v);
-        }
-        if let Some(v) = self.lame_duck_duration {
-            b = b.lame_duck_duration(v);
-        }
-        if let Some(v) = self.lame_duck_grace_period {
-            b = b.lame_duck_grace_period(v);
-        }
-        if let Some(addr) = self.monitor_addr()? {
-            b = if self.https_port.is_some_and(|p| p != 0) {
-                b.monitor_https(addr)
-            } else {
-                b.monitor(addr)
+    /// The server configuration these settings give: what the file and the flags set,
+    /// over the server's defaults for a standalone server ([`Config::standalone`]). The
+    /// defaults and the checks are the server's; this only maps nats-server's names.
+    pub(crate) fn config(&self) -> Result<Config, SettingsError> {
+        let mut c = Config::standalone();
+        c.listen = Some(self.listen_addr()?);
+        c.server_name.clone_from(&self.server_name);
+        c.client_advertise.clone_from(&self.client_advertise);
+        macro_rules! set {
+            ($($field:ident = $setting:ident),* $(,)?) => {
+                $( if let Some(v) = self.$setting { c.$field = v; } )*
             };
         }
-        if let Some(v) = self.max_closed_clients {
-            b = b.max_closed_clients(v);
-        }
-        if let Some(cluster) = self.cluster()? {
-            b = b.cluster(cluster);
-        }
-        if let Some(tls) = self.tls_config()? {
-            b = b.tls(tls);
-        }
-        if let Some(v) = self.allow_non_tls {
-            b = b.allow_non_tls(v);
-        }
+        set!(
+            max_payload = max_payload,
+            max_control_line = max_control_line,
+            max_pending = max_pending,
+            max_connections = max_connections,
+            max_subscriptions = max_subscriptions,
+            ping_interval = ping_interval,
+            max_pings_out = ping_max,
+            write_deadline = write_deadline,
+            lame_duck_duration = lame_duck_duration,
+            lame_duck_grace_period = lame_duck_grace_period,
+            max_closed_clients = max_closed_clients,
+            allow_non_tls = allow_non_tls,
+        );
+        c.auth_timeout = self.auth_timeout;
+        c.monitor = self.monitor_addr()?.map(|addr| Monitor {
+            addr,
+            https: self.https_port.is_some_and(|p| p != 0),
+        });
+        c.cluster = self.cluster()?;
+        c.tls = self.tls_config()?;
+        c.auth = self.auth()?;
+        c.users = self.users.clone().unwrap_or_default();
+        c.default_permissions.clone_from(&self.default_permissions);
+        c.accounts = self.accounts.clone().unwrap_or_default();
+        c.no_auth_user.clone_from(&self.no_auth_user);
+        c.system_account.clone_from(&self.system_account);
+        c.no_system_account = self.no_system_account == Some(true);
+        c.operators = self.operators.clone().unwrap_or_default();
+        c.resolver_preload = self.resolver_preload.clone().unwrap_or_default();
+        Ok(c)
+    }
+
+    /// A builder configured with these settings (and JetStream, when on).
+    pub(crate) fn builder(&self) -> Result<ServerBuilder, SettingsError> {
+        self.validate()?;
+        let mut b = starling_server::Server::builder().config(self.config()?);
         if let Some(js) = self.jetstream()?.config {
             b = b.jetstream(js);
         }
-        Ok(self.with_accounts(b).auth(self.auth()?))
+        Ok(b)
     }
 }
 
@@ -418,9 +367,6 @@ pub(crate) enum SettingsError {
     /// A password without a user name.
     #[error("a password was given without a user (--user / authorization.user)")]
     PasswordWithoutUser,
-    /// nats-server's minimum lame-duck duration.
-    #[error("invalid lame_duck_duration of {0}, minimum is 30 seconds")]
-    LameDuckDuration(String),
     /// The cluster port is outside 0..=65535 (and not -1).
     #[error("invalid cluster port {0}: must be -1 (any free port) or 0..65535")]
     ClusterPort(i64),
@@ -1002,24 +948,6 @@ pub(crate) fn parse_size(s: &str) -> Option<i64> {
         return Some(n);
     }
     n.checked_mul(conf::size_multiplier(suffix)?)
-}
-
-/// A duration the way Go prints one (`30s`, `2m0s`, `1.5s`), for messages.
-pub(crate) fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    let frac = d.subsec_nanos();
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let s = if frac == 0 {
-        format!("{s}s")
-    } else {
-        let f = format!("{:09}", frac);
-        format!("{s}.{}s", f.trim_end_matches('0'))
-    };
-    match (h, m) {
-        (0, 0) => s,
-        (0, m) => format!("{m}m{s}"),
-        (h, m) => format!("{h}h{m}m{s}"),
-    }
 }
 
 #[cfg(test)]
@@ -1915,14 +1843,6 @@ mod tests {
             "invalid lame_duck_duration of 6s, minimum is 30 seconds"
         );
         assert_eq!(Settings::default().listen_addr().unwrap(), "0.0.0.0:4222");
-    }
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(format_duration(Duration::from_secs(6)), "6s");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m0s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum StartError {
     /// The options contradict each other (e.g. max_payload above max_pending).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An option is out of range or malformed ([`crate::Config::validate`]).
+    #[error(transparent)]
+    Invalid(#[from] crate::ConfigError),
     /// The accounts, their users, exports or imports do not fit together.
     #[error("invalid accounts: {0}")]
     Account(#[from] AccountError),

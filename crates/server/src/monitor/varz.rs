@@ -112,7 +112,7 @@ struct Empty {}
 
 pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
     let view = mon.view();
-    let opts = view.opts();
+    let opts = view.config();
     let stats = view.stats();
     let (host, port) = match view.client_addr() {
         Some(a) => (a.ip().to_string(), a.port()),
@@ -146,7 +146,7 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         http_port: if view.monitor_https() { 0 } else { http_port },
         http_base_path: "",
         https_port: if view.monitor_https() { http_port } else { 0 },
-        auth_timeout: opts.auth_timeout.as_secs_f64(),
+        auth_timeout: opts.effective_auth_timeout().as_secs_f64(),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
         max_pending: opts.max_pending,
