@@ -208,10 +208,10 @@ impl Server {
 
     /// Applies `config` to the running server, as nats-server applies a reload (SIGHUP):
     ///
-    /// - limits (`max_payload`, `max_control_line`, `ping_interval`, `ping_max`,
-    ///   `write_deadline`, `max_connections`, ...) take effect at once, for connections
-    ///   already open too; clients that take async INFOs get one with the new
-    ///   `max_payload`; connections beyond a lowered `max_connections` are closed;
+    /// - `max_payload`, `max_control_line` and `ping_max` apply to open connections too
+    ///   (clients that take async INFOs get one with the new `max_payload`); connections
+    ///   beyond a lowered `max_connections` are closed, the newest first; `ping_interval`,
+    ///   `write_deadline` and the authorization timeout apply to connections opened after;
     /// - users, passwords, tokens and permissions are replaced: every client is checked
     ///   again with what it presented at CONNECT; one no longer allowed gets
     ///   `-ERR 'Authorization Violation'` and is closed, and subscriptions that narrowed
