@@ -14,7 +14,8 @@
 //! # Layout
 //! - `flags`: the command line, parsed as Go's `flag` package does; the help text.
 //! - `conf`: the nats-server configuration file syntax.
-//! - `settings`: what the flags and the file mean; flags over the file; the server builder;
+//! - `settings`: what the file and the flags mean, written straight into the server's `Config`
+//!   (flags applied after the file, so they win); the server builder;
 //!   JetStream (`-js`, `jetstream {}`) as the `starling-jetstream` extension.
 //! - `cluster`: the cluster and route URLs of `--cluster`, `--routes` and `cluster {}`.
 //! - `logging`: the `tracing` subscriber that prints nats-server's log lines.
@@ -124,9 +125,8 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
         }
         None => (Settings::default(), Vec::new()),
     };
-    let flag_settings = cli.settings.clone();
-    let settings = file_settings.overlay(cli.settings);
-    warnings.extend(cli.warnings);
+    let settings = cli.over(file_settings)?;
+    warnings.extend(cli.warnings.iter().cloned());
     if cli.test_config {
         let path = cli.config.ok_or(CliError::TestWithoutConfig)?;
         settings.validate()?;
@@ -170,7 +170,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
             Some(path) => settings::load_config(path)?.settings,
             None => Settings::default(),
         };
-        let settings = file.overlay(flag_settings.clone());
+        let settings = cli.over(file)?;
         settings.validate()?;
         let jetstream = format!("{:?}", settings.jetstream()?.config);
         if jetstream != jetstream_at_start {
@@ -178,7 +178,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
                 "config reload not supported for jetstream: restart the server to change it".into(),
             ));
         }
-        Ok(settings.config()?)
+        Ok(settings.server_config()?)
     };
     let result = runtime.block_on(serve(builder, &settings, program, sink, reread));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -199,7 +199,7 @@ async fn serve(
     info!("Starting nats-server");
     info!("  Version:  {NATS_VERSION}");
     info!("  Starling: {VERSION}");
-    if let Some(name) = &settings.server_name {
+    if let Some(name) = &settings.config.server_name {
         info!("  Name:     {name}");
     }
     let _pid_file = settings

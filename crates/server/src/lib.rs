@@ -79,7 +79,7 @@ pub use builder::ServerBuilder;
 pub use client::inprocess::{Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT};
 pub use cluster::{Cluster, Discovery, Peer, Seeds};
 pub use config::{
-    Auth, Config, ConfigError, Monitor, ReloadError, Reloaded, DEFAULT_AUTH_TIMEOUT,
+    Auth, Config, ConfigError, Monitor, ReloadError, Reloaded, DEFAULT_AUTH_TIMEOUT, DEFAULT_HOST,
     DEFAULT_LAME_DUCK_DURATION, DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONTROL_LINE, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING, DEFAULT_PORT,
     MAX_PAYLOAD_CEILING, MIN_LAME_DUCK_DURATION,

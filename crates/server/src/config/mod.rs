@@ -15,6 +15,8 @@ use crate::cluster::Cluster;
 
 pub use reload::{ReloadError, Reloaded};
 
+/// nats-server's `DEFAULT_HOST`: every interface.
+pub const DEFAULT_HOST: &str = "0.0.0.0";
 /// nats-server's `DEFAULT_PORT`: where the standalone binary listens for clients.
 pub const DEFAULT_PORT: u16 = 4222;
 /// nats-server's `MAX_PAYLOAD_SIZE`: 1 MiB.
@@ -248,7 +250,7 @@ impl Config {
     /// What `nats-server` runs with no options: clients on `0.0.0.0:4222`.
     pub fn standalone() -> Self {
         Self {
-            listen: Some(format!("0.0.0.0:{DEFAULT_PORT}")),
+            listen: Some(format!("{DEFAULT_HOST}:{DEFAULT_PORT}")),
             ..Self::default()
         }
     }
