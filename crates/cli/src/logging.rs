@@ -95,6 +95,7 @@ where
             message: String::new(),
             fields: String::new(),
             with_fields,
+            fatal: false,
         };
         event.record(&mut v);
         let stamp = if self.logtime {
@@ -102,11 +103,13 @@ where
         } else {
             String::new()
         };
-        w.write_str(&render_line(self.pid, &stamp, level, &v.message, &v.fields))
+        let tag = if v.fatal { "FTL" } else { level_tag(level) };
+        w.write_str(&render_tagged(self.pid, &stamp, tag, &v.message, &v.fields))
     }
 }
 
 /// One log line: `[PID] STAMP [LVL] message fields\n` (no stamp when it is empty).
+#[cfg(test)]
 pub(crate) fn render_line(
     pid: u32,
     stamp: &str,
@@ -114,13 +117,19 @@ pub(crate) fn render_line(
     message: &str,
     fields: &str,
 ) -> String {
+    render_tagged(pid, stamp, level_tag(level), message, fields)
+}
+
+/// A line with the level's tag given: `FTL` is nats-server's fatal level, which `tracing`
+/// does not have (an error event with `fatal = true` gets it, and the process then exits).
+fn render_tagged(pid: u32, stamp: &str, tag: &str, message: &str, fields: &str) -> String {
     let mut line = String::with_capacity(48 + message.len() + fields.len());
     let _ = write!(line, "[{pid}] ");
     if !stamp.is_empty() {
         line.push_str(stamp);
         line.push(' ');
     }
-    let _ = write!(line, "[{}] {message}{fields}", level_tag(level));
+    let _ = write!(line, "[{tag}] {message}{fields}");
     line.push('\n');
     line
 }
@@ -139,9 +148,19 @@ struct LineVisitor {
     message: String,
     fields: String,
     with_fields: bool,
+    /// The event has `fatal = true`: tagged `FTL`.
+    fatal: bool,
 }
 
 impl Visit for LineVisitor {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "fatal" {
+            self.fatal = value;
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
@@ -374,6 +393,7 @@ mod tests {
                     message: String::new(),
                     fields: String::new(),
                     with_fields: self.1,
+                    fatal: false,
                 };
                 event.record(&mut v);
                 self.0

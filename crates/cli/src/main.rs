@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             if tracing::dispatcher::has_been_set() {
-                error!("{e}");
+                error!(fatal = true, "{e}");
             } else {
                 eprintln!("starling-server: {e}");
             }
@@ -212,12 +212,11 @@ async fn serve(
     let (builder, _ports_file) = match &settings.ports_file_dir {
         Some(dir) => {
             let addr = settings.listen_addr()?;
-            let listener = std::net::TcpListener::bind(&addr).map_err(|e| {
-                CliError::Io(format!("cannot bind the client listener on {addr}: {e}"))
-            })?;
-            let bound = listener.local_addr().map_err(|e| {
-                CliError::Io(format!("cannot bind the client listener on {addr}: {e}"))
-            })?;
+            let listener = std::net::TcpListener::bind(&addr)
+                .map_err(|e| CliError::Io(format!("Error listening on port: {addr}, \"{e}\"")))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| CliError::Io(format!("Error listening on port: {addr}, \"{e}\"")))?;
             let file = RemoveOnDrop::ports_file(dir, program, bound)?;
             (builder.listener(listener), Some(file))
         }

@@ -515,8 +515,9 @@ fn port_in_use_is_an_error_naming_the_listener() {
     let out = run(&["-a", "127.0.0.1", "-p", &port]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
+    // nats-server: `[FTL] Error listening on port: 127.0.0.1:4222, "listen tcp ...: bind: ..."`.
     assert!(
-        err.contains("[ERR]") && err.contains("client") && err.contains(&port),
+        err.contains("[FTL] Error listening on client port: 127.0.0.1:") && err.contains(&port),
         "{err}"
     );
 }
@@ -584,7 +585,20 @@ fn jetstream_flags_start_jetstream() {
             "{args:?}: {reply}"
         );
         assert!(!reply.contains("\"error\""), "{args:?}: {reply}");
+        // As nats-server: `<store_dir>/jetstream` exists once the server is ready.
+        assert!(dir.join("jetstream").is_dir(), "{args:?}");
     }
+    // A store directory that is a file: nats-server's fatal error, and exit status 1.
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = run(&["-p", "-1", "-js", "-sd", path_str(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("[FTL]")
+            && stderr(&out).contains("storage directory is not a directory"),
+        "{}",
+        stderr(&out)
+    );
     // Without -js, no JetStream: INFO says so and nothing answers the API.
     let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "-sd", path_str(&dir)]);
     let port = broker.wait_ready();

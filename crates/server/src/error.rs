@@ -8,8 +8,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// A listener could not be bound.
-    #[error("cannot bind the {listener} listener on {addr}: {source}")]
+    /// A listener could not be bound (worded as nats-server words it for the client port).
+    #[error("Error listening on {listener} port: {addr}, \"{source}\"")]
     Bind {
         /// Which listener: `"client"`, `"cluster"`, `"monitor"`.
         listener: &'static str,
