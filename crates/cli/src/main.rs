@@ -41,7 +41,7 @@ use thiserror::Error;
 use tracing::{error, info, warn};
 
 use crate::flags::FlagError;
-use crate::logging::{LogConfig, LogSink};
+use crate::logging::{Log, LogConfig};
 use crate::settings::{ConfigError, Settings, SettingsError};
 use crate::signal::{SignalError, Signals, Trapped};
 
@@ -147,13 +147,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
     let builder = settings.builder()?;
     warnings.extend(settings.jetstream()?.warnings);
 
-    let sink = logging::init(&LogConfig {
-        debug: settings.debug.unwrap_or(false),
-        trace: settings.trace.unwrap_or(false),
-        logtime: settings.logtime.unwrap_or(true),
-        file: settings.log_file.clone(),
-    })
-    .map_err(|e| CliError::Io(e.to_string()))?;
+    let log = logging::init(&settings.log_config()).map_err(|e| CliError::Io(e.to_string()))?;
     for w in &warnings {
         warn!("{w}");
     }
@@ -165,7 +159,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
     // SIGHUP: the file read again, the flags over it again, as nats-server reloads.
     let config_path = cli.config.clone();
     let jetstream_at_start = format!("{:?}", settings.jetstream()?.config);
-    let reread = move || -> Result<starling_server::Config, CliError> {
+    let reread = move || -> Result<(starling_server::Config, LogConfig), CliError> {
         let file = match &config_path {
             Some(path) => settings::load_config(path)?.settings,
             None => Settings::default(),
@@ -178,9 +172,9 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
                 "config reload not supported for jetstream: restart the server to change it".into(),
             ));
         }
-        Ok(settings.server_config()?)
+        Ok((settings.server_config()?, settings.log_config()))
     };
-    let result = runtime.block_on(serve(builder, &settings, program, sink, reread));
+    let result = runtime.block_on(serve(builder, &settings, program, log, reread));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -190,8 +184,8 @@ async fn serve(
     builder: ServerBuilder,
     settings: &Settings,
     program: &str,
-    sink: LogSink,
-    reread: impl Fn() -> Result<starling_server::Config, CliError>,
+    log: Log,
+    reread: impl Fn() -> Result<(starling_server::Config, LogConfig), CliError>,
 ) -> Result<(), CliError> {
     // Before the server starts: a signal sent as soon as it is ready must find a handler.
     let mut signals =
@@ -250,15 +244,19 @@ async fn serve(
                 }
             }
             Trapped::Reload => {
+                // The server's options first: if it refuses them, nothing changes.
                 let reloaded = match reread() {
-                    Ok(config) => server.reload(config).await.map_err(|e| e.to_string()),
+                    Ok((config, log_config)) => match server.reload(config).await {
+                        Ok(_) => log.reload(&log_config).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
                     Err(e) => Err(e.to_string()),
                 };
                 if let Err(e) = reloaded {
                     error!("Failed to reload server configuration: {e}");
                 }
             }
-            Trapped::Reopen => match sink.reopen() {
+            Trapped::Reopen => match log.reopen() {
                 Ok(true) => info!("Reopened log file"),
                 Ok(false) => info!("No log file to reopen"),
                 Err(e) => error!("{e}"),

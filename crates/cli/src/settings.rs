@@ -245,6 +245,17 @@ impl Settings {
         Ok(c)
     }
 
+    /// How the log looks and where it goes (nats-server's defaults: no debug or trace lines,
+    /// timestamps on, stderr only).
+    pub(crate) fn log_config(&self) -> crate::logging::LogConfig {
+        crate::logging::LogConfig {
+            debug: self.debug.unwrap_or(false),
+            trace: self.trace.unwrap_or(false),
+            logtime: self.logtime.unwrap_or(true),
+            file: self.log_file.clone(),
+        }
+    }
+
     /// A builder configured with these settings (and JetStream, when on).
     pub(crate) fn builder(&self) -> Result<ServerBuilder, SettingsError> {
         self.validate()?;

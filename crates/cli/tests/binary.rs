@@ -355,18 +355,26 @@ fn reload_signal_applies_the_edited_config_file() {
     let mut gone = login(port, Some(("gone", "p")));
     let mut stays = login(port, Some(("stays", "p")));
 
-    // Edit the file: `gone` is removed, `new` added, max_payload raised; then SIGHUP.
-    std::fs::write(&conf, users(&["stays", "new"]).replace("1KB", "2KB")).unwrap();
+    // Edit the file: `gone` is removed, `new` added, max_payload raised, debug lines on;
+    // then SIGHUP.
+    let edited = users(&["stays", "new"]).replace("1KB", "2KB") + "debug: true\n";
+    std::fs::write(&conf, &edited).unwrap();
     let out = run(&["--signal", &format!("reload={}", broker.pid)]);
     assert!(out.status.success(), "{}", stderr(&out));
     broker.wait_for("Trapped \"hangup\" signal");
     broker.wait_for("Reloaded: max_payload");
     broker.wait_for("Reloaded: authorization users");
     broker.wait_for("Reloaded server configuration");
+    broker.wait_for("Reloaded: debug = true");
     assert!(
         gone.until_eof().contains("-ERR 'Authorization Violation'"),
         "the removed user is closed"
     );
+    // Debug lines now show: a refused login logs one.
+    let mut refused = Raw::connect(port);
+    refused.line();
+    refused.send("CONNECT {\"verbose\":false,\"user\":\"gone\",\"pass\":\"p\"}\r\n");
+    broker.wait_for("[DBG] authorization failed");
     // The raised max_payload applies to a connection opened before the reload.
     let big = "x".repeat(1500);
     stays.send(&format!("SUB big 1\r\nPUB big 1500\r\n{big}\r\nPING\r\n"));
@@ -378,7 +386,7 @@ fn reload_signal_applies_the_edited_config_file() {
     assert_eq!(new.line(), "PONG\r\n");
 
     // A port change needs a restart: refused, logged, and the server goes on as it was.
-    std::fs::write(&conf, users(&["stays", "new"]).replace("-1", "4999")).unwrap();
+    std::fs::write(&conf, edited.replace("-1", "4999")).unwrap();
     let out = run(&["--signal", &format!("reload={}", broker.pid)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let line = broker.wait_for("Failed to reload server configuration");
