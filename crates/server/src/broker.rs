@@ -431,13 +431,18 @@ impl Broker {
     /// does what its changes take; see [`crate::Server::reload`].
     pub(crate) async fn apply_reload(&self, config: Config, plan: &crate::config::reload::Plan) {
         for name in &plan.changed {
-            info!("Reloaded: {name}");
+            match crate::config::reload::describe(name, &config) {
+                Some(value) => info!("Reloaded: {name} = {value}"),
+                None => info!("Reloaded: {name}"),
+            }
         }
         let credentials = plan.auth.then(|| Credentials::new(&config, &self.accounts));
         let resend = plan.limits || plan.changed.contains(&"client_advertise");
         let max_connections = config.max_connections;
         let seeds = config.cluster.as_ref().map(|c| c.seed_urls().to_vec());
         self.swap_config(config, credentials);
+        self.identity
+            .set_config_loaded(std::time::SystemTime::now());
         if resend {
             self.resend_info();
         }

@@ -40,6 +40,10 @@ impl<'b> View<'b> {
         self.broker.identity().start()
     }
 
+    pub(crate) fn config_loaded(&self) -> SystemTime {
+        self.broker.identity().config_loaded()
+    }
+
     pub(crate) fn config(&self) -> arc_swap::Guard<Arc<Config>> {
         self.broker.config()
     }

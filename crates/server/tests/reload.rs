@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Raw, WAIT};
-use starling_server::{Cluster, Config, Permissions, ReloadError, Server, SubjectPermission, User};
+use starling_server::{
+    Cluster, Config, Monitor, Permissions, ReloadError, Server, SubjectPermission, User,
+};
 
 const QUIET: &str = r#""verbose":false,"pedantic":false"#;
 
@@ -85,7 +87,13 @@ async fn narrowed_permissions_remove_subscriptions_with_the_err() {
 async fn a_raised_max_payload_applies_to_open_connections_and_their_info() {
     let mut config = with_users(&[]);
     config.max_payload = 1024;
+    config.monitor = Some(Monitor {
+        addr: "127.0.0.1:0".into(),
+        https: false,
+    });
     let server = start(config.clone()).await;
+    let mon = server.monitor_addr().unwrap();
+    let before = common::http_get(mon, "/varz").await.json();
     let addr = server.client_addr().unwrap();
     let (mut raw, info) = Raw::connect_info(addr).await;
     assert!(info.contains(r#""max_payload":1024"#), "{info}");
@@ -104,6 +112,11 @@ async fn a_raised_max_payload_applies_to_open_connections_and_their_info() {
     raw.send(&format!("SUB big 1\r\nPUB big 2000\r\n{big}\r\n"))
         .await;
     assert_eq!(raw.until_pong().await, ["MSG big 1 2000".to_string(), big]);
+    // /varz shows the new value, and when it was loaded.
+    let after = common::http_get(mon, "/varz").await.json();
+    assert_eq!(after["max_payload"], 4096);
+    assert_eq!(before["start"], after["start"]);
+    assert_ne!(before["config_load_time"], after["config_load_time"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,6 +129,27 @@ pub(crate) fn plan(old: &Config, new: &Config) -> Result<Plan, ReloadError> {
     Ok(plan)
 }
 
+/// The new value of a reloaded option, for the log line nats-server writes
+/// (`Reloaded: max_payload = 2097152`); `None` for those it names alone (users, TLS, ...).
+pub(crate) fn describe(name: &str, c: &Config) -> Option<String> {
+    let go = crate::gotime::go_duration;
+    Some(match name {
+        "max_payload" => c.max_payload.to_string(),
+        "max_control_line" => c.max_control_line.to_string(),
+        "max_connections" => c.max_connections.to_string(),
+        "ping_interval" => go(c.ping_interval),
+        "ping_max" => c.max_pings_out.to_string(),
+        "write_deadline" => go(c.write_deadline),
+        "client_advertise" => c.client_advertise.clone().unwrap_or_default(),
+        "lame_duck_duration" => go(c.lame_duck_duration),
+        "lame_duck_grace_period" => go(c.lame_duck_grace_period),
+        "drain_timeout" => go(c.drain_timeout),
+        "no_fast_producer_stall" => c.no_fast_producer_stall.to_string(),
+        "authorization timeout" => go(c.effective_auth_timeout()),
+        _ => return None,
+    })
+}
+
 /// What may change about an account on reload: its users and their default permissions.
 #[derive(PartialEq)]
 struct AccountUsers<'a> {

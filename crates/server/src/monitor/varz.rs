@@ -182,7 +182,7 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         slow_consumers: stats.slow_consumers,
         subscriptions: stats.subscriptions,
         http_req_stats: mon.req_stats(),
-        config_load_time: rfc3339(stats.start),
+        config_load_time: rfc3339(view.config_loaded()),
         system_account: view.system_account().unwrap_or_default().to_string(),
     };
     Ok(mon.json(&varz))
