@@ -176,7 +176,7 @@ impl ServerBuilder {
         self
     }
 
-    /// Lame-duck duration (`lame_duck_duration`, default 2 minutes) used by
+    /// Lame-duck duration (`lame_duck_duration`, default 2 minutes, at least 30 s) used by
     /// [`Server::lame_duck`].
     pub fn lame_duck_duration(mut self, d: Duration) -> Self {
         self.config.lame_duck_duration = d;
