@@ -219,7 +219,7 @@ async fn port_in_use_names_the_listener() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(err.to_string().contains("client listener"), "{err}");
+    assert!(err.to_string().contains("client port"), "{err}");
 }
 
 #[tokio::test]
