@@ -84,6 +84,10 @@ pub enum ClientError {
     /// A header block is not one (`NATS/1.0` first, within the message).
     #[error("invalid header block")]
     InvalidHeaders,
+    /// A service or endpoint name that is not `[A-Za-z0-9_-]+`, or a service version that
+    /// is not a semantic version.
+    #[error("invalid service name or version")]
+    InvalidService,
 }
 
 /// Why an in-process request failed.

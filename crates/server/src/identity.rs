@@ -60,12 +60,13 @@ pub(crate) struct ClientInfo {
 impl Identity {
     pub(crate) fn new(server_name: Option<String>, features: Features) -> Self {
         let server_id = new_server_id();
+        let now = SystemTime::now();
         Self {
             features,
             server_name: server_name.unwrap_or_else(|| server_id.clone()),
             server_id,
-            start: SystemTime::now(),
-            config_loaded: Mutex::new(SystemTime::now()),
+            start: now,
+            config_loaded: Mutex::new(now),
             client_addr: Mutex::new(None),
             monitor_addr: Mutex::new(None),
             urls_version: AtomicU64::new(0),

@@ -77,6 +77,10 @@ pub use account::config::{
 pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
 pub use client::inprocess::{Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT};
+pub use client::service::{
+    Endpoint, Request, Service, ServiceBuilder, ServiceError, DEFAULT_SERVICE_QUEUE,
+    SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER,
+};
 pub use cluster::{Cluster, Discovery, Peer, Seeds};
 pub use config::{
     Auth, Config, ConfigError, Monitor, ReloadError, Reloaded, DEFAULT_AUTH_TIMEOUT, DEFAULT_HOST,

@@ -558,6 +558,18 @@ impl Client {
         format!("{}.{n}", self.inner.inbox_prefix)
     }
 
+    /// A NATS service named `name` at `version` (a semantic version) on this client: it
+    /// answers `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` as the micro service protocol says,
+    /// so `nats micro` and the clients' service modules find and call it. See
+    /// [`crate::Service`].
+    pub fn service(
+        &self,
+        name: impl Into<String>,
+        version: impl Into<String>,
+    ) -> super::service::ServiceBuilder {
+        super::service::ServiceBuilder::new(self.clone(), name.into(), version.into())
+    }
+
     /// Whether the server closed this client (shutdown, slow consumer).
     pub fn is_closed(&self) -> bool {
         self.inner.conn.is_closed()
