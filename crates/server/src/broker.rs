@@ -10,6 +10,7 @@
 //! | [`Accounts`] | `account/` | accounts, each with its sublist and connections |
 //! | [`Credentials`] | `auth.rs` | users, the account each belongs to, the authenticator chain |
 //! | [`Routes`] | `cluster/` | routes to peers, interest per account |
+//! | [`Leafs`] | `leaf/` | leafnode connections, the interest each is told about |
 //! | [`Events`] | `events.rs` | the event stream |
 //! | [`Counters`] | `stats.rs` | server-wide counters |
 //! | [`System`] | `account/system.rs` | the system account's services and advisories |
@@ -31,6 +32,7 @@ use crate::error::AccountError;
 use crate::events::{Event, Events};
 use crate::identity::{ClientInfo, Identity};
 use crate::introspect::View;
+use crate::leaf::{LeafLink, Leafs};
 use crate::lifecycle::Lifecycle;
 use crate::monitor::MonitorState;
 use crate::options::Options;
@@ -47,6 +49,7 @@ pub(crate) struct Broker {
     accounts: Accounts,
     auth: Credentials,
     routes: Option<Arc<Routes>>,
+    leafs: Option<Arc<Leafs>>,
     events: Events,
     counters: Counters,
     system: System,
@@ -59,7 +62,8 @@ impl Broker {
     /// Wires the components for `opts` (validated). `routes` is the cluster side, if any.
     pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: TlsSet) -> Self {
         let routes = routes.map(Arc::new);
-        let accounts = Accounts::new(&opts, routes.as_ref());
+        let leafs = opts.leafnodes.clone().map(|l| Arc::new(Leafs::new(l)));
+        let accounts = Accounts::new(&opts, routes.as_ref(), leafs.as_ref());
         let auth = Credentials::new(&opts, &accounts);
         if auth.plaintext_passwords() {
             warn!("Plaintext passwords detected, use nkeys or bcrypt");
@@ -86,6 +90,7 @@ impl Broker {
             accounts,
             auth,
             routes,
+            leafs,
             events: Events::new(),
             counters: Counters::default(),
             system,
@@ -138,6 +143,11 @@ impl Broker {
 
     pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {
         self.routes.as_ref()
+    }
+
+    /// The leafnode side, when leafnodes are configured.
+    pub(crate) fn leafs(&self) -> Option<&Arc<Leafs>> {
+        self.leafs.as_ref()
     }
 
     pub(crate) fn events(&self) -> &Events {
@@ -269,6 +279,22 @@ impl Broker {
             server_name,
         });
         self.client_urls_changed();
+    }
+
+    /// A leafnode connection registered (either side).
+    pub(crate) fn leaf_connected(&self, link: &Arc<LeafLink>) {
+        debug!(cid = link.conn.cid, peer = %link.remote_name, "leafnode connected");
+    }
+
+    /// A leafnode connection closed (its interest already left the sublist).
+    pub(crate) fn leaf_disconnected(&self, link: &Arc<LeafLink>) {
+        self.registry.retire_out_counts(&link.conn);
+        let reason = link
+            .conn
+            .closed_reason()
+            .unwrap_or(ClosedReason::ServerShutdown);
+        self.note_closed(&link.conn, reason);
+        info!(peer = %link.remote_name, %reason, "Leafnode connection closed");
     }
 
     // --- INFO. ---

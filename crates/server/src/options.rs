@@ -96,6 +96,8 @@ pub(crate) struct Options {
     pub(crate) resolver_preload: Vec<(String, String)>,
     /// What the operators trust, once checked at start ([`crate::operator::apply`]).
     pub(crate) trust: Option<std::sync::Arc<crate::operator::Trust>>,
+    /// Leafnodes accepted and hubs joined (`leafnodes {}`).
+    pub(crate) leafnodes: Option<crate::leaf::Leafnodes>,
 }
 
 impl Default for Options {
@@ -132,6 +134,7 @@ impl Default for Options {
             operators: Vec::new(),
             resolver_preload: Vec::new(),
             trust: None,
+            leafnodes: None,
         }
     }
 }

@@ -136,6 +136,7 @@ impl Server {
             );
             crate::cluster::start(&broker, l);
         }
+        crate::leaf::start(&broker).await?;
         broker.system().start(&broker);
         broker.accounts().start(&broker);
         // Extensions recover their state before the first client is accepted.
@@ -319,6 +320,11 @@ impl Server {
     /// The address the cluster listener is bound to, if clustering is on.
     pub fn cluster_addr(&self) -> Option<SocketAddr> {
         self.broker.routes().map(|r| r.listen_addr())
+    }
+
+    /// The address the leafnode listener is bound to, if it accepts leafnodes.
+    pub fn leafnode_addr(&self) -> Option<SocketAddr> {
+        self.broker.leafs().and_then(|l| l.listen_addr())
     }
 
     /// A stream of server events from now on.
