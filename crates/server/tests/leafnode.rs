@@ -369,3 +369,329 @@ async fn nats_server_2_9_leaf_joins_a_starling_hub() {
 async fn nats_server_2_15_leaf_joins_a_starling_hub() {
     reference_leaf_with_starling_hub(true).await;
 }
+
+// --- The wire, against nats-server (a raw socket on the hub's leafnode port). ---
+
+/// A leaf hub to probe: Starling, or a reference version.
+enum Hub {
+    Starling,
+    V29,
+    V215,
+}
+
+/// Starts `which` with a leafnode port; returns it (kept alive), its client address and its
+/// leafnode address. `None` when the reference is not installed.
+async fn probe_hub(which: Hub) -> Option<(Node, SocketAddr, SocketAddr)> {
+    let port = free_port();
+    let leaf_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let node = match which {
+        Hub::Starling => Node::Starling(starling_hub(port).await),
+        Hub::V29 => Node::Nats(nats_hub(false, port)?),
+        Hub::V215 => Node::Nats(nats_hub(true, port)?),
+    };
+    let client = node.client_addr();
+    Some((node, client, leaf_addr))
+}
+
+/// A raw leaf: reads the hub's INFO, sends a 2.9-style CONNECT, and reads until the hub's
+/// `$LDS.` subject. Returns the socket, the first INFO, and the lines after CONNECT.
+async fn raw_leaf(
+    leaf_addr: SocketAddr,
+    connect: &str,
+) -> (common::Raw, serde_json::Value, Vec<String>) {
+    let (mut raw, info) = common::Raw::connect_info(leaf_addr).await;
+    let info: serde_json::Value = serde_json::from_str(info["INFO ".len()..].trim()).unwrap();
+    raw.send(&format!("CONNECT {connect}\r\n")).await;
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.starts_with("LS+ $LDS.")) {
+        lines.push(raw.line().await.expect("hub keeps the leaf"));
+    }
+    (raw, info, lines)
+}
+
+const LEAF_CONNECT: &str =
+    r#"{"version":"2.9.10","server_id":"NRAWLEAF","name":"RAW","cluster":"RAW","headers":true}"#;
+
+/// What every hub must say for real leafs to accept it, and what it answers a CONNECT with.
+async fn hub_handshake(which: Hub) -> Option<(serde_json::Value, serde_json::Value)> {
+    let (_node, _, leaf_addr) = probe_hub(which).await?;
+    let (_raw, info, lines) = raw_leaf(leaf_addr, LEAF_CONNECT).await;
+    let second = lines
+        .iter()
+        .find(|l| l.starts_with("INFO "))
+        .expect("an INFO answers the CONNECT");
+    let second: serde_json::Value = serde_json::from_str(second["INFO ".len()..].trim()).unwrap();
+    Some((info, second))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_handshake_matches_nats_server() {
+    let mut seen = Vec::new();
+    for which in [Hub::Starling, Hub::V29, Hub::V215] {
+        let Some((info, second)) = hub_handshake(which).await else {
+            continue;
+        };
+        // A 2.10+ leaf refuses a hub INFO without client_id and leafnode_urls ("wrong port").
+        assert!(info["client_id"].as_u64().unwrap() > 0, "{info}");
+        assert!(
+            !info["leafnode_urls"].as_array().unwrap().is_empty(),
+            "{info}"
+        );
+        assert_eq!(info["auth_required"], true, "{info}");
+        assert_eq!(info["info_on_connect"], true, "{info}");
+        assert!(info["nonce"].is_string(), "{info}");
+        assert_eq!(second["connect_info"], true, "{second}");
+        assert_eq!(second["remote_account"], "$G", "{second}");
+        assert!(second.get("nonce").is_none(), "{second}");
+        seen.push(info["version"].clone());
+    }
+    assert!(!seen.is_empty());
+}
+
+/// A leaf that sends the hub its own `$LDS.` subject back closes a loop: the hub says so with
+/// nats-server's exact text (the peer matches "Loop detected") and closes.
+async fn loop_error(which: Hub) -> Option<String> {
+    let (_node, _, leaf_addr) = probe_hub(which).await?;
+    let (mut raw, _, lines) = raw_leaf(leaf_addr, LEAF_CONNECT).await;
+    let lds = lines.iter().find(|l| l.starts_with("LS+ $LDS.")).unwrap();
+    raw.send(&format!("{lds}\r\n")).await;
+    let rest = raw.until_eof().await;
+    Some(
+        rest.into_iter()
+            .find(|l| l.starts_with("-ERR"))
+            .expect("an -ERR before the close"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loop_detection_error_matches_nats_server() {
+    let ours = loop_error(Hub::Starling).await.unwrap();
+    assert_eq!(
+        ours,
+        r#"-ERR 'Loop detected for leafnode account="$G". Delaying attempt to reconnect for 30s'"#
+    );
+    for which in [Hub::V29, Hub::V215] {
+        if let Some(theirs) = loop_error(which).await {
+            assert_eq!(ours, theirs);
+        }
+    }
+}
+
+/// A queue group's weight is re-announced on every change (`LS+ q g 1`, `LS+ q g 2`,
+/// `LS+ q g 1`), a plain subject once (`LS+`) and withdrawn once (`LS-`), as nats-server does.
+async fn interest_updates(which: Hub) -> Option<Vec<String>> {
+    let (_node, client, leaf_addr) = probe_hub(which).await?;
+    let (mut raw, _, _) = raw_leaf(leaf_addr, LEAF_CONNECT).await;
+    let mut c = common::Raw::quiet(client).await;
+    c.send(
+        "SUB q g 1\r\nSUB q g 2\r\nSUB plain 3\r\nSUB plain 4\r\nUNSUB 1\r\nUNSUB 3\r\nUNSUB 4\r\n",
+    )
+    .await;
+    c.until_pong().await;
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let line = raw.line().await.expect("hub keeps the leaf");
+        if line.starts_with("LS") {
+            got.push(line);
+        } else if line == "PING" {
+            raw.send("PONG\r\n").await;
+        }
+    }
+    Some(got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interest_updates_match_nats_server() {
+    let ours = interest_updates(Hub::Starling).await.unwrap();
+    assert_eq!(
+        ours,
+        [
+            "LS+ q g 1",
+            "LS+ q g 2",
+            "LS+ plain",
+            "LS+ q g 1",
+            "LS- plain"
+        ]
+    );
+    for which in [Hub::V29, Hub::V215] {
+        if let Some(theirs) = interest_updates(which).await {
+            assert_eq!(ours, theirs);
+        }
+    }
+}
+
+/// With leafnode authorization, a leaf must present it; without credentials it is refused
+/// with `Authorization Violation`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leafnode_authorization_is_enforced() {
+    let hub = Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(
+            Leafnodes::new()
+                .listen("127.0.0.1:0")
+                .authorization("leaf", "s3cret"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let addr = hub.leafnode_addr().unwrap();
+    let (mut raw, _) = common::Raw::connect_info(addr).await;
+    raw.send(&format!("CONNECT {LEAF_CONNECT}\r\n")).await;
+    assert_eq!(
+        raw.line().await.as_deref(),
+        Some("-ERR 'Authorization Violation'")
+    );
+    // The right credentials in the remote's URL.
+    let leaf = starling_leaf_url(&format!("nats://leaf:s3cret@{addr}")).await;
+    let (hub, leaf) = (Node::Starling(hub), Node::Starling(leaf));
+    synced(&leaf.client().await, &hub.client().await).await;
+}
+
+async fn starling_leaf_url(url: &str) -> Server {
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(
+            Leafnodes::new()
+                .reconnect(Duration::from_millis(100))
+                .remote(Remote::new(url)),
+        )
+        .start()
+        .await
+        .expect("leaf starts")
+}
+
+// --- Accounts: each side binds one account. ---
+
+/// A Starling hub with accounts A and B; leafnode user `la` is bound to A.
+async fn hub_with_accounts() -> Server {
+    use starling_server::{Account, LeafUser, User};
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .account(Account::new("A").user(User::new("a", "pa")))
+        .account(Account::new("B").user(User::new("b", "pb")))
+        .leafnodes(
+            Leafnodes::new()
+                .listen("127.0.0.1:0")
+                .user(LeafUser::new("la", "pla").account("A")),
+        )
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Messages cross between the leaf's account `leaf_account` (user `leaf_user`) and the hub's
+/// account A only: the hub's account B sees nothing.
+async fn accounts_bound(hub: &Server, leaf: SocketAddr, leaf_user: (&str, &str)) {
+    let hub_a = common::login(hub.client_addr().unwrap(), "a", "pa").await;
+    let hub_b = common::login(hub.client_addr().unwrap(), "b", "pb").await;
+    let l = common::login(leaf, leaf_user.0, leaf_user.1).await;
+    let mut in_a = hub_a.subscribe("acc.x").await.unwrap();
+    let mut in_b = hub_b.subscribe("acc.x").await.unwrap();
+    synced(&l, &hub_a).await;
+    l.publish("acc.x", "to A".into()).await.unwrap();
+    assert_eq!(next(&mut in_a).await.payload, "to A");
+    let mut at_leaf = l.subscribe("acc.y").await.unwrap();
+    synced(&hub_a, &l).await;
+    hub_b.publish("acc.y", "from B".into()).await.unwrap();
+    hub_a.publish("acc.y", "from A".into()).await.unwrap();
+    assert_eq!(next(&mut at_leaf).await.payload, "from A");
+    synced(&l, &hub_a).await;
+    let stray = tokio::time::timeout(Duration::from_millis(50), in_b.next()).await;
+    assert!(stray.is_err(), "account B got {stray:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_binds_one_account_on_each_side() {
+    use starling_server::{Account, User};
+    let hub = hub_with_accounts().await;
+    let url = format!("nats://la:pla@{}", hub.leafnode_addr().unwrap());
+    let leaf = Server::builder()
+        .listen("127.0.0.1:0")
+        .account(Account::new("L").user(User::new("l", "pl")))
+        .leafnodes(
+            Leafnodes::new()
+                .reconnect(Duration::from_millis(100))
+                .remote(Remote::new(url).account("L")),
+        )
+        .start()
+        .await
+        .unwrap();
+    accounts_bound(&hub, leaf.client_addr().unwrap(), ("l", "pl")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_leaf_binds_its_account_to_a_starling_hub_account() {
+    let hub = hub_with_accounts().await;
+    let conf = format!(
+        "server_name: LEAF\naccounts {{ LA {{ users [ {{ user: lu, password: lp }} ] }} }}\n\
+         leafnodes {{ remotes [ {{ url: \"nats://la:pla@{}\", account: LA }} ] }}\n",
+        hub.leafnode_addr().unwrap()
+    );
+    let Some(leaf) = nats_with_conf(true, &conf) else {
+        return;
+    };
+    accounts_bound(&hub, leaf.addr, ("lu", "lp")).await;
+}
+
+// --- Monitoring. ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leafz_lists_the_connection_on_both_sides() {
+    let hub = Server::builder()
+        .server_name("SHUB")
+        .listen("127.0.0.1:0")
+        .monitor("127.0.0.1:0")
+        .leafnodes(Leafnodes::new().listen("127.0.0.1:0"))
+        .start()
+        .await
+        .unwrap();
+    let leaf = Server::builder()
+        .server_name("SLEAF")
+        .listen("127.0.0.1:0")
+        .monitor("127.0.0.1:0")
+        .leafnodes(Leafnodes::new().remote(Remote::new(format!(
+            "nats://{}",
+            hub.leafnode_addr().unwrap()
+        ))))
+        .start()
+        .await
+        .unwrap();
+    let (hub, leaf) = (Node::Starling(hub), Node::Starling(leaf));
+    let at_leaf = leaf.client().await;
+    let _sub = at_leaf.subscribe("leafz.subject").await.unwrap();
+    synced(&hub.client().await, &at_leaf).await;
+    let (Node::Starling(hub), Node::Starling(leaf)) = (&hub, &leaf) else {
+        unreachable!()
+    };
+    let hub_leafz = common::http_get(hub.monitor_addr().unwrap(), "/leafz?subs=1")
+        .await
+        .json();
+    assert_eq!(hub_leafz["leafnodes"], 1, "{hub_leafz}");
+    let l = &hub_leafz["leafs"][0];
+    assert_eq!(l["name"], "SLEAF");
+    assert_eq!(l["is_spoke"], false);
+    assert_eq!(l["account"], "$G");
+    assert_eq!(l["ip"], "127.0.0.1");
+    let subs: Vec<&str> = l["subscriptions_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(subs.contains(&"leafz.subject"), "{subs:?}");
+    assert!(subs.iter().any(|s| s.starts_with("$LDS.")), "{subs:?}");
+    let leaf_leafz = common::http_get(leaf.monitor_addr().unwrap(), "/leafz")
+        .await
+        .json();
+    let h = &leaf_leafz["leafs"][0];
+    assert_eq!(h["name"], "SHUB");
+    assert_eq!(h["is_spoke"], true);
+    assert_eq!(h["port"], hub.leafnode_addr().unwrap().port());
+    assert!(h.get("subscriptions_list").is_none());
+    let varz = common::http_get(hub.monitor_addr().unwrap(), "/varz")
+        .await
+        .json();
+    assert_eq!(varz["leafnodes"], 1);
+    assert_eq!(varz["leaf"]["port"], hub.leafnode_addr().unwrap().port());
+    assert_eq!(hub.stats().leafnodes, 1);
+}

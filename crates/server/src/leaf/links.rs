@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -41,8 +40,6 @@ pub(crate) struct LeafLink {
     pub(crate) solicited: bool,
     pub(crate) remote_id: String,
     pub(crate) remote_name: String,
-    pub(crate) remote_cluster: Option<String>,
-    pub(crate) remote_account: Option<String>,
     pub(crate) remote_addr: Option<SocketAddr>,
     /// What we told the peer: `subject [queue]` → count (total weight for a queue group).
     smap: Mutex<HashMap<Bytes, i64>>,
@@ -64,19 +61,15 @@ pub(crate) struct LeafStats {
     pub(crate) subscriptions: usize,
     pub(crate) subjects: Vec<String>,
     pub(crate) solicited: bool,
-    pub(crate) start: SystemTime,
 }
 
 impl LeafLink {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         conn: Arc<Conn>,
         account: Arc<Account>,
         solicited: bool,
         remote_id: String,
         remote_name: String,
-        remote_cluster: Option<String>,
-        remote_account: Option<String>,
         remote_addr: Option<SocketAddr>,
     ) -> Self {
         Self {
@@ -85,8 +78,6 @@ impl LeafLink {
             solicited,
             remote_id,
             remote_name,
-            remote_cluster,
-            remote_account,
             remote_addr,
             smap: Mutex::new(HashMap::new()),
             remote_subs: Mutex::new(HashMap::new()),
@@ -178,7 +169,6 @@ impl LeafLink {
             subscriptions: remote.len(),
             subjects,
             solicited: self.solicited,
-            start: self.conn.start,
         }
     }
 }

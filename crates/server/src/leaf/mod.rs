@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info};
+use tracing::info;
 
 pub use config::{
     LeafUser, Leafnodes, Remote, DEFAULT_LEAFNODE_PORT, DEFAULT_LEAF_RECONNECT,
@@ -117,7 +117,7 @@ async fn serve_accepted(
                 let (r, w) = handshake.stream.split();
                 proto::serve(broker, leafs, conn, r, w, Some(addr), role).await;
             }
-            Err(_) => debug!(%addr, "leafnode TLS handshake failed"),
+            Err(_) => tracing::debug!(%addr, "leafnode TLS handshake failed"),
         }
         return;
     }

@@ -281,8 +281,6 @@ impl Leaf {
             } else {
                 info.server_name.clone()
             },
-            info.cluster.clone(),
-            remote_account,
             self.remote_addr,
         ));
         match self.leafs.register(&link, b"") {
@@ -299,6 +297,7 @@ impl Leaf {
             hub = %link.remote_name,
             url = %remote.current_url(),
             account = %account.name(),
+            hub_account = remote_account.as_deref().unwrap_or(""),
             "Leafnode connection created"
         );
         self.broker.leaf_connected(&link);
@@ -426,8 +425,6 @@ impl Leaf {
             false,
             connect.server_id.clone().unwrap_or_default(),
             name,
-            connect.cluster.clone().filter(|c| !c.is_empty()),
-            connect.remote_account.clone(),
             self.remote_addr,
         ));
         // The INFO answering the CONNECT goes first, then our interest.
