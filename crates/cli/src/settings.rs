@@ -11,6 +11,7 @@ use thiserror::Error;
 
 mod accounts;
 mod jetstream;
+mod leafnodes;
 mod operator;
 mod tls;
 
@@ -134,6 +135,8 @@ pub(crate) struct Settings {
     pub(crate) operators: Option<Vec<String>>,
     /// `resolver_preload`: account JWTs by public key (with `resolver: MEMORY`).
     pub(crate) resolver_preload: Option<Vec<(String, String)>>,
+    /// `leafnodes {}`.
+    pub(crate) leafnodes: Option<leafnodes::LeafSettings>,
 }
 
 macro_rules! overlay_fields {
@@ -155,7 +158,7 @@ impl Settings {
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
             default_permissions, no_auth_user, system_account, no_system_account, tls,
             operators, resolver_preload,
-            allow_non_tls, cluster_tls,
+            allow_non_tls, cluster_tls, leafnodes,
         );
         self
     }
@@ -396,6 +399,9 @@ impl Settings {
         if let Some(js) = self.jetstream()?.config {
             b = b.jetstream(js);
         }
+        if let Some(leafnodes) = &self.leafnodes {
+            b = b.leafnodes(leafnodes.config()?);
+        }
         Ok(self.with_accounts(b).auth(self.auth()?))
     }
 }
@@ -569,6 +575,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "no_system_account" => s.no_system_account = Some(cx.boolean(key, item)?),
             "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
             "tls" => s.tls = Some(cx.tls(key, item, &mut out.warnings)?),
+            "leafnodes" | "leaf" | "leafnode" => s.leafnodes = Some(cx.leafnodes(key, item, &mut out.warnings)?),
             "allow_non_tls" => s.allow_non_tls = Some(cx.boolean(key, item)?),
             "operator" | "operators" | "root" | "roots" => {
                 s.operators = Some(operator::operators(&cx, key, item)?)
@@ -666,7 +673,6 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "no_sublist_cache"
         | "prof_port" => Ignored("this option"),
         "gateway" | "gateways" => Unsupported("gateways"),
-        "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
         "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
         "nkeys" | "trusted" | "trusted_keys" | "authorization_callout" => {
