@@ -283,11 +283,16 @@ impl Broker {
 
     /// A leafnode connection registered (either side).
     pub(crate) fn leaf_connected(&self, link: &Arc<LeafLink>) {
-        debug!(cid = link.conn.cid, peer = %link.remote_name, "leafnode connected");
+        self.events.emit(Event::LeafnodeConnected {
+            cid: link.conn.cid,
+            server_name: link.remote_name.clone(),
+            account: link.account.name().to_string(),
+            solicited: link.solicited,
+        });
     }
 
     /// A leafnode connection closed (its interest already left the sublist).
-    pub(crate) fn leaf_disconnected(&self, link: &Arc<LeafLink>) {
+    pub(crate) fn leaf_disconnected(&self, link: &Arc<LeafLink>, loop_detected: bool) {
         self.registry.retire_out_counts(&link.conn);
         let reason = link
             .conn
@@ -295,6 +300,12 @@ impl Broker {
             .unwrap_or(ClosedReason::ServerShutdown);
         self.note_closed(&link.conn, reason);
         info!(peer = %link.remote_name, %reason, "Leafnode connection closed");
+        self.events.emit(Event::LeafnodeClosed {
+            cid: link.conn.cid,
+            server_name: link.remote_name.clone(),
+            reason,
+            loop_detected,
+        });
     }
 
     // --- INFO. ---

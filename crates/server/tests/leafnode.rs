@@ -695,3 +695,143 @@ async fn leafz_lists_the_connection_on_both_sides() {
     assert_eq!(varz["leaf"]["port"], hub.leafnode_addr().unwrap().port());
     assert_eq!(hub.stats().leafnodes, 1);
 }
+
+// --- Topologies: a clustered hub, a daisy chain. ---
+
+/// A leaf joined to one node of a two-node Starling hub cluster reaches clients of the other
+/// node: the hub tells the leaf its routes' interest, a leaf's message goes on to routes
+/// (unlike a route's), and a routed message reaches the leaf. A queue group with members on
+/// the leaf and on the far node gets each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_of_a_clustered_hub_reaches_the_whole_cluster() {
+    let h1 = common::clustered(
+        Server::builder().leafnodes(Leafnodes::new().listen("127.0.0.1:0")),
+        "H1",
+        "hubs",
+        &[],
+    )
+    .await;
+    let seed = format!("nats-route://{}", h1.cluster_addr().unwrap());
+    let h2 = common::clustered(Server::builder(), "H2", "hubs", &[seed]).await;
+    let leaf = starling_leaf(h1.leafnode_addr().unwrap()).await;
+    let (h1, h2, leaf) = (Node::Starling(h1), Node::Starling(h2), Node::Starling(leaf));
+    let far = h2.client().await;
+    let l = leaf.client().await;
+
+    let mut at_far = far.subscribe("far.x").await.unwrap();
+    synced(&l, &far).await;
+    l.publish("far.x", "leaf to far node".into()).await.unwrap();
+    assert_eq!(next(&mut at_far).await.payload, "leaf to far node");
+
+    let mut at_leaf = l.subscribe("leaf.x").await.unwrap();
+    synced(&far, &l).await;
+    far.publish("leaf.x", "far node to leaf".into())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut at_leaf).await.payload, "far node to leaf");
+
+    // Queue members on the leaf and the far node; published on the middle node.
+    let mid = h1.client().await;
+    let mut fq = far.queue_subscribe("jobs", "w".into()).await.unwrap();
+    let mut lq = l.queue_subscribe("jobs", "w".into()).await.unwrap();
+    synced(&mid, &far).await;
+    synced(&mid, &l).await;
+    const N: usize = 30;
+    for i in 0..N {
+        mid.publish("jobs", format!("{i}").into()).await.unwrap();
+    }
+    let mut seen = HashSet::new();
+    while seen.len() < N {
+        let m = tokio::select! {
+            Some(m) = fq.next() => m,
+            Some(m) = lq.next() => m,
+            _ = tokio::time::sleep(common::WAIT) => panic!("only {} of {N} jobs", seen.len()),
+        };
+        assert!(seen.insert(m.payload.clone()), "{:?} twice", m.payload);
+    }
+    synced(&mid, &far).await;
+    synced(&mid, &l).await;
+    let extra = tokio::time::timeout(Duration::from_millis(100), async {
+        tokio::select! {
+            Some(m) = fq.next() => m,
+            Some(m) = lq.next() => m,
+        }
+    })
+    .await;
+    assert!(extra.is_err(), "a job was delivered twice: {extra:?}");
+}
+
+/// A -> B -> C: B is a leaf of A and the hub of C. C's clients reach A's and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leafnodes_chain_over_two_hops() {
+    let a = starling_hub(0).await;
+    let b = Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(
+            Leafnodes::new()
+                .listen("127.0.0.1:0")
+                .reconnect(Duration::from_millis(100))
+                .remote(Remote::new(format!(
+                    "nats://{}",
+                    a.leafnode_addr().unwrap()
+                ))),
+        )
+        .start()
+        .await
+        .unwrap();
+    let c = starling_leaf(b.leafnode_addr().unwrap()).await;
+    let (a, _b, c) = (Node::Starling(a), Node::Starling(b), Node::Starling(c));
+    let (ca, cc) = (a.client().await, c.client().await);
+    let mut at_a = ca.subscribe("chain.a").await.unwrap();
+    synced(&cc, &ca).await;
+    cc.publish("chain.a", "from C".into()).await.unwrap();
+    assert_eq!(next(&mut at_a).await.payload, "from C");
+    let mut at_c = cc.subscribe("chain.c").await.unwrap();
+    synced(&ca, &cc).await;
+    ca.publish("chain.c", "from A".into()).await.unwrap();
+    assert_eq!(next(&mut at_c).await.payload, "from A");
+}
+
+/// Two servers that each join the other close a loop: the `$LDS.` subjects tell, one side
+/// says `Loop detected` and the connection closes (its dialer then waits 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_of_leafnodes_is_detected_and_broken() {
+    let (pa, pb) = (free_port(), free_port());
+    let node = |listen: u16, remote: u16| {
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .leafnodes(
+                Leafnodes::new()
+                    .listen(format!("127.0.0.1:{listen}"))
+                    .reconnect(Duration::from_millis(50))
+                    .remote(Remote::new(format!("nats://127.0.0.1:{remote}"))),
+            )
+            .start()
+    };
+    let a = node(pa, pb).await.unwrap();
+    let mut events = a.events();
+    let b = node(pb, pa).await.unwrap();
+    let mut b_events = b.events();
+    // One side finds the loop and closes the link that closes it.
+    let found = tokio::time::timeout(common::WAIT, async {
+        loop {
+            let e = tokio::select! {
+                Some(e) = events.next() => e,
+                Some(e) = b_events.next() => e,
+            };
+            if let starling_server::Event::LeafnodeClosed {
+                loop_detected: true,
+                ..
+            } = e
+            {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no loop detected");
+    // The loop stays broken: its dialler waits 30 s (observed for a moment).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let links = a.stats().leafnodes + b.stats().leafnodes;
+    assert!(links <= 2, "{links} link ends after the loop was broken");
+}

@@ -553,7 +553,8 @@ impl Leaf {
                 remove_remote(&link, &owned);
             }
             self.leafs.unregister(&link);
-            self.broker.leaf_disconnected(&link);
+            self.broker
+                .leaf_disconnected(&link, self.outcome.loop_detected);
         }
         if let Some(account) = &self.account {
             account.unbind(&self.conn);
