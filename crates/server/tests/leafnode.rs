@@ -835,3 +835,151 @@ async fn a_loop_of_leafnodes_is_detected_and_broken() {
     let links = a.stats().leafnodes + b.stats().leafnodes;
     assert!(links <= 2, "{links} link ends after the loop was broken");
 }
+
+// --- TLS. ---
+
+#[cfg(feature = "tls")]
+fn leaf_tls(certs: &common::certs::Certs) -> starling_server::TlsConfig {
+    // The leaf presents the test server certificate (it is also a client certificate).
+    starling_server::TlsConfig::new(certs.path("server-cert.pem"), certs.path("server-key.pem"))
+        .ca_file(certs.ca())
+}
+
+#[cfg(feature = "tls")]
+fn nats_tls_block(certs: &common::certs::Certs) -> String {
+    format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\" }}",
+        certs.path("server-cert.pem").display(),
+        certs.path("server-key.pem").display(),
+        certs.ca().display()
+    )
+}
+
+/// A hub with leafnode TLS sends INFO in plaintext with `tls_required`, then the leaf starts
+/// the handshake; messages flow over TLS, Starling to Starling and with nats-server 2.15.1
+/// in both roles.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leafnodes_over_tls() {
+    let certs = common::certs::Certs::new("leaf");
+    let hub = Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(Leafnodes::new().listen("127.0.0.1:0").tls(certs.server()))
+        .start()
+        .await
+        .unwrap();
+    let hub_leaf = hub.leafnode_addr().unwrap();
+    let (_, info) = common::Raw::connect_info(hub_leaf).await;
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    let leaf = Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(
+            Leafnodes::new()
+                .reconnect(Duration::from_millis(100))
+                .remote(Remote::new(format!("nats://{hub_leaf}")).tls(leaf_tls(&certs))),
+        )
+        .start()
+        .await
+        .unwrap();
+    let hub = Node::Starling(hub);
+    let leaf = Node::Starling(leaf);
+    synced(&leaf.client().await, &hub.client().await).await;
+    synced(&hub.client().await, &leaf.client().await).await;
+
+    // A nats-server 2.15.1 leaf over TLS to the Starling hub.
+    let conf = format!(
+        "server_name: NLEAF\nleafnodes {{ remotes [ {{ url: \"tls://{hub_leaf}\", {} }} ] }}\n",
+        nats_tls_block(&certs)
+    );
+    if let Some(reference) = nats_with_conf(true, &conf) {
+        let reference = Node::Nats(reference);
+        synced(&reference.client().await, &hub.client().await).await;
+        synced(&hub.client().await, &reference.client().await).await;
+    }
+
+    // A Starling leaf over TLS to a nats-server 2.15.1 hub.
+    let port = free_port();
+    let conf = format!(
+        "server_name: NHUB\nleafnodes {{ listen: \"127.0.0.1:{port}\", {} }}\n",
+        nats_tls_block(&certs)
+    );
+    if let Some(reference) = nats_with_conf(true, &conf) {
+        let reference = Node::Nats(reference);
+        let leaf = Server::builder()
+            .listen("127.0.0.1:0")
+            .leafnodes(
+                Leafnodes::new()
+                    .reconnect(Duration::from_millis(100))
+                    .remote(Remote::new(format!("nats://127.0.0.1:{port}")).tls(leaf_tls(&certs))),
+            )
+            .start()
+            .await
+            .unwrap();
+        let leaf = Node::Starling(leaf);
+        synced(&leaf.client().await, &reference.client().await).await;
+        synced(&reference.client().await, &leaf.client().await).await;
+    }
+}
+
+// --- Credentials (operator mode). ---
+
+/// A leaf authenticates with a `.creds` file: the hub (in operator mode) checks the user JWT
+/// and the nonce signature, and binds the leaf to the user's account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_authenticates_with_a_credentials_file() {
+    use nats_jwt::Token;
+    use nkeys::KeyPair;
+    let op = KeyPair::new_operator();
+    let acc = KeyPair::new_account();
+    let account_jwt = Token::new_account(acc.public_key()).name("A").sign(&op);
+    let leaf_user = KeyPair::new_user();
+    let leaf_jwt = Token::new_user(acc.public_key(), leaf_user.public_key()).sign(&acc);
+    let client_user = KeyPair::new_user();
+    let client_jwt = Token::new_user(acc.public_key(), client_user.public_key()).sign(&acc);
+    let hub = Server::builder()
+        .listen("127.0.0.1:0")
+        .operator(common::jwt::operator(&op, serde_json::json!({})))
+        .resolver_preload(&account_jwt)
+        .leafnodes(Leafnodes::new().listen("127.0.0.1:0"))
+        .start()
+        .await
+        .unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "starling-leaf-{}-{}.creds",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::write(
+        &path,
+        common::jwt::creds(&leaf_jwt, &leaf_user.seed().unwrap()),
+    )
+    .unwrap();
+    let leaf = Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(
+            Leafnodes::new()
+                .reconnect(Duration::from_millis(100))
+                .remote(
+                    Remote::new(format!("nats://{}", hub.leafnode_addr().unwrap()))
+                        .credentials(&path),
+                ),
+        )
+        .start()
+        .await
+        .unwrap();
+    let at_hub = async_nats::ConnectOptions::with_credentials(&common::jwt::creds(
+        &client_jwt,
+        &client_user.seed().unwrap(),
+    ))
+    .unwrap()
+    .connect(hub.client_addr().unwrap().to_string())
+    .await
+    .unwrap();
+    let leaf = Node::Starling(leaf);
+    let l = leaf.client().await;
+    let mut sub = at_hub.subscribe("creds.x").await.unwrap();
+    synced(&l, &at_hub).await;
+    l.publish("creds.x", "signed in".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload, "signed in");
+    let _ = std::fs::remove_file(&path);
+}

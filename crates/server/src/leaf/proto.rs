@@ -224,6 +224,7 @@ impl Leaf {
             return Err(Close::silent(ClosedReason::ProtocolViolation));
         }
         self.conn.set_headers(info.headers);
+        remote.learn_urls(&info.leafnode_urls);
         let account = self.local_account(&remote)?;
         let connect = remote.connect_json(&self.broker, &account, info.nonce.as_deref());
         let connect = connect.map_err(|e| {
