@@ -11,7 +11,7 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error("cannot bind the {listener} listener on {addr}: {source}")]
     Bind {
-        /// Which listener: `"client"`, `"cluster"`, `"monitor"`.
+        /// Which listener: `"client"`, `"cluster"`, `"leafnode"`, `"monitor"`.
         listener: &'static str,
         /// The address it tried.
         addr: SocketAddr,

@@ -104,6 +104,8 @@ impl Server {
             _guard: Arc::new(DropGuard(broker.clone())),
             broker: broker.clone(),
         };
+        // As nats-server: the leafnode listener's line comes before the client listener's.
+        crate::leaf::start(&broker).await?;
         if let Some(listener) = &listener {
             let addr = listener.local_addr().ok();
             broker.identity().set_client_addr(addr);
@@ -136,7 +138,6 @@ impl Server {
             );
             crate::cluster::start(&broker, l);
         }
-        crate::leaf::start(&broker).await?;
         broker.system().start(&broker);
         broker.accounts().start(&broker);
         // Extensions recover their state before the first client is accepted.
