@@ -13,6 +13,7 @@ use thiserror::Error;
 
 mod accounts;
 mod jetstream;
+mod leafnodes;
 mod operator;
 mod tls;
 
@@ -95,6 +96,8 @@ pub(crate) struct Settings {
     pub(crate) tls: Option<TlsSettings>,
     /// `cluster { tls {} }`: TLS on routes.
     pub(crate) cluster_tls: Option<TlsSettings>,
+    /// `leafnodes {}`.
+    pub(crate) leafnodes: Option<leafnodes::LeafSettings>,
 }
 
 impl Settings {
@@ -242,6 +245,11 @@ impl Settings {
         c.cluster = self.cluster()?;
         c.tls = self.tls_config()?;
         c.auth = self.auth()?;
+        c.leafnodes = self
+            .leafnodes
+            .as_ref()
+            .map(leafnodes::LeafSettings::config)
+            .transpose()?;
         Ok(c)
     }
 
@@ -430,6 +438,9 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "no_system_account" => s.config.no_system_account = cx.boolean(key, item)?,
             "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
             "tls" => s.tls = Some(cx.tls(key, item, &mut out.warnings)?),
+            "leafnodes" | "leaf" | "leafnode" => {
+                s.leafnodes = Some(cx.leafnodes(key, item, &mut out.warnings)?)
+            }
             "allow_non_tls" => s.config.allow_non_tls = cx.boolean(key, item)?,
             "operator" | "operators" | "root" | "roots" => {
                 s.config.operators = operator::operators(&cx, key, item)?
@@ -527,7 +538,6 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "no_sublist_cache"
         | "prof_port" => Ignored("this option"),
         "gateway" | "gateways" => Unsupported("gateways"),
-        "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
         "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
         "nkeys" | "trusted" | "trusted_keys" | "authorization_callout" => {

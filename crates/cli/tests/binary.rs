@@ -1282,3 +1282,76 @@ fn operator_mode_from_the_config_file() {
         "account resolvers other than MEMORY",
     );
 }
+
+/// `leafnodes {}` in the config file: a hub accepts, a leaf joins it, messages cross.
+#[test]
+fn leafnodes_block_joins_a_leaf_to_a_hub() {
+    let dir = temp_dir("leafnodes");
+    let leaf_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hub_conf = dir.join("hub.conf");
+    std::fs::write(
+        &hub_conf,
+        format!("leafnodes {{\n  listen: \"127.0.0.1:{leaf_port}\"\n}}\n"),
+    )
+    .unwrap();
+    let leaf_conf = dir.join("leaf.conf");
+    std::fs::write(
+        &leaf_conf,
+        format!(
+            "leafnodes {{\n  reconnect: \"100ms\"\n  remotes [ {{ url: \"nats://127.0.0.1:{leaf_port}\" }} ]\n}}\n"
+        ),
+    )
+    .unwrap();
+    let args = |conf: &Path| {
+        vec![
+            "-c".to_string(),
+            path_str(conf).to_string(),
+            "-p".into(),
+            "-1".into(),
+            "-a".into(),
+            "127.0.0.1".into(),
+        ]
+    };
+    let hub_args = args(&hub_conf);
+    let mut hub = Broker::start(&hub_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let line = hub.wait_for("Listening for leafnode connections on ");
+    assert!(line.ends_with(&format!("127.0.0.1:{leaf_port}")), "{line}");
+    let hub_port = hub.wait_ready();
+    let leaf_args = args(&leaf_conf);
+    let mut leaf = Broker::start(&leaf_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let leaf_client_port = leaf.wait_ready();
+
+    let mut at_hub = Raw::connect(hub_port);
+    at_hub.line();
+    at_hub.send("CONNECT {\"verbose\":false}\r\nSUB bin.x 1\r\nPING\r\n");
+    assert_eq!(at_hub.line(), "PONG\r\n");
+    // Publish from the leaf until the hub's interest has crossed: until then a request gets
+    // a no-responders status.
+    let mut at_leaf = Raw::connect(leaf_client_port);
+    at_leaf.line();
+    at_leaf.send(
+        "CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB r 1\r\nPING\r\n",
+    );
+    assert_eq!(at_leaf.line(), "PONG\r\n");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        at_leaf.send("PUB bin.x r 2\r\nhi\r\nPING\r\n");
+        let first = at_leaf.line();
+        if first == "PONG\r\n" {
+            break;
+        }
+        assert!(first.starts_with("HMSG r 1"), "{first}");
+        while at_leaf.line() != "PONG\r\n" {}
+        assert!(
+            Instant::now() < deadline,
+            "the hub's interest never reached the leaf"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(at_hub.line(), "MSG bin.x 1 r 2\r\n");
+    assert_eq!(at_hub.line(), "hi\r\n");
+}

@@ -10,6 +10,7 @@
 //! | [`Accounts`] | `account/` | accounts, each with its sublist and connections |
 //! | [`Credentials`] | `auth.rs` | users, the account each belongs to, the authenticator chain |
 //! | [`Routes`] | `cluster/` | routes to peers, interest per account |
+//! | [`Leafs`] | `leaf/` | leafnode connections, the interest each is told about |
 //! | [`Events`] | `events.rs` | the event stream |
 //! | [`Counters`] | `stats.rs` | server-wide counters |
 //! | [`System`] | `account/system.rs` | the system account's services and advisories |
@@ -35,6 +36,7 @@ use crate::error::AccountError;
 use crate::events::{Event, Events};
 use crate::identity::{ClientInfo, Identity};
 use crate::introspect::View;
+use crate::leaf::{LeafLink, Leafs};
 use crate::lifecycle::Lifecycle;
 use crate::monitor::MonitorState;
 use crate::registry::Registry;
@@ -54,6 +56,7 @@ pub(crate) struct Broker {
     /// Rebuilt whole by a reload that changes users or permissions.
     auth: ArcSwap<Credentials>,
     routes: Option<Arc<Routes>>,
+    leafs: Option<Arc<Leafs>>,
     events: Events,
     counters: Counters,
     system: System,
@@ -66,7 +69,8 @@ impl Broker {
     /// Wires the components for `opts` (validated). `routes` is the cluster side, if any.
     pub(crate) fn new(opts: Config, routes: Option<Routes>, tls: TlsSet) -> Self {
         let routes = routes.map(Arc::new);
-        let accounts = Accounts::new(&opts, routes.as_ref());
+        let leafs = opts.leafnodes.clone().map(|l| Arc::new(Leafs::new(l)));
+        let accounts = Accounts::new(&opts, routes.as_ref(), leafs.as_ref());
         let auth = Credentials::new(&opts, &accounts);
         if auth.plaintext_passwords() {
             warn!("Plaintext passwords detected, use nkeys or bcrypt");
@@ -93,6 +97,7 @@ impl Broker {
             accounts,
             auth: ArcSwap::from_pointee(auth),
             routes,
+            leafs,
             events: Events::new(),
             counters: Counters::default(),
             system,
@@ -162,6 +167,11 @@ impl Broker {
 
     pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {
         self.routes.as_ref()
+    }
+
+    /// The leafnode side, when leafnodes are configured.
+    pub(crate) fn leafs(&self) -> Option<&Arc<Leafs>> {
+        self.leafs.as_ref()
     }
 
     pub(crate) fn events(&self) -> &Events {
@@ -276,6 +286,9 @@ impl Broker {
             server_name,
         });
         self.client_urls_changed();
+        if let Some(leafs) = &self.leafs {
+            leafs.urls_changed(self);
+        }
     }
 
     /// A route closed (its interest already left the sublists).
@@ -293,6 +306,36 @@ impl Broker {
             server_name,
         });
         self.client_urls_changed();
+        if let Some(leafs) = &self.leafs {
+            leafs.urls_changed(self);
+        }
+    }
+
+    /// A leafnode connection registered (either side).
+    pub(crate) fn leaf_connected(&self, link: &Arc<LeafLink>) {
+        self.events.emit(Event::LeafnodeConnected {
+            cid: link.conn.cid,
+            server_name: link.remote_name.clone(),
+            account: link.account.name().to_string(),
+            solicited: link.solicited,
+        });
+    }
+
+    /// A leafnode connection closed (its interest already left the sublist).
+    pub(crate) fn leaf_disconnected(&self, link: &Arc<LeafLink>, loop_detected: bool) {
+        self.registry.retire_out_counts(&link.conn);
+        let reason = link
+            .conn
+            .closed_reason()
+            .unwrap_or(ClosedReason::ServerShutdown);
+        self.note_closed(&link.conn, reason);
+        info!(peer = %link.remote_name, %reason, "Leafnode connection closed");
+        self.events.emit(Event::LeafnodeClosed {
+            cid: link.conn.cid,
+            server_name: link.remote_name.clone(),
+            reason,
+            loop_detected,
+        });
     }
 
     // --- INFO. ---
@@ -342,6 +385,12 @@ impl Broker {
                 self.own_client_urls()
             },
             ldm: self.lifecycle.is_lame_duck(),
+            // Gossiped to our peers' leafnodes, so that they can fail over to us.
+            leafnode_urls: self
+                .leafs
+                .as_ref()
+                .map(|l| l.leafnode_urls())
+                .unwrap_or_default(),
             ..self.identity.route_info(
                 self.config.load().max_payload,
                 routes.advertise(),

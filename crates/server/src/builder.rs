@@ -76,6 +76,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Accepts leafnodes and/or joins hubs as a leaf (nats-server's `leafnodes {}`).
+    pub fn leafnodes(mut self, leafnodes: crate::leaf::Leafnodes) -> Self {
+        self.config.leafnodes = Some(leafnodes);
+        self
+    }
+
     /// Joins (or forms) a cluster: listen for peers, dial the seeds, discover the rest.
     /// Works with or without a client listener.
     pub fn cluster(mut self, cluster: Cluster) -> Self {

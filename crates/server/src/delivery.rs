@@ -150,7 +150,7 @@ fn share(owner: &Bytes, part: &[u8]) -> Bytes {
     }
 }
 
-/// One peer a message goes to, and the queue groups it was picked for.
+/// One peer (a route or a leafnode) a message goes to, and the queue groups it was picked for.
 struct RouteTarget<'r> {
     conn: &'r Arc<Conn>,
     queues: SmallVec<[&'r [u8]; 2]>,
@@ -339,8 +339,9 @@ impl Touched {
 ///
 /// A message published here reaches each peer with matching interest once (one `RMSG` carrying
 /// the queue groups that peer was picked for); a message from a route goes to local subscribers
-/// only (one hop), and to local queue members only for the groups the origin server picked us
-/// for.
+/// only (one hop) and leafnodes that joined us, and to local queue members only for the groups
+/// the origin server picked us for. A message from a leafnode goes to local subscribers,
+/// routes (unless it came from our hub) and other leafnodes.
 pub(crate) fn publish(
     broker: &Broker,
     account: &Account,
@@ -387,15 +388,35 @@ impl Delivery<'_> {
         touched: &mut Touched,
     ) -> bool {
         let from_route = from.kind == ConnKind::Route;
+        let from_leaf = from.kind == ConnKind::Leaf;
+        // A message from our hub does not go on to our routes (our peers have their own leaf
+        // connections), as nats-server's `isSpokeLeafNode` rule.
+        let to_routes = !from_route && !from.is_solicited_leaf();
         let no_echo = !from.echo();
         let mut delivered = false;
         let mut routes: SmallVec<[RouteTarget<'_>; 4]> = SmallVec::new();
         for sub in result.plain.iter() {
-            if sub.conn.kind == ConnKind::Route {
-                if !from_route {
-                    route_target(&mut routes, &sub.conn);
+            match sub.conn.kind {
+                ConnKind::Route => {
+                    if to_routes {
+                        route_target(&mut routes, &sub.conn);
+                    }
+                    continue;
                 }
-                continue;
+                // Unlike a route's, a leafnode's messages reach other leafnodes (never one
+                // into the cluster it came from); a routed message reaches only leafnodes that
+                // joined us (a hub we joined is told by the peer that got it first).
+                ConnKind::Leaf => {
+                    if sub.conn.cid != from.cid
+                        && (!from_route || !sub.conn.is_solicited_leaf())
+                        && !sub.conn.same_leaf_origin(from)
+                        && !sub.is_removed()
+                    {
+                        route_target(&mut routes, &sub.conn);
+                    }
+                    continue;
+                }
+                _ => {}
             }
             if no_echo && sub.conn.cid == from.cid {
                 continue;
@@ -403,16 +424,28 @@ impl Delivery<'_> {
             delivered |= self.deliver(from, sub, None, msg, touched);
         }
         for group in result.queues.iter() {
-            if let Some(picked) = &msg.queues {
-                if picked.iter().any(|q| q == &group.name[..]) {
-                    delivered |= self.deliver_to_local_member(from, group, msg, touched);
+            let pick = match &msg.queues {
+                // The sender picked us for these groups: a route's message goes to a local
+                // member (a leafnode's as a fallback); a leafnode's is picked again here, over
+                // every member but the sender (it may go on to a route or another leaf).
+                Some(picked) if picked.iter().any(|q| q == &group.name[..]) => {
+                    if from_leaf {
+                        self.pick_member(from, no_echo, to_routes, group, msg, touched)
+                    } else {
+                        self.deliver_to_local_member(from, group, msg, touched)
+                    }
                 }
-            } else if !from_route {
-                match self.pick_member(from, no_echo, group, msg, touched) {
-                    Pick::Local => delivered = true,
-                    Pick::Route(conn) => route_target(&mut routes, conn).queues.push(&group.name),
-                    Pick::None => {}
+                Some(_) => Pick::None,
+                // Published here: pick one member cluster-wide.
+                None if !from_route && !from_leaf => {
+                    self.pick_member(from, no_echo, true, group, msg, touched)
                 }
+                None => Pick::None,
+            };
+            match pick {
+                Pick::Local => delivered = true,
+                Pick::Route(conn) => route_target(&mut routes, conn).queues.push(&group.name),
+                Pick::None => {}
             }
         }
         for target in &routes {
@@ -423,11 +456,14 @@ impl Delivery<'_> {
 
     /// Picks one member of a queue group as nats-server's origin server does: a random point
     /// over local members (weight 1 each) and peers (weighted by their member counts), then
-    /// the first member from there that accepts. A local pick is delivered here.
+    /// the first member from there that accepts. A local pick is delivered here. A leafnode
+    /// member is taken only when no local or route member is (nats-server defers leafs), and
+    /// never the connection the message came from; routes only when `to_routes`.
     fn pick_member<'r>(
         &self,
         from: &Conn,
         no_echo: bool,
+        to_routes: bool,
         group: &'r QueueGroup<Arc<Subscription>>,
         msg: &Msg<'_>,
         touched: &mut Touched,
@@ -437,9 +473,10 @@ impl Delivery<'_> {
         if n == 0 {
             return Pick::None;
         }
+        let is_remote = |k: ConnKind| matches!(k, ConnKind::Route | ConnKind::Leaf);
         let start = if n == 1 {
             0
-        } else if members.iter().all(|m| m.conn.kind != ConnKind::Route) {
+        } else if members.iter().all(|m| !is_remote(m.conn.kind)) {
             fastrand::usize(..n)
         } else {
             let total: u64 = members.iter().map(|m| m.weight() as u64).sum();
@@ -457,13 +494,28 @@ impl Delivery<'_> {
                 })
                 .unwrap_or(0)
         };
+        let mut leaf: Option<&'r Arc<Conn>> = None;
         for i in 0..n {
             let sub = &members[(start + i) % n];
-            if sub.conn.kind == ConnKind::Route {
-                if !sub.is_removed() && !sub.conn.is_closed() {
-                    return Pick::Route(&sub.conn);
+            match sub.conn.kind {
+                ConnKind::Route => {
+                    if to_routes && !sub.is_removed() && !sub.conn.is_closed() {
+                        return Pick::Route(&sub.conn);
+                    }
+                    continue;
                 }
-                continue;
+                ConnKind::Leaf => {
+                    if leaf.is_none()
+                        && sub.conn.cid != from.cid
+                        && !sub.conn.same_leaf_origin(from)
+                        && !sub.is_removed()
+                        && !sub.conn.is_closed()
+                    {
+                        leaf = Some(&sub.conn);
+                    }
+                    continue;
+                }
+                _ => {}
             }
             if no_echo && sub.conn.cid == from.cid {
                 continue;
@@ -472,44 +524,72 @@ impl Delivery<'_> {
                 return Pick::Local;
             }
         }
-        Pick::None
+        leaf.map_or(Pick::None, Pick::Route)
     }
 
-    /// For a routed message: one local member of the group (never another route).
-    fn deliver_to_local_member(
+    /// For a routed message: one local member of the group (never another route); a
+    /// leafnode member if no local one takes it.
+    fn deliver_to_local_member<'r>(
         &self,
         from: &Conn,
-        group: &QueueGroup<Arc<Subscription>>,
+        group: &'r QueueGroup<Arc<Subscription>>,
         msg: &Msg<'_>,
         touched: &mut Touched,
-    ) -> bool {
+    ) -> Pick<'r> {
         let members = &group.members[..];
         let n = members.len();
         if n == 0 {
-            return false;
+            return Pick::None;
         }
         let start = if n == 1 { 0 } else { fastrand::usize(..n) };
-        (0..n)
-            .map(|i| &members[(start + i) % n])
-            .filter(|s| s.conn.kind != ConnKind::Route)
-            .any(|sub| self.deliver(from, sub, Some(&group.name), msg, touched))
+        let mut leaf = None;
+        for sub in (0..n).map(|i| &members[(start + i) % n]) {
+            match sub.conn.kind {
+                ConnKind::Route => {}
+                ConnKind::Leaf => {
+                    if leaf.is_none() && !sub.is_removed() && !sub.conn.is_closed() {
+                        leaf = Some(&sub.conn);
+                    }
+                }
+                _ => {
+                    if self.deliver(from, sub, Some(&group.name), msg, touched) {
+                        return Pick::Local;
+                    }
+                }
+            }
+        }
+        leaf.map_or(Pick::None, Pick::Route)
     }
 
-    /// Sends one `RMSG` (or `HMSG`) to a peer, naming the queue groups it was picked for.
+    /// Sends one `RMSG` (or `HMSG`) to a route peer, or one `LMSG` (or leaf `HMSG`) to a
+    /// leafnode, naming the queue groups it was picked for. A leafnode connection is bound
+    /// to one account on each side, so its form carries no account.
     fn forward(&self, target: &RouteTarget<'_>, msg: &Msg<'_>, touched: &mut Touched) -> bool {
         let conn = target.conn;
         let (header_len, data) = msg.wire_form(conn.wants_headers());
+        let leaf = conn.kind == ConnKind::Leaf;
         let appended = conn.push_msg(
             |b| {
-                encode::write_rmsg(
-                    b,
-                    self.account.name().as_bytes(),
-                    msg.subject,
-                    msg.reply,
-                    &target.queues,
-                    header_len,
-                    data.len(),
-                )
+                if leaf {
+                    encode::write_lmsg(
+                        b,
+                        msg.subject,
+                        msg.reply,
+                        &target.queues,
+                        header_len,
+                        data.len(),
+                    )
+                } else {
+                    encode::write_rmsg(
+                        b,
+                        self.account.name().as_bytes(),
+                        msg.subject,
+                        msg.reply,
+                        &target.queues,
+                        header_len,
+                        data.len(),
+                    )
+                }
             },
             data,
             msg.owner,

@@ -11,7 +11,7 @@ pub enum StartError {
     /// A listener could not be bound (worded as nats-server words it for the client port).
     #[error("Error listening on {listener} port: {addr}, \"{source}\"")]
     Bind {
-        /// Which listener: `"client"`, `"cluster"`, `"monitor"`.
+        /// Which listener: `"client"`, `"cluster"`, `"leafnode"`, `"monitor"`.
         listener: &'static str,
         /// The address it tried.
         addr: SocketAddr,

@@ -90,6 +90,30 @@ pub enum Event {
         /// The peer's server name.
         server_name: String,
     },
+    /// A leafnode connection completed its handshake: a hub this server joined, or a leaf
+    /// that joined this server.
+    LeafnodeConnected {
+        /// The connection id (`id` in `/leafz`).
+        cid: u64,
+        /// The peer's server name.
+        server_name: String,
+        /// The local account the connection is bound to.
+        account: String,
+        /// This server dialled it (the peer is its hub).
+        solicited: bool,
+    },
+    /// A registered leafnode connection ended.
+    LeafnodeClosed {
+        /// The connection id.
+        cid: u64,
+        /// The peer's server name.
+        server_name: String,
+        /// Why it ended.
+        reason: ClosedReason,
+        /// It closed a loop of leafnodes (either side said `Loop detected`); a dialler waits
+        /// [`crate::LOOP_RECONNECT_DELAY`] before trying again.
+        loop_detected: bool,
+    },
     /// The server entered lame-duck mode.
     LameDuck,
     /// The server stopped.

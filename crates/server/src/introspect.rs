@@ -127,6 +127,16 @@ impl<'b> View<'b> {
         self.broker.routes().map(|r| r.links()).unwrap_or_default()
     }
 
+    /// The leafnode side, when configured.
+    pub(crate) fn leafs(&self) -> Option<&'b Arc<crate::leaf::Leafs>> {
+        self.broker.leafs()
+    }
+
+    /// Every registered leafnode connection (either side).
+    pub(crate) fn leaf_links(&self) -> Vec<Arc<crate::leaf::LeafLink>> {
+        self.broker.leafs().map(|l| l.links()).unwrap_or_default()
+    }
+
     /// Figures of every open route, in the order they registered.
     pub(crate) fn route_stats(&self) -> Vec<RouteStats> {
         self.route_links().iter().map(|l| l.stats()).collect()
@@ -181,7 +191,7 @@ impl<'b> View<'b> {
             pending_bytes,
             routes: route_stats.len(),
             route_stats,
-            leafnodes: 0,
+            leafnodes: self.leaf_links().len(),
             sublist: SublistFigures::from_sublist(&sublist),
         }
     }

@@ -23,11 +23,13 @@
 //!   `lifecycle` (tasks, lame duck, shutdown), `registry` (client connections, the closed ring),
 //!   `identity` (server id, addresses, INFO), `account/` (accounts with their sublists,
 //!   imports and exports, the system account), `auth` (users and their accounts),
-//!   `cluster/` (routes, interest per account, discovery), `events`, `stats` (counters).
+//!   `cluster/` (routes, interest per account, discovery), `leaf/` (leafnodes: accepted,
+//!   and hubs joined), `events`, `stats` (counters).
 //! - `introspect`: read-only views of the broker for monitoring and the system account.
 //! - `conn/`: what every connection kind shares: [`ConnKind`], [`ClosedReason`], the outbound
 //!   queue (every append has one outcome path), the writer task, and the read side (`reader`:
-//!   one read loop, keepalive and close path that the client and route protocols plug into).
+//!   one read loop, keepalive and close path that the client, route and leafnode protocols
+//!   plug into).
 //! - `transport/`: sockets for every listener: one accept loop, URL and `host:port` splitting,
 //!   the byte stream (TCP or TLS), TLS itself and what client certificates say (`cert`).
 //! - `client/`: the client protocol on a byte stream, and the in-process [`Client`].
@@ -59,6 +61,7 @@ pub mod gotime;
 mod identity;
 mod introspect;
 pub mod jwt;
+mod leaf;
 mod lifecycle;
 mod message;
 mod monitor;
@@ -93,6 +96,10 @@ pub use error::{AccountError, ClientError, RequestError, StartError};
 pub use events::{Event, EventStream};
 pub use extension::{Extension, ExtensionError, Features, Monitoring};
 pub use identity::{NATS_VERSION, STARLING_VERSION};
+pub use leaf::{
+    LeafUser, Leafnodes, Remote, DEFAULT_LEAFNODE_PORT, DEFAULT_LEAF_RECONNECT,
+    LOOP_RECONNECT_DELAY,
+};
 pub use message::{Message, Subject};
 pub use permissions::{
     Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,

@@ -109,6 +109,8 @@ impl Server {
             _guard: Arc::new(DropGuard(broker.clone())),
             broker: broker.clone(),
         };
+        // As nats-server: the leafnode listener's line comes before the client listener's.
+        crate::leaf::start(&broker).await?;
         if let Some(listener) = &listener {
             let addr = listener.local_addr().ok();
             broker.identity().set_client_addr(addr);
@@ -389,6 +391,11 @@ impl Server {
     /// The address the cluster listener is bound to, if clustering is on.
     pub fn cluster_addr(&self) -> Option<SocketAddr> {
         self.broker.routes().map(|r| r.listen_addr())
+    }
+
+    /// The address the leafnode listener is bound to, if it accepts leafnodes.
+    pub fn leafnode_addr(&self) -> Option<SocketAddr> {
+        self.broker.leafs().and_then(|l| l.listen_addr())
     }
 
     /// A stream of server events from now on.

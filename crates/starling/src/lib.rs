@@ -104,6 +104,12 @@ pub use starling_server::{
     HandshakeFirst, TlsConfig, TlsError, TlsVersion, DEFAULT_HANDSHAKE_FIRST_FALLBACK,
     DEFAULT_TLS_TIMEOUT,
 };
+/// Leafnodes: join a hub over one outbound connection ([`Remote`]) or accept leafnodes
+/// ([`Leafnodes::listen`]), with [`ServerBuilder::leafnodes`].
+pub use starling_server::{
+    LeafUser, Leafnodes, Remote, DEFAULT_LEAFNODE_PORT, DEFAULT_LEAF_RECONNECT,
+    LOOP_RECONNECT_DELAY,
+};
 /// What a user may publish and subscribe to ([`User::permissions`], default permissions).
 pub use starling_server::{
     Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,

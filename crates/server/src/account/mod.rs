@@ -24,7 +24,8 @@ use starling_sublist::{SubHandle, Sublist, SublistError, SublistStats};
 
 use crate::cluster::Routes;
 use crate::config::Config;
-use crate::conn::Conn;
+use crate::conn::{Conn, ConnKind};
+use crate::leaf::Leafs;
 use crate::subscription::{OwnedSub, Subscription};
 use config::AccountLimits;
 pub(crate) use config::GLOBAL_ACCOUNT;
@@ -38,6 +39,8 @@ pub(crate) struct Account {
     sublist: Sublist<Arc<Subscription>>,
     /// Where this account's interest is announced (none without a cluster).
     routes: Option<Arc<Routes>>,
+    /// The leafnode connections its interest is announced on (none without leafnodes).
+    leafs: Option<Arc<Leafs>>,
     limits: AccountLimits,
     /// Connections bound to it, by id.
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
@@ -82,12 +85,14 @@ impl Account {
         limits: AccountLimits,
         exports: imports::Exports,
         routes: Option<Arc<Routes>>,
+        leafs: Option<Arc<Leafs>>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|weak| Self {
             weak: weak.clone(),
             name: name.into(),
             sublist: Sublist::new(),
             routes,
+            leafs,
             limits,
             conns: Mutex::new(HashMap::new()),
             counters: AccountCounters::default(),
@@ -121,27 +126,39 @@ impl Account {
     // --- Subscriptions. ---
 
     /// Inserts a local subscription (a client's, or one of the server's own that peers must
-    /// know about) and tells cluster peers about new interest.
+    /// know about, or the interest of a leafnode that joined us) and tells cluster peers and
+    /// leafnodes about new interest.
     pub(crate) fn insert(
         &self,
         sub: &Arc<Subscription>,
         subject: &[u8],
         queue: Option<&[u8]>,
     ) -> Result<SubHandle, SublistError> {
+        let _order = self.leafs.as_ref().map(|l| l.hold());
         let handle = self.sublist.insert(subject, queue, sub.clone())?;
+        let weight = weight_of(sub, queue);
         if let Some(routes) = self.announced_to(sub) {
-            routes.interest_changed(&self.name, subject, queue, 1);
+            routes.interest_changed(&self.name, subject, queue, weight as i32);
         }
+        self.leaf_interest(sub, subject, queue, weight);
         Ok(handle)
     }
 
     /// Removes a local subscription inserted by [`Self::insert`] (and peers' view of it).
     pub(crate) fn remove(&self, sub: &Subscription, handle: &SubHandle) {
         sub.mark_removed();
+        let _order = self.leafs.as_ref().map(|l| l.hold());
         if self.sublist.remove(handle).is_some() {
+            let weight = weight_of(sub, handle.queue());
             if let Some(routes) = self.announced_to(sub) {
-                routes.interest_changed(&self.name, handle.subject(), handle.queue(), -1);
+                routes.interest_changed(
+                    &self.name,
+                    handle.subject(),
+                    handle.queue(),
+                    -(weight as i32),
+                );
             }
+            self.leaf_interest(sub, handle.subject(), handle.queue(), -weight);
         }
     }
 
@@ -151,21 +168,61 @@ impl Account {
         self.routes.as_ref().filter(|_| !sub.conn.is_local_only())
     }
 
-    /// Inserts a subscription peers must not hear of: a peer's own interest, or a server-side
-    /// subscription that only serves this server's clients.
+    /// Tells leafnodes about a change of interest. Unlike routes, leafnodes bound to this
+    /// account hear of every subscription in its sublist, remote ones included (which of them
+    /// a given leafnode hears of is decided in `leaf/links.rs`).
+    fn leaf_interest(&self, sub: &Subscription, subject: &[u8], queue: Option<&[u8]>, delta: i64) {
+        if let Some(leafs) = &self.leafs {
+            leafs.interest_changed(self, sub, subject, queue, delta);
+        }
+    }
+
+    /// A remote queue subscription's weight changed by `delta` (a leafnode re-announced its
+    /// group): routes hear of it when `announce`, leafnodes always.
+    pub(crate) fn weight_changed(
+        &self,
+        sub: &Subscription,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        delta: i64,
+        announce: bool,
+    ) {
+        let _order = self.leafs.as_ref().map(|l| l.hold());
+        if let Some(routes) = self.announced_to(sub).filter(|_| announce) {
+            routes.interest_changed(&self.name, subject, queue, delta as i32);
+        }
+        self.leaf_interest(sub, subject, queue, delta);
+    }
+
+    /// Inserts a subscription route peers must not hear of: a peer's own interest (a route's,
+    /// or a hub's), or a server-side subscription that only serves this server's clients.
+    /// Leafnodes do hear of a peer's interest (a leaf sees its hub's whole interest).
     pub(crate) fn insert_unannounced(
         &self,
         sub: &Arc<Subscription>,
         subject: &[u8],
         queue: Option<&[u8]>,
     ) -> Result<SubHandle, SublistError> {
-        self.sublist.insert(subject, queue, sub.clone())
+        let _order = self.leafs.as_ref().map(|l| l.hold());
+        let handle = self.sublist.insert(subject, queue, sub.clone())?;
+        if sub.conn.kind != ConnKind::Internal {
+            self.leaf_interest(sub, subject, queue, weight_of(sub, queue));
+        }
+        Ok(handle)
     }
 
     /// Removes a subscription inserted by [`Self::insert_unannounced`].
     pub(crate) fn remove_unannounced(&self, sub: &Subscription, handle: &SubHandle) {
         sub.mark_removed();
-        self.sublist.remove(handle);
+        let _order = self.leafs.as_ref().map(|l| l.hold());
+        if self.sublist.remove(handle).is_some() && sub.conn.kind != ConnKind::Internal {
+            self.leaf_interest(
+                sub,
+                handle.subject(),
+                handle.queue(),
+                -weight_of(sub, handle.queue()),
+            );
+        }
     }
 
     /// Removes a connection's subscription: from its owner's sid map and the sublist
@@ -264,6 +321,16 @@ impl Account {
     }
 }
 
+/// How much a subscription counts in announced interest: its weight for a queue member (a
+/// peer's group counts its members), 1 otherwise.
+fn weight_of(sub: &Subscription, queue: Option<&[u8]>) -> i64 {
+    if queue.is_some() {
+        i64::from(sub.weight())
+    } else {
+        1
+    }
+}
+
 /// The account is at its connection limit.
 #[derive(Debug)]
 pub(crate) struct AccountFull;
@@ -279,7 +346,11 @@ pub(crate) struct Accounts {
 impl Accounts {
     /// The accounts `opts` describes (already validated), `$G`, and the system account (created
     /// if no configured account has its name).
-    pub(crate) fn new(opts: &Config, routes: Option<&Arc<Routes>>) -> Self {
+    pub(crate) fn new(
+        opts: &Config,
+        routes: Option<&Arc<Routes>>,
+        leafs: Option<&Arc<Leafs>>,
+    ) -> Self {
         let configs = &opts.accounts;
         let system = opts.system.as_deref();
         let plain = |name: &str| {
@@ -288,6 +359,7 @@ impl Accounts {
                 AccountLimits::default(),
                 imports::Exports::default(),
                 routes.cloned(),
+                leafs.cloned(),
             )
         };
         let global = plain(GLOBAL_ACCOUNT);
@@ -295,7 +367,7 @@ impl Accounts {
         by_name.insert(GLOBAL_ACCOUNT.to_string(), global.clone());
         for c in configs {
             let exports = imports::Exports::new(c);
-            let account = Account::new(&c.name, c.limits, exports, routes.cloned());
+            let account = Account::new(&c.name, c.limits, exports, routes.cloned(), leafs.cloned());
             by_name.insert(c.name.clone(), account);
         }
         let system = system.map(|name| {

@@ -158,6 +158,8 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     /// The monitoring endpoints (`http`/`https`), if any.
     pub monitor: Option<Monitor>,
+    /// Leafnodes accepted and hubs joined (`leafnodes {}`), if any.
+    pub leafnodes: Option<crate::leaf::Leafnodes>,
 
     // What the server derives at start; never set by hand, never compared on reload.
     /// What extensions offer (set by the builder from them).
@@ -207,6 +209,7 @@ impl Default for Config {
             resolver_preload: Vec::new(),
             cluster: None,
             monitor: None,
+            leafnodes: None,
             features: Default::default(),
             authenticators: crate::auth::Chain::default(),
             trust: None,

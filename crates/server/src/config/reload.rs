@@ -205,6 +205,7 @@ fn fixed(old: &Config, new: &Config) -> Result<(), ReloadError> {
         "operator": operators,
         "resolver_preload": resolver_preload,
         "http": monitor,
+        "leafnodes": leafnodes,
     );
     let (old_shapes, new_shapes): (Vec<_>, Vec<_>) = (
         old.accounts.iter().map(shape).collect(),

@@ -1,4 +1,4 @@
-//! What every kind of connection shares (clients, in-process clients, routes): the state other
+//! What every kind of connection shares (clients, in-process clients, routes, leafnodes): the state other
 //! tasks see ([`Conn`]), its outbound queue and writer task, and why it closed.
 //!
 //! - `outbound`: the queue producers append to and the writer drains.
@@ -43,6 +43,8 @@ pub enum ConnKind {
     InProcess,
     /// A route to another server of the cluster.
     Route,
+    /// A leafnode connection: to a hub this server joined, or from a leaf that joined it.
+    Leaf,
     /// The server's own subscriptions (service imports, the system account's services): never
     /// listed as a connection.
     Internal,
@@ -89,6 +91,10 @@ pub(crate) struct Conn {
     headers: AtomicBool,
     /// Its subscriptions stay on this server: cluster peers never hear of them.
     local_only: AtomicBool,
+    /// A leafnode connection this server dialled (it is the leaf, the peer its hub).
+    solicited_leaf: AtomicBool,
+    /// A leafnode connection's remote cluster, as a hash (0: none).
+    leaf_origin: AtomicU64,
     /// Messages a local-only (server-side) client refused at its `max_pending`.
     local_refused: AtomicU64,
     /// CONNECT's `protocol`: 1 = the client accepts asynchronous INFO updates.
@@ -143,6 +149,8 @@ impl Conn {
             echo: AtomicBool::new(true),
             headers: AtomicBool::new(false),
             local_only: AtomicBool::new(false),
+            solicited_leaf: AtomicBool::new(false),
+            leaf_origin: AtomicU64::new(0),
             local_refused: AtomicU64::new(0),
             protocol: AtomicU8::new(0),
             info_ready: AtomicBool::new(false),
@@ -354,6 +362,36 @@ impl Conn {
 
     pub(crate) fn set_local_only(&self, yes: bool) {
         self.local_only.store(yes, Ordering::Relaxed);
+    }
+
+    /// Whether this is a leafnode connection this server dialled (nats-server's "spoke"
+    /// side: the peer is our hub).
+    #[inline]
+    pub(crate) fn is_solicited_leaf(&self) -> bool {
+        self.solicited_leaf.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_solicited_leaf(&self, yes: bool) {
+        self.solicited_leaf.store(yes, Ordering::Relaxed);
+    }
+
+    /// The cluster on the other side of a leafnode connection, as a hash (0: none, or not a
+    /// leafnode). Interest and messages from that cluster never go back into it.
+    #[inline]
+    pub(crate) fn leaf_origin(&self) -> u64 {
+        self.leaf_origin.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_leaf_origin(&self, origin: u64) {
+        self.leaf_origin.store(origin, Ordering::Relaxed);
+    }
+
+    /// Whether a message or interest from `from` must not be passed to this leafnode
+    /// connection: both lead into the same remote cluster.
+    #[inline]
+    pub(crate) fn same_leaf_origin(&self, from: &Self) -> bool {
+        let o = self.leaf_origin();
+        o != 0 && o == from.leaf_origin()
     }
 
     /// CONNECT's `protocol` (1 = takes asynchronous INFOs).

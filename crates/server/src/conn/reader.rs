@@ -1,15 +1,15 @@
 //! The read side every connection kind shares: one read loop (read into a buffer, parse every
 //! complete op, hand it to the protocol, keep the incomplete tail), the keepalive (PING when
 //! idle, `Stale Connection` after too many unanswered), deadlines that close a connection, and
-//! one way a reader stops ([`Close`]). The client and route protocols are [`Protocol`]s on it;
-//! a leafnode protocol would be a third.
+//! one way a reader stops ([`Close`]). The client, route and leafnode protocols are
+//! [`Protocol`]s on it.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use starling_proto::{ClientOp, ClientParser, ProtoError, RouteOp, RouteParser};
+use starling_proto::{ClientOp, ClientParser, LeafParser, ProtoError, RouteOp, RouteParser};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
@@ -70,6 +70,24 @@ impl Parse for ClientParser {
 }
 
 impl Parse for RouteParser {
+    type Op<'a> = RouteOp<'a>;
+    #[inline]
+    fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(RouteOp<'a>, usize)>, ProtoError> {
+        Self::parse(self, buf) // the inherent method
+    }
+    fn frame_len_hint(&self) -> Option<usize> {
+        Self::frame_len_hint(self)
+    }
+    #[inline]
+    fn payload_len(op: &RouteOp<'_>) -> Option<usize> {
+        match op {
+            RouteOp::Msg(m) => Some(m.data.len()),
+            _ => None,
+        }
+    }
+}
+
+impl Parse for LeafParser {
     type Op<'a> = RouteOp<'a>;
     #[inline]
     fn parse<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(RouteOp<'a>, usize)>, ProtoError> {

@@ -287,8 +287,10 @@ impl Row {
             conn_type: match self.kind {
                 ConnKind::Client => "nats",
                 ConnKind::InProcess => "inprocess",
-                // Routes are listed by /routez, internal connections nowhere.
+                // Routes are listed by /routez, leafnodes by /leafz, internal connections
+                // nowhere.
                 ConnKind::Route => "route",
+                ConnKind::Leaf => "leafnode",
                 ConnKind::Internal => "internal",
             },
             ip,

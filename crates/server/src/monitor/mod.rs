@@ -13,7 +13,8 @@
 //! | `/subsz`, `/subscriptionsz` | `subsz` (sublist figures and subscriptions) |
 //! | `/healthz` | `healthz` (readiness) |
 //! | `/accountz`, `/accstatz` | `accountz` (accounts and their figures) |
-//! | `/leafz`, `/gatewayz` | `other` (well-formed, nearly empty) |
+//! | `/leafz` | `leafz` (leafnode connections) |
+//! | `/gatewayz` | `other` (well-formed, nearly empty) |
 //! | `/metrics` | `metrics` (Prometheus text format 0.0.4) |
 //!
 //! Handlers only read the broker through its read-only view, under short locks, and never
@@ -26,6 +27,7 @@ mod healthz;
 #[cfg(feature = "monitor")]
 pub(crate) mod http;
 mod index;
+mod leafz;
 mod metrics;
 mod other;
 mod process;
@@ -127,7 +129,7 @@ fn route(path: &str) -> Option<(&'static str, Handler)> {
         "/routez" => ("/routez", routez::routez),
         "/subsz" | "/subscriptionsz" => ("/subsz", subsz::subsz),
         "/healthz" => ("/healthz", healthz::healthz),
-        "/leafz" => ("/leafz", other::leafz),
+        "/leafz" => ("/leafz", leafz::leafz),
         "/gatewayz" => ("/gatewayz", other::gatewayz),
         "/accountz" => ("/accountz", accountz::accountz),
         "/accstatz" => ("/accstatz", accountz::accstatz),

@@ -54,7 +54,7 @@ struct Varz {
     max_pending: usize,
     cluster: ClusterVarz,
     gateway: Empty,
-    leaf: Empty,
+    leaf: LeafVarz,
     mqtt: Empty,
     websocket: Empty,
     jetstream: serde_json::Value,
@@ -106,6 +106,39 @@ struct ClusterVarz {
     tls_timeout: f64,
 }
 
+/// `leaf`: the leafnode listener, as nats-server 2.9.10 shows it (`{}` when leafnodes do
+/// not listen).
+#[derive(Serialize, Default)]
+struct LeafVarz {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    host: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    port: u16,
+    #[serde(serialize_with = "go_float", skip_serializing_if = "is_zero")]
+    auth_timeout: f64,
+    #[serde(serialize_with = "go_float", skip_serializing_if = "is_zero")]
+    tls_timeout: f64,
+}
+
+fn leaf(view: View<'_>) -> LeafVarz {
+    let Some(leafs) = view.leafs() else {
+        return LeafVarz::default();
+    };
+    let Some(addr) = leafs.listen_addr() else {
+        return LeafVarz::default();
+    };
+    LeafVarz {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        auth_timeout: leafs
+            .config()
+            .auth_timeout
+            .unwrap_or_else(|| view.config().effective_auth_timeout())
+            .as_secs_f64(),
+        tls_timeout: TLS_TIMEOUT_SECS,
+    }
+}
+
 /// An options block of a feature that is not configured: `{}`.
 #[derive(Serialize, Default)]
 struct Empty {}
@@ -152,7 +185,7 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         max_pending: opts.max_pending,
         cluster: cluster(view),
         gateway: Empty {},
-        leaf: Empty {},
+        leaf: leaf(view),
         mqtt: Empty {},
         websocket: Empty {},
         jetstream: mon

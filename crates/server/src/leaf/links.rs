@@ -1,0 +1,392 @@
+//! The leafnode connections of a running broker, and the interest each one is told about.
+//!
+//! Where leaf semantics differ from routes (`cluster/routes.rs`):
+//! - A route is told only this server's *local* interest (one hop). A leafnode that joined us
+//!   (we are its hub) is told the bound account's *whole* interest: local clients, route peers'
+//!   interest and other leafnodes' — it sees the hub's interest as subscriptions, and gets the
+//!   whole set at connect. A hub we joined (we are its leaf, nats-server's "spoke") is told only
+//!   the interest of our local clients and of leafnodes that joined us, never that of our routes
+//!   (our cluster peers have their own leaf connections) nor of other hubs.
+//! - Interest is counted per `subject [queue]` within the one account the connection is bound
+//!   to (there is no account token on the wire): `LS+ subject` when the count leaves 0,
+//!   `LS- subject` when it returns to 0; a queue group is re-announced with its new total
+//!   weight (`LS+ subject queue weight`) on every change, as nats-server does.
+//! - Loop detection: each account has a random `$LDS.<22 chars>` subject, announced to every
+//!   leafnode connection. It is never in the sublist here; a peer's `$LDS.` subjects are (so
+//!   they travel on), and seeing our own come back means a loop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use starling_proto::encode;
+
+use super::config::Leafnodes;
+use crate::account::Account;
+use crate::conn::{Conn, ConnKind};
+use crate::subscription::{OwnedSub, Subscription};
+
+/// nats-server's loop-detection subject prefix.
+pub(crate) const LDS_PREFIX: &[u8] = b"$LDS.";
+
+/// One registered leafnode connection.
+pub(crate) struct LeafLink {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) account: Arc<Account>,
+    /// We dialled it: we are the leaf, the peer is our hub.
+    pub(crate) solicited: bool,
+    pub(crate) remote_id: String,
+    pub(crate) remote_name: String,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    /// What we told the peer: `subject [queue]` → count (total weight for a queue group).
+    smap: Mutex<HashMap<Bytes, i64>>,
+    /// The peer's interest in our account's sublist, by `subject [queue]`.
+    remote_subs: Mutex<HashMap<Bytes, OwnedSub>>,
+}
+
+/// A leafnode's figures, as `/leafz` shows them.
+#[derive(Clone, Debug)]
+pub(crate) struct LeafStats {
+    pub(crate) name: String,
+    pub(crate) account: String,
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) rtt: std::time::Duration,
+    pub(crate) in_msgs: u64,
+    pub(crate) out_msgs: u64,
+    pub(crate) in_bytes: u64,
+    pub(crate) out_bytes: u64,
+    pub(crate) subscriptions: usize,
+    pub(crate) subjects: Vec<String>,
+    pub(crate) solicited: bool,
+}
+
+impl LeafLink {
+    pub(crate) fn new(
+        conn: Arc<Conn>,
+        account: Arc<Account>,
+        solicited: bool,
+        remote_id: String,
+        remote_name: String,
+        remote_addr: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            conn,
+            account,
+            solicited,
+            remote_id,
+            remote_name,
+            remote_addr,
+            smap: Mutex::new(HashMap::new()),
+            remote_subs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a subscription's interest is announced on this link (besides the link's own).
+    fn announces(&self, sub: &Subscription, subject: &[u8]) -> bool {
+        if Arc::ptr_eq(&sub.conn, &self.conn) || sub.conn.is_local_only() {
+            return false;
+        }
+        if self.conn.same_leaf_origin(&sub.conn) {
+            return false; // Interest from the peer's own cluster, through another connection.
+        }
+        if !self.solicited || subject.starts_with(LDS_PREFIX) {
+            return true; // A hub tells its leafs everything.
+        }
+        match sub.conn.kind {
+            ConnKind::Client | ConnKind::InProcess | ConnKind::Internal => true,
+            ConnKind::Leaf => !sub.conn.is_solicited_leaf(),
+            _ => false,
+        }
+    }
+
+    /// Applies a change of `delta` to `subject [queue]` and tells the peer when nats-server
+    /// would: a plain subject when it appears or goes, a queue group on every change.
+    fn update(&self, subject: &[u8], queue: Option<&[u8]>, delta: i64) {
+        let key = key(subject, queue);
+        let mut smap = self.smap.lock();
+        let n = smap.get(&key).copied().unwrap_or(0);
+        if delta < 0 && n == 0 {
+            return;
+        }
+        let new = n + delta;
+        if new > 0 {
+            smap.insert(key, new);
+        } else {
+            smap.remove(&key);
+        }
+        let tell = queue.is_some() || (n <= 0 && new > 0) || (n > 0 && new <= 0);
+        if tell {
+            // Sent under the lock: the peer sees changes to one key in order.
+            self.conn.send(|b| write_interest(b, subject, queue, new));
+        }
+    }
+
+    /// The peer announced `key` with `weight`: `None` if it is new (the caller inserts it),
+    /// else the known subscription, its weight updated, and its old weight.
+    pub(crate) fn update_remote(
+        &self,
+        key: &[u8],
+        weight: u32,
+    ) -> Option<(Arc<Subscription>, u32)> {
+        let subs = self.remote_subs.lock();
+        let existing = subs.get(key)?;
+        let old = existing.sub.weight();
+        existing.sub.set_weight(weight);
+        Some((existing.sub.clone(), old))
+    }
+
+    pub(crate) fn add_remote(&self, key: Bytes, owned: OwnedSub) {
+        self.remote_subs.lock().insert(key, owned);
+    }
+
+    pub(crate) fn remove_remote(&self, key: &[u8]) -> Option<OwnedSub> {
+        self.remote_subs.lock().remove(key)
+    }
+
+    /// The peer's interest, taken (the connection closed).
+    pub(crate) fn take_remotes(&self) -> Vec<OwnedSub> {
+        self.remote_subs.lock().drain().map(|(_, s)| s).collect()
+    }
+
+    pub(crate) fn stats(&self) -> LeafStats {
+        let (out_msgs, out_bytes) = self.conn.out_counts();
+        let (in_msgs, in_bytes) = self.conn.in_counts();
+        let remote = self.remote_subs.lock();
+        let mut subjects: Vec<String> = remote
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        subjects.sort();
+        LeafStats {
+            name: self.remote_name.clone(),
+            account: self.account.name().to_string(),
+            addr: self.remote_addr,
+            rtt: self.conn.rtt(),
+            in_msgs,
+            out_msgs,
+            in_bytes,
+            out_bytes,
+            subscriptions: remote.len(),
+            subjects,
+            solicited: self.solicited,
+        }
+    }
+}
+
+/// `LS+ subject [queue weight]` when `n > 0`, else `LS- subject [queue]`.
+fn write_interest(b: &mut BytesMut, subject: &[u8], queue: Option<&[u8]>, n: i64) {
+    if n > 0 {
+        let weight = u32::try_from(n).unwrap_or(u32::MAX);
+        encode::write_ls_plus(b, subject, queue.map(|q| (q, weight)));
+    } else {
+        encode::write_ls_minus(b, subject, queue);
+    }
+}
+
+/// A cluster name as [`Conn::set_leaf_origin`] keeps it: FNV-1a, never 0.
+pub(crate) fn origin_hash(cluster: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in cluster.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// `subject [queue]`, as nats-server keys leaf interest (and as `LS-` names it).
+pub(crate) fn key(subject: &[u8], queue: Option<&[u8]>) -> Bytes {
+    let mut k = BytesMut::with_capacity(subject.len() + queue.map_or(0, |q| q.len() + 1));
+    k.put_slice(subject);
+    if let Some(q) = queue {
+        k.put_u8(b' ');
+        k.put_slice(q);
+    }
+    k.freeze()
+}
+
+/// A link could not be registered.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RegisterError {
+    /// A connection to the same hub with the same account exists already.
+    Duplicate,
+}
+
+/// The leafnode side of a running broker.
+pub(crate) struct Leafs {
+    config: Leafnodes,
+    /// Where the leafnode listener is bound, once it is.
+    listen_addr: OnceLock<SocketAddr>,
+    /// What leafnodes should dial to reach us (`host:port`), once the listener is bound.
+    advertise: OnceLock<String>,
+    /// Held (shared) across a sublist change and its announcement, and (exclusive) while a
+    /// new link takes its snapshot of the sublist: no change is counted twice or missed.
+    order: RwLock<()>,
+    links: Mutex<Vec<Arc<LeafLink>>>,
+    /// How many links there are: the one load an account pays per subscription without any.
+    count: AtomicUsize,
+    /// Each account's loop-detection subject.
+    lds: Mutex<HashMap<String, Bytes>>,
+    /// The leafnode listener's TLS, if it has any (set at start).
+    #[cfg(feature = "tls")]
+    tls: OnceLock<Arc<crate::transport::Tls>>,
+}
+
+impl Leafs {
+    pub(crate) fn new(config: Leafnodes) -> Self {
+        Self {
+            config,
+            listen_addr: OnceLock::new(),
+            advertise: OnceLock::new(),
+            order: RwLock::new(()),
+            links: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            lds: Mutex::new(HashMap::new()),
+            #[cfg(feature = "tls")]
+            tls: OnceLock::new(),
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls(&self, tls: Arc<crate::transport::Tls>) {
+        let _ = self.tls.set(tls);
+    }
+
+    /// The leafnode listener's TLS.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(&self) -> Option<&Arc<crate::transport::Tls>> {
+        self.tls.get()
+    }
+
+    pub(crate) fn config(&self) -> &Leafnodes {
+        &self.config
+    }
+
+    pub(crate) fn set_listen_addr(&self, addr: SocketAddr, advertise: String) {
+        let _ = self.listen_addr.set(addr);
+        let _ = self.advertise.set(advertise);
+    }
+
+    pub(crate) fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr.get().copied()
+    }
+
+    /// The URLs leafnodes are told (`leafnode_urls`).
+    pub(crate) fn leafnode_urls(&self) -> Vec<String> {
+        match self.advertise.get() {
+            Some(a) if !self.config.no_advertise => vec![a.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Held across a sublist change and [`Self::interest_changed`] (see `order`).
+    #[inline]
+    pub(crate) fn hold(&self) -> RwLockReadGuard<'_, ()> {
+        self.order.read_recursive()
+    }
+
+    /// The loop-detection subject of `account` (made on first use).
+    pub(crate) fn lds(&self, account: &str) -> Bytes {
+        self.lds
+            .lock()
+            .entry(account.to_string())
+            .or_insert_with(|| {
+                const ALPHABET: &[u8] =
+                    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+                let mut s = LDS_PREFIX.to_vec();
+                s.extend((0..22).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())]));
+                Bytes::from(s)
+            })
+            .clone()
+    }
+
+    /// A subscription on (subject, queue) in `account` appeared (`delta` > 0, its weight) or
+    /// went (< 0): tell every leafnode of the account that announces it.
+    pub(crate) fn interest_changed(
+        &self,
+        account: &Account,
+        sub: &Subscription,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        delta: i64,
+    ) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let links: Vec<Arc<LeafLink>> = self
+            .links
+            .lock()
+            .iter()
+            .filter(|l| std::ptr::eq(Arc::as_ptr(&l.account), account))
+            .cloned()
+            .collect();
+        for link in links {
+            if link.announces(sub, subject) {
+                link.update(subject, queue, delta);
+            }
+        }
+    }
+
+    /// Registers a link and sends the peer `first` (the hub's INFO answering CONNECT, if any),
+    /// then every interest of its account it should know about, and our loop-detection
+    /// subject. Atomic with respect to sublist changes (see `order`).
+    pub(crate) fn register(&self, link: &Arc<LeafLink>, first: &[u8]) -> Result<(), RegisterError> {
+        let _exclusive = self.order.write();
+        let mut links = self.links.lock();
+        if link.solicited
+            && links.iter().any(|l| {
+                l.solicited
+                    && l.remote_id == link.remote_id
+                    && Arc::ptr_eq(&l.account, &link.account)
+                    && !l.conn.is_closed()
+            })
+        {
+            return Err(RegisterError::Duplicate);
+        }
+        let mut counts: HashMap<Bytes, i64> = HashMap::new();
+        link.account.sublist().for_each(|subject, queue, sub| {
+            if link.announces(sub, subject) {
+                let w = if queue.is_some() { sub.weight() } else { 1 };
+                *counts.entry(key(subject, queue)).or_default() += i64::from(w);
+            }
+        });
+        let lds = self.lds(link.account.name());
+        *counts.entry(lds).or_default() += 1;
+        let mut out = BytesMut::with_capacity(first.len() + counts.len() * 32);
+        out.extend_from_slice(first);
+        for (k, n) in &counts {
+            let (subject, queue) = match k.iter().position(|&c| c == b' ') {
+                Some(i) => (&k[..i], Some(&k[i + 1..])),
+                None => (&k[..], None),
+            };
+            write_interest(&mut out, subject, queue, *n);
+        }
+        *link.smap.lock() = counts;
+        link.conn.send(|b| b.extend_from_slice(&out));
+        links.push(link.clone());
+        self.count.store(links.len(), Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn unregister(&self, link: &Arc<LeafLink>) {
+        let mut links = self.links.lock();
+        links.retain(|l| !Arc::ptr_eq(l, link));
+        self.count.store(links.len(), Ordering::Release);
+    }
+
+    /// The cluster's leafnode URLs changed (a peer came or went): leafnodes that joined us
+    /// get an INFO with the new list, as nats-server sends it.
+    pub(crate) fn urls_changed(&self, broker: &crate::broker::Broker) {
+        for link in self.links().iter().filter(|l| !l.solicited) {
+            let mut info = super::proto::hub_info(broker, self, &link.conn, "");
+            info.nonce = None;
+            info.info_on_connect = false;
+            link.conn.send(|b| encode::write_info(b, &info));
+        }
+    }
+
+    pub(crate) fn links(&self) -> Vec<Arc<LeafLink>> {
+        self.links.lock().clone()
+    }
+}
