@@ -53,6 +53,9 @@ pub(crate) struct Broker {
     monitor: MonitorState,
     /// Each listener's TLS.
     tls: TlsSet,
+    /// The WebSocket listener's state.
+    #[cfg(feature = "websocket")]
+    websocket: crate::websocket::State,
 }
 
 impl Broker {
@@ -91,6 +94,8 @@ impl Broker {
             system,
             monitor: MonitorState::default(),
             tls,
+            #[cfg(feature = "websocket")]
+            websocket: crate::websocket::State::new(opts.websocket.clone()),
             opts,
         }
     }
@@ -134,6 +139,12 @@ impl Broker {
     /// The HTTPS monitor's TLS, if the monitor serves HTTPS.
     pub(crate) fn monitor_tls(&self) -> Option<&Arc<Tls>> {
         self.tls.monitor.as_ref()
+    }
+
+    /// The WebSocket listener's state.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn websocket(&self) -> &crate::websocket::State {
+        &self.websocket
     }
 
     pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {

@@ -322,6 +322,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves NATS clients over WebSocket too (nats-server's `websocket {}`).
+    #[cfg(feature = "websocket")]
+    pub fn websocket(mut self, websocket: crate::Websocket) -> Self {
+        self.opts.websocket = Some(websocket);
+        self
+    }
+
     /// Checks the configuration as [`Self::start`] does before binding anything: limits that
     /// contradict each other, accounts, users, exports and imports that do not fit together.
     pub fn check(&self) -> Result<(), StartError> {
@@ -329,6 +336,8 @@ impl ServerBuilder {
         crate::operator::apply(&mut opts, self.system_account_set)?;
         validate(&opts)?;
         crate::account::config::validate(&opts)?;
+        #[cfg(feature = "websocket")]
+        crate::websocket::validate(&opts)?;
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.opts.tls {
             tls.check()?;
@@ -349,6 +358,8 @@ impl ServerBuilder {
         crate::operator::apply(&mut opts, self.system_account_set)?;
         validate(&opts)?;
         crate::account::config::validate(&opts)?;
+        #[cfg(feature = "websocket")]
+        crate::websocket::validate(&opts)?;
         #[cfg(feature = "tls")]
         let tls = match &opts.tls {
             Some(config) => {
@@ -447,6 +458,8 @@ impl ServerBuilder {
         if let Some(listener) = &monitor {
             crate::monitor::http::announce(listener, self.monitor_https);
         }
+        #[cfg(feature = "websocket")]
+        let websocket = crate::websocket::bind(&opts).await?;
         let tls = crate::transport::TlsSet {
             client: tls,
             route: route_tls,
@@ -457,6 +470,10 @@ impl ServerBuilder {
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
             crate::monitor::http::start(server.broker(), listener);
+        }
+        #[cfg(feature = "websocket")]
+        if let Some(listener) = websocket {
+            crate::websocket::start(server.broker(), listener);
         }
         Ok(server)
     }

@@ -96,6 +96,9 @@ pub(crate) struct Options {
     pub(crate) resolver_preload: Vec<(String, String)>,
     /// What the operators trust, once checked at start ([`crate::operator::apply`]).
     pub(crate) trust: Option<std::sync::Arc<crate::operator::Trust>>,
+    /// The WebSocket listener (`websocket {}`).
+    #[cfg(feature = "websocket")]
+    pub(crate) websocket: Option<crate::websocket::Websocket>,
 }
 
 impl Default for Options {
@@ -132,6 +135,8 @@ impl Default for Options {
             operators: Vec::new(),
             resolver_preload: Vec::new(),
             trust: None,
+            #[cfg(feature = "websocket")]
+            websocket: None,
         }
     }
 }

@@ -4,4 +4,6 @@
 pub(crate) mod inprocess;
 mod socket;
 
+#[cfg(feature = "websocket")]
+pub(crate) use socket::serve_ws;
 pub(crate) use socket::{accept, serve};

@@ -76,8 +76,81 @@ pub(crate) async fn serve<R, W>(
     let hello = Hello {
         nonce,
         peer_certificates: Vec::new(),
+        #[cfg(feature = "websocket")]
+        cookies: None,
     };
     run_client(broker, conn, hello, reader, writer).await;
+}
+
+/// Serves one client that upgraded to WebSocket (and did TLS first, on `wss://`): the
+/// protocol runs on the frames, with INFO as nats-server sends it to WebSocket clients.
+#[cfg(feature = "websocket")]
+pub(crate) async fn serve_ws<R, W>(
+    broker: Arc<Broker>,
+    reader: R,
+    writer: W,
+    addr: SocketAddr,
+    accepted: crate::websocket::Accepted,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    use crate::transport::websocket;
+
+    let negotiated = accepted.upgrade.negotiated;
+    // A compressed message is gathered whole before it is inflated: nats-server allows
+    // eight times max_payload (at most 64 MiB) for that.
+    let max_message = broker
+        .opts()
+        .max_payload
+        .saturating_mul(8)
+        .min(64 * 1024 * 1024);
+    if broker.registry().len() >= broker.opts().max_connections {
+        let (_, mut w) = websocket::split(
+            reader,
+            writer,
+            negotiated,
+            max_message,
+            Box::new(|| {}),
+            Box::new(|| crate::websocket::close_status(Some(ClosedReason::MaxConnectionsExceeded))),
+        );
+        refuse_over_limit(&broker, &mut w, Some(addr)).await;
+        return;
+    }
+    let conn = broker.register_client(ConnKind::Client, Some(addr));
+    conn.saw_urls(broker.identity().urls_version());
+    if let Some(ip) = &accepted.upgrade.forwarded_for {
+        debug!(cid = conn.cid, %addr, forwarded_for = %ip, "websocket client behind a proxy");
+    }
+    {
+        let mut meta = conn.meta.lock();
+        meta.websocket = true;
+        #[cfg(feature = "tls")]
+        {
+            meta.tls = accepted.tls;
+        }
+    }
+    let (wake, close) = (conn.clone(), conn.clone());
+    let (r, w) = websocket::split(
+        reader,
+        writer,
+        negotiated,
+        max_message,
+        Box::new(move || wake.wake()),
+        Box::new(move || crate::websocket::close_status(close.closed_reason())),
+    );
+    let nonce = broker.auth().needs_nonce().then(crate::auth::new_nonce);
+    let info = crate::websocket::client_info(
+        &broker,
+        first_info(&broker, &conn, Some(addr), nonce.as_deref()),
+    );
+    conn.send(|b| encode::write_info(b, &info));
+    let hello = Hello {
+        nonce,
+        peer_certificates: accepted.peer_certificates,
+        cookies: Some(accepted.upgrade.cookies),
+    };
+    run_client(broker, conn, hello, r, w).await;
 }
 
 /// What a client's handshake gave it to authenticate with.
@@ -86,6 +159,9 @@ struct Hello {
     nonce: Option<String>,
     /// Its TLS certificate chain, if it presented one.
     peer_certificates: Vec<Vec<u8>>,
+    /// Over WebSocket: the credentials its upgrade's cookies carried.
+    #[cfg(feature = "websocket")]
+    cookies: Option<crate::websocket::handshake::Cookies>,
 }
 
 /// The INFO a client gets first: the server's, with this connection's nonce to sign when
@@ -153,6 +229,8 @@ async fn serve_tls(
             let hello = Hello {
                 nonce,
                 peer_certificates: handshake.peer_certificates,
+                #[cfg(feature = "websocket")]
+                cookies: None,
             };
             run_client(broker, conn, hello, r, w).await;
         }
@@ -384,8 +462,17 @@ impl Client {
     }
 
     fn on_connect(&mut self, json: &[u8]) -> Result<(), Close> {
-        let connect =
+        #[allow(unused_mut)]
+        let mut connect =
             Connect::from_json(json).map_err(|_| Close::silent(ClosedReason::ParseError))?;
+        #[cfg(feature = "websocket")]
+        if let Some(cookies) = &self.hello.cookies {
+            // As nats-server: what CONNECT leaves out, the upgrade's cookies may carry.
+            fill(&mut connect.jwt, &cookies.jwt);
+            fill(&mut connect.user, &cookies.user);
+            fill(&mut connect.pass, &cookies.pass);
+            fill(&mut connect.auth_token, &cookies.token);
+        }
         if !(0..=1).contains(&connect.protocol) {
             return Err(Close::err(
                 "invalid client protocol",
@@ -879,6 +966,16 @@ impl Protocol for Client {
 
     fn close(&mut self, close: Close) {
         self.end(close);
+    }
+}
+
+/// Sets `field` from `cookie` when CONNECT left it out.
+#[cfg(feature = "websocket")]
+fn fill(field: &mut Option<String>, cookie: &Option<String>) {
+    if field.as_deref().is_none_or(str::is_empty) {
+        if let Some(v) = cookie {
+            *field = Some(v.clone());
+        }
     }
 }
 

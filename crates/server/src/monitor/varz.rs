@@ -56,6 +56,9 @@ struct Varz {
     gateway: Empty,
     leaf: Empty,
     mqtt: Empty,
+    #[cfg(feature = "websocket")]
+    websocket: crate::websocket::Varz,
+    #[cfg(not(feature = "websocket"))]
     websocket: Empty,
     jetstream: serde_json::Value,
     /// Seconds.
@@ -154,6 +157,9 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
+        #[cfg(feature = "websocket")]
+        websocket: crate::websocket::varz(view.websocket()),
+        #[cfg(not(feature = "websocket"))]
         websocket: Empty {},
         jetstream: mon
             .state
