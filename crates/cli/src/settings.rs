@@ -13,6 +13,7 @@ mod accounts;
 mod jetstream;
 mod operator;
 mod tls;
+mod websocket;
 
 pub(crate) use jetstream::NO_STORE_DIR;
 
@@ -134,6 +135,8 @@ pub(crate) struct Settings {
     pub(crate) operators: Option<Vec<String>>,
     /// `resolver_preload`: account JWTs by public key (with `resolver: MEMORY`).
     pub(crate) resolver_preload: Option<Vec<(String, String)>>,
+    /// `websocket {}`: the WebSocket listener.
+    pub(crate) websocket: Option<websocket::WebsocketSettings>,
 }
 
 macro_rules! overlay_fields {
@@ -155,7 +158,7 @@ impl Settings {
             connect_retries, routes, cluster_user, cluster_password, users, accounts,
             default_permissions, no_auth_user, system_account, no_system_account, tls,
             operators, resolver_preload,
-            allow_non_tls, cluster_tls,
+            allow_non_tls, cluster_tls, websocket,
         );
         self
     }
@@ -283,15 +286,23 @@ impl Settings {
         }
         // How accounts, users, exports and imports fit together: the server's own checks.
         self.jetstream()?;
-        self.with_accounts(starling_server::Server::builder())
-            .check()
-            .map_err(|e| match e {
-                starling_server::StartError::Account(e @ AccountError::InvalidPermission(_)) => {
-                    SettingsError::Invalid(format!("invalid permissions: {e}"))
-                }
-                starling_server::StartError::Account(e) => SettingsError::Accounts(e),
-                other => SettingsError::Invalid(other.to_string()),
-            })
+        let mut check = self.with_accounts(starling_server::Server::builder());
+        if let Some(ws) = self
+            .websocket
+            .as_ref()
+            .map(|w| w.config())
+            .transpose()?
+            .flatten()
+        {
+            check = check.websocket(ws);
+        }
+        check.check().map_err(|e| match e {
+            starling_server::StartError::Account(e @ AccountError::InvalidPermission(_)) => {
+                SettingsError::Invalid(format!("invalid permissions: {e}"))
+            }
+            starling_server::StartError::Account(e) => SettingsError::Accounts(e),
+            other => SettingsError::Invalid(other.to_string()),
+        })
     }
 
     /// The client listener's TLS, if on.
@@ -395,6 +406,15 @@ impl Settings {
         }
         if let Some(js) = self.jetstream()?.config {
             b = b.jetstream(js);
+        }
+        if let Some(ws) = self
+            .websocket
+            .as_ref()
+            .map(|w| w.config())
+            .transpose()?
+            .flatten()
+        {
+            b = b.websocket(ws);
         }
         Ok(self.with_accounts(b).auth(self.auth()?))
     }
@@ -569,6 +589,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "no_system_account" => s.no_system_account = Some(cx.boolean(key, item)?),
             "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
             "tls" => s.tls = Some(cx.tls(key, item, &mut out.warnings)?),
+            "websocket" | "ws" => s.websocket = Some(cx.websocket(key, item, &mut out.warnings)?),
             "allow_non_tls" => s.allow_non_tls = Some(cx.boolean(key, item)?),
             "operator" | "operators" | "root" | "roots" => {
                 s.operators = Some(operator::operators(&cx, key, item)?)
@@ -667,7 +688,6 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "prof_port" => Ignored("this option"),
         "gateway" | "gateways" => Unsupported("gateways"),
         "leafnodes" | "leaf" | "leafnode" => Unsupported("leaf nodes"),
-        "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
         "nkeys" | "trusted" | "trusted_keys" | "authorization_callout" => {
             Unsupported("accounts and decentralized auth")
