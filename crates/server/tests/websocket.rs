@@ -695,3 +695,150 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Upgrades with `extra` headers, sends `connect` and a PING: the first NATS reply after INFO.
+async fn first_reply(addr: SocketAddr, extra: &str, connect: &str) -> String {
+    let (status, mut ws) = upgrade(addr, &request(&addr.to_string(), extra)).await;
+    assert_eq!(status, 101);
+    ws.until("\r\n").await; // INFO
+    ws.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
+    let text = ws.until("\r\n").await;
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn the_blocks_authorization_replaces_the_servers_for_websocket_clients() {
+    use starling_server::Auth;
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .auth(Auth::Token("tcp-secret".into()))
+        .websocket(
+            plain()
+                .listen("127.0.0.1:0")
+                .auth(Auth::UserPassword {
+                    user: "web".into(),
+                    password: "pw".into(),
+                })
+                .user_cookie("u")
+                .pass_cookie("p"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let addr = server.websocket_addr().unwrap();
+    let pong = "PONG";
+    let violation = "-ERR 'Authorization Violation'";
+    let web = r#"{"verbose":false,"user":"web","pass":"pw"}"#;
+    assert_eq!(first_reply(addr, "", web).await, pong);
+    // The server's own token does not open the WebSocket listener.
+    let token = r#"{"verbose":false,"auth_token":"tcp-secret"}"#;
+    assert_eq!(first_reply(addr, "", token).await, violation);
+    // Cookies carry what CONNECT leaves out.
+    assert_eq!(
+        first_reply(
+            addr,
+            "Cookie: theme=dark; u=web; p=\"pw\"\r\n",
+            r#"{"verbose":false}"#
+        )
+        .await,
+        pong
+    );
+    assert_eq!(
+        first_reply(addr, "Cookie: u=web; p=nope\r\n", r#"{"verbose":false}"#).await,
+        violation
+    );
+    // And the TCP listener still wants its token.
+    common::Raw::handshake(
+        server.client_addr().unwrap(),
+        r#"{"verbose":false,"auth_token":"tcp-secret"}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_blocks_no_auth_user_and_auth_required_in_info() {
+    use starling_server::User;
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .user(User::new("alice", "a-pw"))
+        .user(User::new("web", "w-pw"))
+        .websocket(plain().listen("127.0.0.1:0").no_auth_user("web"))
+        .start()
+        .await
+        .unwrap();
+    let addr = server.websocket_addr().unwrap();
+    let mut events = server.events();
+    // No credentials: the block's no_auth_user.
+    assert_eq!(first_reply(addr, "", r#"{"verbose":false}"#).await, "PONG");
+    let user = tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.next().await {
+            if let starling_server::Event::ClientAuthorized { user, .. } = e {
+                return user;
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(user.as_deref(), Some("web"));
+    // Users still log in as themselves.
+    let alice = r#"{"verbose":false,"user":"alice","pass":"a-pw"}"#;
+    assert_eq!(first_reply(addr, "", alice).await, "PONG");
+    // INFO says auth_required (the block overrides authentication).
+    let (status, mut ws) = upgrade(addr, &request(&addr.to_string(), "")).await;
+    assert_eq!(status, 101);
+    let info = ws.until("\r\n").await;
+    assert!(info.contains("\"auth_required\":true"), "{info}");
+}
+
+#[tokio::test]
+async fn a_jwt_cookie_logs_in_a_bearer_user() {
+    use common::jwt::operator;
+    use nats_jwt::Token;
+    use nkeys::KeyPair;
+
+    let op = KeyPair::new_operator();
+    let account = KeyPair::new_account();
+    let account_jwt = Token::new_account(account.public_key()).name("A").sign(&op);
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .operator(operator(&op, serde_json::json!({})))
+        .resolver_preload(account_jwt)
+        .websocket(plain().listen("127.0.0.1:0").jwt_cookie("natsjwt"))
+        .start()
+        .await
+        .unwrap();
+    let addr = server.websocket_addr().unwrap();
+    let user = KeyPair::new_user();
+    let jwt = Token::new_user(account.public_key(), user.public_key())
+        .bearer_token(true)
+        .sign(&account);
+    let cookie = format!("Cookie: natsjwt={jwt}\r\n");
+    assert_eq!(
+        first_reply(addr, &cookie, r#"{"verbose":false}"#).await,
+        "PONG"
+    );
+    assert_eq!(
+        first_reply(addr, "", r#"{"verbose":false}"#).await,
+        "-ERR 'Authorization Violation'"
+    );
+}
+
+#[tokio::test]
+async fn browsers_get_frames_of_at_most_4096_bytes() {
+    let server = ws_server(plain()).await;
+    let addr = server.websocket_addr().unwrap();
+    let ua = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0\r\n";
+    let (mut ws, _) = nats_over_ws(addr, ua).await;
+    ws.send("SUB big 1\r\n").await;
+    let payload = "y".repeat(10_000);
+    ws.send(&format!("PUB big {}\r\n{payload}\r\n", payload.len()))
+        .await;
+    let mut text = Vec::new();
+    while !String::from_utf8_lossy(&text).ends_with(&format!("{payload}\r\n")) {
+        let f = ws.read_frame().await.expect("frames");
+        assert!(f.payload.len() <= 4096, "frame of {}", f.payload.len());
+        assert!(f.fin && f.opcode == 2, "each piece a message of its own");
+        text.extend_from_slice(&f.payload);
+    }
+}

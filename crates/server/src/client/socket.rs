@@ -78,6 +78,7 @@ pub(crate) async fn serve<R, W>(
         peer_certificates: Vec::new(),
         #[cfg(feature = "websocket")]
         cookies: None,
+        listener: None,
     };
     run_client(broker, conn, hello, reader, writer).await;
 }
@@ -149,6 +150,7 @@ pub(crate) async fn serve_ws<R, W>(
         nonce,
         peer_certificates: accepted.peer_certificates,
         cookies: Some(accepted.upgrade.cookies),
+        listener: crate::websocket::auth_override(&broker),
     };
     run_client(broker, conn, hello, r, w).await;
 }
@@ -162,6 +164,8 @@ struct Hello {
     /// Over WebSocket: the credentials its upgrade's cookies carried.
     #[cfg(feature = "websocket")]
     cookies: Option<crate::websocket::handshake::Cookies>,
+    /// The listener's own credentials, when they replace the server's (WebSocket's).
+    listener: Option<Arc<crate::auth::Override>>,
 }
 
 /// The INFO a client gets first: the server's, with this connection's nonce to sign when
@@ -231,6 +235,7 @@ async fn serve_tls(
                 peer_certificates: handshake.peer_certificates,
                 #[cfg(feature = "websocket")]
                 cookies: None,
+                listener: None,
             };
             run_client(broker, conn, hello, r, w).await;
         }
@@ -313,7 +318,7 @@ struct Client {
 
 impl Client {
     fn new(broker: Arc<Broker>, conn: Arc<Conn>, hello: Hello) -> Self {
-        let auth_required = broker.auth().auth_required();
+        let auth_required = broker.auth().auth_required() || hello.listener.is_some();
         let limits = Limits {
             max_control_line: broker.opts().max_control_line,
             max_payload: broker.opts().max_payload,
@@ -425,6 +430,9 @@ impl Client {
                 ClosedReason::AuthenticationViolation,
             )
         };
+        if self.hello.listener.is_some() {
+            return Err(violation()); // the listener's own credentials are required
+        }
         let account = self
             .broker
             .auth()
@@ -485,11 +493,12 @@ impl Client {
             self.pending_connect = Some((connect, Pending::Chain));
             return Ok(());
         }
-        match self
-            .broker
-            .auth()
-            .authenticate(&connect, self.hello.nonce.as_deref(), self.peer())
-        {
+        match self.broker.auth().authenticate(
+            &connect,
+            self.hello.nonce.as_deref(),
+            self.peer(),
+            self.hello.listener.as_deref(),
+        ) {
             Check::Allowed(verdict) => self.admit(connect, verdict),
             Check::Denied => Err(self.refuse("invalid credentials".into())),
             Check::Pending(check) => {
@@ -558,6 +567,7 @@ impl Client {
             connect: connect.clone(),
             nonce: self.hello.nonce.clone(),
             peer_certificates: self.hello.peer_certificates.clone(),
+            listener: self.hello.listener.clone(),
         }
     }
 

@@ -282,6 +282,18 @@ pub(crate) fn client_info(broker: &Broker, mut info: starling_proto::Info) -> st
     info
 }
 
+/// The credentials WebSocket clients present instead of the server's, when the block has
+/// its own (`authorization`, `no_auth_user`).
+pub(crate) fn auth_override(broker: &Broker) -> Option<Arc<crate::auth::Override>> {
+    let config = broker.websocket().config()?;
+    config.auth_override().then(|| {
+        Arc::new(crate::auth::Override {
+            single: config.auth.clone(),
+            no_auth_user: config.no_auth_user.clone(),
+        })
+    })
+}
+
 /// The CLOSE status and reason nats-server sends a WebSocket client it closes for `reason`.
 pub(crate) fn close_status(reason: Option<ClosedReason>) -> (u16, String) {
     let Some(reason) = reason else {
