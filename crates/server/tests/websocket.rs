@@ -842,3 +842,31 @@ async fn browsers_get_frames_of_at_most_4096_bytes() {
         text.extend_from_slice(&f.payload);
     }
 }
+
+#[tokio::test]
+async fn a_compressed_message_may_not_inflate_past_max_payload() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .max_payload(1024)
+        .websocket(plain().listen("127.0.0.1:0").compression(true))
+        .start()
+        .await
+        .unwrap();
+    let addr = server.websocket_addr().unwrap();
+    let (mut ws, _) = nats_over_ws(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+    // Two PUBs of 600 bytes in one compressed message: each within max_payload, together
+    // past it (nats-server limits what one message inflates to).
+    let body = "z".repeat(600);
+    let two = format!("PUB a 600\r\n{body}\r\nPUB a 600\r\n{body}\r\n");
+    ws.frame(2, true, true, &deflate(two.as_bytes())).await;
+    let close = loop {
+        let f = ws.read_frame().await.expect("a close frame");
+        if f.opcode == 8 {
+            break f;
+        }
+    };
+    assert_eq!(
+        u16::from_be_bytes([close.payload[0], close.payload[1]]),
+        1009
+    );
+}

@@ -99,19 +99,13 @@ pub(crate) async fn serve_ws<R, W>(
     use crate::transport::websocket;
 
     let negotiated = accepted.upgrade.negotiated;
-    // A compressed message is gathered whole before it is inflated: nats-server allows
-    // eight times max_payload (at most 64 MiB) for that.
-    let max_message = broker
-        .opts()
-        .max_payload
-        .saturating_mul(8)
-        .min(64 * 1024 * 1024);
+    let max_payload = broker.opts().max_payload;
     if broker.registry().len() >= broker.opts().max_connections {
         let (_, mut w) = websocket::split(
             reader,
             writer,
             negotiated,
-            max_message,
+            max_payload,
             Box::new(|| {}),
             Box::new(|| crate::websocket::close_status(Some(ClosedReason::MaxConnectionsExceeded))),
         );
@@ -136,7 +130,7 @@ pub(crate) async fn serve_ws<R, W>(
         reader,
         writer,
         negotiated,
-        max_message,
+        max_payload,
         Box::new(move || wake.wake()),
         Box::new(move || crate::websocket::close_status(close.closed_reason())),
     );

@@ -142,7 +142,7 @@ pub(crate) fn split<R, W>(
     reader: R,
     writer: W,
     negotiated: Negotiated,
-    max_message: usize,
+    max_payload: usize,
     wake_writer: Box<dyn Fn() + Send + Sync>,
     close_status: Box<dyn Fn() -> (u16, String) + Send + Sync>,
 ) -> (WsReader<R>, WsWriter<W>) {
@@ -161,7 +161,11 @@ pub(crate) fn split<R, W>(
         out: BytesMut::new(),
         eof: false,
         expect_mask: !negotiated.no_masking,
-        max_message,
+        // A compressed message is gathered whole before it is inflated: nats-server allows
+        // eight times max_payload (at most 64 MiB) for that, and its inflated bytes may not
+        // exceed max_payload.
+        max_message: max_payload.saturating_mul(8).min(64 * 1024 * 1024),
+        max_inflated: max_payload,
         control: control.clone(),
         wake_writer,
     };
@@ -205,8 +209,10 @@ pub(crate) struct WsReader<R> {
     /// The client sent CLOSE: end of stream once `out` is empty.
     eof: bool,
     expect_mask: bool,
-    /// The most bytes one compressed message may take, before and after inflating.
+    /// The most bytes one compressed message may take on the wire.
     max_message: usize,
+    /// The most bytes it may inflate to (nats-server: max_payload).
+    max_inflated: usize,
     control: Arc<Control>,
     wake_writer: Box<dyn Fn() + Send + Sync>,
 }
@@ -395,7 +401,7 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
         Ok(())
     }
 
-    /// Inflates the gathered compressed message into `out` (at most `max_message` bytes).
+    /// Inflates the gathered compressed message into `out` (at most `max_inflated` bytes).
     fn inflate_message(&mut self) -> io::Result<()> {
         self.compressed = false;
         let mut input = std::mem::take(&mut self.cbuf);
@@ -403,10 +409,10 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
         let Some(inflate) = self.inflate.as_mut() else {
             return Err(io::Error::other("no inflater"));
         };
-        let mut out = Vec::with_capacity((input.len() * 4).min(self.max_message + 1));
+        let mut out = Vec::with_capacity((input.len() * 4).min(self.max_inflated + 1));
         let mut consumed = 0usize;
         let result = loop {
-            if out.len() > self.max_message {
+            if out.len() > self.max_inflated {
                 break Err(());
             }
             if out.capacity() - out.len() < 4096 {
@@ -419,10 +425,14 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
                 Ok(_) => {}
                 Err(_) => break Err(()),
             }
-            consumed += (inflate.total_in() - before_in) as usize;
+            let taken = (inflate.total_in() - before_in) as usize;
+            consumed += taken;
             let produced = out.len() - before_out;
             if consumed >= input.len() && produced == 0 {
                 break Ok(());
+            }
+            if taken == 0 && produced == 0 {
+                break Err(()); // no progress: the data is not a deflate stream
             }
             if consumed >= input.len() && out.len() < out.capacity() {
                 break Ok(());
@@ -433,7 +443,7 @@ impl<R: AsyncRead + Unpin> WsReader<R> {
         input.clear();
         self.cbuf = input;
         match result {
-            Ok(()) if out.len() <= self.max_message => {
+            Ok(()) if out.len() <= self.max_inflated => {
                 self.out.extend_from_slice(&out);
                 Ok(())
             }
@@ -450,6 +460,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for WsReader<R> {
         dst: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if dst.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if !this.out.is_empty() {
                 let n = this.out.len().min(dst.remaining());
@@ -734,4 +747,63 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for WsWriter<W> {
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_matches_the_byte_by_byte_definition() {
+        let mask = [1, 2, 3, 4];
+        for pos in 0..4 {
+            for len in [0, 1, 7, 8, 9, 33] {
+                let data: Vec<u8> = (0..len as u8).collect();
+                let mut fast = data.clone();
+                apply_mask(&mut fast, mask, pos);
+                let slow: Vec<u8> = data
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ mask[(pos + i) & 3])
+                    .collect();
+                assert_eq!(fast, slow, "pos {pos} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_compressed_message_inflates_to_what_was_written() {
+        let text = b"MSG a.subject 1 20\r\nsome payload bytes..\r\n".repeat(50);
+        let mut deflate = Compress::new(Compression::fast(), false);
+        let (a, b) = text.split_at(100);
+        let compressed = compress(
+            &mut deflate,
+            &[IoSlice::new(a), IoSlice::new(b)],
+            text.len(),
+        );
+        assert!(compressed.len() < text.len() / 4);
+        assert!(!compressed.ends_with(&DEFLATE_TAIL));
+        let mut input = compressed.clone();
+        input.extend_from_slice(&DEFLATE_TAIL);
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(&input[..])
+            .read_to_end(&mut out)
+            .ok();
+        assert_eq!(out, text);
+        // No context takeover: the next message compresses the same on its own.
+        let again = compress(&mut deflate, &[IoSlice::new(&text)], text.len());
+        assert_eq!(again, compressed);
+    }
+
+    #[test]
+    fn close_reasons_are_cut_to_fit_a_control_frame() {
+        let p = close_payload(status::POLICY_VIOLATION, &"x".repeat(200));
+        assert_eq!(p.len(), 125);
+        assert!(p.ends_with(b"..."));
+        assert_eq!(&p[..2], &1008u16.to_be_bytes());
+        assert!(valid_close_status(1000) && valid_close_status(4000));
+        assert!(!valid_close_status(1005) && !valid_close_status(1016) && !valid_close_status(999));
+    }
+
+    use std::io::Read;
 }
