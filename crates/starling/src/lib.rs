@@ -104,6 +104,10 @@ pub use starling_server::{
     HandshakeFirst, TlsConfig, TlsError, TlsVersion, DEFAULT_HANDSHAKE_FIRST_FALLBACK,
     DEFAULT_TLS_TIMEOUT,
 };
+/// NATS clients over WebSocket ([`ServerBuilder::websocket`], feature `websocket`, on by
+/// default).
+#[cfg(feature = "websocket")]
+pub use starling_server::Websocket;
 /// What a user may publish and subscribe to ([`User::permissions`], default permissions).
 pub use starling_server::{
     Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,
