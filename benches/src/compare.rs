@@ -52,6 +52,9 @@ pub struct CompareConfig {
     /// Compare Starling with TLS against Starling without, instead of Starling with
     /// nats-server.
     pub versus_plaintext: bool,
+    /// Every server gets a WebSocket listener (`websocket { port no_tls }`) and every client
+    /// connects over WebSocket (`ws://`).
+    pub ws: bool,
 }
 
 /// One side of a comparison: a label, a binary, and the config file it runs with.
@@ -67,6 +70,8 @@ pub struct Contender {
     pub tls: bool,
     /// Runs JetStream (in a fresh store directory per process).
     pub jetstream: Option<JsServer>,
+    /// Its clients connect over WebSocket.
+    pub ws: bool,
 }
 
 impl CompareConfig {
@@ -89,6 +94,7 @@ impl CompareConfig {
             versus_unrestricted: false,
             tls: false,
             versus_plaintext: false,
+            ws: false,
         }
     }
 
@@ -110,6 +116,7 @@ impl CompareConfig {
             config,
             tls,
             jetstream: scenario.jetstream(),
+            ws: self.ws,
         };
         if self.versus_plaintext {
             [
@@ -178,6 +185,7 @@ impl Contender {
             self.config.as_deref(),
             tls.filter(|_| self.tls),
             self.jetstream,
+            self.ws,
         )
     }
 }
@@ -215,7 +223,7 @@ pub fn start_server(
     config: Option<&str>,
     tls: Option<&TlsFiles>,
 ) -> Result<ServerProcess> {
-    start_server_with(bin, port, extra, config, tls, None)
+    start_server_with(bin, port, extra, config, tls, None, false)
 }
 
 /// [`start_server`], with JetStream when `js` is given: a fresh store directory (removed
@@ -228,10 +236,19 @@ pub fn start_server_with(
     config: Option<&str>,
     tls: Option<&TlsFiles>,
     js: Option<JsServer>,
+    ws: bool,
 ) -> Result<ServerProcess> {
     let name = bin.file_name().unwrap_or_default().to_string_lossy();
     let mut extra = extra.to_vec();
     let mut config = config.map(str::to_string);
+    // With `ws`, clients come in on a WebSocket listener of its own.
+    let ws_port = if ws { Some(free_port()?) } else { None };
+    if let Some(p) = ws_port {
+        config = Some(format!(
+            "{}\nwebsocket {{\n  port: {p}\n  no_tls: true\n}}\n",
+            config.unwrap_or_default()
+        ));
+    }
     let store_dir = match js {
         Some(mode) => {
             let dir = std::env::temp_dir().join(format!(
@@ -309,10 +326,13 @@ pub fn start_server_with(
     let mut proc = ServerProcess {
         pid: child.id(),
         child,
-        url: format!(
-            "{}://127.0.0.1:{port}",
-            if tls.is_some() { "tls" } else { "nats" }
-        ),
+        url: match ws_port {
+            Some(p) => format!("ws://127.0.0.1:{p}"),
+            None => format!(
+                "{}://127.0.0.1:{port}",
+                if tls.is_some() { "tls" } else { "nats" }
+            ),
+        },
         log,
         keep_log: Cell::new(false),
         config: config_file,
@@ -359,7 +379,7 @@ impl Deployment {
         config: Option<&str>,
         tls: Option<&TlsFiles>,
     ) -> Result<Self> {
-        Self::start_with(bin, topology, config, tls, None)
+        Self::start_with(bin, topology, config, tls, None, false)
     }
 
     /// [`Self::start`], with JetStream on every node when `js` is given (each with its own
@@ -370,10 +390,11 @@ impl Deployment {
         config: Option<&str>,
         tls: Option<&TlsFiles>,
         js: Option<JsServer>,
+        ws: bool,
     ) -> Result<Self> {
         match topology {
             Topology::Single => Ok(Self {
-                a: start_server_with(bin, free_port()?, &[], config, tls, js)?,
+                a: start_server_with(bin, free_port()?, &[], config, tls, js, ws)?,
                 b: None,
             }),
             Topology::Cluster => {
@@ -388,8 +409,8 @@ impl Deployment {
                         "bench".into(),
                     ]
                 };
-                let a = start_server_with(bin, free_port()?, &flags(ca, cb), config, tls, js)?;
-                let b = start_server_with(bin, free_port()?, &flags(cb, ca), config, tls, js)?;
+                let a = start_server_with(bin, free_port()?, &flags(ca, cb), config, tls, js, ws)?;
+                let b = start_server_with(bin, free_port()?, &flags(cb, ca), config, tls, js, ws)?;
                 Ok(Self { a, b: Some(b) })
             }
             Topology::Leaf => {
@@ -400,8 +421,8 @@ impl Deployment {
                 let leaf = with(format!(
                     "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\" }} ] }}"
                 ));
-                let a = start_server_with(bin, free_port()?, &[], Some(&hub), tls, js)?;
-                let b = start_server_with(bin, free_port()?, &[], Some(&leaf), tls, js)?;
+                let a = start_server_with(bin, free_port()?, &[], Some(&hub), tls, js, ws)?;
+                let b = start_server_with(bin, free_port()?, &[], Some(&leaf), tls, js, ws)?;
                 Ok(Self { a, b: Some(b) })
             }
         }

@@ -72,6 +72,12 @@ fn host_port(url: &str) -> String {
     }
 }
 
+/// True for a `ws://` URL: [`connect`] upgrades the socket to WebSocket first, and the NATS
+/// protocol then travels in binary frames.
+pub fn is_ws(url: &str) -> bool {
+    url.starts_with("ws://")
+}
+
 /// True for a `tls://` URL: [`connect`] upgrades to TLS after INFO.
 pub fn is_tls(url: &str) -> bool {
     url.starts_with("tls://")
@@ -136,6 +142,9 @@ pub fn connect(url: &str, timeout: Duration) -> Result<Conn> {
         reader: Reader::new(stream),
         writer: Writer::new(write_half),
     };
+    if is_ws(url) {
+        conn.ws_upgrade(url, deadline)?;
+    }
     let mut got_info = false;
     let (mut offers_tls, mut requires_tls) = (false, false);
     while !got_info {
@@ -196,6 +205,54 @@ pub fn connect_retry(url: &str, timeout: Duration) -> Result<Conn> {
 }
 
 impl Conn {
+    /// The WebSocket upgrade (a GET with the headers RFC 6455 asks for, answered 101); from
+    /// then on the reader takes the payloads out of the server's frames and the writer sends
+    /// each flush as one binary frame.
+    fn ws_upgrade(&mut self, url: &str, deadline: Instant) -> Result<()> {
+        let host = host_port(url);
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: c3RhcmxpbmctYmVuY2gtMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        self.writer
+            .stream
+            .write_all(request.as_bytes())
+            .map_err(|e| BenchError::io("sending the WebSocket upgrade", e))?;
+        let mut raw = Vec::new();
+        let end = loop {
+            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout(
+                    "waiting for the WebSocket upgrade".into(),
+                ));
+            }
+            let mut chunk = [0u8; 4096];
+            if let Some(n) = read_outcome(self.reader.stream.read(&mut chunk))? {
+                raw.extend_from_slice(&chunk[..n]);
+            }
+        };
+        let status = String::from_utf8_lossy(&raw[..end]);
+        if !status.starts_with("HTTP/1.1 101") {
+            return Err(BenchError::Protocol(format!(
+                "{url}: WebSocket upgrade refused: {}",
+                status.lines().next().unwrap_or_default()
+            )));
+        }
+        raw.drain(..end);
+        let end = raw.len();
+        raw.resize(READ_BUF, 0);
+        self.reader.ws = Some(WsRead {
+            raw,
+            start: 0,
+            end,
+            rem: 0,
+        });
+        self.writer.ws = Some(Vec::with_capacity(FLUSH_AT * 2 + 14));
+        Ok(())
+    }
+
     /// Sends a PING and waits for its PONG: every op sent before it has been processed.
     /// Every PING of a connection must go through here or be counted by the caller.
     pub fn round_trip(&mut self, timeout: Duration) -> Result<()> {
@@ -361,6 +418,81 @@ fn read_outcome(r: io::Result<usize>) -> Result<Option<usize>> {
     }
 }
 
+/// The reading half's WebSocket state: bytes as read, and how much of the current frame's
+/// payload is still to come.
+#[derive(Debug)]
+struct WsRead {
+    raw: Vec<u8>,
+    start: usize,
+    end: usize,
+    rem: usize,
+}
+
+impl WsRead {
+    /// Moves the payload bytes of the frames in `raw` to `buf[end..]` (growing it).
+    fn deframe(&mut self, buf: &mut Vec<u8>, start: &mut usize, end: &mut usize) -> Result<()> {
+        loop {
+            if self.rem > 0 {
+                let n = self.rem.min(self.end - self.start);
+                if n == 0 {
+                    break;
+                }
+                if buf.len() - *end < n {
+                    buf.copy_within(*start..*end, 0);
+                    *end -= *start;
+                    *start = 0;
+                    if buf.len() - *end < n {
+                        buf.resize((*end + n).max(buf.len() * 2), 0);
+                    }
+                }
+                buf[*end..*end + n].copy_from_slice(&self.raw[self.start..self.start + n]);
+                *end += n;
+                self.start += n;
+                self.rem -= n;
+                continue;
+            }
+            let have = &self.raw[self.start..self.end];
+            if have.len() < 2 {
+                break;
+            }
+            let (len, at) = match have[1] & 0x7f {
+                126 if have.len() >= 4 => (u16::from_be_bytes([have[2], have[3]]) as usize, 4),
+                127 if have.len() >= 10 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&have[2..10]);
+                    (u64::from_be_bytes(b) as usize, 10)
+                }
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            match have[0] & 0x0f {
+                // Data (continuations included): the payload is NATS protocol.
+                0..=2 => {
+                    self.start += at;
+                    self.rem = len;
+                }
+                8 => return Err(BenchError::Closed("WebSocket close frame".into())),
+                // PING, PONG: the server sends none unprompted; skip whole frames.
+                _ => {
+                    if have.len() < at + len {
+                        break;
+                    }
+                    self.start += at + len;
+                }
+            }
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.raw.len() {
+            self.raw.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        Ok(())
+    }
+}
+
 /// The reading half of a [`Conn`].
 #[derive(Debug)]
 pub struct Reader {
@@ -372,6 +504,8 @@ pub struct Reader {
     pongs: u64,
     /// Set once a `tls://` connection's handshake is done.
     tls: Option<TlsRead>,
+    /// Set once a `ws://` connection's upgrade is done.
+    ws: Option<WsRead>,
 }
 
 impl Reader {
@@ -383,6 +517,7 @@ impl Reader {
             end: 0,
             pongs: 0,
             tls: None,
+            ws: None,
             parser: ServerParser::new(Limits {
                 max_control_line: 64 * 1024,
                 max_payload: 64 * 1024 * 1024,
@@ -397,7 +532,21 @@ impl Reader {
         if self.end == self.buf.len() {
             self.make_room();
         }
-        let n = if self.tls.is_none() {
+        let n = if let Some(ws) = &mut self.ws {
+            // Bytes left from the upgrade's read come first; read when they give nothing.
+            loop {
+                let before = self.end - self.start;
+                ws.deframe(&mut self.buf, &mut self.start, &mut self.end)?;
+                let got = (self.end - self.start).saturating_sub(before);
+                if got > 0 {
+                    break got;
+                }
+                let Some(n) = read_outcome(self.stream.read(&mut ws.raw[ws.end..]))? else {
+                    return Ok(0);
+                };
+                ws.end += n;
+            }
+        } else if self.tls.is_none() {
             let Some(n) = read_outcome(self.stream.read(&mut self.buf[self.end..]))? else {
                 return Ok(0);
             };
@@ -553,6 +702,8 @@ pub struct Writer {
     buf: Vec<u8>,
     /// Set once a `tls://` connection's handshake is done.
     tls: Option<TlsWrite>,
+    /// Set once a `ws://` connection's upgrade is done: the frame being written.
+    ws: Option<Vec<u8>>,
 }
 
 impl Writer {
@@ -561,6 +712,7 @@ impl Writer {
             stream,
             buf: Vec::with_capacity(FLUSH_AT * 2),
             tls: None,
+            ws: None,
         }
     }
 
@@ -620,6 +772,29 @@ impl Writer {
     /// Writes everything buffered.
     pub fn flush(&mut self) -> Result<()> {
         if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Some(frame) = &mut self.ws {
+            // One binary frame per flush, masked (clients must) with the all-zero key: the
+            // server unmasks as for any key, and the client spends nothing on XOR.
+            frame.clear();
+            frame.push(0x82);
+            let len = self.buf.len();
+            if len < 126 {
+                frame.push(0x80 | len as u8);
+            } else if len < 65536 {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            } else {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+            frame.extend_from_slice(&[0, 0, 0, 0]);
+            frame.extend_from_slice(&self.buf);
+            self.stream
+                .write_all(frame)
+                .map_err(|e| BenchError::io("writing to the server", e))?;
+            self.buf.clear();
             return Ok(());
         }
         match &mut self.tls {

@@ -103,7 +103,7 @@ fn fill_kill_restart(
 ) -> Result<RecoverRun> {
     // The store directory is given as flags, so the process handle does not remove it.
     let flags = ["-js".to_string(), "-sd".into(), dir.display().to_string()];
-    let server = start_server_with(bin, free_port()?, &flags, None, None, None)?;
+    let server = start_server_with(bin, free_port()?, &flags, None, None, None, false)?;
     let at = |url: &str| Config {
         url: url.to_string(),
         ..cfg.base.clone()
@@ -117,7 +117,7 @@ fn fill_kill_restart(
         drop_page_cache()?;
     }
     let spawned = Instant::now();
-    let server = start_server_with(bin, free_port()?, &flags, None, None, None)?;
+    let server = start_server_with(bin, free_port()?, &flags, None, None, None, false)?;
     let (recovered, last_seq) = js::await_stream(&at(&server.url), spawned + RECOVERY_LIMIT)?;
     let recovery = spawned.elapsed();
     drop(server);

@@ -105,6 +105,9 @@ COMPARE FLAGS:
                         127.0.0.1 generated for the run) and every client connects with
                         TLS, trusting exactly that certificate; routes stay plaintext
   --versus-plaintext    compare Starling with --tls against Starling without TLS
+  --ws                  every server gets a WebSocket listener (websocket { port no_tls })
+                        and every client connects over WebSocket (ws:// URLs also work
+                        with `run --url`)
 ";
 
 fn main() -> ExitCode {
@@ -253,6 +256,7 @@ fn compare_cmd(mut args: Args) -> Result<()> {
     cfg.versus_unrestricted = args.get("versus-unrestricted")?.unwrap_or(false);
     cfg.tls = args.get("tls")?.unwrap_or(false);
     cfg.versus_plaintext = args.get("versus-plaintext")?.unwrap_or(false);
+    cfg.ws = args.get("ws")?.unwrap_or(false);
     let json = args.str("json");
     args.finish()?;
     let versus = [

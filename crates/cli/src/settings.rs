@@ -16,6 +16,7 @@ mod jetstream;
 mod leafnodes;
 mod operator;
 mod tls;
+mod websocket;
 
 pub(crate) use jetstream::NO_STORE_DIR;
 
@@ -98,6 +99,8 @@ pub(crate) struct Settings {
     pub(crate) cluster_tls: Option<TlsSettings>,
     /// `leafnodes {}`.
     pub(crate) leafnodes: Option<leafnodes::LeafSettings>,
+    /// `websocket {}`: the WebSocket listener.
+    pub(crate) websocket: Option<websocket::WebsocketSettings>,
 }
 
 impl Settings {
@@ -250,6 +253,12 @@ impl Settings {
             .as_ref()
             .map(leafnodes::LeafSettings::config)
             .transpose()?;
+        c.websocket = self
+            .websocket
+            .as_ref()
+            .map(websocket::WebsocketSettings::config)
+            .transpose()?
+            .flatten();
         Ok(c)
     }
 
@@ -441,6 +450,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             "leafnodes" | "leaf" | "leafnode" => {
                 s.leafnodes = Some(cx.leafnodes(key, item, &mut out.warnings)?)
             }
+            "websocket" | "ws" => s.websocket = Some(cx.websocket(key, item, &mut out.warnings)?),
             "allow_non_tls" => s.config.allow_non_tls = cx.boolean(key, item)?,
             "operator" | "operators" | "root" | "roots" => {
                 s.config.operators = operator::operators(&cx, key, item)?
@@ -538,7 +548,6 @@ fn nats_feature(key: &str) -> Option<Known> {
         | "no_sublist_cache"
         | "prof_port" => Ignored("this option"),
         "gateway" | "gateways" => Unsupported("gateways"),
-        "websocket" | "ws" => Unsupported("websocket"),
         "mqtt" => Unsupported("MQTT"),
         "nkeys" | "trusted" | "trusted_keys" | "authorization_callout" => {
             Unsupported("accounts and decentralized auth")

@@ -169,6 +169,17 @@ pub(crate) struct Presented {
     pub(crate) connect: Connect,
     pub(crate) nonce: Option<String>,
     pub(crate) peer_certificates: Vec<Vec<u8>>,
+    /// The credentials of the listener it came in on, when they replace the server's.
+    pub(crate) listener: Option<Arc<Override>>,
+}
+
+/// A listener's own credentials, standing in for the server's single user or token and its
+/// `no_auth_user` for that listener's clients: the `websocket {}` block's `authorization`
+/// and `no_auth_user` (nats-server's `authOverride`). Configured users still apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Override {
+    pub(crate) single: Auth,
+    pub(crate) no_auth_user: Option<String>,
 }
 
 /// Never prints the credentials.
@@ -326,7 +337,7 @@ impl Credentials {
             ip: addr.map(|a| a.ip()),
             certificates: &presented.peer_certificates,
         };
-        let verdict = match self.authenticate(connect, nonce, peer) {
+        let verdict = match self.authenticate(connect, nonce, peer, presented.listener.as_deref()) {
             Check::Allowed(verdict) => Some(verdict),
             Check::Denied => None,
             Check::Pending(check) => tokio::task::spawn_blocking(|| check.verify())
@@ -351,11 +362,14 @@ impl Credentials {
 
     /// Checks `connect`'s credentials; `nonce` is what this connection's INFO carried, `peer`
     /// where the client connects from and its certificate.
+    /// `over`: the credentials of the client's listener, when they replace the server's
+    /// single user or token and its `no_auth_user`.
     pub(crate) fn authenticate(
         &self,
         connect: &Connect,
         nonce: Option<&str>,
         peer: Peer<'_>,
+        over: Option<&Override>,
     ) -> Check {
         if connect.account.is_some() || connect.new_account {
             return Check::Denied;
@@ -373,11 +387,15 @@ impl Credentials {
             && connect.pass.is_none()
             && connect.auth_token.is_none()
             && connect.nkey.is_none();
-        if no_credentials && self.anonymous_global {
+        if no_credentials && self.anonymous_global && over.is_none() {
             return Check::Allowed(Verdict::new(self.default_account.clone(), None, None));
         }
+        let no_auth_user = match over {
+            Some(o) => o.no_auth_user.as_ref(),
+            None => self.no_auth_user.as_ref(),
+        };
         if no_credentials {
-            if let Some(name) = &self.no_auth_user {
+            if let Some(name) = no_auth_user {
                 let users = self.users.read();
                 let Some(entry) = users.get(name) else {
                     return Check::Denied;
@@ -389,7 +407,8 @@ impl Credentials {
                 ));
             }
         }
-        if !self.credentials_configured() {
+        let single = over.map_or(&self.single, |o| &o.single);
+        if !self.credentials_configured() && !single.is_required() {
             return Check::Allowed(Verdict::new(
                 self.default_account.clone(),
                 connect.user.clone(),
@@ -414,7 +433,7 @@ impl Credentials {
         if self.tls_map && !self.users.read().is_empty() {
             return self.map_certificate(connect, peer);
         }
-        match &self.single {
+        match single {
             Auth::UserPassword { user, password } => {
                 if !credentials_match(connect.user.as_deref(), user) {
                     return Check::Denied;

@@ -63,6 +63,9 @@ pub(crate) struct Broker {
     monitor: MonitorState,
     /// Each listener's TLS.
     tls: TlsSet,
+    /// The WebSocket listener's state.
+    #[cfg(feature = "websocket")]
+    websocket: crate::websocket::State,
 }
 
 impl Broker {
@@ -103,6 +106,8 @@ impl Broker {
             system,
             monitor: MonitorState::default(),
             tls,
+            #[cfg(feature = "websocket")]
+            websocket: crate::websocket::State::new(opts.websocket.clone()),
             config: ArcSwap::from_pointee(opts),
             config_generation: AtomicU64::new(0),
         }
@@ -163,6 +168,12 @@ impl Broker {
     /// The HTTPS monitor's TLS, if the monitor serves HTTPS.
     pub(crate) fn monitor_tls(&self) -> Option<&Arc<Tls>> {
         self.tls.monitor.as_ref()
+    }
+
+    /// The WebSocket listener's state.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn websocket(&self) -> &crate::websocket::State {
+        &self.websocket
     }
 
     pub(crate) fn routes(&self) -> Option<&Arc<Routes>> {

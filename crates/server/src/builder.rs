@@ -335,6 +335,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves NATS clients over WebSocket too (nats-server's `websocket {}`).
+    #[cfg(feature = "websocket")]
+    pub fn websocket(mut self, websocket: crate::Websocket) -> Self {
+        self.config.websocket = Some(websocket);
+        self
+    }
+
     /// Checks the configuration as [`Self::start`] does before binding anything: limits that
     /// contradict each other, accounts, users, exports and imports that do not fit together,
     /// TLS files that cannot be read.
@@ -342,6 +349,8 @@ impl ServerBuilder {
         let mut config = self.config.clone();
         config.resolve()?;
         build_tls(&config)?;
+        #[cfg(feature = "websocket")]
+        crate::websocket::validate(&config)?;
         Ok(())
     }
 
@@ -353,6 +362,8 @@ impl ServerBuilder {
         let given = self.config.clone();
         let mut config = self.config;
         config.resolve()?;
+        #[cfg(feature = "websocket")]
+        crate::websocket::validate(&config)?;
         let tls = build_tls(&config)?;
         let listener = match (self.listener, &config.listen) {
             (Some(l), _) => {
@@ -388,11 +399,17 @@ impl ServerBuilder {
             }
             None => None,
         };
+        #[cfg(feature = "websocket")]
+        let websocket = crate::websocket::bind(&config).await?;
         config.features = self.extensions.features();
         let server = Server::launch(given, config, listener, cluster, tls, self.extensions).await?;
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
             crate::monitor::http::start(server.broker(), listener);
+        }
+        #[cfg(feature = "websocket")]
+        if let Some(listener) = websocket {
+            crate::websocket::start(server.broker(), listener);
         }
         Ok(server)
     }

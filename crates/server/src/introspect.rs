@@ -71,6 +71,12 @@ impl<'b> View<'b> {
         self.broker.tls().map(|t| &**t)
     }
 
+    /// The WebSocket listener's state.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn websocket(&self) -> &'b crate::websocket::State {
+        self.broker.websocket()
+    }
+
     pub(crate) fn auth_required(&self) -> bool {
         self.broker.auth().auth_required()
     }

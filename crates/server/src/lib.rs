@@ -41,6 +41,9 @@
 //! - `jwt`, `operator`: NATS JWTs read and verified; operator mode (trusted operators, the
 //!   MEMORY resolver, user JWT authentication).
 //! - `extension`: services that start and stop with the server on its public API (JetStream).
+//! - `websocket/` (feature `websocket`, on by default): NATS clients over WebSocket, the
+//!   [`Websocket`] listener's configuration, its HTTP upgrade; the frames themselves are
+//!   `transport/websocket`.
 //! - `error`: the embedding API's errors.
 #![warn(missing_docs)]
 
@@ -72,6 +75,8 @@ mod server;
 mod stats;
 mod subscription;
 mod transport;
+#[cfg(feature = "websocket")]
+mod websocket;
 
 pub use account::config::{
     Account, Latency, ResponseType, Sampling, ServiceExport, ServiceImport, StreamExport,
@@ -112,3 +117,5 @@ pub use transport::tls::{
     HandshakeFirst, TlsConfig, TlsError, TlsVersion, DEFAULT_HANDSHAKE_FIRST_FALLBACK,
     DEFAULT_TLS_TIMEOUT,
 };
+#[cfg(feature = "websocket")]
+pub use websocket::Websocket;

@@ -165,7 +165,7 @@ impl Server {
     }
 
     /// The broker behind this handle (the monitor's and the builder's way in).
-    #[cfg(feature = "monitor")]
+    #[cfg(any(feature = "monitor", feature = "websocket"))]
     pub(crate) fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -180,6 +180,13 @@ impl Server {
     /// `ServerBuilder::monitor`). With port 0 this tells the port the system picked.
     pub fn monitor_addr(&self) -> Option<SocketAddr> {
         self.broker.identity().monitor_addr()
+    }
+
+    /// The address the WebSocket listener is bound to (`None` without one; see
+    /// `ServerBuilder::websocket`). With port 0 this tells the port the system picked.
+    #[cfg(feature = "websocket")]
+    pub fn websocket_addr(&self) -> Option<SocketAddr> {
+        self.broker.websocket().addr()
     }
 
     /// The client URL, `nats://host:port`, when there is a client listener.

@@ -77,6 +77,10 @@
 //! command-line flags and configuration file.
 #![warn(missing_docs)]
 
+/// NATS clients over WebSocket ([`ServerBuilder::websocket`], feature `websocket`, on by
+/// default).
+#[cfg(feature = "websocket")]
+pub use starling_server::Websocket;
 /// Authentication: the embedder's own authenticators ([`ServerBuilder::authenticator`]) and
 /// their answers, live connections kicked or re-checked, and NATS JWTs (operator mode).
 pub use starling_server::{

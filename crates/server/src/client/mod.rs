@@ -6,4 +6,6 @@ pub(crate) mod inprocess;
 pub(crate) mod service;
 mod socket;
 
+#[cfg(feature = "websocket")]
+pub(crate) use socket::serve_ws;
 pub(crate) use socket::{accept, serve};

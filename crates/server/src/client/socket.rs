@@ -76,8 +76,77 @@ pub(crate) async fn serve<R, W>(
     let hello = Hello {
         nonce,
         peer_certificates: Vec::new(),
+        #[cfg(feature = "websocket")]
+        cookies: None,
+        listener: None,
     };
     run_client(broker, conn, hello, reader, writer).await;
+}
+
+/// Serves one client that upgraded to WebSocket (and did TLS first, on `wss://`): the
+/// protocol runs on the frames, with INFO as nats-server sends it to WebSocket clients.
+#[cfg(feature = "websocket")]
+pub(crate) async fn serve_ws<R, W>(
+    broker: Arc<Broker>,
+    reader: R,
+    writer: W,
+    addr: SocketAddr,
+    accepted: crate::websocket::Accepted,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    use crate::transport::websocket;
+
+    let negotiated = accepted.upgrade.negotiated;
+    let max_payload = broker.config().max_payload;
+    if broker.registry().len() >= broker.config().max_connections {
+        let (_, mut w) = websocket::split(
+            reader,
+            writer,
+            negotiated,
+            max_payload,
+            Box::new(|| {}),
+            Box::new(|| crate::websocket::close_status(Some(ClosedReason::MaxConnectionsExceeded))),
+        );
+        refuse_over_limit(&broker, &mut w, Some(addr)).await;
+        return;
+    }
+    let conn = broker.register_client(ConnKind::Client, Some(addr));
+    conn.saw_urls(broker.identity().urls_version());
+    if let Some(ip) = &accepted.upgrade.forwarded_for {
+        debug!(cid = conn.cid, %addr, forwarded_for = %ip, "websocket client behind a proxy");
+    }
+    {
+        let mut meta = conn.meta.lock();
+        meta.websocket = true;
+        #[cfg(feature = "tls")]
+        {
+            meta.tls = accepted.tls;
+        }
+    }
+    let (wake, close) = (conn.clone(), conn.clone());
+    let (r, w) = websocket::split(
+        reader,
+        writer,
+        negotiated,
+        max_payload,
+        Box::new(move || wake.wake()),
+        Box::new(move || crate::websocket::close_status(close.closed_reason())),
+    );
+    let nonce = broker.auth().needs_nonce().then(crate::auth::new_nonce);
+    let info = crate::websocket::client_info(
+        &broker,
+        first_info(&broker, &conn, Some(addr), nonce.as_deref()),
+    );
+    conn.send(|b| encode::write_info(b, &info));
+    let hello = Hello {
+        nonce,
+        peer_certificates: accepted.peer_certificates,
+        cookies: Some(accepted.upgrade.cookies),
+        listener: crate::websocket::auth_override(&broker),
+    };
+    run_client(broker, conn, hello, r, w).await;
 }
 
 /// What a client's handshake gave it to authenticate with.
@@ -86,6 +155,11 @@ struct Hello {
     nonce: Option<String>,
     /// Its TLS certificate chain, if it presented one.
     peer_certificates: Vec<Vec<u8>>,
+    /// Over WebSocket: the credentials its upgrade's cookies carried.
+    #[cfg(feature = "websocket")]
+    cookies: Option<crate::websocket::handshake::Cookies>,
+    /// The listener's own credentials, when they replace the server's (WebSocket's).
+    listener: Option<Arc<crate::auth::Override>>,
 }
 
 /// The INFO a client gets first: the server's, with this connection's nonce to sign when
@@ -153,6 +227,9 @@ async fn serve_tls(
             let hello = Hello {
                 nonce,
                 peer_certificates: handshake.peer_certificates,
+                #[cfg(feature = "websocket")]
+                cookies: None,
+                listener: None,
             };
             run_client(broker, conn, hello, r, w).await;
         }
@@ -237,7 +314,7 @@ struct Client {
 
 impl Client {
     fn new(broker: Arc<Broker>, conn: Arc<Conn>, hello: Hello) -> Self {
-        let auth_required = broker.auth().auth_required();
+        let auth_required = broker.auth().auth_required() || hello.listener.is_some();
         let config = broker.config();
         let limits = Limits {
             max_control_line: config.max_control_line,
@@ -353,6 +430,9 @@ impl Client {
                 ClosedReason::AuthenticationViolation,
             )
         };
+        if self.hello.listener.is_some() {
+            return Err(violation()); // the listener's own credentials are required
+        }
         let account = self
             .broker
             .auth()
@@ -390,8 +470,17 @@ impl Client {
     }
 
     fn on_connect(&mut self, json: &[u8]) -> Result<(), Close> {
-        let connect =
+        #[allow(unused_mut)]
+        let mut connect =
             Connect::from_json(json).map_err(|_| Close::silent(ClosedReason::ParseError))?;
+        #[cfg(feature = "websocket")]
+        if let Some(cookies) = &self.hello.cookies {
+            // As nats-server: what CONNECT leaves out, the upgrade's cookies may carry.
+            fill(&mut connect.jwt, &cookies.jwt);
+            fill(&mut connect.user, &cookies.user);
+            fill(&mut connect.pass, &cookies.pass);
+            fill(&mut connect.auth_token, &cookies.token);
+        }
         if !(0..=1).contains(&connect.protocol) {
             return Err(Close::err(
                 "invalid client protocol",
@@ -404,11 +493,12 @@ impl Client {
             self.pending_connect = Some((connect, Pending::Chain));
             return Ok(());
         }
-        match self
-            .broker
-            .auth()
-            .authenticate(&connect, self.hello.nonce.as_deref(), self.peer())
-        {
+        match self.broker.auth().authenticate(
+            &connect,
+            self.hello.nonce.as_deref(),
+            self.peer(),
+            self.hello.listener.as_deref(),
+        ) {
             Check::Allowed(verdict) => self.admit(connect, verdict),
             Check::Denied => Err(self.refuse("invalid credentials".into())),
             Check::Pending(check) => {
@@ -475,6 +565,7 @@ impl Client {
             connect: connect.clone(),
             nonce: self.hello.nonce.clone(),
             peer_certificates: self.hello.peer_certificates.clone(),
+            listener: self.hello.listener.clone(),
         }
     }
 
@@ -892,6 +983,16 @@ impl Protocol for Client {
 
     fn close(&mut self, close: Close) {
         self.end(close);
+    }
+}
+
+/// Sets `field` from `cookie` when CONNECT left it out.
+#[cfg(feature = "websocket")]
+fn fill(field: &mut Option<String>, cookie: &Option<String>) {
+    if field.as_deref().is_none_or(str::is_empty) {
+        if let Some(v) = cookie {
+            *field = Some(v.clone());
+        }
     }
 }
 

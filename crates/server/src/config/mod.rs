@@ -160,6 +160,9 @@ pub struct Config {
     pub monitor: Option<Monitor>,
     /// Leafnodes accepted and hubs joined (`leafnodes {}`), if any.
     pub leafnodes: Option<crate::leaf::Leafnodes>,
+    /// The WebSocket listener (`websocket {}`), if any.
+    #[cfg(feature = "websocket")]
+    pub websocket: Option<crate::websocket::Websocket>,
 
     // What the server derives at start; never set by hand, never compared on reload.
     /// What extensions offer (set by the builder from them).
@@ -210,6 +213,8 @@ impl Default for Config {
             cluster: None,
             monitor: None,
             leafnodes: None,
+            #[cfg(feature = "websocket")]
+            websocket: None,
             features: Default::default(),
             authenticators: crate::auth::Chain::default(),
             trust: None,

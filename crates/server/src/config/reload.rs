@@ -207,6 +207,8 @@ fn fixed(old: &Config, new: &Config) -> Result<(), ReloadError> {
         "http": monitor,
         "leafnodes": leafnodes,
     );
+    #[cfg(feature = "websocket")]
+    same!("websocket": websocket);
     let (old_shapes, new_shapes): (Vec<_>, Vec<_>) = (
         old.accounts.iter().map(shape).collect(),
         new.accounts.iter().map(shape).collect(),

@@ -63,6 +63,8 @@ pub(crate) struct ConnMeta {
     /// The TLS version and suite, for a client that connected over TLS.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::transport::tls::TlsState>,
+    /// A client that came over WebSocket (`/connz` says `websocket`).
+    pub(crate) websocket: bool,
 }
 
 /// The part of a connection that other tasks see: delivery appends to its queue, monitoring

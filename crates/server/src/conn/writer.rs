@@ -49,7 +49,13 @@ async fn flush<W: AsyncWrite + Unpin>(
     loop {
         let batch = conn.out.take();
         if batch.len == 0 {
-            return Ok(());
+            // A stream may hold bytes of its own to send (a WebSocket's PONG or CLOSE, queued
+            // by its read half): a wake with nothing queued flushes it. A no-op for TCP.
+            return match tokio::time::timeout(deadline, w.flush()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(ClosedReason::WriteError),
+                Err(_) => Err(ClosedReason::SlowConsumerWriteDeadline),
+            };
         }
         let write = tokio::time::timeout(deadline, write_all(w, batch.bufs));
         tokio::select! {

@@ -398,6 +398,7 @@ impl Leaf {
                         connect: connect.clone(),
                         nonce: self.nonce.clone(),
                         peer_certificates: Vec::new(),
+                        listener: None,
                     };
                     let verdict = self
                         .broker

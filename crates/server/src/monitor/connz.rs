@@ -285,6 +285,8 @@ impl Row {
             cid: self.cid,
             kind: "Client",
             conn_type: match self.kind {
+                // nats-server's client type for a client that came over WebSocket.
+                ConnKind::Client if self.meta.websocket => "websocket",
                 ConnKind::Client => "nats",
                 ConnKind::InProcess => "inprocess",
                 // Routes are listed by /routez, leafnodes by /leafz, internal connections

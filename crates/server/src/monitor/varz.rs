@@ -56,6 +56,9 @@ struct Varz {
     gateway: Empty,
     leaf: LeafVarz,
     mqtt: Empty,
+    #[cfg(feature = "websocket")]
+    websocket: crate::websocket::Varz,
+    #[cfg(not(feature = "websocket"))]
     websocket: Empty,
     jetstream: serde_json::Value,
     /// Seconds.
@@ -187,6 +190,9 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         gateway: Empty {},
         leaf: leaf(view),
         mqtt: Empty {},
+        #[cfg(feature = "websocket")]
+        websocket: crate::websocket::varz(view.websocket()),
+        #[cfg(not(feature = "websocket"))]
         websocket: Empty {},
         jetstream: mon
             .state

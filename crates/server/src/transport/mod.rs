@@ -10,6 +10,8 @@ pub(crate) mod dial;
 mod stream;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
+#[cfg(feature = "websocket")]
+pub(crate) mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
