@@ -78,13 +78,16 @@ mod transport;
 #[cfg(feature = "websocket")]
 mod websocket;
 
+pub use account::cancel::CANCEL_PREFIX;
 pub use account::config::{
     Account, Latency, ResponseType, Sampling, ServiceExport, ServiceImport, StreamExport,
     StreamImport, User, DEFAULT_RESPONSE_THRESHOLD, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT,
 };
 pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
-pub use client::inprocess::{Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT};
+pub use client::inprocess::{
+    Cancelled, Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT,
+};
 pub use client::service::{
     Endpoint, Request, Service, ServiceBuilder, ServiceError, DEFAULT_SERVICE_QUEUE,
     SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER,

@@ -257,6 +257,12 @@ impl Account {
         queue: Option<&[u8]>,
     ) -> Result<starling_sublist::SubHandle, starling_sublist::SublistError> {
         let handle = self.insert(sub, subject, queue)?;
+        if let Some(reply) = super::cancel::watched_reply(subject) {
+            self.watch_reply(
+                Bytes::copy_from_slice(reply),
+                super::cancel::Fire::Notify(sub.clone()),
+            );
+        }
         let streams = self.stream_imports();
         if streams.is_empty() {
             return Ok(handle);

@@ -10,6 +10,7 @@
 //! A connection resolves its account once, at CONNECT, and keeps the `Arc<Account>`: a published
 //! message costs one lookup in that account's sublist, never a map of accounts.
 
+pub(crate) mod cancel;
 pub(crate) mod config;
 mod imports;
 pub(crate) mod system;
@@ -53,6 +54,8 @@ pub(crate) struct Account {
     shadows: Mutex<HashMap<usize, Vec<imports::Shadow>>>,
     /// Reply mappings of requests to this account's services.
     responses: imports::ResponseMap,
+    /// Responders waiting to learn that a requester gave up (see `cancel.rs`).
+    watches: cancel::Watches,
 }
 
 /// What an account's connections did (nats-server's `/accstatz`).
@@ -100,6 +103,7 @@ impl Account {
             imports: OnceLock::new(),
             shadows: Mutex::new(HashMap::new()),
             responses: imports::ResponseMap::default(),
+            watches: cancel::Watches::default(),
         })
     }
 
@@ -149,6 +153,7 @@ impl Account {
         sub.mark_removed();
         let _order = self.leafs.as_ref().map(|l| l.hold());
         if self.sublist.remove(handle).is_some() {
+            self.watches.after_removal(&self.sublist, handle.subject());
             let weight = weight_of(sub, handle.queue());
             if let Some(routes) = self.announced_to(sub) {
                 routes.interest_changed(
@@ -215,7 +220,11 @@ impl Account {
     pub(crate) fn remove_unannounced(&self, sub: &Subscription, handle: &SubHandle) {
         sub.mark_removed();
         let _order = self.leafs.as_ref().map(|l| l.hold());
-        if self.sublist.remove(handle).is_some() && sub.conn.kind != ConnKind::Internal {
+        let removed = self.sublist.remove(handle).is_some();
+        if removed {
+            self.watches.after_removal(&self.sublist, handle.subject());
+        }
+        if removed && sub.conn.kind != ConnKind::Internal {
             self.leaf_interest(
                 sub,
                 handle.subject(),
@@ -244,6 +253,12 @@ impl Account {
     pub(crate) fn remove_owned(&self, owned: &OwnedSub) {
         self.remove_shadows(&owned.sub);
         self.remove(&owned.sub, &owned.handle);
+    }
+
+    /// Fires `fire` once no subscriber here or on a peer is interested in `reply` (a
+    /// requester gave up); at once if none is now.
+    pub(crate) fn watch_reply(&self, reply: bytes::Bytes, fire: cancel::Fire) {
+        self.watches.watch(&self.sublist, reply, fire);
     }
 
     /// Subscriptions in the account's sublist (remote interest included).

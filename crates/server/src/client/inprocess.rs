@@ -2,6 +2,7 @@
 //! delivery path socket clients use, so it obeys the same semantics and limits (max payload,
 //! max subscriptions, slow-consumer policy) and shows up in monitoring as a connection.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -98,6 +99,24 @@ impl std::fmt::Debug for Gather {
             .field("stall", &self.stall)
             .field("sentinel", &self.sentinel.is_some())
             .finish()
+    }
+}
+
+/// Completes when a request's requester has given up ([`Client::cancelled`]).
+#[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
+pub struct Cancelled(Option<tokio::sync::oneshot::Receiver<()>>);
+
+impl Future for Cancelled {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            // The watch fired (or the account went away with the server): either way
+            // nobody waits for an answer any more.
+            Some(rx) => Pin::new(rx).poll(cx).map(|_| ()),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -556,6 +575,41 @@ impl Client {
     pub fn new_inbox(&self) -> String {
         let n = self.inner.next_sid.fetch_add(1, Ordering::Relaxed);
         format!("{}.{n}", self.inner.inbox_prefix)
+    }
+
+    /// Completes when the requester of `request` gives up: it dropped or timed out its
+    /// request (an in-process one), unsubscribed its reply subject, or its connection closed,
+    /// here or on a cluster peer. At once if that already happened; never for a message
+    /// without a reply subject. A responder selects on it to stop work nobody waits for:
+    ///
+    /// ```no_run
+    /// # async fn run(client: starling_server::Client, mut requests: starling_server::Subscriber) {
+    /// use futures::StreamExt;
+    /// while let Some(request) = requests.next().await {
+    ///     let cancelled = client.cancelled(&request);
+    ///     tokio::select! {
+    ///         answer = place_volume(&request.payload) => {
+    ///             let _ = client.publish(request.reply.unwrap().as_str(), answer).await;
+    ///         }
+    ///         () = cancelled => {} // the scheduler gave up: stop
+    ///     }
+    /// }
+    /// # }
+    /// # async fn place_volume(_: &[u8]) -> bytes::Bytes { bytes::Bytes::new() }
+    /// ```
+    ///
+    /// Socket clients get the same by subscribing to `$CANCEL.<reply subject>` (see
+    /// [`crate::CANCEL_PREFIX`]).
+    pub fn cancelled(&self, request: &Message) -> Cancelled {
+        let Some(reply) = &request.reply else {
+            return Cancelled(None);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.account.watch_reply(
+            Bytes::copy_from_slice(reply.as_str().as_bytes()),
+            crate::account::cancel::Fire::Wake(tx),
+        );
+        Cancelled(Some(rx))
     }
 
     /// A NATS service named `name` at `version` (a semantic version) on this client: it
