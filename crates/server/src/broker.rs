@@ -496,6 +496,10 @@ impl Broker {
                 None => info!("Reloaded: {name}"),
             }
         }
+        if plan.accounts {
+            let (added, removed) = self.accounts.reconcile(&config.accounts, &self.system);
+            info!(?added, ?removed, "Reloaded: accounts");
+        }
         let credentials = plan.auth.then(|| Credentials::new(&config, &self.accounts));
         let resend = plan.limits || plan.changed.contains(&"client_advertise");
         let max_connections = config.max_connections;
@@ -598,7 +602,7 @@ impl Broker {
                 .find(|a| a.name == account)
                 .and_then(|a| a.default_permissions.as_ref())
         };
-        self.auth.load().add_user(target, user, defaults)
+        self.auth.load().add_user(&target, user, defaults)
     }
 
     /// Removes a user while the server runs and closes its connections as nats-server does

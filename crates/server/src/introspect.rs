@@ -124,7 +124,7 @@ impl<'b> View<'b> {
         self.broker.accounts().all()
     }
 
-    pub(crate) fn account(&self, name: &str) -> Option<&'b Arc<Account>> {
+    pub(crate) fn account(&self, name: &str) -> Option<Arc<Account>> {
         self.broker.accounts().get(name)
     }
 

@@ -228,8 +228,11 @@ impl Server {
     /// - TLS certificate, key and CA files are read again (of the new `tls {}` settings);
     /// - cluster routes that are new are dialled, routes that are gone are closed.
     ///
-    /// Options that need a restart (the client port, the cluster port, the accounts
-    /// themselves, ...) are refused with [`ReloadError::NotSupported`] naming the first one;
+    /// - accounts may be added (they serve at once) and removed (their clients are closed as
+    ///   users that went away are).
+    ///
+    /// Options that need a restart (the client port, the cluster port, an existing account's
+    /// limits, exports and imports, ...) are refused with [`ReloadError::NotSupported`] naming the first one;
     /// then, as on any error, nothing has changed. Users added with [`Self::add_user`] are
     /// replaced by the new configuration's, as a reload of nats-server's file replaces them.
     ///

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{Raw, WAIT};
 use starling_server::{
-    Cluster, Config, Monitor, Permissions, ReloadError, Server, SubjectPermission, User,
+    Account, Cluster, Config, Monitor, Permissions, ReloadError, Server, StreamExport,
+    StreamImport, SubjectPermission, User,
 };
 
 const QUIET: &str = r#""verbose":false,"pedantic":false"#;
@@ -55,6 +56,47 @@ async fn users_removed_by_a_reload_are_closed_and_added_ones_log_in() {
     assert_eq!(stays.until_pong().await, ["MSG x 1 1", "y"]);
     let _new = Raw::handshake(addr, &connect("new")).await;
     Raw::refused(addr, &connect("gone")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_added_by_a_reload_serve_and_removed_ones_close_their_clients() {
+    let mut config = with_users(&[]);
+    let a_account = Account::new("A")
+        .user(User::new("a", "p"))
+        .export_stream(StreamExport::new("events.>"));
+    config.accounts = vec![
+        a_account.clone(),
+        Account::new("T").user(User::new("t", "p")),
+    ];
+    let server = start(config.clone()).await;
+    let addr = server.client_addr().unwrap();
+    let mut a = Raw::handshake(addr, &connect("a")).await;
+    let mut t = Raw::handshake(addr, &connect("t")).await;
+    Raw::refused(addr, &connect("b")).await;
+
+    // T goes; B comes, importing A's events.
+    config.accounts = vec![
+        a_account,
+        Account::new("B")
+            .user(User::new("b", "p"))
+            .import_stream(StreamImport::new("A", "events.>")),
+    ];
+    let reloaded = server.reload(config).await.unwrap();
+    assert_eq!(reloaded.changed, ["accounts"]);
+    assert_eq!(
+        t.until_eof().await,
+        ["-ERR 'Authorization Violation'".to_string()]
+    );
+    let names = server.accounts();
+    assert!(names.contains(&"B".to_string()) && !names.contains(&"T".to_string()));
+    let mut b = Raw::handshake(addr, &connect("b")).await;
+    b.send("SUB events.> 1\r\nSUB private 2\r\n").await;
+    b.until_pong().await;
+    a.send("PUB events.x 2\r\nhi\r\nPUB private 1\r\nx\r\n")
+        .await;
+    a.until_pong().await;
+    // The import brings A's events; A's `private` stays in A.
+    assert_eq!(b.until_pong().await, ["MSG events.x 1 2", "hi"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

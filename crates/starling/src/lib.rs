@@ -100,21 +100,21 @@ pub use starling_server::{
 /// The in-process client, its subscriptions, how [`Client::request_many`] gathers replies,
 /// and how a responder learns its requester gave up ([`Client::cancelled`]).
 pub use starling_server::{Cancelled, Client, Gather, Subscriber, CANCEL_PREFIX};
-/// NATS services on the in-process client ([`Client::service`]): the micro service protocol
-/// (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`).
-pub use starling_server::{
-    Endpoint, Request, Service, ServiceBuilder, ServiceError, DEFAULT_SERVICE_QUEUE,
-    SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER,
-};
+/// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
+/// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
+pub use starling_server::{Cluster, Discovery, Peer, Seeds};
 /// Every option in one type ([`Config`], what [`ServerBuilder::config`] takes and
 /// [`Server::reload`] applies), its checks and what a reload changed.
 pub use starling_server::{
     Config, ConfigError, Monitor, ReloadError, Reloaded, DEFAULT_AUTH_TIMEOUT, DEFAULT_HOST,
     DEFAULT_LAME_DUCK_DURATION, DEFAULT_PORT, MIN_LAME_DUCK_DURATION,
 };
-/// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
-/// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
-pub use starling_server::{Cluster, Discovery, Peer, Seeds};
+/// NATS services on the in-process client ([`Client::service`]): the micro service protocol
+/// (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`).
+pub use starling_server::{
+    Endpoint, Request, Service, ServiceBuilder, ServiceError, DEFAULT_SERVICE_QUEUE,
+    SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER,
+};
 /// TLS on the client listener ([`ServerBuilder::tls`], feature `tls`, on by default).
 #[cfg(feature = "tls")]
 pub use starling_server::{

@@ -184,7 +184,7 @@ impl StreamImport {
             (None, None)
         };
         Ok(Self {
-            exporter: Arc::downgrade(exporter),
+            exporter: Arc::downgrade(&exporter),
             exporter_name: exporter.name().to_string(),
             from: from.to_string(),
             to: to.to_string(),
@@ -322,7 +322,7 @@ impl Account {
                 continue;
             };
             let to = local_stream_subject(im);
-            if let Ok(i) = StreamImport::new(exporter, &im.subject, &to) {
+            if let Ok(i) = StreamImport::new(&exporter, &im.subject, &to) {
                 imports.streams.push(Arc::new(i));
             }
         }
@@ -339,7 +339,7 @@ impl Account {
                 _ => None,
             };
             imports.services.push(Arc::new(ServiceImport {
-                exporter: Arc::downgrade(exporter),
+                exporter: Arc::downgrade(&exporter),
                 exporter_name: exporter.name().to_string(),
                 local,
                 remote: im.subject.clone(),

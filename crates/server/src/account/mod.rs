@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use starling_sublist::{SubHandle, Sublist, SublistError, SublistStats};
 
@@ -351,11 +352,14 @@ fn weight_of(sub: &Subscription, queue: Option<&[u8]>) -> i64 {
 pub(crate) struct AccountFull;
 
 /// Every account of a broker, by name: `$G`, the configured ones, and the system account.
-/// Fixed once the broker starts, so reading it takes no lock.
+/// Read without a lock (a reload that adds or removes accounts swaps the whole map).
 pub(crate) struct Accounts {
-    by_name: HashMap<String, Arc<Account>>,
+    by_name: ArcSwap<HashMap<String, Arc<Account>>>,
     global: Arc<Account>,
     system: Option<Arc<Account>>,
+    /// What new accounts are wired to.
+    routes: Option<Arc<Routes>>,
+    leafs: Option<Arc<Leafs>>,
 }
 
 impl Accounts {
@@ -392,9 +396,11 @@ impl Accounts {
                 .clone()
         });
         let accounts = Self {
-            by_name,
+            by_name: ArcSwap::from_pointee(by_name),
             global,
             system,
+            routes: routes.cloned(),
+            leafs: leafs.cloned(),
         };
         for c in configs {
             if let Some(account) = accounts.get(&c.name) {
@@ -402,6 +408,54 @@ impl Accounts {
             }
         }
         accounts
+    }
+
+    /// A reload's accounts: those `configs` names that do not exist yet are created (their
+    /// imports resolved, their service imports installed), those no longer named leave the
+    /// map (the reload then checks their clients again, which closes them). `$G` and the
+    /// system account stay. Returns the names added and removed.
+    pub(crate) fn reconcile(
+        &self,
+        configs: &[config::Account],
+        system: &system::System,
+    ) -> (Vec<String>, Vec<String>) {
+        let current = self.by_name.load_full();
+        let mut next: HashMap<String, Arc<Account>> = HashMap::new();
+        next.insert(GLOBAL_ACCOUNT.to_string(), self.global.clone());
+        if let Some(sys) = &self.system {
+            next.insert(sys.name().to_string(), sys.clone());
+        }
+        let mut added = Vec::new();
+        for c in configs {
+            let account = match current.get(&c.name) {
+                Some(a) => a.clone(),
+                None => {
+                    added.push(c.name.clone());
+                    let exports = imports::Exports::new(c);
+                    Account::new(
+                        &c.name,
+                        c.limits,
+                        exports,
+                        self.routes.clone(),
+                        self.leafs.clone(),
+                    )
+                }
+            };
+            next.insert(c.name.clone(), account);
+        }
+        let removed: Vec<String> = current
+            .keys()
+            .filter(|n| !next.contains_key(*n))
+            .cloned()
+            .collect();
+        self.by_name.store(Arc::new(next));
+        for c in configs.iter().filter(|c| added.contains(&c.name)) {
+            if let Some(account) = self.get(&c.name) {
+                account.resolve_imports(c, self);
+                account.install_service_imports(system);
+            }
+        }
+        (added, removed)
     }
 
     /// `$G`, where clients of no other account are.
@@ -414,8 +468,8 @@ impl Accounts {
         self.system.as_ref()
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Account>> {
-        self.by_name.get(name)
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Account>> {
+        self.by_name.load().get(name).cloned()
     }
 
     /// Starts what the accounts need while the broker runs: the expiry of service reply
@@ -423,6 +477,7 @@ impl Accounts {
     pub(crate) fn start(&self, broker: &Arc<crate::broker::Broker>) {
         let threshold = self
             .by_name
+            .load()
             .values()
             .filter_map(|a| a.exports.min_threshold())
             .min();
@@ -435,7 +490,7 @@ impl Accounts {
 
     /// Every account, sorted by name.
     pub(crate) fn all(&self) -> Vec<Arc<Account>> {
-        let mut all: Vec<_> = self.by_name.values().cloned().collect();
+        let mut all: Vec<_> = self.by_name.load().values().cloned().collect();
         all.sort_by(|a, b| a.name().cmp(b.name()));
         all
     }

@@ -320,8 +320,7 @@ impl Route {
         }
         let found = std::str::from_utf8(name)
             .ok()
-            .and_then(|n| self.broker.accounts().get(n))
-            .cloned();
+            .and_then(|n| self.broker.accounts().get(n));
         match &found {
             Some(account) => self.last_account = Some(account.clone()),
             None => {

@@ -48,6 +48,8 @@ pub(crate) struct Plan {
     /// `max_payload` or `max_control_line` changed: connections take the new limits, and
     /// INFO says so.
     pub(crate) limits: bool,
+    /// Accounts were added or removed.
+    pub(crate) accounts: bool,
     /// Seeds to dial and seeds whose routes to close.
     pub(crate) routes_added: Vec<String>,
     pub(crate) routes_removed: Vec<String>,
@@ -116,8 +118,14 @@ pub(crate) fn plan(old: &Config, new: &Config) -> Result<Plan, ReloadError> {
     ];
     #[cfg(feature = "tls")]
     note("tls", old.tls != new.tls);
+    fn names(c: &Config) -> Vec<&str> {
+        let mut v: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+    plan.accounts = names(old) != names(new);
     plan.limits = limits.contains(&true);
-    plan.auth = auth.contains(&true);
+    plan.auth = auth.contains(&true) || plan.accounts;
     if let (Some(o), Some(n)) = (&old.cluster, &new.cluster) {
         let (o, n) = (o.seed_urls(), n.seed_urls());
         plan.routes_added = n.iter().filter(|u| !o.contains(u)).cloned().collect();
@@ -209,17 +217,17 @@ fn fixed(old: &Config, new: &Config) -> Result<(), ReloadError> {
     );
     #[cfg(feature = "websocket")]
     same!("websocket": websocket);
-    let (old_shapes, new_shapes): (Vec<_>, Vec<_>) = (
-        old.accounts.iter().map(shape).collect(),
-        new.accounts.iter().map(shape).collect(),
-    );
-    if old_shapes != new_shapes {
-        let names = |v: &[Account]| v.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
-        return Err(ReloadError::NotSupported {
-            option: "accounts (their names, limits, exports and imports)",
-            old: format!("{:?}", names(&old.accounts)),
-            new: format!("{:?}", names(&new.accounts)),
-        });
+    // Accounts may come and go; one that stays keeps its limits, exports and imports.
+    for o in &old.accounts {
+        if let Some(n) = new.accounts.iter().find(|n| n.name == o.name) {
+            if shape(o) != shape(n) {
+                return Err(ReloadError::NotSupported {
+                    option: "accounts (an account's limits, exports and imports)",
+                    old: o.name.clone(),
+                    new: n.name.clone(),
+                });
+            }
+        }
     }
     #[cfg(feature = "tls")]
     if old.tls.is_some() != new.tls.is_some() {
@@ -271,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn account_users_are_reloadable_but_not_the_accounts_themselves() {
+    fn accounts_come_and_go_and_their_users_change_but_not_their_exports() {
         let mut old = base();
         old.accounts = vec![Account::new("A").user(User::new("x", "px"))];
         let mut new = old.clone();
@@ -280,7 +288,13 @@ mod tests {
             .user(User::new("y", "py"))];
         let p = plan(&old, &new).unwrap();
         assert_eq!(p.changed, ["accounts"]);
+        assert!(p.auth && !p.accounts);
+        // Accounts may be added and removed...
         new.accounts.push(Account::new("B"));
+        assert!(plan(&old, &new).unwrap().accounts);
+        assert!(plan(&new, &old).unwrap().accounts);
+        // ... but one that stays keeps its limits, exports and imports.
+        new.accounts[0] = Account::new("A").max_connections(5);
         let err = plan(&old, &new).unwrap_err().to_string();
         assert!(
             err.starts_with("config reload not supported for accounts"),

@@ -266,7 +266,7 @@ impl Leaf {
         let accounts = self.broker.accounts();
         match name {
             None => Ok(accounts.global().clone()),
-            Some(n) => accounts.get(n).cloned().ok_or_else(|| {
+            Some(n) => accounts.get(n).ok_or_else(|| {
                 warn!(
                     account = n,
                     "leafnode remote names an account this server does not have"
@@ -482,7 +482,7 @@ impl Leaf {
         let accounts = self.broker.accounts();
         let account_named = |name: Option<&str>| match name {
             None => Some(accounts.global().clone()),
-            Some(n) => accounts.get(n).cloned(),
+            Some(n) => accounts.get(n),
         };
         let given_user = connect.user.as_deref();
         let given_pass = connect.pass.as_deref();
