@@ -184,7 +184,7 @@ impl StreamImport {
             (None, None)
         };
         Ok(Self {
-            exporter: Arc::downgrade(&exporter),
+            exporter: Arc::downgrade(exporter),
             exporter_name: exporter.name().to_string(),
             from: from.to_string(),
             to: to.to_string(),
