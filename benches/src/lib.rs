@@ -19,6 +19,7 @@
 //! - `report`: [`RunResult`], tables and JSON lines.
 //! - `compare`: starts Starling and nats-server and runs scenarios against both, alternately.
 //! - `recover`: disk per message and the time back after `kill -9`, for a file stream on both.
+//! - `inprocess`: the in-process client against TCP loopback on one embedded broker.
 //! - `args`: the hand-written command-line parser of the binary.
 
 pub mod accounts;
@@ -28,6 +29,7 @@ pub mod conn;
 mod error;
 pub mod flow;
 pub mod handshake;
+pub mod inprocess;
 pub mod js;
 pub mod procstat;
 pub mod recover;

@@ -22,6 +22,9 @@ USAGE:
                         a file stream of N messages on Starling and on nats-server: disk
                         per message after kill -9, and the time from the restart's spawn
                         to STREAM.INFO answering (--cold: page cache dropped first, root)
+  starling-bench inprocess [--msgs N] [--size B] [--k K] [--requests N] [--rounds 3]
+                        one embedded broker: pub->sub, fan-out and request/reply through
+                        the in-process client and over TCP loopback, with ratios
 
 SCENARIOS:
   pub pubsub pubsub-headers fanout fanin queue wildcard reqrep subs route accounts
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         "compare" => Args::parse(argv).and_then(compare_cmd),
         "config" => Args::parse(argv).and_then(config_cmd),
         "recover" => Args::parse(argv).and_then(recover_cmd),
+        "inprocess" => Args::parse(argv).and_then(inprocess_cmd),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -277,6 +281,22 @@ fn compare_cmd(mut args: Args) -> Result<()> {
         .map(ToString::to_string)
         .collect();
     write_json(json.as_deref(), &lines)
+}
+
+fn inprocess_cmd(mut args: Args) -> Result<()> {
+    use starling_benches::inprocess::{self, InprocessConfig};
+    let d = InprocessConfig::default();
+    let cfg = InprocessConfig {
+        msgs: args.get("msgs")?.unwrap_or(d.msgs),
+        size: args.size("size")?.unwrap_or(d.size),
+        k: args.get("k")?.unwrap_or(d.k),
+        requests: args.get("requests")?.unwrap_or(d.requests),
+        rounds: args.get("rounds")?.unwrap_or(d.rounds),
+    };
+    args.finish()?;
+    let rows = inprocess::run(&cfg, |line| eprintln!("{line}"))?;
+    print!("{}", inprocess::table(&rows));
+    Ok(())
 }
 
 fn recover_cmd(mut args: Args) -> Result<()> {

@@ -1,0 +1,239 @@
+//! The in-process client against TCP loopback on the same broker, in one run: one embedded
+//! Starling broker, the same scenarios once through `Client` (no socket, no codec) and once
+//! through this tool's raw TCP client. Ratios are in-process over TCP (msgs/s), and TCP over
+//! in-process for the request/reply round trip.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use starling_server::{Client, Server};
+
+use crate::error::{BenchError, Result};
+use crate::scenario::{self, Config, Scenario};
+
+/// What `starling-bench inprocess` runs.
+#[derive(Debug, Clone)]
+pub struct InprocessConfig {
+    /// Messages each pub→sub and fan-out round publishes.
+    pub msgs: u64,
+    /// Payload size.
+    pub size: usize,
+    /// Fan-out width.
+    pub k: usize,
+    /// Request/reply round trips per round.
+    pub requests: u64,
+    /// Rounds (medians are reported).
+    pub rounds: usize,
+}
+
+impl Default for InprocessConfig {
+    fn default() -> Self {
+        Self {
+            msgs: 1_000_000,
+            size: 16,
+            k: 4,
+            requests: 20_000,
+            rounds: 3,
+        }
+    }
+}
+
+/// One scenario's medians.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// `pubsub`, `fanout`, `reqrep`.
+    pub scenario: &'static str,
+    /// In-process deliveries per second (`reqrep`: round trips per second).
+    pub inprocess: f64,
+    /// The same over TCP loopback.
+    pub tcp: f64,
+    /// `reqrep` only: the round trip in-process and over TCP, median, in nanoseconds.
+    pub round_trip_ns: Option<(f64, f64)>,
+}
+
+/// Runs every scenario `cfg.rounds` times on one embedded broker, in-process and over TCP
+/// alternately; `progress` gets a line per run.
+pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Vec<Row>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("starting a runtime", e))?;
+    let server = rt
+        .block_on(Server::builder().listen("127.0.0.1:0").start())
+        .map_err(|e| BenchError::Usage(format!("embedded broker: {e}")))?;
+    let url = server.client_url().expect("a client listener");
+    let payload = Bytes::from(vec![b'x'; cfg.size]);
+    let tcp_cfg = |scenario, k| Config {
+        scenario,
+        url: url.clone(),
+        size: cfg.size,
+        k,
+        duration: Duration::from_secs(60),
+        max_msgs: Some(if scenario == Scenario::ReqRep {
+            cfg.requests
+        } else {
+            cfg.msgs
+        }),
+        // The broker runs in this process: its CPU is ours (not reported here).
+        pid: Some(std::process::id()),
+        ..Config::default()
+    };
+    let mut rows = Vec::new();
+    for (name, k) in [("pubsub", 1), ("fanout", cfg.k)] {
+        let (mut inproc, mut tcp) = (Vec::new(), Vec::new());
+        for round in 0..cfg.rounds {
+            let rate = rt.block_on(pub_sub(&server, &payload, cfg.msgs, k))?;
+            inproc.push(rate);
+            let scenario = if k == 1 {
+                Scenario::PubSub
+            } else {
+                Scenario::Fanout
+            };
+            let r = scenario::run(&tcp_cfg(scenario, k))?;
+            tcp.push(r.msgs_per_sec());
+            progress(format!(
+                "{name} round {}: in-process {rate:.0} msgs/s, tcp {:.0} msgs/s",
+                round + 1,
+                r.msgs_per_sec()
+            ));
+        }
+        rows.push(Row {
+            scenario: name,
+            inprocess: median(inproc),
+            tcp: median(tcp),
+            round_trip_ns: None,
+        });
+    }
+    let (mut inproc, mut tcp, mut rtt_in, mut rtt_tcp) = (vec![], vec![], vec![], vec![]);
+    for round in 0..cfg.rounds {
+        let (rate, rtt) = rt.block_on(req_rep(&server, &payload, cfg.requests))?;
+        inproc.push(rate);
+        rtt_in.push(rtt);
+        let r = scenario::run(&tcp_cfg(Scenario::ReqRep, 1))?;
+        tcp.push(r.msgs_per_sec());
+        let p50 = r.latency.as_ref().map_or(0.0, |l| l.p50);
+        rtt_tcp.push(p50);
+        progress(format!(
+            "reqrep round {}: in-process {rtt:.0} ns, tcp {p50:.0} ns",
+            round + 1
+        ));
+    }
+    rows.push(Row {
+        scenario: "reqrep",
+        inprocess: median(inproc),
+        tcp: median(tcp),
+        round_trip_ns: Some((median(rtt_in), median(rtt_tcp))),
+    });
+    rt.block_on(server.shutdown());
+    Ok(rows)
+}
+
+/// One publisher task, `k` subscriber streams: deliveries per second from the first publish
+/// to the last delivery. Every payload is checked to be the publisher's own bytes (shared,
+/// never copied).
+async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize) -> Result<f64> {
+    let publisher = server.client();
+    let mut readers = Vec::new();
+    for _ in 0..k {
+        let client = server.client();
+        let mut sub = client
+            .subscribe("bench.inprocess")
+            .await
+            .map_err(|e| BenchError::Usage(e.to_string()))?;
+        let origin = payload.as_ptr() as usize;
+        readers.push(tokio::spawn(async move {
+            let _client = client;
+            let mut n = 0u64;
+            while n < msgs {
+                match sub.next().await {
+                    Some(m) if m.payload.as_ptr() as usize == origin => n += 1,
+                    Some(_) => return Err("a payload was copied"),
+                    None => return Err("the subscription ended"),
+                }
+            }
+            Ok(Instant::now())
+        }));
+    }
+    let start = Instant::now();
+    for _ in 0..msgs {
+        publisher
+            .publish("bench.inprocess", payload.clone())
+            .await
+            .map_err(|e| BenchError::Usage(e.to_string()))?;
+    }
+    let mut last = start;
+    for r in readers {
+        let end = r
+            .await
+            .map_err(|e| BenchError::Usage(e.to_string()))?
+            .map_err(|e| BenchError::Usage(e.into()))?;
+        last = last.max(end);
+    }
+    Ok((msgs * k as u64) as f64 / (last - start).as_secs_f64())
+}
+
+/// Sequential requests to an in-process responder: round trips per second, and the median
+/// round trip in nanoseconds.
+async fn req_rep(server: &Server, payload: &Bytes, requests: u64) -> Result<(f64, f64)> {
+    let responder = server.client();
+    let mut sub = responder
+        .subscribe("bench.inprocess.req")
+        .await
+        .map_err(|e| BenchError::Usage(e.to_string()))?;
+    let answering = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = &m.reply {
+                let _ = responder.publish(reply.as_str(), m.payload.clone()).await;
+            }
+        }
+    });
+    let requester: Client = server.client();
+    let mut samples = Vec::with_capacity(requests as usize);
+    let start = Instant::now();
+    for _ in 0..requests {
+        let t = Instant::now();
+        requester
+            .request("bench.inprocess.req", payload.clone())
+            .await
+            .map_err(|e| BenchError::Usage(e.to_string()))?;
+        samples.push(t.elapsed().as_nanos() as f64);
+    }
+    let rate = requests as f64 / start.elapsed().as_secs_f64();
+    answering.abort();
+    Ok((rate, median(samples)))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The figures as a table, with the ratios the goals are stated in.
+pub fn table(rows: &[Row]) -> String {
+    let mut out =
+        String::from("| scenario | in-process | TCP loopback | ratio |\n|---|---|---|---|\n");
+    for r in rows {
+        let rate = |x: f64| format!("{:.2} M/s", x / 1e6);
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2}× |\n",
+            r.scenario,
+            rate(r.inprocess),
+            rate(r.tcp),
+            r.inprocess / r.tcp.max(1.0)
+        ));
+        if let Some((i, t)) = r.round_trip_ns {
+            out.push_str(&format!(
+                "| reqrep round trip (median) | {:.1} µs | {:.1} µs | {:.2}× |\n",
+                i / 1e3,
+                t / 1e3,
+                i / t.max(1.0)
+            ));
+        }
+    }
+    out
+}
