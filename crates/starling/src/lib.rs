@@ -77,6 +77,10 @@
 //! command-line flags and configuration file.
 #![warn(missing_docs)]
 
+/// NATS clients over WebSocket ([`ServerBuilder::websocket`], feature `websocket`, on by
+/// default).
+#[cfg(feature = "websocket")]
+pub use starling_server::Websocket;
 /// Authentication: the embedder's own authenticators ([`ServerBuilder::authenticator`]) and
 /// their answers, live connections kicked or re-checked, and NATS JWTs (operator mode).
 pub use starling_server::{
@@ -104,10 +108,6 @@ pub use starling_server::{
     HandshakeFirst, TlsConfig, TlsError, TlsVersion, DEFAULT_HANDSHAKE_FIRST_FALLBACK,
     DEFAULT_TLS_TIMEOUT,
 };
-/// NATS clients over WebSocket ([`ServerBuilder::websocket`], feature `websocket`, on by
-/// default).
-#[cfg(feature = "websocket")]
-pub use starling_server::Websocket;
 /// What a user may publish and subscribe to ([`User::permissions`], default permissions).
 pub use starling_server::{
     Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,
