@@ -187,7 +187,7 @@ impl Server {
         self.client_addr().map(|a| format!("nats://{a}"))
     }
 
-    /// Reads the client listener's and the routes' certificate, key and CA files again: new TLS handshakes use
+    /// Reads the client listener's, the routes' and the WebSocket listener's certificate, key and CA files again: new TLS handshakes use
     /// them, established connections keep theirs. On an error the old certificates stay in use.
     /// Does nothing without TLS.
     #[cfg(feature = "tls")]
@@ -197,6 +197,10 @@ impl Server {
             .into_iter()
             .flatten()
         {
+            tls.reload()?;
+        }
+        #[cfg(feature = "websocket")]
+        if let Some(tls) = b.websocket().tls_listener() {
             tls.reload()?;
         }
         Ok(())

@@ -586,29 +586,11 @@ async fn websocket_without_tls_must_say_no_tls() {
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn wss_with_the_test_certificates() {
-    use std::sync::Arc;
-
     let certs = common::certs::Certs::new("wss");
     let server = ws_server(Websocket::new().tls(certs.server())).await;
     let addr = server.websocket_addr().unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(certs.ca()).unwrap();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = wss_connect(addr, &certs.ca()).await.unwrap();
     let (status, mut ws) =
         upgrade_on(tls, &request(&format!("localhost:{}", addr.port()), "")).await;
     assert_eq!(status, 101);
@@ -622,6 +604,50 @@ async fn wss_with_the_test_certificates() {
 
 #[cfg(feature = "tls")]
 use rustls_pki_types::pem::PemObject;
+
+/// A TLS connection to `addr` for `localhost`, trusting the CA in `ca`.
+#[cfg(feature = "tls")]
+async fn wss_connect(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn wss_certificates_reload_without_a_restart() {
+    let certs = common::certs::Certs::new("wss-reload");
+    let server = ws_server(Websocket::new().tls(certs.server())).await;
+    let addr = server.websocket_addr().unwrap();
+    let old_ca = certs.dir().join("old-ca.pem");
+    std::fs::copy(certs.ca(), &old_ca).unwrap();
+    certs.issue("Starling Test CA 2");
+    server.reload_certificates().unwrap();
+    assert!(
+        wss_connect(addr, &old_ca).await.is_err(),
+        "the old CA no longer verifies"
+    );
+    let tls = wss_connect(addr, &certs.ca()).await.unwrap();
+    let host = format!("localhost:{}", addr.port());
+    assert_eq!(upgrade_on(tls, &request(&host, "")).await.0, 101);
+}
 
 #[cfg(feature = "monitor")]
 #[tokio::test]
@@ -869,4 +895,28 @@ async fn a_compressed_message_may_not_inflate_past_max_payload() {
         u16::from_be_bytes([close.payload[0], close.payload[1]]),
         1009
     );
+}
+
+#[tokio::test]
+async fn lame_duck_info_over_websocket_names_the_websocket_listener() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .lame_duck_grace_period(Duration::from_millis(10))
+        .lame_duck_duration(Duration::from_millis(200))
+        .websocket(plain().listen("127.0.0.1:0"))
+        .start()
+        .await
+        .unwrap();
+    let addr = server.websocket_addr().unwrap();
+    let (mut ws, _) = nats_over_ws(addr, "").await;
+    let s2 = server.clone();
+    tokio::spawn(async move { s2.lame_duck().await });
+    let text = ws.until("\"ldm\":true").await;
+    let json = text
+        .split("INFO ")
+        .last()
+        .and_then(|s| s.split("\r\n").next())
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(info["port"], addr.port(), "{info}");
 }

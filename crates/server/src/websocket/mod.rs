@@ -62,6 +62,12 @@ impl State {
         self.bound.get().map(|b| b.addr)
     }
 
+    /// The listener's TLS, when it serves `wss://` (for certificate reloads).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_listener(&self) -> Option<&Arc<crate::transport::Tls>> {
+        self.bound.get().and_then(|b| b.tls.as_ref())
+    }
+
     /// Whether the listener serves `wss://`.
     fn tls(&self) -> bool {
         #[cfg(feature = "tls")]
