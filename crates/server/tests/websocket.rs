@@ -480,6 +480,7 @@ fn bad_upgrades(host: &str) -> Vec<(&'static str, String, u16)> {
     let key = format!("Sec-WebSocket-Key: {KEY}\r\n");
     vec![
         ("POST", request(host, "").replacen("GET", "POST", 1), 405),
+        ("MQTT", request(host, "").replacen("GET / ", "GET /mqtt ", 1), 404),
         (
             "no Upgrade",
             format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"),
@@ -704,6 +705,18 @@ async fn bad_upgrades_match_nats_server_2_15() {
         .collect();
     cases.push(("good".into(), request("HOST", "")));
     cases.push((
+        "MQTT path".into(),
+        request("HOST", "").replacen("GET / ", "GET /mqtt ", 1),
+    ));
+    cases.push((
+        "MQTT path, POST".into(),
+        request("HOST", "").replacen("GET / ", "POST /mqtt ", 1),
+    ));
+    cases.push((
+        "leafnode path".into(),
+        request("HOST", "").replacen("GET / ", "GET /leafnode ", 1),
+    ));
+    cases.push((
         "foreign origin".into(),
         request("HOST", "Origin: http://evil.example\r\n"),
     ));
@@ -919,4 +932,14 @@ async fn lame_duck_info_over_websocket_names_the_websocket_listener() {
         .unwrap();
     let info: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(info["port"], addr.port(), "{info}");
+}
+
+#[tokio::test]
+async fn a_leafnode_upgrade_is_closed_as_nats_server_without_leafnodes_closes_it() {
+    let server = ws_server(plain()).await;
+    let addr = server.websocket_addr().unwrap();
+    let req = request(&addr.to_string(), "").replacen("GET / ", "GET /leafnode ", 1);
+    let (status, mut ws) = upgrade(addr, &req).await;
+    assert_eq!(status, 101);
+    assert!(ws.read_frame().await.is_none(), "closed without an INFO");
 }

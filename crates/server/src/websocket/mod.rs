@@ -250,6 +250,11 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     match tokio::time::timeout_at(deadline, handshake::upgrade(io, rules)).await {
+        Ok(Ok(Ok(upgrade))) if upgrade.leafnode => {
+            // As nats-server without leafnodes: upgraded, then closed without a word.
+            error!("{addr} - Not configured to accept leaf node connections");
+            None
+        }
         Ok(Ok(Ok(upgrade))) => Some(upgrade),
         Ok(Ok(Err(refused))) => {
             error!("{addr} - {refused}");
