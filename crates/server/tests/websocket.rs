@@ -943,3 +943,49 @@ async fn a_leafnode_upgrade_is_closed_as_nats_server_without_leafnodes_closes_it
     assert_eq!(status, 101);
     assert!(ws.read_frame().await.is_none(), "closed without an INFO");
 }
+
+/// async-nats's own websocket tests (`core`, `tls`), against Starling: ten 1 MiB messages
+/// over `ws://`, and `wss://` with the server's user and password.
+#[tokio::test]
+async fn async_nats_websocket_suite_core_large_messages() {
+    let server = ws_server(plain()).await;
+    let client = async_nats::connect(ws_url(&server)).await.unwrap();
+    let payload = bytes::Bytes::from(vec![22; 1024 * 1024]);
+    let mut sub = client.subscribe("foo").await.unwrap().take(10);
+    for _ in 0..10 {
+        client.publish("foo", payload.clone()).await.unwrap();
+    }
+    let mut n = 0;
+    while let Some(msg) = tokio::time::timeout(WAIT, sub.next()).await.unwrap() {
+        assert_eq!(msg.payload, payload);
+        n += 1;
+    }
+    assert_eq!(n, 10);
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn async_nats_over_wss_with_the_servers_user() {
+    use starling_server::Auth;
+    let certs = common::certs::Certs::new("wss-async-nats");
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .auth(Auth::UserPassword {
+            user: "derek".into(),
+            password: "porkchop".into(),
+        })
+        .websocket(Websocket::new().listen("127.0.0.1:0").tls(certs.server()))
+        .start()
+        .await
+        .unwrap();
+    let port = server.websocket_addr().unwrap().port();
+    let client = async_nats::ConnectOptions::new()
+        .user_and_password("derek".into(), "porkchop".into())
+        .add_root_certificates(certs.ca())
+        .connect(format!("wss://localhost:{port}"))
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("foo").await.unwrap();
+    client.publish("foo", "hello".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload.as_ref(), b"hello");
+}
