@@ -23,6 +23,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BufMut, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tungstenite::protocol::frame::coding::{Control as Ctl, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
@@ -33,6 +34,8 @@ const READ_SIZE: usize = 64 * 1024;
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// Server messages this small or smaller are never compressed (nats-server's threshold).
 const COMPRESS_THRESHOLD: usize = 64;
+/// The most bytes one server message carries (a write of more is taken in part).
+const MAX_MESSAGE: usize = 1024 * 1024;
 /// Browsers fare better with frames no larger than this (nats-server's experience).
 pub(crate) const BROWSER_FRAME_SIZE: usize = 4096;
 /// What a sync flush ends a deflate block with; taken off before sending, put back before
@@ -643,12 +646,25 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.accepted.is_none() {
-            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            // At most MAX_MESSAGE bytes per message (the rest is the next write's): the
+            // frame is a copy, and a slow consumer's backlog must not become one buffer.
+            let mut taken: SmallVec<[IoSlice<'_>; 8]> = SmallVec::new();
+            let mut total = 0;
+            for b in bufs {
+                let n = b.len().min(MAX_MESSAGE - total);
+                if n > 0 {
+                    taken.push(IoSlice::new(&b[..n]));
+                    total += n;
+                }
+                if total == MAX_MESSAGE {
+                    break;
+                }
+            }
             if total == 0 {
                 return Poll::Ready(Ok(0));
             }
             self.control.take_into(&mut self.pending);
-            self.frame(bufs, total);
+            self.frame(&taken, total);
             self.accepted = Some(total);
         }
         ready!(self.poll_drain(cx))?;
@@ -886,6 +902,31 @@ mod tests {
         }
         out.extend_from_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    }
+
+    /// A write larger than a message is taken in part; the rest goes in the next.
+    #[test]
+    fn writes_beyond_a_message_are_taken_in_part() {
+        use tokio::io::AsyncWriteExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (_r, mut w) = split(
+            tokio::io::empty(),
+            Vec::new(),
+            Negotiated::default(),
+            1024,
+            Box::new(|| {}),
+            Box::new(|| (1000, String::new())),
+        );
+        let big = vec![7u8; MAX_MESSAGE + 10];
+        let n = rt.block_on(w.write(&big)).unwrap();
+        assert_eq!(n, MAX_MESSAGE);
+        let n = rt.block_on(w.write(&big[n..])).unwrap();
+        assert_eq!(n, 10);
+        // Two binary frames: 10-byte and 4-byte headers.
+        assert_eq!(w.io.len(), MAX_MESSAGE + 10 + 10 + 2);
+        assert_eq!(&w.io[..2], &[0x82, 127]);
     }
 
     proptest::proptest! {
