@@ -14,6 +14,7 @@ use crate::conn::connect;
 use crate::error::{BenchError, Result};
 use crate::js::JsServer;
 use crate::report::{self, RunResult};
+use crate::scenario::Topology;
 use crate::scenario::{self, Config, Scenario};
 use crate::tls::TlsFiles;
 
@@ -175,12 +176,12 @@ impl ServerProcess {
 }
 
 impl Contender {
-    /// Starts this side (one node, or two clustered nodes when `cluster`); `tls` holds the
-    /// certificate files when this side uses TLS.
-    pub fn start(&self, cluster: bool, tls: Option<&TlsFiles>) -> Result<Deployment> {
+    /// Starts this side as `topology` says; `tls` holds the certificate files when this side
+    /// uses TLS.
+    pub fn start(&self, topology: Topology, tls: Option<&TlsFiles>) -> Result<Deployment> {
         Deployment::start_with(
             &self.bin,
-            cluster,
+            topology,
             self.config.as_deref(),
             tls.filter(|_| self.tls),
             self.jetstream,
@@ -360,57 +361,71 @@ pub fn start_server_with(
     }
 }
 
-/// One server, or a two-node cluster for `route`.
+/// One server, a two-node cluster for `route`, or a hub and its leaf for `leaf`.
 #[derive(Debug)]
 pub struct Deployment {
     /// The server publishers (and everyone else) connect to.
     pub a: ServerProcess,
-    /// The second cluster node, for `route`.
+    /// The second cluster node (`route`), or the leaf (`leaf`).
     pub b: Option<ServerProcess>,
 }
 
 impl Deployment {
-    /// Starts `bin` (with `config`): one node, or two clustered nodes when `cluster`; with
-    /// `tls`, client listeners use TLS (routes stay plaintext).
+    /// Starts `bin` (with `config`) as `topology` says; with `tls`, client listeners use TLS
+    /// (routes and leaf connections stay plaintext).
     pub fn start(
         bin: &PathBuf,
-        cluster: bool,
+        topology: Topology,
         config: Option<&str>,
         tls: Option<&TlsFiles>,
     ) -> Result<Self> {
-        Self::start_with(bin, cluster, config, tls, None, false)
+        Self::start_with(bin, topology, config, tls, None, false)
     }
 
     /// [`Self::start`], with JetStream on every node when `js` is given (each with its own
     /// fresh store directory).
     pub fn start_with(
         bin: &PathBuf,
-        cluster: bool,
+        topology: Topology,
         config: Option<&str>,
         tls: Option<&TlsFiles>,
         js: Option<JsServer>,
         ws: bool,
     ) -> Result<Self> {
-        if !cluster {
-            return Ok(Self {
+        match topology {
+            Topology::Single => Ok(Self {
                 a: start_server_with(bin, free_port()?, &[], config, tls, js, ws)?,
                 b: None,
-            });
+            }),
+            Topology::Cluster => {
+                let (ca, cb) = (free_port()?, free_port()?);
+                let flags = |own: u16, other: u16| -> Vec<String> {
+                    vec![
+                        "--cluster".into(),
+                        format!("nats://127.0.0.1:{own}"),
+                        "--routes".into(),
+                        format!("nats://127.0.0.1:{other}"),
+                        "--cluster_name".into(),
+                        "bench".into(),
+                    ]
+                };
+                let a = start_server_with(bin, free_port()?, &flags(ca, cb), config, tls, js, ws)?;
+                let b = start_server_with(bin, free_port()?, &flags(cb, ca), config, tls, js, ws)?;
+                Ok(Self { a, b: Some(b) })
+            }
+            Topology::Leaf => {
+                // nats-server has no leafnode flags: both sides get a config block.
+                let port = free_port()?;
+                let with = |block: String| format!("{}\n{block}\n", config.unwrap_or_default());
+                let hub = with(format!("leafnodes {{ listen: \"127.0.0.1:{port}\" }}"));
+                let leaf = with(format!(
+                    "leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{port}\" }} ] }}"
+                ));
+                let a = start_server_with(bin, free_port()?, &[], Some(&hub), tls, js, ws)?;
+                let b = start_server_with(bin, free_port()?, &[], Some(&leaf), tls, js, ws)?;
+                Ok(Self { a, b: Some(b) })
+            }
         }
-        let (ca, cb) = (free_port()?, free_port()?);
-        let flags = |own: u16, other: u16| -> Vec<String> {
-            vec![
-                "--cluster".into(),
-                format!("nats://127.0.0.1:{own}"),
-                "--routes".into(),
-                format!("nats://127.0.0.1:{other}"),
-                "--cluster_name".into(),
-                "bench".into(),
-            ]
-        };
-        let a = start_server_with(bin, free_port()?, &flags(ca, cb), config, tls, js, ws)?;
-        let b = start_server_with(bin, free_port()?, &flags(cb, ca), config, tls, js, ws)?;
-        Ok(Self { a, b: Some(b) })
     }
 
     /// Where the servers' logs are.
@@ -474,7 +489,7 @@ pub fn run(cfg: &CompareConfig, mut progress: impl FnMut(String)) -> Result<Vec<
             scenario,
             ..cfg.base.clone()
         };
-        let cluster = scenario.needs_cluster();
+        let cluster = scenario.topology();
         let sides = cfg.contenders(scenario, &base);
         // Memory scenarios: every round gets fresh processes.
         let fresh = scenario.measures_memory();

@@ -42,5 +42,5 @@ pub use conn::{connect, Conn};
 pub use error::{BenchError, Result};
 pub use flow::{Flow, FlowOutcome};
 pub use report::{Latency, RunResult};
-pub use scenario::{run, Config, Scenario, SIZE_RANGE};
+pub use scenario::{run, Config, Scenario, Topology, SIZE_RANGE};
 pub use seq::Tracker;

@@ -33,6 +33,8 @@ pub enum Scenario {
     Subs,
     /// Publish on one server, subscribe on another of the same cluster.
     Route,
+    /// Publish on a hub, subscribe on a leaf node connected to it. Not part of `all`.
+    Leaf,
     /// Many accounts with a few subscriptions each: server memory per account.
     Accounts,
     /// K connector threads open and close connections: handshakes per second (with TLS
@@ -70,7 +72,8 @@ impl Scenario {
 
     /// Scenarios that `all` leaves out (it stays what earlier figures were measured with);
     /// they run when named.
-    pub const EXTRA: [Self; 7] = [
+    pub const EXTRA: [Self; 8] = [
+        Self::Leaf,
         Self::Handshake,
         Self::JsPub,
         Self::JsPubSync,
@@ -103,6 +106,7 @@ impl Scenario {
             Self::ReqRep => "reqrep",
             Self::Subs => "subs",
             Self::Route => "route",
+            Self::Leaf => "leaf",
             Self::Accounts => "accounts",
             Self::Handshake => "handshake",
             Self::JsPub => "js-pub",
@@ -170,9 +174,14 @@ impl Scenario {
         }
     }
 
-    /// Needs two clustered servers (`url2`).
-    pub fn needs_cluster(self) -> bool {
-        self == Self::Route
+    /// The servers the scenario needs: one, two clustered, or a hub and its leaf (the
+    /// second server is `url2`).
+    pub fn topology(self) -> Topology {
+        match self {
+            Self::Route => Topology::Cluster,
+            Self::Leaf => Topology::Leaf,
+            _ => Topology::Single,
+        }
     }
 
     /// Measures memory: every round gets fresh server processes.
@@ -184,6 +193,17 @@ impl Scenario {
     pub fn server_config(self, cfg: &Config) -> Option<String> {
         (self == Self::Accounts).then(|| accounts::server_config(cfg.accounts))
     }
+}
+
+/// How many servers a scenario runs on, and how they are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// One server.
+    Single,
+    /// Two servers with a route between them.
+    Cluster,
+    /// A hub, and a leaf node that solicits it (the second server).
+    Leaf,
 }
 
 impl fmt::Display for Scenario {
@@ -199,11 +219,11 @@ pub struct Config {
     pub scenario: Scenario,
     /// The server (`nats://host:port`).
     pub url: String,
-    /// The second server, for `route`: subscribers connect here.
+    /// The second server, for `route` and `leaf`: subscribers connect here.
     pub url2: Option<String>,
     /// The server's pid, for CPU and RSS figures.
     pub pid: Option<u32>,
-    /// The second server's pid (`route`): its CPU is added to the first's.
+    /// The second server's pid (`route`, `leaf`): its CPU is added to the first's.
     pub pid2: Option<u32>,
     /// A label for reports (defaults to the URL).
     pub label: Option<String>,
@@ -306,8 +326,11 @@ impl Config {
                 "--in-flight, --msgs, --batch, --replay-batch and --keys must be positive".into(),
             ));
         }
-        if self.scenario.needs_cluster() && self.url2.is_none() {
-            return Err(BenchError::Usage("route needs --url2".into()));
+        if self.scenario.topology() != Topology::Single && self.url2.is_none() {
+            return Err(BenchError::Usage(format!(
+                "{} needs --url2",
+                self.scenario.name()
+            )));
         }
         Ok(())
     }
@@ -366,7 +389,7 @@ impl Config {
                 )],
                 (0..self.k).map(|_| subscriber("bench.*.x", None)).collect(),
             ),
-            Scenario::Route => (
+            Scenario::Route | Scenario::Leaf => (
                 vec![publisher(one("bench.route"), false)],
                 vec![SubPlan {
                     url: self.url2.clone()?,
@@ -392,7 +415,7 @@ impl Config {
             duration: self.duration,
             drain_timeout: self.drain_timeout,
             connect_timeout: self.connect_timeout,
-            probe: self.scenario == Scenario::Route,
+            probe: self.scenario.topology() != Topology::Single,
             max_msgs: self.max_msgs,
         })
     }

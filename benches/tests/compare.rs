@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use starling_benches::compare::{self, CompareConfig, Deployment};
-use starling_benches::{Config, Scenario};
+use starling_benches::{Config, Scenario, Topology};
 
 /// The reference binary, or `None` (outside CI) when it is not installed.
 fn reference() -> Option<String> {
@@ -61,10 +61,31 @@ fn compare_runs_rounds_and_reports_ratios() {
         .all(|l| l["msgs_per_sec"].as_f64().unwrap() > 0.0));
 }
 
+/// `leaf`: each side is a hub and a leaf node that solicits it (config blocks, as nats-server
+/// has no leafnode flags); messages published on the hub reach the leaf's subscriber.
+#[test]
+fn leaf_runs_publishers_on_the_hub_and_subscribers_on_the_leaf() {
+    let Some(bin) = reference() else { return };
+    let base = Config {
+        duration: Duration::from_millis(200),
+        size: 32,
+        ..Config::default()
+    };
+    let mut cfg = CompareConfig::new(base, vec![Scenario::Leaf]);
+    cfg.rounds = 1;
+    cfg.starling_bin = bin.clone().into();
+    cfg.nats_bin = bin.into();
+    let runs = compare::run(&cfg, |_| {}).expect("compare runs");
+    for x in runs[0].starling.iter().chain(&runs[0].nats) {
+        assert!(x.delivered > 0 && x.server_cpu_ns.is_some(), "{x:?}");
+    }
+}
+
 #[test]
 fn servers_are_killed_when_dropped() {
     let Some(bin) = reference() else { return };
-    let d = Deployment::start(&bin.into(), true, None, None).expect("a two-node cluster starts");
+    let d = Deployment::start(&bin.into(), Topology::Cluster, None, None)
+        .expect("a two-node cluster starts");
     let pids = [d.a.pid, d.b.as_ref().expect("second node").pid];
     for p in pids {
         assert!(std::path::Path::new(&format!("/proc/{p}")).exists());

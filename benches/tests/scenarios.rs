@@ -4,16 +4,17 @@
 mod common;
 
 use common::{quick, Brokers};
-use starling_benches::{run, Scenario};
+use starling_benches::{run, Scenario, Topology};
 
 fn check(scenario: Scenario) {
-    let brokers = if scenario.needs_cluster() {
+    let two = scenario.topology() == Topology::Cluster;
+    let brokers = if two {
         Brokers::cluster()
     } else {
         Brokers::one()
     };
     let mut cfg = quick(scenario, brokers.url(0));
-    if scenario.needs_cluster() {
+    if two {
         cfg.url2 = Some(brokers.url(1));
     }
     // The broker runs in this process: its CPU and RSS are ours.

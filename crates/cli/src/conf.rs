@@ -110,8 +110,8 @@ pub(crate) enum ConfError {
         /// The operating system's error.
         reason: String,
     },
-    /// A syntax error.
-    #[error("{file}:{line}:{col}: {msg}")]
+    /// A syntax error (nats-server's words begin its message too: scripts look for them).
+    #[error("{file}:{line}:{col}: Parse error: {msg}")]
     Syntax {
         /// The file (or `<string>`).
         file: String,
@@ -273,6 +273,16 @@ impl<'a> Parser<'a> {
                     return Ok(());
                 }
                 Some('}') => return Err(self.err("unexpected '}'")),
+                // As nats-server's lexer: the top level may be wrapped in braces (a JSON
+                // object), its entries still top-level keys.
+                Some('{') if close.is_none() => {
+                    let open = self.here();
+                    self.bump();
+                    self.nesting += 1;
+                    self.parse_entries(Some(open))?;
+                    self.nesting -= 1;
+                    continue;
+                }
                 Some(':' | '=') => {
                     return Err(self.err(format!(
                         "unexpected key separator '{}'",
@@ -865,6 +875,15 @@ mod tests {
         std::fs::write(dir.join("loop.conf"), "include loop.conf\n").unwrap();
         let e = parse_file(&dir.join("loop.conf")).unwrap_err();
         assert!(e.to_string().contains("nested too deeply"), "{e}");
+    }
+
+    #[test]
+    fn a_document_wrapped_in_braces_is_read_as_nats_server_reads_it() {
+        let m = parse_str("{\n  \"port\": 4567,\n  \"jetstream\": true\n}").unwrap();
+        assert_eq!(get(&m, "port"), &Value::Int(4567));
+        assert_eq!(get(&m, "jetstream"), &Value::Bool(true));
+        let e = parse_str("{\n  \"port\": : \"invalid syntax\"\n}").unwrap_err();
+        assert!(e.to_string().contains("Parse error"), "{e}");
     }
 
     #[test]

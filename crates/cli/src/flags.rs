@@ -138,10 +138,12 @@ fn lookup(name: &str) -> Option<(Kind, Flag)> {
 }
 
 /// The parsed command line.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub(crate) struct Cli {
-    /// Settings given as flags (they override the config file).
+    /// The flags' settings alone (what is decided before the config file is read).
     pub(crate) settings: Settings,
+    /// Every setting flag in order, to apply over the config file ([`Self::over`]).
+    given: Vec<(String, Flag, Value)>,
     /// `-c FILE`.
     pub(crate) config: Option<PathBuf>,
     /// `-t`: check the config file and exit.
@@ -268,6 +270,7 @@ where
     Ok(cli)
 }
 
+#[derive(Clone, Debug)]
 enum Value {
     Bool(bool),
     Int(i64),
@@ -293,17 +296,44 @@ impl Value {
     }
 }
 
+impl Cli {
+    /// `file`'s settings with the flags applied over them (flags win, as in nats-server).
+    pub(crate) fn over(&self, mut file: Settings) -> Result<Settings, FlagError> {
+        for (name, flag, v) in &self.given {
+            set(&mut file, name, *flag, v.clone())?;
+        }
+        Ok(file)
+    }
+}
+
+/// What flag `name` does: to the command line's own options, or to the settings.
 fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagError> {
-    let s = &mut cli.settings;
     match flag {
-        Flag::Addr => s.host = Some(v.string()),
-        Flag::Port => s.port = Some(v.int()),
-        Flag::Name => s.server_name = Some(v.string()),
-        Flag::Pid => s.pid_file = Some(v.string().into()),
         Flag::Config => cli.config = Some(v.string().into()),
         Flag::TestConfig => cli.test_config = v.bool(),
         Flag::Signal => cli.signal = Some(v.string()),
-        Flag::ClientAdvertise => s.client_advertise = Some(v.string()),
+        Flag::Help => cli.help = v.bool(),
+        Flag::HelpTls => cli.help_tls = v.bool(),
+        Flag::Version => cli.version = v.bool(),
+        Flag::Ignored(feature) => cli.warnings.push(format!(
+            "flag -{name} ignored: {feature} is not available in starling-server yet"
+        )),
+        _ => {
+            set(&mut cli.settings, name, flag, v.clone())?;
+            cli.given.push((name.to_string(), flag, v));
+        }
+    }
+    Ok(())
+}
+
+/// What a setting flag sets.
+fn set(s: &mut Settings, name: &str, flag: Flag, v: Value) -> Result<(), FlagError> {
+    match flag {
+        Flag::Addr => s.host = Some(v.string()),
+        Flag::Port => s.port = Some(v.int()),
+        Flag::Name => s.config.server_name = Some(v.string()),
+        Flag::Pid => s.pid_file = Some(v.string().into()),
+        Flag::ClientAdvertise => s.config.client_advertise = Some(v.string()),
         Flag::PortsFileDir => s.ports_file_dir = Some(v.string().into()),
         // As nats-server's ConfigureOptions: only `-js` (true) and a non-empty `-sd` override
         // the file; `-js=false` does not turn off the file's JetStream.
@@ -342,9 +372,6 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
         Flag::User => s.user = Some(v.string()),
         Flag::Pass => s.password = Some(v.string()),
         Flag::Auth => s.token = Some(v.string()),
-        Flag::Help => cli.help = v.bool(),
-        Flag::HelpTls => cli.help_tls = v.bool(),
-        Flag::Version => cli.version = v.bool(),
         Flag::HttpPort => s.http_port = Some(v.int()),
         Flag::HttpsPort => s.https_port = Some(v.int()),
         Flag::Http => {
@@ -393,9 +420,14 @@ fn apply(cli: &mut Cli, name: &str, flag: Flag, v: Value) -> Result<(), FlagErro
                 reason: "value out of range".into(),
             })?);
         }
-        Flag::Ignored(feature) => cli.warnings.push(format!(
-            "flag -{name} ignored: {feature} is not available in starling-server yet"
-        )),
+        // The command line's own: `apply` handles them.
+        Flag::Config
+        | Flag::TestConfig
+        | Flag::Signal
+        | Flag::Help
+        | Flag::HelpTls
+        | Flag::Version
+        | Flag::Ignored(_) => {}
     }
     Ok(())
 }
@@ -611,10 +643,10 @@ mod tests {
         ]);
         let s = &c.settings;
         assert_eq!(s.host.as_deref(), Some("127.0.0.1"));
-        assert_eq!(s.server_name.as_deref(), Some("n1"));
+        assert_eq!(s.config.server_name.as_deref(), Some("n1"));
         assert_eq!(s.pid_file, Some("/tmp/p.pid".into()));
         assert_eq!(s.log_file, Some("/tmp/l.log".into()));
-        assert_eq!(s.client_advertise.as_deref(), Some("h:1"));
+        assert_eq!(s.config.client_advertise.as_deref(), Some("h:1"));
         assert_eq!(
             (s.user.as_deref(), s.password.as_deref()),
             (Some("u"), Some("p"))
@@ -626,10 +658,17 @@ mod tests {
         assert_eq!(ok(&["--addr", "::1"]).settings.host.as_deref(), Some("::1"));
         assert_eq!(ok(&["--net=h"]).settings.host.as_deref(), Some("h"));
         assert_eq!(
-            ok(&["--server_name", "x"]).settings.server_name.as_deref(),
+            ok(&["--server_name", "x"])
+                .settings
+                .config
+                .server_name
+                .as_deref(),
             Some("x")
         );
-        assert_eq!(ok(&["--name=y"]).settings.server_name.as_deref(), Some("y"));
+        assert_eq!(
+            ok(&["--name=y"]).settings.config.server_name.as_deref(),
+            Some("y")
+        );
     }
 
     #[test]
@@ -936,14 +975,17 @@ mod tests {
     #[test]
     fn value_taken_verbatim_even_if_it_looks_like_a_flag() {
         assert_eq!(
-            ok(&["-n", "-D"]).settings.server_name.as_deref(),
+            ok(&["-n", "-D"]).settings.config.server_name.as_deref(),
             Some("-D")
         );
         assert_eq!(
             ok(&["--pass", "--x=y"]).settings.password.as_deref(),
             Some("--x=y")
         );
-        assert_eq!(ok(&["-n="]).settings.server_name.as_deref(), Some(""));
+        assert_eq!(
+            ok(&["-n="]).settings.config.server_name.as_deref(),
+            Some("")
+        );
         assert_eq!(
             ok(&["--pass=a=b"]).settings.password.as_deref(),
             Some("a=b")

@@ -15,6 +15,7 @@ use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,45 +38,134 @@ pub(crate) struct LogConfig {
     pub(crate) file: Option<PathBuf>,
 }
 
-/// Installs the subscriber. Returns the sink, whose file [`LogSink::reopen`] reopens.
-pub(crate) fn init(cfg: &LogConfig) -> io::Result<LogSink> {
+/// What a reload may change about the log: the levels and the timestamps, read by the
+/// filter and the formatter on every event (two relaxed loads), and the file.
+#[derive(Debug)]
+struct Switches {
+    debug: AtomicBool,
+    trace: AtomicBool,
+    logtime: AtomicBool,
+}
+
+impl Switches {
+    fn max(&self) -> Level {
+        // -V without -D shows trace lines but not debug lines, as nats-server does.
+        if self.trace.load(Ordering::Relaxed) {
+            Level::TRACE
+        } else if self.debug.load(Ordering::Relaxed) {
+            Level::DEBUG
+        } else {
+            Level::INFO
+        }
+    }
+
+    fn enabled(&self, level: Level) -> bool {
+        level <= Level::INFO
+            || (level == Level::DEBUG && self.debug.load(Ordering::Relaxed))
+            || (level == Level::TRACE && self.trace.load(Ordering::Relaxed))
+    }
+}
+
+/// The filter: the switches' levels. Its max-level hint is what keeps `debug!` and `trace!`
+/// free when they are off (tracing skips them before any call); a reload that changes the
+/// levels rebuilds tracing's interest cache so the hint is asked again.
+struct LevelSwitch(Arc<Switches>);
+
+impl<S> tracing_subscriber::layer::Filter<S> for LevelSwitch {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.0.enabled(*meta.level())
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.0.enabled(*meta.level()) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(self.0.max().into())
+    }
+}
+
+/// The installed log: its sink, and the switches a reload flips.
+#[derive(Clone, Debug)]
+pub(crate) struct Log {
+    sink: LogSink,
+    switches: Arc<Switches>,
+}
+
+impl Log {
+    /// Reopens the log file (after a log rotation moved it away). No file: nothing to do.
+    pub(crate) fn reopen(&self) -> io::Result<bool> {
+        self.sink.reopen()
+    }
+
+    /// Applies a reloaded configuration's `debug`, `trace`, `logtime` and `log_file`, logging
+    /// each change as nats-server does (`Reloaded: debug = true`).
+    pub(crate) fn reload(&self, cfg: &LogConfig) -> io::Result<()> {
+        let sw = &self.switches;
+        let mut levels_changed = false;
+        for (name, flag, new) in [
+            ("trace", &sw.trace, cfg.trace),
+            ("debug", &sw.debug, cfg.debug),
+            ("logtime", &sw.logtime, cfg.logtime),
+        ] {
+            if flag.swap(new, Ordering::Relaxed) != new {
+                levels_changed |= name != "logtime";
+                tracing::info!("Reloaded: {name} = {new}");
+            }
+        }
+        if levels_changed {
+            tracing::callsite::rebuild_interest_cache();
+        }
+        if self.sink.set_path(cfg.file.as_deref())? {
+            let file = cfg
+                .file
+                .as_deref()
+                .map_or(String::new(), |p| p.display().to_string());
+            tracing::info!("Reloaded: log_file = {file}");
+        }
+        Ok(())
+    }
+}
+
+/// Installs the subscriber. Returns the log, which reopens its file and takes reloads.
+pub(crate) fn init(cfg: &LogConfig) -> io::Result<Log> {
     let sink = LogSink::new(cfg.file.as_deref(), true)?;
+    let switches = Arc::new(Switches {
+        debug: AtomicBool::new(cfg.debug),
+        trace: AtomicBool::new(cfg.trace),
+        logtime: AtomicBool::new(cfg.logtime),
+    });
     let format = NatsFormat {
         pid: std::process::id(),
-        logtime: cfg.logtime,
-        fields_at_info: cfg.debug || cfg.trace,
+        switches: switches.clone(),
     };
-    let (debug, trace) = (cfg.debug, cfg.trace);
-    // -V without -D shows trace lines but not debug lines, as nats-server does.
-    let max = if trace {
-        Level::TRACE
-    } else if debug {
-        Level::DEBUG
-    } else {
-        Level::INFO
-    };
-    let filter = tracing_subscriber::filter::filter_fn(move |meta| {
-        let level = *meta.level();
-        level <= Level::INFO || (level == Level::DEBUG && debug) || (level == Level::TRACE && trace)
-    })
-    .with_max_level_hint(max);
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer;
     let layer = tracing_subscriber::fmt::layer()
         .event_format(format)
         .with_writer(sink.clone())
-        .with_filter(filter);
+        .with_filter(LevelSwitch(switches.clone()));
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::set_global_default(subscriber).map_err(io::Error::other)?;
     time::init();
-    Ok(sink)
+    Ok(Log { sink, switches })
 }
 
 /// Formats events as nats-server log lines.
-pub(crate) struct NatsFormat {
+struct NatsFormat {
     pid: u32,
-    logtime: bool,
-    fields_at_info: bool,
+    switches: Arc<Switches>,
 }
 
 impl<S, N> FormatEvent<S, N> for NatsFormat
@@ -90,23 +180,28 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let level = *event.metadata().level();
-        let with_fields = level != Level::INFO || self.fields_at_info;
+        let sw = &self.switches;
+        let fields_at_info = sw.debug.load(Ordering::Relaxed) || sw.trace.load(Ordering::Relaxed);
+        let with_fields = level != Level::INFO || fields_at_info;
         let mut v = LineVisitor {
             message: String::new(),
             fields: String::new(),
             with_fields,
+            fatal: false,
         };
         event.record(&mut v);
-        let stamp = if self.logtime {
+        let stamp = if sw.logtime.load(Ordering::Relaxed) {
             time::now()
         } else {
             String::new()
         };
-        w.write_str(&render_line(self.pid, &stamp, level, &v.message, &v.fields))
+        let tag = if v.fatal { "FTL" } else { level_tag(level) };
+        w.write_str(&render_tagged(self.pid, &stamp, tag, &v.message, &v.fields))
     }
 }
 
 /// One log line: `[PID] STAMP [LVL] message fields\n` (no stamp when it is empty).
+#[cfg(test)]
 pub(crate) fn render_line(
     pid: u32,
     stamp: &str,
@@ -114,13 +209,19 @@ pub(crate) fn render_line(
     message: &str,
     fields: &str,
 ) -> String {
+    render_tagged(pid, stamp, level_tag(level), message, fields)
+}
+
+/// A line with the level's tag given: `FTL` is nats-server's fatal level, which `tracing`
+/// does not have (an error event with `fatal = true` gets it, and the process then exits).
+fn render_tagged(pid: u32, stamp: &str, tag: &str, message: &str, fields: &str) -> String {
     let mut line = String::with_capacity(48 + message.len() + fields.len());
     let _ = write!(line, "[{pid}] ");
     if !stamp.is_empty() {
         line.push_str(stamp);
         line.push(' ');
     }
-    let _ = write!(line, "[{}] {message}{fields}", level_tag(level));
+    let _ = write!(line, "[{tag}] {message}{fields}");
     line.push('\n');
     line
 }
@@ -139,9 +240,19 @@ struct LineVisitor {
     message: String,
     fields: String,
     with_fields: bool,
+    /// The event has `fatal = true`: tagged `FTL`.
+    fatal: bool,
 }
 
 impl Visit for LineVisitor {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "fatal" {
+            self.fatal = value;
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
@@ -168,8 +279,8 @@ pub(crate) struct LogSink {
 #[derive(Debug)]
 struct SinkInner {
     stderr: bool,
-    path: Option<PathBuf>,
-    file: Mutex<Option<File>>,
+    /// The file and its path, replaced together by a reload.
+    file: Mutex<(Option<PathBuf>, Option<File>)>,
 }
 
 impl LogSink {
@@ -178,23 +289,37 @@ impl LogSink {
         Ok(Self {
             inner: Arc::new(SinkInner {
                 stderr,
-                path: path.map(Path::to_path_buf),
-                file: Mutex::new(file),
+                file: Mutex::new((path.map(Path::to_path_buf), file)),
             }),
         })
     }
 
     /// Reopens the log file (after a log rotation moved it away). No file: nothing to do.
     pub(crate) fn reopen(&self) -> io::Result<bool> {
-        let Some(path) = &self.inner.path else {
-            return Ok(false);
-        };
-        let file = open_log(path)?;
-        *self
+        let mut slot = self
             .inner
             .file
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(file);
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(path) = &slot.0 else {
+            return Ok(false);
+        };
+        slot.1 = Some(open_log(path)?);
+        Ok(true)
+    }
+
+    /// Writes to `path` from now on (none: stderr only); `false` if it already did.
+    fn set_path(&self, path: Option<&Path>) -> io::Result<bool> {
+        let mut slot = self
+            .inner
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.0.as_deref() == path {
+            return Ok(false);
+        }
+        let file = path.map(open_log).transpose()?;
+        *slot = (path.map(Path::to_path_buf), file);
         Ok(true)
     }
 }
@@ -231,6 +356,7 @@ impl Write for SinkWriter<'_> {
             .file
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .1
             .as_mut()
         {
             let _ = f.write_all(buf);
@@ -374,6 +500,7 @@ mod tests {
                     message: String::new(),
                     fields: String::new(),
                     with_fields: self.1,
+                    fatal: false,
                 };
                 event.record(&mut v);
                 self.0

@@ -14,7 +14,8 @@
 //! # Layout
 //! - `flags`: the command line, parsed as Go's `flag` package does; the help text.
 //! - `conf`: the nats-server configuration file syntax.
-//! - `settings`: what the flags and the file mean; flags over the file; the server builder;
+//! - `settings`: what the file and the flags mean, written straight into the server's `Config`
+//!   (flags applied after the file, so they win); the server builder;
 //!   JetStream (`-js`, `jetstream {}`) as the `starling-jetstream` extension.
 //! - `cluster`: the cluster and route URLs of `--cluster`, `--routes` and `cluster {}`.
 //! - `logging`: the `tracing` subscriber that prints nats-server's log lines.
@@ -40,7 +41,7 @@ use thiserror::Error;
 use tracing::{error, info, warn};
 
 use crate::flags::FlagError;
-use crate::logging::{LogConfig, LogSink};
+use crate::logging::{Log, LogConfig};
 use crate::settings::{ConfigError, Settings, SettingsError};
 use crate::signal::{SignalError, Signals, Trapped};
 
@@ -87,7 +88,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             if tracing::dispatcher::has_been_set() {
-                error!("{e}");
+                error!(fatal = true, "{e}");
             } else {
                 eprintln!("starling-server: {e}");
             }
@@ -124,8 +125,8 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
         }
         None => (Settings::default(), Vec::new()),
     };
-    let settings = file_settings.overlay(cli.settings);
-    warnings.extend(cli.warnings);
+    let settings = cli.over(file_settings)?;
+    warnings.extend(cli.warnings.iter().cloned());
     if cli.test_config {
         let path = cli.config.ok_or(CliError::TestWithoutConfig)?;
         settings.validate()?;
@@ -146,13 +147,7 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
     let builder = settings.builder()?;
     warnings.extend(settings.jetstream()?.warnings);
 
-    let sink = logging::init(&LogConfig {
-        debug: settings.debug.unwrap_or(false),
-        trace: settings.trace.unwrap_or(false),
-        logtime: settings.logtime.unwrap_or(true),
-        file: settings.log_file.clone(),
-    })
-    .map_err(|e| CliError::Io(e.to_string()))?;
+    let log = logging::init(&settings.log_config()).map_err(|e| CliError::Io(e.to_string()))?;
     for w in &warnings {
         warn!("{w}");
     }
@@ -161,7 +156,25 @@ fn run(program: &str, args: Vec<String>) -> Result<(), CliError> {
         .thread_name("starling")
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the runtime: {e}")))?;
-    let result = runtime.block_on(serve(builder, &settings, program, sink));
+    // SIGHUP: the file read again, the flags over it again, as nats-server reloads.
+    let config_path = cli.config.clone();
+    let jetstream_at_start = format!("{:?}", settings.jetstream()?.config);
+    let reread = move || -> Result<(starling_server::Config, LogConfig), CliError> {
+        let file = match &config_path {
+            Some(path) => settings::load_config(path)?.settings,
+            None => Settings::default(),
+        };
+        let settings = cli.over(file)?;
+        settings.validate()?;
+        let jetstream = format!("{:?}", settings.jetstream()?.config);
+        if jetstream != jetstream_at_start {
+            return Err(CliError::Io(
+                "config reload not supported for jetstream: restart the server to change it".into(),
+            ));
+        }
+        Ok((settings.server_config()?, settings.log_config()))
+    };
+    let result = runtime.block_on(serve(builder, &settings, program, log, reread));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -171,7 +184,8 @@ async fn serve(
     builder: ServerBuilder,
     settings: &Settings,
     program: &str,
-    sink: LogSink,
+    log: Log,
+    reread: impl Fn() -> Result<(starling_server::Config, LogConfig), CliError>,
 ) -> Result<(), CliError> {
     // Before the server starts: a signal sent as soon as it is ready must find a handler.
     let mut signals =
@@ -179,7 +193,7 @@ async fn serve(
     info!("Starting nats-server");
     info!("  Version:  {NATS_VERSION}");
     info!("  Starling: {VERSION}");
-    if let Some(name) = &settings.server_name {
+    if let Some(name) = &settings.config.server_name {
         info!("  Name:     {name}");
     }
     let _pid_file = settings
@@ -192,12 +206,11 @@ async fn serve(
     let (builder, _ports_file) = match &settings.ports_file_dir {
         Some(dir) => {
             let addr = settings.listen_addr()?;
-            let listener = std::net::TcpListener::bind(&addr).map_err(|e| {
-                CliError::Io(format!("cannot bind the client listener on {addr}: {e}"))
-            })?;
-            let bound = listener.local_addr().map_err(|e| {
-                CliError::Io(format!("cannot bind the client listener on {addr}: {e}"))
-            })?;
+            let listener = std::net::TcpListener::bind(&addr)
+                .map_err(|e| CliError::Io(format!("Error listening on port: {addr}, \"{e}\"")))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| CliError::Io(format!("Error listening on port: {addr}, \"{e}\"")))?;
             let file = RemoveOnDrop::ports_file(dir, program, bound)?;
             (builder.listener(listener), Some(file))
         }
@@ -230,8 +243,20 @@ async fn serve(
                     lame_duck = Some(Box::pin(async move { server.lame_duck().await }));
                 }
             }
-            Trapped::Reload => warn!("reload not supported yet"),
-            Trapped::Reopen => match sink.reopen() {
+            Trapped::Reload => {
+                // The server's options first: if it refuses them, nothing changes.
+                let reloaded = match reread() {
+                    Ok((config, log_config)) => match server.reload(config).await {
+                        Ok(_) => log.reload(&log_config).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = reloaded {
+                    error!("Failed to reload server configuration: {e}");
+                }
+            }
+            Trapped::Reopen => match log.reopen() {
                 Ok(true) => info!("Reopened log file"),
                 Ok(false) => info!("No log file to reopen"),
                 Err(e) => error!("{e}"),

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use starling_jetstream::ServerBuilderExt;
 use starling_server::gotime::parse_duration;
-use starling_server::{Account, AccountError, Auth, Cluster, ServerBuilder, User};
+use starling_server::{
+    AccountError, Auth, Cluster, Config, Monitor, ServerBuilder, DEFAULT_HOST, DEFAULT_PORT,
+};
 use thiserror::Error;
 
 mod accounts;
@@ -22,45 +24,24 @@ pub(crate) use tls::TlsSettings;
 use crate::cluster::{check_advertise, check_route_url, redact, UrlError};
 use crate::conf::{self, ConfError, Item, Map, Value};
 
-/// Every setting the binary knows. `None` = not given (the server's default applies).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Every setting the binary knows: the broker's options in [`Config`] (the file and the flags
+/// write them there, over the server's defaults), and beside it what nats-server gives in
+/// parts that the `Config` holds as one value (host and port, the cluster's pieces, the TLS
+/// block) and what only the binary has (logging, files, JetStream). `None` = not given.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Settings {
+    /// The broker's options.
+    pub(crate) config: Config,
     /// `-a` / `host`: the client listener's host.
     pub(crate) host: Option<String>,
     /// `-p` / `port`: the client listener's port (`-1` = any free port).
     pub(crate) port: Option<i64>,
-    /// `-n` / `server_name`.
-    pub(crate) server_name: Option<String>,
-    /// `--client_advertise` / `client_advertise`.
-    pub(crate) client_advertise: Option<String>,
-    /// `max_payload`.
-    pub(crate) max_payload: Option<usize>,
-    /// `max_control_line`.
-    pub(crate) max_control_line: Option<usize>,
-    /// `max_pending`.
-    pub(crate) max_pending: Option<usize>,
-    /// `max_connections`.
-    pub(crate) max_connections: Option<usize>,
-    /// `max_subscriptions`.
-    pub(crate) max_subscriptions: Option<usize>,
-    /// `ping_interval`.
-    pub(crate) ping_interval: Option<Duration>,
-    /// `ping_max`.
-    pub(crate) ping_max: Option<u32>,
-    /// `write_deadline`.
-    pub(crate) write_deadline: Option<Duration>,
     /// `--user` / `authorization.user`.
     pub(crate) user: Option<String>,
     /// `--pass` / `authorization.password`.
     pub(crate) password: Option<String>,
     /// `--auth` / `authorization.token`.
     pub(crate) token: Option<String>,
-    /// `authorization.timeout`.
-    pub(crate) auth_timeout: Option<Duration>,
-    /// `lame_duck_duration`.
-    pub(crate) lame_duck_duration: Option<Duration>,
-    /// `lame_duck_grace_period`.
-    pub(crate) lame_duck_grace_period: Option<Duration>,
     /// `-D` / `debug`.
     pub(crate) debug: Option<bool>,
     /// `-V` / `trace`.
@@ -91,8 +72,6 @@ pub(crate) struct Settings {
     pub(crate) jetstream_block: Option<jetstream::JetStreamSettings>,
     /// `accounts { A: { jetstream } }`, for the accounts that have the key.
     pub(crate) account_jetstream: Option<Vec<jetstream::AccountJetStream>>,
-    /// `max_closed_clients`: closed connections kept for `/connz?state=closed`.
-    pub(crate) max_closed_clients: Option<usize>,
     /// `--cluster URL` / `cluster.host`: the cluster listener's host (default `0.0.0.0`).
     pub(crate) cluster_host: Option<String>,
     /// `--cluster URL` / `cluster.port`: the cluster port (`-1` = any free port; unset or `0`
@@ -113,61 +92,20 @@ pub(crate) struct Settings {
     pub(crate) cluster_user: Option<String>,
     /// The password that goes with [`Self::cluster_user`].
     pub(crate) cluster_password: Option<String>,
-    /// `authorization.users`: users of the global account.
-    pub(crate) users: Option<Vec<User>>,
-    /// `authorization { default_permissions }`.
-    pub(crate) default_permissions: Option<starling_server::Permissions>,
-    /// `accounts`.
-    pub(crate) accounts: Option<Vec<Account>>,
-    /// `no_auth_user`.
-    pub(crate) no_auth_user: Option<String>,
-    /// `system_account`.
-    pub(crate) system_account: Option<String>,
-    /// `no_system_account`.
-    pub(crate) no_system_account: Option<bool>,
     /// `tls {}` / `--tls*`: TLS on the client listener.
     pub(crate) tls: Option<TlsSettings>,
-    /// `allow_non_tls`.
-    pub(crate) allow_non_tls: Option<bool>,
     /// `cluster { tls {} }`: TLS on routes.
     pub(crate) cluster_tls: Option<TlsSettings>,
-    /// `operator`: trusted operator JWTs (operator mode).
-    pub(crate) operators: Option<Vec<String>>,
-    /// `resolver_preload`: account JWTs by public key (with `resolver: MEMORY`).
-    pub(crate) resolver_preload: Option<Vec<(String, String)>>,
     /// `websocket {}`: the WebSocket listener.
     pub(crate) websocket: Option<websocket::WebsocketSettings>,
 }
 
-macro_rules! overlay_fields {
-    ($base:ident, $over:ident; $($f:ident),* $(,)?) => {
-        $( if $over.$f.is_some() { $base.$f = $over.$f; } )*
-    };
-}
-
 impl Settings {
-    /// `self` with every setting that `over` gives replaced (flags over the config file).
-    pub(crate) fn overlay(mut self, over: Self) -> Self {
-        overlay_fields!(self, over;
-            host, port, server_name, client_advertise, max_payload, max_control_line, max_pending,
-            max_connections, max_subscriptions, ping_interval, ping_max, write_deadline, user,
-            password, token, auth_timeout, lame_duck_duration, lame_duck_grace_period, debug, trace,
-            logtime, log_file, pid_file, ports_file_dir, store_dir, jetstream, jetstream_block,
-            account_jetstream, http_host, http_port, https_port, max_closed_clients,
-            cluster_host, cluster_port, cluster_name, cluster_advertise, no_advertise,
-            connect_retries, routes, cluster_user, cluster_password, users, accounts,
-            default_permissions, no_auth_user, system_account, no_system_account, tls,
-            operators, resolver_preload,
-            allow_non_tls, cluster_tls, websocket,
-        );
-        self
-    }
-
     /// `host:port` for the client listener (nats-server's defaults: `0.0.0.0:4222`; port -1
     /// means any free port).
     pub(crate) fn listen_addr(&self) -> Result<String, SettingsError> {
-        let host = self.host.as_deref().unwrap_or("0.0.0.0");
-        let port = match self.port.unwrap_or(4222) {
+        let host = self.host.as_deref().unwrap_or(DEFAULT_HOST);
+        let port = match self.port.unwrap_or(DEFAULT_PORT.into()) {
             -1 => 0,
             p @ 0..=65535 => p,
             p => return Err(SettingsError::Port(p)),
@@ -194,7 +132,7 @@ impl Settings {
             .http_host
             .as_deref()
             .or(self.host.as_deref())
-            .unwrap_or("0.0.0.0");
+            .unwrap_or(DEFAULT_HOST);
         Ok(Some(host_port(host, port)))
     }
 
@@ -225,15 +163,13 @@ impl Settings {
             Some(p @ 1..=65535) => p,
             Some(p) => return Err(SettingsError::ClusterPort(p)),
         };
+        // The name is the server's to check (`Config::validate`).
         let mut cluster = match self.cluster_name.as_deref() {
             None | Some("") => Cluster::unnamed(),
-            Some(name) if name.contains(char::is_whitespace) => {
-                return Err(SettingsError::ClusterName(name.to_string()))
-            }
             Some(name) => Cluster::new(name),
         };
         let host = match self.cluster_host.as_deref() {
-            None | Some("") => "0.0.0.0",
+            None | Some("") => DEFAULT_HOST,
             Some(h) => h,
         };
         cluster = cluster
@@ -268,41 +204,23 @@ impl Settings {
         Ok(Some(cluster))
     }
 
-    /// The checks nats-server makes before starting, on the merged settings.
+    /// The checks nats-server makes before starting, on the merged settings: the server's
+    /// own ([`ServerBuilder::check`]), on the configuration these settings give.
     pub(crate) fn validate(&self) -> Result<(), SettingsError> {
-        self.listen_addr()?;
-        self.monitor_addr()?;
-        self.auth()?;
-        self.cluster()?;
-        // As nats-server's -t: the certificate and key are read and must match.
-        if let Some(tls) = self.tls_config()? {
-            tls.check()
-                .map_err(|e| SettingsError::Invalid(format!("error parsing tls config: {e}")))?;
-        }
-        if let Some(d) = self.lame_duck_duration {
-            if d < Duration::from_secs(30) {
-                return Err(SettingsError::LameDuckDuration(format_duration(d)));
-            }
-        }
-        // How accounts, users, exports and imports fit together: the server's own checks.
         self.jetstream()?;
-        let mut check = self.with_accounts(starling_server::Server::builder());
-        if let Some(ws) = self
-            .websocket
-            .as_ref()
-            .map(|w| w.config())
-            .transpose()?
-            .flatten()
-        {
-            check = check.websocket(ws);
-        }
-        check.check().map_err(|e| match e {
-            starling_server::StartError::Account(e @ AccountError::InvalidPermission(_)) => {
-                SettingsError::Invalid(format!("invalid permissions: {e}"))
-            }
-            starling_server::StartError::Account(e) => SettingsError::Accounts(e),
-            other => SettingsError::Invalid(other.to_string()),
-        })
+        starling_server::Server::builder()
+            .config(self.server_config()?)
+            .check()
+            .map_err(|e| match e {
+                starling_server::StartError::Account(e @ AccountError::InvalidPermission(_)) => {
+                    SettingsError::Invalid(format!("invalid permissions: {e}"))
+                }
+                starling_server::StartError::Account(e) => SettingsError::Accounts(e),
+                starling_server::StartError::Tls(e) => {
+                    SettingsError::Invalid(format!("error parsing tls config: {e}"))
+                }
+                other => SettingsError::Invalid(other.to_string()),
+            })
     }
 
     /// The client listener's TLS, if on.
@@ -313,110 +231,48 @@ impl Settings {
         }
     }
 
-    /// `builder` with the accounts, users and system account the settings give.
-    fn with_accounts(&self, mut b: ServerBuilder) -> ServerBuilder {
-        for user in self.users.iter().flatten() {
-            b = b.user(user.clone());
-        }
-        if let Some(p) = &self.default_permissions {
-            b = b.default_permissions(p.clone());
-        }
-        for account in self.accounts.iter().flatten() {
-            b = b.account(account.clone());
-        }
-        if let Some(u) = &self.no_auth_user {
-            b = b.no_auth_user(u.clone());
-        }
-        if let Some(name) = &self.system_account {
-            b = b.system_account(name.clone());
-        }
-        if self.no_system_account == Some(true) {
-            b = b.no_system_account();
-        }
-        for jwt in self.operators.iter().flatten() {
-            b = b.operator(jwt.clone());
-        }
-        for (key, jwt) in self.resolver_preload.iter().flatten() {
-            b = b.resolver_preload_as(key.clone(), jwt.clone());
-        }
-        b
-    }
-
-    /// A builder configured with these settings.
-    pub(crate) fn builder(&self) -> Result<ServerBuilder, SettingsError> {
-        self.validate()?;
-        let mut b = starling_server::Server::builder().listen(self.listen_addr()?);
-        if let Some(v) = &self.server_name {
-            b = b.server_name(v.clone());
-        }
-        if let Some(v) = &self.client_advertise {
-            b = b.client_advertise(v.clone());
-        }
-        if let Some(v) = self.max_payload {
-            b = b.max_payload(v);
-        }
-        if let Some(v) = self.max_control_line {
-            b = b.max_control_line(v);
-        }
-        if let Some(v) = self.max_pending {
-            b = b.max_pending(v);
-        }
-        if let Some(v) = self.max_connections {
-            b = b.max_connections(v);
-        }
-        if let Some(v) = self.max_subscriptions {
-            b = b.max_subscriptions(v);
-        }
-        if let Some(v) = self.ping_interval {
-            b = b.ping_interval(v);
-        }
-        if let Some(v) = self.ping_max {
-            b = b.max_pings_out(v);
-        }
-        if let Some(v) = self.write_deadline {
-            b = b.write_deadline(v);
-        }
-        if let Some(v) = self.auth_timeout {
-            b = b.auth_timeout(v);
-        }
-        if let Some(v) = self.lame_duck_duration {
-            b = b.lame_duck_duration(v);
-        }
-        if let Some(v) = self.lame_duck_grace_period {
-            b = b.lame_duck_grace_period(v);
-        }
-        if let Some(addr) = self.monitor_addr()? {
-            b = if self.https_port.is_some_and(|p| p != 0) {
-                b.monitor_https(addr)
-            } else {
-                b.monitor(addr)
-            };
-        }
-        if let Some(v) = self.max_closed_clients {
-            b = b.max_closed_clients(v);
-        }
-        if let Some(cluster) = self.cluster()? {
-            b = b.cluster(cluster);
-        }
-        if let Some(tls) = self.tls_config()? {
-            b = b.tls(tls);
-        }
-        if let Some(v) = self.allow_non_tls {
-            b = b.allow_non_tls(v);
-        }
-        if let Some(js) = self.jetstream()?.config {
-            b = b.jetstream(js);
-        }
-        if let Some(ws) = self
+    /// The server configuration these settings give: [`Self::config`] with the options
+    /// nats-server gives in parts put together (the listeners, the cluster, TLS, the single
+    /// user). The defaults and the checks are the server's; this only maps nats-server's
+    /// names onto its options.
+    pub(crate) fn server_config(&self) -> Result<Config, SettingsError> {
+        let mut c = self.config.clone();
+        c.listen = Some(self.listen_addr()?);
+        c.monitor = self.monitor_addr()?.map(|addr| Monitor {
+            addr,
+            https: self.https_port.is_some_and(|p| p != 0),
+        });
+        c.cluster = self.cluster()?;
+        c.tls = self.tls_config()?;
+        c.auth = self.auth()?;
+        c.websocket = self
             .websocket
             .as_ref()
             .map(|w| w.config())
             .transpose()?
-            .flatten()
-        {
-            b = b.websocket(ws);
+            .flatten();
+        Ok(c)
+    }
+
+    /// How the log looks and where it goes (nats-server's defaults: no debug or trace lines,
+    /// timestamps on, stderr only).
+    pub(crate) fn log_config(&self) -> crate::logging::LogConfig {
+        crate::logging::LogConfig {
+            debug: self.debug.unwrap_or(false),
+            trace: self.trace.unwrap_or(false),
+            logtime: self.logtime.unwrap_or(true),
+            file: self.log_file.clone(),
         }
-        Ok(self.with_accounts(b).auth(self.auth()?))
+    }
+
+    /// A builder configured with these settings (and JetStream, when on).
+    pub(crate) fn builder(&self) -> Result<ServerBuilder, SettingsError> {
+        self.validate()?;
+        let mut b = starling_server::Server::builder().config(self.server_config()?);
+        if let Some(js) = self.jetstream()?.config {
+            b = b.jetstream(js);
+        }
+        Ok(b)
     }
 }
 
@@ -438,9 +294,6 @@ pub(crate) enum SettingsError {
     /// A password without a user name.
     #[error("a password was given without a user (--user / authorization.user)")]
     PasswordWithoutUser,
-    /// nats-server's minimum lame-duck duration.
-    #[error("invalid lame_duck_duration of {0}, minimum is 30 seconds")]
-    LameDuckDuration(String),
     /// The cluster port is outside 0..=65535 (and not -1).
     #[error("invalid cluster port {0}: must be -1 (any free port) or 0..65535")]
     ClusterPort(i64),
@@ -453,9 +306,6 @@ pub(crate) enum SettingsError {
     /// `cluster_advertise` is not `host[:port]`.
     #[error("invalid cluster advertise address {0:?}: {1}")]
     ClusterAdvertise(String, UrlError),
-    /// nats-server refuses cluster names with spaces.
-    #[error("cluster name {0:?} cannot contain spaces or new lines")]
-    ClusterName(String),
     /// A route password without a user name.
     #[error("a cluster password was given without a user (cluster.authorization.user)")]
     ClusterPasswordWithoutUser,
@@ -549,29 +399,29 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             }
             "port" => s.port = Some(cx.int(key, item)?),
             "host" | "net" => s.host = Some(cx.string(key, item)?),
-            "server_name" => s.server_name = Some(cx.string(key, item)?),
-            "client_advertise" => s.client_advertise = Some(cx.string(key, item)?),
-            "max_payload" => s.max_payload = Some(cx.size(key, item)?),
-            "max_control_line" => s.max_control_line = Some(cx.size(key, item)?),
-            "max_pending" => s.max_pending = Some(cx.size(key, item)?),
-            "max_connections" | "max_conn" => s.max_connections = Some(cx.count(key, item)?),
-            "max_subscriptions" | "max_subs" => s.max_subscriptions = Some(cx.count(key, item)?),
-            "ping_interval" => s.ping_interval = Some(cx.duration(key, item, &mut out.warnings)?),
+            "server_name" => s.config.server_name = Some(cx.string(key, item)?),
+            "client_advertise" => s.config.client_advertise = Some(cx.string(key, item)?),
+            "max_payload" => s.config.max_payload = cx.size(key, item)?,
+            "max_control_line" => s.config.max_control_line = cx.size(key, item)?,
+            "max_pending" => s.config.max_pending = cx.size(key, item)?,
+            "max_connections" | "max_conn" => s.config.max_connections = cx.count(key, item)?,
+            "max_subscriptions" | "max_subs" => s.config.max_subscriptions = cx.count(key, item)?,
+            "ping_interval" => s.config.ping_interval = cx.duration(key, item, &mut out.warnings)?,
             "ping_max" => {
                 let n = cx.count(key, item)?;
-                s.ping_max = Some(u32::try_from(n).map_err(|_| cx.invalid(key, item, "too large"))?);
+                s.config.max_pings_out = u32::try_from(n).map_err(|_| cx.invalid(key, item, "too large"))?;
             }
-            "write_deadline" => s.write_deadline = Some(cx.duration(key, item, &mut out.warnings)?),
-            "lame_duck_duration" => s.lame_duck_duration = Some(cx.duration(key, item, &mut out.warnings)?),
+            "write_deadline" => s.config.write_deadline = cx.duration(key, item, &mut out.warnings)?,
+            "lame_duck_duration" => s.config.lame_duck_duration = cx.duration(key, item, &mut out.warnings)?,
             "lame_duck_grace_period" => {
-                s.lame_duck_grace_period = Some(cx.duration(key, item, &mut out.warnings)?)
+                s.config.lame_duck_grace_period = cx.duration(key, item, &mut out.warnings)?
             }
             "authorization" => {
                 cx.authorization(key, item, s, &mut out.warnings, &mut user_names)?;
                 if s.user.is_some() || s.token.is_some() {
                     single_at = Some(item);
                 }
-                if s.users.is_some() {
+                if !s.config.users.is_empty() {
                     users_at = Some((key, item));
                 }
             }
@@ -581,21 +431,21 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
                 if accounts.iter().any(|a| !a.users().is_empty()) {
                     users_at = users_at.or(Some((key, item)));
                 }
-                s.accounts = Some(accounts);
+                s.config.accounts = accounts;
                 s.account_jetstream = Some(jetstream);
             }
-            "no_auth_user" => s.no_auth_user = Some(cx.string(key, item)?),
-            "system_account" => s.system_account = Some(cx.string(key, item)?),
-            "no_system_account" => s.no_system_account = Some(cx.boolean(key, item)?),
+            "no_auth_user" => s.config.no_auth_user = Some(cx.string(key, item)?),
+            "system_account" => s.config.system_account = Some(cx.string(key, item)?),
+            "no_system_account" => s.config.no_system_account = cx.boolean(key, item)?,
             "cluster" => cx.cluster(key, item, s, &mut out.warnings)?,
             "tls" => s.tls = Some(cx.tls(key, item, &mut out.warnings)?),
             "websocket" | "ws" => s.websocket = Some(cx.websocket(key, item, &mut out.warnings)?),
-            "allow_non_tls" => s.allow_non_tls = Some(cx.boolean(key, item)?),
+            "allow_non_tls" => s.config.allow_non_tls = cx.boolean(key, item)?,
             "operator" | "operators" | "root" | "roots" => {
-                s.operators = Some(operator::operators(&cx, key, item)?)
+                s.config.operators = operator::operators(&cx, key, item)?
             }
             "resolver" => operator::resolver(&cx, key, item)?,
-            "resolver_preload" => s.resolver_preload = Some(operator::preload(&cx, key, item)?),
+            "resolver_preload" => s.config.resolver_preload = operator::preload(&cx, key, item)?,
             "debug" => s.debug = Some(cx.boolean(key, item)?),
             "trace" => s.trace = Some(cx.boolean(key, item)?),
             "logtime" => s.logtime = Some(cx.boolean(key, item)?),
@@ -626,7 +476,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
                 s.https_port = Some(port);
             }
             "https_port" => s.https_port = Some(cx.int(key, item)?),
-            "max_closed_clients" => s.max_closed_clients = Some(cx.count(key, item)?),
+            "max_closed_clients" => s.config.max_closed_clients = cx.count(key, item)?,
             other => match nats_feature(other) {
                 Some(Known::Ignored(feature)) => out.warnings.push(format!(
                     "{file}:{}:{}: \"{key}\" ignored: {feature} is not available in starling-server yet",
@@ -824,7 +674,7 @@ impl Cx<'_> {
                 "token" => s.token = Some(self.string(k, v)?),
                 // Seconds (a number) is the documented form here; a duration string works too.
                 "timeout" => {
-                    s.auth_timeout = Some(match v.value {
+                    s.config.auth_timeout = Some(match v.value {
                         Value::Int(n) => Duration::from_secs(
                             u64::try_from(n)
                                 .map_err(|_| self.invalid(k, v, "negative duration"))?,
@@ -833,10 +683,10 @@ impl Cx<'_> {
                     })
                 }
                 "users" => {
-                    s.users = Some(self.users(&format!("authorization.{k}"), v, user_names)?)
+                    s.config.users = self.users(&format!("authorization.{k}"), v, user_names)?
                 }
                 "default_permission" | "default_permissions" | "permissions" => {
-                    s.default_permissions =
+                    s.config.default_permissions =
                         Some(self.permissions(&format!("authorization.{k}"), v)?)
                 }
                 "auth_callout" | "auth_hook" => {
@@ -1022,24 +872,6 @@ pub(crate) fn parse_size(s: &str) -> Option<i64> {
         return Some(n);
     }
     n.checked_mul(conf::size_multiplier(suffix)?)
-}
-
-/// A duration the way Go prints one (`30s`, `2m0s`, `1.5s`), for messages.
-pub(crate) fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    let frac = d.subsec_nanos();
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let s = if frac == 0 {
-        format!("{s}s")
-    } else {
-        let f = format!("{:09}", frac);
-        format!("{s}.{}s", f.trim_end_matches('0'))
-    };
-    match (h, m) {
-        (0, 0) => s,
-        (0, m) => format!("{m}m{s}"),
-        (h, m) => format!("{h}h{m}m{s}"),
-    }
 }
 
 #[cfg(test)]
@@ -1335,10 +1167,8 @@ mod tests {
         let file = load("jetstream: disabled\nstore_dir: /file")
             .unwrap()
             .settings;
-        let flags = crate::flags::parse(["-js", "-sd", "/flag"])
-            .unwrap()
-            .settings;
-        let s = file.clone().overlay(flags);
+        let flags = crate::flags::parse(["-js", "-sd", "/flag"]).unwrap();
+        let s = flags.over(file.clone()).unwrap();
         assert_eq!(s.jetstream, Some(true));
         assert_eq!(s.store_dir, Some("/flag".into()));
         assert!(js_debug(&s).contains("store_dir: Some(\"/flag\")"));
@@ -1346,15 +1176,13 @@ mod tests {
         let on = load("jetstream { store_dir: /file, max_mem: 1K }")
             .unwrap()
             .settings;
-        let s = on.overlay(crate::flags::parse(["-js=false"]).unwrap().settings);
+        let s = crate::flags::parse(["-js=false"])
+            .unwrap()
+            .over(on)
+            .unwrap();
         assert_eq!(s.jetstream, Some(true));
         assert!(js_debug(&s).contains("max_memory: Some(1000)"));
-        assert!(file
-            .overlay(Settings::default())
-            .jetstream()
-            .unwrap()
-            .config
-            .is_none());
+        assert!(file.jetstream().unwrap().config.is_none());
     }
 
     #[test]
@@ -1384,27 +1212,30 @@ mod tests {
         let s = load(text).unwrap().settings;
         assert_eq!(s.host.as_deref(), Some("127.0.0.1"));
         assert_eq!(s.port, Some(4333));
-        assert_eq!(s.server_name.as_deref(), Some("node-1"));
-        assert_eq!(s.max_payload, Some(2 << 20));
-        assert_eq!(s.max_control_line, Some(8192));
-        assert_eq!(s.max_pending, Some(128 << 20));
-        assert_eq!(s.max_connections, Some(100));
-        assert_eq!(s.max_subscriptions, Some(1000));
-        assert_eq!(s.ping_interval, Some(Duration::from_secs(30)));
-        assert_eq!(s.ping_max, Some(3));
-        assert_eq!(s.write_deadline, Some(Duration::from_secs(5)));
-        assert_eq!(s.lame_duck_duration, Some(Duration::from_secs(45)));
-        assert_eq!(s.lame_duck_grace_period, Some(Duration::from_secs(2)));
+        assert_eq!(s.config.server_name.as_deref(), Some("node-1"));
+        assert_eq!(s.config.max_payload, 2 << 20);
+        assert_eq!(s.config.max_control_line, 8192);
+        assert_eq!(s.config.max_pending, 128 << 20);
+        assert_eq!(s.config.max_connections, 100);
+        assert_eq!(s.config.max_subscriptions, 1000);
+        assert_eq!(s.config.ping_interval, Duration::from_secs(30));
+        assert_eq!(s.config.max_pings_out, 3);
+        assert_eq!(s.config.write_deadline, Duration::from_secs(5));
+        assert_eq!(s.config.lame_duck_duration, Duration::from_secs(45));
+        assert_eq!(s.config.lame_duck_grace_period, Duration::from_secs(2));
         assert_eq!(s.user.as_deref(), Some("alice"));
         assert_eq!(s.password.as_deref(), Some("s3cret"));
-        assert_eq!(s.auth_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(s.config.auth_timeout, Some(Duration::from_millis(500)));
         assert_eq!(
             (s.debug, s.trace, s.logtime),
             (Some(true), Some(false), Some(false))
         );
         assert_eq!(s.log_file, Some(PathBuf::from("/tmp/x.log")));
         assert_eq!(s.pid_file, Some(PathBuf::from("/tmp/x.pid")));
-        assert_eq!(s.client_advertise.as_deref(), Some("example.com:4222"));
+        assert_eq!(
+            s.config.client_advertise.as_deref(),
+            Some("example.com:4222")
+        );
         assert_eq!(s.listen_addr().unwrap(), "127.0.0.1:4333");
         assert_eq!(
             s.auth().unwrap(),
@@ -1435,7 +1266,7 @@ mod tests {
     fn token_auth_and_keys_are_case_insensitive() {
         let s = load("AUTHORIZATION { TOKEN: t0k, Timeout: 3 }\nPort: 1").unwrap();
         assert_eq!(s.settings.auth().unwrap(), Auth::Token("t0k".into()));
-        assert_eq!(s.settings.auth_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(s.settings.config.auth_timeout, Some(Duration::from_secs(3)));
         assert_eq!(s.settings.port, Some(1));
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     }
@@ -1443,11 +1274,11 @@ mod tests {
     #[test]
     fn bare_number_durations_are_seconds_with_a_warning() {
         let c = load("ping_interval: 90\nwrite_deadline: 2m").unwrap();
-        assert_eq!(c.settings.ping_interval, Some(Duration::from_secs(90)));
+        assert_eq!(c.settings.config.ping_interval, Duration::from_secs(90));
         // nats-server reads a bare 2m as 2,000,000 (seconds): same here, and a warning says so.
         assert_eq!(
-            c.settings.write_deadline,
-            Some(Duration::from_secs(2_000_000))
+            c.settings.config.write_deadline,
+            Duration::from_secs(2_000_000)
         );
         assert_eq!(c.warnings.len(), 2);
         assert!(c.warnings[1].contains("\"2m\""), "{:?}", c.warnings);
@@ -1482,7 +1313,7 @@ mod tests {
         ))
         .unwrap()
         .settings;
-        let users = s.users.unwrap();
+        let users = s.config.users.clone();
         assert!(users[0].is_nkey());
         assert_eq!(users[0].name(), key);
         for (text, want) in [
@@ -1537,7 +1368,7 @@ mod tests {
         );
         assert_eq!(tls.min_version, Some(starling_server::TlsVersion::V1_3));
         assert_eq!(tls.curve_preferences, ["X25519", "CurveP256"]);
-        assert_eq!(s.allow_non_tls, Some(true));
+        assert!(s.config.allow_non_tls);
         let c = s.tls_config().unwrap().unwrap();
         assert!(c.verifies_clients());
         assert_eq!(c.handshake_timeout(), Duration::from_millis(500));
@@ -1624,7 +1455,7 @@ mod tests {
             .unwrap()
             .settings;
         let flags = crate::flags::parse(["--tls", "--tlscert", "f", "--tlskey", "g"]).unwrap();
-        let merged = file.overlay(flags.settings).tls.unwrap();
+        let merged = flags.over(file).unwrap().tls.unwrap();
         assert!(merged.from_flags && !merged.verify);
     }
 
@@ -1793,11 +1624,8 @@ mod tests {
         );
         // --cluster "" turns clustering off even if the file has it.
         let file = load("cluster { port: 6222 }").unwrap().settings;
-        let flags = Settings {
-            cluster_port: Some(0),
-            ..Settings::default()
-        };
-        assert!(file.overlay(flags).cluster().unwrap().is_none());
+        let flags = crate::flags::parse(["--cluster", ""]).unwrap();
+        assert!(flags.over(file).unwrap().cluster().unwrap().is_none());
     }
 
     #[test]
@@ -1808,15 +1636,16 @@ mod tests {
         )
         .unwrap()
         .settings;
-        let flags = Settings {
-            cluster_port: Some(2),
-            cluster_name: Some("b".into()),
-            routes: Some(vec![]),
-            cluster_user: Some(String::new()),
-            cluster_password: Some(String::new()),
-            ..Settings::default()
-        };
-        let s = file.overlay(flags);
+        let flags = crate::flags::parse([
+            "--cluster",
+            "nats://0.0.0.0:2",
+            "--cluster_name",
+            "b",
+            "--routes",
+            "",
+        ])
+        .unwrap();
+        let s = flags.over(file).unwrap();
         assert_eq!(s.cluster_port, Some(2));
         assert_eq!(s.cluster_name.as_deref(), Some("b"));
         assert_eq!(s.routes, Some(vec![]));
@@ -1854,7 +1683,7 @@ mod tests {
             .unwrap()
             .settings;
         assert_eq!(s.monitor_addr().unwrap().as_deref(), Some("127.0.0.1:8223"));
-        assert_eq!(s.max_closed_clients, Some(5));
+        assert_eq!(s.config.max_closed_clients, 5);
         let s = load("monitor_port: -1\nhost: 127.0.0.2").unwrap().settings;
         assert_eq!(s.monitor_addr().unwrap().as_deref(), Some("127.0.0.2:0"));
         assert_eq!(
@@ -1899,13 +1728,8 @@ mod tests {
         let file = load("port: 1\nhost: 10.0.0.1\ndebug: true\nauthorization { token: t }")
             .unwrap()
             .settings;
-        let flags = Settings {
-            port: Some(2),
-            debug: Some(false),
-            user: Some("u".into()),
-            ..Settings::default()
-        };
-        let s = file.overlay(flags);
+        let flags = crate::flags::parse(["-p", "2", "-D=false", "--user", "u"]).unwrap();
+        let s = flags.over(file).unwrap();
         assert_eq!(s.port, Some(2));
         assert_eq!(s.host.as_deref(), Some("10.0.0.1"));
         assert_eq!(s.debug, Some(false));
@@ -1926,23 +1750,13 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(s.validate(), Err(SettingsError::PasswordWithoutUser));
-        let s = Settings {
-            lame_duck_duration: Some(Duration::from_secs(6)),
-            ..Settings::default()
-        };
+        let mut s = Settings::default();
+        s.config.lame_duck_duration = Duration::from_secs(6);
         assert_eq!(
             s.validate().unwrap_err().to_string(),
             "invalid lame_duck_duration of 6s, minimum is 30 seconds"
         );
         assert_eq!(Settings::default().listen_addr().unwrap(), "0.0.0.0:4222");
-    }
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(format_duration(Duration::from_secs(6)), "6s");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m0s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_secs(3661)), "1h1m1s");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! | `quit`     | SIGINT  | graceful shutdown                                 |
 //! | `term`     | SIGTERM | graceful shutdown                                 |
 //! | `stop`     | SIGKILL | (killed)                                          |
-//! | `reload`   | SIGHUP  | reload: not supported yet, logged                 |
+//! | `reload`   | SIGHUP  | reload: the config file read again, flags over it |
 //! | `reopen`   | SIGUSR1 | reopen the log file                               |
 
 use std::path::{Path, PathBuf};

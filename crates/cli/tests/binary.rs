@@ -336,15 +336,73 @@ fn lame_duck_signal_tells_clients_then_exits() {
 }
 
 #[test]
-fn reload_is_logged_and_ignored() {
-    let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1"]);
+fn reload_signal_applies_the_edited_config_file() {
+    let dir = temp_dir("reload");
+    let conf = dir.join("s.conf");
+    let users = |names: &[&str]| {
+        let list: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{user: {n}, password: p}}"))
+            .collect();
+        format!(
+            "listen: 127.0.0.1:-1\nmax_payload: 1KB\nauthorization {{ users: [{}] }}\n",
+            list.join(", ")
+        )
+    };
+    std::fs::write(&conf, users(&["gone", "stays"])).unwrap();
+    let mut broker = Broker::start(&["-c", path_str(&conf)]);
     let port = broker.wait_ready();
+    let mut gone = login(port, Some(("gone", "p")));
+    let mut stays = login(port, Some(("stays", "p")));
+
+    // Edit the file: `gone` is removed, `new` added, max_payload raised, debug lines on;
+    // then SIGHUP.
+    let edited = users(&["stays", "new"]).replace("1KB", "2KB") + "debug: true\n";
+    std::fs::write(&conf, &edited).unwrap();
     let out = run(&["--signal", &format!("reload={}", broker.pid)]);
     assert!(out.status.success(), "{}", stderr(&out));
-    broker.wait_for("reload not supported yet");
-    // Still serving.
-    let mut client = Raw::connect(port);
-    assert!(client.line().starts_with("INFO "));
+    broker.wait_for("Trapped \"hangup\" signal");
+    broker.wait_for("Reloaded: max_payload");
+    broker.wait_for("Reloaded: authorization users");
+    broker.wait_for("Reloaded server configuration");
+    broker.wait_for("Reloaded: debug = true");
+    assert!(
+        gone.until_eof().contains("-ERR 'Authorization Violation'"),
+        "the removed user is closed"
+    );
+    // Debug lines now show: a refused login logs one.
+    let mut refused = Raw::connect(port);
+    refused.line();
+    refused.send("CONNECT {\"verbose\":false,\"user\":\"gone\",\"pass\":\"p\"}\r\n");
+    broker.wait_for("[DBG] authorization failed");
+    // The raised max_payload applies to a connection opened before the reload.
+    let big = "x".repeat(1500);
+    stays.send(&format!("SUB big 1\r\nPUB big 1500\r\n{big}\r\nPING\r\n"));
+    assert_eq!(stays.line(), "MSG big 1 1500\r\n");
+    assert_eq!(stays.line(), format!("{big}\r\n"));
+    assert_eq!(stays.line(), "PONG\r\n");
+    let mut new = login(port, Some(("new", "p")));
+    new.send("PING\r\n");
+    assert_eq!(new.line(), "PONG\r\n");
+
+    // A port change needs a restart: refused, logged, and the server goes on as it was.
+    std::fs::write(&conf, edited.replace("-1", "4999")).unwrap();
+    let out = run(&["--signal", &format!("reload={}", broker.pid)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = broker.wait_for("Failed to reload server configuration");
+    assert!(
+        line.contains("config reload not supported for listen"),
+        "{line}"
+    );
+    // A file that does not parse: the same.
+    std::fs::write(&conf, "listen: {{{").unwrap();
+    let out = run(&["--signal", &format!("reload={}", broker.pid)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = broker.wait_for("Failed to reload server configuration");
+    assert!(line.contains("s.conf"), "the error names the file: {line}");
+    new.send("PING\r\n");
+    assert_eq!(new.line(), "PONG\r\n");
+
     let out = run(&["--signal", &format!("quit={}", broker.pid)]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(broker.wait_exit().code(), Some(0));
@@ -465,8 +523,9 @@ fn port_in_use_is_an_error_naming_the_listener() {
     let out = run(&["-a", "127.0.0.1", "-p", &port]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
+    // nats-server: `[FTL] Error listening on port: 127.0.0.1:4222, "listen tcp ...: bind: ..."`.
     assert!(
-        err.contains("[ERR]") && err.contains("client") && err.contains(&port),
+        err.contains("[FTL] Error listening on client port: 127.0.0.1:") && err.contains(&port),
         "{err}"
     );
 }
@@ -534,7 +593,20 @@ fn jetstream_flags_start_jetstream() {
             "{args:?}: {reply}"
         );
         assert!(!reply.contains("\"error\""), "{args:?}: {reply}");
+        // As nats-server: `<store_dir>/jetstream` exists once the server is ready.
+        assert!(dir.join("jetstream").is_dir(), "{args:?}");
     }
+    // A store directory that is a file: nats-server's fatal error, and exit status 1.
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = run(&["-p", "-1", "-js", "-sd", path_str(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("[FTL]")
+            && stderr(&out).contains("storage directory is not a directory"),
+        "{}",
+        stderr(&out)
+    );
     // Without -js, no JetStream: INFO says so and nothing answers the API.
     let mut broker = Broker::start(&["-p", "-1", "-a", "127.0.0.1", "-sd", path_str(&dir)]);
     let port = broker.wait_ready();

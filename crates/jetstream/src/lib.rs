@@ -93,12 +93,28 @@ impl Extension for JetStream {
     }
 }
 
+/// Makes `<store_dir>/jetstream` at start, with nats-server's checks and words
+/// (`enableJetStream`): created if missing, else it must be a directory we can write to.
+fn prepare_store_dir(root: &std::path::Path) -> Result<(), String> {
+    match std::fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(root)
+            .map_err(|e| format!("could not create storage directory - {e}")),
+        Ok(meta) if meta.is_dir() => {
+            let probe = root.join(format!("_test_{}", std::process::id()));
+            std::fs::write(&probe, b"")
+                .map_err(|_| "storage directory is not writable".to_string())?;
+            let _ = std::fs::remove_file(probe);
+            Ok(())
+        }
+        _ => Err("storage directory is not a directory".into()),
+    }
+}
+
 async fn start(server: Server, config: JetStream) -> Result<(), ExtensionError> {
     info!("Starting JetStream");
     match &config.store_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("store directory {}: {e}", dir.display()))?;
+            prepare_store_dir(&dir.join("jetstream"))?;
             info!("  Store Directory: \"{}\"", dir.display());
         }
         None => warn!(

@@ -19,9 +19,9 @@ use parking_lot::RwLock;
 use crate::account::config::User;
 use crate::account::{Account, Accounts};
 use crate::authenticator::{AuthRequest, Authenticator, Decision};
+use crate::config::{Auth, Config};
 use crate::error::AccountError;
 use crate::operator::JwtUsers;
-use crate::options::{Auth, Options};
 use crate::permissions::{Compiled, Permissions};
 
 /// Who a client is, once its credentials are accepted.
@@ -199,7 +199,7 @@ pub(crate) struct Peer<'a> {
 
 impl Credentials {
     /// The users `opts` describes (validated: names unique, `no_auth_user` among them).
-    pub(crate) fn new(opts: &Options, accounts: &Accounts) -> Self {
+    pub(crate) fn new(opts: &Config, accounts: &Accounts) -> Self {
         let global = accounts.global();
         let mut users = HashMap::new();
         for u in &opts.users {

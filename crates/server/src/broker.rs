@@ -16,7 +16,10 @@
 //! | [`MonitorState`] | `monitor/` | what the monitoring endpoints keep between requests |
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use starling_proto::{encode, Info};
 use tracing::{debug, info, warn};
@@ -26,6 +29,7 @@ use crate::account::system::System;
 use crate::account::Accounts;
 use crate::auth::Credentials;
 use crate::cluster::{RouteLink, Routes};
+use crate::config::Config;
 use crate::conn::{ClosedReason, Conn, ConnKind};
 use crate::error::AccountError;
 use crate::events::{Event, Events};
@@ -33,19 +37,22 @@ use crate::identity::{ClientInfo, Identity};
 use crate::introspect::View;
 use crate::lifecycle::Lifecycle;
 use crate::monitor::MonitorState;
-use crate::options::Options;
 use crate::registry::Registry;
 use crate::stats::Counters;
 use crate::transport::{Tls, TlsSet};
 
 /// The broker's components.
 pub(crate) struct Broker {
-    opts: Options,
+    /// The configuration in effect, swapped whole by a reload.
+    config: ArcSwap<Config>,
+    /// Bumped by every reload: connections re-read their limits when it moves.
+    config_generation: AtomicU64,
     lifecycle: Lifecycle,
     registry: Registry,
     identity: Identity,
     accounts: Accounts,
-    auth: Credentials,
+    /// Rebuilt whole by a reload that changes users or permissions.
+    auth: ArcSwap<Credentials>,
     routes: Option<Arc<Routes>>,
     events: Events,
     counters: Counters,
@@ -60,7 +67,7 @@ pub(crate) struct Broker {
 
 impl Broker {
     /// Wires the components for `opts` (validated). `routes` is the cluster side, if any.
-    pub(crate) fn new(opts: Options, routes: Option<Routes>, tls: TlsSet) -> Self {
+    pub(crate) fn new(opts: Config, routes: Option<Routes>, tls: TlsSet) -> Self {
         let routes = routes.map(Arc::new);
         let accounts = Accounts::new(&opts, routes.as_ref());
         let auth = Credentials::new(&opts, &accounts);
@@ -87,7 +94,7 @@ impl Broker {
             lifecycle,
             identity,
             accounts,
-            auth,
+            auth: ArcSwap::from_pointee(auth),
             routes,
             events: Events::new(),
             counters: Counters::default(),
@@ -96,14 +103,30 @@ impl Broker {
             tls,
             #[cfg(feature = "websocket")]
             websocket: crate::websocket::State::new(opts.websocket.clone()),
-            opts,
+            config: ArcSwap::from_pointee(opts),
+            config_generation: AtomicU64::new(0),
         }
     }
 
     // --- Components. ---
 
-    pub(crate) fn opts(&self) -> &Options {
-        &self.opts
+    /// The configuration in effect (a reload may replace it: read it once per use).
+    pub(crate) fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.config.load()
+    }
+
+    /// How many reloads have been applied; connections compare it once per read.
+    pub(crate) fn config_generation(&self) -> u64 {
+        self.config_generation.load(Ordering::Acquire)
+    }
+
+    /// Puts a reloaded configuration (and, if users changed, its credentials) in effect.
+    pub(crate) fn swap_config(&self, config: Config, credentials: Option<Credentials>) {
+        if let Some(c) = credentials {
+            self.auth.store(Arc::new(c));
+        }
+        self.config.store(Arc::new(config));
+        self.config_generation.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn lifecycle(&self) -> &Lifecycle {
@@ -122,8 +145,9 @@ impl Broker {
         &self.accounts
     }
 
-    pub(crate) fn auth(&self) -> &Credentials {
-        &self.auth
+    /// The users and authenticators in effect (a reload may replace them).
+    pub(crate) fn auth(&self) -> Arc<Credentials> {
+        self.auth.load_full()
     }
 
     /// The client listener's TLS, if any.
@@ -179,7 +203,7 @@ impl Broker {
         let conn = Arc::new(Conn::new(
             self.registry.next_cid(),
             kind,
-            self.opts.max_pending,
+            self.config.load().max_pending,
             self.lifecycle.shutdown_token(),
             self.lifecycle.kill_token(),
         ));
@@ -286,13 +310,14 @@ impl Broker {
 
     /// The INFO a client connection gets.
     pub(crate) fn client_info(&self, cid: u64, addr: Option<SocketAddr>) -> Info {
+        let config = self.config();
         self.identity.client_info(ClientInfo {
             cid,
             addr,
-            max_payload: self.opts.max_payload,
-            auth_required: self.auth.auth_required(),
-            tls_required: self.tls.client.is_some() && !self.opts.allow_non_tls,
-            tls_available: self.tls.client.is_some() && self.opts.allow_non_tls,
+            max_payload: config.max_payload,
+            auth_required: self.auth.load().auth_required(),
+            tls_required: self.tls.client.is_some() && !config.allow_non_tls,
+            tls_available: self.tls.client.is_some() && config.allow_non_tls,
             tls_verify: self
                 .tls
                 .client
@@ -344,7 +369,7 @@ impl Broker {
             },
             ldm: self.lifecycle.is_lame_duck(),
             ..self.identity.route_info(
-                self.opts.max_payload,
+                self.config.load().max_payload,
                 routes.advertise(),
                 routes.listen_addr().port(),
             )
@@ -368,7 +393,7 @@ impl Broker {
 
     /// This server's client URLs as clients elsewhere can use them.
     pub(crate) fn own_client_urls(&self) -> Vec<String> {
-        if let Some(adv) = &self.opts.client_advertise {
+        if let Some(adv) = &self.config.load().client_advertise {
             return vec![adv.clone()];
         }
         let Some(addr) = self.identity.client_addr() else {
@@ -428,6 +453,93 @@ impl Broker {
         }
     }
 
+    /// Puts a reloaded configuration in effect (already checked, TLS already re-read) and
+    /// does what its changes take; see [`crate::Server::reload`].
+    pub(crate) async fn apply_reload(&self, config: Config, plan: &crate::config::reload::Plan) {
+        for name in &plan.changed {
+            match crate::config::reload::describe(name, &config) {
+                Some(value) => info!("Reloaded: {name} = {value}"),
+                None => info!("Reloaded: {name}"),
+            }
+        }
+        let credentials = plan.auth.then(|| Credentials::new(&config, &self.accounts));
+        let resend = plan.limits || plan.changed.contains(&"client_advertise");
+        let max_connections = config.max_connections;
+        let seeds = config.cluster.as_ref().map(|c| c.seed_urls().to_vec());
+        self.swap_config(config, credentials);
+        self.identity
+            .set_config_loaded(std::time::SystemTime::now());
+        if resend {
+            self.resend_info();
+        }
+        let closed = self.close_clients_beyond(max_connections);
+        if closed > 0 {
+            info!("Closed {closed} connections to fall within max_connections");
+        }
+        if plan.auth {
+            let outcome = self.recheck(&crate::Kick::All).await;
+            debug!(?outcome, "clients checked again after the reload");
+        }
+        if let (Some(routes), Some(seeds)) = (&self.routes, seeds) {
+            if !plan.routes_added.is_empty() || !plan.routes_removed.is_empty() {
+                routes.set_seeds(seeds);
+                self.close_routes_to(routes, &plan.routes_removed).await;
+            }
+        }
+    }
+
+    /// Closes the routes this node dialled at `seeds` (a reload removed them).
+    async fn close_routes_to(&self, routes: &Routes, seeds: &[String]) {
+        let mut addrs = std::collections::HashSet::new();
+        for seed in seeds {
+            let Some(target) = crate::cluster::DialTarget::parse(seed, true) else {
+                continue;
+            };
+            if let Ok(resolved) = tokio::net::lookup_host(&target.addr).await {
+                addrs.extend(resolved.map(|a| a.to_string()));
+            }
+            addrs.insert(target.addr);
+        }
+        for link in routes.links() {
+            if link.dialled_addr().is_some_and(|a| addrs.contains(&a)) {
+                info!("Removed route {}", link.cluster_addr());
+                link.conn.close(ClosedReason::ClientClosed);
+            }
+        }
+    }
+
+    /// Sends every client that takes async INFOs the INFO as it is now (a reload changed
+    /// `max_payload` or `client_advertise`).
+    pub(crate) fn resend_info(&self) {
+        for conn in self.registry.snapshot() {
+            if conn.kind == ConnKind::Client && conn.takes_async_info() && conn.info_ready() {
+                let info = self.client_info(conn.cid, conn.meta.lock().addr);
+                conn.send(|b| encode::write_info(b, &info));
+            }
+        }
+    }
+
+    /// Closes the newest client connections beyond `max` (a reload lowered
+    /// `max_connections`), as nats-server does; returns how many.
+    pub(crate) fn close_clients_beyond(&self, max: usize) -> usize {
+        let mut clients: Vec<_> = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .filter(|c| c.kind == ConnKind::Client && !c.is_closed())
+            .collect();
+        if clients.len() <= max {
+            return 0;
+        }
+        clients.sort_by_key(|c| std::cmp::Reverse(c.cid));
+        let excess = clients.len() - max;
+        for conn in &clients[..excess] {
+            conn.send(|b| encode::write_err(b, "Maximum Connections Exceeded"));
+            conn.close(ClosedReason::MaxConnectionsExceeded);
+        }
+        excess
+    }
+
     /// Closes every client connection (shutdown).
     pub(crate) fn close_clients(&self) {
         for conn in self.registry.snapshot() {
@@ -442,23 +554,24 @@ impl Broker {
             .accounts
             .get(account)
             .ok_or_else(|| AccountError::NoSuchAccount(account.to_string()))?;
+        let config = self.config();
         let defaults = if account == GLOBAL_ACCOUNT {
-            self.opts.default_permissions.as_ref()
+            config.default_permissions.as_ref()
         } else {
-            self.opts
+            config
                 .accounts
                 .iter()
                 .find(|a| a.name == account)
                 .and_then(|a| a.default_permissions.as_ref())
         };
-        self.auth.add_user(target, user, defaults)
+        self.auth.load().add_user(target, user, defaults)
     }
 
     /// Removes a user while the server runs and closes its connections as nats-server does
     /// on a reload that drops a user: `-ERR 'Authorization Violation'`, then close. `None`
     /// if there was no such user; else how many connections were closed.
     pub(crate) fn remove_user(&self, name: &str) -> Result<Option<usize>, AccountError> {
-        if !self.auth.remove_user(name)? {
+        if !self.auth.load().remove_user(name)? {
             return Ok(None);
         }
         let closed = self.kick(&crate::Kick::User(name.to_string()), true);
@@ -475,7 +588,7 @@ impl Broker {
         name: &str,
         permissions: Option<&crate::Permissions>,
     ) -> Result<Option<usize>, AccountError> {
-        let Some(compiled) = self.auth.set_permissions(name, permissions)? else {
+        let Some(compiled) = self.auth.load().set_permissions(name, permissions)? else {
             return Ok(None);
         };
         let mut updated = 0;
@@ -555,7 +668,7 @@ impl Broker {
             };
             outcome.checked += 1;
             let verdict = self
-                .auth
+                .auth()
                 .decide(conn.cid, addr, &presented, &self.accounts)
                 .await;
             let same_account = |v: &crate::auth::Verdict| {

@@ -8,9 +8,9 @@ use tokio::net::TcpListener;
 
 use crate::account::config::{Account, User};
 use crate::cluster::Cluster;
+use crate::config::{Auth, Config};
 use crate::error::StartError;
 use crate::extension::{Extension, Extensions};
-use crate::options::{Auth, Options, MAX_PAYLOAD_CEILING};
 use crate::server::Server;
 
 /// Configures and starts a [`Server`].
@@ -27,19 +27,9 @@ use crate::server::Server;
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until .start().await"]
 pub struct ServerBuilder {
-    opts: Options,
-    listen: Option<String>,
+    config: Config,
+    /// An already-bound client listener ([`Self::listener`]).
     listener: Option<std::net::TcpListener>,
-    cluster: Option<Cluster>,
-    #[cfg(feature = "monitor")]
-    monitor: Option<String>,
-    /// The monitor serves HTTPS (with the client listener's certificate).
-    #[cfg(feature = "monitor")]
-    monitor_https: bool,
-    /// `auth_timeout` was set: TLS does not then raise it to the handshake timeout + 1 s.
-    auth_timeout_set: bool,
-    /// `system_account` was set (operator mode otherwise takes the operator's).
-    system_account_set: bool,
     extensions: Extensions,
 }
 
@@ -48,10 +38,26 @@ impl ServerBuilder {
         Self::default()
     }
 
+    /// Starts from `config` instead of the defaults: every option set so far is replaced
+    /// (authenticators and extensions stay).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), starling_server::StartError> {
+    /// let mut config = starling_server::Config::standalone();
+    /// config.max_payload = 8 * 1024 * 1024;
+    /// let server = starling_server::Server::builder().config(config).start().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn config(mut self, mut config: Config) -> Self {
+        config.authenticators = std::mem::take(&mut self.config.authenticators);
+        self.config = config;
+        self
+    }
+
     /// Listens for NATS clients on `addr` (`"host:port"`; port 0 picks a free port). Without
     /// this (or [`Self::listener`]) the broker has no TCP port: in-process clients only.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.listen = Some(addr.into());
+        self.config.listen = Some(addr.into());
         self
     }
 
@@ -73,64 +79,64 @@ impl ServerBuilder {
     /// Joins (or forms) a cluster: listen for peers, dial the seeds, discover the rest.
     /// Works with or without a client listener.
     pub fn cluster(mut self, cluster: Cluster) -> Self {
-        self.cluster = Some(cluster);
+        self.config.cluster = Some(cluster);
         self
     }
 
     /// The server's name (`server_name`; defaults to the server id).
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
-        self.opts.server_name = Some(name.into());
+        self.config.server_name = Some(name.into());
         self
     }
 
     /// The largest message payload accepted (`max_payload`, default 1 MiB, at most 64 MiB and
     /// never above max_pending).
     pub fn max_payload(mut self, bytes: usize) -> Self {
-        self.opts.max_payload = bytes;
+        self.config.max_payload = bytes;
         self
     }
 
     /// The longest protocol line accepted (`max_control_line`, default 4096).
     pub fn max_control_line(mut self, bytes: usize) -> Self {
-        self.opts.max_control_line = bytes;
+        self.config.max_control_line = bytes;
         self
     }
 
     /// Outbound bytes a connection may have pending before it is cut off as a slow consumer
     /// (`max_pending`, default 64 MiB).
     pub fn max_pending(mut self, bytes: usize) -> Self {
-        self.opts.max_pending = bytes;
+        self.config.max_pending = bytes;
         self
     }
 
     /// The most client connections at once (`max_connections`, default 65536).
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.opts.max_connections = n;
+        self.config.max_connections = n;
         self
     }
 
     /// The most subscriptions one connection may hold (`max_subscriptions`, 0 = no limit).
     pub fn max_subscriptions(mut self, n: usize) -> Self {
-        self.opts.max_subscriptions = n;
+        self.config.max_subscriptions = n;
         self
     }
 
     /// How often an idle client is PINGed (`ping_interval`, default 2 minutes).
     pub fn ping_interval(mut self, every: Duration) -> Self {
-        self.opts.ping_interval = every;
+        self.config.ping_interval = every;
         self
     }
 
     /// Unanswered PINGs before `Stale Connection` (`ping_max`, default 2).
     pub fn max_pings_out(mut self, n: u32) -> Self {
-        self.opts.max_pings_out = n;
+        self.config.max_pings_out = n;
         self
     }
 
     /// How long one socket write may stall before the client is a slow consumer
     /// (`write_deadline`, default 10 s).
     pub fn write_deadline(mut self, d: Duration) -> Self {
-        self.opts.write_deadline = d;
+        self.config.write_deadline = d;
         self
     }
 
@@ -139,8 +145,7 @@ impl ServerBuilder {
     ///
     /// With TLS the default is the TLS handshake timeout plus one second, as in nats-server.
     pub fn auth_timeout(mut self, d: Duration) -> Self {
-        self.opts.auth_timeout = d;
-        self.auth_timeout_set = true;
+        self.config.auth_timeout = Some(d);
         self
     }
 
@@ -148,79 +153,79 @@ impl ServerBuilder {
     /// --tlskey`): clients get INFO with `tls_required` and upgrade, or handshake first.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
-        self.opts.tls = Some(tls);
+        self.config.tls = Some(tls);
         self
     }
 
     /// With [`Self::tls`], still accept clients that do not upgrade (`allow_non_tls`; INFO then
     /// says `tls_available` instead of `tls_required`).
     pub fn allow_non_tls(mut self, yes: bool) -> Self {
-        self.opts.allow_non_tls = yes;
+        self.config.allow_non_tls = yes;
         self
     }
 
     /// Requires clients to authenticate (nats-server's `--user/--pass` or `--auth`).
     pub fn auth(mut self, auth: Auth) -> Self {
-        self.opts.auth = auth;
+        self.config.auth = auth;
         self
     }
 
     /// The single address advertised to clients in `connect_urls` (`client_advertise`).
     pub fn client_advertise(mut self, addr: impl Into<String>) -> Self {
-        self.opts.client_advertise = Some(addr.into());
+        self.config.client_advertise = Some(addr.into());
         self
     }
 
-    /// Lame-duck duration (`lame_duck_duration`, default 2 minutes) used by
+    /// Lame-duck duration (`lame_duck_duration`, default 2 minutes, at least 30 s) used by
     /// [`Server::lame_duck`].
     pub fn lame_duck_duration(mut self, d: Duration) -> Self {
-        self.opts.lame_duck_duration = d;
+        self.config.lame_duck_duration = d;
         self
     }
 
     /// Lame-duck grace period before clients are closed (`lame_duck_grace_period`, 10 s).
     pub fn lame_duck_grace_period(mut self, d: Duration) -> Self {
-        self.opts.lame_duck_grace_period = d;
+        self.config.lame_duck_grace_period = d;
         self
     }
 
     /// How long [`Server::shutdown`] lets connections drain before cutting them (default 2 s).
     pub fn drain_timeout(mut self, d: Duration) -> Self {
-        self.opts.drain_timeout = d;
+        self.config.drain_timeout = d;
         self
     }
 
     /// Never stall a fast publisher for a slow subscriber (`no_fast_producer_stall`); the slow
     /// subscriber is cut off sooner instead.
     pub fn no_fast_producer_stall(mut self, yes: bool) -> Self {
-        self.opts.no_fast_producer_stall = yes;
+        self.config.no_fast_producer_stall = yes;
         self
     }
 
     /// Closed connections kept for `/connz?state=closed` (`max_closed_clients`, default
     /// 10000; 0 keeps none).
     pub fn max_closed_clients(mut self, n: usize) -> Self {
-        self.opts.max_closed_clients = n;
+        self.config.max_closed_clients = n;
         self
     }
 
     /// Adds an account (nats-server's `accounts { NAME: {...} }`): its users' connections get
     /// a subject space of their own.
     pub fn account(mut self, account: Account) -> Self {
-        self.opts.accounts.push(account);
+        self.config.accounts.push(account);
         self
     }
 
     /// Adds a user of the global account `$G` (nats-server's `authorization { users: [...] }`).
     pub fn user(mut self, user: User) -> Self {
-        self.opts.users.push(user);
+        self.config.users.push(user);
         self
     }
 
     /// Permissions for `$G`'s users ([`Self::user`]) that have none of their own
     /// (nats-server's `authorization { default_permissions }`).
     pub fn default_permissions(mut self, permissions: crate::Permissions) -> Self {
-        self.opts.default_permissions = Some(permissions);
+        self.config.default_permissions = Some(permissions);
         self
     }
 
@@ -228,7 +233,7 @@ impl ServerBuilder {
     /// the order added; the first to allow or deny decides, and when all pass, the configured
     /// users do. See [`crate::Authenticator`].
     pub fn authenticator(mut self, authenticator: impl crate::Authenticator) -> Self {
-        self.opts
+        self.config
             .authenticators
             .0
             .push(std::sync::Arc::new(authenticator));
@@ -238,22 +243,20 @@ impl ServerBuilder {
     /// Clients that present no credentials become this user, of whichever account it belongs
     /// to (`no_auth_user`); INFO then says `auth_required: false`.
     pub fn no_auth_user(mut self, name: impl Into<String>) -> Self {
-        self.opts.no_auth_user = Some(name.into());
+        self.config.no_auth_user = Some(name.into());
         self
     }
 
     /// The system account's name (`system_account`, default `$SYS`): its clients see the
     /// server's `$SYS` advisories and services. Created if no [`Self::account`] has the name.
     pub fn system_account(mut self, name: impl Into<String>) -> Self {
-        self.opts.system_account = Some(name.into());
-        self.system_account_set = true;
+        self.config.system_account = Some(name.into());
         self
     }
 
     /// No system account at all (`no_system_account`).
     pub fn no_system_account(mut self) -> Self {
-        self.opts.system_account = None;
-        self.system_account_set = true;
+        self.config.no_system_account = true;
         self
     }
 
@@ -274,7 +277,7 @@ impl ServerBuilder {
     /// # Ok(()) }
     /// ```
     pub fn operator(mut self, jwt: impl Into<String>) -> Self {
-        self.opts.operators.push(jwt.into());
+        self.config.operators.push(jwt.into());
         self
     }
 
@@ -283,7 +286,7 @@ impl ServerBuilder {
     /// JWT that is not valid, or not signed by a trusted operator, is logged and skipped, as
     /// nats-server does.
     pub fn resolver_preload(mut self, account_jwt: impl Into<String>) -> Self {
-        self.opts
+        self.config
             .resolver_preload
             .push((String::new(), account_jwt.into()));
         self
@@ -296,7 +299,7 @@ impl ServerBuilder {
         key: impl Into<String>,
         account_jwt: impl Into<String>,
     ) -> Self {
-        self.opts
+        self.config
             .resolver_preload
             .push((key.into(), account_jwt.into()));
         self
@@ -307,8 +310,10 @@ impl ServerBuilder {
     /// picks a free port, see [`Server::monitor_addr`]). nats-server's `-m`/`http`.
     #[cfg(feature = "monitor")]
     pub fn monitor(mut self, addr: impl Into<String>) -> Self {
-        self.monitor = Some(addr.into());
-        self.monitor_https = false;
+        self.config.monitor = Some(crate::config::Monitor {
+            addr: addr.into(),
+            https: false,
+        });
         self
     }
 
@@ -317,35 +322,27 @@ impl ServerBuilder {
     /// must be set); no client certificates are asked for.
     #[cfg(all(feature = "monitor", feature = "tls"))]
     pub fn monitor_https(mut self, addr: impl Into<String>) -> Self {
-        self.monitor = Some(addr.into());
-        self.monitor_https = true;
+        self.config.monitor = Some(crate::config::Monitor {
+            addr: addr.into(),
+            https: true,
+        });
         self
     }
 
     /// Serves NATS clients over WebSocket too (nats-server's `websocket {}`).
     #[cfg(feature = "websocket")]
     pub fn websocket(mut self, websocket: crate::Websocket) -> Self {
-        self.opts.websocket = Some(websocket);
+        self.config.websocket = Some(websocket);
         self
     }
 
     /// Checks the configuration as [`Self::start`] does before binding anything: limits that
-    /// contradict each other, accounts, users, exports and imports that do not fit together.
+    /// contradict each other, accounts, users, exports and imports that do not fit together,
+    /// TLS files that cannot be read.
     pub fn check(&self) -> Result<(), StartError> {
-        let mut opts = self.opts.clone();
-        crate::operator::apply(&mut opts, self.system_account_set)?;
-        validate(&opts)?;
-        crate::account::config::validate(&opts)?;
-        #[cfg(feature = "websocket")]
-        crate::websocket::validate(&opts)?;
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &self.opts.tls {
-            tls.check()?;
-        }
-        #[cfg(feature = "tls")]
-        if let Some(tls) = self.cluster.as_ref().and_then(|c| c.tls.as_ref()) {
-            tls.clone().verify(true).check()?;
-        }
+        let mut config = self.config.clone();
+        config.resolve()?;
+        build_tls(&config)?;
         Ok(())
     }
 
@@ -354,48 +351,11 @@ impl ServerBuilder {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StartError::NoRuntime);
         }
-        let mut opts = self.opts;
-        crate::operator::apply(&mut opts, self.system_account_set)?;
-        validate(&opts)?;
-        crate::account::config::validate(&opts)?;
-        #[cfg(feature = "websocket")]
-        crate::websocket::validate(&opts)?;
-        #[cfg(feature = "tls")]
-        let tls = match &opts.tls {
-            Some(config) => {
-                if !self.auth_timeout_set {
-                    opts.auth_timeout = config.handshake_timeout() + Duration::from_secs(1);
-                }
-                Some(std::sync::Arc::new(crate::transport::tls::Tls::new(
-                    config.clone(),
-                )?))
-            }
-            None => None,
-        };
-        #[cfg(feature = "tls")]
-        let route_tls = match self.cluster.as_ref().and_then(|c| c.tls.clone()) {
-            Some(config) => Some(std::sync::Arc::new(crate::transport::tls::Tls::for_routes(
-                config,
-            )?)),
-            None => None,
-        };
-        #[cfg(all(feature = "tls", feature = "monitor"))]
-        let monitor_tls = match (&opts.tls, self.monitor_https) {
-            (Some(config), true) => Some(std::sync::Arc::new(
-                crate::transport::tls::Tls::for_monitor(config.clone())?,
-            )),
-            (None, true) => {
-                return Err(StartError::Config(
-                    "TLS cert and key required for HTTPS".into(),
-                ))
-            }
-            (_, false) => None,
-        };
-        #[cfg(not(all(feature = "tls", feature = "monitor")))]
-        let monitor_tls = None;
-        #[cfg(not(feature = "tls"))]
-        let (tls, route_tls) = (None, None);
-        let listener = match (self.listener, self.listen) {
+        let given = self.config.clone();
+        let mut config = self.config;
+        config.resolve()?;
+        let tls = build_tls(&config)?;
+        let listener = match (self.listener, &config.listen) {
             (Some(l), _) => {
                 l.set_nonblocking(true).map_err(|e| bind_error(&l, e))?;
                 Some(
@@ -403,70 +363,36 @@ impl ServerBuilder {
                         .map_err(|e| bind_error(&l, e))?,
                 )
             }
-            (None, Some(addr)) => {
-                let sock = resolve("client", &addr)?;
-                opts.listen = Some(sock);
-                Some(
-                    TcpListener::bind(sock)
-                        .await
-                        .map_err(|source| StartError::Bind {
-                            listener: "client",
-                            addr: sock,
-                            source,
-                        })?,
-                )
-            }
+            (None, Some(addr)) => Some(bind("client", addr).await?),
             (None, None) => None,
         };
-        let cluster = match self.cluster {
+        config.bound = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let cluster = match &config.cluster {
             Some(c) => {
-                let sock = resolve("cluster", &c.listen)?;
-                let l = TcpListener::bind(sock)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        listener: "cluster",
-                        addr: sock,
-                        source,
-                    })?;
+                let l = bind("cluster", &c.listen).await?;
                 let bound = l.local_addr().map_err(|source| StartError::Bind {
                     listener: "cluster",
-                    addr: sock,
+                    addr: resolve("cluster", &c.listen).unwrap_or_else(|_| unspecified()),
                     source,
                 })?;
-                let advertise = advertise_addr(&c, bound);
-                Some((c, l, advertise))
+                let advertise = advertise_addr(c, bound);
+                Some((c.clone(), l, advertise))
             }
             None => None,
         };
         #[cfg(feature = "monitor")]
-        let monitor = match &self.monitor {
-            Some(addr) => {
-                let sock = resolve("monitor", addr)?;
-                Some(
-                    TcpListener::bind(sock)
-                        .await
-                        .map_err(|source| StartError::Bind {
-                            listener: "monitor",
-                            addr: sock,
-                            source,
-                        })?,
-                )
+        let monitor = match &config.monitor {
+            Some(m) => {
+                let listener = bind("monitor", &m.addr).await?;
+                crate::monitor::http::announce(&listener, m.https);
+                Some(listener)
             }
             None => None,
         };
-        #[cfg(feature = "monitor")]
-        if let Some(listener) = &monitor {
-            crate::monitor::http::announce(listener, self.monitor_https);
-        }
         #[cfg(feature = "websocket")]
-        let websocket = crate::websocket::bind(&opts).await?;
-        let tls = crate::transport::TlsSet {
-            client: tls,
-            route: route_tls,
-            monitor: monitor_tls,
-        };
-        opts.features = self.extensions.features();
-        let server = Server::launch(opts, listener, cluster, tls, self.extensions).await?;
+        let websocket = crate::websocket::bind(&config).await?;
+        config.features = self.extensions.features();
+        let server = Server::launch(given, config, listener, cluster, tls, self.extensions).await?;
         #[cfg(feature = "monitor")]
         if let Some(listener) = monitor {
             crate::monitor::http::start(server.broker(), listener);
@@ -477,6 +403,69 @@ impl ServerBuilder {
         }
         Ok(server)
     }
+}
+
+/// Each listener's TLS, built from `config` (the files are read here).
+pub(crate) fn build_tls(config: &Config) -> Result<crate::transport::TlsSet, StartError> {
+    #[cfg(feature = "tls")]
+    {
+        use crate::transport::tls::Tls;
+        use std::sync::Arc;
+        let client = match &config.tls {
+            Some(c) => Some(Arc::new(Tls::new(c.clone())?)),
+            None => None,
+        };
+        let route = match config.cluster.as_ref().and_then(|c| c.tls.clone()) {
+            Some(c) => Some(Arc::new(Tls::for_routes(c)?)),
+            None => None,
+        };
+        let https = config.monitor.as_ref().is_some_and(|m| m.https);
+        #[cfg(feature = "monitor")]
+        let monitor = match (&config.tls, https) {
+            (Some(c), true) => Some(Arc::new(Tls::for_monitor(c.clone())?)),
+            (None, true) => {
+                return Err(StartError::Config(
+                    "TLS cert and key required for HTTPS".into(),
+                ))
+            }
+            (_, false) => None,
+        };
+        #[cfg(not(feature = "monitor"))]
+        let monitor = {
+            let _ = https;
+            None
+        };
+        Ok(crate::transport::TlsSet {
+            client,
+            route,
+            monitor,
+        })
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        if config.monitor.as_ref().is_some_and(|m| m.https) {
+            return Err(StartError::Config(
+                "TLS cert and key required for HTTPS".into(),
+            ));
+        }
+        Ok(crate::transport::TlsSet::default())
+    }
+}
+
+/// Binds `listener` on `addr` (`host:port`, a name like `localhost` allowed).
+async fn bind(listener: &'static str, addr: &str) -> Result<TcpListener, StartError> {
+    let sock = resolve(listener, addr)?;
+    TcpListener::bind(sock)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr: sock,
+            source,
+        })
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
 /// What peers should dial: the configured advertise address, else the bound address, with
@@ -498,9 +487,7 @@ fn advertise_addr(c: &Cluster, bound: SocketAddr) -> String {
 fn bind_error(l: &std::net::TcpListener, source: std::io::Error) -> StartError {
     StartError::Bind {
         listener: "client",
-        addr: l
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        addr: l.local_addr().unwrap_or_else(|_| unspecified()),
         source,
     }
 }
@@ -516,29 +503,4 @@ pub(crate) fn resolve(listener: &'static str, addr: &str) -> Result<SocketAddr, 
         .map_err(|e| err(e.to_string()))?
         .next()
         .ok_or_else(|| err("no address".into()))
-}
-
-fn validate(opts: &Options) -> Result<(), StartError> {
-    if opts.max_payload == 0 {
-        return Err(StartError::Config("max_payload must be positive".into()));
-    }
-    if opts.max_payload > opts.max_pending {
-        return Err(StartError::Config(format!(
-            "max_payload ({}) cannot be higher than max_pending ({})",
-            opts.max_payload, opts.max_pending
-        )));
-    }
-    if opts.max_payload > MAX_PAYLOAD_CEILING {
-        return Err(StartError::Config(format!(
-            "max_payload ({}) cannot be higher than {}",
-            opts.max_payload, MAX_PAYLOAD_CEILING
-        )));
-    }
-    if opts.max_control_line < 32 {
-        return Err(StartError::Config("max_control_line is too small".into()));
-    }
-    if opts.ping_interval.is_zero() {
-        return Err(StartError::Config("ping_interval must be positive".into()));
-    }
-    Ok(())
 }

@@ -8,8 +8,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// A listener could not be bound.
-    #[error("cannot bind the {listener} listener on {addr}: {source}")]
+    /// A listener could not be bound (worded as nats-server words it for the client port).
+    #[error("Error listening on {listener} port: {addr}, \"{source}\"")]
     Bind {
         /// Which listener: `"client"`, `"cluster"`, `"monitor"`.
         listener: &'static str,
@@ -32,6 +32,9 @@ pub enum StartError {
     /// The options contradict each other (e.g. max_payload above max_pending).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An option is out of range or malformed ([`crate::Config::validate`]).
+    #[error(transparent)]
+    Invalid(#[from] crate::ConfigError),
     /// The accounts, their users, exports or imports do not fit together.
     #[error("invalid accounts: {0}")]
     Account(#[from] AccountError),
@@ -81,6 +84,10 @@ pub enum ClientError {
     /// A header block is not one (`NATS/1.0` first, within the message).
     #[error("invalid header block")]
     InvalidHeaders,
+    /// A service or endpoint name that is not `[A-Za-z0-9_-]+`, or a service version that
+    /// is not a semantic version.
+    #[error("invalid service name or version")]
+    InvalidService,
 }
 
 /// Why an in-process request failed.

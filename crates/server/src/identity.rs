@@ -34,6 +34,7 @@ pub(crate) struct Identity {
     server_id: String,
     server_name: String,
     start: SystemTime,
+    config_loaded: Mutex<SystemTime>,
     client_addr: Mutex<Option<SocketAddr>>,
     monitor_addr: Mutex<Option<SocketAddr>>,
     /// Bumped whenever the cluster's client URLs change (async INFO to clients).
@@ -59,11 +60,13 @@ pub(crate) struct ClientInfo {
 impl Identity {
     pub(crate) fn new(server_name: Option<String>, features: Features) -> Self {
         let server_id = new_server_id();
+        let now = SystemTime::now();
         Self {
             features,
             server_name: server_name.unwrap_or_else(|| server_id.clone()),
             server_id,
-            start: SystemTime::now(),
+            start: now,
+            config_loaded: Mutex::new(now),
             client_addr: Mutex::new(None),
             monitor_addr: Mutex::new(None),
             urls_version: AtomicU64::new(0),
@@ -85,6 +88,16 @@ impl Identity {
 
     pub(crate) fn start(&self) -> SystemTime {
         self.start
+    }
+
+    /// When the configuration in effect was loaded (`/varz` `config_load_time`): the start,
+    /// then each reload.
+    pub(crate) fn config_loaded(&self) -> SystemTime {
+        *self.config_loaded.lock()
+    }
+
+    pub(crate) fn set_config_loaded(&self, at: SystemTime) {
+        *self.config_loaded.lock() = at;
     }
 
     pub(crate) fn client_addr(&self) -> Option<SocketAddr> {

@@ -11,9 +11,9 @@ use starling_sublist::SublistStats;
 use crate::account::Account;
 use crate::broker::Broker;
 use crate::cluster::{RouteLink, Routes};
+use crate::config::Config;
 use crate::conn::Conn;
 use crate::monitor::MonitorState;
-use crate::options::Options;
 use crate::registry::ClosedConn;
 use crate::stats::{RouteStats, Stats, SublistFigures};
 
@@ -40,8 +40,12 @@ impl<'b> View<'b> {
         self.broker.identity().start()
     }
 
-    pub(crate) fn opts(&self) -> &'b Options {
-        self.broker.opts()
+    pub(crate) fn config_loaded(&self) -> SystemTime {
+        self.broker.identity().config_loaded()
+    }
+
+    pub(crate) fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.broker.config()
     }
 
     pub(crate) fn client_addr(&self) -> Option<SocketAddr> {

@@ -52,6 +52,7 @@ mod broker;
 mod builder;
 mod client;
 mod cluster;
+mod config;
 mod conn;
 mod delivery;
 mod error;
@@ -65,7 +66,6 @@ mod lifecycle;
 mod message;
 mod monitor;
 mod operator;
-mod options;
 mod permissions;
 mod registry;
 mod server;
@@ -82,17 +82,23 @@ pub use account::config::{
 pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
 pub use client::inprocess::{Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT};
+pub use client::service::{
+    Endpoint, Request, Service, ServiceBuilder, ServiceError, DEFAULT_SERVICE_QUEUE,
+    SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER,
+};
 pub use cluster::{Cluster, Discovery, Peer, Seeds};
+pub use config::{
+    Auth, Config, ConfigError, Monitor, ReloadError, Reloaded, DEFAULT_AUTH_TIMEOUT, DEFAULT_HOST,
+    DEFAULT_LAME_DUCK_DURATION, DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONTROL_LINE, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING, DEFAULT_PORT,
+    MAX_PAYLOAD_CEILING, MIN_LAME_DUCK_DURATION,
+};
 pub use conn::{ClosedReason, ConnKind};
 pub use error::{AccountError, ClientError, RequestError, StartError};
 pub use events::{Event, EventStream};
 pub use extension::{Extension, ExtensionError, Features, Monitoring};
 pub use identity::{NATS_VERSION, STARLING_VERSION};
 pub use message::{Message, Subject};
-pub use options::{
-    Auth, DEFAULT_MAX_CLOSED_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE,
-    DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING, MAX_PAYLOAD_CEILING,
-};
 pub use permissions::{
     Permissions, ResponsePermission, SubjectPermission, DEFAULT_ALLOW_RESPONSE_EXPIRATION,
     DEFAULT_ALLOW_RESPONSE_MAX_MSGS,

@@ -21,9 +21,9 @@ use crate::account::config::{
 };
 use crate::account::{Account, Accounts};
 use crate::auth::Verdict;
+use crate::config::Config;
 use crate::error::StartError;
 use crate::jwt::{self, Claims, JwtError, UserLimits};
-use crate::options::Options;
 use crate::permissions::Compiled;
 
 /// What the operators trust: their keys and the accounts they signed.
@@ -36,7 +36,7 @@ pub(crate) struct Trust {
 /// Checks the operator options as nats-server's `validateTrustedOperators` does, then makes
 /// accounts of the preloaded account JWTs and picks the system account. Does nothing outside
 /// operator mode.
-pub(crate) fn apply(opts: &mut Options, system_account_set: bool) -> Result<(), StartError> {
+pub(crate) fn apply(opts: &mut Config, system_account_set: bool) -> Result<(), StartError> {
     if opts.operators.is_empty() {
         return Ok(());
     }
@@ -65,13 +65,13 @@ pub(crate) fn apply(opts: &mut Options, system_account_set: bool) -> Result<(), 
         operator_systems.push(op.nats.system_account.clone().unwrap_or_default());
     }
     if system_account_set {
-        let configured = opts.system_account.clone().unwrap_or_default();
+        let configured = opts.system.clone().unwrap_or_default();
         let any_named = operator_systems.iter().any(|s| !s.is_empty());
         if any_named && !operator_systems.contains(&configured) {
             return refuse("system_account in config and operator JWT must be identical");
         }
     } else {
-        opts.system_account = operator_systems.first().filter(|s| !s.is_empty()).cloned();
+        opts.system = operator_systems.first().filter(|s| !s.is_empty()).cloned();
     }
 
     let mut accounts: HashMap<String, Claims<jwt::Account>> = HashMap::new();
@@ -100,7 +100,7 @@ pub(crate) fn apply(opts: &mut Options, system_account_set: bool) -> Result<(), 
     for claims in accounts.values() {
         opts.accounts.push(account_config(claims, &accounts));
     }
-    if let Some(system) = &opts.system_account {
+    if let Some(system) = &opts.system {
         if !accounts.contains_key(system) {
             opts.accounts.push(AccountConfig::new(system.clone()));
         }

@@ -12,11 +12,11 @@ use crate::account::config::User;
 use crate::broker::Broker;
 use crate::builder::ServerBuilder;
 use crate::client::inprocess::Client;
+use crate::config::Config;
 use crate::conn::ClosedReason;
 use crate::error::{AccountError, ClientError, StartError};
 use crate::events::{Event, EventStream};
 use crate::extension::Extensions;
-use crate::options::Options;
 use crate::stats::Stats;
 
 /// Stops the server when the last [`Server`] handle is dropped.
@@ -37,6 +37,9 @@ impl Drop for DropGuard {
 #[derive(Clone)]
 pub struct Server {
     broker: Arc<Broker>,
+    /// The configuration as given (before the server derived anything from it): what a
+    /// reload is compared with. The lock also keeps reloads from overlapping.
+    given: Arc<tokio::sync::Mutex<Config>>,
     _guard: Arc<DropGuard>,
 }
 
@@ -83,7 +86,8 @@ impl Server {
     }
 
     pub(crate) async fn launch(
-        opts: Options,
+        given: Config,
+        opts: Config,
         listener: Option<TcpListener>,
         cluster: Option<(crate::cluster::Cluster, TcpListener, String)>,
         tls: crate::transport::TlsSet,
@@ -101,6 +105,7 @@ impl Server {
         };
         let broker = Arc::new(Broker::new(opts, routes, tls));
         let server = Self {
+            given: Arc::new(tokio::sync::Mutex::new(given)),
             _guard: Arc::new(DropGuard(broker.clone())),
             broker: broker.clone(),
         };
@@ -112,7 +117,7 @@ impl Server {
             }
             #[cfg(feature = "tls")]
             if let Some(tls) = broker.tls() {
-                if broker.opts().allow_non_tls {
+                if broker.config().allow_non_tls {
                     info!("TLS available for client connections");
                 } else {
                     info!("TLS required for client connections");
@@ -189,7 +194,7 @@ impl Server {
 
     /// Reads the client listener's, the routes' and the WebSocket listener's certificate, key and CA files again: new TLS handshakes use
     /// them, established connections keep theirs. On an error the old certificates stay in use.
-    /// Does nothing without TLS.
+    /// Does nothing without TLS. [`Self::reload`] does this too.
     #[cfg(feature = "tls")]
     pub fn reload_certificates(&self) -> Result<(), crate::TlsError> {
         let b = &self.broker;
@@ -197,11 +202,83 @@ impl Server {
             .into_iter()
             .flatten()
         {
-            tls.reload()?;
+            tls.reload(None)?;
         }
         #[cfg(feature = "websocket")]
         if let Some(tls) = b.websocket().tls_listener() {
-            tls.reload()?;
+            tls.reload(None)?;
+        }
+        Ok(())
+    }
+
+    /// The configuration the server was started with (or last reloaded with), as given: the
+    /// starting point of a [`Self::reload`].
+    pub async fn config(&self) -> Config {
+        self.given.lock().await.clone()
+    }
+
+    /// Applies `config` to the running server, as nats-server applies a reload (SIGHUP):
+    ///
+    /// - `max_payload`, `max_control_line` and `ping_max` apply to open connections too
+    ///   (clients that take async INFOs get one with the new `max_payload`); connections
+    ///   beyond a lowered `max_connections` are closed, the newest first; `ping_interval`,
+    ///   `write_deadline` and the authorization timeout apply to connections opened after;
+    /// - users, passwords, tokens and permissions are replaced: every client is checked
+    ///   again with what it presented at CONNECT; one no longer allowed gets
+    ///   `-ERR 'Authorization Violation'` and is closed, and subscriptions that narrowed
+    ///   permissions refuse are removed with nats-server's `-ERR`;
+    /// - TLS certificate, key and CA files are read again (of the new `tls {}` settings);
+    /// - cluster routes that are new are dialled, routes that are gone are closed.
+    ///
+    /// Options that need a restart (the client port, the cluster port, the accounts
+    /// themselves, ...) are refused with [`ReloadError::NotSupported`] naming the first one;
+    /// then, as on any error, nothing has changed. Users added with [`Self::add_user`] are
+    /// replaced by the new configuration's, as a reload of nats-server's file replaces them.
+    ///
+    /// [`ReloadError::NotSupported`]: crate::ReloadError::NotSupported
+    pub async fn reload(&self, config: Config) -> Result<crate::Reloaded, crate::ReloadError> {
+        let mut given = self.given.lock().await;
+        let plan = crate::config::reload::plan(&given, &config)?;
+        let mut resolved = config.clone();
+        {
+            let current = self.broker.config();
+            resolved.features = current.features;
+            resolved.authenticators = current.authenticators.clone();
+            resolved.bound = current.bound;
+        }
+        resolved.resolve()?;
+        // TLS first: it reads files, the one step that can still fail.
+        #[cfg(feature = "tls")]
+        self.reload_tls(&resolved).map_err(StartError::from)?;
+        self.broker.apply_reload(resolved, &plan).await;
+        *given = config;
+        info!("Reloaded server configuration");
+        Ok(crate::Reloaded {
+            changed: plan.changed,
+        })
+    }
+
+    #[cfg(feature = "tls")]
+    fn reload_tls(&self, config: &Config) -> Result<(), crate::TlsError> {
+        let b = &self.broker;
+        if let (Some(tls), Some(c)) = (b.tls(), &config.tls) {
+            tls.reload(Some(c))?;
+            info!("Reloaded: tls = enabled");
+        }
+        if let (Some(tls), Some(c)) = (b.monitor_tls(), &config.tls) {
+            tls.reload(Some(c))?;
+        }
+        let route = config.cluster.as_ref().and_then(|c| c.tls.as_ref());
+        if let (Some(tls), Some(c)) = (b.route_tls(), route) {
+            tls.reload(Some(c))?;
+            info!("Reloaded: cluster tls");
+        }
+        #[cfg(feature = "websocket")]
+        {
+            let ws = config.websocket.as_ref().and_then(|w| w.tls_config());
+            if let (Some(tls), Some(c)) = (b.websocket().tls_listener(), ws) {
+                tls.reload(Some(c))?;
+            }
         }
         Ok(())
     }
@@ -364,7 +441,7 @@ impl Server {
         let broker = &self.broker;
         let lifecycle = broker.lifecycle();
         broker.announce_lame_duck();
-        let opts = broker.opts();
+        let opts = broker.config();
         tokio::select! {
             _ = tokio::time::sleep(opts.lame_duck_grace_period) => {}
             _ = lifecycle.shutting_down() => {}
@@ -397,7 +474,7 @@ impl Server {
             broker.system().shutdown(broker);
             broker.close_clients();
             lifecycle.begin_shutdown();
-            if tokio::time::timeout(broker.opts().drain_timeout, lifecycle.wait())
+            if tokio::time::timeout(broker.config().drain_timeout, lifecycle.wait())
                 .await
                 .is_err()
             {

@@ -322,7 +322,7 @@ async fn statsz_and_lame_duck_advisories() {
     let server = common::start_with(
         tenants()
             .lame_duck_grace_period(Duration::from_millis(10))
-            .lame_duck_duration(Duration::from_millis(200)),
+            .lame_duck_duration(Duration::from_secs(30)),
     )
     .await;
     let sys = as_user(&server, "sys", "psys").await;

@@ -915,7 +915,7 @@ async fn lame_duck_info_over_websocket_names_the_websocket_listener() {
     let server = Server::builder()
         .listen("127.0.0.1:0")
         .lame_duck_grace_period(Duration::from_millis(10))
-        .lame_duck_duration(Duration::from_millis(200))
+        .lame_duck_duration(Duration::from_secs(30))
         .websocket(plain().listen("127.0.0.1:0"))
         .start()
         .await
@@ -988,4 +988,20 @@ async fn async_nats_over_wss_with_the_servers_user() {
     let mut sub = client.subscribe("foo").await.unwrap();
     client.publish("foo", "hello".into()).await.unwrap();
     assert_eq!(next(&mut sub).await.payload.as_ref(), b"hello");
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_websocket_block_is_refused() {
+    let server = ws_server(plain()).await;
+    let mut config = server.config().await;
+    config.websocket = Some(plain().listen("127.0.0.1:0").compression(true));
+    let err = server.reload(config).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config reload not supported for websocket"),
+        "{err}"
+    );
+    // The same block reloads fine.
+    let config = server.config().await;
+    server.reload(config).await.unwrap();
 }

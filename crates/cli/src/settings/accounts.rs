@@ -709,18 +709,18 @@ mod tests {
                     .max_msgs(Some(3))
                     .expires(Some(Duration::from_secs(5))),
             );
-        assert_eq!(c.settings.default_permissions, Some(expected));
+        assert_eq!(c.settings.config.default_permissions, Some(expected));
         c.settings.validate().unwrap();
         let c = load("authorization { permissions: { allow_responses: true } }").unwrap();
         assert_eq!(
-            c.settings.default_permissions,
+            c.settings.config.default_permissions,
             Some(Permissions::new().allow_responses(ResponsePermission::new()))
         );
         let c =
             load("authorization { permissions: { allow_responses: { max: -1, ttl: \"-1s\" } } }")
                 .unwrap();
         assert_eq!(
-            c.settings.default_permissions,
+            c.settings.config.default_permissions,
             Some(
                 Permissions::new()
                     .allow_responses(ResponsePermission::new().max_msgs(None).expires(None))
@@ -753,7 +753,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.settings.default_permissions,
+            c.settings.config.default_permissions,
             Some(
                 Permissions::new()
                     .subscribe(SubjectPermission::new().allow(["foo v1"]))
@@ -765,12 +765,9 @@ mod tests {
                 .contains("error parsing expires: ")
         );
         // Settings built without a file still get the server's check, with a clear message.
-        let s = crate::settings::Settings {
-            default_permissions: Some(
-                Permissions::new().publish(SubjectPermission::new().deny(["a b"])),
-            ),
-            ..Default::default()
-        };
+        let mut s = crate::settings::Settings::default();
+        s.config.default_permissions =
+            Some(Permissions::new().publish(SubjectPermission::new().deny(["a b"])));
         assert_eq!(
             s.validate().unwrap_err().to_string(),
             "invalid permissions: subject \"a b\" is not a valid subject"
@@ -806,20 +803,20 @@ mod tests {
         )
         .unwrap();
         let s = &c.settings;
-        let accounts = s.accounts.as_ref().unwrap();
+        let accounts = &s.config.accounts;
         assert_eq!(accounts.len(), 2);
         assert_eq!(accounts[0].name(), "ORDERS");
         assert_eq!(accounts[0].users()[0].name(), "orders");
-        assert_eq!(s.users.as_ref().unwrap()[0].name(), "g");
-        assert_eq!(s.no_auth_user.as_deref(), Some("g"));
-        assert_eq!(s.system_account.as_deref(), Some("SYS"));
+        assert_eq!(s.config.users[0].name(), "g");
+        assert_eq!(s.config.no_auth_user.as_deref(), Some("g"));
+        assert_eq!(s.config.system_account.as_deref(), Some("SYS"));
         // It all fits together as the server checks it.
         s.validate().unwrap();
         let list = load("accounts: [A, B]").unwrap();
         let names: Vec<_> = list
             .settings
+            .config
             .accounts
-            .unwrap()
             .iter()
             .map(|a| a.name().to_string())
             .collect();
@@ -973,8 +970,8 @@ mod tests {
         assert!(s.jetstream().unwrap().config.is_none());
         s.validate().unwrap();
         // -js turns the server's on.
-        let flags = crate::flags::parse(["-js"]).unwrap().settings;
-        assert_eq!(s.overlay(flags).jetstream().unwrap().accounts, ["A"]);
+        let flags = crate::flags::parse(["-js"]).unwrap();
+        assert_eq!(flags.over(s).unwrap().jetstream().unwrap().accounts, ["A"]);
 
         for (text, want) in [
             (

@@ -150,17 +150,18 @@ impl Settings {
 
         // nats-server's `globalAccountOnly`: no account but the global and system ones (and
         // no operator, whose accounts come from JWTs).
-        let system = (self.no_system_account != Some(true)).then(|| {
-            self.system_account
+        let system = (!self.config.no_system_account).then(|| {
+            self.config
+                .system_account
                 .as_deref()
                 .unwrap_or(DEFAULT_SYSTEM_ACCOUNT)
         });
         let others = self
+            .config
             .accounts
             .iter()
-            .flatten()
             .any(|a| Some(a.name()) != system);
-        let operator = self.operators.as_ref().is_some_and(|o| !o.is_empty());
+        let operator = !self.config.operators.is_empty();
         if !others && !operator {
             plan.accounts.push(GLOBAL_ACCOUNT.to_string());
             plan.config = Some(js);

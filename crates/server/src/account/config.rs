@@ -27,8 +27,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::error::AccountError;
-use crate::options::Options;
 use crate::permissions::Permissions;
 
 /// nats-server's default account: clients not bound to another account are in it.
@@ -420,7 +420,7 @@ impl ServiceImport {
 }
 
 /// Checks the accounts, users and system account of `opts` as nats-server checks its config.
-pub(crate) fn validate(opts: &Options) -> Result<(), AccountError> {
+pub(crate) fn validate(opts: &Config) -> Result<(), AccountError> {
     let mut names = HashSet::new();
     for a in &opts.accounts {
         if a.name == GLOBAL_ACCOUNT {
@@ -465,10 +465,10 @@ pub(crate) fn validate(opts: &Options) -> Result<(), AccountError> {
             return Err(AccountError::NoAuthUserUnknown(name.clone()));
         }
     }
-    if let Some(system) = &opts.system_account {
+    if let Some(system) = &opts.system {
         if system == GLOBAL_ACCOUNT {
             return Err(AccountError::SystemIsGlobal(system.clone()));
         }
     }
-    super::imports::validate(&opts.accounts, opts.system_account.as_deref())
+    super::imports::validate(&opts.accounts, opts.system.as_deref())
 }

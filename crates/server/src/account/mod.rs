@@ -23,8 +23,8 @@ use parking_lot::Mutex;
 use starling_sublist::{SubHandle, Sublist, SublistError, SublistStats};
 
 use crate::cluster::Routes;
+use crate::config::Config;
 use crate::conn::Conn;
-use crate::options::Options;
 use crate::subscription::{OwnedSub, Subscription};
 use config::AccountLimits;
 pub(crate) use config::GLOBAL_ACCOUNT;
@@ -279,9 +279,9 @@ pub(crate) struct Accounts {
 impl Accounts {
     /// The accounts `opts` describes (already validated), `$G`, and the system account (created
     /// if no configured account has its name).
-    pub(crate) fn new(opts: &Options, routes: Option<&Arc<Routes>>) -> Self {
+    pub(crate) fn new(opts: &Config, routes: Option<&Arc<Routes>>) -> Self {
         let configs = &opts.accounts;
-        let system = opts.system_account.as_deref();
+        let system = opts.system.as_deref();
         let plain = |name: &str| {
             Account::new(
                 name,

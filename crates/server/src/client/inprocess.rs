@@ -321,7 +321,7 @@ impl Client {
         inner.broker.counters().add_in(n, bytes);
         inner.account.count_in(n, bytes);
         touched.flush();
-        if !inner.broker.opts().no_fast_producer_stall {
+        if !inner.broker.config().no_fast_producer_stall {
             touched.stall(inner.conn.closing()).await;
         }
         tokio::task::consume_budget().await;
@@ -354,7 +354,7 @@ impl Client {
         let max_payload = inner
             .account
             .max_payload()
-            .unwrap_or(inner.broker.opts().max_payload);
+            .unwrap_or(inner.broker.config().max_payload);
         // The server's own clients (JetStream's, see `Server::local_client_in`) answer with
         // what they hold, which may be larger (a stream's info listing its subjects), as
         // nats-server's internal clients do.
@@ -384,7 +384,7 @@ impl Client {
         inner.broker.counters().add_in(1, bytes);
         inner.account.count_in(1, bytes);
         touched.flush();
-        if !inner.broker.opts().no_fast_producer_stall {
+        if !inner.broker.config().no_fast_producer_stall {
             touched.stall(inner.conn.closing()).await;
         }
         // Publishing completes without waiting on anything, so a loop of publishes would never
@@ -431,7 +431,7 @@ impl Client {
         let max = inner
             .account
             .max_subscriptions()
-            .unwrap_or(inner.broker.opts().max_subscriptions);
+            .unwrap_or(inner.broker.config().max_subscriptions);
         if max > 0 && subs.len() >= max {
             return Err(ClientError::MaxSubscriptions);
         }
@@ -556,6 +556,18 @@ impl Client {
     pub fn new_inbox(&self) -> String {
         let n = self.inner.next_sid.fetch_add(1, Ordering::Relaxed);
         format!("{}.{n}", self.inner.inbox_prefix)
+    }
+
+    /// A NATS service named `name` at `version` (a semantic version) on this client: it
+    /// answers `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` as the micro service protocol says,
+    /// so `nats micro` and the clients' service modules find and call it. See
+    /// [`crate::Service`].
+    pub fn service(
+        &self,
+        name: impl Into<String>,
+        version: impl Into<String>,
+    ) -> super::service::ServiceBuilder {
+        super::service::ServiceBuilder::new(self.clone(), name.into(), version.into())
     }
 
     /// Whether the server closed this client (shutdown, slow consumer).

@@ -1,7 +1,9 @@
 //! Clients: the NATS client protocol on a byte stream (`socket`), and the in-process client
-//! (`inprocess`) that calls the same delivery path without a socket or a codec.
+//! (`inprocess`) that calls the same delivery path without a socket or a codec, and NATS
+//! services on it (`service`, the micro service protocol).
 
 pub(crate) mod inprocess;
+pub(crate) mod service;
 mod socket;
 
 #[cfg(feature = "websocket")]

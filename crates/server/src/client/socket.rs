@@ -99,8 +99,8 @@ pub(crate) async fn serve_ws<R, W>(
     use crate::transport::websocket;
 
     let negotiated = accepted.upgrade.negotiated;
-    let max_payload = broker.opts().max_payload;
-    if broker.registry().len() >= broker.opts().max_connections {
+    let max_payload = broker.config().max_payload;
+    if broker.registry().len() >= broker.config().max_connections {
         let (_, mut w) = websocket::split(
             reader,
             writer,
@@ -181,7 +181,7 @@ async fn refuse_over_limit<W: AsyncWrite + Unpin>(
     writer: &mut W,
     addr: Option<SocketAddr>,
 ) -> bool {
-    if broker.registry().len() < broker.opts().max_connections {
+    if broker.registry().len() < broker.config().max_connections {
         return false;
     }
     let mut buf = BytesMut::new();
@@ -214,7 +214,7 @@ async fn serve_tls(
     let mut plain = BytesMut::new();
     encode::write_info(&mut plain, &info);
     match tls
-        .client_handshake(tcp, &plain, broker.opts().allow_non_tls)
+        .client_handshake(tcp, &plain, broker.config().allow_non_tls)
         .await
     {
         Ok(handshake) => {
@@ -256,7 +256,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let opts = broker.opts();
+    let opts = broker.config();
     broker.lifecycle().spawn(write_loop(
         conn.clone(),
         writer,
@@ -296,6 +296,8 @@ struct Client {
     auth_required: bool,
     /// The connection's permissions generation that [`Self::permissions`] was loaded at.
     permissions_generation: u64,
+    /// The broker's configuration generation the parser's limits were set at.
+    config_generation: u64,
     /// The user's permissions and this read loop's cache of publish checks, if it has any.
     permissions: Option<(Arc<ConnPermissions>, PublishCache)>,
     parser: ClientParser,
@@ -313,10 +315,13 @@ struct Client {
 impl Client {
     fn new(broker: Arc<Broker>, conn: Arc<Conn>, hello: Hello) -> Self {
         let auth_required = broker.auth().auth_required() || hello.listener.is_some();
+        let config = broker.config();
         let limits = Limits {
-            max_control_line: broker.opts().max_control_line,
-            max_payload: broker.opts().max_payload,
+            max_control_line: config.max_control_line,
+            max_payload: config.max_payload,
         };
+        let config_generation = broker.config_generation();
+        drop(config);
         Self {
             broker,
             conn,
@@ -327,6 +332,7 @@ impl Client {
             expires: None,
             auth_required,
             permissions_generation: 0,
+            config_generation,
             permissions: None,
             parser: ClientParser::new(limits),
             user_limits: UserLimits::default(),
@@ -341,9 +347,9 @@ impl Client {
     }
 
     async fn run<R: AsyncRead + Unpin>(&mut self, reader: R) {
-        let opts = self.broker.opts();
+        let opts = self.broker.config();
         let every = opts.ping_interval;
-        self.auth_deadline = tokio::time::Instant::now() + opts.auth_timeout;
+        self.auth_deadline = tokio::time::Instant::now() + opts.effective_auth_timeout();
         reader::read_loop(self, reader, every, every).await;
     }
 
@@ -454,7 +460,7 @@ impl Client {
     fn apply_payload_limit(&mut self) {
         let account = self.account.as_ref().and_then(|a| a.max_payload());
         let max = tightest([
-            Some(self.broker.opts().max_payload),
+            Some(self.broker.config().max_payload),
             account,
             self.user_limits.max_payload,
         ]);
@@ -532,10 +538,8 @@ impl Client {
                 let broker = self.broker.clone();
                 let presented = self.presented(&connect);
                 let addr = self.conn.meta.lock().addr;
-                let decided =
-                    broker
-                        .auth()
-                        .decide(self.conn.cid, addr, &presented, broker.accounts());
+                let auth = broker.auth();
+                let decided = auth.decide(self.conn.cid, addr, &presented, broker.accounts());
                 tokio::time::timeout_at(deadline, decided)
                     .await
                     .map_err(timed_out)?
@@ -792,7 +796,7 @@ impl Client {
         let max_subs = tightest([
             self.user_limits.max_subscriptions,
             account.max_subscriptions(),
-            Some(self.broker.opts().max_subscriptions),
+            Some(self.broker.config().max_subscriptions),
         ])
         .unwrap_or(0);
         let mut subs = self.conn.subs.lock();
@@ -844,7 +848,7 @@ impl Client {
         {
             return Ok(());
         }
-        let max = self.broker.opts().max_pings_out;
+        let max = self.broker.config().max_pings_out;
         if self.keepalive.tick(&self.conn, max, false)? {
             self.push(|b| b.extend_from_slice(encode::PING));
             self.touched.flush();
@@ -914,8 +918,17 @@ impl Protocol for Client {
         }
     }
 
-    /// Permissions swapped at runtime: one load per read tells.
+    /// Permissions swapped or the configuration reloaded at runtime: one load each per read
+    /// tells.
     fn before_read(&mut self) {
+        let config_generation = self.broker.config_generation();
+        if config_generation != self.config_generation {
+            self.config_generation = config_generation;
+            let mut limits = self.parser.limits();
+            limits.max_control_line = self.broker.config().max_control_line;
+            self.parser.set_limits(limits);
+            self.apply_payload_limit();
+        }
         let generation = self.conn.permissions_generation();
         if generation != self.permissions_generation {
             self.permissions_generation = generation;
@@ -938,7 +951,7 @@ impl Protocol for Client {
         }
         self.touched.flush();
         result?;
-        if !self.broker.opts().no_fast_producer_stall {
+        if !self.broker.config().no_fast_producer_stall {
             let closing = self.conn.closing().clone();
             self.touched.stall(&closing).await;
         }

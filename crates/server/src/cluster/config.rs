@@ -163,6 +163,94 @@ impl Cluster {
         self.connect_retries = n;
         self
     }
+
+    /// nats-server's checks: a name without spaces, a `host:port` to listen on, seeds that
+    /// name a host.
+    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
+        let invalid = |option, reason: String| crate::ConfigError::Invalid { option, reason };
+        if let Some(name) = &self.name {
+            if name.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "cluster.name",
+                    format!("cluster name {name:?} cannot contain spaces or new lines"),
+                ));
+            }
+        }
+        match self.listen.rsplit_once(':') {
+            Some((_, port)) if port.parse::<u16>().is_ok() => {}
+            _ => {
+                return Err(invalid(
+                    "cluster.listen",
+                    format!("cluster.listen {:?} is not host:port", self.listen),
+                ))
+            }
+        }
+        for seed in &self.seeds {
+            if crate::transport::addr::parse_url(seed, crate::transport::addr::DEFAULT_ROUTE_PORT)
+                .is_none()
+            {
+                return Err(invalid(
+                    "cluster.routes",
+                    format!("route url {seed:?} names no host"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first option that differs between `self` and `new` and cannot change while the
+    /// server runs (everything but the seeds, which a reload adds and removes, and the TLS
+    /// files, which it reads again), with both values for the message.
+    pub(crate) fn fixed_difference(&self, new: &Self) -> Option<(&'static str, String, String)> {
+        let pair = |a: &dyn fmt::Debug, b: &dyn fmt::Debug| (format!("{a:?}"), format!("{b:?}"));
+        let differs: [(&'static str, bool, (String, String)); 5] = [
+            (
+                "cluster.name",
+                self.name != new.name,
+                pair(&self.name, &new.name),
+            ),
+            (
+                "cluster.listen",
+                self.listen != new.listen,
+                pair(&self.listen, &new.listen),
+            ),
+            (
+                "cluster.advertise",
+                self.advertise != new.advertise || self.no_advertise != new.no_advertise,
+                pair(&self.advertise, &new.advertise),
+            ),
+            (
+                "cluster.authorization",
+                self.user != new.user || self.password != new.password,
+                ("[REDACTED]".into(), "[REDACTED]".into()),
+            ),
+            (
+                "cluster.tls",
+                tls_presence(self) != tls_presence(new),
+                pair(&tls_presence(self), &tls_presence(new)),
+            ),
+        ];
+        differs
+            .into_iter()
+            .find(|(_, d, _)| *d)
+            .map(|(name, _, (old, new))| (name, old, new))
+    }
+
+    /// The seed URLs.
+    pub(crate) fn seed_urls(&self) -> &[String] {
+        &self.seeds
+    }
+}
+
+/// Whether routes use TLS (turning it on or off needs a restart).
+fn tls_presence(c: &Cluster) -> bool {
+    #[cfg(feature = "tls")]
+    return c.tls.is_some();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = c;
+        false
+    }
 }
 
 /// A peer this node has a route to.

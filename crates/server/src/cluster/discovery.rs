@@ -104,8 +104,9 @@ async fn discovery_loop(broker: Arc<Broker>) {
             biased;
             _ = broker.lifecycle().shutting_down() => break,
             _ = tick.tick() => {}
+            _ = routes.rediscovery() => {}
         }
-        let mut urls = routes.config().seeds.clone();
+        let mut urls = routes.seeds();
         if let Some(source) = &routes.config().discovery {
             urls.extend(source.peers().await);
         }
@@ -181,6 +182,9 @@ async fn explicit_dialer(
             _ = tokio::time::sleep(delay) => {}
             _ = broker.lifecycle().shutting_down() => break,
         }
+        if !is_seed(&broker, &target) && !wanted.lock().contains(&target.addr) {
+            break; // a reload removed the seed (the discovery round has run since)
+        }
     }
     routes.done_dialing(&target.addr);
 }
@@ -188,8 +192,7 @@ async fn explicit_dialer(
 fn is_seed(broker: &Broker, target: &DialTarget) -> bool {
     let routes = broker.routes().expect("a cluster");
     routes
-        .config()
-        .seeds
+        .seeds()
         .iter()
         .filter_map(|s| DialTarget::parse(s, true))
         .any(|s| s.addr == target.addr)
@@ -303,10 +306,7 @@ fn tls_name(broker: &Broker, addr: &str) -> String {
     if host.parse::<std::net::IpAddr>().is_err() {
         return host;
     }
-    let seeds = broker
-        .routes()
-        .map(|r| r.config().seeds.clone())
-        .unwrap_or_default();
+    let seeds = broker.routes().map(|r| r.seeds()).unwrap_or_default();
     seeds
         .iter()
         .filter_map(|s| parse_url(s, DEFAULT_ROUTE_PORT))

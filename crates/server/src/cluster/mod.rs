@@ -11,5 +11,5 @@ mod route;
 mod routes;
 
 pub use config::{Cluster, Discovery, Peer, Seeds};
-pub(crate) use discovery::start;
+pub(crate) use discovery::{start, DialTarget};
 pub(crate) use routes::{interface_ips, url_host_port, RouteLink, Routes};

@@ -76,7 +76,7 @@ where
     } else {
         conn.send(|b| encode::write_info(b, &our_info));
     }
-    let opts = broker.opts();
+    let opts = broker.config();
     broker.lifecycle().spawn(write_loop(
         conn.clone(),
         writer,
@@ -97,7 +97,7 @@ where
         keepalive: Keepalive::default(),
         parser: RouteParser::new(Limits {
             max_control_line: opts.max_control_line,
-            max_payload: crate::options::MAX_PAYLOAD_CEILING,
+            max_payload: crate::config::MAX_PAYLOAD_CEILING,
         }),
         last_account: None,
         unknown_accounts: HashSet::new(),
@@ -142,7 +142,7 @@ struct Route {
 
 impl Route {
     async fn run<R: AsyncRead + Unpin>(&mut self, reader: R) {
-        let every = self.broker.opts().ping_interval;
+        let every = self.broker.config().ping_interval;
         // As nats-server: the first PING goes out after 1 s (it measures the RTT).
         let first = every.min(std::time::Duration::from_secs(1));
         reader::read_loop(self, reader, first, every).await;
@@ -422,7 +422,7 @@ impl Protocol for Route {
 
     /// Activity makes a PING unnecessary, unless the RTT is still unmeasured.
     fn ping_timer(&mut self) -> Result<(), Close> {
-        let max = self.broker.opts().max_pings_out;
+        let max = self.broker.config().max_pings_out;
         if self.keepalive.tick(&self.conn, max, true)? {
             self.push(|b| b.put_slice(encode::PING));
             self.touched.flush();

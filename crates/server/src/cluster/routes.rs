@@ -103,6 +103,11 @@ impl RouteLink {
         self.retry.store(true, Ordering::Relaxed);
     }
 
+    /// The address this node dialled the peer at, if it did.
+    pub(crate) fn dialled_addr(&self) -> Option<String> {
+        self.dial.lock().as_ref().map(|t| t.addr.clone())
+    }
+
     /// Whether a loss of this route must be re-dialled (see [`Self::adopt_dial`]).
     pub(crate) fn retry(&self) -> bool {
         self.retry.load(Ordering::Relaxed)
@@ -213,6 +218,10 @@ struct State {
 /// The cluster side of a running broker.
 pub(crate) struct Routes {
     config: Cluster,
+    /// The seeds in effect: the configured ones, replaced by a reload.
+    seeds: Mutex<Vec<String>>,
+    /// Wakes the discovery loop at once (a reload added seeds).
+    rediscover: tokio::sync::Notify,
     /// The cluster name; may change once if ours is dynamic and a named peer shows up.
     name: Mutex<String>,
     dynamic: AtomicBool,
@@ -233,6 +242,8 @@ impl Routes {
             None => (crate::identity::new_server_id()[34..].to_string(), true),
         };
         Self {
+            seeds: Mutex::new(config.seeds.clone()),
+            rediscover: tokio::sync::Notify::new(),
             config,
             name: Mutex::new(name),
             dynamic: AtomicBool::new(dynamic),
@@ -244,6 +255,22 @@ impl Routes {
 
     pub(crate) fn config(&self) -> &Cluster {
         &self.config
+    }
+
+    /// The seeds in effect.
+    pub(crate) fn seeds(&self) -> Vec<String> {
+        self.seeds.lock().clone()
+    }
+
+    /// Replaces the seeds (a reload) and wakes the discovery loop to dial new ones.
+    pub(crate) fn set_seeds(&self, seeds: Vec<String>) {
+        *self.seeds.lock() = seeds;
+        self.rediscover.notify_one();
+    }
+
+    /// Completes when [`Self::set_seeds`] asks for a discovery round now.
+    pub(crate) async fn rediscovery(&self) {
+        self.rediscover.notified().await;
     }
 
     pub(crate) fn listen_addr(&self) -> SocketAddr {

@@ -142,7 +142,7 @@ pub(super) fn metrics(mon: &Monitor<'_>, _query: &Query) -> Handled {
     m.gauge(
         "starling_max_connections",
         "The most client connections accepted at once (max_connections).",
-        view.opts().max_connections,
+        view.config().max_connections,
     );
     m.gauge(
         "starling_subscriptions",

@@ -115,7 +115,7 @@ struct Empty {}
 
 pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
     let view = mon.view();
-    let opts = view.opts();
+    let opts = view.config();
     let stats = view.stats();
     let (host, port) = match view.client_addr() {
         Some(a) => (a.ip().to_string(), a.port()),
@@ -149,7 +149,7 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         http_port: if view.monitor_https() { 0 } else { http_port },
         http_base_path: "",
         https_port: if view.monitor_https() { http_port } else { 0 },
-        auth_timeout: opts.auth_timeout.as_secs_f64(),
+        auth_timeout: opts.effective_auth_timeout().as_secs_f64(),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
         max_pending: opts.max_pending,
@@ -188,7 +188,7 @@ pub(super) fn varz(mon: &Monitor<'_>, _query: &Query) -> Handled {
         slow_consumers: stats.slow_consumers,
         subscriptions: stats.subscriptions,
         http_req_stats: mon.req_stats(),
-        config_load_time: rfc3339(stats.start),
+        config_load_time: rfc3339(view.config_loaded()),
         system_account: view.system_account().unwrap_or_default().to_string(),
     };
     Ok(mon.json(&varz))

@@ -272,7 +272,11 @@ pub enum TlsError {
 /// A listener's TLS: its settings and the rustls configuration built from them, swapped whole
 /// when certificates are reloaded (handshakes in flight keep the one they started with).
 pub(crate) struct Tls {
-    config: TlsConfig,
+    /// Replaced with the files by a reload.
+    config: arc_swap::ArcSwap<TlsConfig>,
+    /// What this listener makes of the configured settings (routes force verification, the
+    /// monitor asks for no client certificates).
+    derive: fn(TlsConfig) -> TlsConfig,
     server: RwLock<Arc<ServerConfig>>,
     /// For routes, which dial too: the client side, presenting the same certificate.
     client: Option<RwLock<Arc<ClientConfig>>>,
@@ -280,33 +284,43 @@ pub(crate) struct Tls {
 
 impl Tls {
     pub(crate) fn new(config: TlsConfig) -> Result<Self, TlsError> {
-        let server = server_config(&config)?;
-        Ok(Self {
-            config,
-            server: RwLock::new(Arc::new(server)),
-            client: None,
-        })
+        Self::derived(config, |c| c, false)
     }
 
     /// TLS for the HTTPS monitor, as nats-server does it: the client listener's certificate,
     /// and no client certificates asked for.
     #[cfg(feature = "monitor")]
     pub(crate) fn for_monitor(config: TlsConfig) -> Result<Self, TlsError> {
-        let mut config = config.verify(false).verify_and_map(false);
-        config.pinned_certs.clear();
-        Self::new(config)
+        fn monitor(config: TlsConfig) -> TlsConfig {
+            let mut config = config.verify(false).verify_and_map(false);
+            config.pinned_certs.clear();
+            config
+        }
+        Self::derived(config, monitor, false)
     }
 
     /// TLS for routes, as nats-server does it: both sides verify each other against
     /// `ca_file` (verification is forced on), and the dialer presents the same certificate.
     pub(crate) fn for_routes(config: TlsConfig) -> Result<Self, TlsError> {
-        let config = config.verify(true);
+        Self::derived(config, |c| c.verify(true), true)
+    }
+
+    fn derived(
+        config: TlsConfig,
+        derive: fn(TlsConfig) -> TlsConfig,
+        dials: bool,
+    ) -> Result<Self, TlsError> {
+        let config = derive(config);
         let server = server_config(&config)?;
-        let client = client_config(&config)?;
+        let client = match dials {
+            true => Some(RwLock::new(Arc::new(client_config(&config)?))),
+            false => None,
+        };
         Ok(Self {
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
+            derive,
             server: RwLock::new(Arc::new(server)),
-            client: Some(RwLock::new(Arc::new(client))),
+            client,
         })
     }
 
@@ -332,24 +346,26 @@ impl Tls {
         Ok(tls)
     }
 
-    pub(crate) fn config(&self) -> &TlsConfig {
-        &self.config
+    /// The settings in effect (a reload may replace them).
+    pub(crate) fn config(&self) -> Arc<TlsConfig> {
+        self.config.load_full()
     }
 
     /// Whether clients must present a verified certificate (INFO `tls_verify`).
     pub(crate) fn verifies_clients(&self) -> bool {
-        self.config.verifies_clients()
+        self.config.load().verifies_clients()
     }
 
     /// nats-server's pinned-certificate check on a finished handshake's peer chain.
     fn check_pinned(&self, chain: Option<&[CertificateDer<'_>]>) -> io::Result<()> {
-        if self.config.pinned_certs.is_empty() {
+        let config = self.config.load();
+        if config.pinned_certs.is_empty() {
             return Ok(());
         }
         let leaf = chain.and_then(|c| c.first());
         let id = leaf.and_then(|leaf| super::cert::spki_sha256(leaf));
         match id {
-            Some(id) if self.config.pinned_certs.contains(&id) => Ok(()),
+            Some(id) if config.pinned_certs.contains(&id) => Ok(()),
             _ => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 "certificate not pinned",
@@ -357,14 +373,24 @@ impl Tls {
         }
     }
 
-    /// Reads the certificate, key and CA files again; new handshakes use them. On an error the
-    /// old configuration stays.
-    pub(crate) fn reload(&self) -> Result<(), TlsError> {
-        let server = server_config(&self.config)?;
-        if let Some(client) = &self.client {
-            *client.write() = Arc::new(client_config(&self.config)?);
+    /// Reads the certificate, key and CA files again, of `config` when given (a reload that
+    /// changed the `tls {}` block), else of the settings in effect; new handshakes use them.
+    /// On an error the old configuration stays.
+    pub(crate) fn reload(&self, config: Option<&TlsConfig>) -> Result<(), TlsError> {
+        let config = match config {
+            Some(c) => (self.derive)(c.clone()),
+            None => (*self.config.load_full()).clone(),
+        };
+        let server = server_config(&config)?;
+        let client = match &self.client {
+            Some(_) => Some(client_config(&config)?),
+            None => None,
+        };
+        if let (Some(slot), Some(client)) = (&self.client, client) {
+            *slot.write() = Arc::new(client);
         }
         *self.server.write() = Arc::new(server);
+        self.config.store(Arc::new(config));
         Ok(())
     }
 
@@ -409,7 +435,8 @@ impl Tls {
         info: &[u8],
         allow_non_tls: bool,
     ) -> Result<Handshake, HandshakeError> {
-        let first = match self.config.handshake_first {
+        let config = self.config.load_full();
+        let first = match config.handshake_first {
             HandshakeFirst::Off => false,
             HandshakeFirst::On => true,
             // Whatever the client sends first within the delay means it wants TLS first.
@@ -421,7 +448,7 @@ impl Tls {
                 )
             }
         };
-        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let deadline = tokio::time::Instant::now() + config.timeout;
         if !first {
             within(deadline, tcp.write_all(info)).await?;
             if allow_non_tls {

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::options::Auth;
+use crate::config::Auth;
 
 /// The WebSocket listener for NATS clients (browsers with nats.ws, nats.py's `ws://`, ...):
 /// nats-server's `websocket { listen no_tls tls compression same_origin allowed_origins
@@ -186,6 +186,17 @@ impl Websocket {
         self.tls.as_ref()
     }
 
+    /// The block without its TLS settings (what a reload may not change).
+    pub(crate) fn without_tls(&self) -> Self {
+        #[allow(unused_mut)]
+        let mut w = self.clone();
+        #[cfg(feature = "tls")]
+        {
+            w.tls = w.tls.as_ref().map(|_| crate::TlsConfig::new("", ""));
+        }
+        w
+    }
+
     /// Whether the block overrides the server's authentication for WebSocket clients
     /// (nats-server's `authOverride`).
     pub(crate) fn auth_override(&self) -> bool {
@@ -193,7 +204,7 @@ impl Websocket {
     }
 
     /// nats-server's `validateWebsocketOptions`, with its texts.
-    pub(crate) fn validate(&self, opts: &crate::options::Options) -> Result<(), String> {
+    pub(crate) fn validate(&self, opts: &crate::Config) -> Result<(), String> {
         #[cfg(feature = "tls")]
         let has_tls = self.tls.is_some();
         #[cfg(not(feature = "tls"))]

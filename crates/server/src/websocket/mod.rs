@@ -78,7 +78,7 @@ impl State {
 }
 
 /// Checks the `websocket {}` configuration as nats-server does at start.
-pub(crate) fn validate(opts: &crate::options::Options) -> Result<(), StartError> {
+pub(crate) fn validate(opts: &crate::Config) -> Result<(), StartError> {
     match &opts.websocket {
         Some(ws) => ws.validate(opts).map_err(StartError::Config),
         None => Ok(()),
@@ -87,7 +87,7 @@ pub(crate) fn validate(opts: &crate::options::Options) -> Result<(), StartError>
 
 /// Binds the WebSocket listener (and builds its TLS) before the server starts, logging what
 /// nats-server logs.
-pub(crate) async fn bind(opts: &crate::options::Options) -> Result<Option<Listener>, StartError> {
+pub(crate) async fn bind(opts: &crate::Config) -> Result<Option<Listener>, StartError> {
     let Some(ws) = &opts.websocket else {
         return Ok(None);
     };
