@@ -350,7 +350,11 @@ impl<'a> Parser<'a> {
     fn parse_entry(&mut self) -> Result<(), ConfError> {
         let (key, at) = self.parse_key()?;
         let had_blank = matches!(self.peek(), Some(' ' | '\t'));
-        self.skip_blank();
+        // As Go's lexer (lexKeyEnd): any whitespace, new lines too, may separate a key from
+        // its separator or value (`websocket` on one line, `{` on the next).
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.bump();
+        }
         if key.eq_ignore_ascii_case("include")
             && had_blank
             && !matches!(self.peek(), Some(':' | '='))
@@ -713,6 +717,16 @@ mod tests {
         for (k, v) in [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)] {
             assert_eq!(get(&m, k), &Value::Int(v), "{k}");
         }
+    }
+
+    #[test]
+    fn a_block_may_open_on_the_line_after_its_key() {
+        // nats.py's websocket test configurations are written this way.
+        let m = parse_str("websocket\n{\n    port: 8080\n    no_tls: true\n}\n").unwrap();
+        let Value::Map(ws) = get(&m, "websocket") else {
+            panic!("a block");
+        };
+        assert_eq!(get(ws, "port"), &Value::Int(8080));
     }
 
     #[test]

@@ -376,6 +376,21 @@ impl Broker {
         })
     }
 
+    /// The INFO a connected client gets later (lame duck, new cluster URLs): a WebSocket
+    /// client's names the WebSocket listener.
+    pub(crate) fn client_info_of(&self, conn: &Conn) -> Info {
+        let (addr, _websocket) = {
+            let meta = conn.meta.lock();
+            (meta.addr, meta.websocket)
+        };
+        let info = self.client_info(conn.cid, addr);
+        #[cfg(feature = "websocket")]
+        if _websocket {
+            return crate::websocket::client_info(self, info);
+        }
+        info
+    }
+
     /// The INFO this server sends on a route.
     pub(crate) fn route_info(&self) -> Info {
         let routes = self.routes.as_ref().expect("route INFO needs a cluster");
@@ -458,7 +473,7 @@ impl Broker {
         for conn in self.registry.snapshot() {
             if conn.takes_async_info() && conn.info_ready() {
                 conn.saw_urls(version);
-                let info = self.client_info(conn.cid, conn.meta.lock().addr);
+                let info = self.client_info_of(&conn);
                 conn.send(|b| encode::write_info(b, &info));
             }
         }
@@ -481,7 +496,7 @@ impl Broker {
         }
         for conn in self.registry.snapshot() {
             if conn.takes_async_info() {
-                let info = self.client_info(conn.cid, conn.meta.lock().addr);
+                let info = self.client_info_of(&conn);
                 conn.send(|b| encode::write_info(b, &info));
             }
         }

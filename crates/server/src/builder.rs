@@ -349,8 +349,6 @@ impl ServerBuilder {
         let mut config = self.config.clone();
         config.resolve()?;
         build_tls(&config)?;
-        #[cfg(feature = "websocket")]
-        crate::websocket::validate(&config)?;
         Ok(())
     }
 
@@ -362,8 +360,6 @@ impl ServerBuilder {
         let given = self.config.clone();
         let mut config = self.config;
         config.resolve()?;
-        #[cfg(feature = "websocket")]
-        crate::websocket::validate(&config)?;
         let tls = build_tls(&config)?;
         let listener = match (self.listener, &config.listen) {
             (Some(l), _) => {

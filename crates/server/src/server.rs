@@ -194,7 +194,7 @@ impl Server {
         self.client_addr().map(|a| format!("nats://{a}"))
     }
 
-    /// Reads the client listener's and the routes' certificate, key and CA files again: new TLS handshakes use
+    /// Reads the client listener's, the routes' and the WebSocket listener's certificate, key and CA files again: new TLS handshakes use
     /// them, established connections keep theirs. On an error the old certificates stay in use.
     /// Does nothing without TLS. [`Self::reload`] does this too.
     #[cfg(feature = "tls")]
@@ -204,6 +204,10 @@ impl Server {
             .into_iter()
             .flatten()
         {
+            tls.reload(None)?;
+        }
+        #[cfg(feature = "websocket")]
+        if let Some(tls) = b.websocket().tls_listener() {
             tls.reload(None)?;
         }
         Ok(())
@@ -273,6 +277,13 @@ impl Server {
         if let (Some(tls), Some(c)) = (b.route_tls(), route) {
             tls.reload(Some(c))?;
             info!("Reloaded: cluster tls");
+        }
+        #[cfg(feature = "websocket")]
+        {
+            let ws = config.websocket.as_ref().and_then(|w| w.tls_config());
+            if let (Some(tls), Some(c)) = (b.websocket().tls_listener(), ws) {
+                tls.reload(Some(c))?;
+            }
         }
         Ok(())
     }

@@ -480,6 +480,7 @@ fn bad_upgrades(host: &str) -> Vec<(&'static str, String, u16)> {
     let key = format!("Sec-WebSocket-Key: {KEY}\r\n");
     vec![
         ("POST", request(host, "").replacen("GET", "POST", 1), 405),
+        ("MQTT", request(host, "").replacen("GET / ", "GET /mqtt ", 1), 404),
         (
             "no Upgrade",
             format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"),
@@ -586,29 +587,11 @@ async fn websocket_without_tls_must_say_no_tls() {
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn wss_with_the_test_certificates() {
-    use std::sync::Arc;
-
     let certs = common::certs::Certs::new("wss");
     let server = ws_server(Websocket::new().tls(certs.server())).await;
     let addr = server.websocket_addr().unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(certs.ca()).unwrap();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = wss_connect(addr, &certs.ca()).await.unwrap();
     let (status, mut ws) =
         upgrade_on(tls, &request(&format!("localhost:{}", addr.port()), "")).await;
     assert_eq!(status, 101);
@@ -622,6 +605,50 @@ async fn wss_with_the_test_certificates() {
 
 #[cfg(feature = "tls")]
 use rustls_pki_types::pem::PemObject;
+
+/// A TLS connection to `addr` for `localhost`, trusting the CA in `ca`.
+#[cfg(feature = "tls")]
+async fn wss_connect(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn wss_certificates_reload_without_a_restart() {
+    let certs = common::certs::Certs::new("wss-reload");
+    let server = ws_server(Websocket::new().tls(certs.server())).await;
+    let addr = server.websocket_addr().unwrap();
+    let old_ca = certs.dir().join("old-ca.pem");
+    std::fs::copy(certs.ca(), &old_ca).unwrap();
+    certs.issue("Starling Test CA 2");
+    server.reload_certificates().unwrap();
+    assert!(
+        wss_connect(addr, &old_ca).await.is_err(),
+        "the old CA no longer verifies"
+    );
+    let tls = wss_connect(addr, &certs.ca()).await.unwrap();
+    let host = format!("localhost:{}", addr.port());
+    assert_eq!(upgrade_on(tls, &request(&host, "")).await.0, 101);
+}
 
 #[cfg(feature = "monitor")]
 #[tokio::test]
@@ -677,6 +704,18 @@ async fn bad_upgrades_match_nats_server_2_15() {
         .map(|(what, req, _)| (what.to_string(), req))
         .collect();
     cases.push(("good".into(), request("HOST", "")));
+    cases.push((
+        "MQTT path".into(),
+        request("HOST", "").replacen("GET / ", "GET /mqtt ", 1),
+    ));
+    cases.push((
+        "MQTT path, POST".into(),
+        request("HOST", "").replacen("GET / ", "POST /mqtt ", 1),
+    ));
+    cases.push((
+        "leafnode path".into(),
+        request("HOST", "").replacen("GET / ", "GET /leafnode ", 1),
+    ));
     cases.push((
         "foreign origin".into(),
         request("HOST", "Origin: http://evil.example\r\n"),
@@ -869,4 +908,100 @@ async fn a_compressed_message_may_not_inflate_past_max_payload() {
         u16::from_be_bytes([close.payload[0], close.payload[1]]),
         1009
     );
+}
+
+#[tokio::test]
+async fn lame_duck_info_over_websocket_names_the_websocket_listener() {
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .lame_duck_grace_period(Duration::from_millis(10))
+        .lame_duck_duration(Duration::from_secs(30))
+        .websocket(plain().listen("127.0.0.1:0"))
+        .start()
+        .await
+        .unwrap();
+    let addr = server.websocket_addr().unwrap();
+    let (mut ws, _) = nats_over_ws(addr, "").await;
+    let s2 = server.clone();
+    tokio::spawn(async move { s2.lame_duck().await });
+    let text = ws.until("\"ldm\":true").await;
+    let json = text
+        .split("INFO ")
+        .last()
+        .and_then(|s| s.split("\r\n").next())
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(info["port"], addr.port(), "{info}");
+}
+
+#[tokio::test]
+async fn a_leafnode_upgrade_is_closed_as_nats_server_without_leafnodes_closes_it() {
+    let server = ws_server(plain()).await;
+    let addr = server.websocket_addr().unwrap();
+    let req = request(&addr.to_string(), "").replacen("GET / ", "GET /leafnode ", 1);
+    let (status, mut ws) = upgrade(addr, &req).await;
+    assert_eq!(status, 101);
+    assert!(ws.read_frame().await.is_none(), "closed without an INFO");
+}
+
+/// async-nats's own websocket tests (`core`, `tls`), against Starling: ten 1 MiB messages
+/// over `ws://`, and `wss://` with the server's user and password.
+#[tokio::test]
+async fn async_nats_websocket_suite_core_large_messages() {
+    let server = ws_server(plain()).await;
+    let client = async_nats::connect(ws_url(&server)).await.unwrap();
+    let payload = bytes::Bytes::from(vec![22; 1024 * 1024]);
+    let mut sub = client.subscribe("foo").await.unwrap().take(10);
+    for _ in 0..10 {
+        client.publish("foo", payload.clone()).await.unwrap();
+    }
+    let mut n = 0;
+    while let Some(msg) = tokio::time::timeout(WAIT, sub.next()).await.unwrap() {
+        assert_eq!(msg.payload, payload);
+        n += 1;
+    }
+    assert_eq!(n, 10);
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn async_nats_over_wss_with_the_servers_user() {
+    use starling_server::Auth;
+    let certs = common::certs::Certs::new("wss-async-nats");
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .auth(Auth::UserPassword {
+            user: "derek".into(),
+            password: "porkchop".into(),
+        })
+        .websocket(Websocket::new().listen("127.0.0.1:0").tls(certs.server()))
+        .start()
+        .await
+        .unwrap();
+    let port = server.websocket_addr().unwrap().port();
+    let client = async_nats::ConnectOptions::new()
+        .user_and_password("derek".into(), "porkchop".into())
+        .add_root_certificates(certs.ca())
+        .connect(format!("wss://localhost:{port}"))
+        .await
+        .unwrap();
+    let mut sub = client.subscribe("foo").await.unwrap();
+    client.publish("foo", "hello".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload.as_ref(), b"hello");
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_websocket_block_is_refused() {
+    let server = ws_server(plain()).await;
+    let mut config = server.config().await;
+    config.websocket = Some(plain().listen("127.0.0.1:0").compression(true));
+    let err = server.reload(config).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("config reload not supported for websocket"),
+        "{err}"
+    );
+    // The same block reloads fine.
+    let config = server.config().await;
+    server.reload(config).await.unwrap();
 }

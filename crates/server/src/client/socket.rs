@@ -759,9 +759,7 @@ impl Client {
     fn first_pong_sent(&mut self) {
         let version = self.broker.identity().urls_version();
         if self.conn.protocol() >= 1 && self.conn.saw_urls(version) != version {
-            let info = self
-                .broker
-                .client_info(self.conn.cid, self.conn.meta.lock().addr);
+            let info = self.broker.client_info_of(&self.conn);
             self.push(|b| encode::write_info(b, &info));
         }
     }

@@ -293,6 +293,8 @@ impl Config {
         let named = self.system_account.is_some() || self.no_system_account;
         crate::operator::apply(self, named)?;
         crate::account::config::validate(self)?;
+        #[cfg(feature = "websocket")]
+        crate::websocket::validate(self)?;
         Ok(())
     }
 

@@ -215,8 +215,6 @@ fn fixed(old: &Config, new: &Config) -> Result<(), ReloadError> {
         "http": monitor,
         "leafnodes": leafnodes,
     );
-    #[cfg(feature = "websocket")]
-    same!("websocket": websocket);
     // Accounts may come and go; one that stays keeps its limits, exports and imports.
     for o in &old.accounts {
         if let Some(n) = new.accounts.iter().find(|n| n.name == o.name) {
@@ -228,6 +226,25 @@ fn fixed(old: &Config, new: &Config) -> Result<(), ReloadError> {
                 });
             }
         }
+    }
+    // As nats-server: any change to the websocket block but its TLS files needs a restart
+    // (the values are not printed: the block may hold a password).
+    #[cfg(feature = "websocket")]
+    if old
+        .websocket
+        .as_ref()
+        .map(crate::websocket::Websocket::without_tls)
+        != new
+            .websocket
+            .as_ref()
+            .map(crate::websocket::Websocket::without_tls)
+    {
+        let listen = |w: &Option<crate::websocket::Websocket>| w.as_ref().map(|w| w.listen.clone());
+        return Err(refuse(
+            "websocket",
+            &listen(&old.websocket),
+            &listen(&new.websocket),
+        ));
     }
     #[cfg(feature = "tls")]
     if old.tls.is_some() != new.tls.is_some() {

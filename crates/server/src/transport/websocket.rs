@@ -23,6 +23,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BufMut, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tungstenite::protocol::frame::coding::{Control as Ctl, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
@@ -33,6 +34,8 @@ const READ_SIZE: usize = 64 * 1024;
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// Server messages this small or smaller are never compressed (nats-server's threshold).
 const COMPRESS_THRESHOLD: usize = 64;
+/// The most bytes one server message carries (a write of more is taken in part).
+const MAX_MESSAGE: usize = 1024 * 1024;
 /// Browsers fare better with frames no larger than this (nats-server's experience).
 pub(crate) const BROWSER_FRAME_SIZE: usize = 4096;
 /// What a sync flush ends a deflate block with; taken off before sending, put back before
@@ -643,12 +646,25 @@ impl<W: AsyncWrite + Unpin> WsWriter<W> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.accepted.is_none() {
-            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            // At most MAX_MESSAGE bytes per message (the rest is the next write's): the
+            // frame is a copy, and a slow consumer's backlog must not become one buffer.
+            let mut taken: SmallVec<[IoSlice<'_>; 8]> = SmallVec::new();
+            let mut total = 0;
+            for b in bufs {
+                let n = b.len().min(MAX_MESSAGE - total);
+                if n > 0 {
+                    taken.push(IoSlice::new(&b[..n]));
+                    total += n;
+                }
+                if total == MAX_MESSAGE {
+                    break;
+                }
+            }
             if total == 0 {
                 return Poll::Ready(Ok(0));
             }
             self.control.take_into(&mut self.pending);
-            self.frame(bufs, total);
+            self.frame(&taken, total);
             self.accepted = Some(total);
         }
         ready!(self.poll_drain(cx))?;
@@ -806,4 +822,171 @@ mod tests {
     }
 
     use std::io::Read;
+
+    /// Hands out its bytes in the given chunk sizes, one chunk per read.
+    struct Chunked {
+        data: Vec<u8>,
+        sizes: Vec<usize>,
+        at: usize,
+        turn: usize,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let size = this
+                .sizes
+                .get(this.turn % this.sizes.len().max(1))
+                .copied()
+                .unwrap_or(1);
+            this.turn += 1;
+            let n = size
+                .max(1)
+                .min(this.data.len() - this.at)
+                .min(buf.remaining());
+            buf.put_slice(&this.data[this.at..this.at + n]);
+            this.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Everything the read half yields from `data` read in `sizes` chunks, and the control
+    /// frames it queued.
+    fn read_all(
+        data: Vec<u8>,
+        sizes: Vec<usize>,
+        negotiated: Negotiated,
+    ) -> (io::Result<Vec<u8>>, BytesMut) {
+        use tokio::io::AsyncReadExt;
+        let io = Chunked {
+            data,
+            sizes,
+            at: 0,
+            turn: 0,
+        };
+        let (mut r, w) = split(
+            io,
+            tokio::io::sink(),
+            negotiated,
+            1024 * 1024,
+            Box::new(|| {}),
+            Box::new(|| (1000, String::new())),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        let result = rt.block_on(r.read_to_end(&mut out)).map(|_| out);
+        let mut control = BytesMut::new();
+        w.control.take_into(&mut control);
+        (result, control)
+    }
+
+    /// A masked client frame.
+    fn client_frame(out: &mut Vec<u8>, opcode: u8, fin: bool, mask: [u8; 4], payload: &[u8]) {
+        out.push(opcode | if fin { 0x80 } else { 0 });
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n < 65536 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    }
+
+    /// A write larger than a message is taken in part; the rest goes in the next.
+    #[test]
+    fn writes_beyond_a_message_are_taken_in_part() {
+        use tokio::io::AsyncWriteExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (_r, mut w) = split(
+            tokio::io::empty(),
+            Vec::new(),
+            Negotiated::default(),
+            1024,
+            Box::new(|| {}),
+            Box::new(|| (1000, String::new())),
+        );
+        let big = vec![7u8; MAX_MESSAGE + 10];
+        let n = rt.block_on(w.write(&big)).unwrap();
+        assert_eq!(n, MAX_MESSAGE);
+        let n = rt.block_on(w.write(&big[n..])).unwrap();
+        assert_eq!(n, 10);
+        // Two binary frames: 10-byte and 4-byte headers.
+        assert_eq!(w.io.len(), MAX_MESSAGE + 10 + 10 + 2);
+        assert_eq!(&w.io[..2], &[0x82, 127]);
+    }
+
+    proptest::proptest! {
+        /// Messages cut into fragments at any points, with PINGs between fragments, masked
+        /// with any keys and read in chunks of any sizes, come out as their bytes in order;
+        /// every PING is answered.
+        #[test]
+        fn fragments_masks_and_reads_of_any_size_give_the_payload(
+            messages in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1..6),
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+            masks in proptest::collection::vec(proptest::array::uniform4(proptest::num::u8::ANY), 1..4),
+            pings in proptest::collection::vec(proptest::bool::ANY, 0..8),
+            sizes in proptest::collection::vec(1usize..40, 1..6),
+        ) {
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            let mut pings_sent = 0;
+            let mut k = 0;
+            for m in &messages {
+                expected.extend_from_slice(m);
+                let mut points: Vec<usize> = cuts.iter().map(|c| c % (m.len() + 1)).collect();
+                points.push(0);
+                points.push(m.len());
+                points.sort_unstable();
+                points.dedup();
+                let pieces: Vec<&[u8]> = points.windows(2).map(|w| &m[w[0]..w[1]]).collect();
+                let pieces = if pieces.is_empty() { vec![&m[..]] } else { pieces };
+                for (i, piece) in pieces.iter().enumerate() {
+                    let opcode = if i == 0 { 2 } else { 0 };
+                    let fin = i == pieces.len() - 1;
+                    client_frame(&mut wire, opcode, fin, masks[k % masks.len()], piece);
+                    if pings.get(k).copied().unwrap_or(false) {
+                        client_frame(&mut wire, 9, true, masks[0], b"p");
+                        pings_sent += 1;
+                    }
+                    k += 1;
+                }
+            }
+            let (out, control) = read_all(wire, sizes, Negotiated::default());
+            proptest::prop_assert_eq!(out.unwrap(), expected);
+            // Each PONG is 3 bytes: header and the one-byte payload.
+            proptest::prop_assert_eq!(control.len(), pings_sent * 3);
+        }
+
+        /// Whatever bytes arrive, the read half ends (data, end of stream or an error) without
+        /// panicking, and never yields more than it was given.
+        #[test]
+        fn any_bytes_end_without_a_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            sizes in proptest::collection::vec(1usize..64, 1..4),
+            compress in proptest::bool::ANY,
+        ) {
+            let len = data.len();
+            let negotiated = Negotiated { compress, ..Negotiated::default() };
+            if let (Ok(out), _) = read_all(data, sizes, negotiated) {
+                // Inflated data may be larger; uncompressed never is.
+                if !compress {
+                    proptest::prop_assert!(out.len() <= len);
+                }
+            }
+        }
+    }
 }

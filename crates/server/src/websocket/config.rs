@@ -186,6 +186,17 @@ impl Websocket {
         self.tls.as_ref()
     }
 
+    /// The block without its TLS settings (what a reload may not change).
+    pub(crate) fn without_tls(&self) -> Self {
+        #[allow(unused_mut)]
+        let mut w = self.clone();
+        #[cfg(feature = "tls")]
+        {
+            w.tls = w.tls.as_ref().map(|_| crate::TlsConfig::new("", ""));
+        }
+        w
+    }
+
     /// Whether the block overrides the server's authentication for WebSocket clients
     /// (nats-server's `authOverride`).
     pub(crate) fn auth_override(&self) -> bool {

@@ -35,6 +35,9 @@ pub(crate) struct Upgrade {
     pub(crate) cookies: Cookies,
     /// `X-Forwarded-For`, when it is an IP address.
     pub(crate) forwarded_for: Option<String>,
+    /// The path ends in `/leafnode`: a leafnode connection, which this server does not take
+    /// (nats-server upgrades it, then closes it).
+    pub(crate) leafnode: bool,
 }
 
 /// Credentials read from cookies.
@@ -205,6 +208,12 @@ fn check(
             .filter_map(|h| Some((h.name, std::str::from_utf8(h.value).ok()?)))
             .collect(),
     );
+    let path = req.path.unwrap_or_default();
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if path.ends_with("/mqtt") {
+        // Before anything else, as nats-server checks it (MQTT is not served here).
+        return Err(refuse(404, "mqtt websocket endpoint not enabled"));
+    }
     if req.method != Some("GET") {
         return Err(refuse(405, "request method must be GET"));
     }
@@ -278,6 +287,7 @@ fn check(
             negotiated,
             cookies,
             forwarded_for,
+            leafnode: path.ends_with("/leafnode"),
         },
         response,
     ))

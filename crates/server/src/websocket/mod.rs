@@ -62,6 +62,12 @@ impl State {
         self.bound.get().map(|b| b.addr)
     }
 
+    /// The listener's TLS, when it serves `wss://` (for certificate reloads).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_listener(&self) -> Option<&Arc<crate::transport::Tls>> {
+        self.bound.get().and_then(|b| b.tls.as_ref())
+    }
+
     /// Whether the listener serves `wss://`.
     fn tls(&self) -> bool {
         #[cfg(feature = "tls")]
@@ -244,6 +250,11 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     match tokio::time::timeout_at(deadline, handshake::upgrade(io, rules)).await {
+        Ok(Ok(Ok(upgrade))) if upgrade.leafnode => {
+            // As nats-server without leafnodes: upgraded, then closed without a word.
+            error!("{addr} - Not configured to accept leaf node connections");
+            None
+        }
         Ok(Ok(Ok(upgrade))) => Some(upgrade),
         Ok(Ok(Err(refused))) => {
             error!("{addr} - {refused}");
