@@ -403,12 +403,13 @@ impl Delivery<'_> {
                     }
                     continue;
                 }
-                // Unlike a route's, a leafnode's messages reach other leafnodes; a routed
-                // message reaches only leafnodes that joined us (a hub we joined is told by
-                // the peer that got it first).
+                // Unlike a route's, a leafnode's messages reach other leafnodes (never one
+                // into the cluster it came from); a routed message reaches only leafnodes that
+                // joined us (a hub we joined is told by the peer that got it first).
                 ConnKind::Leaf => {
                     if sub.conn.cid != from.cid
                         && (!from_route || !sub.conn.is_solicited_leaf())
+                        && !sub.conn.same_leaf_origin(from)
                         && !sub.is_removed()
                     {
                         route_target(&mut routes, &sub.conn);
@@ -506,6 +507,7 @@ impl Delivery<'_> {
                 ConnKind::Leaf => {
                     if leaf.is_none()
                         && sub.conn.cid != from.cid
+                        && !sub.conn.same_leaf_origin(from)
                         && !sub.is_removed()
                         && !sub.conn.is_closed()
                     {

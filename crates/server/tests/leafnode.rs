@@ -983,3 +983,47 @@ async fn a_leaf_authenticates_with_a_credentials_file() {
     assert_eq!(next(&mut sub).await.payload, "signed in");
     let _ = std::fs::remove_file(&path);
 }
+
+/// A leaf *cluster* (two routed nodes, each with its own connection to the hub): a message
+/// between two of its nodes crosses their route once and never comes back through the hub
+/// (the hub skips interest and messages of the leaf's own cluster, as nats-server does by
+/// cluster name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_cluster_gets_each_message_once() {
+    let hub = starling_hub(0).await;
+    let hub_leaf = hub.leafnode_addr().unwrap();
+    let leafs = || {
+        Leafnodes::new()
+            .reconnect(Duration::from_millis(100))
+            .remote(Remote::new(format!("nats://{hub_leaf}")))
+    };
+    let l1 = common::clustered(Server::builder().leafnodes(leafs()), "L1", "edge", &[]).await;
+    let seed = format!("nats-route://{}", l1.cluster_addr().unwrap());
+    let l2 = common::clustered(Server::builder().leafnodes(leafs()), "L2", "edge", &[seed]).await;
+    let (hub, l1, l2) = (Node::Starling(hub), Node::Starling(l1), Node::Starling(l2));
+    let (h, c1, c2) = (hub.client().await, l1.client().await, l2.client().await);
+    let mut at_l2 = c2.subscribe("edge.x").await.unwrap();
+    let mut at_hub = h.subscribe("edge.x").await.unwrap();
+    synced(&c1, &c2).await; // over the route
+    synced(&c1, &h).await; // over L1's hub
+    synced(&h, &c2).await; // the hub knows L2's interest
+    c1.publish("edge.x", "once".into()).await.unwrap();
+    h.publish("edge.x", "from hub".into()).await.unwrap();
+    let mut got = vec![
+        next(&mut at_l2).await.payload,
+        next(&mut at_l2).await.payload,
+    ];
+    got.sort();
+    assert_eq!(got, ["from hub", "once"]);
+    // (The hub's client hears its own message too.)
+    let mut got = vec![
+        next(&mut at_hub).await.payload,
+        next(&mut at_hub).await.payload,
+    ];
+    got.sort();
+    assert_eq!(got, ["from hub", "once"]);
+    synced(&c1, &c2).await;
+    synced(&h, &c2).await;
+    let extra = tokio::time::timeout(Duration::from_millis(100), at_l2.next()).await;
+    assert!(extra.is_err(), "a duplicate reached L2: {extra:?}");
+}

@@ -93,6 +93,8 @@ pub(crate) struct Conn {
     local_only: AtomicBool,
     /// A leafnode connection this server dialled (it is the leaf, the peer its hub).
     solicited_leaf: AtomicBool,
+    /// A leafnode connection's remote cluster, as a hash (0: none).
+    leaf_origin: AtomicU64,
     /// Messages a local-only (server-side) client refused at its `max_pending`.
     local_refused: AtomicU64,
     /// CONNECT's `protocol`: 1 = the client accepts asynchronous INFO updates.
@@ -148,6 +150,7 @@ impl Conn {
             headers: AtomicBool::new(false),
             local_only: AtomicBool::new(false),
             solicited_leaf: AtomicBool::new(false),
+            leaf_origin: AtomicU64::new(0),
             local_refused: AtomicU64::new(0),
             protocol: AtomicU8::new(0),
             info_ready: AtomicBool::new(false),
@@ -370,6 +373,25 @@ impl Conn {
 
     pub(crate) fn set_solicited_leaf(&self, yes: bool) {
         self.solicited_leaf.store(yes, Ordering::Relaxed);
+    }
+
+    /// The cluster on the other side of a leafnode connection, as a hash (0: none, or not a
+    /// leafnode). Interest and messages from that cluster never go back into it.
+    #[inline]
+    pub(crate) fn leaf_origin(&self) -> u64 {
+        self.leaf_origin.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_leaf_origin(&self, origin: u64) {
+        self.leaf_origin.store(origin, Ordering::Relaxed);
+    }
+
+    /// Whether a message or interest from `from` must not be passed to this leafnode
+    /// connection: both lead into the same remote cluster.
+    #[inline]
+    pub(crate) fn same_leaf_origin(&self, from: &Self) -> bool {
+        let o = self.leaf_origin();
+        o != 0 && o == from.leaf_origin()
     }
 
     /// CONNECT's `protocol` (1 = takes asynchronous INFOs).

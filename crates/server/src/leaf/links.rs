@@ -89,6 +89,9 @@ impl LeafLink {
         if Arc::ptr_eq(&sub.conn, &self.conn) || sub.conn.is_local_only() {
             return false;
         }
+        if self.conn.same_leaf_origin(&sub.conn) {
+            return false; // Interest from the peer's own cluster, through another connection.
+        }
         if !self.solicited || subject.starts_with(LDS_PREFIX) {
             return true; // A hub tells its leafs everything.
         }
@@ -181,6 +184,15 @@ fn write_interest(b: &mut BytesMut, subject: &[u8], queue: Option<&[u8]>, n: i64
     } else {
         encode::write_ls_minus(b, subject, queue);
     }
+}
+
+/// A cluster name as [`Conn::set_leaf_origin`] keeps it: FNV-1a, never 0.
+pub(crate) fn origin_hash(cluster: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in cluster.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
 }
 
 /// `subject [queue]`, as nats-server keys leaf interest (and as `LS-` names it).

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::config::LOOP_RECONNECT_DELAY;
-use super::links::{key, LeafLink, Leafs, RegisterError, LDS_PREFIX};
+use super::links::{key, origin_hash, LeafLink, Leafs, RegisterError, LDS_PREFIX};
 use super::solicit::RemoteState;
 use crate::account::Account;
 use crate::broker::Broker;
@@ -224,6 +224,9 @@ impl Leaf {
             return Err(Close::silent(ClosedReason::ProtocolViolation));
         }
         self.conn.set_headers(info.headers);
+        if let Some(cluster) = info.cluster.as_deref().filter(|c| !c.is_empty()) {
+            self.conn.set_leaf_origin(origin_hash(cluster));
+        }
         remote.learn_urls(&info.leafnode_urls);
         let account = self.local_account(&remote)?;
         let connect = remote.connect_json(&self.broker, &account, info.nonce.as_deref());
@@ -414,6 +417,9 @@ impl Leaf {
             ));
         }
         self.conn.set_headers(connect.headers);
+        if let Some(cluster) = connect.cluster.as_deref().filter(|c| !c.is_empty()) {
+            self.conn.set_leaf_origin(origin_hash(cluster));
+        }
         self.account = Some(account.clone());
         let name = connect
             .name
