@@ -168,20 +168,25 @@ fn sign_with_credentials(
 ) -> Result<(String, String), DialError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| DialError::Credentials(format!("{}: {e}", path.display())))?;
-    let mut blocks = text
-        .split("-----")
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && !s.starts_with("BEGIN") && !s.starts_with("END"))
-        .filter(|s| !s.contains(char::is_whitespace) && s.len() > 20);
+    // As nats-server reads them: the line after each `-----BEGIN ...-----` line, in order
+    // (the user JWT, then the seed); banners and blank lines between are skipped.
+    let mut lines = text.lines().map(str::trim);
+    let mut blocks = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.starts_with("---") && line.contains("BEGIN") {
+            if let Some(token) = lines.next() {
+                blocks.push(token);
+            }
+        }
+    }
+    let mut blocks = blocks.into_iter();
     let jwt = blocks
         .next()
         .ok_or_else(|| DialError::Credentials("no user JWT".into()))?
-        .trim_matches('-')
         .to_string();
     let seed = blocks
         .next()
-        .ok_or_else(|| DialError::Credentials("no seed".into()))?
-        .trim_matches('-');
+        .ok_or_else(|| DialError::Credentials("no seed".into()))?;
     let kp = nkeys::KeyPair::from_seed(seed)
         .map_err(|e| DialError::Credentials(format!("bad seed: {e}")))?;
     let sig = kp
@@ -291,4 +296,47 @@ async fn read_info(tcp: &mut TcpStream) -> Result<Info, DialError> {
         .ok_or(DialError::NoInfo)?
         .trim_ascii();
     Info::from_json(json).map_err(|_| DialError::NoInfo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credentials_file_signs_the_nonce() {
+        let user = nkeys::KeyPair::new_user();
+        let seed = user.seed().unwrap();
+        let text = format!(
+            "-----BEGIN NATS USER JWT-----\neyJhbGciOi.fake.jwt\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        );
+        let path = std::env::temp_dir().join(format!("leaf-unit-{}.creds", fastrand::u64(..)));
+        std::fs::write(&path, text).unwrap();
+        let (jwt, sig) = sign_with_credentials(&path, "n0nce").unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(jwt, "eyJhbGciOi.fake.jwt");
+        let raw = data_encoding::BASE64URL_NOPAD
+            .decode(sig.as_bytes())
+            .unwrap();
+        assert!(user.verify(b"n0nce", &raw).is_ok());
+        assert!(matches!(
+            sign_with_credentials(std::path::Path::new("/nonexistent.creds"), "n"),
+            Err(DialError::Credentials(_))
+        ));
+    }
+
+    #[test]
+    fn urls_rotate_and_learned_ones_are_added_once() {
+        let r = RemoteState::new(Remote::urls(["nats://a:7422", "b"]));
+        assert_eq!(r.next_url().as_deref(), Some("nats://a:7422"));
+        assert_eq!(r.next_url().as_deref(), Some("b"));
+        r.learn_urls(&["a:7422".into(), "c:7422".into()]);
+        assert_eq!(r.next_url().as_deref(), Some("c:7422"));
+        assert_eq!(r.next_url().as_deref(), Some("nats://a:7422"));
+        // After a connection, the next dial starts with the URL that worked.
+        r.connected();
+        assert_eq!(r.next_url().as_deref(), Some("nats://a:7422"));
+    }
 }
