@@ -262,6 +262,9 @@ impl Broker {
             server_name,
         });
         self.client_urls_changed();
+        if let Some(leafs) = &self.leafs {
+            leafs.urls_changed(self);
+        }
     }
 
     /// A route closed (its interest already left the sublists).
@@ -279,6 +282,9 @@ impl Broker {
             server_name,
         });
         self.client_urls_changed();
+        if let Some(leafs) = &self.leafs {
+            leafs.urls_changed(self);
+        }
     }
 
     /// A leafnode connection registered (either side).
@@ -354,6 +360,12 @@ impl Broker {
                 self.own_client_urls()
             },
             ldm: self.lifecycle.is_lame_duck(),
+            // Gossiped to our peers' leafnodes, so that they can fail over to us.
+            leafnode_urls: self
+                .leafs
+                .as_ref()
+                .map(|l| l.leafnode_urls())
+                .unwrap_or_default(),
             ..self.identity.route_info(
                 self.opts.max_payload,
                 routes.advertise(),

@@ -1027,3 +1027,38 @@ async fn a_leaf_cluster_gets_each_message_once() {
     let extra = tokio::time::timeout(Duration::from_millis(100), at_l2.next()).await;
     assert!(extra.is_err(), "a duplicate reached L2: {extra:?}");
 }
+
+/// A hub cluster gossips its nodes' leafnode URLs (route INFO `leafnode_urls`), the hub tells
+/// its leafs (`leafnode_urls` in the leaf INFO): a leaf configured with one hub node fails
+/// over to another when that node goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_fails_over_to_another_node_of_the_hub_cluster() {
+    let listen = || Leafnodes::new().listen("127.0.0.1:0");
+    let h1 = common::clustered(Server::builder().leafnodes(listen()), "H1", "hubs", &[]).await;
+    let seed = format!("nats-route://{}", h1.cluster_addr().unwrap());
+    let h2 = common::clustered(Server::builder().leafnodes(listen()), "H2", "hubs", &[seed]).await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while h1.peers().is_empty() || h2.peers().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub cluster never formed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The leaf is told both nodes' leafnode URLs.
+    let (mut raw, info) = common::Raw::connect_info(h1.leafnode_addr().unwrap()).await;
+    let h2_leaf = h2.leafnode_addr().unwrap().to_string();
+    assert!(info.contains(&h2_leaf), "{info}");
+    raw.send("PING\r\n").await;
+    let leaf = Node::Starling(starling_leaf(h1.leafnode_addr().unwrap()).await);
+    let l = leaf.client().await;
+    synced(&l, &Node::Starling(h1.clone()).client().await).await;
+    h1.shutdown().await;
+    // Rejoined through H2.
+    let h2 = Node::Starling(h2);
+    let at_h2 = h2.client().await;
+    let mut sub = at_h2.subscribe("failover.x").await.unwrap();
+    synced(&l, &at_h2).await;
+    l.publish("failover.x", "via H2".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload, "via H2");
+}

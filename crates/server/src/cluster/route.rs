@@ -344,7 +344,12 @@ impl Route {
         let link = self.link.clone().expect("registered");
         let key = remote_key(sub.account, sub.subject, sub.queue);
         let weight = sub.weight.max(1);
-        if link.update_remote(&key, weight) {
+        if let Some((existing, old)) = link.update_remote(&key, weight) {
+            if sub.queue.is_some() && old != weight {
+                // Leafnodes are told the hub's whole interest, queue weights included.
+                let delta = i64::from(weight) - i64::from(old);
+                account.weight_changed(&existing, sub.subject, sub.queue, delta, false);
+            }
             return;
         }
         let s = Arc::new(Subscription::new(self.conn.clone(), b"", Target::Wire));

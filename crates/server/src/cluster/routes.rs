@@ -150,16 +150,19 @@ impl RouteLink {
         }
     }
 
-    /// The peer registers interest `key` (`account subject [queue]`) with `weight`: returns
-    /// false if it is new (the caller inserts it), after updating the weight of a known one.
-    pub(crate) fn update_remote(&self, key: &[u8], weight: u32) -> bool {
-        match self.remote_subs.lock().get(key) {
-            Some(existing) => {
-                existing.owned.sub.set_weight(weight);
-                true
-            }
-            None => false,
-        }
+    /// The peer registers interest `key` (`account subject [queue]`) with `weight`: `None`
+    /// if it is new (the caller inserts it), else the known subscription, its weight updated,
+    /// and its old weight.
+    pub(crate) fn update_remote(
+        &self,
+        key: &[u8],
+        weight: u32,
+    ) -> Option<(Arc<crate::subscription::Subscription>, u32)> {
+        let subs = self.remote_subs.lock();
+        let existing = subs.get(key)?;
+        let old = existing.owned.sub.weight();
+        existing.owned.sub.set_weight(weight);
+        Some((existing.owned.sub.clone(), old))
     }
 
     /// Records a new interest of the peer.

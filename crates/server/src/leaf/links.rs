@@ -375,6 +375,17 @@ impl Leafs {
         self.count.store(links.len(), Ordering::Release);
     }
 
+    /// The cluster's leafnode URLs changed (a peer came or went): leafnodes that joined us
+    /// get an INFO with the new list, as nats-server sends it.
+    pub(crate) fn urls_changed(&self, broker: &crate::broker::Broker) {
+        for link in self.links().iter().filter(|l| !l.solicited) {
+            let mut info = super::proto::hub_info(broker, self, &link.conn, "");
+            info.nonce = None;
+            info.info_on_connect = false;
+            link.conn.send(|b| encode::write_info(b, &info));
+        }
+    }
+
     pub(crate) fn links(&self) -> Vec<Arc<LeafLink>> {
         self.links.lock().clone()
     }

@@ -60,8 +60,17 @@ pub(crate) struct Outcome {
 /// The INFO a hub sends a leafnode that just connected.
 pub(crate) fn hub_info(broker: &Broker, leafs: &Leafs, conn: &Conn, nonce: &str) -> Info {
     let addr = leafs.listen_addr();
-    let urls = leafs.leafnode_urls();
-    let (host, port) = match urls.first().and_then(|u| u.rsplit_once(':')) {
+    let own = leafs.leafnode_urls();
+    // Ours first, then those our cluster peers gossiped (route INFO `leafnode_urls`).
+    let mut urls = own.clone();
+    for link in broker.routes().map(|r| r.links()).unwrap_or_default() {
+        for u in link.info().leafnode_urls {
+            if !urls.contains(&u) {
+                urls.push(u);
+            }
+        }
+    }
+    let (host, port) = match own.first().and_then(|u| u.rsplit_once(':')) {
         Some((h, p)) => (h.to_string(), p.parse().unwrap_or(0)),
         None => (
             addr.map(|a| a.ip().to_string()).unwrap_or_default(),
@@ -74,7 +83,7 @@ pub(crate) fn hub_info(broker: &Broker, leafs: &Leafs, conn: &Conn, nonce: &str)
             .route_info(broker.opts().max_payload, &format!("{host}:{port}"), port);
     info.proto = 1;
     info.auth_required = true;
-    info.ip = urls.first().cloned();
+    info.ip = own.first().cloned();
     info.client_id = conn.cid;
     info.nonce = Some(nonce.to_string());
     info.info_on_connect = true;
