@@ -42,10 +42,24 @@ pub(crate) struct LeafLink {
     pub(crate) remote_name: String,
     pub(crate) remote_addr: Option<SocketAddr>,
     /// What we told the peer: `subject [queue]` → count (total weight for a queue group).
-    smap: Mutex<HashMap<Bytes, i64>>,
+    smap: Mutex<Smap>,
     /// The peer's interest in our account's sublist, by `subject [queue]`.
     remote_subs: Mutex<HashMap<Bytes, OwnedSub>>,
 }
+
+/// The interest a link told its peer, and the changes held back while its snapshot is
+/// still being sent.
+#[derive(Default)]
+struct Smap {
+    counts: HashMap<Bytes, i64>,
+    /// `Some` until the snapshot is out: changes are queued here, in order.
+    held: Option<BytesMut>,
+}
+
+/// Bytes of the snapshot sent at once; the next chunk waits until the writer has drained
+/// below half of `max_pending` (as for routes: a huge interest set must not make a new
+/// link a slow consumer).
+const SYNC_CHUNK: usize = 64 * 1024;
 
 /// A leafnode's figures, as `/leafz` shows them.
 #[derive(Clone, Debug)]
@@ -79,7 +93,7 @@ impl LeafLink {
             remote_id,
             remote_name,
             remote_addr,
-            smap: Mutex::new(HashMap::new()),
+            smap: Mutex::new(Smap::default()),
             remote_subs: Mutex::new(HashMap::new()),
         }
     }
@@ -107,20 +121,23 @@ impl LeafLink {
     fn update(&self, subject: &[u8], queue: Option<&[u8]>, delta: i64) {
         let key = key(subject, queue);
         let mut smap = self.smap.lock();
-        let n = smap.get(&key).copied().unwrap_or(0);
+        let n = smap.counts.get(&key).copied().unwrap_or(0);
         if delta < 0 && n == 0 {
             return;
         }
         let new = n + delta;
         if new > 0 {
-            smap.insert(key, new);
+            smap.counts.insert(key, new);
         } else {
-            smap.remove(&key);
+            smap.counts.remove(&key);
         }
         let tell = queue.is_some() || (n <= 0 && new > 0) || (n > 0 && new <= 0);
         if tell {
-            // Sent under the lock: the peer sees changes to one key in order.
-            self.conn.send(|b| write_interest(b, subject, queue, new));
+            // Sent (or held) under the lock: the peer sees changes to one key in order.
+            match &mut smap.held {
+                Some(held) => write_interest(held, subject, queue, new),
+                None => self.conn.send(|b| write_interest(b, subject, queue, new)),
+            }
         }
     }
 
@@ -328,10 +345,15 @@ impl Leafs {
         }
     }
 
-    /// Registers a link and sends the peer `first` (the hub's INFO answering CONNECT, if any),
-    /// then every interest of its account it should know about, and our loop-detection
-    /// subject. Atomic with respect to sublist changes (see `order`).
-    pub(crate) fn register(&self, link: &Arc<LeafLink>, first: &[u8]) -> Result<(), RegisterError> {
+    /// Registers a link and sends the peer `first` (the hub's INFO answering CONNECT, if any);
+    /// returns the `LS+` lines of every interest of its account it should know about, and of
+    /// our loop-detection subject, for [`Self::sync`]. Atomic with respect to sublist changes
+    /// (see `order`); changes from now on are held back until the snapshot is out.
+    pub(crate) fn register(
+        &self,
+        link: &Arc<LeafLink>,
+        first: &[u8],
+    ) -> Result<Bytes, RegisterError> {
         let _exclusive = self.order.write();
         let mut links = self.links.lock();
         if link.solicited
@@ -353,8 +375,7 @@ impl Leafs {
         });
         let lds = self.lds(link.account.name());
         *counts.entry(lds).or_default() += 1;
-        let mut out = BytesMut::with_capacity(first.len() + counts.len() * 32);
-        out.extend_from_slice(first);
+        let mut out = BytesMut::with_capacity(counts.len() * 32);
         for (k, n) in &counts {
             let (subject, queue) = match k.iter().position(|&c| c == b' ') {
                 Some(i) => (&k[..i], Some(&k[i + 1..])),
@@ -362,11 +383,44 @@ impl Leafs {
             };
             write_interest(&mut out, subject, queue, *n);
         }
-        *link.smap.lock() = counts;
-        link.conn.send(|b| b.extend_from_slice(&out));
+        *link.smap.lock() = Smap {
+            counts,
+            held: Some(BytesMut::new()),
+        };
+        if !first.is_empty() {
+            link.conn.send(|b| b.extend_from_slice(first));
+        }
         links.push(link.clone());
         self.count.store(links.len(), Ordering::Release);
-        Ok(())
+        Ok(out.freeze())
+    }
+
+    /// Sends a new link the snapshot [`Self::register`] returned, in chunks paced by its
+    /// writer, then the changes held back meanwhile.
+    pub(crate) async fn sync(link: Arc<LeafLink>, snapshot: Bytes) {
+        let conn = &link.conn;
+        let limit = SYNC_CHUNK.min(conn.max_pending() / 4).max(1);
+        let mut rest = &snapshot[..];
+        while !rest.is_empty() && !conn.is_closed() {
+            // Cut after a line end.
+            let mut cut = rest.len().min(limit);
+            if cut < rest.len() {
+                cut = rest[..cut]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1);
+            }
+            let (chunk, tail) = rest.split_at(cut);
+            conn.send(|b| b.extend_from_slice(chunk));
+            rest = tail;
+            if !rest.is_empty() {
+                conn.wait_drained().await;
+            }
+        }
+        let mut smap = link.smap.lock();
+        if let Some(held) = smap.held.take().filter(|h| !h.is_empty()) {
+            conn.send(|b| b.extend_from_slice(&held));
+        }
     }
 
     pub(crate) fn unregister(&self, link: &Arc<LeafLink>) {

@@ -297,7 +297,10 @@ impl Leaf {
             self.remote_addr,
         ));
         match self.leafs.register(&link, b"") {
-            Ok(()) => {}
+            Ok(snapshot) => self
+                .broker
+                .lifecycle()
+                .spawn(Leafs::sync(link.clone(), snapshot)),
             Err(RegisterError::Duplicate) => {
                 warn!(hub = %link.remote_name, "already connected to this hub for this account");
                 return Err(Close::silent(ClosedReason::ProtocolViolation));
@@ -455,7 +458,11 @@ impl Leaf {
         info.remote_account = Some(account.name().to_string());
         let mut first = BytesMut::new();
         encode::write_info(&mut first, &info);
-        let _ = self.leafs.register(&link, &first);
+        if let Ok(snapshot) = self.leafs.register(&link, &first) {
+            self.broker
+                .lifecycle()
+                .spawn(Leafs::sync(link.clone(), snapshot));
+        }
         self.link = Some(link.clone());
         self.outcome.registered = true;
         info!(
