@@ -1099,3 +1099,108 @@ async fn a_large_interest_set_reaches_a_new_leaf_in_chunks() {
     assert_eq!(hub.stats().leafnodes, 1);
     assert_eq!(hub.stats().slow_consumers, 0);
 }
+
+// --- Permissions. ---
+
+/// Nothing more arrives on `sub` within a short window after a round trip.
+async fn nothing_more(
+    sub: &mut async_nats::Subscriber,
+    near: &async_nats::Client,
+    far: &async_nats::Client,
+) {
+    synced(near, far).await;
+    let extra = tokio::time::timeout(Duration::from_millis(100), sub.next()).await;
+    assert!(extra.is_err(), "unexpected {extra:?}");
+}
+
+/// A remote's `deny_exports` keeps local messages on those subjects from the hub, its
+/// `deny_imports` keeps the hub's from us (Starling and nats-server 2.15.1 hubs).
+async fn deny_lists(hub: &Node, hub_leaf: SocketAddr) {
+    let leaf = Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(
+            Leafnodes::new()
+                .reconnect(Duration::from_millis(100))
+                .remote(
+                    Remote::new(format!("nats://{hub_leaf}"))
+                        .deny_exports(["private.>"])
+                        .deny_imports(["secret.>"]),
+                ),
+        )
+        .start()
+        .await
+        .unwrap();
+    let leaf = Node::Starling(leaf);
+    let (h, l) = (hub.client().await, leaf.client().await);
+    let mut at_hub = h.subscribe("*.x").await.unwrap(); // overlaps the deny entry
+    let mut private_at_hub = h.subscribe("private.y").await.unwrap();
+    synced(&l, &h).await;
+    l.publish("private.x", "no".into()).await.unwrap();
+    l.publish("private.y", "no".into()).await.unwrap();
+    l.publish("public.x", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut at_hub).await.payload, "yes");
+    nothing_more(&mut at_hub, &l, &h).await;
+    nothing_more(&mut private_at_hub, &l, &h).await;
+
+    let mut at_leaf = l.subscribe("*.z").await.unwrap();
+    let mut secret_at_leaf = l.subscribe("secret.w").await.unwrap();
+    synced(&h, &l).await;
+    h.publish("secret.z", "no".into()).await.unwrap();
+    h.publish("secret.w", "no".into()).await.unwrap();
+    h.publish("open.z", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut at_leaf).await.payload, "yes");
+    nothing_more(&mut at_leaf, &h, &l).await;
+    nothing_more(&mut secret_at_leaf, &h, &l).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remotes_deny_lists_filter_both_ways() {
+    let hub = starling_hub(0).await;
+    let addr = hub.leafnode_addr().unwrap();
+    deny_lists(&Node::Starling(hub), addr).await;
+    let port = free_port();
+    if let Some(reference) = nats_hub(true, port) {
+        deny_lists(
+            &Node::Nats(reference),
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .await;
+    }
+}
+
+/// On a hub, a leafnode authenticated as a user with permissions may publish (send us) and
+/// subscribe (be sent) only what they allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_users_permissions_apply_on_the_hub() {
+    use starling_server::{Permissions, SubjectPermission, User};
+    let perms = Permissions::new()
+        .publish(SubjectPermission::new().allow(["up.>", "_INBOX.>", "sync.>"]))
+        .subscribe(SubjectPermission::new().allow(["down.>", "_INBOX.>", "sync.>"]));
+    let hub = Server::builder()
+        .listen("127.0.0.1:0")
+        .user(User::new("leaf", "pw").permissions(perms))
+        .user(User::new("app", "pw"))
+        .leafnodes(Leafnodes::new().listen("127.0.0.1:0"))
+        .start()
+        .await
+        .unwrap();
+    let leaf = starling_leaf_url(&format!("nats://leaf:pw@{}", hub.leafnode_addr().unwrap())).await;
+    let h = common::login(hub.client_addr().unwrap(), "app", "pw").await;
+    let leaf = Node::Starling(leaf);
+    let l = leaf.client().await;
+    // (A wildcard beyond what the leaf may publish is not even announced to it, as in
+    // nats-server: each subject on its own.)
+    let mut up_at_hub = h.subscribe("up.a").await.unwrap();
+    let mut other_at_hub = h.subscribe("other.a").await.unwrap();
+    synced(&l, &h).await;
+    l.publish("other.a", "no".into()).await.unwrap();
+    l.publish("up.a", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut up_at_hub).await.payload, "yes");
+    nothing_more(&mut other_at_hub, &l, &h).await;
+    let mut at_leaf = l.subscribe("*.b").await.unwrap();
+    synced(&h, &l).await;
+    h.publish("other.b", "no".into()).await.unwrap();
+    h.publish("down.b", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut at_leaf).await.payload, "yes");
+    nothing_more(&mut at_leaf, &h, &l).await;
+}

@@ -27,6 +27,7 @@ use starling_proto::encode;
 use super::config::Leafnodes;
 use crate::account::Account;
 use crate::conn::{Conn, ConnKind};
+use crate::permissions::Compiled;
 use crate::subscription::{OwnedSub, Subscription};
 
 /// nats-server's loop-detection subject prefix.
@@ -45,6 +46,9 @@ pub(crate) struct LeafLink {
     smap: Mutex<Smap>,
     /// The peer's interest in our account's sublist, by `subject [queue]`.
     remote_subs: Mutex<HashMap<Bytes, OwnedSub>>,
+    /// What the peer may send us ("publish") and be sent ("subscribe"): the remote's
+    /// `deny_imports`/`deny_exports`, or the leafnode user's permissions on a hub.
+    pub(crate) permissions: Option<Arc<Compiled>>,
 }
 
 /// The interest a link told its peer, and the changes held back while its snapshot is
@@ -85,8 +89,10 @@ impl LeafLink {
         remote_id: String,
         remote_name: String,
         remote_addr: Option<SocketAddr>,
+        permissions: Option<Arc<Compiled>>,
     ) -> Self {
         Self {
+            permissions,
             conn,
             account,
             solicited,
@@ -106,7 +112,17 @@ impl LeafLink {
         if self.conn.same_leaf_origin(&sub.conn) {
             return false; // Interest from the peer's own cluster, through another connection.
         }
-        if !self.solicited || subject.starts_with(LDS_PREFIX) {
+        if subject.starts_with(LDS_PREFIX) {
+            return true;
+        }
+        if self
+            .permissions
+            .as_ref()
+            .is_some_and(|p| !p.may_publish(subject))
+        {
+            return false; // The peer may not send us these: no use asking for them.
+        }
+        if !self.solicited {
             return true; // A hub tells its leafs everything.
         }
         match sub.conn.kind {

@@ -207,7 +207,9 @@ impl Leaf {
             RouteOp::Sub(sub) => self.on_sub(sub)?,
             RouteOp::Unsub(sub) => self.on_unsub(sub),
             RouteOp::Msg(m) => {
-                if let Some(account) = &self.account {
+                if !self.may_receive(m.subject) {
+                    debug!(cid = self.conn.cid, subject = %String::from_utf8_lossy(m.subject), "leafnode message not allowed: dropped");
+                } else if let Some(account) = &self.account {
                     let msg =
                         Msg::routed(m.subject, m.reply, m.header_len, m.data, chunk, m.queues);
                     delivery::publish(&self.broker, account, &self.conn, &msg, &mut self.touched);
@@ -284,6 +286,11 @@ impl Leaf {
         if account.bind(&self.conn).is_err() {
             return Err(Close::silent(ClosedReason::MaxAccountConnectionsExceeded));
         }
+        let permissions = remote
+            .config()
+            .permissions()
+            .map(|p| Arc::new(crate::permissions::Compiled::new(&p)));
+        self.apply_permissions(permissions.clone());
         let link = Arc::new(LeafLink::new(
             self.conn.clone(),
             account.clone(),
@@ -295,6 +302,7 @@ impl Leaf {
                 info.server_name.clone()
             },
             self.remote_addr,
+            permissions,
         ));
         match self.leafs.register(&link, b"") {
             Ok(snapshot) => self
@@ -389,6 +397,7 @@ impl Leaf {
                 ClosedReason::AuthenticationViolation,
             )
         };
+        let mut permissions = None;
         let account = match self.leaf_authorization(&connect) {
             Some(decided) => decided.ok_or_else(refused)?,
             None => match self.broker.auth().anonymous() {
@@ -410,7 +419,12 @@ impl Leaf {
                         )
                         .await;
                     match verdict {
-                        Ok(v) => v.account,
+                        Ok(v) => {
+                            // The user's permissions, from the leaf's side: what it may
+                            // publish (send us) and subscribe to (be sent).
+                            permissions = v.permissions;
+                            v.account
+                        }
                         Err(why) => {
                             debug!(cid = self.conn.cid, why, "leafnode refused");
                             return Err(refused());
@@ -438,6 +452,7 @@ impl Leaf {
             .clone()
             .or_else(|| connect.server_id.clone())
             .unwrap_or_default();
+        self.apply_permissions(permissions.clone());
         let link = Arc::new(LeafLink::new(
             self.conn.clone(),
             account.clone(),
@@ -445,6 +460,7 @@ impl Leaf {
             connect.server_id.clone().unwrap_or_default(),
             name,
             self.remote_addr,
+            permissions,
         ));
         // The INFO answering the CONNECT goes first, then our interest.
         let mut info = hub_info(
@@ -518,6 +534,18 @@ impl Leaf {
         if sub.subject.starts_with(LDS_PREFIX) && self.leafs.lds(account.name()) == sub.subject {
             return Err(self.loop_detected(&account));
         }
+        // As nats-server: a literal subject the peer may not be sent is refused here; a
+        // wildcard is taken, and each message checked when it is sent (delivery.rs).
+        if let Some(p) = &link.permissions {
+            let literal = starling_sublist::subject_is_literal(sub.subject);
+            if literal
+                && !sub.subject.starts_with(LDS_PREFIX)
+                && !p.may_subscribe(sub.subject, sub.queue)
+            {
+                debug!(subject = %String::from_utf8_lossy(sub.subject), "leafnode interest not allowed: ignored");
+                return Ok(());
+            }
+        }
         let key = key(sub.subject, sub.queue);
         let weight = sub.weight.max(1);
         if let Some((existing, old)) = link.update_remote(&key, weight) {
@@ -567,6 +595,20 @@ impl Leaf {
 
     fn push(&mut self, build: impl FnOnce(&mut BytesMut)) {
         self.touched.push(&self.conn, build);
+    }
+
+    /// Gives the connection the peer's permissions (delivery to it checks them).
+    fn apply_permissions(&mut self, permissions: Option<Arc<crate::permissions::Compiled>>) {
+        let conn_perms = permissions.map(|c| Arc::new(crate::permissions::ConnPermissions::new(c)));
+        self.conn.set_permissions(conn_perms);
+    }
+
+    /// Whether the peer may send us a message on `subject`.
+    fn may_receive(&self, subject: &[u8]) -> bool {
+        self.link
+            .as_ref()
+            .and_then(|l| l.permissions.as_ref())
+            .is_none_or(|p| p.may_publish(subject))
     }
 
     /// The connection ended: its interest leaves the sublist, it leaves its account.
