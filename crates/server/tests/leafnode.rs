@@ -695,6 +695,17 @@ async fn leafz_lists_the_connection_on_both_sides() {
     assert_eq!(varz["leafnodes"], 1);
     assert_eq!(varz["leaf"]["port"], hub.leafnode_addr().unwrap().port());
     assert_eq!(hub.stats().leafnodes, 1);
+    let accountz = common::http_get(hub.monitor_addr().unwrap(), "/accountz?acc=$G")
+        .await
+        .json();
+    assert_eq!(
+        accountz["account_detail"]["leafnode_connections"], 1,
+        "{accountz}"
+    );
+    let accstatz = common::http_get(hub.monitor_addr().unwrap(), "/accstatz?accs=$G")
+        .await
+        .json();
+    assert_eq!(accstatz["account_statz"][0]["leafnodes"], 1, "{accstatz}");
 }
 
 // --- Topologies: a clustered hub, a daisy chain. ---
