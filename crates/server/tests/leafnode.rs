@@ -1215,3 +1215,77 @@ async fn a_leaf_users_permissions_apply_on_the_hub() {
     assert_eq!(next(&mut at_leaf).await.payload, "yes");
     nothing_more(&mut at_leaf, &h, &l).await;
 }
+
+/// What a hub (in cluster `C1`, with leafnode authorization when `auth`) answers a CONNECT
+/// it refuses: its first line, then EOF.
+async fn refusal(which: Hub, auth: bool, connect: &str) -> Option<String> {
+    let port = free_port();
+    let node = match which {
+        Hub::Starling => {
+            let mut l = Leafnodes::new().listen(format!("127.0.0.1:{port}"));
+            if auth {
+                l = l.authorization("lu", "lp");
+            }
+            Node::Starling(
+                common::clustered(Server::builder().leafnodes(l), "HUBX", "C1", &[]).await,
+            )
+        }
+        Hub::V29 | Hub::V215 => {
+            let auth = if auth {
+                ", authorization { user: lu, password: lp }"
+            } else {
+                ""
+            };
+            let conf = format!(
+                "cluster {{ name: C1, listen: \"127.0.0.1:{}\" }}\nleafnodes {{ listen: \"127.0.0.1:{port}\"{auth} }}\n",
+                free_port()
+            );
+            Node::Nats(nats_with_conf(matches!(which, Hub::V215), &conf)?)
+        }
+    };
+    let (mut raw, _) =
+        common::Raw::connect_info(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    raw.send(&format!("CONNECT {connect}\r\n")).await;
+    let lines = raw.until_eof().await;
+    drop(node);
+    Some(lines.join("|"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_leaf_connects_match_nats_server() {
+    let cases: &[(bool, &str, &str)] = &[
+        (
+            false,
+            r#"{"lang":"go","verbose":false}"#,
+            "-ERR 'attempted to connect to leaf node port'",
+        ),
+        (
+            true,
+            r#"{"lang":"go","verbose":false}"#,
+            "-ERR 'Authorization Violation'",
+        ),
+        (
+            false,
+            r#"{"name":"x","cluster":"C1"}"#,
+            "-ERR 'remote leafnode has same cluster name'",
+        ),
+        (
+            false,
+            r#"{"name":"x","gateway":"G"}"#,
+            r#"-ERR 'Rejecting connection from gateway "G" on the leafnode port'"#,
+        ),
+        (
+            true,
+            r#"{"name":"x","user":"lu","pass":"bad"}"#,
+            "-ERR 'Authorization Violation'",
+        ),
+        (false, "{bad", ""),
+    ];
+    for &(auth, connect, want) in cases {
+        for which in [Hub::Starling, Hub::V29, Hub::V215] {
+            if let Some(got) = refusal(which, auth, connect).await {
+                assert_eq!(got, want, "{connect} (auth: {auth})");
+            }
+        }
+    }
+}

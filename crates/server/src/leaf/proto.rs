@@ -353,34 +353,14 @@ impl Leaf {
 
     // --- Accepting side. ---
 
-    /// The leaf introduces itself: check it, then authenticate (possibly asynchronously:
-    /// parsing stops until the verdict, see `after_read`).
+    /// The leaf introduces itself: authenticate it (possibly asynchronously: parsing stops
+    /// until the verdict, see `after_read`), then check it.
     fn on_connect(&mut self, json: &[u8]) -> Result<bool, Close> {
         if self.solicited.is_some() || self.link.is_some() || self.pending.is_some() {
             return Err(Close::silent(ClosedReason::ProtocolViolation));
         }
         let connect =
             Connect::from_json(json).map_err(|_| Close::silent(ClosedReason::ParseError))?;
-        if connect.lang.is_some() {
-            return Err(Close::err(
-                "attempted to connect to leaf node port",
-                ClosedReason::ProtocolViolation,
-            ));
-        }
-        if let Some(gw) = &connect.gateway {
-            return Err(Close::err(
-                format!("Rejecting connection from gateway {gw:?} on the leafnode port"),
-                ClosedReason::ProtocolViolation,
-            ));
-        }
-        if let (Some(theirs), Some(routes)) = (&connect.cluster, self.broker.routes()) {
-            if !theirs.is_empty() && *theirs == routes.name() {
-                return Err(Close::err(
-                    "remote leafnode has same cluster name",
-                    ClosedReason::ProtocolViolation,
-                ));
-            }
-        }
         self.pending = Some(Pending { connect });
         Ok(false)
     }
@@ -433,6 +413,28 @@ impl Leaf {
                 }
             },
         };
+        // As nats-server: these come after authentication (a client on this port with
+        // the wrong credentials is told `Authorization Violation`).
+        if connect.lang.is_some() {
+            return Err(Close::err(
+                "attempted to connect to leaf node port",
+                ClosedReason::ProtocolViolation,
+            ));
+        }
+        if let Some(gw) = &connect.gateway {
+            return Err(Close::err(
+                format!("Rejecting connection from gateway {gw:?} on the leafnode port"),
+                ClosedReason::ProtocolViolation,
+            ));
+        }
+        if let (Some(theirs), Some(routes)) = (&connect.cluster, self.broker.routes()) {
+            if !theirs.is_empty() && *theirs == routes.name() {
+                return Err(Close::err(
+                    "remote leafnode has same cluster name",
+                    ClosedReason::ProtocolViolation,
+                ));
+            }
+        }
         if self.conn.is_closed() {
             return Err(Close::silent(ClosedReason::ClientClosed));
         }
