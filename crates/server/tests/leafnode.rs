@@ -1289,3 +1289,27 @@ async fn refused_leaf_connects_match_nats_server() {
         }
     }
 }
+
+/// A leaf that connects again while its old connection is still open replaces it: the hub
+/// tells the old one `Duplicate Remote LeafNode Connection` and closes it, as nats-server.
+async fn old_connection_after_duplicate(which: Hub) -> Option<Vec<String>> {
+    let (_node, _, leaf_addr) = probe_hub(which).await?;
+    let connect = r#"{"version":"2.15.1","server_id":"NDUP","name":"DUP","cluster":"DUP","headers":true,"remote_account":"$G"}"#;
+    let (mut old, _, _) = raw_leaf(leaf_addr, connect).await;
+    let (_new, _, _) = raw_leaf(leaf_addr, connect).await;
+    let rest = old.until_eof().await;
+    Some(
+        rest.into_iter()
+            .filter(|l| !l.starts_with("LS+") && l != "PING")
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_leaf_replaces_its_stale_connection_as_nats_server_does() {
+    for which in [Hub::Starling, Hub::V29, Hub::V215] {
+        if let Some(rest) = old_connection_after_duplicate(which).await {
+            assert_eq!(rest, ["-ERR 'Duplicate Remote LeafNode Connection'"]);
+        }
+    }
+}

@@ -42,6 +42,8 @@ pub(crate) struct LeafLink {
     pub(crate) remote_id: String,
     pub(crate) remote_name: String,
     pub(crate) remote_addr: Option<SocketAddr>,
+    /// The account the peer bound the connection to on its side, when it says (2.10+).
+    pub(crate) remote_account: Option<String>,
     /// What we told the peer: `subject [queue]` → count (total weight for a queue group).
     smap: Mutex<Smap>,
     /// The peer's interest in our account's sublist, by `subject [queue]`.
@@ -89,9 +91,11 @@ impl LeafLink {
         remote_id: String,
         remote_name: String,
         remote_addr: Option<SocketAddr>,
+        remote_account: Option<String>,
         permissions: Option<Arc<Compiled>>,
     ) -> Self {
         Self {
+            remote_account,
             permissions,
             conn,
             account,
@@ -381,6 +385,21 @@ impl Leafs {
             })
         {
             return Err(RegisterError::Duplicate);
+        }
+        // A leaf that reconnects while its old connection is still open here (it has not
+        // noticed the old one die) replaces it, as in nats-server (which tells the old one).
+        if !link.solicited && link.remote_account.is_some() {
+            for old in links.iter().filter(|l| {
+                !l.solicited
+                    && l.remote_name == link.remote_name
+                    && l.remote_account == link.remote_account
+                    && l.conn.leaf_origin() == link.conn.leaf_origin()
+                    && Arc::ptr_eq(&l.account, &link.account)
+            }) {
+                old.conn
+                    .send(|b| encode::write_err(b, "Duplicate Remote LeafNode Connection"));
+                old.conn.close(crate::conn::ClosedReason::DuplicateLeafnode);
+            }
         }
         let mut counts: HashMap<Bytes, i64> = HashMap::new();
         link.account.sublist().for_each(|subject, queue, sub| {

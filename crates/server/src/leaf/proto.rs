@@ -302,6 +302,7 @@ impl Leaf {
                 info.server_name.clone()
             },
             self.remote_addr,
+            remote_account,
             permissions,
         ));
         match self.leafs.register(&link, b"") {
@@ -321,7 +322,7 @@ impl Leaf {
             hub = %link.remote_name,
             url = %remote.current_url(),
             account = %account.name(),
-            hub_account = remote_account.as_deref().unwrap_or(""),
+            hub_account = link.remote_account.as_deref().unwrap_or(""),
             "Leafnode connection created"
         );
         self.broker.leaf_connected(&link);
@@ -462,6 +463,7 @@ impl Leaf {
             connect.server_id.clone().unwrap_or_default(),
             name,
             self.remote_addr,
+            connect.remote_account.clone().filter(|a| !a.is_empty()),
             permissions,
         ));
         // The INFO answering the CONNECT goes first, then our interest.
