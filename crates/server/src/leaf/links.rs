@@ -83,26 +83,32 @@ pub(crate) struct LeafStats {
     pub(crate) solicited: bool,
 }
 
+/// Who is on the other side of a leafnode connection.
+pub(crate) struct LeafPeer {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) addr: Option<SocketAddr>,
+    /// The account the peer bound the connection to on its side, when it says (2.10+).
+    pub(crate) account: Option<String>,
+}
+
 impl LeafLink {
     pub(crate) fn new(
         conn: Arc<Conn>,
         account: Arc<Account>,
         solicited: bool,
-        remote_id: String,
-        remote_name: String,
-        remote_addr: Option<SocketAddr>,
-        remote_account: Option<String>,
+        peer: LeafPeer,
         permissions: Option<Arc<Compiled>>,
     ) -> Self {
         Self {
-            remote_account,
+            remote_account: peer.account,
             permissions,
             conn,
             account,
             solicited,
-            remote_id,
-            remote_name,
-            remote_addr,
+            remote_id: peer.id,
+            remote_name: peer.name,
+            remote_addr: peer.addr,
             smap: Mutex::new(Smap::default()),
             remote_subs: Mutex::new(HashMap::new()),
         }

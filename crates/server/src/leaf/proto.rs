@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::config::LOOP_RECONNECT_DELAY;
-use super::links::{key, origin_hash, LeafLink, Leafs, RegisterError, LDS_PREFIX};
+use super::links::{key, origin_hash, LeafLink, LeafPeer, Leafs, RegisterError, LDS_PREFIX};
 use super::solicit::RemoteState;
 use crate::account::Account;
 use crate::broker::Broker;
@@ -291,18 +291,21 @@ impl Leaf {
             .permissions()
             .map(|p| Arc::new(crate::permissions::Compiled::new(&p)));
         self.apply_permissions(permissions.clone());
-        let link = Arc::new(LeafLink::new(
-            self.conn.clone(),
-            account.clone(),
-            true,
-            info.server_id.clone(),
-            if info.server_name.is_empty() {
+        let peer = LeafPeer {
+            id: info.server_id.clone(),
+            name: if info.server_name.is_empty() {
                 info.server_id.clone()
             } else {
                 info.server_name.clone()
             },
-            self.remote_addr,
-            remote_account,
+            addr: self.remote_addr,
+            account: remote_account,
+        };
+        let link = Arc::new(LeafLink::new(
+            self.conn.clone(),
+            account.clone(),
+            true,
+            peer,
             permissions,
         ));
         match self.leafs.register(&link, b"") {
@@ -456,14 +459,17 @@ impl Leaf {
             .or_else(|| connect.server_id.clone())
             .unwrap_or_default();
         self.apply_permissions(permissions.clone());
+        let peer = LeafPeer {
+            id: connect.server_id.clone().unwrap_or_default(),
+            name,
+            addr: self.remote_addr,
+            account: connect.remote_account.clone().filter(|a| !a.is_empty()),
+        };
         let link = Arc::new(LeafLink::new(
             self.conn.clone(),
             account.clone(),
             false,
-            connect.server_id.clone().unwrap_or_default(),
-            name,
-            self.remote_addr,
-            connect.remote_account.clone().filter(|a| !a.is_empty()),
+            peer,
             permissions,
         ));
         // The INFO answering the CONNECT goes first, then our interest.
