@@ -1313,3 +1313,32 @@ async fn a_reconnecting_leaf_replaces_its_stale_connection_as_nats_server_does()
         }
     }
 }
+
+/// A Starling leaf of a nats-server 2.15.1 hub cluster learns the other node's leafnode URL
+/// from the hub's INFO and fails over to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starling_leaf_fails_over_within_a_nats_server_hub_cluster() {
+    let (c1, c2, l1, l2) = (free_port(), free_port(), free_port(), free_port());
+    let node = |name: &str, cluster: u16, leaf: u16, routes: &str| {
+        format!(
+            "server_name: {name}\ncluster {{ name: H, listen: \"127.0.0.1:{cluster}\"{routes} }}\n\
+             leafnodes {{ listen: \"127.0.0.1:{leaf}\" }}\n"
+        )
+    };
+    let Some(n1) = nats_with_conf(true, &node("N1", c1, l1, "")) else {
+        return;
+    };
+    let routes = format!(", routes: [\"nats-route://127.0.0.1:{c1}\"]");
+    let n2 = Node::Nats(nats_with_conf(true, &node("N2", c2, l2, &routes)).unwrap());
+    let n1 = Node::Nats(n1);
+    synced(&n2.client().await, &n1.client().await).await; // the hub cluster formed
+    let leaf = Node::Starling(starling_leaf(format!("127.0.0.1:{l1}").parse().unwrap()).await);
+    let l = leaf.client().await;
+    synced(&l, &n1.client().await).await;
+    drop(n1);
+    let at_n2 = n2.client().await;
+    let mut sub = at_n2.subscribe("failover.y").await.unwrap();
+    synced(&l, &at_n2).await;
+    l.publish("failover.y", "via N2".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload, "via N2");
+}
