@@ -14,6 +14,16 @@
 //! - Loop detection: each account has a random `$LDS.<22 chars>` subject, announced to every
 //!   leafnode connection. It is never in the sublist here; a peer's `$LDS.` subjects are (so
 //!   they travel on), and seeing our own come back means a loop.
+//! - Origin cluster: a connection remembers the cluster on its other side (the leaf's
+//!   CONNECT `cluster`, the hub's INFO `cluster`); interest and messages that came from that
+//!   cluster are never passed back into it through another of its connections. nats-server
+//!   also carries the origin over routes (`LS+ <origin> ...`, `LMSG <origin> ...` when the
+//!   peer says `lnoc`); Starling's routes do not (they never say `lnoc`, so peers send plain
+//!   `RS+`/`RMSG`), so a leaf *cluster* attached to several nodes of a hub *cluster* may see
+//!   a message twice.
+//! - Queue groups: a leafnode's group is one member weighted by its member count (as a
+//!   route's); an origin server picks a leafnode member only when no local or route member
+//!   takes the message (`delivery.rs`), as nats-server does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
