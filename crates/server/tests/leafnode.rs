@@ -1342,3 +1342,34 @@ async fn a_starling_leaf_fails_over_within_a_nats_server_hub_cluster() {
     l.publish("failover.y", "via N2".into()).await.unwrap();
     assert_eq!(next(&mut sub).await.payload, "via N2");
 }
+
+/// A server whose hub accepts the TCP connection but never says INFO still shuts down at
+/// once: the dialer's wait for the INFO ends with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_silent_hub() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never accepts
+    let leaf = starling_leaf(silent.local_addr().unwrap()).await;
+    // Let the dial reach the INFO wait (observed via the kernel's accept queue).
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    silent.set_nonblocking(true).unwrap();
+    loop {
+        if let Ok((s, _)) = silent.accept() {
+            std::mem::forget(s); // keep it open and silent
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leaf never dialled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let start = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), leaf.shutdown())
+        .await
+        .expect("shutdown ends");
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "shutdown took {:?}",
+        start.elapsed()
+    );
+}
