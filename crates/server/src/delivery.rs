@@ -566,8 +566,17 @@ impl Delivery<'_> {
     /// to one account on each side, so its form carries no account.
     fn forward(&self, target: &RouteTarget<'_>, msg: &Msg<'_>, touched: &mut Touched) -> bool {
         let conn = target.conn;
-        let (header_len, data) = msg.wire_form(conn.wants_headers());
         let leaf = conn.kind == ConnKind::Leaf;
+        // A leafnode's permissions (its remote's deny_exports, its user's subscribe
+        // permissions) apply to each message it is sent (its wildcard interest may be wider).
+        if leaf {
+            if let Some(p) = conn.permissions() {
+                if !p.compiled().may_subscribe(msg.subject, None) {
+                    return false;
+                }
+            }
+        }
+        let (header_len, data) = msg.wire_form(conn.wants_headers());
         let appended = conn.push_msg(
             |b| {
                 if leaf {

@@ -491,7 +491,8 @@ async fn interest_updates(which: Hub) -> Option<Vec<String>> {
     let mut got = Vec::new();
     while got.len() < 5 {
         let line = raw.line().await.expect("hub keeps the leaf");
-        if line.starts_with("LS") {
+        // (The rest of the hub's snapshot may still be coming, in any order.)
+        if line.starts_with("LS+ q ") || line.starts_with("LS+ plain") || line.starts_with("LS- ") {
             got.push(line);
         } else if line == "PING" {
             raw.send("PONG\r\n").await;
@@ -694,6 +695,17 @@ async fn leafz_lists_the_connection_on_both_sides() {
     assert_eq!(varz["leafnodes"], 1);
     assert_eq!(varz["leaf"]["port"], hub.leafnode_addr().unwrap().port());
     assert_eq!(hub.stats().leafnodes, 1);
+    let accountz = common::http_get(hub.monitor_addr().unwrap(), "/accountz?acc=$G")
+        .await
+        .json();
+    assert_eq!(
+        accountz["account_detail"]["leafnode_connections"], 1,
+        "{accountz}"
+    );
+    let accstatz = common::http_get(hub.monitor_addr().unwrap(), "/accstatz?accs=$G")
+        .await
+        .json();
+    assert_eq!(accstatz["account_statz"][0]["leafnodes"], 1, "{accstatz}");
 }
 
 // --- Topologies: a clustered hub, a daisy chain. ---
@@ -1061,4 +1073,303 @@ async fn a_leaf_fails_over_to_another_node_of_the_hub_cluster() {
     synced(&l, &at_h2).await;
     l.publish("failover.x", "via H2".into()).await.unwrap();
     assert_eq!(next(&mut sub).await.payload, "via H2");
+}
+
+/// A hub with more interest than a connection may have pending sends it to a new leaf in
+/// chunks paced by the writer: the leaf gets all of it and is not cut off as a slow consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_interest_set_reaches_a_new_leaf_in_chunks() {
+    let hub = Server::builder()
+        .listen("127.0.0.1:0")
+        .max_payload(16 * 1024)
+        .max_pending(128 * 1024)
+        .leafnodes(Leafnodes::new().listen("127.0.0.1:0"))
+        .start()
+        .await
+        .unwrap();
+    let c = hub.client();
+    const N: usize = 20_000; // ~600 KiB of LS+ lines
+    let mut subs = Vec::with_capacity(N);
+    for i in 0..N {
+        subs.push(
+            c.subscribe(format!("bulk.interest.subject.{i:06}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let leaf = starling_leaf(hub.leafnode_addr().unwrap()).await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    // (The snapshot comes in no particular order.)
+    while !(0..N).all(|i| leaf.has_interest(&format!("bulk.interest.subject.{i:06}"))) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the snapshot never arrived whole"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(hub.stats().leafnodes, 1);
+    assert_eq!(hub.stats().slow_consumers, 0);
+}
+
+// --- Permissions. ---
+
+/// Nothing more arrives on `sub` within a short window after a round trip.
+async fn nothing_more(
+    sub: &mut async_nats::Subscriber,
+    near: &async_nats::Client,
+    far: &async_nats::Client,
+) {
+    synced(near, far).await;
+    let extra = tokio::time::timeout(Duration::from_millis(100), sub.next()).await;
+    assert!(extra.is_err(), "unexpected {extra:?}");
+}
+
+/// A remote's `deny_exports` keeps local messages on those subjects from the hub, its
+/// `deny_imports` keeps the hub's from us (Starling and nats-server 2.15.1 hubs).
+async fn deny_lists(hub: &Node, hub_leaf: SocketAddr) {
+    let leaf = Server::builder()
+        .listen("127.0.0.1:0")
+        .leafnodes(
+            Leafnodes::new()
+                .reconnect(Duration::from_millis(100))
+                .remote(
+                    Remote::new(format!("nats://{hub_leaf}"))
+                        .deny_exports(["private.>"])
+                        .deny_imports(["secret.>"]),
+                ),
+        )
+        .start()
+        .await
+        .unwrap();
+    let leaf = Node::Starling(leaf);
+    let (h, l) = (hub.client().await, leaf.client().await);
+    let mut at_hub = h.subscribe("*.x").await.unwrap(); // overlaps the deny entry
+    let mut private_at_hub = h.subscribe("private.y").await.unwrap();
+    synced(&l, &h).await;
+    l.publish("private.x", "no".into()).await.unwrap();
+    l.publish("private.y", "no".into()).await.unwrap();
+    l.publish("public.x", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut at_hub).await.payload, "yes");
+    nothing_more(&mut at_hub, &l, &h).await;
+    nothing_more(&mut private_at_hub, &l, &h).await;
+
+    let mut at_leaf = l.subscribe("*.z").await.unwrap();
+    let mut secret_at_leaf = l.subscribe("secret.w").await.unwrap();
+    synced(&h, &l).await;
+    h.publish("secret.z", "no".into()).await.unwrap();
+    h.publish("secret.w", "no".into()).await.unwrap();
+    h.publish("open.z", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut at_leaf).await.payload, "yes");
+    nothing_more(&mut at_leaf, &h, &l).await;
+    nothing_more(&mut secret_at_leaf, &h, &l).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remotes_deny_lists_filter_both_ways() {
+    let hub = starling_hub(0).await;
+    let addr = hub.leafnode_addr().unwrap();
+    deny_lists(&Node::Starling(hub), addr).await;
+    let port = free_port();
+    if let Some(reference) = nats_hub(true, port) {
+        deny_lists(
+            &Node::Nats(reference),
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .await;
+    }
+}
+
+/// On a hub, a leafnode authenticated as a user with permissions may publish (send us) and
+/// subscribe (be sent) only what they allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_users_permissions_apply_on_the_hub() {
+    use starling_server::{Permissions, SubjectPermission, User};
+    let perms = Permissions::new()
+        .publish(SubjectPermission::new().allow(["up.>", "_INBOX.>", "sync.>"]))
+        .subscribe(SubjectPermission::new().allow(["down.>", "_INBOX.>", "sync.>"]));
+    let hub = Server::builder()
+        .listen("127.0.0.1:0")
+        .user(User::new("leaf", "pw").permissions(perms))
+        .user(User::new("app", "pw"))
+        .leafnodes(Leafnodes::new().listen("127.0.0.1:0"))
+        .start()
+        .await
+        .unwrap();
+    let leaf = starling_leaf_url(&format!("nats://leaf:pw@{}", hub.leafnode_addr().unwrap())).await;
+    let h = common::login(hub.client_addr().unwrap(), "app", "pw").await;
+    let leaf = Node::Starling(leaf);
+    let l = leaf.client().await;
+    // (A wildcard beyond what the leaf may publish is not even announced to it, as in
+    // nats-server: each subject on its own.)
+    let mut up_at_hub = h.subscribe("up.a").await.unwrap();
+    let mut other_at_hub = h.subscribe("other.a").await.unwrap();
+    synced(&l, &h).await;
+    l.publish("other.a", "no".into()).await.unwrap();
+    l.publish("up.a", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut up_at_hub).await.payload, "yes");
+    nothing_more(&mut other_at_hub, &l, &h).await;
+    let mut at_leaf = l.subscribe("*.b").await.unwrap();
+    synced(&h, &l).await;
+    h.publish("other.b", "no".into()).await.unwrap();
+    h.publish("down.b", "yes".into()).await.unwrap();
+    assert_eq!(next(&mut at_leaf).await.payload, "yes");
+    nothing_more(&mut at_leaf, &h, &l).await;
+}
+
+/// What a hub (in cluster `C1`, with leafnode authorization when `auth`) answers a CONNECT
+/// it refuses: its first line, then EOF.
+async fn refusal(which: Hub, auth: bool, connect: &str) -> Option<String> {
+    let port = free_port();
+    let node = match which {
+        Hub::Starling => {
+            let mut l = Leafnodes::new().listen(format!("127.0.0.1:{port}"));
+            if auth {
+                l = l.authorization("lu", "lp");
+            }
+            Node::Starling(
+                common::clustered(Server::builder().leafnodes(l), "HUBX", "C1", &[]).await,
+            )
+        }
+        Hub::V29 | Hub::V215 => {
+            let auth = if auth {
+                ", authorization { user: lu, password: lp }"
+            } else {
+                ""
+            };
+            let conf = format!(
+                "cluster {{ name: C1, listen: \"127.0.0.1:{}\" }}\nleafnodes {{ listen: \"127.0.0.1:{port}\"{auth} }}\n",
+                free_port()
+            );
+            Node::Nats(nats_with_conf(matches!(which, Hub::V215), &conf)?)
+        }
+    };
+    let (mut raw, _) =
+        common::Raw::connect_info(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    raw.send(&format!("CONNECT {connect}\r\n")).await;
+    let lines = raw.until_eof().await;
+    drop(node);
+    Some(lines.join("|"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_leaf_connects_match_nats_server() {
+    let cases: &[(bool, &str, &str)] = &[
+        (
+            false,
+            r#"{"lang":"go","verbose":false}"#,
+            "-ERR 'attempted to connect to leaf node port'",
+        ),
+        (
+            true,
+            r#"{"lang":"go","verbose":false}"#,
+            "-ERR 'Authorization Violation'",
+        ),
+        (
+            false,
+            r#"{"name":"x","cluster":"C1"}"#,
+            "-ERR 'remote leafnode has same cluster name'",
+        ),
+        (
+            false,
+            r#"{"name":"x","gateway":"G"}"#,
+            r#"-ERR 'Rejecting connection from gateway "G" on the leafnode port'"#,
+        ),
+        (
+            true,
+            r#"{"name":"x","user":"lu","pass":"bad"}"#,
+            "-ERR 'Authorization Violation'",
+        ),
+        (false, "{bad", ""),
+    ];
+    for &(auth, connect, want) in cases {
+        for which in [Hub::Starling, Hub::V29, Hub::V215] {
+            if let Some(got) = refusal(which, auth, connect).await {
+                assert_eq!(got, want, "{connect} (auth: {auth})");
+            }
+        }
+    }
+}
+
+/// A leaf that connects again while its old connection is still open replaces it: the hub
+/// tells the old one `Duplicate Remote LeafNode Connection` and closes it, as nats-server.
+async fn old_connection_after_duplicate(which: Hub) -> Option<Vec<String>> {
+    let (_node, _, leaf_addr) = probe_hub(which).await?;
+    let connect = r#"{"version":"2.15.1","server_id":"NDUP","name":"DUP","cluster":"DUP","headers":true,"remote_account":"$G"}"#;
+    let (mut old, _, _) = raw_leaf(leaf_addr, connect).await;
+    let (_new, _, _) = raw_leaf(leaf_addr, connect).await;
+    let rest = old.until_eof().await;
+    Some(
+        rest.into_iter()
+            .filter(|l| !l.starts_with("LS+") && l != "PING")
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_leaf_replaces_its_stale_connection_as_nats_server_does() {
+    for which in [Hub::Starling, Hub::V29, Hub::V215] {
+        if let Some(rest) = old_connection_after_duplicate(which).await {
+            assert_eq!(rest, ["-ERR 'Duplicate Remote LeafNode Connection'"]);
+        }
+    }
+}
+
+/// A Starling leaf of a nats-server 2.15.1 hub cluster learns the other node's leafnode URL
+/// from the hub's INFO and fails over to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starling_leaf_fails_over_within_a_nats_server_hub_cluster() {
+    let (c1, c2, l1, l2) = (free_port(), free_port(), free_port(), free_port());
+    let node = |name: &str, cluster: u16, leaf: u16, routes: &str| {
+        format!(
+            "server_name: {name}\ncluster {{ name: H, listen: \"127.0.0.1:{cluster}\"{routes} }}\n\
+             leafnodes {{ listen: \"127.0.0.1:{leaf}\" }}\n"
+        )
+    };
+    let Some(n1) = nats_with_conf(true, &node("N1", c1, l1, "")) else {
+        return;
+    };
+    let routes = format!(", routes: [\"nats-route://127.0.0.1:{c1}\"]");
+    let n2 = Node::Nats(nats_with_conf(true, &node("N2", c2, l2, &routes)).unwrap());
+    let n1 = Node::Nats(n1);
+    synced(&n2.client().await, &n1.client().await).await; // the hub cluster formed
+    let leaf = Node::Starling(starling_leaf(format!("127.0.0.1:{l1}").parse().unwrap()).await);
+    let l = leaf.client().await;
+    synced(&l, &n1.client().await).await;
+    drop(n1);
+    let at_n2 = n2.client().await;
+    let mut sub = at_n2.subscribe("failover.y").await.unwrap();
+    synced(&l, &at_n2).await;
+    l.publish("failover.y", "via N2".into()).await.unwrap();
+    assert_eq!(next(&mut sub).await.payload, "via N2");
+}
+
+/// A server whose hub accepts the TCP connection but never says INFO still shuts down at
+/// once: the dialer's wait for the INFO ends with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_silent_hub() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never accepts
+    let leaf = starling_leaf(silent.local_addr().unwrap()).await;
+    // Let the dial reach the INFO wait (observed via the kernel's accept queue).
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    silent.set_nonblocking(true).unwrap();
+    loop {
+        if let Ok((s, _)) = silent.accept() {
+            std::mem::forget(s); // keep it open and silent
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leaf never dialled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let start = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), leaf.shutdown())
+        .await
+        .expect("shutdown ends");
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "shutdown took {:?}",
+        start.elapsed()
+    );
 }

@@ -35,6 +35,8 @@ struct RemoteSettings {
     urls: Vec<String>,
     account: Option<String>,
     credentials: Option<PathBuf>,
+    deny_imports: Vec<String>,
+    deny_exports: Vec<String>,
     tls: Option<TlsSettings>,
 }
 
@@ -97,6 +99,9 @@ impl LeafSettings {
             if let Some(c) = &r.credentials {
                 remote = remote.credentials(c.clone());
             }
+            remote = remote
+                .deny_imports(r.deny_imports.iter().cloned())
+                .deny_exports(r.deny_exports.iter().cloned());
             if let Some(tls) = r
                 .tls
                 .as_ref()
@@ -228,7 +233,15 @@ impl Cx<'_> {
         Ok(users)
     }
 
-    /// `remotes [ { url | urls, account, credentials, tls } ]`.
+    /// A subject or a list of subjects.
+    fn subjects(&self, key: &str, item: &Item) -> Result<Vec<String>, ConfigError> {
+        match &item.value {
+            Value::Array(list) => list.iter().map(|s| self.string(key, s)).collect(),
+            _ => Ok(vec![self.string(key, item)?]),
+        }
+    }
+
+    /// `remotes [ { url | urls, account, credentials, deny_imports, deny_exports, tls } ]`.
     fn remotes(
         &self,
         key: &str,
@@ -260,6 +273,8 @@ impl Cx<'_> {
                         r.credentials = Some(PathBuf::from(self.string(&name, v)?))
                     }
                     "tls" => r.tls = Some(self.tls(&name, v, warnings)?),
+                    "deny_imports" | "deny_import" => r.deny_imports = self.subjects(&name, v)?,
+                    "deny_exports" | "deny_export" => r.deny_exports = self.subjects(&name, v)?,
                     "no_randomize" | "dont_randomize" => {
                         self.boolean(&name, v)?;
                     }
@@ -267,8 +282,7 @@ impl Cx<'_> {
                         "{}:{}:{}: \"{name}\" ignored: starling-server leafnodes are not compressed",
                         self.file, v.pos.line, v.pos.col
                     )),
-                    "nkey" | "seed" | "hub" | "deny_imports" | "deny_import" | "deny_exports"
-                    | "deny_export" | "ws_compress" | "ws_compression" | "websocket_compress"
+                    "nkey" | "seed" | "hub" | "ws_compress" | "ws_compression" | "websocket_compress"
                     | "websocket_compression" | "ws_no_masking" | "websocket_no_masking"
                     | "jetstream_cluster_migrate" | "js_cluster_migrate"
                     | "isolate_leafnode_interest" | "isolate" | "proxy" | "first_info_timeout" => {

@@ -74,7 +74,10 @@ struct AccountCounters {
 /// An account's figures at one moment.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct AccountFigures {
+    /// Client connections (leafnodes not included).
     pub(crate) conns: usize,
+    /// Leafnode connections bound to the account.
+    pub(crate) leafnodes: usize,
     pub(crate) total_conns: u64,
     pub(crate) in_msgs: u64,
     pub(crate) in_bytes: u64,
@@ -315,11 +318,21 @@ impl Account {
         self.conns.lock().len()
     }
 
+    /// How many of them are leafnode connections.
+    pub(crate) fn leaf_count(&self) -> usize {
+        self.conns
+            .lock()
+            .values()
+            .filter(|c| c.kind == ConnKind::Leaf)
+            .count()
+    }
+
     /// The account's figures now.
     pub(crate) fn figures(&self) -> AccountFigures {
         let c = &self.counters;
         let mut f = AccountFigures {
             conns: 0,
+            leafnodes: 0,
             total_conns: c.total_conns.load(Ordering::Relaxed),
             in_msgs: c.in_msgs.load(Ordering::Relaxed),
             in_bytes: c.in_bytes.load(Ordering::Relaxed),
@@ -328,7 +341,11 @@ impl Account {
             slow_consumers: c.slow_consumers.load(Ordering::Relaxed),
         };
         for conn in self.conns() {
-            f.conns += 1;
+            if conn.kind == ConnKind::Leaf {
+                f.leafnodes += 1;
+            } else {
+                f.conns += 1;
+            }
             let (m, b) = conn.out_counts();
             f.out_msgs += m;
             f.out_bytes += b;

@@ -48,6 +48,8 @@ pub enum ClosedReason {
     AuthenticationExpired,
     /// The embedder kicked the client.
     Kicked,
+    /// A leafnode reconnected while its old connection was still open: the old one goes.
+    DuplicateLeafnode,
 }
 
 impl ClosedReason {
@@ -75,6 +77,7 @@ impl ClosedReason {
             Self::TlsHandshakeError => "TLS Handshake Failure",
             Self::AuthenticationExpired => "Authentication Expired",
             Self::Kicked => "Kicked",
+            Self::DuplicateLeafnode => "Duplicate Remote LeafNode Connection",
         }
     }
 

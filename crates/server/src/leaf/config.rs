@@ -194,6 +194,8 @@ pub struct Remote {
     pub(crate) urls: Vec<String>,
     pub(crate) account: Option<String>,
     pub(crate) credentials: Option<PathBuf>,
+    pub(crate) deny_imports: Vec<String>,
+    pub(crate) deny_exports: Vec<String>,
     /// TLS to the hub (`remotes [ { tls {} } ]`).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::TlsConfig>,
@@ -238,6 +240,8 @@ impl Remote {
             urls: urls.into_iter().map(Into::into).collect(),
             account: None,
             credentials: None,
+            deny_imports: Vec::new(),
+            deny_exports: Vec::new(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -254,6 +258,43 @@ impl Remote {
     pub fn credentials(mut self, path: impl Into<PathBuf>) -> Self {
         self.credentials = Some(path.into());
         self
+    }
+
+    /// Subjects (wildcards allowed) the hub's messages are not taken on
+    /// (`remotes [ { deny_imports } ]`): interest in them is not sent to the hub, and the
+    /// hub's messages on them are dropped.
+    pub fn deny_imports<I, S>(mut self, subjects: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.deny_imports = subjects.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Subjects (wildcards allowed) local messages are not sent to the hub on
+    /// (`remotes [ { deny_exports } ]`): the hub's interest in them is ignored.
+    pub fn deny_exports<I, S>(mut self, subjects: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.deny_exports = subjects.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// What the hub may send here and be sent, as permissions of the connection (the hub
+    /// "publishes" to us what we import, and "subscribes" to what we export).
+    pub(crate) fn permissions(&self) -> Option<crate::Permissions> {
+        if self.deny_imports.is_empty() && self.deny_exports.is_empty() {
+            return None;
+        }
+        use crate::SubjectPermission;
+        Some(
+            crate::Permissions::new()
+                .publish(SubjectPermission::new().deny(self.deny_imports.iter().cloned()))
+                .subscribe(SubjectPermission::new().deny(self.deny_exports.iter().cloned())),
+        )
     }
 
     /// TLS to the hub (`remotes [ { tls {} } ]`). Also used when the hub's INFO says

@@ -14,6 +14,16 @@
 //! - Loop detection: each account has a random `$LDS.<22 chars>` subject, announced to every
 //!   leafnode connection. It is never in the sublist here; a peer's `$LDS.` subjects are (so
 //!   they travel on), and seeing our own come back means a loop.
+//! - Origin cluster: a connection remembers the cluster on its other side (the leaf's
+//!   CONNECT `cluster`, the hub's INFO `cluster`); interest and messages that came from that
+//!   cluster are never passed back into it through another of its connections. nats-server
+//!   also carries the origin over routes (`LS+ <origin> ...`, `LMSG <origin> ...` when the
+//!   peer says `lnoc`); Starling's routes do not (they never say `lnoc`, so peers send plain
+//!   `RS+`/`RMSG`), so a leaf *cluster* attached to several nodes of a hub *cluster* may see
+//!   a message twice.
+//! - Queue groups: a leafnode's group is one member weighted by its member count (as a
+//!   route's); an origin server picks a leafnode member only when no local or route member
+//!   takes the message (`delivery.rs`), as nats-server does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +37,7 @@ use starling_proto::encode;
 use super::config::Leafnodes;
 use crate::account::Account;
 use crate::conn::{Conn, ConnKind};
+use crate::permissions::Compiled;
 use crate::subscription::{OwnedSub, Subscription};
 
 /// nats-server's loop-detection subject prefix.
@@ -41,11 +52,30 @@ pub(crate) struct LeafLink {
     pub(crate) remote_id: String,
     pub(crate) remote_name: String,
     pub(crate) remote_addr: Option<SocketAddr>,
+    /// The account the peer bound the connection to on its side, when it says (2.10+).
+    pub(crate) remote_account: Option<String>,
     /// What we told the peer: `subject [queue]` → count (total weight for a queue group).
-    smap: Mutex<HashMap<Bytes, i64>>,
+    smap: Mutex<Smap>,
     /// The peer's interest in our account's sublist, by `subject [queue]`.
     remote_subs: Mutex<HashMap<Bytes, OwnedSub>>,
+    /// What the peer may send us ("publish") and be sent ("subscribe"): the remote's
+    /// `deny_imports`/`deny_exports`, or the leafnode user's permissions on a hub.
+    pub(crate) permissions: Option<Arc<Compiled>>,
 }
+
+/// The interest a link told its peer, and the changes held back while its snapshot is
+/// still being sent.
+#[derive(Default)]
+struct Smap {
+    counts: HashMap<Bytes, i64>,
+    /// `Some` until the snapshot is out: changes are queued here, in order.
+    held: Option<BytesMut>,
+}
+
+/// Bytes of the snapshot sent at once; the next chunk waits until the writer has drained
+/// below half of `max_pending` (as for routes: a huge interest set must not make a new
+/// link a slow consumer).
+const SYNC_CHUNK: usize = 64 * 1024;
 
 /// A leafnode's figures, as `/leafz` shows them.
 #[derive(Clone, Debug)]
@@ -63,23 +93,33 @@ pub(crate) struct LeafStats {
     pub(crate) solicited: bool,
 }
 
+/// Who is on the other side of a leafnode connection.
+pub(crate) struct LeafPeer {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) addr: Option<SocketAddr>,
+    /// The account the peer bound the connection to on its side, when it says (2.10+).
+    pub(crate) account: Option<String>,
+}
+
 impl LeafLink {
     pub(crate) fn new(
         conn: Arc<Conn>,
         account: Arc<Account>,
         solicited: bool,
-        remote_id: String,
-        remote_name: String,
-        remote_addr: Option<SocketAddr>,
+        peer: LeafPeer,
+        permissions: Option<Arc<Compiled>>,
     ) -> Self {
         Self {
+            remote_account: peer.account,
+            permissions,
             conn,
             account,
             solicited,
-            remote_id,
-            remote_name,
-            remote_addr,
-            smap: Mutex::new(HashMap::new()),
+            remote_id: peer.id,
+            remote_name: peer.name,
+            remote_addr: peer.addr,
+            smap: Mutex::new(Smap::default()),
             remote_subs: Mutex::new(HashMap::new()),
         }
     }
@@ -92,7 +132,17 @@ impl LeafLink {
         if self.conn.same_leaf_origin(&sub.conn) {
             return false; // Interest from the peer's own cluster, through another connection.
         }
-        if !self.solicited || subject.starts_with(LDS_PREFIX) {
+        if subject.starts_with(LDS_PREFIX) {
+            return true;
+        }
+        if self
+            .permissions
+            .as_ref()
+            .is_some_and(|p| !p.may_publish(subject))
+        {
+            return false; // The peer may not send us these: no use asking for them.
+        }
+        if !self.solicited {
             return true; // A hub tells its leafs everything.
         }
         match sub.conn.kind {
@@ -107,20 +157,23 @@ impl LeafLink {
     fn update(&self, subject: &[u8], queue: Option<&[u8]>, delta: i64) {
         let key = key(subject, queue);
         let mut smap = self.smap.lock();
-        let n = smap.get(&key).copied().unwrap_or(0);
+        let n = smap.counts.get(&key).copied().unwrap_or(0);
         if delta < 0 && n == 0 {
             return;
         }
         let new = n + delta;
         if new > 0 {
-            smap.insert(key, new);
+            smap.counts.insert(key, new);
         } else {
-            smap.remove(&key);
+            smap.counts.remove(&key);
         }
         let tell = queue.is_some() || (n <= 0 && new > 0) || (n > 0 && new <= 0);
         if tell {
-            // Sent under the lock: the peer sees changes to one key in order.
-            self.conn.send(|b| write_interest(b, subject, queue, new));
+            // Sent (or held) under the lock: the peer sees changes to one key in order.
+            match &mut smap.held {
+                Some(held) => write_interest(held, subject, queue, new),
+                None => self.conn.send(|b| write_interest(b, subject, queue, new)),
+            }
         }
     }
 
@@ -328,10 +381,15 @@ impl Leafs {
         }
     }
 
-    /// Registers a link and sends the peer `first` (the hub's INFO answering CONNECT, if any),
-    /// then every interest of its account it should know about, and our loop-detection
-    /// subject. Atomic with respect to sublist changes (see `order`).
-    pub(crate) fn register(&self, link: &Arc<LeafLink>, first: &[u8]) -> Result<(), RegisterError> {
+    /// Registers a link and sends the peer `first` (the hub's INFO answering CONNECT, if any);
+    /// returns the `LS+` lines of every interest of its account it should know about, and of
+    /// our loop-detection subject, for [`Self::sync`]. Atomic with respect to sublist changes
+    /// (see `order`); changes from now on are held back until the snapshot is out.
+    pub(crate) fn register(
+        &self,
+        link: &Arc<LeafLink>,
+        first: &[u8],
+    ) -> Result<Bytes, RegisterError> {
         let _exclusive = self.order.write();
         let mut links = self.links.lock();
         if link.solicited
@@ -344,6 +402,21 @@ impl Leafs {
         {
             return Err(RegisterError::Duplicate);
         }
+        // A leaf that reconnects while its old connection is still open here (it has not
+        // noticed the old one die) replaces it, as in nats-server (which tells the old one).
+        if !link.solicited && link.remote_account.is_some() {
+            for old in links.iter().filter(|l| {
+                !l.solicited
+                    && l.remote_name == link.remote_name
+                    && l.remote_account == link.remote_account
+                    && l.conn.leaf_origin() == link.conn.leaf_origin()
+                    && Arc::ptr_eq(&l.account, &link.account)
+            }) {
+                old.conn
+                    .send(|b| encode::write_err(b, "Duplicate Remote LeafNode Connection"));
+                old.conn.close(crate::conn::ClosedReason::DuplicateLeafnode);
+            }
+        }
         let mut counts: HashMap<Bytes, i64> = HashMap::new();
         link.account.sublist().for_each(|subject, queue, sub| {
             if link.announces(sub, subject) {
@@ -353,8 +426,7 @@ impl Leafs {
         });
         let lds = self.lds(link.account.name());
         *counts.entry(lds).or_default() += 1;
-        let mut out = BytesMut::with_capacity(first.len() + counts.len() * 32);
-        out.extend_from_slice(first);
+        let mut out = BytesMut::with_capacity(counts.len() * 32);
         for (k, n) in &counts {
             let (subject, queue) = match k.iter().position(|&c| c == b' ') {
                 Some(i) => (&k[..i], Some(&k[i + 1..])),
@@ -362,11 +434,44 @@ impl Leafs {
             };
             write_interest(&mut out, subject, queue, *n);
         }
-        *link.smap.lock() = counts;
-        link.conn.send(|b| b.extend_from_slice(&out));
+        *link.smap.lock() = Smap {
+            counts,
+            held: Some(BytesMut::new()),
+        };
+        if !first.is_empty() {
+            link.conn.send(|b| b.extend_from_slice(first));
+        }
         links.push(link.clone());
         self.count.store(links.len(), Ordering::Release);
-        Ok(())
+        Ok(out.freeze())
+    }
+
+    /// Sends a new link the snapshot [`Self::register`] returned, in chunks paced by its
+    /// writer, then the changes held back meanwhile.
+    pub(crate) async fn sync(link: Arc<LeafLink>, snapshot: Bytes) {
+        let conn = &link.conn;
+        let limit = SYNC_CHUNK.min(conn.max_pending() / 4).max(1);
+        let mut rest = &snapshot[..];
+        while !rest.is_empty() && !conn.is_closed() {
+            // Cut after a line end.
+            let mut cut = rest.len().min(limit);
+            if cut < rest.len() {
+                cut = rest[..cut]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1);
+            }
+            let (chunk, tail) = rest.split_at(cut);
+            conn.send(|b| b.extend_from_slice(chunk));
+            rest = tail;
+            if !rest.is_empty() {
+                conn.wait_drained().await;
+            }
+        }
+        let mut smap = link.smap.lock();
+        if let Some(held) = smap.held.take().filter(|h| !h.is_empty()) {
+            conn.send(|b| b.extend_from_slice(&held));
+        }
     }
 
     pub(crate) fn unregister(&self, link: &Arc<LeafLink>) {

@@ -37,6 +37,13 @@ pub(crate) async fn start(broker: &Arc<Broker>) -> Result<(), StartError> {
     let Some(leafs) = broker.leafs().cloned() else {
         return Ok(());
     };
+    for remote in &leafs.config().remotes {
+        if let Some(p) = remote.permissions() {
+            p.validate().map_err(|e| {
+                StartError::Config(format!("leafnode remote deny_imports/deny_exports: {e}"))
+            })?;
+        }
+    }
     #[cfg(feature = "tls")]
     if let Some(config) = &leafs.config().tls {
         let tls = crate::transport::Tls::new(config.clone())?;

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::config::LOOP_RECONNECT_DELAY;
-use super::links::{key, origin_hash, LeafLink, Leafs, RegisterError, LDS_PREFIX};
+use super::links::{key, origin_hash, LeafLink, LeafPeer, Leafs, RegisterError, LDS_PREFIX};
 use super::solicit::RemoteState;
 use crate::account::Account;
 use crate::broker::Broker;
@@ -210,7 +210,9 @@ impl Leaf {
             RouteOp::Sub(sub) => self.on_sub(sub)?,
             RouteOp::Unsub(sub) => self.on_unsub(sub),
             RouteOp::Msg(m) => {
-                if let Some(account) = &self.account {
+                if !self.may_receive(m.subject) {
+                    debug!(cid = self.conn.cid, subject = %String::from_utf8_lossy(m.subject), "leafnode message not allowed: dropped");
+                } else if let Some(account) = &self.account {
                     let msg =
                         Msg::routed(m.subject, m.reply, m.header_len, m.data, chunk, m.queues);
                     delivery::publish(&self.broker, account, &self.conn, &msg, &mut self.touched);
@@ -287,20 +289,33 @@ impl Leaf {
         if account.bind(&self.conn).is_err() {
             return Err(Close::silent(ClosedReason::MaxAccountConnectionsExceeded));
         }
-        let link = Arc::new(LeafLink::new(
-            self.conn.clone(),
-            account.clone(),
-            true,
-            info.server_id.clone(),
-            if info.server_name.is_empty() {
+        let permissions = remote
+            .config()
+            .permissions()
+            .map(|p| Arc::new(crate::permissions::Compiled::new(&p)));
+        self.apply_permissions(permissions.clone());
+        let peer = LeafPeer {
+            id: info.server_id.clone(),
+            name: if info.server_name.is_empty() {
                 info.server_id.clone()
             } else {
                 info.server_name.clone()
             },
-            self.remote_addr,
+            addr: self.remote_addr,
+            account: remote_account,
+        };
+        let link = Arc::new(LeafLink::new(
+            self.conn.clone(),
+            account.clone(),
+            true,
+            peer,
+            permissions,
         ));
         match self.leafs.register(&link, b"") {
-            Ok(()) => {}
+            Ok(snapshot) => self
+                .broker
+                .lifecycle()
+                .spawn(Leafs::sync(link.clone(), snapshot)),
             Err(RegisterError::Duplicate) => {
                 warn!(hub = %link.remote_name, "already connected to this hub for this account");
                 return Err(Close::silent(ClosedReason::ProtocolViolation));
@@ -313,7 +328,7 @@ impl Leaf {
             hub = %link.remote_name,
             url = %remote.current_url(),
             account = %account.name(),
-            hub_account = remote_account.as_deref().unwrap_or(""),
+            hub_account = link.remote_account.as_deref().unwrap_or(""),
             "Leafnode connection created"
         );
         self.broker.leaf_connected(&link);
@@ -345,34 +360,14 @@ impl Leaf {
 
     // --- Accepting side. ---
 
-    /// The leaf introduces itself: check it, then authenticate (possibly asynchronously:
-    /// parsing stops until the verdict, see `after_read`).
+    /// The leaf introduces itself: authenticate it (possibly asynchronously: parsing stops
+    /// until the verdict, see `after_read`), then check it.
     fn on_connect(&mut self, json: &[u8]) -> Result<bool, Close> {
         if self.solicited.is_some() || self.link.is_some() || self.pending.is_some() {
             return Err(Close::silent(ClosedReason::ProtocolViolation));
         }
         let connect =
             Connect::from_json(json).map_err(|_| Close::silent(ClosedReason::ParseError))?;
-        if connect.lang.is_some() {
-            return Err(Close::err(
-                "attempted to connect to leaf node port",
-                ClosedReason::ProtocolViolation,
-            ));
-        }
-        if let Some(gw) = &connect.gateway {
-            return Err(Close::err(
-                format!("Rejecting connection from gateway {gw:?} on the leafnode port"),
-                ClosedReason::ProtocolViolation,
-            ));
-        }
-        if let (Some(theirs), Some(routes)) = (&connect.cluster, self.broker.routes()) {
-            if !theirs.is_empty() && *theirs == routes.name() {
-                return Err(Close::err(
-                    "remote leafnode has same cluster name",
-                    ClosedReason::ProtocolViolation,
-                ));
-            }
-        }
         self.pending = Some(Pending { connect });
         Ok(false)
     }
@@ -389,6 +384,7 @@ impl Leaf {
                 ClosedReason::AuthenticationViolation,
             )
         };
+        let mut permissions = None;
         let account = match self.leaf_authorization(&connect) {
             Some(decided) => decided.ok_or_else(refused)?,
             None => match self.broker.auth().anonymous() {
@@ -411,7 +407,12 @@ impl Leaf {
                         )
                         .await;
                     match verdict {
-                        Ok(v) => v.account,
+                        Ok(v) => {
+                            // The user's permissions, from the leaf's side: what it may
+                            // publish (send us) and subscribe to (be sent).
+                            permissions = v.permissions;
+                            v.account
+                        }
                         Err(why) => {
                             debug!(cid = self.conn.cid, why, "leafnode refused");
                             return Err(refused());
@@ -420,6 +421,28 @@ impl Leaf {
                 }
             },
         };
+        // As nats-server: these come after authentication (a client on this port with
+        // the wrong credentials is told `Authorization Violation`).
+        if connect.lang.is_some() {
+            return Err(Close::err(
+                "attempted to connect to leaf node port",
+                ClosedReason::ProtocolViolation,
+            ));
+        }
+        if let Some(gw) = &connect.gateway {
+            return Err(Close::err(
+                format!("Rejecting connection from gateway {gw:?} on the leafnode port"),
+                ClosedReason::ProtocolViolation,
+            ));
+        }
+        if let (Some(theirs), Some(routes)) = (&connect.cluster, self.broker.routes()) {
+            if !theirs.is_empty() && *theirs == routes.name() {
+                return Err(Close::err(
+                    "remote leafnode has same cluster name",
+                    ClosedReason::ProtocolViolation,
+                ));
+            }
+        }
         if self.conn.is_closed() {
             return Err(Close::silent(ClosedReason::ClientClosed));
         }
@@ -439,13 +462,19 @@ impl Leaf {
             .clone()
             .or_else(|| connect.server_id.clone())
             .unwrap_or_default();
+        self.apply_permissions(permissions.clone());
+        let peer = LeafPeer {
+            id: connect.server_id.clone().unwrap_or_default(),
+            name,
+            addr: self.remote_addr,
+            account: connect.remote_account.clone().filter(|a| !a.is_empty()),
+        };
         let link = Arc::new(LeafLink::new(
             self.conn.clone(),
             account.clone(),
             false,
-            connect.server_id.clone().unwrap_or_default(),
-            name,
-            self.remote_addr,
+            peer,
+            permissions,
         ));
         // The INFO answering the CONNECT goes first, then our interest.
         let mut info = hub_info(
@@ -459,7 +488,11 @@ impl Leaf {
         info.remote_account = Some(account.name().to_string());
         let mut first = BytesMut::new();
         encode::write_info(&mut first, &info);
-        let _ = self.leafs.register(&link, &first);
+        if let Ok(snapshot) = self.leafs.register(&link, &first) {
+            self.broker
+                .lifecycle()
+                .spawn(Leafs::sync(link.clone(), snapshot));
+        }
         self.link = Some(link.clone());
         self.outcome.registered = true;
         info!(
@@ -515,6 +548,18 @@ impl Leaf {
         if sub.subject.starts_with(LDS_PREFIX) && self.leafs.lds(account.name()) == sub.subject {
             return Err(self.loop_detected(&account));
         }
+        // As nats-server: a literal subject the peer may not be sent is refused here; a
+        // wildcard is taken, and each message checked when it is sent (delivery.rs).
+        if let Some(p) = &link.permissions {
+            let literal = starling_sublist::subject_is_literal(sub.subject);
+            if literal
+                && !sub.subject.starts_with(LDS_PREFIX)
+                && !p.may_subscribe(sub.subject, sub.queue)
+            {
+                debug!(subject = %String::from_utf8_lossy(sub.subject), "leafnode interest not allowed: ignored");
+                return Ok(());
+            }
+        }
         let key = key(sub.subject, sub.queue);
         let weight = sub.weight.max(1);
         if let Some((existing, old)) = link.update_remote(&key, weight) {
@@ -564,6 +609,20 @@ impl Leaf {
 
     fn push(&mut self, build: impl FnOnce(&mut BytesMut)) {
         self.touched.push(&self.conn, build);
+    }
+
+    /// Gives the connection the peer's permissions (delivery to it checks them).
+    fn apply_permissions(&mut self, permissions: Option<Arc<crate::permissions::Compiled>>) {
+        let conn_perms = permissions.map(|c| Arc::new(crate::permissions::ConnPermissions::new(c)));
+        self.conn.set_permissions(conn_perms);
+    }
+
+    /// Whether the peer may send us a message on `subject`.
+    fn may_receive(&self, subject: &[u8]) -> bool {
+        self.link
+            .as_ref()
+            .and_then(|l| l.permissions.as_ref())
+            .is_none_or(|p| p.may_publish(subject))
     }
 
     /// The connection ended: its interest leaves the sublist, it leaves its account.

@@ -47,6 +47,9 @@ pub(crate) enum DialError {
     /// The credentials file could not be used.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The server is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
 }
 
 /// A configured remote at run time: where to dial next, what the hub told us.
@@ -244,11 +247,20 @@ async fn dial_once(
 ) -> Result<proto::Outcome, DialError> {
     let target =
         parse_url(url, DEFAULT_LEAFNODE_PORT).ok_or_else(|| DialError::Url(url.to_string()))?;
-    let mut tcp = dial::connect(&target.addr, DIAL_TIMEOUT).await?;
+    // Until the connection is served, a shutdown ends the dial at once.
+    let dialled = async {
+        let mut tcp = dial::connect(&target.addr, DIAL_TIMEOUT).await?;
+        let info = tokio::time::timeout(INFO_WAIT, read_info(&mut tcp))
+            .await
+            .map_err(|_| DialError::NoInfo)??;
+        Ok::<_, DialError>((tcp, info))
+    };
+    let (tcp, info) = tokio::select! {
+        biased;
+        _ = broker.lifecycle().shutting_down() => return Err(DialError::ShuttingDown),
+        dialled = dialled => dialled?,
+    };
     let peer = tcp.peer_addr().ok();
-    let info = tokio::time::timeout(INFO_WAIT, read_info(&mut tcp))
-        .await
-        .map_err(|_| DialError::NoInfo)??;
     let conn = broker.new_conn(ConnKind::Leaf, peer);
     let role = Role::Solicited {
         remote: remote.clone(),
@@ -262,9 +274,14 @@ async fn dial_once(
             None => return Err(DialError::TlsRequired),
         };
         let timeout = tls.config().handshake_timeout();
-        let stream = tokio::time::timeout(timeout, tls.connect(tcp, &target.host))
-            .await
-            .map_err(|_| DialError::Connect(std::io::ErrorKind::TimedOut.into()))??;
+        let handshake = tokio::time::timeout(timeout, tls.connect(tcp, &target.host));
+        let stream = tokio::select! {
+            biased;
+            _ = broker.lifecycle().shutting_down() => return Err(DialError::ShuttingDown),
+            done = handshake => {
+                done.map_err(|_| DialError::Connect(std::io::ErrorKind::TimedOut.into()))??
+            }
+        };
         let (r, w) = crate::transport::Stream::Tls(Box::new(stream.into())).split();
         return Ok(proto::serve(broker.clone(), leafs.clone(), conn, r, w, peer, role).await);
     }

@@ -165,8 +165,8 @@ pub(super) fn accountz(mon: &Monitor<'_>, query: &Query) -> Handled {
                 expired: false,
                 complete: true,
                 jetstream_enabled: false,
-                leafnode_connections: 0,
-                client_connections: account.conn_count(),
+                leafnode_connections: account.leaf_count(),
+                client_connections: account.conn_count() - account.leaf_count(),
                 subscriptions: s.num_subscriptions,
                 exports,
                 imports,
@@ -231,12 +231,12 @@ pub(super) fn accstatz(mon: &Monitor<'_>, query: &Query) -> Handled {
         .iter()
         .filter(|a| only.as_ref().is_none_or(|o| o.contains(&a.name())))
         .map(|a| (a, a.figures()))
-        .filter(|(_, f)| unused || f.conns > 0)
+        .filter(|(_, f)| unused || f.conns + f.leafnodes > 0)
         .map(|(a, f)| AccountStat {
             acc: a.name().to_string(),
             name: a.name().to_string(),
             conns: f.conns,
-            leafnodes: 0,
+            leafnodes: f.leafnodes,
             total_conns: f.total_conns,
             num_subscriptions: a.sublist_stats().num_subscriptions,
             sent: MsgBytes {
