@@ -399,11 +399,7 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
         let s = &mut out.settings;
         match key.to_ascii_lowercase().as_str() {
             "listen" => {
-                let (host, port) = cx.listen(key, item)?;
-                if host.is_some() {
-                    s.host = host;
-                }
-                s.port = Some(port);
+                cx.set_listen(key, item, &mut s.host, &mut s.port)?;
             }
             "port" => s.port = Some(cx.int(key, item)?),
             "host" | "net" => s.host = Some(cx.string(key, item)?),
@@ -472,19 +468,11 @@ pub(crate) fn from_map(map: &Map, file: &str) -> Result<FromConfig, ConfigError>
             }
             "jetstream" => cx.jetstream(key, item, s, &mut out.warnings)?,
             "http" => {
-                let (host, port) = cx.listen(key, item)?;
-                if host.is_some() {
-                    s.http_host = host;
-                }
-                s.http_port = Some(port);
+                cx.set_listen(key, item, &mut s.http_host, &mut s.http_port)?;
             }
             "http_port" | "monitor_port" => s.http_port = Some(cx.int(key, item)?),
             "https" => {
-                let (host, port) = cx.listen(key, item)?;
-                if host.is_some() {
-                    s.http_host = host;
-                }
-                s.https_port = Some(port);
+                cx.set_listen(key, item, &mut s.http_host, &mut s.https_port)?;
             }
             "https_port" => s.https_port = Some(cx.int(key, item)?),
             "max_closed_clients" => s.config.max_closed_clients = cx.count(key, item)?,
@@ -650,6 +638,23 @@ impl Cx<'_> {
         }
     }
 
+    /// A `listen`-style key: the port always, the host when it names one (`listen`,
+    /// `cluster.listen`, `http`, `https`, `leafnodes.listen`, `websocket.listen`).
+    fn set_listen(
+        &self,
+        key: &str,
+        item: &Item,
+        host: &mut Option<String>,
+        port: &mut Option<i64>,
+    ) -> Result<(), ConfigError> {
+        let (h, p) = self.listen(key, item)?;
+        if h.is_some() {
+            *host = h;
+        }
+        *port = Some(p);
+        Ok(())
+    }
+
     /// `listen: host:port`, `listen: :port` or `listen: port`.
     fn listen(&self, key: &str, item: &Item) -> Result<(Option<String>, i64), ConfigError> {
         if let Value::Int(p) = item.value {
@@ -732,11 +737,7 @@ impl Cx<'_> {
             match k.to_ascii_lowercase().as_str() {
                 "name" => s.cluster_name = Some(self.string(&name, v)?),
                 "listen" => {
-                    let (host, port) = self.listen(&name, v)?;
-                    if host.is_some() {
-                        s.cluster_host = host;
-                    }
-                    s.cluster_port = Some(port);
+                    self.set_listen(&name, v, &mut s.cluster_host, &mut s.cluster_port)?;
                 }
                 "port" => s.cluster_port = Some(self.int(&name, v)?),
                 "host" | "net" => s.cluster_host = Some(self.string(&name, v)?),

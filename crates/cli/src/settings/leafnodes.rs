@@ -133,11 +133,7 @@ impl Cx<'_> {
             let name = format!("{key}.{k}");
             match k.to_ascii_lowercase().as_str() {
                 "listen" => {
-                    let (host, port) = self.listen(&name, v)?;
-                    if host.is_some() {
-                        s.host = host;
-                    }
-                    s.port = Some(port);
+                    self.set_listen(&name, v, &mut s.host, &mut s.port)?;
                 }
                 "port" => s.port = Some(self.int(&name, v)?),
                 "host" | "net" => s.host = Some(self.string(&name, v)?),

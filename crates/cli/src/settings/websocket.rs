@@ -123,11 +123,7 @@ impl Cx<'_> {
             let name = format!("{key}.{k}");
             match k.to_ascii_lowercase().as_str() {
                 "listen" => {
-                    let (host, port) = self.listen(&name, v)?;
-                    if host.is_some() {
-                        ws.host = host;
-                    }
-                    ws.port = Some(port);
+                    self.set_listen(&name, v, &mut ws.host, &mut ws.port)?;
                 }
                 "port" => ws.port = Some(self.int(&name, v)?),
                 "host" | "net" => ws.host = Some(self.string(&name, v)?),
