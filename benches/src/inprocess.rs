@@ -82,27 +82,39 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
     };
     let mut rows = Vec::new();
     for (name, k) in [("pubsub", 1), ("fanout", cfg.k)] {
-        let (mut inproc, mut tcp) = (Vec::new(), Vec::new());
+        let (mut each, mut batch, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..cfg.rounds {
-            let rate = rt.block_on(pub_sub(&server, &payload, cfg.msgs, k))?;
-            inproc.push(rate);
+            let e = rt.block_on(pub_sub(&server, &payload, cfg.msgs, k, Mode::Each))?;
+            let b = rt.block_on(pub_sub(&server, &payload, cfg.msgs, k, Mode::Batch))?;
             let scenario = if k == 1 {
                 Scenario::PubSub
             } else {
                 Scenario::Fanout
             };
-            let r = scenario::run(&tcp_cfg(scenario, k))?;
-            tcp.push(r.msgs_per_sec());
+            let r = scenario::run(&tcp_cfg(scenario, k))?.msgs_per_sec();
             progress(format!(
-                "{name} round {}: in-process {rate:.0} msgs/s, tcp {:.0} msgs/s",
+                "{name} round {}: in-process {e:.0} msgs/s (publish_many: {b:.0}), tcp {r:.0} msgs/s",
                 round + 1,
-                r.msgs_per_sec()
             ));
+            each.push(e);
+            batch.push(b);
+            tcp.push(r);
         }
+        let tcp = median(tcp);
         rows.push(Row {
             scenario: name,
-            inprocess: median(inproc),
-            tcp: median(tcp),
+            inprocess: median(each),
+            tcp,
+            round_trip_ns: None,
+        });
+        rows.push(Row {
+            scenario: if k == 1 {
+                "pubsub (publish_many)"
+            } else {
+                "fanout (publish_many)"
+            },
+            inprocess: median(batch),
+            tcp,
             round_trip_ns: None,
         });
     }
@@ -130,10 +142,22 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
     Ok(rows)
 }
 
-/// One publisher task, `k` subscriber streams: deliveries per second from the first publish
-/// to the last delivery. Every payload is checked to be the publisher's own bytes (shared,
-/// never copied).
-async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize) -> Result<f64> {
+/// How the in-process side publishes and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `publish(..).await` per message, `next().await` per message: what a new user writes.
+    Each,
+    /// `publish_many` of `BATCH` messages, `next_batch` on the subscriber side.
+    Batch,
+}
+
+/// Messages per `publish_many` call.
+const BATCH: usize = 256;
+
+/// One publisher task, `k` subscriber tasks, all on the runtime (as an application's tasks
+/// are): deliveries per second from the first publish to the last delivery. Every payload is
+/// checked to be the publisher's own bytes (shared, never copied).
+async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize, mode: Mode) -> Result<f64> {
     let publisher = server.client();
     let mut readers = Vec::new();
     for _ in 0..k {
@@ -146,23 +170,55 @@ async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize) -> Resul
         readers.push(tokio::spawn(async move {
             let _client = client;
             let mut n = 0u64;
+            let mut batch = Vec::with_capacity(BATCH);
             while n < msgs {
-                match sub.next().await {
-                    Some(m) if m.payload.as_ptr() as usize == origin => n += 1,
-                    Some(_) => return Err("a payload was copied"),
-                    None => return Err("the subscription ended"),
+                match mode {
+                    Mode::Each => match sub.next().await {
+                        Some(m) if m.payload.as_ptr() as usize == origin => n += 1,
+                        Some(_) => return Err("a payload was copied"),
+                        None => return Err("the subscription ended"),
+                    },
+                    Mode::Batch => {
+                        if !sub.next_batch(&mut batch).await {
+                            return Err("the subscription ended");
+                        }
+                        for m in batch.drain(..) {
+                            if m.payload.as_ptr() as usize != origin {
+                                return Err("a payload was copied");
+                            }
+                            n += 1;
+                        }
+                    }
                 }
             }
             Ok(Instant::now())
         }));
     }
+    let payload = payload.clone();
     let start = Instant::now();
-    for _ in 0..msgs {
-        publisher
-            .publish("bench.inprocess", payload.clone())
-            .await
-            .map_err(|e| BenchError::Usage(e.to_string()))?;
-    }
+    let publishing = tokio::spawn(async move {
+        match mode {
+            Mode::Each => {
+                for _ in 0..msgs {
+                    publisher.publish("bench.inprocess", payload.clone()).await?;
+                }
+            }
+            Mode::Batch => {
+                let mut left = msgs as usize;
+                while left > 0 {
+                    let n = left.min(BATCH);
+                    let batch = std::iter::repeat_n(payload.clone(), n);
+                    publisher.publish_many("bench.inprocess", batch).await?;
+                    left -= n;
+                }
+            }
+        }
+        Ok::<_, starling_server::ClientError>(())
+    });
+    publishing
+        .await
+        .map_err(|e| BenchError::Usage(e.to_string()))?
+        .map_err(|e| BenchError::Usage(e.to_string()))?;
     let mut last = start;
     for r in readers {
         let end = r
@@ -174,8 +230,8 @@ async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize) -> Resul
     Ok((msgs * k as u64) as f64 / (last - start).as_secs_f64())
 }
 
-/// Sequential requests to an in-process responder: round trips per second, and the median
-/// round trip in nanoseconds.
+/// Sequential requests from a task to an in-process responder task: round trips per second,
+/// and the median round trip in nanoseconds.
 async fn req_rep(server: &Server, payload: &Bytes, requests: u64) -> Result<(f64, f64)> {
     let responder = server.client();
     let mut sub = responder
@@ -190,17 +246,24 @@ async fn req_rep(server: &Server, payload: &Bytes, requests: u64) -> Result<(f64
         }
     });
     let requester: Client = server.client();
-    let mut samples = Vec::with_capacity(requests as usize);
-    let start = Instant::now();
-    for _ in 0..requests {
-        let t = Instant::now();
-        requester
-            .request("bench.inprocess.req", payload.clone())
-            .await
-            .map_err(|e| BenchError::Usage(e.to_string()))?;
-        samples.push(t.elapsed().as_nanos() as f64);
-    }
-    let rate = requests as f64 / start.elapsed().as_secs_f64();
+    let payload = payload.clone();
+    let asking = tokio::spawn(async move {
+        let mut samples = Vec::with_capacity(requests as usize);
+        let start = Instant::now();
+        for _ in 0..requests {
+            let t = Instant::now();
+            requester
+                .request("bench.inprocess.req", payload.clone())
+                .await?;
+            samples.push(t.elapsed().as_nanos() as f64);
+        }
+        Ok::<_, starling_server::RequestError>((start.elapsed(), samples))
+    });
+    let (elapsed, samples) = asking
+        .await
+        .map_err(|e| BenchError::Usage(e.to_string()))?
+        .map_err(|e| BenchError::Usage(e.to_string()))?;
+    let rate = requests as f64 / elapsed.as_secs_f64();
     answering.abort();
     Ok((rate, median(samples)))
 }

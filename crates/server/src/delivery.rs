@@ -12,6 +12,7 @@ use starling_sublist::{MatchResult, QueueGroup};
 
 use crate::account::Account;
 use crate::broker::Broker;
+use crate::client::LocalQueue;
 use crate::conn::outbound::{Appended, INLINE_MAX};
 use crate::conn::{Conn, ConnKind};
 use crate::message::{Message, Subject};
@@ -53,6 +54,8 @@ pub(crate) struct Msg<'a> {
     pub(crate) queues: Option<QueueNames<'a>>,
     /// The message as in-process subscribers get it, built on the first such delivery.
     local: OnceCell<Message>,
+    /// The same, built by the publisher (the in-process client).
+    given: Option<&'a Message>,
 }
 
 impl<'a> Msg<'a> {
@@ -72,6 +75,7 @@ impl<'a> Msg<'a> {
             owner,
             queues: None,
             local: OnceCell::new(),
+            given: None,
         }
     }
 
@@ -79,6 +83,16 @@ impl<'a> Msg<'a> {
     pub(crate) fn shown_as(mut self, shown: &'a [u8]) -> Self {
         self.shown = shown;
         self
+    }
+
+    /// A message whose in-process form its publisher built already (the in-process client,
+    /// which owns the payload and keeps its subjects as `Bytes`): in-process subscribers get
+    /// clones of it, with nothing copied or checked again. Its slices must be `local`'s.
+    pub(crate) fn with_local(self, local: &'a Message) -> Self {
+        Self {
+            given: Some(local),
+            ..self
+        }
     }
 
     /// A message received from a route, with the queue groups picked for us.
@@ -117,6 +131,9 @@ impl<'a> Msg<'a> {
     }
 
     fn local(&self) -> &Message {
+        if let Some(given) = self.given {
+            return given;
+        }
         self.local.get_or_init(|| {
             let (headers, payload) = match self.header_len {
                 Some(h) => (
@@ -211,6 +228,20 @@ impl Staged {
     }
 }
 
+/// In-process messages for one subscription, handed to its queue under one lock and with one
+/// wake-up at the end of the producer's batch (the in-process form of [`Staged`]).
+struct LocalStaged {
+    queue: Arc<LocalQueue>,
+    conn: Arc<Conn>,
+    msgs: Vec<Message>,
+    /// The `max_pending` bytes reserved for them.
+    bytes: usize,
+}
+
+/// In-process messages staged for one subscription before they are handed over anyway (bounds
+/// the producer's memory and the subscriber's wait).
+const LOCAL_STAGE_MSGS: usize = 256;
+
 /// Connections a producer touched during one read batch: output staged for them is handed over
 /// and each writer is woken once at the end (flush coalescing), and consumers over half their
 /// pending limit may stall the producer.
@@ -221,9 +252,85 @@ pub(crate) struct Touched {
     staged: SmallVec<[Staged; 2]>,
     /// Emptied staging buffers, kept for the next batch.
     spare: Vec<BytesMut>,
+    local: SmallVec<[LocalStaged; 2]>,
+    local_spare: Vec<Vec<Message>>,
+    /// Hands in-process messages over at once instead of staging them: a batch of one
+    /// message (a single in-process publish) gains nothing from staging.
+    direct: bool,
 }
 
 impl Touched {
+    /// For a batch of one message: in-process deliveries go straight to their queues.
+    pub(crate) fn direct() -> Self {
+        Self {
+            direct: true,
+            ..Self::default()
+        }
+    }
+
+    /// Stages one in-process message for `queue`, or hands it over now when staging is off
+    /// or full. Returns false if the subscriber is gone (its reservation released).
+    fn stage_local(
+        &mut self,
+        conn: &Arc<Conn>,
+        queue: &Arc<LocalQueue>,
+        msg: Message,
+        size: usize,
+    ) -> bool {
+        let i = match self.local.iter().position(|s| Arc::ptr_eq(&s.queue, queue)) {
+            Some(i) => i,
+            None if !self.direct && self.local.len() < MAX_STAGED => {
+                let msgs = self.local_spare.pop().unwrap_or_default();
+                self.local.push(LocalStaged {
+                    queue: queue.clone(),
+                    conn: conn.clone(),
+                    msgs,
+                    bytes: 0,
+                });
+                self.local.len() - 1
+            }
+            None => {
+                if !queue.push_one(msg, size) {
+                    conn.release_local(size);
+                    return false;
+                }
+                conn.count_local_out(1, size);
+                return true;
+            }
+        };
+        let staged = &mut self.local[i];
+        staged.msgs.push(msg);
+        staged.bytes += size;
+        if staged.msgs.len() >= LOCAL_STAGE_MSGS || staged.bytes >= STAGE_LIMIT {
+            let staged = self.local.swap_remove(i);
+            self.hand_over_local(staged);
+        }
+        true
+    }
+
+    /// Hands what is staged for `queue` over now (before its subscription ends, so that the
+    /// end comes after its messages).
+    fn flush_local(&mut self, queue: &Arc<LocalQueue>) {
+        if let Some(i) = self.local.iter().position(|s| Arc::ptr_eq(&s.queue, queue)) {
+            let staged = self.local.swap_remove(i);
+            self.hand_over_local(staged);
+        }
+    }
+
+    fn hand_over_local(&mut self, mut staged: LocalStaged) {
+        let n = staged.msgs.len() as u64;
+        if staged.queue.push(&mut staged.msgs, staged.bytes) {
+            staged.conn.count_local_out(n, staged.bytes);
+        } else {
+            // The subscriber went away meanwhile.
+            staged.conn.release_local(staged.bytes);
+            staged.msgs.clear();
+        }
+        if staged.msgs.capacity() <= 4 * LOCAL_STAGE_MSGS {
+            self.local_spare.push(staged.msgs);
+        }
+    }
+
     pub(crate) fn signal(&mut self, conn: &Arc<Conn>) {
         self.wake.push(conn.clone());
     }
@@ -281,6 +388,9 @@ impl Touched {
     pub(crate) fn flush(&mut self) {
         while let Some(staged) = self.staged.pop() {
             self.hand_over(staged);
+        }
+        while let Some(staged) = self.local.pop() {
+            self.hand_over_local(staged);
         }
         for conn in self.wake.drain(..) {
             conn.wake();
@@ -636,7 +746,13 @@ impl Delivery<'_> {
         let conn = &sub.conn;
         let delivered = match &sub.target {
             Target::Wire => self.deliver_socket(sub, msg, touched),
-            Target::Local(tx) => deliver_local(conn, tx, msg),
+            Target::Local(queue) => {
+                let delivered = deliver_local(conn, queue, msg, touched);
+                if last {
+                    touched.flush_local(queue);
+                }
+                delivered
+            }
             Target::Internal(handler) => {
                 handler.handle(self.broker, self.account, from, msg, touched)
             }
@@ -680,8 +796,9 @@ impl Delivery<'_> {
 /// Delivers to an in-process subscriber: bounded by the connection's max_pending like a socket.
 fn deliver_local(
     conn: &Arc<Conn>,
-    tx: &tokio::sync::mpsc::UnboundedSender<Option<Message>>,
+    queue: &Arc<LocalQueue>,
     msg: &Msg<'_>,
+    touched: &mut Touched,
 ) -> bool {
     if conn.is_closed() {
         return false;
@@ -707,12 +824,7 @@ fn deliver_local(
         conn.close(crate::conn::ClosedReason::SlowConsumerPendingBytes);
         return false;
     }
-    if tx.send(Some(msg.local().clone())).is_err() {
-        conn.release_local(size);
-        return false;
-    }
-    conn.count_local_out(size);
-    true
+    touched.stage_local(conn, queue, msg.local().clone(), size)
 }
 
 /// Removes a connection's subscription from its account (auto-unsubscribe after max).

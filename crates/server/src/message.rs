@@ -52,6 +52,12 @@ impl Subject {
         }
     }
 
+    /// Wraps bytes known to be UTF-8 (they came from a `&str`).
+    pub(crate) fn from_checked(b: Bytes) -> Self {
+        debug_assert!(std::str::from_utf8(&b).is_ok());
+        Self(b)
+    }
+
     /// The subject as text.
     pub fn as_str(&self) -> &str {
         // Checked at construction; `from_utf8` again keeps this safe code and costs a scan of a

@@ -8,12 +8,11 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
 use starling_sublist::SubHandle;
-use tokio::sync::mpsc;
 
 use crate::account::ShadowTarget;
 use crate::conn::Conn;
 use crate::delivery::Handler;
-use crate::message::Message;
+use crate::client::LocalQueue;
 
 /// A subscription id as the client chose it. Kept inline: clients use short ids (usually a
 /// counter), so a subscription costs no allocation for its sid.
@@ -58,8 +57,8 @@ impl Subscription {
     /// ends after what was delivered before.
     pub(crate) fn mark_removed(&self) {
         if !self.removed.swap(true, Ordering::Relaxed) {
-            if let Target::Local(tx) = &self.target {
-                let _ = tx.send(None);
+            if let Target::Local(queue) = &self.target {
+                queue.end();
             }
         }
     }
@@ -110,8 +109,8 @@ const _: () = assert!(size_of::<Subscription>() <= 72);
 pub(crate) enum Target {
     /// A socket connection: `MSG` lines on its outbound queue (a route: `RMSG`).
     Wire,
-    /// An in-process subscriber's channel; `None` marks the end of the subscription.
-    Local(mpsc::UnboundedSender<Option<Message>>),
+    /// An in-process subscriber's queue.
+    Local(Arc<LocalQueue>),
     /// Handled inside the server (service imports, the system account's services). Boxed:
     /// a bare `Arc<dyn Handler>` is two words and would grow every subscription by 16 bytes.
     Internal(Box<Arc<dyn Handler>>),

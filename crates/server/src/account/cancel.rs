@@ -160,13 +160,15 @@ fn notify(sub: &Arc<Subscription>, reply: &[u8]) {
                 b.extend_from_slice(b"\r\n");
             });
         }
-        Target::Local(tx) => {
-            let _ = tx.send(Some(Message {
+        Target::Local(queue) => {
+            // Not counted against max_pending: one empty message per watch.
+            let notice = Message {
                 subject: Subject::from_bytes(Bytes::from(subject)),
                 reply: None,
                 headers: None,
                 payload: Bytes::new(),
-            }));
+            };
+            queue.push_one(notice, 0);
         }
         Target::Internal(_) | Target::Shadow(_) => {}
     }

@@ -473,9 +473,9 @@ impl Conn {
         self.local_pending.fetch_sub(size, Ordering::Relaxed);
     }
 
-    /// Counts one message delivered to an in-process subscription.
-    pub(crate) fn count_local_out(&self, bytes: usize) {
-        self.local_out_msgs.fetch_add(1, Ordering::Relaxed);
+    /// Counts messages delivered to an in-process subscription.
+    pub(crate) fn count_local_out(&self, msgs: u64, bytes: usize) {
+        self.local_out_msgs.fetch_add(msgs, Ordering::Relaxed);
         self.local_out_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
     }

@@ -1,0 +1,193 @@
+//! An in-process subscription's queue: where delivery leaves messages and a
+//! [`Subscriber`](super::Subscriber) takes them.
+//!
+//! Built for batches on both sides. A producer hands over what one publish (or one batch of
+//! them) delivered to the subscription under one lock, and wakes the subscriber only when it
+//! waits. The subscriber takes everything queued under one lock too, by swapping buffers, and
+//! then reads from its own buffer without touching shared state. The tokio mpsc channel this
+//! replaces paid an atomic handshake, a wake attempt and a permit per message on each side
+//! (and a block allocation every 32): more than the rest of in-process delivery together.
+//!
+//! Written by hand because what it adds over a channel is the point: the batch hand-over in
+//! both directions, and the `max_pending` bytes that travel with the messages, released by
+//! the subscriber once per batch instead of once per message.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::Mutex;
+
+use crate::message::Message;
+
+/// The shared half of an in-process subscription.
+#[derive(Default)]
+pub(crate) struct LocalQueue {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    msgs: VecDeque<Message>,
+    /// The `max_pending` bytes the queued messages hold on the subscriber's connection; the
+    /// subscriber releases them when it takes the messages.
+    reserved: usize,
+    /// The subscriber's task, while it waits for messages.
+    waker: Option<Waker>,
+    /// The subscription was removed: nothing more comes once the queue is empty.
+    ended: bool,
+    /// The subscriber is gone: deliveries are refused.
+    dropped: bool,
+}
+
+/// What a subscriber took from its queue.
+pub(crate) enum Taken {
+    /// Messages were moved into its buffer; it releases this many reserved bytes.
+    Msgs { reserved: usize },
+    /// The subscription ended and everything delivered before has been taken.
+    Ended,
+}
+
+impl LocalQueue {
+    /// Appends `msgs` (emptying it), which hold `reserved` bytes of the subscriber's budget,
+    /// and wakes the subscriber if it waits. False, with `msgs` left as it was, once the
+    /// subscriber is gone: the caller releases what it reserved.
+    pub(crate) fn push(&self, msgs: &mut Vec<Message>, reserved: usize) -> bool {
+        let waker = {
+            let mut s = self.state.lock();
+            if s.dropped {
+                return false;
+            }
+            s.msgs.extend(msgs.drain(..));
+            s.reserved += reserved;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Appends one message; as [`Self::push`].
+    pub(crate) fn push_one(&self, msg: Message, reserved: usize) -> bool {
+        let waker = {
+            let mut s = self.state.lock();
+            if s.dropped {
+                return false;
+            }
+            s.msgs.push_back(msg);
+            s.reserved += reserved;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Marks the end of the subscription: the subscriber reads what was delivered, then sees
+    /// the end.
+    pub(crate) fn end(&self) {
+        let waker = {
+            let mut s = self.state.lock();
+            s.ended = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Moves everything queued into `buf` (which the caller has emptied), or registers the
+    /// task to be woken when something comes.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, buf: &mut VecDeque<Message>) -> Poll<Taken> {
+        let mut s = self.state.lock();
+        if !s.msgs.is_empty() {
+            // A swap, not a copy: the subscriber's emptied buffer becomes the next one filled.
+            std::mem::swap(buf, &mut s.msgs);
+            let reserved = std::mem::take(&mut s.reserved);
+            return Poll::Ready(Taken::Msgs { reserved });
+        }
+        if s.ended {
+            return Poll::Ready(Taken::Ended);
+        }
+        match &s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The subscriber is gone: refuses further deliveries and drops what is queued. Returns
+    /// the bytes it held, for the caller to release.
+    pub(crate) fn close(&self) -> usize {
+        let (msgs, reserved) = {
+            let mut s = self.state.lock();
+            s.dropped = true;
+            s.waker = None;
+            (
+                std::mem::take(&mut s.msgs),
+                std::mem::take(&mut s.reserved),
+            )
+        };
+        drop(msgs); // outside the lock
+        reserved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    fn msg(n: u8) -> Message {
+        Message {
+            subject: crate::message::Subject::from("a"),
+            reply: None,
+            headers: None,
+            payload: Bytes::from(vec![n]),
+        }
+    }
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn batches_are_taken_whole_and_in_order_then_the_end() {
+        let q = LocalQueue::default();
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = VecDeque::new();
+        assert!(q.poll_take(&mut cx, &mut buf).is_pending());
+        assert!(q.push(&mut vec![msg(1), msg(2)], 2));
+        assert!(q.push_one(msg(3), 1));
+        // One wake for the waiting subscriber, none for what came while it had not looked.
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        q.end();
+        match q.poll_take(&mut cx, &mut buf) {
+            Poll::Ready(Taken::Msgs { reserved }) => assert_eq!(reserved, 3),
+            _ => panic!("messages expected"),
+        }
+        let got: Vec<u8> = buf.drain(..).map(|m| m.payload[0]).collect();
+        assert_eq!(got, [1, 2, 3]);
+        assert!(matches!(q.poll_take(&mut cx, &mut buf), Poll::Ready(Taken::Ended)));
+    }
+
+    #[test]
+    fn a_closed_queue_refuses_and_returns_what_it_held() {
+        let q = LocalQueue::default();
+        assert!(q.push_one(msg(1), 10));
+        assert_eq!(q.close(), 10);
+        let mut batch = vec![msg(2)];
+        assert!(!q.push(&mut batch, 1));
+        assert_eq!(batch.len(), 1, "left for the caller");
+        assert!(!q.push_one(msg(3), 1));
+    }
+}
