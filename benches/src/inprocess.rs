@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use starling_server::{Client, Server};
+use std::sync::Arc;
+
+use starling_server::{Client, Message, Server};
 
 use crate::error::{BenchError, Result};
 use crate::scenario::{self, Config, Scenario};
@@ -25,6 +27,34 @@ pub struct InprocessConfig {
     pub requests: u64,
     /// Rounds (medians are reported).
     pub rounds: usize,
+    /// What the in-process messages' payloads are.
+    pub payloads: Payloads,
+}
+
+/// The payloads of the in-process pub→sub and fan-out runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payloads {
+    /// One allocation per message, made before the clock starts, freed by the subscriber (as
+    /// an application's messages are): the default.
+    Owned,
+    /// One `Bytes` shared by every message: its reference count is written by the publisher
+    /// and every subscriber, per message.
+    Shared,
+    /// `Bytes::from_static`: no allocation and no reference count, so what remains is the
+    /// broker's own work per message.
+    Static,
+}
+
+impl std::str::FromStr for Payloads {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "owned" => Ok(Self::Owned),
+            "shared" => Ok(Self::Shared),
+            "static" => Ok(Self::Static),
+            _ => Err(format!("--payloads: owned, shared or static, not {s:?}")),
+        }
+    }
 }
 
 impl Default for InprocessConfig {
@@ -35,6 +65,7 @@ impl Default for InprocessConfig {
             k: 4,
             requests: 20_000,
             rounds: 3,
+            payloads: Payloads::Owned,
         }
     }
 }
@@ -84,8 +115,8 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
     for (name, k) in [("pubsub", 1), ("fanout", cfg.k)] {
         let (mut each, mut batch, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..cfg.rounds {
-            let e = rt.block_on(pub_sub(&server, &payload, cfg.msgs, k, Mode::Each))?;
-            let b = rt.block_on(pub_sub(&server, &payload, cfg.msgs, k, Mode::Batch))?;
+            let e = rt.block_on(pub_sub(&server, (cfg.size, cfg.payloads), cfg.msgs, k, Mode::Each))?;
+            let b = rt.block_on(pub_sub(&server, (cfg.size, cfg.payloads), cfg.msgs, k, Mode::Batch))?;
             let scenario = if k == 1 {
                 Scenario::PubSub
             } else {
@@ -151,13 +182,32 @@ enum Mode {
     Batch,
 }
 
-/// Messages per `publish_many` call.
-const BATCH: usize = 256;
+/// Messages per `publish_many` call (the most it hands over as one run).
+const BATCH: usize = starling_server::PUBLISH_MANY_RUN;
 
 /// One publisher task, `k` subscriber tasks, all on the runtime (as an application's tasks
-/// are): deliveries per second from the first publish to the last delivery. Every payload is
-/// checked to be the publisher's own bytes (shared, never copied).
-async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize, mode: Mode) -> Result<f64> {
+/// are): deliveries per second from the first publish to the last delivery.
+///
+/// Each message has its own payload, made before the clock starts (as an application makes
+/// each message; making them is not the broker's work). Every subscriber checks that message
+/// `i` it reads is the publisher's payload `i` itself, not a copy: same address, same order.
+async fn pub_sub(
+    server: &Server,
+    (size, kind): (usize, Payloads),
+    msgs: u64,
+    k: usize,
+    mode: Mode,
+) -> Result<f64> {
+    static STATIC: [u8; 65536] = [b'x'; 65536];
+    let shared = Bytes::from(vec![b'x'; size]);
+    let payloads: Vec<Bytes> = (0..msgs)
+        .map(|_| match kind {
+            Payloads::Owned => Bytes::from(vec![b'x'; size]),
+            Payloads::Shared => shared.clone(),
+            Payloads::Static => Bytes::from_static(&STATIC[..size.min(STATIC.len())]),
+        })
+        .collect();
+    let origins: Arc<Vec<usize>> = Arc::new(payloads.iter().map(|p| p.as_ptr() as usize).collect());
     let publisher = server.client();
     let mut readers = Vec::new();
     for _ in 0..k {
@@ -166,16 +216,17 @@ async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize, mode: Mo
             .subscribe("bench.inprocess")
             .await
             .map_err(|e| BenchError::Usage(e.to_string()))?;
-        let origin = payload.as_ptr() as usize;
+        let origins = origins.clone();
         readers.push(tokio::spawn(async move {
             let _client = client;
-            let mut n = 0u64;
+            let mut n = 0usize;
             let mut batch = Vec::with_capacity(BATCH);
-            while n < msgs {
+            let same = |m: &Message, n: usize| m.payload.as_ptr() as usize == origins[n];
+            while n < origins.len() {
                 match mode {
                     Mode::Each => match sub.next().await {
-                        Some(m) if m.payload.as_ptr() as usize == origin => n += 1,
-                        Some(_) => return Err("a payload was copied"),
+                        Some(m) if same(&m, n) => n += 1,
+                        Some(_) => return Err("a payload was copied or reordered"),
                         None => return Err("the subscription ended"),
                     },
                     Mode::Batch => {
@@ -183,8 +234,8 @@ async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize, mode: Mo
                             return Err("the subscription ended");
                         }
                         for m in batch.drain(..) {
-                            if m.payload.as_ptr() as usize != origin {
-                                return Err("a payload was copied");
+                            if !same(&m, n) {
+                                return Err("a payload was copied or reordered");
                             }
                             n += 1;
                         }
@@ -194,22 +245,20 @@ async fn pub_sub(server: &Server, payload: &Bytes, msgs: u64, k: usize, mode: Mo
             Ok(Instant::now())
         }));
     }
-    let payload = payload.clone();
     let start = Instant::now();
     let publishing = tokio::spawn(async move {
         match mode {
             Mode::Each => {
-                for _ in 0..msgs {
-                    publisher.publish("bench.inprocess", payload.clone()).await?;
+                for payload in payloads {
+                    publisher.publish("bench.inprocess", payload).await?;
                 }
             }
             Mode::Batch => {
-                let mut left = msgs as usize;
-                while left > 0 {
-                    let n = left.min(BATCH);
-                    let batch = std::iter::repeat_n(payload.clone(), n);
-                    publisher.publish_many("bench.inprocess", batch).await?;
-                    left -= n;
+                let mut payloads = payloads.into_iter();
+                while payloads.len() > 0 {
+                    publisher
+                        .publish_many("bench.inprocess", payloads.by_ref().take(BATCH))
+                        .await?;
                 }
             }
         }

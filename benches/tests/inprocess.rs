@@ -11,6 +11,7 @@ fn inprocess_and_tcp_figures_come_from_one_broker() {
         k: 2,
         requests: 200,
         rounds: 1,
+        ..InprocessConfig::default()
     };
     let mut progress = Vec::new();
     let rows = inprocess::run(&cfg, |l| progress.push(l)).expect("runs");

@@ -23,6 +23,7 @@ USAGE:
                         per message after kill -9, and the time from the restart's spawn
                         to STREAM.INFO answering (--cold: page cache dropped first, root)
   starling-bench inprocess [--msgs N] [--size B] [--k K] [--requests N] [--rounds 3]
+                         [--payloads owned|shared|static]
                         one embedded broker: pub->sub, fan-out and request/reply through
                         the in-process client and over TCP loopback, with ratios
 
@@ -292,6 +293,7 @@ fn inprocess_cmd(mut args: Args) -> Result<()> {
         k: args.get("k")?.unwrap_or(d.k),
         requests: args.get("requests")?.unwrap_or(d.requests),
         rounds: args.get("rounds")?.unwrap_or(d.rounds),
+        payloads: args.get("payloads")?.unwrap_or(d.payloads),
     };
     args.finish()?;
     let rows = inprocess::run(&cfg, |line| eprintln!("{line}"))?;

@@ -372,7 +372,7 @@ impl Stream {
         for m in batch.iter() {
             let outcome = self.store_one(m, None, &mut republished);
             if let Some(reply) = &m.reply {
-                acks.push((reply.as_bytes().clone(), outcome));
+                acks.push((reply.to_bytes(), outcome));
             } else if let Err(e) = outcome {
                 debug!(stream = %self.name, "publish without reply refused: {e}");
             }

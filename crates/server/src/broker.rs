@@ -82,13 +82,7 @@ impl Broker {
         let lifecycle = Lifecycle::new();
         // The server's own subscriptions (imports, $SYS) belong to this connection: cid 0,
         // never registered, never listed.
-        let internal = Arc::new(Conn::new(
-            0,
-            ConnKind::Internal,
-            usize::MAX,
-            lifecycle.shutdown_token(),
-            lifecycle.kill_token(),
-        ));
+        let internal = Arc::new(Conn::new(0, ConnKind::Internal, usize::MAX, &lifecycle));
         let system = System::new(&accounts, internal);
         for account in accounts.all() {
             account.install_service_imports(&system);
@@ -214,8 +208,7 @@ impl Broker {
             self.registry.next_cid(),
             kind,
             self.config.load().max_pending,
-            self.lifecycle.shutdown_token(),
-            self.lifecycle.kill_token(),
+            &self.lifecycle,
         ));
         conn.meta.lock().addr = addr;
         conn

@@ -12,7 +12,7 @@ use starling_sublist::{MatchResult, QueueGroup};
 
 use crate::account::Account;
 use crate::broker::Broker;
-use crate::client::LocalQueue;
+use crate::client::{LocalQueue, Run};
 use crate::conn::outbound::{Appended, INLINE_MAX};
 use crate::conn::{Conn, ConnKind};
 use crate::message::{Message, Subject};
@@ -56,6 +56,11 @@ pub(crate) struct Msg<'a> {
     local: OnceCell<Message>,
     /// The same, built by the publisher (the in-process client).
     given: Option<&'a Message>,
+    /// The subject receivers see, as a `Bytes` to share instead of copying.
+    shown_bytes: Option<&'a Subject>,
+    /// In-process plain subscriptions got this message already, in a run
+    /// ([`publish_run`]): delivery skips them.
+    skip_local: bool,
 }
 
 impl<'a> Msg<'a> {
@@ -76,6 +81,8 @@ impl<'a> Msg<'a> {
             queues: None,
             local: OnceCell::new(),
             given: None,
+            shown_bytes: None,
+            skip_local: false,
         }
     }
 
@@ -143,7 +150,10 @@ impl<'a> Msg<'a> {
                 None => (None, share(self.owner, self.data)),
             };
             Message {
-                subject: Subject::from_bytes(share(self.owner, self.shown)),
+                subject: match self.shown_bytes {
+                    Some(shown) => shown.clone(),
+                    None => Subject::from_bytes(share(self.owner, self.shown)),
+                },
                 reply: self
                     .reply
                     .map(|r| Subject::from_bytes(share(self.owner, r))),
@@ -248,7 +258,7 @@ const LOCAL_STAGE_MSGS: usize = 256;
 #[derive(Default)]
 pub(crate) struct Touched {
     wake: SmallVec<[Arc<Conn>; 8]>,
-    stalled: SmallVec<[Arc<Conn>; 2]>,
+    stalled: Stalled,
     staged: SmallVec<[Staged; 2]>,
     /// Emptied staging buffers, kept for the next batch.
     spare: Vec<BytesMut>,
@@ -418,28 +428,43 @@ impl Touched {
         }
     }
 
-    /// Stalls the producer briefly while consumers it fed are over half their limit, as
-    /// nats-server does (2–5 ms per consumer, 10 ms at most per batch), so a fast producer
-    /// slows down instead of pushing a merely slow consumer over its limit. Ends early when
-    /// `cancel` fires (the producer closes or the server shuts down).
+    /// The consumers this batch fed that are over half their limit, for [`stall`] (taken:
+    /// a publisher that awaits it need not keep the whole `Touched` in its future).
+    pub(crate) fn take_stalled(&mut self) -> Stalled {
+        std::mem::take(&mut self.stalled)
+    }
+
+    /// Stalls the producer for the consumers it fed that are over half their limit (see
+    /// [`stall`]).
     pub(crate) async fn stall(&mut self, cancel: &tokio_util::sync::CancellationToken) {
-        const MAX_EACH: Duration = Duration::from_millis(5);
-        const MAX_TOTAL: Duration = Duration::from_millis(10);
-        if self.stalled.is_empty() {
-            return;
+        stall(self.take_stalled(), cancel).await;
+    }
+}
+
+/// Consumers over half their limit, which a producer waits for.
+pub(crate) type Stalled = SmallVec<[Arc<Conn>; 2]>;
+
+/// Stalls a producer briefly while consumers it fed are over half their limit, as nats-server
+/// does (2–5 ms per consumer, 10 ms at most per batch), so a fast producer slows down instead
+/// of pushing a merely slow consumer over its limit. Ends early when `cancel` fires (the
+/// producer closes or the server shuts down).
+pub(crate) async fn stall(stalled: Stalled, cancel: &tokio_util::sync::CancellationToken) {
+    const MAX_EACH: Duration = Duration::from_millis(5);
+    const MAX_TOTAL: Duration = Duration::from_millis(10);
+    if stalled.is_empty() {
+        return;
+    }
+    let start = tokio::time::Instant::now();
+    for conn in stalled {
+        let left = MAX_TOTAL.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            continue;
         }
-        let start = tokio::time::Instant::now();
-        for conn in self.stalled.drain(..) {
-            let left = MAX_TOTAL.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                continue;
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => {}
-                _ = conn.closing().cancelled() => {}
-                _ = tokio::time::timeout(left.min(MAX_EACH), conn.wait_drained()) => {}
-            }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {}
+            _ = conn.closing().cancelled() => {}
+            _ = tokio::time::timeout(left.min(MAX_EACH), conn.wait_drained()) => {}
         }
     }
 }
@@ -460,6 +485,22 @@ pub(crate) fn publish(
     touched: &mut Touched,
 ) -> bool {
     Delivery { broker, account }.publish(from, msg, touched)
+}
+
+/// Publishes a run of payloads to one subject, without reply or headers (an in-process
+/// client's `publish_many`). In-process plain subscriptions get the run whole: one claim, one
+/// reservation, one hand-over and wake-up, and per message only the payload moved (cloned for
+/// all but the last of them). Everyone else (sockets, routes, leafnodes, queue groups,
+/// imports) gets each message as [`publish`] delivers it.
+pub(crate) fn publish_run(
+    broker: &Broker,
+    account: &Account,
+    from: &Conn,
+    subject: &Subject,
+    payloads: Vec<Bytes>,
+    touched: &mut Touched,
+) {
+    Delivery { broker, account }.publish_run(from, subject, payloads, touched)
 }
 
 /// Delivers one message from `from` to one subscription (no-responders answers go straight to
@@ -487,6 +528,42 @@ impl Delivery<'_> {
         // per message on a count every publisher of the subject contends on.
         self.account.sublist().with_matches(msg.subject, |result| {
             self.publish_to(result, from, msg, touched)
+        })
+    }
+
+    fn publish_run(
+        &self,
+        from: &Conn,
+        subject: &Subject,
+        payloads: Vec<Bytes>,
+        touched: &mut Touched,
+    ) {
+        let routing = &subject.as_bytes()[..];
+        self.account.sublist().with_matches(routing, |result| {
+            let no_echo = !from.echo();
+            let runs: SmallVec<[&Arc<Subscription>; 4]> = result
+                .plain
+                .iter()
+                .filter(|sub| matches!(sub.target, Target::Local(_)))
+                .filter(|sub| !(no_echo && sub.conn.cid == from.cid))
+                .collect();
+            if runs.len() < result.plain.len() || !result.queues.is_empty() {
+                for payload in &payloads {
+                    let mut msg = Msg::new(routing, None, None, payload, payload);
+                    msg.shown_bytes = Some(subject);
+                    msg.skip_local = true;
+                    self.publish_to(result, from, &msg, touched);
+                }
+            }
+            let mut payloads = Some(payloads);
+            for (i, sub) in runs.iter().enumerate() {
+                let these = if i + 1 == runs.len() {
+                    payloads.take().unwrap_or_default()
+                } else {
+                    payloads.clone().unwrap_or_default()
+                };
+                deliver_run(sub, subject, these, touched);
+            }
         })
     }
 
@@ -529,6 +606,9 @@ impl Delivery<'_> {
                 _ => {}
             }
             if no_echo && sub.conn.cid == from.cid {
+                continue;
+            }
+            if msg.skip_local && matches!(sub.target, Target::Local(_)) {
                 continue;
             }
             delivered |= self.deliver(from, sub, None, msg, touched);
@@ -800,31 +880,79 @@ fn deliver_local(
     msg: &Msg<'_>,
     touched: &mut Touched,
 ) -> bool {
-    if conn.is_closed() {
-        return false;
-    }
     let size = msg.shown.len() + msg.data.len();
-    if !conn.reserve_local(size) {
-        if conn.is_local_only() {
-            // The server's own client (JetStream's) is never closed as a slow consumer: that
-            // would take JetStream down for the account. What is past its limit is refused
-            // instead, as if nobody listened (a publisher gets no PubAck, or a 503, and may
-            // try again), and memory stays bounded.
-            let refused = conn.count_local_refused();
-            if refused == 1 || refused.is_multiple_of(10_000) {
-                tracing::warn!(
-                    cid = conn.cid,
-                    refused,
-                    "server-side client at max_pending: messages refused"
-                );
-            }
-            return false;
-        }
-        // The one outcome of going past the limit, as for a socket's queue.
-        conn.close(crate::conn::ClosedReason::SlowConsumerPendingBytes);
+    if !reserve_local(conn, size) {
         return false;
     }
     touched.stage_local(conn, queue, msg.local().clone(), size)
+}
+
+/// Delivers a run of messages to an in-process subscription ([`publish_run`]).
+fn deliver_run(
+    sub: &Arc<Subscription>,
+    subject: &Subject,
+    mut payloads: Vec<Bytes>,
+    touched: &mut Touched,
+) {
+    let Target::Local(queue) = &sub.target else {
+        return;
+    };
+    let conn = &sub.conn;
+    if !conn.may_deliver(subject.as_bytes(), None, None) {
+        return;
+    }
+    let Some((n, last)) = sub.claim_many(payloads.len()) else {
+        return;
+    };
+    payloads.truncate(n);
+    let subject_len = subject.as_bytes().len();
+    let size = payloads.iter().map(|p| subject_len + p.len()).sum();
+    if reserve_local(conn, size) {
+        // The subscriber's own copy of the subject (inline if short): the clone it makes for
+        // each message it reads then touches no count the publisher or others write.
+        let own = Subject::from(subject.as_str());
+        touched.flush_local(queue); // after what is staged for it
+        if queue.push_run(Run::new(own, payloads), size) {
+            conn.count_local_out(n as u64, size);
+            if conn.is_stalled() {
+                touched.stalled(conn);
+            }
+        } else {
+            conn.release_local(size);
+        }
+    }
+    if last {
+        unsubscribe(sub);
+    }
+}
+
+/// Takes `size` bytes of an in-process subscriber's `max_pending`; false if it cannot take
+/// them (closed, or over its limit and now closed as a slow consumer).
+fn reserve_local(conn: &Arc<Conn>, size: usize) -> bool {
+    if conn.is_closed() {
+        return false;
+    }
+    if conn.reserve_local(size) {
+        return true;
+    }
+    if conn.is_local_only() {
+        // The server's own client (JetStream's) is never closed as a slow consumer: that
+        // would take JetStream down for the account. What is past its limit is refused
+        // instead, as if nobody listened (a publisher gets no PubAck, or a 503, and may
+        // try again), and memory stays bounded.
+        let refused = conn.count_local_refused();
+        if refused == 1 || refused.is_multiple_of(10_000) {
+            tracing::warn!(
+                cid = conn.cid,
+                refused,
+                "server-side client at max_pending: messages refused"
+            );
+        }
+        return false;
+    }
+    // The one outcome of going past the limit, as for a socket's queue.
+    conn.close(crate::conn::ClosedReason::SlowConsumerPendingBytes);
+    false
 }
 
 /// Removes a connection's subscription from its account (auto-unsubscribe after max).

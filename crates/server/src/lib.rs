@@ -86,7 +86,7 @@ pub use account::config::{
 pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
 pub use client::inprocess::{
-    Cancelled, Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT,
+    Cancelled, Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT, PUBLISH_MANY_RUN,
 };
 pub use client::service::{
     Endpoint, Request, Service, ServiceBuilder, ServiceError, DEFAULT_SERVICE_QUEUE,

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +21,10 @@ pub(crate) struct Lifecycle {
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
     lame_duck: AtomicBool,
+    /// Set as shutdown starts, before `shutdown` is cancelled: connections read it to know
+    /// they are closing without locking their token (`CancellationToken::is_cancelled` takes
+    /// a mutex, and the in-process hot path asks twice per message).
+    down: Arc<AtomicBool>,
 }
 
 impl Lifecycle {
@@ -30,6 +35,7 @@ impl Lifecycle {
             stop_accepting: CancellationToken::new(),
             tracker: TaskTracker::new(),
             lame_duck: AtomicBool::new(false),
+            down: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -54,6 +60,11 @@ impl Lifecycle {
     /// Cancelled when listeners must stop accepting.
     pub(crate) fn stop_accepting(&self) -> &CancellationToken {
         &self.stop_accepting
+    }
+
+    /// The flag set as shutdown starts (see `down`).
+    pub(crate) fn down_flag(&self) -> &Arc<AtomicBool> {
+        &self.down
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -85,6 +96,7 @@ impl Lifecycle {
             return false;
         }
         self.stop_accepting.cancel();
+        self.down.store(true, Ordering::Release);
         self.shutdown.cancel();
         self.tracker.close();
         true

@@ -100,6 +100,26 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// Claims up to `n` deliveries at once (a run of messages): how many it may take, and
+    /// whether the last of them is the last its max allows. `None` if it takes none.
+    pub(crate) fn claim_many(&self, n: usize) -> Option<(usize, bool)> {
+        if self.removed.load(Ordering::Relaxed) || n == 0 {
+            return None;
+        }
+        let max = self.max.load(Ordering::Relaxed);
+        let before = self.delivered.fetch_add(n as u64, Ordering::Relaxed);
+        if max == 0 {
+            return Some((n, false));
+        }
+        let allowed = max.saturating_sub(before).min(n as u64) as usize;
+        if allowed == 0 {
+            return None;
+        }
+        Some((allowed, before + allowed as u64 == max))
+    }
+}
+
 // Every subscription is one of these (plus the `Arc`'s two counts): 72 bytes keeps it in
 // the allocator's 96-byte class; a few bytes more costs 16 per subscription.
 #[cfg(target_pointer_width = "64")]

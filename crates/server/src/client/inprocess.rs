@@ -20,9 +20,14 @@ use crate::broker::Broker;
 use crate::conn::{ClosedReason, Conn, ConnKind};
 use crate::delivery::{self, Msg, Touched};
 use crate::error::{ClientError, RequestError};
-use crate::message::{Message, Subject};
-use super::{LocalQueue, Taken};
+use crate::message::{Message, Subject, INLINE};
+use super::{Item, LocalQueue, Taken};
 use crate::subscription::{OwnedSub, Subscription, Target};
+
+/// The most messages [`Client::publish_many`] hands over as one run.
+pub const PUBLISH_MANY_RUN: usize = 1024;
+/// A run of [`Client::publish_many`] ends once its payloads reach this many bytes.
+const PUBLISH_MANY_BYTES: usize = 256 * 1024;
 
 /// How long [`Client::request`] waits by default (async-nats uses the same).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -173,34 +178,35 @@ impl Inner {
     }
 }
 
-/// The subject of an in-process publish as a `Bytes` (which every message delivered carries),
-/// `None` if it is not a valid literal subject. Publishers send to few subjects, over and
-/// over: the last few a thread used are kept, so a repeated subject is one reference count
-/// instead of a check, an allocation and a copy per message (and a free on the subscriber's
-/// side). Per thread, so no lock: at most `SUBJECT_CACHE` short subjects each.
-fn subject_bytes(subject: &str) -> Option<Bytes> {
+/// The subject of an in-process publish as every message delivered carries it, `None` if it
+/// is not a valid literal subject. A short subject is kept inline in the message (no
+/// allocation, no reference count). Longer ones are shared `Bytes`: publishers send to few
+/// subjects, over and over, so the last few a thread used are kept, and a repeated subject is
+/// one reference count instead of a check, an allocation and a copy per message (and a free on
+/// the subscriber's side). Per thread, so no lock: at most `SUBJECT_CACHE` subjects each.
+fn subject_of(subject: &str) -> Option<Subject> {
     const SUBJECT_CACHE: usize = 8;
     const CACHED_MAX_LEN: usize = 128;
     thread_local! {
         static RECENT: RefCell<(usize, [Bytes; SUBJECT_CACHE])> = RefCell::default();
     }
-    let subject = subject.as_bytes();
-    if subject.len() > CACHED_MAX_LEN {
-        return is_valid_literal_subject(subject).then(|| Bytes::copy_from_slice(subject));
+    let bytes = subject.as_bytes();
+    if bytes.len() <= INLINE || bytes.len() > CACHED_MAX_LEN {
+        return is_valid_literal_subject(bytes).then(|| Subject::from(subject));
     }
     RECENT.with(|recent| {
         let mut recent = recent.borrow_mut();
         let (next, slots) = &mut *recent;
-        if let Some(hit) = slots.iter().find(|b| b[..] == *subject) {
-            return Some(hit.clone());
+        if let Some(hit) = slots.iter().find(|b| b[..] == *bytes) {
+            return Some(Subject::from_checked(hit.clone()));
         }
-        if !is_valid_literal_subject(subject) {
+        if !is_valid_literal_subject(bytes) {
             return None;
         }
-        let bytes = Bytes::copy_from_slice(subject);
-        slots[*next] = bytes.clone();
+        let shared = Bytes::copy_from_slice(bytes);
+        slots[*next] = shared.clone();
         *next = (*next + 1) % SUBJECT_CACHE;
-        Some(bytes)
+        Some(Subject::from_checked(shared))
     })
 }
 
@@ -417,10 +423,12 @@ impl Client {
     }
 
     /// Publishes every payload of `payloads` to `subject`, in order, as one batch: each
-    /// subscriber gets them in one hand-over and one wake-up (up to 256 at a time) instead of
-    /// one per message, which is the fastest way to send many messages in-process. Semantics
-    /// and limits are those of [`Self::publish`] for each message. Stops at the first message
-    /// refused (too large, or the client closed); those before it were published.
+    /// in-process subscriber gets them in one hand-over and one wake-up (up to
+    /// [`PUBLISH_MANY_RUN`] at a time) instead of one per message, and the publisher does
+    /// almost no work per message: the fastest way to send many messages in-process. Socket
+    /// subscribers, queue groups and peers get each message as from [`Self::publish`];
+    /// semantics and limits are those of `publish` for each message. A payload over the
+    /// limit fails the call; the runs before it were published.
     pub async fn publish_many<I>(
         &self,
         subject: impl AsRef<str>,
@@ -432,15 +440,51 @@ impl Client {
     {
         let subject = subject.as_ref();
         let limits = self.inner.limits();
-        let mut touched = Touched::default();
-        for payload in payloads {
-            if let Err(e) = self.route(subject, None, None, None, payload.into(), limits, &mut touched)
-            {
-                touched.flush();
-                return Err(e);
+        let mut payloads = payloads.into_iter().map(Into::into).peekable();
+        while payloads.peek().is_some() {
+            let mut run = Vec::with_capacity(payloads.size_hint().0.clamp(1, PUBLISH_MANY_RUN));
+            let mut bytes = 0;
+            for payload in payloads.by_ref() {
+                bytes += payload.len();
+                run.push(payload);
+                if run.len() == PUBLISH_MANY_RUN || bytes >= PUBLISH_MANY_BYTES {
+                    break;
+                }
             }
+            let mut touched = Touched::default();
+            let routed = self.route_run(subject, run, limits, &mut touched);
+            // Each run ends as a publish does: handed over, and a stall for slow consumers.
+            self.after(&mut touched, limits).await;
+            routed?;
         }
-        self.after(&mut touched, limits).await;
+        Ok(())
+    }
+
+    /// [`Self::route`] for a run of payloads to one subject.
+    fn route_run(
+        &self,
+        subject: &str,
+        payloads: Vec<Bytes>,
+        limits: Limits,
+        touched: &mut Touched,
+    ) -> Result<(), ClientError> {
+        let inner = &*self.inner;
+        if inner.conn.is_closed() {
+            return Err(ClientError::Closed);
+        }
+        let shown = subject_of(subject).ok_or(ClientError::InvalidSubject)?;
+        let mut bytes = 0;
+        for p in &payloads {
+            if p.len() > limits.max_payload && !inner.conn.is_local_only() {
+                return Err(ClientError::MaxPayload);
+            }
+            bytes += p.len() as u64;
+        }
+        let n = payloads.len() as u64;
+        delivery::publish_run(&inner.broker, &inner.account, &inner.conn, &shown, payloads, touched);
+        inner.conn.count_in(n, bytes);
+        inner.broker.counters().add_in(n, bytes);
+        inner.account.count_in(n, bytes);
         Ok(())
     }
 
@@ -459,9 +503,21 @@ impl Client {
         data: Bytes,
     ) -> Result<bool, ClientError> {
         let limits = self.inner.limits();
-        let mut touched = Touched::direct();
-        let delivered = self.route(subject, shown, reply, header_len, data, limits, &mut touched)?;
-        self.after(&mut touched, limits).await;
+        // The delivery itself is synchronous: its state (a `Touched`, the message) stays on
+        // the stack instead of in this future, which is then small to create and move.
+        let (delivered, stalled) = {
+            let mut touched = Touched::direct();
+            let delivered =
+                self.route(subject, shown, reply, header_len, data, limits, &mut touched)?;
+            touched.flush();
+            (delivered, touched.take_stalled())
+        };
+        if limits.stall && !stalled.is_empty() {
+            delivery::stall(stalled, self.inner.conn.closing()).await;
+        }
+        // Publishing completes without waiting on anything, so a loop of publishes would never
+        // yield: take part in tokio's cooperative budget like any I/O does.
+        tokio::task::consume_budget().await;
         Ok(delivered)
     }
 
@@ -484,13 +540,13 @@ impl Client {
         }
         // Receivers see `shown`: that is the subject the message carries, so it is the one
         // kept as `Bytes`; the routing subject is only matched.
-        let shown_bytes = match shown {
-            None => subject_bytes(subject).ok_or(ClientError::InvalidSubject)?,
+        let shown = match shown {
+            None => subject_of(subject).ok_or(ClientError::InvalidSubject)?,
             Some(shown) => {
                 if !is_valid_literal_subject(subject.as_bytes()) {
                     return Err(ClientError::InvalidSubject);
                 }
-                subject_bytes(shown).ok_or(ClientError::InvalidSubject)?
+                subject_of(shown).ok_or(ClientError::InvalidSubject)?
             }
         };
         if reply.is_some_and(|r| r.is_empty() || r.contains(char::is_whitespace)) {
@@ -511,7 +567,7 @@ impl Client {
             None => (None, None, data),
         };
         let local = Message {
-            subject: Subject::from_checked(shown_bytes),
+            subject: shown,
             reply: reply.map(Subject::from),
             headers,
             payload,
@@ -519,7 +575,7 @@ impl Client {
         let owner = frame.as_ref().unwrap_or(&local.payload);
         let msg = Msg::new(
             subject.as_bytes(),
-            local.reply.as_ref().map(|r| &r.as_bytes()[..]),
+            local.reply.as_ref().map(Subject::as_bytes),
             header_len,
             owner,
             owner,
@@ -790,7 +846,7 @@ pub struct Subscriber {
     /// Messages taken from the queue in one go, read from here without touching it. Their
     /// `max_pending` bytes were released when they were taken: like a socket client's read
     /// buffer, they are the subscriber's, so at most twice `max_pending` is held.
-    taken: VecDeque<Message>,
+    taken: VecDeque<Item>,
     ended: bool,
     /// Weak: the subscription lives in the sublist and the owner's sid map only, so removing
     /// it there ends this stream.
@@ -834,12 +890,39 @@ impl Subscriber {
     /// per batch. Returns false, adding nothing, once the subscription has ended and all its
     /// messages were read.
     pub async fn next_batch(&mut self, batch: &mut Vec<Message>) -> bool {
-        std::future::poll_fn(|cx| self.poll_fill(cx)).await;
-        if self.taken.is_empty() {
-            return false;
+        let before = batch.len();
+        loop {
+            std::future::poll_fn(|cx| self.poll_fill(cx)).await;
+            if self.taken.is_empty() {
+                return batch.len() > before;
+            }
+            for item in self.taken.drain(..) {
+                item.drain_into(batch);
+            }
+            if batch.len() > before {
+                return true;
+            }
         }
-        batch.extend(self.taken.drain(..));
-        true
+    }
+
+    /// The next message in `taken`, dropping spent items.
+    fn pop_taken(&mut self) -> Option<Message> {
+        loop {
+            match self.taken.front_mut()? {
+                Item::Run(run) => match run.next_message() {
+                    Some(m) => return Some(m),
+                    None => {
+                        self.taken.pop_front();
+                    }
+                },
+                // Moved out whole: a message is four `Bytes`, worth not copying twice.
+                Item::One(_) => {
+                    if let Some(Item::One(m)) = self.taken.pop_front() {
+                        return Some(m);
+                    }
+                }
+            }
+        }
     }
 
     /// Makes sure `taken` holds messages, or that the stream has ended.
@@ -864,9 +947,16 @@ impl Subscriber {
 impl Stream for Subscriber {
     type Item = Message;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        match self.poll_fill(cx) {
-            Poll::Ready(()) => Poll::Ready(self.taken.pop_front()),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if let Some(m) = self.pop_taken() {
+                return Poll::Ready(Some(m));
+            }
+            match self.poll_fill(cx) {
+                // Taken items may all be spent (an empty run): look again.
+                Poll::Ready(()) if !self.taken.is_empty() => continue,
+                Poll::Ready(()) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }

@@ -10,5 +10,5 @@ mod socket;
 
 #[cfg(feature = "websocket")]
 pub(crate) use socket::serve_ws;
-pub(crate) use queue::{LocalQueue, Taken};
+pub(crate) use queue::{Item, LocalQueue, Run, Taken};
 pub(crate) use socket::{accept, serve};

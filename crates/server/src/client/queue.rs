@@ -17,7 +17,9 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
-use crate::message::Message;
+use bytes::Bytes;
+
+use crate::message::{Message, Subject};
 
 /// The shared half of an in-process subscription.
 #[derive(Default)]
@@ -25,9 +27,54 @@ pub(crate) struct LocalQueue {
     state: Mutex<State>,
 }
 
+/// What waits in a queue: a message, or a run of them.
+pub(crate) enum Item {
+    One(Message),
+    Run(Run),
+}
+
+/// Messages published together to one subject, without reply or headers
+/// ([`Client::publish_many`](super::Client::publish_many)): handed over as their payloads,
+/// with the subject once. The subscriber makes each message as it reads it, from its own copy
+/// of the subject, so the publisher does no per-message work for it beyond moving the payload.
+pub(crate) struct Run {
+    subject: Subject,
+    payloads: std::vec::IntoIter<Bytes>,
+}
+
+impl Run {
+    pub(crate) fn new(subject: Subject, payloads: Vec<Bytes>) -> Self {
+        Self {
+            subject,
+            payloads: payloads.into_iter(),
+        }
+    }
+
+    /// The run's next message; `None` once it is spent.
+    pub(crate) fn next_message(&mut self) -> Option<Message> {
+        let payload = self.payloads.next()?;
+        Some(Message {
+            subject: self.subject.clone(),
+            reply: None,
+            headers: None,
+            payload,
+        })
+    }
+}
+
+impl Item {
+    /// Appends this item's messages to `out`.
+    pub(crate) fn drain_into(self, out: &mut Vec<Message>) {
+        match self {
+            Item::One(m) => out.push(m),
+            Item::Run(mut run) => out.extend(std::iter::from_fn(|| run.next_message())),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    msgs: VecDeque<Message>,
+    msgs: VecDeque<Item>,
     /// The `max_pending` bytes the queued messages hold on the subscriber's connection; the
     /// subscriber releases them when it takes the messages.
     reserved: usize,
@@ -57,7 +104,7 @@ impl LocalQueue {
             if s.dropped {
                 return false;
             }
-            s.msgs.extend(msgs.drain(..));
+            s.msgs.extend(msgs.drain(..).map(Item::One));
             s.reserved += reserved;
             s.waker.take()
         };
@@ -69,12 +116,21 @@ impl LocalQueue {
 
     /// Appends one message; as [`Self::push`].
     pub(crate) fn push_one(&self, msg: Message, reserved: usize) -> bool {
+        self.push_item(Item::One(msg), reserved)
+    }
+
+    /// Appends a run of messages; as [`Self::push`].
+    pub(crate) fn push_run(&self, run: Run, reserved: usize) -> bool {
+        self.push_item(Item::Run(run), reserved)
+    }
+
+    fn push_item(&self, item: Item, reserved: usize) -> bool {
         let waker = {
             let mut s = self.state.lock();
             if s.dropped {
                 return false;
             }
-            s.msgs.push_back(msg);
+            s.msgs.push_back(item);
             s.reserved += reserved;
             s.waker.take()
         };
@@ -99,7 +155,7 @@ impl LocalQueue {
 
     /// Moves everything queued into `buf` (which the caller has emptied), or registers the
     /// task to be woken when something comes.
-    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, buf: &mut VecDeque<Message>) -> Poll<Taken> {
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, buf: &mut VecDeque<Item>) -> Poll<Taken> {
         let mut s = self.state.lock();
         if !s.msgs.is_empty() {
             // A swap, not a copy: the subscriber's emptied buffer becomes the next one filled.
@@ -144,7 +200,7 @@ mod tests {
 
     fn msg(n: u8) -> Message {
         Message {
-            subject: crate::message::Subject::from("a"),
+            subject: Subject::from("a"),
             reply: None,
             headers: None,
             payload: Bytes::from(vec![n]),
@@ -168,15 +224,21 @@ mod tests {
         assert!(q.poll_take(&mut cx, &mut buf).is_pending());
         assert!(q.push(&mut vec![msg(1), msg(2)], 2));
         assert!(q.push_one(msg(3), 1));
+        let run = Run::new(Subject::from("r"), vec![Bytes::from_static(b"\x04"), Bytes::from_static(b"\x05")]);
+        assert!(q.push_run(run, 2));
         // One wake for the waiting subscriber, none for what came while it had not looked.
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
         q.end();
         match q.poll_take(&mut cx, &mut buf) {
-            Poll::Ready(Taken::Msgs { reserved }) => assert_eq!(reserved, 3),
+            Poll::Ready(Taken::Msgs { reserved }) => assert_eq!(reserved, 5),
             _ => panic!("messages expected"),
         }
-        let got: Vec<u8> = buf.drain(..).map(|m| m.payload[0]).collect();
-        assert_eq!(got, [1, 2, 3]);
+        let mut got = Vec::new();
+        for item in buf.drain(..) {
+            item.drain_into(&mut got);
+        }
+        let got: Vec<u8> = got.iter().map(|m| m.payload[0]).collect();
+        assert_eq!(got, [1, 2, 3, 4, 5]);
         assert!(matches!(q.poll_take(&mut cx, &mut buf), Poll::Ready(Taken::Ended)));
     }
 

@@ -29,6 +29,7 @@ pub use reason::ClosedReason;
 pub(crate) use writer::write_loop;
 
 use crate::account::Account;
+use crate::lifecycle::Lifecycle;
 use crate::permissions::ConnPermissions;
 use crate::subscription::SubsBySid;
 use outbound::{Appended, Outbound};
@@ -107,6 +108,10 @@ pub(crate) struct Conn {
     urls_seen: AtomicU64,
     /// Cancelled when the connection starts closing (output is still flushed).
     closing: CancellationToken,
+    /// Set when it starts closing, and the server's flag set when shutdown starts: together
+    /// they say what `closing.is_cancelled()` says, without its mutex.
+    closed: AtomicBool,
+    server_down: Arc<AtomicBool>,
     /// Cancelled when pending output must be dropped at once.
     kill: CancellationToken,
     reason: Mutex<Option<ClosedReason>>,
@@ -135,8 +140,7 @@ impl Conn {
         cid: u64,
         kind: ConnKind,
         max_pending: usize,
-        parent: &CancellationToken,
-        kill_parent: &CancellationToken,
+        lifecycle: &Lifecycle,
     ) -> Self {
         let start = SystemTime::now();
         Self {
@@ -157,8 +161,10 @@ impl Conn {
             protocol: AtomicU8::new(0),
             info_ready: AtomicBool::new(false),
             urls_seen: AtomicU64::new(0),
-            closing: parent.child_token(),
-            kill: kill_parent.child_token(),
+            closing: lifecycle.shutdown_token().child_token(),
+            closed: AtomicBool::new(false),
+            server_down: lifecycle.down_flag().clone(),
+            kill: lifecycle.kill_token().child_token(),
             reason: Mutex::new(None),
             subs: Mutex::new(SubsBySid::default()),
             meta: Mutex::new(ConnMeta::default()),
@@ -255,6 +261,7 @@ impl Conn {
             }
             *r = Some(reason);
         }
+        self.closed.store(true, Ordering::Release);
         self.out.close();
         if !reason.flushes() {
             self.kill.cancel();
@@ -269,7 +276,7 @@ impl Conn {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closing.is_cancelled()
+        self.closed.load(Ordering::Acquire) || self.server_down.load(Ordering::Acquire)
     }
 
     /// Cancelled when the connection starts closing.
@@ -514,8 +521,7 @@ mod tests {
     use super::*;
 
     fn conn(max_pending: usize) -> Conn {
-        let root = CancellationToken::new();
-        Conn::new(1, ConnKind::Client, max_pending, &root, &root)
+        Conn::new(1, ConnKind::Client, max_pending, &Lifecycle::new())
     }
 
     /// A control line that takes a connection past max_pending closes it as a slow consumer,

@@ -1,0 +1,73 @@
+//! Criterion benchmarks of the in-process client's delivery, one thread, no sockets: the
+//! broker's own CPU per message, without the cross-thread wake-ups and cache traffic that
+//! `starling-bench inprocess` includes. Payloads are static, so no allocation or reference
+//! count of the payload is measured: what remains is the broker's work.
+//!
+//! `cargo bench -p starling-benches --bench inprocess`
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::StreamExt;
+use starling_server::{Message, Server, PUBLISH_MANY_RUN};
+
+const PAYLOAD: &[u8] = b"0123456789abcdef";
+
+fn inprocess(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _runtime = rt.enter(); // clients spawn their bookkeeping task on it
+    let server = rt.block_on(Server::builder().start()).expect("broker");
+    let publisher = server.client();
+    let reader = server.client();
+    let mut sub = rt
+        .block_on(reader.subscribe("bench.inprocess"))
+        .expect("subscribe");
+    let n = PUBLISH_MANY_RUN;
+
+    let mut group = c.benchmark_group("inprocess");
+    group.throughput(Throughput::Elements(n as u64));
+    // `publish` per message, then the subscriber reads them one by one.
+    group.bench_function("publish_then_next", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for _ in 0..n {
+                    publisher
+                        .publish("bench.inprocess", Bytes::from_static(PAYLOAD))
+                        .await
+                        .expect("publish");
+                }
+                for _ in 0..n {
+                    black_box(sub.next().await.expect("message"));
+                }
+            })
+        })
+    });
+    // One `publish_many` run, read with `next_batch`.
+    let mut batch: Vec<Message> = Vec::with_capacity(n);
+    group.bench_function("publish_many_then_next_batch", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let run = std::iter::repeat_n(Bytes::from_static(PAYLOAD), n);
+                publisher
+                    .publish_many("bench.inprocess", run)
+                    .await
+                    .expect("publish_many");
+                while batch.len() < n {
+                    assert!(sub.next_batch(&mut batch).await);
+                }
+                black_box(&batch);
+                batch.clear();
+            })
+        })
+    });
+    group.finish();
+    drop(sub);
+    rt.block_on(server.shutdown());
+}
+
+criterion_group!(benches, inprocess);
+criterion_main!(benches);
