@@ -185,7 +185,8 @@ async fn an_async_nats_service_is_found_from_in_process_and_a_bad_name_refused()
         .await
         .unwrap();
     let _endpoint = theirs.endpoint("count").await.unwrap();
-    client.flush().await.unwrap();
+    // The service's SUBs processed (async-nats's flush only empties its write buffer).
+    common::round_trip(&client).await;
 
     let reply = server
         .client()
