@@ -3,6 +3,7 @@
 //!
 //! The trie knows nothing of locking or caching; [`Sublist`](crate::Sublist) wraps it.
 
+use std::num::NonZeroU64;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,10 +23,16 @@ pub(crate) struct Level<T> {
 }
 
 /// The subscriptions whose subject ends at this token, and the level of the following tokens.
+///
+/// 32 bytes (on 64-bit, for a pointer-sized `T`): with its 24-byte token a literal child takes a
+/// 56-byte slot of its level's table. At a level of many children (inboxes, `bench.subs.<i>`)
+/// that slot is most of what a subscription costs the trie, so what most nodes lack (a next
+/// level, queue groups, a second subscription) is behind a pointer.
 pub(crate) struct Node<T> {
     next: Option<Box<Level<T>>>,
     plain: Subs<T>,
-    queues: Vec<QueueSubs<T>>,
+    /// Boxed: few nodes have queue groups, and a bare `Vec` would add 16 bytes to every node.
+    queues: Option<Box<Vec<QueueSubs<T>>>>,
 }
 
 /// The members of one queue group at one node.
@@ -36,22 +43,33 @@ struct QueueSubs<T> {
 
 /// Subscriptions at one node, ordered by id.
 ///
+/// A lone subscription (by far the commonest case: most subjects have one subscriber) is held
+/// inline with its id; two or more live in [`ManySubs`]. 16 bytes for a pointer-sized `T` (the id
+/// is non-zero, which leaves room for the other variant's tag).
+pub(crate) enum Subs<T> {
+    One { id: NonZeroU64, value: T },
+    /// `None`: no subscriptions.
+    Many(Option<Box<ManySubs<T>>>),
+}
+
+/// Two or more subscriptions at one node (or fewer, briefly, after removes).
+///
 /// Ids only grow, so an insert is a push and a remove is a binary search. A remove in a long list
 /// leaves a tombstone (shifting would be linear) and the list is compacted once half of it is dead,
 /// which keeps removes amortised O(log n) and matches a plain scan.
-pub(crate) struct Subs<T> {
-    slots: SmallVec<[Slot<T>; 1]>,
+pub(crate) struct ManySubs<T> {
+    slots: Vec<Slot<T>>,
     dead: u32,
     /// For long lists: the live values as one shared slice, built by the first match after a
     /// change and handed to every result that matches only this list (see `Members`).
-    shared: Option<Box<OnceLock<Arc<[T]>>>>,
+    shared: Option<OnceLock<Arc<[T]>>>,
 }
 
 /// Lists at least this long keep a shared snapshot.
 const SHARE_MIN: usize = 32;
 
 struct Slot<T> {
-    id: u64,
+    id: NonZeroU64,
     value: Option<T>,
 }
 
@@ -59,25 +77,119 @@ struct Slot<T> {
 const SHIFT_MAX: usize = 16;
 
 impl<T> Subs<T> {
-    fn new() -> Self {
-        Self {
-            slots: SmallVec::new(),
-            dead: 0,
-            shared: None,
-        }
+    const fn new() -> Self {
+        Self::Many(None)
     }
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.slots.len() - self.dead as usize
+        match self {
+            Self::One { .. } => 1,
+            Self::Many(None) => 0,
+            Self::Many(Some(m)) => m.len(),
+        }
     }
 
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
+        matches!(self, Self::Many(None))
     }
 
-    fn push(&mut self, id: u64, value: T) {
+    fn push(&mut self, id: NonZeroU64, value: T) {
+        match self {
+            Self::Many(None) => *self = Self::One { id, value },
+            Self::Many(Some(m)) => m.push(id, value),
+            Self::One { .. } => {
+                let Self::One {
+                    id: first,
+                    value: first_value,
+                } = std::mem::replace(self, Self::Many(None))
+                else {
+                    unreachable!("matched One above")
+                };
+                let mut m = Box::new(ManySubs {
+                    slots: Vec::with_capacity(2),
+                    dead: 0,
+                    shared: None,
+                });
+                m.push(first, first_value);
+                m.push(id, value);
+                *self = Self::Many(Some(m));
+            }
+        }
+    }
+
+    fn remove(&mut self, id: NonZeroU64) -> Option<T> {
+        match self {
+            Self::One { id: own, .. } if *own == id => {
+                match std::mem::replace(self, Self::Many(None)) {
+                    Self::One { value, .. } => Some(value),
+                    Self::Many(_) => unreachable!("matched One above"),
+                }
+            }
+            Self::One { .. } | Self::Many(None) => None,
+            Self::Many(Some(m)) => {
+                let value = m.remove(id)?;
+                match m.len() {
+                    0 => *self = Self::Many(None),
+                    // Back to the inline form, so a node's memory returns to what it was.
+                    1 => {
+                        let Self::Many(Some(m)) = std::mem::replace(self, Self::Many(None)) else {
+                            unreachable!("matched Many above")
+                        };
+                        let last = m.slots.into_iter().find_map(|s| Some((s.id, s.value?)));
+                        if let Some((id, value)) = last {
+                            *self = Self::One { id, value };
+                        }
+                    }
+                    _ => {}
+                }
+                Some(value)
+            }
+        }
+    }
+
+    /// The shared snapshot of a long list (built on first use after a change).
+    #[inline]
+    fn snapshot(&self) -> Option<Arc<[T]>>
+    where
+        T: Clone,
+    {
+        match self {
+            Self::Many(Some(m)) => m.snapshot(),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        let (one, many) = match self {
+            Self::One { value, .. } => (Some(value), None),
+            Self::Many(m) => (None, m.as_deref()),
+        };
+        one.into_iter()
+            .chain(many.into_iter().flat_map(ManySubs::iter))
+    }
+}
+
+impl<T: Clone> Subs<T> {
+    #[inline]
+    fn push_values_into(&self, out: &mut Vec<T>) {
+        match self {
+            Self::One { value, .. } => out.push(value.clone()),
+            Self::Many(None) => {}
+            Self::Many(Some(m)) => m.push_values_into(out),
+        }
+    }
+}
+
+impl<T> ManySubs<T> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.slots.len() - self.dead as usize
+    }
+
+    fn push(&mut self, id: NonZeroU64, value: T) {
         debug_assert!(self.slots.last().is_none_or(|s| s.id < id));
         self.slots.push(Slot {
             id,
@@ -86,7 +198,7 @@ impl<T> Subs<T> {
         self.changed();
     }
 
-    fn remove(&mut self, id: u64) -> Option<T> {
+    fn remove(&mut self, id: NonZeroU64) -> Option<T> {
         let i = self.slots.binary_search_by_key(&id, |s| s.id).ok()?;
         if self.slots.len() <= SHIFT_MAX && self.dead == 0 {
             let value = self.slots.remove(i).value;
@@ -113,7 +225,7 @@ impl<T> Subs<T> {
         if len >= SHARE_MIN {
             match &mut self.shared {
                 Some(s) => drop(s.take()),
-                None => self.shared = Some(Box::new(OnceLock::new())),
+                None => self.shared = Some(OnceLock::new()),
             }
         } else if len < SHARE_MIN / 2 {
             self.shared = None;
@@ -122,13 +234,12 @@ impl<T> Subs<T> {
         }
     }
 
-    /// The shared snapshot of a long list (built on first use after a change).
     #[inline]
     fn snapshot(&self) -> Option<Arc<[T]>>
     where
         T: Clone,
     {
-        let shared = self.shared.as_deref()?;
+        let shared = self.shared.as_ref()?;
         Some(
             shared
                 .get_or_init(|| self.iter().cloned().collect())
@@ -137,12 +248,12 @@ impl<T> Subs<T> {
     }
 
     #[inline]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|s| s.value.as_ref())
     }
 }
 
-impl<T: Clone> Subs<T> {
+impl<T: Clone> ManySubs<T> {
     #[inline]
     fn push_values_into(&self, out: &mut Vec<T>) {
         out.reserve(self.len());
@@ -158,17 +269,25 @@ impl<T: Clone> Subs<T> {
     }
 }
 
+// The sizes the comments above promise (64-bit, pointer-sized values).
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(size_of::<Subs<Arc<u8>>>() == 16);
+    assert!(size_of::<Subs<u64>>() == 16);
+    assert!(size_of::<Node<Arc<u8>>>() == 32);
+};
+
 impl<T> Node<T> {
     fn new() -> Self {
         Self {
             next: None,
             plain: Subs::new(),
-            queues: Vec::new(),
+            queues: None,
         }
     }
 
     fn has_subs(&self) -> bool {
-        !self.plain.is_empty() || !self.queues.is_empty()
+        !self.plain.is_empty() || self.queues.is_some()
     }
 
     fn is_empty(&self) -> bool {
@@ -182,7 +301,13 @@ impl<T> Node<T> {
 
     /// Each queue group of this node with its members.
     pub(crate) fn queues(&self) -> impl Iterator<Item = (&Arc<[u8]>, &Subs<T>)> {
-        self.queues.iter().map(|q| (&q.name, &q.subs))
+        self.queue_list().iter().map(|q| (&q.name, &q.subs))
+    }
+
+    /// The queue groups (none: empty).
+    #[inline]
+    fn queue_list(&self) -> &[QueueSubs<T>] {
+        self.queues.as_deref().map_or(&[], Vec::as_slice)
     }
 }
 
@@ -268,18 +393,18 @@ impl<T> Trie<T> {
     }
 
     /// A new subscription id: unique in the process, increasing in this trie.
-    pub(crate) fn next_id(&mut self) -> u64 {
+    pub(crate) fn next_id(&mut self) -> NonZeroU64 {
         if self.ids.is_empty() {
             let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
             self.ids = start..start + ID_BLOCK;
         }
         let id = self.ids.start;
         self.ids.start += 1;
-        id
+        NonZeroU64::new(id).expect("ids start at 1 and a u64 does not wrap")
     }
 
     /// Stores `value` under `tokens` (already validated: non-empty, no empty token, `>` last).
-    pub(crate) fn insert(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: u64, value: T) {
+    pub(crate) fn insert(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: NonZeroU64, value: T) {
         let (last, init) = tokens.split_last().expect("validated subject has a token");
         let mut level = &mut self.root;
         for tok in init {
@@ -292,14 +417,15 @@ impl<T> Trie<T> {
         match queue {
             None => node.plain.push(id, value),
             Some(q) => {
-                let group = match node.queues.iter().position(|g| &*g.name == q) {
-                    Some(i) => &mut node.queues[i],
+                let queues = node.queues.get_or_insert_with(Box::default);
+                let group = match queues.iter().position(|g| &*g.name == q) {
+                    Some(i) => &mut queues[i],
                     None => {
-                        node.queues.push(QueueSubs {
+                        queues.push(QueueSubs {
                             name: Arc::from(q),
                             subs: Subs::new(),
                         });
-                        node.queues.last_mut().expect("just pushed")
+                        queues.last_mut().expect("just pushed")
                     }
                 };
                 group.subs.push(id, value);
@@ -309,7 +435,8 @@ impl<T> Trie<T> {
 
     /// Removes the subscription `id` stored under `tokens` and `queue`, pruning emptied nodes.
     pub(crate) fn remove(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: u64) -> Option<T> {
-        remove_in(&mut self.root, tokens, queue, id)
+        // Id 0 is never given out.
+        remove_in(&mut self.root, tokens, queue, NonZeroU64::new(id)?)
     }
 
     /// Appends every subscription matching the literal subject `tokens` to `out`.
@@ -359,7 +486,7 @@ fn remove_in<T>(
     level: &mut Level<T>,
     tokens: &[&[u8]],
     queue: Option<&[u8]>,
-    id: u64,
+    id: NonZeroU64,
 ) -> Option<T> {
     let (tok, rest) = tokens.split_first()?;
     let node = level.child_mut(tok)?;
@@ -367,12 +494,13 @@ fn remove_in<T>(
         match queue {
             None => node.plain.remove(id),
             Some(q) => {
-                let i = node.queues.iter().position(|g| &*g.name == q)?;
-                let value = node.queues[i].subs.remove(id);
-                if node.queues[i].subs.is_empty() {
-                    node.queues.swap_remove(i);
-                    if node.queues.is_empty() {
-                        node.queues = Vec::new();
+                let queues = node.queues.as_deref_mut()?;
+                let i = queues.iter().position(|g| &*g.name == q)?;
+                let value = queues[i].subs.remove(id);
+                if queues[i].subs.is_empty() {
+                    queues.swap_remove(i);
+                    if queues.is_empty() {
+                        node.queues = None;
                     }
                 }
                 value
@@ -397,7 +525,7 @@ fn add_node<'a, T: Clone>(node: &'a Node<T>, out: &mut Collector<'a, T>) {
     if !node.plain.is_empty() {
         out.plain.push(&node.plain);
     }
-    for q in &node.queues {
+    for q in node.queue_list() {
         match out
             .queues
             .iter_mut()
