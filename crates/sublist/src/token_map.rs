@@ -102,7 +102,10 @@ impl<V> TokenMap<V> {
     #[inline]
     pub(crate) fn get(&self, tok: &[u8]) -> Option<&V> {
         match self {
-            Self::Small(v) => v.iter().find(|(k, _)| bytes_eq(k.as_bytes(), tok)).map(|(_, n)| n),
+            Self::Small(v) => v
+                .iter()
+                .find(|(k, _)| bytes_eq(k.as_bytes(), tok))
+                .map(|(_, n)| n),
             Self::Map(m) => {
                 let hash = m.hasher().hash_one(tok);
                 m.raw_entry()
@@ -115,10 +118,16 @@ impl<V> TokenMap<V> {
     #[inline]
     pub(crate) fn get_mut(&mut self, tok: &[u8]) -> Option<&mut V> {
         match self {
-            Self::Small(v) => v.iter_mut().find(|(k, _)| bytes_eq(k.as_bytes(), tok)).map(|(_, n)| n),
+            Self::Small(v) => v
+                .iter_mut()
+                .find(|(k, _)| bytes_eq(k.as_bytes(), tok))
+                .map(|(_, n)| n),
             Self::Map(m) => {
                 let hash = m.hasher().hash_one(tok);
-                match m.raw_entry_mut().from_hash(hash, |k| bytes_eq(k.as_bytes(), tok)) {
+                match m
+                    .raw_entry_mut()
+                    .from_hash(hash, |k| bytes_eq(k.as_bytes(), tok))
+                {
                     RawEntryMut::Occupied(e) => Some(e.into_mut()),
                     RawEntryMut::Vacant(_) => None,
                 }

@@ -24,15 +24,15 @@ pub(crate) struct Level<T> {
 
 /// The subscriptions whose subject ends at this token, and the level of the following tokens.
 ///
-/// 32 bytes (on 64-bit, for a pointer-sized `T`): with its 24-byte token a literal child takes a
-/// 56-byte slot of its level's table. At a level of many children (inboxes, `bench.subs.<i>`)
-/// that slot is most of what a subscription costs the trie, so what most nodes lack (a next
-/// level, queue groups, a second subscription) is behind a pointer.
+/// 24 bytes (on 64-bit, for a pointer-sized `T`): with its 24-byte token a literal child takes a
+/// 48-byte slot of its level's table. At a level of many children (inboxes, `bench.subs.<i>`)
+/// that slot is most of what a subscription costs the trie, so what most such nodes lack (a
+/// next level, a second subscription, queue groups) is behind a pointer. The queue groups share
+/// the allocation of the second and later plain subscriptions (see [`ManySubs`]) rather than
+/// taking a field of their own in every node.
 pub(crate) struct Node<T> {
     next: Option<Box<Level<T>>>,
     plain: Subs<T>,
-    /// Boxed: few nodes have queue groups, and a bare `Vec` would add 16 bytes to every node.
-    queues: Option<Box<Vec<QueueSubs<T>>>>,
 }
 
 /// The members of one queue group at one node.
@@ -41,18 +41,21 @@ struct QueueSubs<T> {
     subs: Subs<T>,
 }
 
-/// Subscriptions at one node, ordered by id.
+/// Subscriptions at one node (or of one queue group there), ordered by id.
 ///
 /// A lone subscription (by far the commonest case: most subjects have one subscriber) is held
 /// inline with its id; two or more live in [`ManySubs`]. 16 bytes for a pointer-sized `T` (the id
 /// is non-zero, which leaves room for the other variant's tag).
 pub(crate) enum Subs<T> {
-    One { id: NonZeroU64, value: T },
-    /// `None`: no subscriptions.
+    One {
+        id: NonZeroU64,
+        value: T,
+    },
+    /// `None`: no subscriptions (and, for a node's plain list, no queue groups).
     Many(Option<Box<ManySubs<T>>>),
 }
 
-/// Two or more subscriptions at one node (or fewer, briefly, after removes).
+/// Two or more subscriptions (or fewer after removes while the node has queue groups).
 ///
 /// Ids only grow, so an insert is a push and a remove is a binary search. A remove in a long list
 /// leaves a tombstone (shifting would be linear) and the list is compacted once half of it is dead,
@@ -63,6 +66,9 @@ pub(crate) struct ManySubs<T> {
     /// For long lists: the live values as one shared slice, built by the first match after a
     /// change and handed to every result that matches only this list (see `Members`).
     shared: Option<OnceLock<Arc<[T]>>>,
+    /// For a node's plain list: the node's queue groups (kept here so that a node without any
+    /// pays nothing for them). Always empty in a queue group's own list.
+    queues: Vec<QueueSubs<T>>,
 }
 
 /// Lists at least this long keep a shared snapshot.
@@ -92,7 +98,46 @@ impl<T> Subs<T> {
 
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        matches!(self, Self::Many(None))
+        self.len() == 0
+    }
+
+    /// The node's queue groups (when this is a node's plain list).
+    #[inline]
+    fn queues(&self) -> &[QueueSubs<T>] {
+        match self {
+            Self::Many(Some(m)) => &m.queues,
+            _ => &[],
+        }
+    }
+
+    /// The node's queue groups, for adding one (moves a lone subscription into [`ManySubs`]).
+    fn queues_mut(&mut self) -> &mut Vec<QueueSubs<T>> {
+        if !matches!(self, Self::Many(Some(_))) {
+            let mut m = ManySubs::new();
+            if let Self::One { id, value } = std::mem::replace(self, Self::Many(None)) {
+                m.push(id, value);
+            }
+            *self = Self::Many(Some(m));
+        }
+        match self {
+            Self::Many(Some(m)) => &mut m.queues,
+            _ => unreachable!("made Many above"),
+        }
+    }
+
+    /// Back to the smallest form after a remove: nothing, or one subscription inline, once no
+    /// queue group needs the allocation. So a node's memory returns to what it was.
+    fn tidy(&mut self) {
+        let Self::Many(Some(m)) = self else { return };
+        if !m.queues.is_empty() || m.len() > 1 {
+            return;
+        }
+        let Self::Many(Some(m)) = std::mem::replace(self, Self::Many(None)) else {
+            unreachable!("matched Many above")
+        };
+        if let Some((id, value)) = m.slots.into_iter().find_map(|s| Some((s.id, s.value?))) {
+            *self = Self::One { id, value };
+        }
     }
 
     fn push(&mut self, id: NonZeroU64, value: T) {
@@ -107,11 +152,7 @@ impl<T> Subs<T> {
                 else {
                     unreachable!("matched One above")
                 };
-                let mut m = Box::new(ManySubs {
-                    slots: Vec::with_capacity(2),
-                    dead: 0,
-                    shared: None,
-                });
+                let mut m = ManySubs::new();
                 m.push(first, first_value);
                 m.push(id, value);
                 *self = Self::Many(Some(m));
@@ -130,20 +171,7 @@ impl<T> Subs<T> {
             Self::One { .. } | Self::Many(None) => None,
             Self::Many(Some(m)) => {
                 let value = m.remove(id)?;
-                match m.len() {
-                    0 => *self = Self::Many(None),
-                    // Back to the inline form, so a node's memory returns to what it was.
-                    1 => {
-                        let Self::Many(Some(m)) = std::mem::replace(self, Self::Many(None)) else {
-                            unreachable!("matched Many above")
-                        };
-                        let last = m.slots.into_iter().find_map(|s| Some((s.id, s.value?)));
-                        if let Some((id, value)) = last {
-                            *self = Self::One { id, value };
-                        }
-                    }
-                    _ => {}
-                }
+                self.tidy();
                 Some(value)
             }
         }
@@ -184,6 +212,15 @@ impl<T: Clone> Subs<T> {
 }
 
 impl<T> ManySubs<T> {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            slots: Vec::with_capacity(2),
+            dead: 0,
+            shared: None,
+            queues: Vec::new(),
+        })
+    }
+
     #[inline]
     fn len(&self) -> usize {
         self.slots.len() - self.dead as usize
@@ -274,7 +311,7 @@ impl<T: Clone> ManySubs<T> {
 const _: () = {
     assert!(size_of::<Subs<Arc<u8>>>() == 16);
     assert!(size_of::<Subs<u64>>() == 16);
-    assert!(size_of::<Node<Arc<u8>>>() == 32);
+    assert!(size_of::<Node<Arc<u8>>>() == 24);
 };
 
 impl<T> Node<T> {
@@ -282,12 +319,11 @@ impl<T> Node<T> {
         Self {
             next: None,
             plain: Subs::new(),
-            queues: None,
         }
     }
 
     fn has_subs(&self) -> bool {
-        !self.plain.is_empty() || self.queues.is_some()
+        !self.plain.is_empty() || !self.plain.queues().is_empty()
     }
 
     fn is_empty(&self) -> bool {
@@ -304,10 +340,10 @@ impl<T> Node<T> {
         self.queue_list().iter().map(|q| (&q.name, &q.subs))
     }
 
-    /// The queue groups (none: empty).
+    /// The queue groups.
     #[inline]
     fn queue_list(&self) -> &[QueueSubs<T>] {
-        self.queues.as_deref().map_or(&[], Vec::as_slice)
+        self.plain.queues()
     }
 }
 
@@ -404,7 +440,13 @@ impl<T> Trie<T> {
     }
 
     /// Stores `value` under `tokens` (already validated: non-empty, no empty token, `>` last).
-    pub(crate) fn insert(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: NonZeroU64, value: T) {
+    pub(crate) fn insert(
+        &mut self,
+        tokens: &[&[u8]],
+        queue: Option<&[u8]>,
+        id: NonZeroU64,
+        value: T,
+    ) {
         let (last, init) = tokens.split_last().expect("validated subject has a token");
         let mut level = &mut self.root;
         for tok in init {
@@ -417,7 +459,7 @@ impl<T> Trie<T> {
         match queue {
             None => node.plain.push(id, value),
             Some(q) => {
-                let queues = node.queues.get_or_insert_with(Box::default);
+                let queues = node.plain.queues_mut();
                 let group = match queues.iter().position(|g| &*g.name == q) {
                     Some(i) => &mut queues[i],
                     None => {
@@ -494,13 +536,17 @@ fn remove_in<T>(
         match queue {
             None => node.plain.remove(id),
             Some(q) => {
-                let queues = node.queues.as_deref_mut()?;
+                let Subs::Many(Some(m)) = &mut node.plain else {
+                    return None;
+                };
+                let queues = &mut m.queues;
                 let i = queues.iter().position(|g| &*g.name == q)?;
                 let value = queues[i].subs.remove(id);
                 if queues[i].subs.is_empty() {
                     queues.swap_remove(i);
                     if queues.is_empty() {
-                        node.queues = None;
+                        queues.shrink_to_fit();
+                        node.plain.tidy();
                     }
                 }
                 value
@@ -627,5 +673,70 @@ fn visit_level<T>(level: &Level<T>, subject: &mut Vec<u8>, f: &mut dyn FnMut(&[u
             visit_level(next, subject, f);
         }
         subject.truncate(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every form a node's lists take (one inline, many, with and without queue groups) goes
+    /// back to nothing when its subscriptions are removed, in any order.
+    #[test]
+    fn lists_shrink_back_and_nodes_are_pruned() {
+        let subs: &[(&[u8], Option<&[u8]>)] = &[
+            (b"a.b", None),
+            (b"a.b", Some(b"q")),
+            (b"a.b", None),
+            (b"a.b", Some(b"r")),
+            (b"a.b", Some(b"q")),
+            (b"a.b.c", None),
+            (b"a.*", None),
+            (b"a.>", Some(b"q")),
+        ];
+        for order in [
+            [0, 1, 2, 3, 4, 5, 6, 7],
+            [7, 6, 5, 4, 3, 2, 1, 0],
+            [1, 3, 4, 0, 6, 2, 7, 5],
+        ] {
+            let mut trie = Trie::new();
+            let mut ids = Vec::new();
+            for (i, (subject, queue)) in subs.iter().enumerate() {
+                let tokens: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+                let id = trie.next_id();
+                trie.insert(&tokens, *queue, id, i);
+                ids.push(id);
+            }
+            let r = trie.collect(&[b"a", b"b"]);
+            assert_eq!(r.plain.len(), 3);
+            assert_eq!(r.queues.len(), 2);
+            for i in order {
+                let (subject, queue) = subs[i];
+                let tokens: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+                assert_eq!(trie.remove(&tokens, queue, ids[i].get()), Some(i));
+                assert_eq!(trie.remove(&tokens, queue, ids[i].get()), None);
+            }
+            assert!(trie.root.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_lone_subscription_is_inline_again_after_removes() {
+        let mut subs = Subs::new();
+        let ids: Vec<_> = (1..=3).map(|i| NonZeroU64::new(i).unwrap()).collect();
+        for &id in &ids {
+            subs.push(id, id.get());
+        }
+        assert!(matches!(subs, Subs::Many(Some(_))));
+        assert_eq!(subs.remove(ids[0]), Some(1));
+        assert_eq!(subs.remove(ids[2]), Some(3));
+        assert!(matches!(subs, Subs::One { value: 2, .. }));
+        subs.queues_mut();
+        assert!(matches!(subs, Subs::Many(Some(_))));
+        assert_eq!(subs.iter().collect::<Vec<_>>(), [&2]);
+        subs.tidy();
+        assert!(matches!(subs, Subs::One { value: 2, .. }));
+        assert_eq!(subs.remove(ids[1]), Some(2));
+        assert!(matches!(subs, Subs::Many(None)));
     }
 }
