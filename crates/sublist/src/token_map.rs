@@ -82,10 +82,16 @@ impl Borrow<[u8]> for Token {
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(size_of::<Token>() == 24);
 
+/// 24 bytes: every trie level holds one, and most levels are small, so the map form (a 40-byte
+/// table header) is boxed. That keeps a `Level` at 40 bytes (a 48-byte glibc chunk instead of
+/// 80), and costs a level with many children one pointer more on a walk.
 pub(crate) enum TokenMap<V> {
     Small(Vec<(Token, V)>),
-    Map(HashMap<Token, V>),
+    Map(Box<HashMap<Token, V>>),
 }
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<TokenMap<u64>>() == 24);
 
 impl<V> TokenMap<V> {
     pub(crate) const fn new() -> Self {
@@ -143,7 +149,7 @@ impl<V> TokenMap<V> {
             if found.is_none() && v.len() >= SMALL_MAX {
                 let mut map = HashMap::with_capacity(2 * SMALL_MAX);
                 map.extend(v.drain(..));
-                *self = Self::Map(map);
+                *self = Self::Map(Box::new(map));
             } else if let Self::Small(v) = self {
                 let i = match found {
                     Some(i) => i,

@@ -312,6 +312,8 @@ const _: () = {
     assert!(size_of::<Subs<Arc<u8>>>() == 16);
     assert!(size_of::<Subs<u64>>() == 16);
     assert!(size_of::<Node<Arc<u8>>>() == 24);
+    // A level of its own per intermediate node: a 48-byte glibc chunk (see `token_map`).
+    assert!(size_of::<Level<Arc<u8>>>() == 40);
 };
 
 impl<T> Node<T> {
