@@ -60,16 +60,23 @@ pub(crate) enum Subs<T> {
 /// Ids only grow, so an insert is a push and a remove is a binary search. A remove in a long list
 /// leaves a tombstone (shifting would be linear) and the list is compacted once half of it is dead,
 /// which keeps removes amortised O(log n) and matches a plain scan.
+///
+/// The first [`MANY_INLINE`] slots live in this allocation, so a walk reaching a node with a few
+/// subscribers (fan-out to a handful) follows one pointer to them, as it did when the list was
+/// inline in the node.
 pub(crate) struct ManySubs<T> {
-    slots: Vec<Slot<T>>,
+    slots: SmallVec<[Slot<T>; MANY_INLINE]>,
     dead: u32,
     /// For long lists: the live values as one shared slice, built by the first match after a
     /// change and handed to every result that matches only this list (see `Members`).
-    shared: Option<OnceLock<Arc<[T]>>>,
+    shared: Option<Box<OnceLock<Arc<[T]>>>>,
     /// For a node's plain list: the node's queue groups (kept here so that a node without any
     /// pays nothing for them). Always empty in a queue group's own list.
     queues: Vec<QueueSubs<T>>,
 }
+
+/// Slots held in a [`ManySubs`] itself.
+const MANY_INLINE: usize = 4;
 
 /// Lists at least this long keep a shared snapshot.
 const SHARE_MIN: usize = 32;
@@ -214,7 +221,7 @@ impl<T: Clone> Subs<T> {
 impl<T> ManySubs<T> {
     fn new() -> Box<Self> {
         Box::new(Self {
-            slots: Vec::with_capacity(2),
+            slots: SmallVec::new(),
             dead: 0,
             shared: None,
             queues: Vec::new(),
@@ -262,7 +269,7 @@ impl<T> ManySubs<T> {
         if len >= SHARE_MIN {
             match &mut self.shared {
                 Some(s) => drop(s.take()),
-                None => self.shared = Some(OnceLock::new()),
+                None => self.shared = Some(Box::new(OnceLock::new())),
             }
         } else if len < SHARE_MIN / 2 {
             self.shared = None;
@@ -276,7 +283,7 @@ impl<T> ManySubs<T> {
     where
         T: Clone,
     {
-        let shared = self.shared.as_ref()?;
+        let shared = self.shared.as_deref()?;
         Some(
             shared
                 .get_or_init(|| self.iter().cloned().collect())
