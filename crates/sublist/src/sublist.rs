@@ -119,7 +119,7 @@ impl<T: Clone + Send + Sync + 'static> Sublist<T> {
         bump(&self.generation, Ordering::Release);
         drop(trie);
 
-        Ok(SubHandle::new(id, subject, queue))
+        Ok(SubHandle::new(id.get(), subject, queue))
     }
 
     /// Removes the subscription `handle` stands for and returns its value; `None` if it was already

@@ -3,6 +3,7 @@
 //!
 //! The trie knows nothing of locking or caching; [`Sublist`](crate::Sublist) wraps it.
 
+use std::num::NonZeroU64;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,10 +23,16 @@ pub(crate) struct Level<T> {
 }
 
 /// The subscriptions whose subject ends at this token, and the level of the following tokens.
+///
+/// 24 bytes (on 64-bit, for a pointer-sized `T`): with its 24-byte token a literal child takes a
+/// 48-byte slot of its level's table. At a level of many children (inboxes, `bench.subs.<i>`)
+/// that slot is most of what a subscription costs the trie, so what most such nodes lack (a
+/// next level, a second subscription, queue groups) is behind a pointer. The queue groups share
+/// the allocation of the second and later plain subscriptions (see [`ManySubs`]) rather than
+/// taking a field of their own in every node.
 pub(crate) struct Node<T> {
     next: Option<Box<Level<T>>>,
     plain: Subs<T>,
-    queues: Vec<QueueSubs<T>>,
 }
 
 /// The members of one queue group at one node.
@@ -34,24 +41,48 @@ struct QueueSubs<T> {
     subs: Subs<T>,
 }
 
-/// Subscriptions at one node, ordered by id.
+/// Subscriptions at one node (or of one queue group there), ordered by id.
+///
+/// A lone subscription (by far the commonest case: most subjects have one subscriber) is held
+/// inline with its id; two or more live in [`ManySubs`]. 16 bytes for a pointer-sized `T` (the id
+/// is non-zero, which leaves room for the other variant's tag).
+pub(crate) enum Subs<T> {
+    One {
+        id: NonZeroU64,
+        value: T,
+    },
+    /// `None`: no subscriptions (and, for a node's plain list, no queue groups).
+    Many(Option<Box<ManySubs<T>>>),
+}
+
+/// Two or more subscriptions (or fewer after removes while the node has queue groups).
 ///
 /// Ids only grow, so an insert is a push and a remove is a binary search. A remove in a long list
 /// leaves a tombstone (shifting would be linear) and the list is compacted once half of it is dead,
 /// which keeps removes amortised O(log n) and matches a plain scan.
-pub(crate) struct Subs<T> {
-    slots: SmallVec<[Slot<T>; 1]>,
+///
+/// The first [`MANY_INLINE`] slots live in this allocation, so a walk reaching a node with a few
+/// subscribers (fan-out to a handful) follows one pointer to them, as it did when the list was
+/// inline in the node.
+pub(crate) struct ManySubs<T> {
+    slots: SmallVec<[Slot<T>; MANY_INLINE]>,
     dead: u32,
     /// For long lists: the live values as one shared slice, built by the first match after a
     /// change and handed to every result that matches only this list (see `Members`).
     shared: Option<Box<OnceLock<Arc<[T]>>>>,
+    /// For a node's plain list: the node's queue groups (kept here so that a node without any
+    /// pays nothing for them). Always empty in a queue group's own list.
+    queues: Vec<QueueSubs<T>>,
 }
+
+/// Slots held in a [`ManySubs`] itself.
+const MANY_INLINE: usize = 4;
 
 /// Lists at least this long keep a shared snapshot.
 const SHARE_MIN: usize = 32;
 
 struct Slot<T> {
-    id: u64,
+    id: NonZeroU64,
     value: Option<T>,
 }
 
@@ -59,17 +90,17 @@ struct Slot<T> {
 const SHIFT_MAX: usize = 16;
 
 impl<T> Subs<T> {
-    fn new() -> Self {
-        Self {
-            slots: SmallVec::new(),
-            dead: 0,
-            shared: None,
-        }
+    const fn new() -> Self {
+        Self::Many(None)
     }
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.slots.len() - self.dead as usize
+        match self {
+            Self::One { .. } => 1,
+            Self::Many(None) => 0,
+            Self::Many(Some(m)) => m.len(),
+        }
     }
 
     #[inline]
@@ -77,7 +108,132 @@ impl<T> Subs<T> {
         self.len() == 0
     }
 
-    fn push(&mut self, id: u64, value: T) {
+    /// The node's queue groups (when this is a node's plain list).
+    #[inline]
+    fn queues(&self) -> &[QueueSubs<T>] {
+        match self {
+            Self::Many(Some(m)) => &m.queues,
+            _ => &[],
+        }
+    }
+
+    /// The node's queue groups, for adding one (moves a lone subscription into [`ManySubs`]).
+    fn queues_mut(&mut self) -> &mut Vec<QueueSubs<T>> {
+        if !matches!(self, Self::Many(Some(_))) {
+            let mut m = ManySubs::new();
+            if let Self::One { id, value } = std::mem::replace(self, Self::Many(None)) {
+                m.push(id, value);
+            }
+            *self = Self::Many(Some(m));
+        }
+        match self {
+            Self::Many(Some(m)) => &mut m.queues,
+            _ => unreachable!("made Many above"),
+        }
+    }
+
+    /// Back to the smallest form after a remove: nothing, or one subscription inline, once no
+    /// queue group needs the allocation. So a node's memory returns to what it was.
+    fn tidy(&mut self) {
+        let Self::Many(Some(m)) = self else { return };
+        if !m.queues.is_empty() || m.len() > 1 {
+            return;
+        }
+        let Self::Many(Some(m)) = std::mem::replace(self, Self::Many(None)) else {
+            unreachable!("matched Many above")
+        };
+        if let Some((id, value)) = m.slots.into_iter().find_map(|s| Some((s.id, s.value?))) {
+            *self = Self::One { id, value };
+        }
+    }
+
+    fn push(&mut self, id: NonZeroU64, value: T) {
+        match self {
+            Self::Many(None) => *self = Self::One { id, value },
+            Self::Many(Some(m)) => m.push(id, value),
+            Self::One { .. } => {
+                let Self::One {
+                    id: first,
+                    value: first_value,
+                } = std::mem::replace(self, Self::Many(None))
+                else {
+                    unreachable!("matched One above")
+                };
+                let mut m = ManySubs::new();
+                m.push(first, first_value);
+                m.push(id, value);
+                *self = Self::Many(Some(m));
+            }
+        }
+    }
+
+    fn remove(&mut self, id: NonZeroU64) -> Option<T> {
+        match self {
+            Self::One { id: own, .. } if *own == id => {
+                match std::mem::replace(self, Self::Many(None)) {
+                    Self::One { value, .. } => Some(value),
+                    Self::Many(_) => unreachable!("matched One above"),
+                }
+            }
+            Self::One { .. } | Self::Many(None) => None,
+            Self::Many(Some(m)) => {
+                let value = m.remove(id)?;
+                self.tidy();
+                Some(value)
+            }
+        }
+    }
+
+    /// The shared snapshot of a long list (built on first use after a change).
+    #[inline]
+    fn snapshot(&self) -> Option<Arc<[T]>>
+    where
+        T: Clone,
+    {
+        match self {
+            Self::Many(Some(m)) => m.snapshot(),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        let (one, many) = match self {
+            Self::One { value, .. } => (Some(value), None),
+            Self::Many(m) => (None, m.as_deref()),
+        };
+        one.into_iter()
+            .chain(many.into_iter().flat_map(ManySubs::iter))
+    }
+}
+
+impl<T: Clone> Subs<T> {
+    #[inline]
+    fn push_values_into(&self, out: &mut Vec<T>) {
+        match self {
+            Self::One { value, .. } => out.push(value.clone()),
+            Self::Many(None) => {}
+            Self::Many(Some(m)) => m.push_values_into(out),
+        }
+    }
+}
+
+impl<T> ManySubs<T> {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            slots: SmallVec::new(),
+            dead: 0,
+            shared: None,
+            queues: Vec::new(),
+        })
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.slots.len() - self.dead as usize
+    }
+
+    fn push(&mut self, id: NonZeroU64, value: T) {
         debug_assert!(self.slots.last().is_none_or(|s| s.id < id));
         self.slots.push(Slot {
             id,
@@ -86,7 +242,7 @@ impl<T> Subs<T> {
         self.changed();
     }
 
-    fn remove(&mut self, id: u64) -> Option<T> {
+    fn remove(&mut self, id: NonZeroU64) -> Option<T> {
         let i = self.slots.binary_search_by_key(&id, |s| s.id).ok()?;
         if self.slots.len() <= SHIFT_MAX && self.dead == 0 {
             let value = self.slots.remove(i).value;
@@ -122,7 +278,6 @@ impl<T> Subs<T> {
         }
     }
 
-    /// The shared snapshot of a long list (built on first use after a change).
     #[inline]
     fn snapshot(&self) -> Option<Arc<[T]>>
     where
@@ -137,12 +292,12 @@ impl<T> Subs<T> {
     }
 
     #[inline]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|s| s.value.as_ref())
     }
 }
 
-impl<T: Clone> Subs<T> {
+impl<T: Clone> ManySubs<T> {
     #[inline]
     fn push_values_into(&self, out: &mut Vec<T>) {
         out.reserve(self.len());
@@ -158,17 +313,26 @@ impl<T: Clone> Subs<T> {
     }
 }
 
+// The sizes the comments above promise (64-bit, pointer-sized values).
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(size_of::<Subs<Arc<u8>>>() == 16);
+    assert!(size_of::<Subs<u64>>() == 16);
+    assert!(size_of::<Node<Arc<u8>>>() == 24);
+    // A level of its own per intermediate node: a 48-byte glibc chunk (see `token_map`).
+    assert!(size_of::<Level<Arc<u8>>>() == 40);
+};
+
 impl<T> Node<T> {
     fn new() -> Self {
         Self {
             next: None,
             plain: Subs::new(),
-            queues: Vec::new(),
         }
     }
 
     fn has_subs(&self) -> bool {
-        !self.plain.is_empty() || !self.queues.is_empty()
+        !self.plain.is_empty() || !self.plain.queues().is_empty()
     }
 
     fn is_empty(&self) -> bool {
@@ -182,7 +346,13 @@ impl<T> Node<T> {
 
     /// Each queue group of this node with its members.
     pub(crate) fn queues(&self) -> impl Iterator<Item = (&Arc<[u8]>, &Subs<T>)> {
-        self.queues.iter().map(|q| (&q.name, &q.subs))
+        self.queue_list().iter().map(|q| (&q.name, &q.subs))
+    }
+
+    /// The queue groups.
+    #[inline]
+    fn queue_list(&self) -> &[QueueSubs<T>] {
+        self.plain.queues()
     }
 }
 
@@ -268,18 +438,24 @@ impl<T> Trie<T> {
     }
 
     /// A new subscription id: unique in the process, increasing in this trie.
-    pub(crate) fn next_id(&mut self) -> u64 {
+    pub(crate) fn next_id(&mut self) -> NonZeroU64 {
         if self.ids.is_empty() {
             let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
             self.ids = start..start + ID_BLOCK;
         }
         let id = self.ids.start;
         self.ids.start += 1;
-        id
+        NonZeroU64::new(id).expect("ids start at 1 and a u64 does not wrap")
     }
 
     /// Stores `value` under `tokens` (already validated: non-empty, no empty token, `>` last).
-    pub(crate) fn insert(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: u64, value: T) {
+    pub(crate) fn insert(
+        &mut self,
+        tokens: &[&[u8]],
+        queue: Option<&[u8]>,
+        id: NonZeroU64,
+        value: T,
+    ) {
         let (last, init) = tokens.split_last().expect("validated subject has a token");
         let mut level = &mut self.root;
         for tok in init {
@@ -292,14 +468,15 @@ impl<T> Trie<T> {
         match queue {
             None => node.plain.push(id, value),
             Some(q) => {
-                let group = match node.queues.iter().position(|g| &*g.name == q) {
-                    Some(i) => &mut node.queues[i],
+                let queues = node.plain.queues_mut();
+                let group = match queues.iter().position(|g| &*g.name == q) {
+                    Some(i) => &mut queues[i],
                     None => {
-                        node.queues.push(QueueSubs {
+                        queues.push(QueueSubs {
                             name: Arc::from(q),
                             subs: Subs::new(),
                         });
-                        node.queues.last_mut().expect("just pushed")
+                        queues.last_mut().expect("just pushed")
                     }
                 };
                 group.subs.push(id, value);
@@ -309,7 +486,8 @@ impl<T> Trie<T> {
 
     /// Removes the subscription `id` stored under `tokens` and `queue`, pruning emptied nodes.
     pub(crate) fn remove(&mut self, tokens: &[&[u8]], queue: Option<&[u8]>, id: u64) -> Option<T> {
-        remove_in(&mut self.root, tokens, queue, id)
+        // Id 0 is never given out.
+        remove_in(&mut self.root, tokens, queue, NonZeroU64::new(id)?)
     }
 
     /// Appends every subscription matching the literal subject `tokens` to `out`.
@@ -359,7 +537,7 @@ fn remove_in<T>(
     level: &mut Level<T>,
     tokens: &[&[u8]],
     queue: Option<&[u8]>,
-    id: u64,
+    id: NonZeroU64,
 ) -> Option<T> {
     let (tok, rest) = tokens.split_first()?;
     let node = level.child_mut(tok)?;
@@ -367,12 +545,17 @@ fn remove_in<T>(
         match queue {
             None => node.plain.remove(id),
             Some(q) => {
-                let i = node.queues.iter().position(|g| &*g.name == q)?;
-                let value = node.queues[i].subs.remove(id);
-                if node.queues[i].subs.is_empty() {
-                    node.queues.swap_remove(i);
-                    if node.queues.is_empty() {
-                        node.queues = Vec::new();
+                let Subs::Many(Some(m)) = &mut node.plain else {
+                    return None;
+                };
+                let queues = &mut m.queues;
+                let i = queues.iter().position(|g| &*g.name == q)?;
+                let value = queues[i].subs.remove(id);
+                if queues[i].subs.is_empty() {
+                    queues.swap_remove(i);
+                    if queues.is_empty() {
+                        queues.shrink_to_fit();
+                        node.plain.tidy();
                     }
                 }
                 value
@@ -397,7 +580,7 @@ fn add_node<'a, T: Clone>(node: &'a Node<T>, out: &mut Collector<'a, T>) {
     if !node.plain.is_empty() {
         out.plain.push(&node.plain);
     }
-    for q in &node.queues {
+    for q in node.queue_list() {
         match out
             .queues
             .iter_mut()
@@ -499,5 +682,70 @@ fn visit_level<T>(level: &Level<T>, subject: &mut Vec<u8>, f: &mut dyn FnMut(&[u
             visit_level(next, subject, f);
         }
         subject.truncate(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every form a node's lists take (one inline, many, with and without queue groups) goes
+    /// back to nothing when its subscriptions are removed, in any order.
+    #[test]
+    fn lists_shrink_back_and_nodes_are_pruned() {
+        let subs: &[(&[u8], Option<&[u8]>)] = &[
+            (b"a.b", None),
+            (b"a.b", Some(b"q")),
+            (b"a.b", None),
+            (b"a.b", Some(b"r")),
+            (b"a.b", Some(b"q")),
+            (b"a.b.c", None),
+            (b"a.*", None),
+            (b"a.>", Some(b"q")),
+        ];
+        for order in [
+            [0, 1, 2, 3, 4, 5, 6, 7],
+            [7, 6, 5, 4, 3, 2, 1, 0],
+            [1, 3, 4, 0, 6, 2, 7, 5],
+        ] {
+            let mut trie = Trie::new();
+            let mut ids = Vec::new();
+            for (i, (subject, queue)) in subs.iter().enumerate() {
+                let tokens: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+                let id = trie.next_id();
+                trie.insert(&tokens, *queue, id, i);
+                ids.push(id);
+            }
+            let r = trie.collect(&[b"a", b"b"]);
+            assert_eq!(r.plain.len(), 3);
+            assert_eq!(r.queues.len(), 2);
+            for i in order {
+                let (subject, queue) = subs[i];
+                let tokens: Vec<&[u8]> = subject.split(|&b| b == SEP).collect();
+                assert_eq!(trie.remove(&tokens, queue, ids[i].get()), Some(i));
+                assert_eq!(trie.remove(&tokens, queue, ids[i].get()), None);
+            }
+            assert!(trie.root.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_lone_subscription_is_inline_again_after_removes() {
+        let mut subs = Subs::new();
+        let ids: Vec<_> = (1..=3).map(|i| NonZeroU64::new(i).unwrap()).collect();
+        for &id in &ids {
+            subs.push(id, id.get());
+        }
+        assert!(matches!(subs, Subs::Many(Some(_))));
+        assert_eq!(subs.remove(ids[0]), Some(1));
+        assert_eq!(subs.remove(ids[2]), Some(3));
+        assert!(matches!(subs, Subs::One { value: 2, .. }));
+        subs.queues_mut();
+        assert!(matches!(subs, Subs::Many(Some(_))));
+        assert_eq!(subs.iter().collect::<Vec<_>>(), [&2]);
+        subs.tidy();
+        assert!(matches!(subs, Subs::One { value: 2, .. }));
+        assert_eq!(subs.remove(ids[1]), Some(2));
+        assert!(matches!(subs, Subs::Many(None)));
     }
 }
