@@ -64,6 +64,42 @@ fn inprocess(c: &mut Criterion) {
             })
         })
     });
+    // The same single publishes while 1,000 requests are pending with their cancellation
+    // watched (`Client::cancelled`): watches sit off the publish path, so this should match
+    // `publish_then_next` (issue 15: cancellation costs nothing on the publish path).
+    let responder = server.client();
+    let requester = server.client();
+    let (_pending, _watches) = rt.block_on(async {
+        let mut work = responder.subscribe("work").await.expect("subscribe");
+        let mut pending = Vec::new();
+        for _ in 0..1000 {
+            let requester = requester.clone();
+            pending.push(tokio::spawn(async move {
+                let _ = requester.request("work", Bytes::new()).await;
+            }));
+        }
+        let mut watches = Vec::new();
+        for _ in 0..1000 {
+            let request = work.next().await.expect("a request");
+            watches.push(responder.cancelled(&request));
+        }
+        (pending, watches)
+    });
+    group.bench_function("publish_then_next_with_1000_watched_requests", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for _ in 0..n {
+                    publisher
+                        .publish("bench.inprocess", Bytes::from_static(PAYLOAD))
+                        .await
+                        .expect("publish");
+                }
+                for _ in 0..n {
+                    black_box(sub.next().await.expect("message"));
+                }
+            })
+        })
+    });
     group.finish();
     drop(sub);
     rt.block_on(server.shutdown());

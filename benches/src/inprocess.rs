@@ -115,8 +115,20 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
     for (name, k) in [("pubsub", 1), ("fanout", cfg.k)] {
         let (mut each, mut batch, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..cfg.rounds {
-            let e = rt.block_on(pub_sub(&server, (cfg.size, cfg.payloads), cfg.msgs, k, Mode::Each))?;
-            let b = rt.block_on(pub_sub(&server, (cfg.size, cfg.payloads), cfg.msgs, k, Mode::Batch))?;
+            let e = rt.block_on(pub_sub(
+                &server,
+                (cfg.size, cfg.payloads),
+                cfg.msgs,
+                k,
+                Mode::Each,
+            ))?;
+            let b = rt.block_on(pub_sub(
+                &server,
+                (cfg.size, cfg.payloads),
+                cfg.msgs,
+                k,
+                Mode::Batch,
+            ))?;
             let scenario = if k == 1 {
                 Scenario::PubSub
             } else {

@@ -538,7 +538,7 @@ impl Delivery<'_> {
         payloads: Vec<Bytes>,
         touched: &mut Touched,
     ) {
-        let routing = &subject.as_bytes()[..];
+        let routing = subject.as_bytes();
         self.account.sublist().with_matches(routing, |result| {
             let no_echo = !from.echo();
             let runs: SmallVec<[&Arc<Subscription>; 4]> = result

@@ -184,3 +184,42 @@ impl PartialEq<&str> for Subject {
         self.as_str() == *other
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn short_subjects_are_inline_and_long_ones_shared_with_the_same_meaning() {
+        let short = "a".repeat(INLINE);
+        let long = "a".repeat(INLINE + 1);
+        assert!(matches!(
+            Subject::from(short.as_str()).0,
+            Repr::Inline { .. }
+        ));
+        assert!(matches!(Subject::from(long.as_str()).0, Repr::Shared(_)));
+        // A short subject from shared bytes is inline too, and equal to its other forms.
+        let from_bytes = Subject::from_bytes(Bytes::from(short.clone()));
+        assert!(matches!(from_bytes.0, Repr::Inline { .. }));
+        assert_eq!(from_bytes, Subject::from(short.clone()));
+        assert_eq!(from_bytes, short.as_str());
+        assert_eq!(from_bytes.to_bytes(), short.as_bytes());
+        // A long one keeps the very bytes it was given.
+        let bytes = Bytes::from(long.clone());
+        let shared = Subject::from_bytes(bytes.clone());
+        assert_eq!(shared.to_bytes().as_ptr(), bytes.as_ptr());
+        // Order and hashing follow the text, whatever the form.
+        let mut set = HashSet::new();
+        set.insert(Subject::from(short.as_str()));
+        assert!(set.contains(&Subject::from_bytes(Bytes::from(short.clone()))));
+        let (shorter, longer) = (Subject::from("a.b"), Subject::from(long.as_str()));
+        assert!(shorter < longer);
+        assert_eq!(Subject::from("").as_str(), "");
+        // Invalid UTF-8 is replaced, not kept.
+        assert_eq!(
+            Subject::from_bytes(Bytes::from_static(b"a\xff")).as_str(),
+            "a\u{fffd}"
+        );
+    }
+}

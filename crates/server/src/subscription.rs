@@ -10,9 +10,9 @@ use smallvec::SmallVec;
 use starling_sublist::SubHandle;
 
 use crate::account::ShadowTarget;
+use crate::client::LocalQueue;
 use crate::conn::Conn;
 use crate::delivery::Handler;
-use crate::client::LocalQueue;
 
 /// A subscription id as the client chose it. Kept inline: clients use short ids (usually a
 /// counter), so a subscription costs no allocation for its sid.

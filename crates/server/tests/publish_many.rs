@@ -30,7 +30,10 @@ async fn a_run_reaches_every_kind_of_subscriber_in_order() {
     let reader = server.client();
     let mut plain = reader.subscribe("orders.created").await.unwrap();
     let mut wildcard = reader.subscribe("orders.>").await.unwrap();
-    let mut q1 = reader.queue_subscribe("orders.created", "workers").await.unwrap();
+    let mut q1 = reader
+        .queue_subscribe("orders.created", "workers")
+        .await
+        .unwrap();
     let mut q2 = server
         .client()
         .queue_subscribe("orders.created", "workers")
@@ -95,7 +98,10 @@ async fn a_run_reaches_every_kind_of_subscriber_in_order() {
 async fn single_publishes_and_runs_interleave_in_order() {
     let server = Server::builder().start().await.unwrap();
     let client = server.client();
-    let mut sub = client.subscribe("a.long.subject.beyond.the.inline.size").await.unwrap();
+    let mut sub = client
+        .subscribe("a.long.subject.beyond.the.inline.size")
+        .await
+        .unwrap();
     let subject = "a.long.subject.beyond.the.inline.size";
     client.publish(subject, "0").await.unwrap();
     client
@@ -213,4 +219,3 @@ async fn a_stopped_server_refuses_publishes() {
         Err(ClientError::Closed)
     );
 }
-

@@ -2,10 +2,10 @@
 //! delivery path socket clients use, so it obeys the same semantics and limits (max payload,
 //! max subscriptions, slow-consumer policy) and shows up in monitoring as a connection.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -15,13 +15,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use starling_sublist::{is_valid_literal_subject, is_valid_queue_name};
 
+use super::{Item, LocalQueue, Taken};
 use crate::account::Account;
 use crate::broker::Broker;
 use crate::conn::{ClosedReason, Conn, ConnKind};
 use crate::delivery::{self, Msg, Touched};
 use crate::error::{ClientError, RequestError};
 use crate::message::{Message, Subject, INLINE};
-use super::{Item, LocalQueue, Taken};
 use crate::subscription::{OwnedSub, Subscription, Target};
 
 /// The most messages [`Client::publish_many`] hands over as one run.
@@ -429,6 +429,22 @@ impl Client {
     /// subscribers, queue groups and peers get each message as from [`Self::publish`];
     /// semantics and limits are those of `publish` for each message. A payload over the
     /// limit fails the call; the runs before it were published.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = starling_server::Server::builder().start().await?;
+    /// let client = server.client();
+    /// let mut sub = client.subscribe("metrics.cpu").await?;
+    /// client.publish_many("metrics.cpu", ["41", "42", "43"]).await?;
+    /// let mut batch = Vec::new();
+    /// assert!(sub.next_batch(&mut batch).await);
+    /// let readings: Vec<&[u8]> = batch.iter().map(|m| &m.payload[..]).collect();
+    /// assert_eq!(readings, [b"41", b"42", b"43"]);
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn publish_many<I>(
         &self,
         subject: impl AsRef<str>,
@@ -481,7 +497,14 @@ impl Client {
             bytes += p.len() as u64;
         }
         let n = payloads.len() as u64;
-        delivery::publish_run(&inner.broker, &inner.account, &inner.conn, &shown, payloads, touched);
+        delivery::publish_run(
+            &inner.broker,
+            &inner.account,
+            &inner.conn,
+            &shown,
+            payloads,
+            touched,
+        );
         inner.conn.count_in(n, bytes);
         inner.broker.counters().add_in(n, bytes);
         inner.account.count_in(n, bytes);
@@ -507,8 +530,15 @@ impl Client {
         // the stack instead of in this future, which is then small to create and move.
         let (delivered, stalled) = {
             let mut touched = Touched::direct();
-            let delivered =
-                self.route(subject, shown, reply, header_len, data, limits, &mut touched)?;
+            let delivered = self.route(
+                subject,
+                shown,
+                reply,
+                header_len,
+                data,
+                limits,
+                &mut touched,
+            )?;
             touched.flush();
             (delivered, touched.take_stalled())
         };

@@ -66,8 +66,8 @@ impl Item {
     /// Appends this item's messages to `out`.
     pub(crate) fn drain_into(self, out: &mut Vec<Message>) {
         match self {
-            Item::One(m) => out.push(m),
-            Item::Run(mut run) => out.extend(std::iter::from_fn(|| run.next_message())),
+            Self::One(m) => out.push(m),
+            Self::Run(mut run) => out.extend(std::iter::from_fn(|| run.next_message())),
         }
     }
 }
@@ -180,10 +180,7 @@ impl LocalQueue {
             let mut s = self.state.lock();
             s.dropped = true;
             s.waker = None;
-            (
-                std::mem::take(&mut s.msgs),
-                std::mem::take(&mut s.reserved),
-            )
+            (std::mem::take(&mut s.msgs), std::mem::take(&mut s.reserved))
         };
         drop(msgs); // outside the lock
         reserved
@@ -224,7 +221,10 @@ mod tests {
         assert!(q.poll_take(&mut cx, &mut buf).is_pending());
         assert!(q.push(&mut vec![msg(1), msg(2)], 2));
         assert!(q.push_one(msg(3), 1));
-        let run = Run::new(Subject::from("r"), vec![Bytes::from_static(b"\x04"), Bytes::from_static(b"\x05")]);
+        let run = Run::new(
+            Subject::from("r"),
+            vec![Bytes::from_static(b"\x04"), Bytes::from_static(b"\x05")],
+        );
         assert!(q.push_run(run, 2));
         // One wake for the waiting subscriber, none for what came while it had not looked.
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
@@ -239,7 +239,10 @@ mod tests {
         }
         let got: Vec<u8> = got.iter().map(|m| m.payload[0]).collect();
         assert_eq!(got, [1, 2, 3, 4, 5]);
-        assert!(matches!(q.poll_take(&mut cx, &mut buf), Poll::Ready(Taken::Ended)));
+        assert!(matches!(
+            q.poll_take(&mut cx, &mut buf),
+            Poll::Ready(Taken::Ended)
+        ));
     }
 
     #[test]

@@ -136,12 +136,7 @@ pub(crate) struct Conn {
 impl Conn {
     /// `closing` and `kill` are children of the server's tokens, so server shutdown reaches
     /// every connection, registered or not.
-    pub(crate) fn new(
-        cid: u64,
-        kind: ConnKind,
-        max_pending: usize,
-        lifecycle: &Lifecycle,
-    ) -> Self {
+    pub(crate) fn new(cid: u64, kind: ConnKind, max_pending: usize, lifecycle: &Lifecycle) -> Self {
         let start = SystemTime::now();
         Self {
             cid,
