@@ -17,11 +17,20 @@ fn inprocess_and_tcp_figures_come_from_one_broker() {
     let rows = inprocess::run(&cfg, |l| progress.push(l)).expect("runs");
     assert_eq!(progress.len(), 3, "{progress:?}");
     let names: Vec<_> = rows.iter().map(|r| r.scenario).collect();
-    assert_eq!(names, ["pubsub", "fanout", "reqrep"]);
+    assert_eq!(
+        names,
+        [
+            "pubsub",
+            "pubsub (publish_many)",
+            "fanout",
+            "fanout (publish_many)",
+            "reqrep"
+        ]
+    );
     for r in &rows {
         assert!(r.inprocess > 0.0 && r.tcp > 0.0, "{r:?}");
     }
-    let (rtt_in, rtt_tcp) = rows[2].round_trip_ns.expect("round trips");
+    let (rtt_in, rtt_tcp) = rows[4].round_trip_ns.expect("round trips");
     assert!(rtt_in > 0.0 && rtt_tcp > 0.0);
     let table = inprocess::table(&rows);
     assert!(
