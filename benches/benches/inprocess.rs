@@ -10,7 +10,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt;
-use starling_server::{Message, Server, PUBLISH_MANY_RUN};
+use starling_server::{Client, Message, Server, Subscriber, PUBLISH_MANY_RUN};
 
 const PAYLOAD: &[u8] = b"0123456789abcdef";
 
@@ -32,19 +32,7 @@ fn inprocess(c: &mut Criterion) {
     group.throughput(Throughput::Elements(n as u64));
     // `publish` per message, then the subscriber reads them one by one.
     group.bench_function("publish_then_next", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                for _ in 0..n {
-                    publisher
-                        .publish("bench.inprocess", Bytes::from_static(PAYLOAD))
-                        .await
-                        .expect("publish");
-                }
-                for _ in 0..n {
-                    black_box(sub.next().await.expect("message"));
-                }
-            })
-        })
+        b.iter(|| rt.block_on(publish_then_next(&publisher, &mut sub, n)))
     });
     // One `publish_many` run, read with `next_batch`.
     let mut batch: Vec<Message> = Vec::with_capacity(n);
@@ -86,23 +74,24 @@ fn inprocess(c: &mut Criterion) {
         (pending, watches)
     });
     group.bench_function("publish_then_next_with_1000_watched_requests", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                for _ in 0..n {
-                    publisher
-                        .publish("bench.inprocess", Bytes::from_static(PAYLOAD))
-                        .await
-                        .expect("publish");
-                }
-                for _ in 0..n {
-                    black_box(sub.next().await.expect("message"));
-                }
-            })
-        })
+        b.iter(|| rt.block_on(publish_then_next(&publisher, &mut sub, n)))
     });
     group.finish();
     drop(sub);
     rt.block_on(server.shutdown());
+}
+
+/// `n` single publishes, then the subscriber reads them one by one.
+async fn publish_then_next(publisher: &Client, sub: &mut Subscriber, n: usize) {
+    for _ in 0..n {
+        publisher
+            .publish("bench.inprocess", Bytes::from_static(PAYLOAD))
+            .await
+            .expect("publish");
+    }
+    for _ in 0..n {
+        black_box(sub.next().await.expect("message"));
+    }
 }
 
 criterion_group!(benches, inprocess);

@@ -399,7 +399,10 @@ impl Touched {
         while let Some(staged) = self.staged.pop() {
             self.hand_over(staged);
         }
-        while let Some(staged) = self.local.pop() {
+        // In the order they were staged: subscribers are woken in the order their first
+        // message was delivered, as a message-by-message hand-over would (tasks that serve
+        // different subscriptions of one socket client's requests run in the order it sent).
+        for staged in std::mem::take(&mut self.local) {
             self.hand_over_local(staged);
         }
         for conn in self.wake.drain(..) {

@@ -148,6 +148,18 @@ struct Inner {
     limits_generation: AtomicU64,
 }
 
+/// One message an in-process publish hands to delivery.
+struct Outgoing<'a> {
+    /// The subject it is routed by.
+    subject: &'a str,
+    /// The subject its receivers see, when not `subject` (a JetStream delivery).
+    shown: Option<&'a str>,
+    reply: Option<&'a str>,
+    /// The length of the header block at the start of `data`, if any.
+    header_len: Option<usize>,
+    data: Bytes,
+}
+
 /// What a publish checks against, read once per publish or batch.
 #[derive(Clone, Copy)]
 struct Limits {
@@ -400,15 +412,14 @@ impl Client {
         let mut touched = Touched::default();
         let mut delivered = 0;
         for f in frames {
-            let routed = self.route(
-                f.to,
-                Some(f.subject),
-                f.reply,
-                f.header_len,
-                f.data.clone(),
-                limits,
-                &mut touched,
-            );
+            let out = Outgoing {
+                subject: f.to,
+                shown: Some(f.subject),
+                reply: f.reply,
+                header_len: f.header_len,
+                data: f.data.clone(),
+            };
+            let routed = self.route(out, limits, &mut touched);
             match routed {
                 Ok(true) => delivered += 1,
                 Ok(false) => {}
@@ -530,15 +541,14 @@ impl Client {
         // the stack instead of in this future, which is then small to create and move.
         let (delivered, stalled) = {
             let mut touched = Touched::direct();
-            let delivered = self.route(
+            let out = Outgoing {
                 subject,
                 shown,
                 reply,
                 header_len,
                 data,
-                limits,
-                &mut touched,
-            )?;
+            };
+            let delivered = self.route(out, limits, &mut touched)?;
             touched.flush();
             (delivered, touched.take_stalled())
         };
@@ -553,17 +563,19 @@ impl Client {
 
     /// Checks one message and hands it to the delivery path; counts it as received from this
     /// client. What it delivered to connections waits in `touched`.
-    #[allow(clippy::too_many_arguments)]
     fn route(
         &self,
-        subject: &str,
-        shown: Option<&str>,
-        reply: Option<&str>,
-        header_len: Option<usize>,
-        data: Bytes,
+        out: Outgoing<'_>,
         limits: Limits,
         touched: &mut Touched,
     ) -> Result<bool, ClientError> {
+        let Outgoing {
+            subject,
+            shown,
+            reply,
+            header_len,
+            data,
+        } = out;
         let inner = &*self.inner;
         if inner.conn.is_closed() {
             return Err(ClientError::Closed);
