@@ -86,7 +86,8 @@ pub use account::config::{
 pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
 pub use client::inprocess::{
-    Cancelled, Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT, PUBLISH_MANY_RUN,
+    Cancelled, Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT, NEXT_BATCH_MAX,
+    PUBLISH_MANY_RUN,
 };
 pub use client::service::{
     Endpoint, Request, Service, ServiceBuilder, ServiceError, DEFAULT_SERVICE_QUEUE,

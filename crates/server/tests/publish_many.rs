@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use starling_server::{ClientError, ClosedReason, Event, Message, Server, PUBLISH_MANY_RUN};
+use starling_server::{
+    ClientError, ClosedReason, Event, Message, Server, NEXT_BATCH_MAX, PUBLISH_MANY_RUN,
+};
 
 fn payloads(n: usize) -> Vec<Bytes> {
     (0..n).map(|i| Bytes::from(i.to_string())).collect()
@@ -144,6 +146,40 @@ async fn auto_unsubscribe_stops_inside_a_run() {
     client.publish_many("a", payloads(10)).await.unwrap();
     let got: Vec<Message> = sub.by_ref().collect().await;
     assert_eq!(numbers(&got), [0, 0, 1, 2, 3]);
+}
+
+/// However far behind a subscriber is, one `next_batch` adds at most `NEXT_BATCH_MAX`
+/// messages (splitting a run, after single messages before it); the rest come, in order, from
+/// the next calls.
+#[tokio::test]
+async fn next_batch_takes_at_most_its_maximum() {
+    let server = Server::builder().start().await.unwrap();
+    let client = server.client();
+    let mut sub = client.subscribe("a").await.unwrap();
+    client.publish("a", "already there").await.unwrap();
+    client.publish("a", "0").await.unwrap();
+    let n = 3 * NEXT_BATCH_MAX;
+    client.publish_many("a", payloads(n)).await.unwrap();
+    client.publish("a", "0").await.unwrap();
+    // One read by `next` first: batches continue from where it stopped.
+    let mut got = vec![sub.next().await.unwrap()];
+    let mut sizes = Vec::new();
+    while got.len() < n + 3 {
+        let before = got.len();
+        assert!(sub.next_batch(&mut got).await);
+        sizes.push(got.len() - before);
+    }
+    assert_eq!(sizes.iter().sum::<usize>(), n + 2);
+    assert!(sizes.iter().all(|&k| k <= NEXT_BATCH_MAX), "{sizes:?}");
+    assert_eq!(
+        sizes[0], NEXT_BATCH_MAX,
+        "everything was queued: a full batch"
+    );
+    let mut want = vec![0];
+    want.extend(0..n);
+    want.push(0);
+    assert_eq!(got[0].payload, "already there", "appended, not replaced");
+    assert_eq!(numbers(&got[1..]), want);
 }
 
 /// A payload over max_payload fails the call with the limit's error, as `publish` would;

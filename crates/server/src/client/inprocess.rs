@@ -28,6 +28,9 @@ use crate::subscription::{OwnedSub, Subscription, Target};
 pub const PUBLISH_MANY_RUN: usize = 1024;
 /// A run of [`Client::publish_many`] ends once its payloads reach this many bytes.
 const PUBLISH_MANY_BYTES: usize = 256 * 1024;
+/// The most messages one [`Subscriber::next_batch`] adds: a batch a consumer handles while
+/// it is still in cache, however far behind the subscriber is.
+pub const NEXT_BATCH_MAX: usize = 1024;
 
 /// How long [`Client::request`] waits by default (async-nats uses the same).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -927,10 +930,10 @@ impl Subscriber {
 }
 
 impl Subscriber {
-    /// Waits for messages and takes every one delivered so far into `batch` (appended; at
-    /// least one), in order: a consumer that handles messages in batches pays one hand-over
-    /// per batch. Returns false, adding nothing, once the subscription has ended and all its
-    /// messages were read.
+    /// Waits for messages and appends those delivered so far to `batch`, in order: at least
+    /// one, at most [`NEXT_BATCH_MAX`] (the rest wait for the next call). A consumer that
+    /// handles messages in batches pays one hand-over per batch. Returns false, adding
+    /// nothing, once the subscription has ended and all its messages were read.
     pub async fn next_batch(&mut self, batch: &mut Vec<Message>) -> bool {
         let before = batch.len();
         loop {
@@ -938,8 +941,25 @@ impl Subscriber {
             if self.taken.is_empty() {
                 return batch.len() > before;
             }
-            for item in self.taken.drain(..) {
-                item.drain_into(batch);
+            let mut room = NEXT_BATCH_MAX;
+            while room > 0 {
+                let Some(item) = self.taken.front_mut() else {
+                    break;
+                };
+                match item {
+                    Item::Run(run) => {
+                        room -= run.take_into(batch, room);
+                        if run.is_spent() {
+                            self.taken.pop_front();
+                        }
+                    }
+                    Item::One(_) => {
+                        if let Some(Item::One(m)) = self.taken.pop_front() {
+                            batch.push(m);
+                            room -= 1;
+                        }
+                    }
+                }
             }
             if batch.len() > before {
                 return true;

@@ -60,15 +60,24 @@ impl Run {
             payload,
         })
     }
-}
 
-impl Item {
-    /// Appends this item's messages to `out`.
-    pub(crate) fn drain_into(self, out: &mut Vec<Message>) {
-        match self {
-            Self::One(m) => out.push(m),
-            Self::Run(mut run) => out.extend(std::iter::from_fn(|| run.next_message())),
-        }
+    /// Appends up to `max` of the run's next messages to `out`; returns how many.
+    pub(crate) fn take_into(&mut self, out: &mut Vec<Message>, max: usize) -> usize {
+        let n = self.payloads.len().min(max);
+        out.reserve(n);
+        let subject = &self.subject;
+        out.extend(self.payloads.by_ref().take(n).map(|payload| Message {
+            subject: subject.clone(),
+            reply: None,
+            headers: None,
+            payload,
+        }));
+        n
+    }
+
+    /// Whether every message of the run was taken.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.payloads.len() == 0
     }
 }
 
@@ -235,7 +244,16 @@ mod tests {
         }
         let mut got = Vec::new();
         for item in buf.drain(..) {
-            item.drain_into(&mut got);
+            match item {
+                Item::One(m) => got.push(m),
+                Item::Run(mut run) => {
+                    // A run can be taken in parts.
+                    assert_eq!(run.take_into(&mut got, 1), 1);
+                    assert!(!run.is_spent());
+                    assert_eq!(run.take_into(&mut got, 10), 1);
+                    assert!(run.is_spent());
+                }
+            }
         }
         let got: Vec<u8> = got.iter().map(|m| m.payload[0]).collect();
         assert_eq!(got, [1, 2, 3, 4, 5]);
