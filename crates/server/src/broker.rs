@@ -29,6 +29,7 @@ use crate::account::config::{User, GLOBAL_ACCOUNT};
 use crate::account::system::System;
 use crate::account::Accounts;
 use crate::auth::Credentials;
+use crate::client::RunBuffers;
 use crate::cluster::{RouteLink, Routes};
 use crate::config::Config;
 use crate::conn::{ClosedReason, Conn, ConnKind};
@@ -59,6 +60,8 @@ pub(crate) struct Broker {
     leafs: Option<Arc<Leafs>>,
     events: Events,
     counters: Counters,
+    /// Buffers of in-process runs, reused (see [`RunBuffers`]).
+    run_buffers: RunBuffers,
     system: System,
     monitor: MonitorState,
     /// Each listener's TLS.
@@ -97,6 +100,7 @@ impl Broker {
             leafs,
             events: Events::new(),
             counters: Counters::default(),
+            run_buffers: RunBuffers::default(),
             system,
             monitor: MonitorState::default(),
             tls,
@@ -181,6 +185,10 @@ impl Broker {
 
     pub(crate) fn events(&self) -> &Events {
         &self.events
+    }
+
+    pub(crate) fn run_buffers(&self) -> &RunBuffers {
+        &self.run_buffers
     }
 
     pub(crate) fn counters(&self) -> &Counters {

@@ -560,10 +560,15 @@ impl Delivery<'_> {
             }
             let mut payloads = Some(payloads);
             for (i, sub) in runs.iter().enumerate() {
-                let these = if i + 1 == runs.len() {
-                    payloads.take().unwrap_or_default()
-                } else {
-                    payloads.clone().unwrap_or_default()
+                let these = match payloads.take() {
+                    Some(last) if i + 1 == runs.len() => last,
+                    Some(all) => {
+                        let mut copy = self.broker.run_buffers().take(all.len());
+                        copy.extend_from_slice(&all);
+                        payloads = Some(all);
+                        copy
+                    }
+                    None => Vec::new(),
                 };
                 deliver_run(sub, subject, these, touched);
             }

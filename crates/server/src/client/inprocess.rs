@@ -472,7 +472,7 @@ impl Client {
         let limits = self.inner.limits();
         let mut payloads = payloads.into_iter().map(Into::into).peekable();
         while payloads.peek().is_some() {
-            let mut run = Vec::with_capacity(payloads.size_hint().0.clamp(1, PUBLISH_MANY_RUN));
+            let mut run = self.inner.broker.run_buffers().take(payloads.size_hint().0);
             let mut bytes = 0;
             for payload in payloads.by_ref() {
                 bytes += payload.len();
@@ -950,7 +950,7 @@ impl Subscriber {
                     Item::Run(run) => {
                         room -= run.take_into(batch, room);
                         if run.is_spent() {
-                            self.taken.pop_front();
+                            self.recycle_front();
                         }
                     }
                     Item::One(_) => {
@@ -967,15 +967,20 @@ impl Subscriber {
         }
     }
 
+    /// Removes the spent run at the front of `taken`, keeping its buffer for later runs.
+    fn recycle_front(&mut self) {
+        if let Some(Item::Run(run)) = self.taken.pop_front() {
+            self.client.broker.run_buffers().give(run.into_buffer());
+        }
+    }
+
     /// The next message in `taken`, dropping spent items.
     fn pop_taken(&mut self) -> Option<Message> {
         loop {
             match self.taken.front_mut()? {
                 Item::Run(run) => match run.next_message() {
                     Some(m) => return Some(m),
-                    None => {
-                        self.taken.pop_front();
-                    }
+                    None => self.recycle_front(),
                 },
                 // Moved out whole: a message is four `Bytes`, worth not copying twice.
                 Item::One(_) => {

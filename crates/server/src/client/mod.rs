@@ -8,7 +8,7 @@ mod queue;
 pub(crate) mod service;
 mod socket;
 
-pub(crate) use queue::{Item, LocalQueue, Run, Taken};
+pub(crate) use queue::{Item, LocalQueue, Run, RunBuffers, Taken};
 #[cfg(feature = "websocket")]
 pub(crate) use socket::serve_ws;
 pub(crate) use socket::{accept, serve};
