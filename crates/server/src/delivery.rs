@@ -402,11 +402,15 @@ impl Touched {
         // In the order they were staged: subscribers are woken in the order their first
         // message was delivered, as a message-by-message hand-over would (tasks that serve
         // different subscriptions of one socket client's requests run in the order it sent).
-        for staged in std::mem::take(&mut self.local) {
-            self.hand_over_local(staged);
+        if !self.local.is_empty() {
+            for staged in std::mem::take(&mut self.local) {
+                self.hand_over_local(staged);
+            }
         }
-        for conn in self.wake.drain(..) {
-            conn.wake();
+        if !self.wake.is_empty() {
+            for conn in self.wake.drain(..) {
+                conn.wake();
+            }
         }
     }
 
