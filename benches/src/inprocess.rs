@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
 
-use starling_server::{Client, Message, Server};
+use starling_server::{Batch, Client, Server};
 
 use crate::error::{BenchError, Result};
 use crate::scenario::{self, Config, Scenario};
@@ -113,22 +113,20 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
     };
     let mut rows = Vec::new();
     for (name, k) in [("pubsub", 1), ("fanout", cfg.k)] {
-        let (mut each, mut batch, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut each, mut batch, mut bulk, mut tcp) = (vec![], vec![], vec![], vec![]);
         for round in 0..cfg.rounds {
-            let e = rt.block_on(pub_sub(
-                &server,
-                (cfg.size, cfg.payloads),
-                cfg.msgs,
-                k,
-                Mode::Each,
-            ))?;
-            let b = rt.block_on(pub_sub(
-                &server,
-                (cfg.size, cfg.payloads),
-                cfg.msgs,
-                k,
-                Mode::Batch,
-            ))?;
+            let run = |mode| {
+                rt.block_on(pub_sub(
+                    &server,
+                    (cfg.size, cfg.payloads),
+                    cfg.msgs,
+                    k,
+                    mode,
+                ))
+            };
+            let e = run(Mode::Each)?;
+            let b = run(Mode::Batch)?;
+            let p = run(Mode::Payloads)?;
             let scenario = if k == 1 {
                 Scenario::PubSub
             } else {
@@ -136,11 +134,13 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
             };
             let r = scenario::run(&tcp_cfg(scenario, k))?.msgs_per_sec();
             progress(format!(
-                "{name} round {}: in-process {e:.0} msgs/s (publish_many: {b:.0}), tcp {r:.0} msgs/s",
+                "{name} round {}: in-process {e:.0} msgs/s (publish_many: {b:.0}, \
+                 next_payloads: {p:.0}), tcp {r:.0} msgs/s",
                 round + 1,
             ));
             each.push(e);
             batch.push(b);
+            bulk.push(p);
             tcp.push(r);
         }
         let tcp = median(tcp);
@@ -157,6 +157,16 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
                 "fanout (publish_many)"
             },
             inprocess: median(batch),
+            tcp,
+            round_trip_ns: None,
+        });
+        rows.push(Row {
+            scenario: if k == 1 {
+                "pubsub (publish_many, next_payloads)"
+            } else {
+                "fanout (publish_many, next_payloads)"
+            },
+            inprocess: median(bulk),
             tcp,
             round_trip_ns: None,
         });
@@ -192,6 +202,8 @@ enum Mode {
     Each,
     /// `publish_many` of `BATCH` messages, `next_batch` on the subscriber side.
     Batch,
+    /// `publish_many` as `Batch`, `next_payloads` on the subscriber side (no `Message`).
+    Payloads,
 }
 
 /// Messages per `publish_many` call (the most it hands over as one run).
@@ -233,11 +245,12 @@ async fn pub_sub(
             let _client = client;
             let mut n = 0usize;
             let mut batch = Vec::with_capacity(BATCH);
-            let same = |m: &Message, n: usize| m.payload.as_ptr() as usize == origins[n];
+            let mut payloads = Vec::new();
+            let same = |p: &Bytes, n: usize| p.as_ptr() as usize == origins[n];
             while n < origins.len() {
                 match mode {
                     Mode::Each => match sub.next().await {
-                        Some(m) if same(&m, n) => n += 1,
+                        Some(m) if same(&m.payload, n) => n += 1,
                         Some(_) => return Err("a payload was copied or reordered"),
                         None => return Err("the subscription ended"),
                     },
@@ -246,12 +259,24 @@ async fn pub_sub(
                             return Err("the subscription ended");
                         }
                         for m in batch.drain(..) {
-                            if !same(&m, n) {
+                            if !same(&m.payload, n) {
                                 return Err("a payload was copied or reordered");
                             }
                             n += 1;
                         }
                     }
+                    Mode::Payloads => match sub.next_payloads(&mut payloads).await {
+                        Some(Batch::Payloads(_)) => {
+                            for p in payloads.drain(..) {
+                                if !same(&p, n) {
+                                    return Err("a payload was copied or reordered");
+                                }
+                                n += 1;
+                            }
+                        }
+                        Some(Batch::Message(_)) => return Err("a message with a reply"),
+                        None => return Err("the subscription ended"),
+                    },
                 }
             }
             Ok(Instant::now())
@@ -265,7 +290,7 @@ async fn pub_sub(
                     publisher.publish("bench.inprocess", payload).await?;
                 }
             }
-            Mode::Batch => {
+            Mode::Batch | Mode::Payloads => {
                 let mut payloads = payloads.into_iter();
                 while payloads.len() > 0 {
                     publisher

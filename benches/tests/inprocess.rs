@@ -22,15 +22,17 @@ fn inprocess_and_tcp_figures_come_from_one_broker() {
         [
             "pubsub",
             "pubsub (publish_many)",
+            "pubsub (publish_many, next_payloads)",
             "fanout",
             "fanout (publish_many)",
+            "fanout (publish_many, next_payloads)",
             "reqrep"
         ]
     );
     for r in &rows {
         assert!(r.inprocess > 0.0 && r.tcp > 0.0, "{r:?}");
     }
-    let (rtt_in, rtt_tcp) = rows[4].round_trip_ns.expect("round trips");
+    let (rtt_in, rtt_tcp) = rows[6].round_trip_ns.expect("round trips");
     assert!(rtt_in > 0.0 && rtt_tcp > 0.0);
     let table = inprocess::table(&rows);
     assert!(

@@ -86,7 +86,7 @@ pub use account::config::{
 pub use authenticator::{AuthRequest, Authenticator, BoxFuture, Decision, Grant};
 pub use builder::ServerBuilder;
 pub use client::inprocess::{
-    Cancelled, Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT, NEXT_BATCH_MAX,
+    Batch, Cancelled, Client, Frame, Gather, Subscriber, DEFAULT_REQUEST_TIMEOUT, NEXT_BATCH_MAX,
     PUBLISH_MANY_RUN,
 };
 pub use client::service::{

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use starling_server::{
-    ClientError, ClosedReason, Event, Message, Server, NEXT_BATCH_MAX, PUBLISH_MANY_RUN,
+    Batch, ClientError, ClosedReason, Event, Message, Server, NEXT_BATCH_MAX, PUBLISH_MANY_RUN,
 };
 
 fn payloads(n: usize) -> Vec<Bytes> {
@@ -180,6 +180,71 @@ async fn next_batch_takes_at_most_its_maximum() {
     want.push(0);
     assert_eq!(got[0].payload, "already there", "appended, not replaced");
     assert_eq!(numbers(&got[1..]), want);
+}
+
+/// `next_payloads` hands a whole run over as the publisher's payloads (same addresses, in
+/// order), folds in single messages to the same subject, splits where the subject changes,
+/// returns a message with a reply or headers whole, and keeps order with `next` and
+/// `next_batch` reads in between; `None` once the subscription has ended.
+#[tokio::test]
+async fn next_payloads_reads_runs_as_payloads_and_keeps_order() {
+    let server = Server::builder().start().await.unwrap();
+    let client = server.client();
+    let mut sub = client.subscribe("t.*").await.unwrap();
+    let sent = payloads(PUBLISH_MANY_RUN);
+    let origins: Vec<usize> = sent.iter().map(|p| p.as_ptr() as usize).collect();
+    client.publish_many("t.a", sent).await.unwrap();
+    client.publish("t.a", "after").await.unwrap();
+    client.publish("t.b", "other subject").await.unwrap();
+    client
+        .publish_with_reply("t.b", "inbox", "a request")
+        .await
+        .unwrap();
+    client.publish_many("t.c", payloads(3)).await.unwrap();
+    client.publish("t.c", "last").await.unwrap();
+
+    let mut got = vec![Bytes::from_static(b"stale")];
+    match sub.next_payloads(&mut got).await {
+        Some(Batch::Payloads(subject)) => assert_eq!(subject, "t.a"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(got.len(), NEXT_BATCH_MAX.min(PUBLISH_MANY_RUN + 1));
+    let addresses: Vec<usize> = got[..PUBLISH_MANY_RUN]
+        .iter()
+        .map(|p| p.as_ptr() as usize)
+        .collect();
+    assert_eq!(addresses, origins, "the publisher's payloads, in order");
+    let mut rest = Vec::new();
+    if got.len() == PUBLISH_MANY_RUN {
+        // The run filled the batch: the single message to the same subject comes next.
+        assert!(matches!(
+            sub.next_payloads(&mut rest).await,
+            Some(Batch::Payloads(s)) if s == "t.a"
+        ));
+        assert_eq!(rest, ["after"]);
+    }
+    match sub.next_payloads(&mut rest).await {
+        Some(Batch::Payloads(subject)) => assert_eq!(subject, "t.b"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rest, ["other subject"], "split where the subject changes");
+    match sub.next_payloads(&mut rest).await {
+        Some(Batch::Message(m)) => {
+            assert_eq!(m.reply.as_ref().map(|r| r.as_str()), Some("inbox"));
+            assert_eq!(m.payload, "a request");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rest.is_empty());
+    // A run partly read one by one, then the rest as payloads with what follows.
+    assert_eq!(sub.next().await.unwrap().payload, "0");
+    assert!(matches!(
+        sub.next_payloads(&mut rest).await,
+        Some(Batch::Payloads(s)) if s == "t.c"
+    ));
+    assert_eq!(rest, ["1", "2", "last"]);
+    sub.unsubscribe();
+    assert!(sub.next_payloads(&mut rest).await.is_none());
 }
 
 /// A payload over max_payload fails the call with the limit's error, as `publish` would;

@@ -900,6 +900,16 @@ pub struct Frame<'a> {
     pub data: Bytes,
 }
 
+/// What [`Subscriber::next_payloads`] read.
+#[derive(Debug)]
+pub enum Batch {
+    /// Payloads were put in the caller's vector: of messages to this subject, in order, none
+    /// with a reply or headers.
+    Payloads(Subject),
+    /// The next message carries a reply or headers: here whole.
+    Message(Message),
+}
+
 /// A subscription's messages, as a `Stream`. Dropping it unsubscribes. The stream ends once
 /// the subscription is gone (unsubscribed, its max reached, the client or server closed) and
 /// the messages delivered before have been read.
@@ -982,6 +992,87 @@ impl Subscriber {
             if batch.len() > before {
                 return true;
             }
+        }
+    }
+
+    /// Reads messages as their payloads alone, the fastest way to read what
+    /// [`Client::publish_many`] sends: waits for messages, empties `payloads`, then fills it
+    /// with the payloads of the next messages while they go to one subject and carry neither
+    /// reply nor headers, at most [`NEXT_BATCH_MAX`] of them, and returns
+    /// [`Batch::Payloads`] with that subject. A whole run of `publish_many` is handed over as
+    /// its buffer: no `Message` is made and nothing is copied. If the next message has a
+    /// reply or headers, it is returned whole ([`Batch::Message`], `payloads` left empty).
+    /// Returns `None` once the subscription has ended and all its messages were read.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use starling_server::Batch;
+    /// let server = starling_server::Server::builder().start().await?;
+    /// let client = server.client();
+    /// let mut sub = client.subscribe("metrics.*").await?;
+    /// client.publish_many("metrics.cpu", ["41", "42"]).await?;
+    /// client.publish_with_reply("metrics.disk", "answers", "full?").await?;
+    /// let mut payloads = Vec::new();
+    /// match sub.next_payloads(&mut payloads).await {
+    ///     Some(Batch::Payloads(subject)) => {
+    ///         assert_eq!(subject, "metrics.cpu");
+    ///         assert_eq!(payloads, ["41", "42"]);
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// match sub.next_payloads(&mut payloads).await {
+    ///     Some(Batch::Message(m)) => assert!(m.reply.is_some() && payloads.is_empty()),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn next_payloads(&mut self, payloads: &mut Vec<Bytes>) -> Option<Batch> {
+        payloads.clear();
+        loop {
+            std::future::poll_fn(|cx| self.poll_fill(cx)).await;
+            if self.taken.is_empty() {
+                return None;
+            }
+            let mut subject: Option<Subject> = None;
+            let mut room = NEXT_BATCH_MAX;
+            while room > 0 {
+                let same = |s: &Subject| subject.as_ref().is_none_or(|have| have == s);
+                match self.taken.front_mut() {
+                    Some(Item::Run(run)) if same(run.subject()) => {
+                        subject.get_or_insert_with(|| run.subject().clone());
+                        let (n, spare) = run.take_payloads_into(payloads, room);
+                        room -= n;
+                        if let Some(spare) = spare {
+                            self.client.broker.run_buffers().give(spare);
+                        }
+                        if run.is_spent() {
+                            self.taken.pop_front();
+                        }
+                    }
+                    Some(Item::One(m))
+                        if m.reply.is_none() && m.headers.is_none() && same(&m.subject) =>
+                    {
+                        if let Some(Item::One(m)) = self.taken.pop_front() {
+                            subject.get_or_insert(m.subject);
+                            payloads.push(m.payload);
+                            room -= 1;
+                        }
+                    }
+                    Some(Item::One(_)) if subject.is_none() => {
+                        if let Some(Item::One(m)) = self.taken.pop_front() {
+                            return Some(Batch::Message(m));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if let Some(subject) = subject {
+                return Some(Batch::Payloads(subject));
+            }
+            // Only spent runs were there: look again.
         }
     }
 

@@ -75,6 +75,32 @@ impl Run {
         n
     }
 
+    /// The run's subject.
+    pub(crate) fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// Appends up to `max` of the run's next payloads to `out`; returns how many. Into an
+    /// empty `out`, a whole run is handed over as its buffer (no copy); `out`'s own buffer
+    /// is returned to be reused.
+    pub(crate) fn take_payloads_into(
+        &mut self,
+        out: &mut Vec<Bytes>,
+        max: usize,
+    ) -> (usize, Option<Vec<Bytes>>) {
+        let n = self.payloads.len().min(max);
+        if out.is_empty() && n == self.payloads.len() {
+            let rest = std::mem::replace(&mut self.payloads, Vec::new().into_iter());
+            // A `vec::IntoIter` collected into a `Vec` reuses its allocation (std moves what
+            // is left to the front if the run was partly read).
+            let mut whole: Vec<Bytes> = rest.collect();
+            std::mem::swap(out, &mut whole);
+            return (n, Some(whole));
+        }
+        out.extend(self.payloads.by_ref().take(n));
+        (n, None)
+    }
+
     /// Whether every message of the run was taken.
     pub(crate) fn is_spent(&self) -> bool {
         self.payloads.len() == 0
