@@ -144,32 +144,27 @@ pub fn run(cfg: &InprocessConfig, mut progress: impl FnMut(String)) -> Result<Ve
             tcp.push(r);
         }
         let tcp = median(tcp);
-        rows.push(Row {
-            scenario: name,
-            inprocess: median(each),
-            tcp,
-            round_trip_ns: None,
-        });
-        rows.push(Row {
-            scenario: if k == 1 {
-                "pubsub (publish_many)"
-            } else {
-                "fanout (publish_many)"
-            },
-            inprocess: median(batch),
-            tcp,
-            round_trip_ns: None,
-        });
-        rows.push(Row {
-            scenario: if k == 1 {
-                "pubsub (publish_many, next_payloads)"
-            } else {
-                "fanout (publish_many, next_payloads)"
-            },
-            inprocess: median(bulk),
-            tcp,
-            round_trip_ns: None,
-        });
+        let names = if k == 1 {
+            [
+                "pubsub",
+                "pubsub (publish_many)",
+                "pubsub (publish_many, next_payloads)",
+            ]
+        } else {
+            [
+                "fanout",
+                "fanout (publish_many)",
+                "fanout (publish_many, next_payloads)",
+            ]
+        };
+        for (scenario, samples) in names.into_iter().zip([each, batch, bulk]) {
+            rows.push(Row {
+                scenario,
+                inprocess: median(samples),
+                tcp,
+                round_trip_ns: None,
+            });
+        }
     }
     let (mut inproc, mut tcp, mut rtt_in, mut rtt_tcp) = (vec![], vec![], vec![], vec![]);
     for round in 0..cfg.rounds {

@@ -101,8 +101,7 @@ pub use starling_server::{
 /// how a responder learns its requester gave up ([`Client::cancelled`]), and the batch path
 /// ([`Client::publish_many`], [`Subscriber::next_batch`], [`Subscriber::next_payloads`]).
 pub use starling_server::{
-    Batch, Cancelled, Client, Gather, Subscriber, CANCEL_PREFIX, NEXT_BATCH_MAX,
-    PUBLISH_MANY_RUN,
+    Batch, Cancelled, Client, Gather, Subscriber, CANCEL_PREFIX, NEXT_BATCH_MAX, PUBLISH_MANY_RUN,
 };
 /// Clustering: the [`Cluster`] a [`ServerBuilder`] joins, where peers come from ([`Seeds`], or
 /// a [`Discovery`] source of your own), and the [`Peer`]s a [`Server`] has routes to.
