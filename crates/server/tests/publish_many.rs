@@ -243,6 +243,15 @@ async fn next_payloads_reads_runs_as_payloads_and_keeps_order() {
         Some(Batch::Payloads(s)) if s == "t.c"
     ));
     assert_eq!(rest, ["1", "2", "last"]);
+    // A run read to its end one by one leaves nothing behind for the next read.
+    client.publish_many("t.d", payloads(1)).await.unwrap();
+    client.publish("t.e", "x").await.unwrap();
+    assert_eq!(sub.next().await.unwrap().payload, "0");
+    assert!(matches!(
+        sub.next_payloads(&mut rest).await,
+        Some(Batch::Payloads(s)) if s == "t.e"
+    ));
+    assert_eq!(rest, ["x"]);
     sub.unsubscribe();
     assert!(sub.next_payloads(&mut rest).await.is_none());
 }

@@ -1041,6 +1041,8 @@ impl Subscriber {
             while room > 0 {
                 let same = |s: &Subject| subject.as_ref().is_none_or(|have| have == s);
                 match self.taken.front_mut() {
+                    // Spent by `next` reading its last message.
+                    Some(Item::Run(run)) if run.is_spent() => self.recycle_front(),
                     Some(Item::Run(run)) if same(run.subject()) => {
                         subject.get_or_insert_with(|| run.subject().clone());
                         let (n, spare) = run.take_payloads_into(payloads, room);
