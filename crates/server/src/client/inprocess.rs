@@ -1041,8 +1041,6 @@ impl Subscriber {
             while room > 0 {
                 let same = |s: &Subject| subject.as_ref().is_none_or(|have| have == s);
                 match self.taken.front_mut() {
-                    // Spent by `next` reading its last message.
-                    Some(Item::Run(run)) if run.is_spent() => self.recycle_front(),
                     Some(Item::Run(run)) if same(run.subject()) => {
                         subject.get_or_insert_with(|| run.subject().clone());
                         let (n, spare) = run.take_payloads_into(payloads, room);
@@ -1051,7 +1049,7 @@ impl Subscriber {
                             self.client.broker.run_buffers().give(spare);
                         }
                         if run.is_spent() {
-                            self.taken.pop_front();
+                            self.recycle_front();
                         }
                     }
                     Some(Item::One(m))
@@ -1074,7 +1072,8 @@ impl Subscriber {
             if let Some(subject) = subject {
                 return Some(Batch::Payloads(subject));
             }
-            // Only spent runs were there: look again.
+            // Only an empty run was there (none is queued; spent ones leave `taken` with
+            // their last message): look again.
         }
     }
 
@@ -1089,10 +1088,17 @@ impl Subscriber {
     fn pop_taken(&mut self) -> Option<Message> {
         loop {
             match self.taken.front_mut()? {
-                Item::Run(run) => match run.next_message() {
-                    Some(m) => return Some(m),
-                    None => self.recycle_front(),
-                },
+                Item::Run(run) => {
+                    let m = run.next_message();
+                    // A spent run leaves `taken` with its last message, so every read finds
+                    // a message at the front.
+                    if run.is_spent() {
+                        self.recycle_front();
+                    }
+                    if m.is_some() {
+                        return m;
+                    }
+                }
                 // Moved out whole: a message is four `Bytes`, worth not copying twice.
                 Item::One(_) => {
                     if let Some(Item::One(m)) = self.taken.pop_front() {

@@ -53,25 +53,14 @@ impl Run {
     /// The run's next message; `None` once it is spent.
     pub(crate) fn next_message(&mut self) -> Option<Message> {
         let payload = self.payloads.next()?;
-        Some(Message {
-            subject: self.subject.clone(),
-            reply: None,
-            headers: None,
-            payload,
-        })
+        Some(message(&self.subject, payload))
     }
 
     /// Appends up to `max` of the run's next messages to `out`; returns how many.
     pub(crate) fn take_into(&mut self, out: &mut Vec<Message>, max: usize) -> usize {
         let n = self.payloads.len().min(max);
-        out.reserve(n);
         let subject = &self.subject;
-        out.extend(self.payloads.by_ref().take(n).map(|payload| Message {
-            subject: subject.clone(),
-            reply: None,
-            headers: None,
-            payload,
-        }));
+        out.extend(self.payloads.by_ref().take(n).map(|p| message(subject, p)));
         n
     }
 
@@ -91,8 +80,9 @@ impl Run {
         let n = self.payloads.len().min(max);
         if out.is_empty() && n == self.payloads.len() {
             let rest = std::mem::replace(&mut self.payloads, Vec::new().into_iter());
-            // A `vec::IntoIter` collected into a `Vec` reuses its allocation (std moves what
-            // is left to the front if the run was partly read).
+            // A `vec::IntoIter` collected into a `Vec` reuses its allocation, moving what is
+            // left to the front if the run was partly read (std copies into a new one only
+            // when less than half is left).
             let mut whole: Vec<Bytes> = rest.collect();
             std::mem::swap(out, &mut whole);
             return (n, Some(whole));
@@ -112,6 +102,16 @@ impl Run {
         // allocation in place (std's in-place collection). Were it ever to allocate instead,
         // this would only cost what the pool saves.
         self.payloads.filter(|_| false).collect()
+    }
+}
+
+/// One message of a run: its own copy of the subject, no reply, no headers.
+fn message(subject: &Subject, payload: Bytes) -> Message {
+    Message {
+        subject: subject.clone(),
+        reply: None,
+        headers: None,
+        payload,
     }
 }
 
